@@ -1,0 +1,17 @@
+//! Switchboard's functional core.
+//!
+//! Everything the product does lives here, written against small ports
+//! ([`ports`]) instead of a particular host. The Wasm components bind the ports
+//! to `spin-sdk`; unit tests and benchmarks bind them to the in-memory
+//! implementations in [`memory`]. Keeping the core host-agnostic is what lets
+//! the same handler run natively as the baseline the Wasm build is measured
+//! against.
+
+pub mod admin;
+pub mod api;
+pub mod health;
+pub mod memory;
+pub mod ports;
+
+/// The product version reported by `/health`, taken from the workspace.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,195 @@
+//! In-memory ports for native unit tests and the native benchmark baseline.
+//!
+//! They keep the contracts of [`crate::ports`] exactly, including the counter
+//! encoding of Spin's SQLite store (8 little-endian bytes), so code that works
+//! here does not depend on a backend's accident.
+
+use crate::ports::{Clock, KeyValue, Ports, Randomness, StoreError, UnixMillis, Variables};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct MemoryKeyValue {
+    entries: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+impl MemoryKeyValue {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<u8>>> {
+        // A panic elsewhere cannot leave a half-applied write behind (every
+        // write is one map operation), so a poisoned lock is still consistent.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl KeyValue for MemoryKeyValue {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.entries().get(key).cloned())
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.entries().insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.entries().remove(key);
+        Ok(())
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let entries = self.entries();
+        Ok(keys.iter().map(|k| entries.get(k).cloned()).collect())
+    }
+
+    fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut entries = self.entries();
+        for (key, value) in pairs {
+            entries.insert(key.clone(), value.clone());
+        }
+        Ok(())
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        let mut entries = self.entries();
+        let current = match entries.get(key) {
+            None => 0,
+            Some(bytes) => i64::from_le_bytes(bytes.as_slice().try_into().map_err(|_| {
+                StoreError(format!("{key} holds {} bytes, not a counter", bytes.len()))
+            })?),
+        };
+        let next = current
+            .checked_add(delta)
+            .ok_or_else(|| StoreError(format!("counter {key} would overflow")))?;
+        entries.insert(key.to_owned(), next.to_le_bytes().to_vec());
+        Ok(next)
+    }
+}
+
+/// A wall clock that stands still until a test moves it.
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn at(millis: UnixMillis) -> ManualClock {
+        ManualClock(AtomicI64::new(millis))
+    }
+
+    pub fn advance_millis(&self, millis: i64) {
+        self.0.fetch_add(millis, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_millis(&self) -> UnixMillis {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Reproducible, NOT secure randomness (splitmix64): tests and benchmarks only.
+pub struct SeededRandomness(AtomicU64);
+
+impl SeededRandomness {
+    pub fn new(seed: u64) -> SeededRandomness {
+        SeededRandomness(AtomicU64::new(seed))
+    }
+
+    fn next(&self) -> u64 {
+        let mut z = self
+            .0
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+impl Randomness for SeededRandomness {
+    fn fill(&self, buffer: &mut [u8]) {
+        for chunk in buffer.chunks_mut(8) {
+            chunk.copy_from_slice(&self.next().to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct MapVariables(pub HashMap<String, String>);
+
+impl Variables for MapVariables {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+}
+
+/// All in-memory ports together, for tests and the native baseline.
+pub struct MemoryPorts {
+    pub kv: MemoryKeyValue,
+    pub clock: ManualClock,
+    pub random: SeededRandomness,
+    pub variables: MapVariables,
+}
+
+impl Default for MemoryPorts {
+    fn default() -> MemoryPorts {
+        MemoryPorts {
+            kv: MemoryKeyValue::default(),
+            // 2026-01-01T00:00:00Z: a fixed, readable start for tests.
+            clock: ManualClock::at(1_767_225_600_000),
+            random: SeededRandomness::new(0x5EED),
+            variables: MapVariables::default(),
+        }
+    }
+}
+
+impl MemoryPorts {
+    pub fn ports(&self) -> Ports<'_> {
+        Ports {
+            kv: &self.kv,
+            clock: &self.clock,
+            random: &self.random,
+            variables: &self.variables,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn increment_starts_absent_counters_at_zero() {
+        let kv = MemoryKeyValue::default();
+        assert_eq!(kv.increment("c", 0).unwrap(), 0);
+        assert_eq!(kv.increment("c", 5).unwrap(), 5);
+        assert_eq!(kv.increment("c", -2).unwrap(), 3);
+        assert_eq!(kv.get("c").unwrap().unwrap(), 3i64.to_le_bytes().to_vec());
+    }
+
+    #[test]
+    fn increment_refuses_a_non_counter() {
+        let kv = MemoryKeyValue::default();
+        kv.set("text", b"hello").unwrap();
+        assert!(kv.increment("text", 1).is_err());
+    }
+
+    #[test]
+    fn get_many_keeps_the_order_asked() {
+        let kv = MemoryKeyValue::default();
+        kv.set_many(&[("a".into(), b"1".to_vec()), ("c".into(), b"3".to_vec())])
+            .unwrap();
+        let got = kv
+            .get_many(&["c".into(), "b".into(), "a".into()])
+            .unwrap();
+        assert_eq!(got, vec![Some(b"3".to_vec()), None, Some(b"1".to_vec())]);
+    }
+
+    proptest! {
+        #[test]
+        fn ids_are_128_bit_hex(seed in any::<u64>()) {
+            let id = SeededRandomness::new(seed).id128();
+            prop_assert_eq!(id.len(), 32);
+            prop_assert!(id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        }
+    }
+}

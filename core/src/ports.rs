@@ -1,0 +1,76 @@
+//! The ports: the only ways the core reaches the world.
+//!
+//! Each trait is the smallest surface the core needs, shaped after what Spin
+//! offers (`wasi:keyvalue` store, atomics and batch; outbound `wasi:http`;
+//! wall clock; randomness; variables) so that a component's adapter is a thin
+//! translation and the in-memory versions can honour the same contracts.
+
+use std::fmt;
+
+/// A key-value store failure. The message is meant for logs and operators;
+/// callers decide what status a failure maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "key-value store error: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// The key-value store.
+///
+/// There is deliberately no key listing: nothing on a request path may list
+/// keys (ARCHITECTURE.md principle 3). Several keys that change together are
+/// written with [`KeyValue::set_many`], which is one write transaction.
+pub trait KeyValue {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// One read round trip for all keys; absent keys come back as `None`, in
+    /// the order asked.
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+    /// One write transaction for all pairs.
+    fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
+    /// Atomically adds `delta` and returns the new value; an absent key starts
+    /// at 0. This is the only safe way to read a counter (`delta` 0), because
+    /// backends encode counters differently.
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub type UnixMillis = i64;
+
+/// The wall clock. Guests see the host's clock, which tests may move forward.
+pub trait Clock {
+    fn now_millis(&self) -> UnixMillis;
+}
+
+/// Cryptographically secure randomness, for ids (128-bit) and tokens.
+pub trait Randomness {
+    fn fill(&self, buffer: &mut [u8]);
+
+    /// A 128-bit random id as 32 lowercase hex digits.
+    fn id128(&self) -> String {
+        let mut bytes = [0u8; 16];
+        self.fill(&mut bytes);
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The app's configuration values (Spin variables).
+pub trait Variables {
+    /// `None` when the variable is not set for this component.
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// Everything a handler may touch, borrowed from the component shell (or from
+/// the in-memory ports in tests and benchmarks).
+pub struct Ports<'a> {
+    pub kv: &'a dyn KeyValue,
+    pub clock: &'a dyn Clock,
+    pub random: &'a dyn Randomness,
+    pub variables: &'a dyn Variables,
+}

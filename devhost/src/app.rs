@@ -1,0 +1,566 @@
+//! A loaded Spin application: manifest, compiled components, stores,
+//! variables, router; and the dispatch of one request through it.
+
+use crate::host::{self, ComponentContext, HostState, KvCounter, KvCounts};
+use crate::kv::{self, Backend, StoreConfig};
+use crate::manifest::Manifest;
+use crate::outbound::AllowedHosts;
+use crate::routes::{self, RequestFacts, Route, Router};
+use crate::variables::AppVariables;
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpHooks, WasiHttpView};
+
+/// Spin does not limit request bodies; the dev host does, to protect itself
+/// and to give the app's 413 behaviour (SPEC.md R-OPS-3) a host-level floor.
+pub const DEFAULT_MAX_REQUEST_BODY: usize = 1024 * 1024;
+
+/// How to load an app; the defaults are `spin up`'s.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub manifest: PathBuf,
+    pub runtime_config: Option<PathBuf>,
+    /// Values that win over the environment, like Spin's `--variable`.
+    pub variables: HashMap<String, String>,
+    /// The environment `SPIN_VARIABLE_*` values are read from; `None` reads
+    /// the process environment (tests pass their own to stay independent).
+    pub environment: Option<HashMap<String, String>>,
+    pub max_request_body: usize,
+}
+
+impl Options {
+    pub fn new(manifest: impl Into<PathBuf>) -> Options {
+        Options {
+            manifest: manifest.into(),
+            runtime_config: None,
+            variables: HashMap::new(),
+            environment: None,
+            max_request_body: DEFAULT_MAX_REQUEST_BODY,
+        }
+    }
+}
+
+/// The wall clock guests see: the host's, shifted by an offset tests set.
+#[derive(Clone, Default)]
+pub struct GuestClock {
+    offset_nanos: Arc<AtomicI64>,
+}
+
+impl GuestClock {
+    /// Moves the guests' wall clock forward (monotonic clocks are untouched).
+    pub fn advance(&self, by: Duration) {
+        self.offset_nanos
+            .fetch_add(by.as_nanos() as i64, Ordering::SeqCst);
+    }
+
+    pub fn reset(&self) {
+        self.offset_nanos.store(0, Ordering::SeqCst);
+    }
+
+    pub fn now(&self) -> SystemTime {
+        let offset = self.offset_nanos.load(Ordering::SeqCst);
+        let now = SystemTime::now();
+        if offset >= 0 {
+            now + Duration::from_nanos(offset as u64)
+        } else {
+            now - Duration::from_nanos(offset.unsigned_abs())
+        }
+    }
+}
+
+impl wasmtime_wasi::HostWallClock for GuestClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+
+    fn now(&self) -> Duration {
+        GuestClock::now(self)
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+    }
+}
+
+struct LoadedComponent {
+    pre: ProxyPre<HostState>,
+    context: Arc<ComponentContext>,
+}
+
+pub(crate) struct AppInner {
+    engine: Engine,
+    router: Router,
+    components: HashMap<String, LoadedComponent>,
+    clock: GuestClock,
+    pub(crate) max_request_body: usize,
+}
+
+/// A response produced by a component, with the task still running it.
+pub(crate) struct Dispatched {
+    pub response: http::Response<HyperOutgoingBody>,
+    pub task: Option<tokio::task::JoinHandle<()>>,
+    pub counter: Arc<KvCounter>,
+}
+
+/// One engine per process, so components compiled once serve every app
+/// loaded in it (tests load many).
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| Engine::new(&wasmtime::Config::new()).expect("wasmtime engine"))
+}
+
+/// Compiled components by file, content-checked by size and mtime.
+fn compile(path: &Path) -> Result<Component> {
+    type Key = (PathBuf, u64, SystemTime);
+    static CACHE: OnceLock<Mutex<HashMap<Key, Component>>> = OnceLock::new();
+    let meta = std::fs::metadata(path).with_context(|| {
+        format!(
+            "component file {} is missing; build it first (scripts/build-wasm.sh or `spin build`)",
+            path.display()
+        )
+    })?;
+    let key = (path.to_owned(), meta.len(), meta.modified()?);
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(component) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(component.clone());
+    }
+    let component = Component::from_file(engine(), path)
+        .map_err(|e| anyhow::Error::from(e).context(format!("cannot compile {}", path.display())))?;
+    cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, component.clone());
+    Ok(component)
+}
+
+impl AppInner {
+    pub(crate) async fn load(options: &Options) -> Result<AppInner> {
+        let manifest = Manifest::load(&options.manifest)?;
+        let manifest_dir = options
+            .manifest
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_default();
+        let env = |name: &str| match &options.environment {
+            Some(env) => env.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        };
+        let variables = AppVariables::resolve(&manifest.variables, &options.variables, &env)?;
+
+        let mut store_configs: BTreeMap<String, StoreConfig> = match &options.runtime_config {
+            Some(path) => kv::load_runtime_config(path)?,
+            None => BTreeMap::new(),
+        };
+        store_configs
+            .entry("default".into())
+            .or_insert_with(|| StoreConfig::Spin {
+                path: Some(manifest_dir.join(".spin").join("sqlite_key_value.db")),
+            });
+        let mut backends: HashMap<String, Backend> = HashMap::new();
+
+        let engine = engine().clone();
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        host::add_to_linker(&mut linker)?;
+
+        let mut components = HashMap::new();
+        for (id, decl) in &manifest.component {
+            let mut stores = HashMap::new();
+            for label in &decl.key_value_stores {
+                let Some(config) = store_configs.get(label) else {
+                    bail!("unknown key_value_stores label {label:?} for component {id:?}: define it in the runtime config file");
+                };
+                if !backends.contains_key(label) {
+                    let backend = Backend::open(label, config).await?;
+                    eprintln!("devhost: key-value store {label:?}: {}", backend.describe());
+                    backends.insert(label.clone(), backend);
+                }
+                stores.insert(label.clone(), backends[label].clone());
+            }
+            let component_variables = decl
+                .variables
+                .iter()
+                .map(|(name, template)| {
+                    crate::variables::check_name(name)
+                        .with_context(|| format!("component {id:?}"))?;
+                    Ok((name.clone(), variables.expand(template)?))
+                })
+                .collect::<Result<HashMap<_, _>>>()?;
+            let allowed_hosts = AllowedHosts::parse(&decl.allowed_outbound_hosts, &variables)
+                .with_context(|| format!("component {id:?}: allowed_outbound_hosts"))?;
+            let component = compile(&decl.source_path(&manifest_dir))?;
+            let pre = linker
+                .instantiate_pre(&component)
+                .and_then(ProxyPre::new)
+                .map_err(|e| {
+                    anyhow::Error::from(e).context(format!(
+                        "component {id:?} cannot run here: it must be a wasi:http component importing only what Spin provides"
+                    ))
+                })?;
+            let context = ComponentContext {
+                id: id.clone(),
+                stores,
+                variables: component_variables,
+                allowed_hosts,
+                environment: decl.environment.clone().into_iter().collect(),
+            };
+            components.insert(
+                id.clone(),
+                LoadedComponent {
+                    pre,
+                    context: Arc::new(context),
+                },
+            );
+        }
+
+        let mut routes = Vec::new();
+        for trigger in manifest.triggers()? {
+            if let Some(route) = trigger.route {
+                routes.push(Route::parse(&route, &trigger.component));
+            }
+        }
+        let router = Router::new(routes);
+        for (replaced, effective) in &router.duplicates {
+            eprintln!(
+                "devhost: warning: route {} of {} is a duplicate of {} of {} and will never be used",
+                replaced.raw, replaced.component, effective.raw, effective.component
+            );
+        }
+        Ok(AppInner {
+            engine,
+            router,
+            components,
+            clock: GuestClock::default(),
+            max_request_body: options.max_request_body,
+        })
+    }
+
+    pub(crate) fn clock(&self) -> &GuestClock {
+        &self.clock
+    }
+
+    /// Routes and runs one request whose body has already been read.
+    pub(crate) async fn dispatch(
+        self: &Arc<Self>,
+        parts: http::request::Parts,
+        body: Bytes,
+        client_addr: &str,
+    ) -> Result<Dispatched> {
+        let counter = Arc::new(KvCounter::default());
+        let path = parts.uri.path().to_owned();
+        if let Some(builtin) = well_known(&path) {
+            return Ok(Dispatched {
+                response: builtin,
+                task: None,
+                counter,
+            });
+        }
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| path.clone());
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
+        let facts = RequestFacts {
+            path: &path,
+            path_and_query: &path_and_query,
+            host: host.as_deref(),
+            client_addr,
+        };
+        let Some(matched) = self.router.route(&facts) else {
+            return Ok(Dispatched {
+                response: empty(404),
+                task: None,
+                counter,
+            });
+        };
+        self.clone()
+            .run_component(matched.component, parts, body, matched.headers, counter)
+            .await
+    }
+
+    /// Instantiates the component and hands it the request. Boxed because
+    /// service chaining makes this recursive through the outbound hook.
+    fn run_component(
+        self: Arc<Self>,
+        component_id: String,
+        mut parts: http::request::Parts,
+        body: Bytes,
+        spin_headers: Vec<(String, String)>,
+        counter: Arc<KvCounter>,
+    ) -> Pin<Box<dyn Future<Output = Result<Dispatched>> + Send>> {
+        Box::pin(async move {
+            let Some(component) = self.components.get(&component_id) else {
+                bail!("unknown routing destination {component_id:?}");
+            };
+            parts.headers.remove(http::header::CONNECTION);
+            let host = parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned);
+            if host.as_deref().is_some_and(|h| h.ends_with(".spin.internal")) {
+                parts.headers.remove(http::header::HOST);
+            }
+            for (name, value) in spin_headers {
+                parts.headers.append(
+                    http::HeaderName::try_from(name)?,
+                    http::HeaderValue::try_from(value)?,
+                );
+            }
+            // wasi:http needs an authority; Spin takes it from Host.
+            let authority = host
+                .filter(|h| !h.ends_with(".spin.internal"))
+                .unwrap_or_else(|| "localhost".into());
+            let path_and_query = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_else(|| "/".into());
+            parts.uri = http::Uri::builder()
+                .scheme("http")
+                .authority(authority)
+                .path_and_query(path_and_query)
+                .build()?;
+
+            let context = component.context.clone();
+            let mut wasi = WasiCtx::builder();
+            wasi.stdout(crate::guest_log::GuestLog::new(&context.id))
+                .stderr(crate::guest_log::GuestLog::new(&context.id))
+                .wall_clock(self.clock.clone())
+                .envs(&context.environment);
+            let state = HostState {
+                wasi: wasi.build(),
+                http: WasiHttpCtx::new(),
+                table: ResourceTable::new(),
+                hooks: OutboundHooks {
+                    app: self.clone(),
+                    component: context.clone(),
+                    counter: counter.clone(),
+                },
+                component: context,
+                counter: counter.clone(),
+            };
+            let mut store = Store::new(&self.engine, state);
+            let request = http::Request::from_parts(parts, Full::new(body));
+            let request = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, request)?;
+            let (sender, receiver) = tokio::sync::oneshot::channel();
+            let outparam = store.data_mut().http().new_response_outparam(sender)?;
+            let pre = component.pre.clone();
+            let id = component_id.clone();
+            let task = tokio::spawn(async move {
+                let outcome = async {
+                    let proxy = pre.instantiate_async(&mut store).await?;
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut store, request, outparam)
+                        .await
+                }
+                .await;
+                if let Err(error) = outcome {
+                    eprintln!("devhost: component {id:?} failed: {error:?}");
+                }
+            });
+            let response = match receiver.await {
+                Ok(Ok(response)) => response,
+                Ok(Err(code)) => {
+                    eprintln!("devhost: component {component_id:?} answered with error {code:?}");
+                    empty(500)
+                }
+                // The guest trapped or returned without setting a response.
+                Err(_) => empty(500),
+            };
+            Ok(Dispatched {
+                response,
+                task: Some(task),
+                counter,
+            })
+        })
+    }
+}
+
+fn empty(status: u16) -> http::Response<HyperOutgoingBody> {
+    let mut response = http::Response::new(
+        Full::new(Bytes::new())
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = http::StatusCode::from_u16(status).expect("valid status");
+    response
+}
+
+/// Spin's built-in `/.well-known/spin/…` endpoints.
+fn well_known(path: &str) -> Option<http::Response<HyperOutgoingBody>> {
+    let rest = path.strip_prefix("/.well-known/spin/")?;
+    let text = |status: u16, content_type: &str, body: String| {
+        let mut response = http::Response::new(
+            Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        *response.status_mut() = http::StatusCode::from_u16(status).expect("valid status");
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_str(content_type).expect("valid content type"),
+        );
+        response
+    };
+    Some(match rest {
+        "health" => text(200, "text/plain", "OK".into()),
+        "info" => text(
+            200,
+            "application/json",
+            format!(r#"{{"host":"devhost","version":"{}"}}"#, env!("CARGO_PKG_VERSION")),
+        ),
+        _ => empty(404),
+    })
+}
+
+/// The outbound `wasi:http` policy of one component's request: Spin's
+/// `allowed_outbound_hosts`, and `*.spin.internal` served in-process.
+pub struct OutboundHooks {
+    app: Arc<AppInner>,
+    component: Arc<ComponentContext>,
+    counter: Arc<KvCounter>,
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+)>;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let uri = request.uri().clone();
+        let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
+        let host = uri.host().unwrap_or_default().to_ascii_lowercase();
+        if !self
+            .component
+            .allowed_hosts
+            .allows(&scheme, &host, uri.port_u16())
+        {
+            let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+            eprintln!(
+                "devhost: component {:?} tried to reach {scheme}://{authority}, which is not allowed. \
+                 To allow it, add 'allowed_outbound_hosts = [\"{scheme}://{authority}\"]' to the component in spin.toml.",
+                self.component.id
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        if let Some(target) = host.strip_suffix(".spin.internal") {
+            let app = self.app.clone();
+            let counter = self.counter.clone();
+            let target = target.to_owned();
+            return Box::new(async move { chain(app, target, request, counter).await });
+        }
+        Box::new(async move {
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+/// Service chaining: run the target component in-process, as Spin does.
+async fn chain(
+    app: Arc<AppInner>,
+    target: String,
+    request: http::Request<WasiBody>,
+    counter: Arc<KvCounter>,
+) -> SendResult {
+    let internal = |e: &dyn std::fmt::Display| wasmtime_wasi_http::Error::InternalError(Some(e.to_string()));
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let path = parts.uri.path().to_owned();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| path.clone());
+    let headers = routes::chained_headers(&path, &path_and_query);
+    let dispatched = app
+        .run_component(target, parts, body, headers, counter)
+        .await
+        .map_err(|e| internal(&e))?;
+    let task = dispatched.task;
+    Ok((
+        dispatched.response,
+        Box::new(async move {
+            if let Some(task) = task {
+                let _ = task.await;
+            }
+            Ok(())
+        }),
+    ))
+}
+
+/// A response read to the end, with the key-value traffic it caused.
+#[derive(Debug)]
+pub struct Handled {
+    pub response: http::Response<Bytes>,
+    pub kv: KvCounts,
+}
+
+impl Handled {
+    pub fn status(&self) -> u16 {
+        self.response.status().as_u16()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.response.headers().get(name)?.to_str().ok()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(self.response.body()).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(self.response.body())
+            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// Reads a dispatched response to the end and waits for the guest to finish,
+/// so the counts are complete.
+pub(crate) async fn finish(dispatched: Dispatched) -> Result<Handled> {
+    let (parts, body) = dispatched.response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the response body: {e:?}"))?
+        .to_bytes();
+    if let Some(task) = dispatched.task {
+        task.await?;
+    }
+    Ok(Handled {
+        response: http::Response::from_parts(parts, body),
+        kv: dispatched.counter.snapshot(),
+    })
+}

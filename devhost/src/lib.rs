@@ -1,0 +1,69 @@
+//! `devhost`: a local runner for this repository's `spin.toml`, on wasmtime.
+//!
+//! Spin itself cannot be installed from the registries this project reaches,
+//! so the dev host runs the same manifest and the same `.wasm` files with the
+//! behaviour of Spin the app relies on, and nothing more: manifest v2, Spin's
+//! routing and `spin-*` headers, key-value stores (in-memory and file SQLite,
+//! Redis) with Spin's encodings, variables, `allowed_outbound_hosts` and
+//! service chaining. It is both the `devhost up` server and a library that
+//! tests drive in-process ([`App::send`]), with a guest wall clock tests can
+//! move ([`App::clock`]) and per-request key-value counts ([`Handled::kv`]).
+
+mod app;
+mod guest_log;
+mod host;
+mod kv;
+mod manifest;
+mod outbound;
+mod routes;
+mod server;
+mod variables;
+
+pub use app::{GuestClock, Handled, Options, DEFAULT_MAX_REQUEST_BODY};
+pub use host::KvCounts;
+
+use anyhow::Result;
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// A loaded application. Cheap to clone; components are compiled once.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<app::AppInner>,
+}
+
+impl App {
+    /// Loads the manifest, opens the stores, resolves variables and compiles
+    /// (or reuses) the components. Fails, naming the problem, on anything
+    /// Spin would refuse at start-up.
+    pub async fn load(options: Options) -> Result<App> {
+        Ok(App {
+            inner: Arc::new(app::AppInner::load(&options).await?),
+        })
+    }
+
+    /// The wall clock the guests see.
+    pub fn clock(&self) -> &GuestClock {
+        self.inner.clock()
+    }
+
+    /// Sends one request through the app in-process, as if from
+    /// `127.0.0.1:0`, and reads the response to the end.
+    pub async fn send(&self, request: http::Request<Bytes>) -> Result<Handled> {
+        let (parts, body) = request.into_parts();
+        if body.len() > self.inner.max_request_body {
+            return Ok(Handled {
+                response: server::too_large(self.inner.max_request_body)
+                    .map(|_| Bytes::from(server::too_large_body(self.inner.max_request_body))),
+                kv: KvCounts::default(),
+            });
+        }
+        let dispatched = self.inner.dispatch(parts, body, "127.0.0.1:0").await?;
+        app::finish(dispatched).await
+    }
+
+    /// Serves HTTP/1.1 on the listener until the process ends.
+    pub async fn serve(&self, listener: tokio::net::TcpListener) -> Result<()> {
+        server::serve(self.inner.clone(), listener).await
+    }
+}

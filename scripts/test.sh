@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what is needed,
+# builds the components once, starts a loopback Redis for the Redis-backed
+# cases, checks formatting and lints, and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+ensure_toolchain
+
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "test.sh: installing redis-server (Debian package) for the Redis-backed cases"
+    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+    $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq redis-server >/dev/null ||
+        echo "test.sh: could not install redis-server; Redis cases will be skipped"
+fi
+redis_dir=$(mktemp -d)
+cleanup() {
+    if [ -f "$redis_dir/redis.pid" ]; then kill "$(cat "$redis_dir/redis.pid")" 2>/dev/null || true; fi
+    rm -rf "$redis_dir"
+}
+trap cleanup EXIT
+if command -v redis-server >/dev/null 2>&1; then
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --daemonize yes \
+        --pidfile "$redis_dir/redis.pid" --dir "$redis_dir" --logfile "$redis_dir/redis.log"
+    for _ in $(seq 50); do
+        if redis-cli -p "$port" ping >/dev/null 2>&1; then
+            export SWITCHBOARD_TEST_REDIS_URL="redis://127.0.0.1:$port"
+            break
+        fi
+        sleep 0.1
+    done
+    [ -n "${SWITCHBOARD_TEST_REDIS_URL:-}" ] || echo "test.sh: redis-server did not start; Redis cases will be skipped"
+fi
+
+cargo fmt --all --check
+build_wasm
+cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --target wasm32-wasip2 --release -p admin -p conformance-guest -- -D warnings
+cargo test --locked --release

@@ -1,0 +1,149 @@
+//! Shared helpers for the end-to-end tests.
+//!
+//! The tests run the release `.wasm` files that `scripts/build-wasm.sh`
+//! builds once per test run (`scripts/test.sh` calls it first); they are
+//! loaded into the dev host in-process, or served on a loopback port when a
+//! test needs real HTTP.
+
+use bytes::Bytes;
+use devhost::{App, Handled, Options};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_owned()
+}
+
+/// A release component, with a hint when it has not been built.
+pub fn wasm(name: &str) -> PathBuf {
+    let path = repo_root()
+        .join("target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-wasm.sh (scripts/test.sh does it for you)",
+        path.display()
+    );
+    path
+}
+
+/// Options for a manifest, isolated from the process environment.
+pub fn options(manifest: impl Into<PathBuf>) -> Options {
+    let mut options = Options::new(manifest);
+    options.environment = Some(HashMap::new());
+    options
+}
+
+/// A scratch folder holding a runtime config and, where a test needs one, a
+/// manifest of its own; removed when dropped.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir().expect("temporary folder"),
+        }
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write scratch file");
+        path
+    }
+
+    /// A runtime config file giving every store label the same backend kind.
+    pub fn runtime_config(&self, backend: &Backend, labels: &[&str]) -> PathBuf {
+        let mut text = String::new();
+        for (i, label) in labels.iter().enumerate() {
+            text.push_str(&format!("[key_value_store.{label}]\n"));
+            match backend {
+                Backend::Memory => text.push_str("type = \"spin\"\n"),
+                Backend::SqliteFile => {
+                    text.push_str(&format!("type = \"spin\"\npath = \"data/{label}.db\"\n"))
+                }
+                Backend::Redis(url) => {
+                    // One Redis database per label, as separate Spin stores would be.
+                    text.push_str(&format!("type = \"redis\"\nurl = \"{url}/{}\"\n", i + 1))
+                }
+            }
+        }
+        self.write("runtime-config.toml", &text)
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch::new()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Memory,
+    SqliteFile,
+    Redis(String),
+}
+
+/// The Redis server `scripts/test.sh` started, or `None` with the reason
+/// printed, so a machine without Redis still runs every other test.
+pub fn redis_url() -> Option<String> {
+    match std::env::var("SWITCHBOARD_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("SKIPPED Redis case: SWITCHBOARD_TEST_REDIS_URL is not set (scripts/test.sh sets it when redis-server starts)");
+            None
+        }
+    }
+}
+
+pub fn get(path: &str) -> http::Request<Bytes> {
+    request("GET", path, Bytes::new())
+}
+
+pub fn request(method: &str, path: &str, body: impl Into<Bytes>) -> http::Request<Bytes> {
+    http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost:3000")
+        .body(body.into())
+        .expect("valid request")
+}
+
+pub async fn send(app: &App, request: http::Request<Bytes>) -> Handled {
+    app.send(request).await.expect("the dev host handles the request")
+}
+
+/// Serves the app on a loopback port for tests that need real HTTP.
+pub async fn serve(app: &App) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("bound address");
+    let app = app.clone();
+    tokio::spawn(async move { app.serve(listener).await });
+    addr
+}
+
+/// A raw HTTP/1.1 exchange (`Connection: close`), returning status and body.
+pub fn http_exchange(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the dev host");
+    stream.write_all(head.as_bytes()).expect("send head");
+    // The server may answer (413) before reading everything; ignore a reset.
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
