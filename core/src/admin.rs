@@ -35,7 +35,10 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&ok.body).unwrap();
         assert_eq!(body["key_value"]["status"], "reachable");
         for method in [Method::Post, Method::Delete, Method::Put] {
-            assert_eq!(handle(&request(method, "/health"), &ports.ports()).status, 405);
+            assert_eq!(
+                handle(&request(method, "/health"), &ports.ports()).status,
+                405
+            );
         }
     }
 

@@ -126,7 +126,12 @@ mod tests {
         let report = check(&ForgetfulStore, &SeededRandomness::new(1));
         assert_eq!(report.status, "degraded");
         assert_eq!(report.key_value.status, "unreachable");
-        assert!(report.key_value.error.as_deref().unwrap().contains("absent"));
+        assert!(report
+            .key_value
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("absent"));
         assert_eq!(respond(&report).status, 503);
     }
 }

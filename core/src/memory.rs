@@ -178,9 +178,7 @@ mod tests {
         let kv = MemoryKeyValue::default();
         kv.set_many(&[("a".into(), b"1".to_vec()), ("c".into(), b"3".to_vec())])
             .unwrap();
-        let got = kv
-            .get_many(&["c".into(), "b".into(), "a".into()])
-            .unwrap();
+        let got = kv.get_many(&["c".into(), "b".into(), "a".into()]).unwrap();
         assert_eq!(got, vec![Some(b"3".to_vec()), None, Some(b"1".to_vec())]);
     }
 

@@ -136,8 +136,9 @@ fn compile(path: &Path) -> Result<Component> {
     if let Some(component) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return Ok(component.clone());
     }
-    let component = Component::from_file(engine(), path)
-        .map_err(|e| anyhow::Error::from(e).context(format!("cannot compile {}", path.display())))?;
+    let component = Component::from_file(engine(), path).map_err(|e| {
+        anyhow::Error::from(e).context(format!("cannot compile {}", path.display()))
+    })?;
     cache
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -316,7 +317,10 @@ impl AppInner {
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_owned);
-            if host.as_deref().is_some_and(|h| h.ends_with(".spin.internal")) {
+            if host
+                .as_deref()
+                .is_some_and(|h| h.ends_with(".spin.internal"))
+            {
                 parts.headers.remove(http::header::HOST);
             }
             for (name, value) in spin_headers {
@@ -430,7 +434,10 @@ fn well_known(path: &str) -> Option<http::Response<HyperOutgoingBody>> {
         "info" => text(
             200,
             "application/json",
-            format!(r#"{{"host":"devhost","version":"{}"}}"#, env!("CARGO_PKG_VERSION")),
+            format!(
+                r#"{{"host":"devhost","version":"{}"}}"#,
+                env!("CARGO_PKG_VERSION")
+            ),
         ),
         _ => empty(404),
     })
@@ -495,7 +502,8 @@ async fn chain(
     request: http::Request<WasiBody>,
     counter: Arc<KvCounter>,
 ) -> SendResult {
-    let internal = |e: &dyn std::fmt::Display| wasmtime_wasi_http::Error::InternalError(Some(e.to_string()));
+    let internal =
+        |e: &dyn std::fmt::Display| wasmtime_wasi_http::Error::InternalError(Some(e.to_string()));
     let (parts, body) = request.into_parts();
     let body = body.collect().await?.to_bytes();
     let path = parts.uri.path().to_owned();

@@ -138,29 +138,69 @@ impl key_value::HostStore for HostState {
         Ok(HostState::open(self, &label)?.ok_or(key_value::Error::AccessDenied))
     }
 
-    async fn get(&mut self, s: Resource<OpenStore>, key: String) -> Trappable<Option<Vec<u8>>, key_value::Error> {
+    async fn get(
+        &mut self,
+        s: Resource<OpenStore>,
+        key: String,
+    ) -> Trappable<Option<Vec<u8>>, key_value::Error> {
         self.counter.read();
-        Ok(self.backend(&s)?.get(key).await.map_err(key_value::Error::Other))
+        Ok(self
+            .backend(&s)?
+            .get(key)
+            .await
+            .map_err(key_value::Error::Other))
     }
 
-    async fn set(&mut self, s: Resource<OpenStore>, key: String, value: Vec<u8>) -> Trappable<(), key_value::Error> {
+    async fn set(
+        &mut self,
+        s: Resource<OpenStore>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Trappable<(), key_value::Error> {
         self.counter.write();
-        Ok(self.backend(&s)?.set(key, value).await.map_err(key_value::Error::Other))
+        Ok(self
+            .backend(&s)?
+            .set(key, value)
+            .await
+            .map_err(key_value::Error::Other))
     }
 
-    async fn delete(&mut self, s: Resource<OpenStore>, key: String) -> Trappable<(), key_value::Error> {
+    async fn delete(
+        &mut self,
+        s: Resource<OpenStore>,
+        key: String,
+    ) -> Trappable<(), key_value::Error> {
         self.counter.write();
-        Ok(self.backend(&s)?.delete(key).await.map_err(key_value::Error::Other))
+        Ok(self
+            .backend(&s)?
+            .delete(key)
+            .await
+            .map_err(key_value::Error::Other))
     }
 
-    async fn exists(&mut self, s: Resource<OpenStore>, key: String) -> Trappable<bool, key_value::Error> {
+    async fn exists(
+        &mut self,
+        s: Resource<OpenStore>,
+        key: String,
+    ) -> Trappable<bool, key_value::Error> {
         self.counter.read();
-        Ok(self.backend(&s)?.exists(key).await.map_err(key_value::Error::Other))
+        Ok(self
+            .backend(&s)?
+            .exists(key)
+            .await
+            .map_err(key_value::Error::Other))
     }
 
-    async fn get_keys(&mut self, s: Resource<OpenStore>) -> Trappable<Vec<String>, key_value::Error> {
+    async fn get_keys(
+        &mut self,
+        s: Resource<OpenStore>,
+    ) -> Trappable<Vec<String>, key_value::Error> {
         self.counter.listing();
-        Ok(self.backend(&s)?.keys().await.map_err(key_value::Error::Other))
+        Ok(self
+            .backend(&s)?
+            .keys()
+            .await
+            .map_err(key_value::Error::Other))
     }
 
     async fn drop(&mut self, s: Resource<OpenStore>) -> wasmtime::Result<()> {
@@ -176,30 +216,65 @@ impl store::Host for HostState {
 }
 
 impl store::HostBucket for HostState {
-    async fn get(&mut self, b: Resource<OpenStore>, key: String) -> Trappable<Option<Vec<u8>>, store::Error> {
+    async fn get(
+        &mut self,
+        b: Resource<OpenStore>,
+        key: String,
+    ) -> Trappable<Option<Vec<u8>>, store::Error> {
         self.counter.read();
-        Ok(self.backend(&b)?.get(key).await.map_err(store::Error::Other))
+        Ok(self
+            .backend(&b)?
+            .get(key)
+            .await
+            .map_err(store::Error::Other))
     }
 
-    async fn set(&mut self, b: Resource<OpenStore>, key: String, value: Vec<u8>) -> Trappable<(), store::Error> {
+    async fn set(
+        &mut self,
+        b: Resource<OpenStore>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Trappable<(), store::Error> {
         self.counter.write();
-        Ok(self.backend(&b)?.set(key, value).await.map_err(store::Error::Other))
+        Ok(self
+            .backend(&b)?
+            .set(key, value)
+            .await
+            .map_err(store::Error::Other))
     }
 
     async fn delete(&mut self, b: Resource<OpenStore>, key: String) -> Trappable<(), store::Error> {
         self.counter.write();
-        Ok(self.backend(&b)?.delete(key).await.map_err(store::Error::Other))
+        Ok(self
+            .backend(&b)?
+            .delete(key)
+            .await
+            .map_err(store::Error::Other))
     }
 
-    async fn exists(&mut self, b: Resource<OpenStore>, key: String) -> Trappable<bool, store::Error> {
+    async fn exists(
+        &mut self,
+        b: Resource<OpenStore>,
+        key: String,
+    ) -> Trappable<bool, store::Error> {
         self.counter.read();
-        Ok(self.backend(&b)?.exists(key).await.map_err(store::Error::Other))
+        Ok(self
+            .backend(&b)?
+            .exists(key)
+            .await
+            .map_err(store::Error::Other))
     }
 
-    async fn list_keys(&mut self, b: Resource<OpenStore>, cursor: Option<String>) -> Trappable<store::KeyResponse, store::Error> {
+    async fn list_keys(
+        &mut self,
+        b: Resource<OpenStore>,
+        cursor: Option<String>,
+    ) -> Trappable<store::KeyResponse, store::Error> {
         self.counter.listing();
         if cursor.is_some() {
-            return Ok(Err(store::Error::Other("list_keys: cursor not supported".into())));
+            return Ok(Err(store::Error::Other(
+                "list_keys: cursor not supported".into(),
+            )));
         }
         let keys = self.backend(&b)?.keys().await;
         Ok(keys
@@ -214,12 +289,25 @@ impl store::HostBucket for HostState {
 }
 
 impl atomics::Host for HostState {
-    async fn increment(&mut self, b: Resource<OpenStore>, key: String, delta: i64) -> Trappable<i64, store::Error> {
+    async fn increment(
+        &mut self,
+        b: Resource<OpenStore>,
+        key: String,
+        delta: i64,
+    ) -> Trappable<i64, store::Error> {
         self.counter.write();
-        Ok(self.backend(&b)?.increment(key, delta).await.map_err(store::Error::Other))
+        Ok(self
+            .backend(&b)?
+            .increment(key, delta)
+            .await
+            .map_err(store::Error::Other))
     }
 
-    async fn swap(&mut self, cas: Resource<Cas>, value: Vec<u8>) -> Trappable<(), atomics::CasError> {
+    async fn swap(
+        &mut self,
+        cas: Resource<Cas>,
+        value: Vec<u8>,
+    ) -> Trappable<(), atomics::CasError> {
         self.counter.write();
         let cas = self.table.delete(cas)?;
         match cas.swap(value).await {
@@ -229,7 +317,9 @@ impl atomics::Host for HostState {
                 let retry = cas.fresh().await;
                 let retry = match retry {
                     Ok(retry) => retry,
-                    Err(e) => return Ok(Err(atomics::CasError::StoreError(store::Error::Other(e)))),
+                    Err(e) => {
+                        return Ok(Err(atomics::CasError::StoreError(store::Error::Other(e))))
+                    }
                 };
                 self.counter.read();
                 if let Err(e) = retry.current().await {
@@ -243,7 +333,11 @@ impl atomics::Host for HostState {
 }
 
 impl atomics::HostCas for HostState {
-    async fn new(&mut self, b: Resource<OpenStore>, key: String) -> Trappable<Resource<Cas>, store::Error> {
+    async fn new(
+        &mut self,
+        b: Resource<OpenStore>,
+        key: String,
+    ) -> Trappable<Resource<Cas>, store::Error> {
         match self.backend(&b)?.cas(key).await {
             Ok(cas) => Ok(Ok(self.table.push(cas)?)),
             Err(e) => Ok(Err(store::Error::Other(e))),
@@ -252,7 +346,12 @@ impl atomics::HostCas for HostState {
 
     async fn current(&mut self, cas: Resource<Cas>) -> Trappable<Option<Vec<u8>>, store::Error> {
         self.counter.read();
-        Ok(self.table.get(&cas)?.current().await.map_err(store::Error::Other))
+        Ok(self
+            .table
+            .get(&cas)?
+            .current()
+            .await
+            .map_err(store::Error::Other))
     }
 
     async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
@@ -262,19 +361,43 @@ impl atomics::HostCas for HostState {
 }
 
 impl batch::Host for HostState {
-    async fn get_many(&mut self, b: Resource<OpenStore>, keys: Vec<String>) -> Trappable<Vec<(String, Option<Vec<u8>>)>, store::Error> {
+    async fn get_many(
+        &mut self,
+        b: Resource<OpenStore>,
+        keys: Vec<String>,
+    ) -> Trappable<Vec<(String, Option<Vec<u8>>)>, store::Error> {
         self.counter.read();
-        Ok(self.backend(&b)?.get_many(keys).await.map_err(store::Error::Other))
+        Ok(self
+            .backend(&b)?
+            .get_many(keys)
+            .await
+            .map_err(store::Error::Other))
     }
 
-    async fn set_many(&mut self, b: Resource<OpenStore>, entries: Vec<(String, Vec<u8>)>) -> Trappable<(), store::Error> {
+    async fn set_many(
+        &mut self,
+        b: Resource<OpenStore>,
+        entries: Vec<(String, Vec<u8>)>,
+    ) -> Trappable<(), store::Error> {
         self.counter.write();
-        Ok(self.backend(&b)?.set_many(entries).await.map_err(store::Error::Other))
+        Ok(self
+            .backend(&b)?
+            .set_many(entries)
+            .await
+            .map_err(store::Error::Other))
     }
 
-    async fn delete_many(&mut self, b: Resource<OpenStore>, keys: Vec<String>) -> Trappable<(), store::Error> {
+    async fn delete_many(
+        &mut self,
+        b: Resource<OpenStore>,
+        keys: Vec<String>,
+    ) -> Trappable<(), store::Error> {
         self.counter.write();
-        Ok(self.backend(&b)?.delete_many(keys).await.map_err(store::Error::Other))
+        Ok(self
+            .backend(&b)?
+            .delete_many(keys)
+            .await
+            .map_err(store::Error::Other))
     }
 }
 

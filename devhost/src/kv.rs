@@ -69,7 +69,9 @@ pub enum Backend {
 impl Backend {
     pub async fn open(label: &str, config: &StoreConfig) -> Result<Backend> {
         Ok(match config {
-            StoreConfig::Spin { path } => Backend::Sqlite(SqliteStore::open(label, path.as_deref())?),
+            StoreConfig::Spin { path } => {
+                Backend::Sqlite(SqliteStore::open(label, path.as_deref())?)
+            }
             StoreConfig::Redis { url } => Backend::Redis(RedisStore::open(url).await?),
         })
     }
@@ -86,16 +88,18 @@ impl Backend {
 
     pub async fn get(&self, key: String) -> KvResult<Option<Vec<u8>>> {
         match self {
-            Backend::Sqlite(s) => s.call(move |c, store| {
-                c.query_row(
-                    "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
-                    (store, &key),
-                    |row| row.get(0),
-                )
-                .map(Some)
-                .or_else(none_if_absent)
-            })
-            .await,
+            Backend::Sqlite(s) => {
+                s.call(move |c, store| {
+                    c.query_row(
+                        "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                        (store, &key),
+                        |row| row.get(0),
+                    )
+                    .map(Some)
+                    .or_else(none_if_absent)
+                })
+                .await
+            }
             Backend::Redis(r) => r.conn().get(key).await.map_err(redis_error),
         }
     }
@@ -109,11 +113,16 @@ impl Backend {
 
     pub async fn delete(&self, key: String) -> KvResult<()> {
         match self {
-            Backend::Sqlite(s) => s.call(move |c, store| {
-                c.execute("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2", (store, &key))
+            Backend::Sqlite(s) => {
+                s.call(move |c, store| {
+                    c.execute(
+                        "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                        (store, &key),
+                    )
                     .map(drop)
-            })
-            .await,
+                })
+                .await
+            }
             Backend::Redis(r) => r.conn().del(key).await.map_err(redis_error),
         }
     }
@@ -127,12 +136,15 @@ impl Backend {
 
     pub async fn keys(&self) -> KvResult<Vec<String>> {
         match self {
-            Backend::Sqlite(s) => s.call(|c, store| {
-                let mut stmt = c.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1")?;
-                let keys = stmt.query_map([store], |row| row.get(0))?;
-                keys.collect()
-            })
-            .await,
+            Backend::Sqlite(s) => {
+                s.call(|c, store| {
+                    let mut stmt =
+                        c.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1")?;
+                    let keys = stmt.query_map([store], |row| row.get(0))?;
+                    keys.collect()
+                })
+                .await
+            }
             Backend::Redis(r) => r.conn().keys("*").await.map_err(redis_error),
         }
     }
@@ -140,23 +152,25 @@ impl Backend {
     /// Present keys only (Spin's SQLite store leaves absent ones out).
     pub async fn get_many(&self, keys: Vec<String>) -> KvResult<Vec<(String, Option<Vec<u8>>)>> {
         match self {
-            Backend::Sqlite(s) => s.call(move |c, store| {
-                let mut stmt = c.prepare_cached(
-                    "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
-                )?;
-                let mut found = Vec::new();
-                for key in keys {
-                    if let Some(value) = stmt
-                        .query_row((store, &key), |row| row.get::<_, Vec<u8>>(0))
-                        .map(Some)
-                        .or_else(none_if_absent)?
-                    {
-                        found.push((key, Some(value)));
+            Backend::Sqlite(s) => {
+                s.call(move |c, store| {
+                    let mut stmt = c.prepare_cached(
+                        "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                    )?;
+                    let mut found = Vec::new();
+                    for key in keys {
+                        if let Some(value) = stmt
+                            .query_row((store, &key), |row| row.get::<_, Vec<u8>>(0))
+                            .map(Some)
+                            .or_else(none_if_absent)?
+                        {
+                            found.push((key, Some(value)));
+                        }
                     }
-                }
-                Ok(found)
-            })
-            .await,
+                    Ok(found)
+                })
+                .await
+            }
             // Spin's Redis store sends `KEYS <keys…>` here, not `MGET`.
             Backend::Redis(r) => r
                 .conn()
@@ -172,14 +186,16 @@ impl Backend {
             return Ok(());
         }
         match self {
-            Backend::Sqlite(s) => s.call(move |c, store| {
-                let tx = c.transaction()?;
-                for (key, value) in &entries {
-                    upsert(&tx, store, key, value)?;
-                }
-                tx.commit()
-            })
-            .await,
+            Backend::Sqlite(s) => {
+                s.call(move |c, store| {
+                    let tx = c.transaction()?;
+                    for (key, value) in &entries {
+                        upsert(&tx, store, key, value)?;
+                    }
+                    tx.commit()
+                })
+                .await
+            }
             Backend::Redis(r) => r.conn().mset(&entries).await.map_err(redis_error),
         }
     }
@@ -189,14 +205,19 @@ impl Backend {
             return Ok(());
         }
         match self {
-            Backend::Sqlite(s) => s.call(move |c, store| {
-                let tx = c.transaction()?;
-                for key in &keys {
-                    tx.execute("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2", (store, key))?;
-                }
-                tx.commit()
-            })
-            .await,
+            Backend::Sqlite(s) => {
+                s.call(move |c, store| {
+                    let tx = c.transaction()?;
+                    for key in &keys {
+                        tx.execute(
+                            "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                            (store, key),
+                        )?;
+                    }
+                    tx.commit()
+                })
+                .await
+            }
             Backend::Redis(r) => r.conn().del(keys).await.map_err(redis_error),
         }
     }
@@ -218,9 +239,14 @@ impl Backend {
                         .map_err(sql_error)?;
                     let current = match current {
                         None => 0,
-                        Some(bytes) => i64::from_le_bytes(bytes.as_slice().try_into().map_err(|_| {
-                            format!("{key:?} holds {} bytes, not an 8-byte counter", bytes.len())
-                        })?),
+                        Some(bytes) => {
+                            i64::from_le_bytes(bytes.as_slice().try_into().map_err(|_| {
+                                format!(
+                                    "{key:?} holds {} bytes, not an 8-byte counter",
+                                    bytes.len()
+                                )
+                            })?)
+                        }
                     };
                     let next = current.wrapping_add(delta);
                     upsert(&tx, store, &key, &next.to_le_bytes()).map_err(sql_error)?;
@@ -416,7 +442,8 @@ pub struct RedisStore {
 
 impl RedisStore {
     async fn open(url: &str) -> Result<RedisStore> {
-        let client = redis::Client::open(url).with_context(|| format!("invalid Redis URL {url}"))?;
+        let client =
+            redis::Client::open(url).with_context(|| format!("invalid Redis URL {url}"))?;
         let connection = match client.get_multiplexed_async_connection().await {
             Ok(c) => c,
             Err(e) => bail!("cannot connect to Redis at {url}: {e}; is redis-server running?"),

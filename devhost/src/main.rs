@@ -12,7 +12,8 @@ fn parse(args: &[String]) -> Result<(String, Options)> {
         Some("up") => {}
         _ => bail!("{USAGE}"),
     }
-    let mut listen = std::env::var("SPIN_HTTP_LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let mut listen =
+        std::env::var("SPIN_HTTP_LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let mut options = Options::new("spin.toml");
     options.runtime_config = std::env::var_os("RUNTIME_CONFIG_FILE").map(Into::into);
     while let Some(flag) = args.next() {

@@ -47,7 +47,8 @@ impl AllowedHost {
         let Some((scheme, rest)) = entry.split_once("://") else {
             bail!("{entry:?} does not contain a scheme (e.g., 'http://' or '*://')");
         };
-        if scheme.is_empty() || !(scheme == "*" || scheme.chars().all(|c| c.is_ascii_alphabetic())) {
+        if scheme.is_empty() || !(scheme == "*" || scheme.chars().all(|c| c.is_ascii_alphabetic()))
+        {
             bail!("{entry:?} has an invalid scheme");
         }
         let authority = rest.strip_suffix('/').unwrap_or(rest);
@@ -66,15 +67,20 @@ impl AllowedHost {
         let host = match host {
             "*" => HostPattern::Any,
             h if h.starts_with("*.") => HostPattern::Subdomains(h[2..].to_ascii_lowercase()),
-            h if h.contains('*') => bail!("{entry:?}: '*' may only stand for a whole host or leading labels"),
+            h if h.contains('*') => {
+                bail!("{entry:?}: '*' may only stand for a whole host or leading labels")
+            }
             h => HostPattern::Exact(h.to_ascii_lowercase()),
         };
         let port = match port {
             Some("*") => PortPattern::Any,
             Some(p) => match p.split_once("..") {
                 Some((start, end)) => PortPattern::Range(
-                    start.parse().with_context(|| format!("{entry:?}: bad port range"))?,
-                    end.parse().with_context(|| format!("{entry:?}: bad port range"))?,
+                    start
+                        .parse()
+                        .with_context(|| format!("{entry:?}: bad port range"))?,
+                    end.parse()
+                        .with_context(|| format!("{entry:?}: bad port range"))?,
                 ),
                 None => {
                     let port: u16 = p.parse().with_context(|| format!("{entry:?}: bad port"))?;
@@ -144,8 +150,11 @@ mod tests {
 
     fn hosts(entries: &[&str]) -> AllowedHosts {
         let vars = AppVariables::resolve(&BTreeMap::new(), &HashMap::new(), &|_| None).unwrap();
-        AllowedHosts::parse(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>(), &vars)
-            .unwrap()
+        AllowedHosts::parse(
+            &entries.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            &vars,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -160,7 +169,11 @@ mod tests {
 
     #[test]
     fn wildcards_and_ranges() {
-        let h = hosts(&["http://*.spin.internal", "*://127.0.0.1:4000..4002", "http://localhost:*"]);
+        let h = hosts(&[
+            "http://*.spin.internal",
+            "*://127.0.0.1:4000..4002",
+            "http://localhost:*",
+        ]);
         assert!(h.allows("http", "admin.spin.internal", None));
         assert!(h.allows("http", "a.b.spin.internal", None));
         assert!(!h.allows("http", "spin.internal", None));
@@ -171,7 +184,13 @@ mod tests {
 
     #[test]
     fn malformed_entries_are_refused() {
-        for bad in ["api.twilio.com", "ftp://x", "http://x/path", "http://x:port", "*"] {
+        for bad in [
+            "api.twilio.com",
+            "ftp://x",
+            "http://x/path",
+            "http://x:port",
+            "*",
+        ] {
             assert!(AllowedHost::parse(bad).is_err(), "{bad} should be refused");
         }
     }

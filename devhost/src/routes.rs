@@ -184,7 +184,10 @@ impl Router {
             let mut headers = base_headers(route, facts, path_info);
             headers.extend(params.into_iter().map(|(name, value)| {
                 (
-                    format!("spin-path-match-{}", name.to_ascii_lowercase().replace('_', "-")),
+                    format!(
+                        "spin-path-match-{}",
+                        name.to_ascii_lowercase().replace('_', "-")
+                    ),
                     value.to_owned(),
                 )
             }));
@@ -336,7 +339,10 @@ mod tests {
                 client_addr: "127.0.0.1:5000",
             })
             .unwrap();
-        assert_eq!(header(&m, "spin-full-url"), "http://localhost:3000/api/orgs/x?y=1");
+        assert_eq!(
+            header(&m, "spin-full-url"),
+            "http://localhost:3000/api/orgs/x?y=1"
+        );
         assert_eq!(header(&m, "spin-path-info"), "/orgs/x");
         assert_eq!(header(&m, "spin-matched-route"), "/api/...");
         assert_eq!(header(&m, "spin-raw-component-route"), "/api/...");

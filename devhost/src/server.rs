@@ -19,7 +19,9 @@ pub async fn serve(app: Arc<AppInner>, listener: tokio::net::TcpListener) -> Res
             let service = hyper::service::service_fn(move |request| {
                 let app = app.clone();
                 let client_addr = client_addr.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(&app, request, &client_addr).await) }
+                async move {
+                    Ok::<_, std::convert::Infallible>(handle(&app, request, &client_addr).await)
+                }
             });
             if let Err(error) = http1::Builder::new()
                 .keep_alive(true)
@@ -51,7 +53,11 @@ async fn handle(
     }
     let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(error) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(error)
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             return too_large(limit)
         }
         Err(error) => {
@@ -85,7 +91,11 @@ pub fn too_large(limit: usize) -> hyper::Response<HyperOutgoingBody> {
 }
 
 fn plain(status: u16, body: Bytes) -> hyper::Response<HyperOutgoingBody> {
-    let mut response = hyper::Response::new(Full::new(body).map_err(|never| match never {}).boxed_unsync());
+    let mut response = hyper::Response::new(
+        Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
     *response.status_mut() = http::StatusCode::from_u16(status).expect("valid status");
     response
 }

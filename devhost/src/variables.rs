@@ -126,9 +126,13 @@ mod tests {
             ("c".to_string(), decl(Some("default"), false)),
         ]);
         let explicit = HashMap::from([("a".to_string(), "explicit".to_string())]);
-        let env = |k: &str| (k == "SPIN_VARIABLE_A" || k == "SPIN_VARIABLE_B").then(|| "env".to_string());
+        let env =
+            |k: &str| (k == "SPIN_VARIABLE_A" || k == "SPIN_VARIABLE_B").then(|| "env".to_string());
         let vars = AppVariables::resolve(&declared, &explicit, &env).unwrap();
-        assert_eq!(vars.expand("{{a}}/{{ b }}/{{c}}").unwrap(), "explicit/env/default");
+        assert_eq!(
+            vars.expand("{{a}}/{{ b }}/{{c}}").unwrap(),
+            "explicit/env/default"
+        );
     }
 
     #[test]

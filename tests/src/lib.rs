@@ -116,7 +116,9 @@ pub fn request(method: &str, path: &str, body: impl Into<Bytes>) -> http::Reques
 }
 
 pub async fn send(app: &App, request: http::Request<Bytes>) -> Handled {
-    app.send(request).await.expect("the dev host handles the request")
+    app.send(request)
+        .await
+        .expect("the dev host handles the request")
 }
 
 /// Serves the app on a loopback port for tests that need real HTTP.
@@ -144,6 +146,30 @@ pub fn http_exchange(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> (u1
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    (
+        status,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        },
+    )
+}
+
+/// Decodes a chunked HTTP/1.1 body.
+fn dechunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    body
 }

@@ -16,12 +16,17 @@ fn manifest() -> std::path::PathBuf {
 
 /// The conformance app on the given backend; `required_thing` is provided
 /// (a missing required variable is its own test).
-async fn app_with(backend: &Backend, scratch: &Scratch, tweak: impl FnOnce(&mut Options)) -> App {
+fn conformance_options(backend: &Backend, scratch: &Scratch) -> Options {
     let mut options = options(manifest());
     options.runtime_config = Some(scratch.runtime_config(backend, &["default", "other"]));
     options
         .variables
         .insert("required_thing".into(), "provided".into());
+    options
+}
+
+async fn app_with(backend: &Backend, scratch: &Scratch, tweak: impl FnOnce(&mut Options)) -> App {
+    let mut options = conformance_options(backend, scratch);
     tweak(&mut options);
     App::load(options).await.expect("the conformance app loads")
 }
@@ -98,10 +103,16 @@ async fn spin_headers_for_a_wildcard_route() {
     let app = app(&scratch).await;
     let (_, echo) = json_of(&app, get("/users/42/shelf/a/?sort=asc")).await;
     assert_eq!(echo["component"], "backend");
-    assert_eq!(header(&echo, "spin-full-url"), "http://localhost:3000/users/42/shelf/a/?sort=asc");
+    assert_eq!(
+        header(&echo, "spin-full-url"),
+        "http://localhost:3000/users/42/shelf/a/?sort=asc"
+    );
     assert_eq!(header(&echo, "spin-path-info"), "/shelf/a/");
     assert_eq!(header(&echo, "spin-matched-route"), "/users/:user_id/...");
-    assert_eq!(header(&echo, "spin-raw-component-route"), "/users/:user_id/...");
+    assert_eq!(
+        header(&echo, "spin-raw-component-route"),
+        "/users/:user_id/..."
+    );
     assert_eq!(header(&echo, "spin-component-route"), "/users/:user_id");
     assert_eq!(header(&echo, "spin-base-path"), "/");
     assert_eq!(header(&echo, "spin-client-addr"), "127.0.0.1:0");
@@ -117,8 +128,14 @@ async fn spin_headers_for_an_exact_route_with_named_segments() {
     assert_eq!(header(&echo, "spin-path-match-user-id"), "7");
     assert_eq!(header(&echo, "spin-path-match-book-id"), "9");
     assert_eq!(header(&echo, "spin-path-info"), "");
-    assert_eq!(header(&echo, "spin-matched-route"), "/users/:user_id/books/:book_id");
-    assert_eq!(header(&echo, "spin-component-route"), "/users/:user_id/books/:book_id");
+    assert_eq!(
+        header(&echo, "spin-matched-route"),
+        "/users/:user_id/books/:book_id"
+    );
+    assert_eq!(
+        header(&echo, "spin-component-route"),
+        "/users/:user_id/books/:book_id"
+    );
     // A catch-all route at the root: empty component route, full path info.
     let (_, root) = json_of(&app, get("/a/b")).await;
     assert_eq!(header(&root, "spin-component-route"), "");
@@ -132,14 +149,21 @@ async fn the_client_address_is_the_peer_over_real_http() {
     let app = app(&scratch).await;
     let addr = serve(&app).await;
     let (status, body) = tokio::task::spawn_blocking(move || {
-        http_exchange(addr, "GET /x HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n", b"")
+        http_exchange(
+            addr,
+            "GET /x HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n",
+            b"",
+        )
     })
     .await
     .unwrap();
     assert_eq!(status, 200);
     let echo: Value = serde_json::from_str(&body).unwrap();
     let client = header(&echo, "spin-client-addr");
-    assert!(client.starts_with("127.0.0.1:") && client != "127.0.0.1:0", "{client}");
+    assert!(
+        client.starts_with("127.0.0.1:") && client != "127.0.0.1:0",
+        "{client}"
+    );
     assert_eq!(header(&echo, "spin-full-url"), "http://example.test/x");
 }
 
@@ -149,7 +173,10 @@ async fn spin_well_known_endpoints() {
     let app = app(&scratch).await;
     let health = send(&app, get("/.well-known/spin/health")).await;
     assert_eq!((health.status(), health.text().as_str()), (200, "OK"));
-    assert_eq!(send(&app, get("/.well-known/spin/nope")).await.status(), 404);
+    assert_eq!(
+        send(&app, get("/.well-known/spin/nope")).await.status(),
+        404
+    );
 }
 
 // ---- service chaining ------------------------------------------------------
@@ -163,7 +190,10 @@ async fn service_chaining_reaches_a_private_component_in_process() {
     assert_eq!(echo["component"], "backend");
     assert_eq!(header(&echo, "spin-client-addr"), "0.0.0.0:0");
     assert_eq!(header(&echo, "spin-path-info"), "/hello/there");
-    assert_eq!(header(&echo, "spin-full-url"), "http://localhost/hello/there?x=1");
+    assert_eq!(
+        header(&echo, "spin-full-url"),
+        "http://localhost/hello/there?x=1"
+    );
     assert_eq!(header(&echo, "spin-matched-route"), "/...");
 }
 
@@ -174,7 +204,13 @@ async fn service_chaining_needs_an_allowed_host_entry() {
     // probe may reach backend.spin.internal only.
     let (status, body) = json_of(&app, get("/chain/sealed/x")).await;
     assert_eq!(status, 502);
-    assert!(body["error"].as_str().unwrap().contains("HttpRequestDenied"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("HttpRequestDenied"),
+        "{body}"
+    );
 }
 
 // ---- outbound HTTP -----------------------------------------------------------
@@ -186,7 +222,9 @@ async fn upstream() -> std::net::SocketAddr {
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = stream.read(&mut buf).await;
@@ -203,7 +241,9 @@ async fn upstream() -> std::net::SocketAddr {
 fn encoded(url: &str) -> String {
     url.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -216,15 +256,40 @@ async fn outbound_http_is_allowed_only_to_listed_hosts() {
     let scratch = Scratch::new();
     // The allowed host comes from a `{{ upstream }}` template.
     let app = app_with(&Backend::Memory, &scratch, |o| {
-        o.variables.insert("upstream".into(), format!("http://{allowed}"));
+        o.variables
+            .insert("upstream".into(), format!("http://{allowed}"));
     })
     .await;
-    let (status, body) = json_of(&app, get(&format!("/outbound?url={}", encoded(&format!("http://{allowed}/x"))))).await;
-    assert_eq!((status, body["body"].as_str()), (200, Some("hello from upstream")), "{body}");
+    let (status, body) = json_of(
+        &app,
+        get(&format!(
+            "/outbound?url={}",
+            encoded(&format!("http://{allowed}/x"))
+        )),
+    )
+    .await;
+    assert_eq!(
+        (status, body["body"].as_str()),
+        (200, Some("hello from upstream")),
+        "{body}"
+    );
 
-    let (status, body) = json_of(&app, get(&format!("/outbound?url={}", encoded(&format!("http://{denied}/x"))))).await;
+    let (status, body) = json_of(
+        &app,
+        get(&format!(
+            "/outbound?url={}",
+            encoded(&format!("http://{denied}/x"))
+        )),
+    )
+    .await;
     assert_eq!(status, 502, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("HttpRequestDenied"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("HttpRequestDenied"),
+        "{body}"
+    );
     // The guest saw an error, not a crash: the app still answers.
     assert_eq!(send(&app, get("/exact")).await.status(), 200);
 }
@@ -232,13 +297,20 @@ async fn outbound_http_is_allowed_only_to_listed_hosts() {
 #[tokio::test]
 async fn an_allowed_host_entry_without_a_scheme_is_refused_at_start_up() {
     let scratch = Scratch::new();
-    let mut options = options(manifest());
-    options.variables.insert("required_thing".into(), "x".into());
-    options.variables.insert("upstream".into(), "127.0.0.1:8080".into());
-    let error = App::load(options).await.err().expect("load must fail").to_string();
-    let chain = format!("{error:?}");
-    assert!(chain.contains("allowed_outbound_hosts") || chain.contains("scheme"), "{chain}");
-    drop(scratch);
+    let mut options = conformance_options(&Backend::Memory, &scratch);
+    options
+        .variables
+        .insert("upstream".into(), "127.0.0.1:8080".into());
+    let error = App::load(options).await.err().expect("load must fail");
+    let message = format!("{error:#}");
+    assert!(message.contains("allowed_outbound_hosts"), "{message}");
+    assert!(message.contains("does not contain a scheme"), "{message}");
+    // With a scheme, the same host is accepted.
+    let mut options = conformance_options(&Backend::Memory, &scratch);
+    options
+        .variables
+        .insert("upstream".into(), "http://127.0.0.1:8080".into());
+    assert!(App::load(options).await.is_ok());
 }
 
 // ---- variables ---------------------------------------------------------------
@@ -253,17 +325,29 @@ async fn variables_resolve_explicit_then_env_then_default() {
     assert_eq!(secret["value"], "s3cret");
 
     let from_env = app_with(&Backend::Memory, &scratch, |o| {
-        o.environment = Some(HashMap::from([("SPIN_VARIABLE_GREETING".into(), "hej".into())]));
+        o.environment = Some(HashMap::from([(
+            "SPIN_VARIABLE_GREETING".into(),
+            "hej".into(),
+        )]));
     })
     .await;
-    assert_eq!(json_of(&from_env, get("/var/greeting")).await.1["value"], "hej world");
+    assert_eq!(
+        json_of(&from_env, get("/var/greeting")).await.1["value"],
+        "hej world"
+    );
 
     let explicit = app_with(&Backend::Memory, &scratch, |o| {
-        o.environment = Some(HashMap::from([("SPIN_VARIABLE_GREETING".into(), "hej".into())]));
+        o.environment = Some(HashMap::from([(
+            "SPIN_VARIABLE_GREETING".into(),
+            "hej".into(),
+        )]));
         o.variables.insert("greeting".into(), "hola".into());
     })
     .await;
-    assert_eq!(json_of(&explicit, get("/var/greeting")).await.1["value"], "hola world");
+    assert_eq!(
+        json_of(&explicit, get("/var/greeting")).await.1["value"],
+        "hola world"
+    );
 }
 
 #[tokio::test]
@@ -271,25 +355,52 @@ async fn unknown_and_invalid_variable_names_are_errors_for_the_guest() {
     let scratch = Scratch::new();
     let app = app(&scratch).await;
     let (status, body) = json_of(&app, get("/var/nope")).await;
-    assert_eq!((status, body["error"].as_str()), (409, Some("undefined")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("undefined")),
+        "{body}"
+    );
     let (status, body) = json_of(&app, get("/var/Greeting")).await;
-    assert_eq!((status, body["error"].as_str()), (409, Some("invalid-name")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("invalid-name")),
+        "{body}"
+    );
     // An application variable the component did not map is undefined for it.
     let (status, body) = json_of(&app, get("/var/upstream")).await;
-    assert_eq!((status, body["error"].as_str()), (409, Some("undefined")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("undefined")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn a_missing_required_variable_stops_start_up_naming_it() {
-    let error = App::load(options(manifest())).await.err().expect("load must fail");
+    let scratch = Scratch::new();
+    let mut missing = conformance_options(&Backend::Memory, &scratch);
+    missing.variables.clear();
+    let error = App::load(missing).await.err().expect("load must fail");
     let message = format!("{error:#}");
     assert!(message.contains("required_thing"), "{message}");
-    assert!(message.contains("SPIN_VARIABLE_REQUIRED_THING"), "{message}");
+    assert!(
+        message.contains("SPIN_VARIABLE_REQUIRED_THING"),
+        "{message}"
+    );
 
-    let mut from_env = options(manifest());
-    from_env.environment = Some(HashMap::from([("SPIN_VARIABLE_REQUIRED_THING".into(), "set".into())]));
-    let app = App::load(from_env).await.expect("the environment provides it");
-    assert_eq!(json_of(&app, get("/var/required_thing")).await.1["value"], "set");
+    let mut from_env = conformance_options(&Backend::Memory, &scratch);
+    from_env.variables.clear();
+    from_env.environment = Some(HashMap::from([(
+        "SPIN_VARIABLE_REQUIRED_THING".into(),
+        "set".into(),
+    )]));
+    let app = App::load(from_env)
+        .await
+        .expect("the environment provides it");
+    assert_eq!(
+        json_of(&app, get("/var/required_thing")).await.1["value"],
+        "set"
+    );
 }
 
 // ---- request bodies ------------------------------------------------------------
@@ -348,13 +459,22 @@ async fn a_trapping_guest_answers_500_and_the_next_request_is_served() {
 async fn tests_can_move_the_guests_wall_clock() {
     let scratch = Scratch::new();
     let app = app(&scratch).await;
-    let before = json_of(&app, get("/clock")).await.1["now_ms"].as_i64().unwrap();
+    let before = json_of(&app, get("/clock")).await.1["now_ms"]
+        .as_i64()
+        .unwrap();
     app.clock().advance(Duration::from_secs(25 * 3600));
-    let after = json_of(&app, get("/clock")).await.1["now_ms"].as_i64().unwrap();
+    let after = json_of(&app, get("/clock")).await.1["now_ms"]
+        .as_i64()
+        .unwrap();
     let moved = after - before;
-    assert!((25 * 3600 * 1000..25 * 3600 * 1000 + 60_000).contains(&moved), "moved {moved} ms");
+    assert!(
+        (25 * 3600 * 1000..25 * 3600 * 1000 + 60_000).contains(&moved),
+        "moved {moved} ms"
+    );
     app.clock().reset();
-    let reset = json_of(&app, get("/clock")).await.1["now_ms"].as_i64().unwrap();
+    let reset = json_of(&app, get("/clock")).await.1["now_ms"]
+        .as_i64()
+        .unwrap();
     assert!(reset < before + 60_000);
 }
 
@@ -374,27 +494,63 @@ async fn basic_operations(backend: Backend) {
     let app = app_with(&backend, &scratch, |_| {}).await;
     for iface in ["spin", "wasi"] {
         let key = format!("k-{iface}");
-        assert_eq!(kv(&app, &format!("/kv/{iface}/get?key={key}")).await.1["value"], Value::Null);
-        assert_eq!(kv(&app, &format!("/kv/{iface}/exists?key={key}")).await.1["value"], false);
-        assert_eq!(kv_put(&app, &format!("/kv/{iface}/set?key={key}"), "v1").await.0, 200);
+        assert_eq!(
+            kv(&app, &format!("/kv/{iface}/get?key={key}")).await.1["value"],
+            Value::Null
+        );
+        assert_eq!(
+            kv(&app, &format!("/kv/{iface}/exists?key={key}")).await.1["value"],
+            false
+        );
+        assert_eq!(
+            kv_put(&app, &format!("/kv/{iface}/set?key={key}"), "v1")
+                .await
+                .0,
+            200
+        );
         let (_, got) = kv(&app, &format!("/kv/{iface}/get?key={key}")).await;
-        assert_eq!((got["value"].as_str(), got["hex"].as_str()), (Some("v1"), Some("7631")));
-        assert_eq!(kv(&app, &format!("/kv/{iface}/exists?key={key}")).await.1["value"], true);
+        assert_eq!(
+            (got["value"].as_str(), got["hex"].as_str()),
+            (Some("v1"), Some("7631"))
+        );
+        assert_eq!(
+            kv(&app, &format!("/kv/{iface}/exists?key={key}")).await.1["value"],
+            true
+        );
         let keys = kv(&app, &format!("/kv/{iface}/keys")).await.1["value"].clone();
         assert!(keys.as_array().unwrap().contains(&json!(key)), "{keys}");
         // Stores are separate: the key is not in `other`.
-        assert_eq!(kv(&app, &format!("/kv/{iface}/get?store=other&key={key}")).await.1["value"], Value::Null);
-        assert_eq!(kv(&app, &format!("/kv/{iface}/delete?key={key}")).await.0, 200);
-        assert_eq!(kv(&app, &format!("/kv/{iface}/exists?key={key}")).await.1["value"], false);
+        assert_eq!(
+            kv(&app, &format!("/kv/{iface}/get?store=other&key={key}"))
+                .await
+                .1["value"],
+            Value::Null
+        );
+        assert_eq!(
+            kv(&app, &format!("/kv/{iface}/delete?key={key}")).await.0,
+            200
+        );
+        assert_eq!(
+            kv(&app, &format!("/kv/{iface}/exists?key={key}")).await.1["value"],
+            false
+        );
     }
     // A label the component does not list is denied, on both interfaces.
     for iface in ["spin", "wasi"] {
         let (status, body) = kv(&app, &format!("/kv/{iface}/get?store=third&key=x")).await;
-        assert_eq!((status, body["error"].as_str()), (409, Some("access-denied")), "{body}");
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (409, Some("access-denied")),
+            "{body}"
+        );
     }
     // wasi:keyvalue list-keys has no paging: a cursor is an error, as in Spin.
     let (status, body) = kv(&app, "/kv/wasi/keys?cursor=abc").await;
-    assert_eq!((status, body["error"].as_str()), (409, Some("other")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("other")),
+        "{body}"
+    );
     assert!(body["message"].as_str().unwrap().contains("cursor"));
 }
 
@@ -402,9 +558,18 @@ async fn basic_operations(backend: Backend) {
 async fn counters(backend: Backend, encode: fn(i64) -> &'static str) {
     let scratch = Scratch::new();
     let app = app_with(&backend, &scratch, |_| {}).await;
-    assert_eq!(kv(&app, "/kv/wasi/increment?key=c&delta=0").await.1["value"], 0);
-    assert_eq!(kv(&app, "/kv/wasi/increment?key=c&delta=5").await.1["value"], 5);
-    assert_eq!(kv(&app, "/kv/wasi/increment?key=c&delta=-7").await.1["value"], -2);
+    assert_eq!(
+        kv(&app, "/kv/wasi/increment?key=c&delta=0").await.1["value"],
+        0
+    );
+    assert_eq!(
+        kv(&app, "/kv/wasi/increment?key=c&delta=5").await.1["value"],
+        5
+    );
+    assert_eq!(
+        kv(&app, "/kv/wasi/increment?key=c&delta=-7").await.1["value"],
+        -2
+    );
     let (_, raw) = kv(&app, "/kv/wasi/get?key=c").await;
     assert_eq!(raw["hex"].as_str(), Some(encode(-2)), "{raw}");
     // A value that is not a counter cannot be incremented.
@@ -413,11 +578,23 @@ async fn counters(backend: Backend, encode: fn(i64) -> &'static str) {
 }
 
 fn sqlite_counter(n: i64) -> &'static str {
-    Box::leak(n.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>().into_boxed_str())
+    Box::leak(
+        n.to_le_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+            .into_boxed_str(),
+    )
 }
 
 fn redis_counter(n: i64) -> &'static str {
-    Box::leak(n.to_string().bytes().map(|b| format!("{b:02x}")).collect::<String>().into_boxed_str())
+    Box::leak(
+        n.to_string()
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+            .into_boxed_str(),
+    )
 }
 
 /// Compare-and-swap, including Spin's quirks per backend.
@@ -425,9 +602,16 @@ async fn compare_and_swap(backend: Backend, absent_race_detected: bool) {
     let scratch = Scratch::new();
     let app = app_with(&backend, &scratch, |_| {}).await;
     let (_, fresh) = kv_put(&app, "/kv/wasi/cas?key=a", "first").await;
-    assert_eq!((fresh["current"].clone(), fresh["swapped"].clone()), (Value::Null, json!(true)), "{fresh}");
+    assert_eq!(
+        (fresh["current"].clone(), fresh["swapped"].clone()),
+        (Value::Null, json!(true)),
+        "{fresh}"
+    );
     let (_, again) = kv_put(&app, "/kv/wasi/cas?key=a", "second").await;
-    assert_eq!((again["current"].as_str(), again["swapped"].as_bool()), (Some("first"), Some(true)));
+    assert_eq!(
+        (again["current"].as_str(), again["swapped"].as_bool()),
+        (Some("first"), Some(true))
+    );
     // A change between `current` and `swap` is detected on a present key…
     let (_, raced) = kv_put(&app, "/kv/wasi/cas-race?key=a", "third").await;
     assert_eq!(raced["swapped"], false, "{raced}");
@@ -442,9 +626,17 @@ async fn compare_and_swap(backend: Backend, absent_race_detected: bool) {
 async fn batches(backend: Backend, get_many_works: bool) {
     let scratch = Scratch::new();
     let app = app_with(&backend, &scratch, |_| {}).await;
-    let set = send(&app, request("POST", "/kv/wasi/set-many", r#"{"x":"1","y":"2","z":"3"}"#)).await;
+    let set = send(
+        &app,
+        request("POST", "/kv/wasi/set-many", r#"{"x":"1","y":"2","z":"3"}"#),
+    )
+    .await;
     assert_eq!(set.status(), 200);
-    assert_eq!((set.kv.writes, set.kv.reads), (1, 0), "set-many is one write transaction");
+    assert_eq!(
+        (set.kv.writes, set.kv.reads),
+        (1, 0),
+        "set-many is one write transaction"
+    );
     assert_eq!(kv(&app, "/kv/wasi/get?key=y").await.1["value"], "2");
     let many = send(&app, get("/kv/wasi/get-many?keys=x,absent,z")).await;
     assert_eq!(many.kv.reads, 1);
@@ -452,7 +644,10 @@ async fn batches(backend: Backend, get_many_works: bool) {
         let mut pairs: Vec<Value> = many.json()["value"].as_array().unwrap().clone();
         pairs.sort_by_key(|p| p[0].as_str().unwrap().to_owned());
         // Spin's SQLite store leaves absent keys out.
-        assert_eq!(pairs, vec![json!(["x", "1", "31"]), json!(["z", "3", "33"])]);
+        assert_eq!(
+            pairs,
+            vec![json!(["x", "1", "31"]), json!(["z", "3", "33"])]
+        );
     } else {
         // Spin's Redis store sends KEYS instead of MGET: an error, as on Spin.
         assert_eq!(many.status(), 409, "{}", many.text());
@@ -494,16 +689,23 @@ async fn the_sqlite_file_uses_spins_table_layout() {
     let app = app_with(&Backend::SqliteFile, &scratch, |_| {}).await;
     kv_put(&app, "/kv/spin/set?key=shared", "visible").await;
     kv(&app, "/kv/wasi/increment?key=n&delta=3").await;
-    let db = rusqlite_free_query(&scratch.dir.path().join("data/default.db"));
-    assert!(db.contains("spin_key_value"), "{db}");
-}
-
-/// Reads the SQLite file with the `sqlite3` CLI if present, else with the
-/// dev host itself on a fresh load (proving persistence across loads).
-fn rusqlite_free_query(path: &std::path::Path) -> String {
-    let bytes = std::fs::read(path).expect("the store file exists");
-    // The schema text is stored verbatim in the file's header pages.
-    String::from_utf8_lossy(&bytes).into_owned()
+    // Read the file the way Spin would: table spin_key_value(store, key, value).
+    let db = rusqlite::Connection::open(scratch.dir.path().join("data/default.db")).unwrap();
+    let mut rows: Vec<(String, String, Vec<u8>)> = db
+        .prepare("SELECT store, key, value FROM spin_key_value ORDER BY key")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            ("default".into(), "n".into(), 3i64.to_le_bytes().to_vec()),
+            ("default".into(), "shared".into(), b"visible".to_vec()),
+        ]
+    );
 }
 
 #[tokio::test]
@@ -521,10 +723,15 @@ async fn the_sqlite_file_store_persists_across_loads() {
 async fn a_store_label_without_a_backend_stops_start_up() {
     let scratch = Scratch::new();
     let mut options = options(manifest());
-    options.variables.insert("required_thing".into(), "x".into());
+    options
+        .variables
+        .insert("required_thing".into(), "x".into());
     // Only `default` is defined; the probe also lists `other`.
     options.runtime_config = Some(scratch.runtime_config(&Backend::Memory, &["default"]));
-    let message = format!("{:#}", App::load(options).await.err().expect("load must fail"));
+    let message = format!(
+        "{:#}",
+        App::load(options).await.err().expect("load must fail")
+    );
     assert!(message.contains("\"other\""), "{message}");
 }
 
@@ -539,7 +746,10 @@ async fn key_value_traffic_is_counted_per_request() {
     let listed = send(&app, get("/kv/wasi/keys")).await;
     assert_eq!(listed.kv.listings, 1);
     let incremented = send(&app, get("/kv/wasi/increment?key=n&delta=0")).await;
-    assert_eq!(incremented.kv.writes, 1, "increment is a write transaction, even by 0");
+    assert_eq!(
+        incremented.kv.writes, 1,
+        "increment is a write transaction, even by 0"
+    );
     let none = send(&app, get("/exact")).await;
     assert_eq!((none.kv.reads, none.kv.writes), (0, 0));
 }

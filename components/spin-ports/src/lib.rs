@@ -25,7 +25,9 @@ fn store_error(error: store::Error) -> StoreError {
 
 impl SpinKeyValue {
     pub fn open_default() -> Result<SpinKeyValue, StoreError> {
-        store::open("default").map(SpinKeyValue).map_err(store_error)
+        store::open("default")
+            .map(SpinKeyValue)
+            .map_err(store_error)
     }
 }
 
