@@ -1,0 +1,104 @@
+//! `GET /health` (SPEC.md R-OPS-1) through the real `admin.wasm`, loaded from
+//! the repository's own `spin.toml`, on every store backend.
+
+use e2e::*;
+
+fn app_options(backend: &Backend, scratch: &Scratch) -> devhost::Options {
+    wasm("admin");
+    let mut options = options(repo_root().join("spin.toml"));
+    options.runtime_config = Some(scratch.runtime_config(backend, &["default"]));
+    options
+}
+
+async fn assert_healthy(backend: Backend) {
+    let scratch = Scratch::new();
+    let app = devhost::App::load(app_options(&backend, &scratch))
+        .await
+        .unwrap();
+    let health = send(&app, get("/health")).await;
+    assert_eq!(health.status(), 200, "{}", health.text());
+    assert_eq!(health.header("content-type"), Some("application/json"));
+    let body = health.json();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(body["key_value"]["status"], "reachable");
+    assert_eq!(body["warnings"], serde_json::json!([]));
+    // The probe: one write transaction and one read round trip, no listing.
+    assert_eq!(
+        (health.kv.writes, health.kv.reads, health.kv.listings),
+        (1, 1, 0)
+    );
+}
+
+#[tokio::test]
+async fn health_reports_a_reachable_memory_store() {
+    assert_healthy(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn health_reports_a_reachable_sqlite_file_store() {
+    assert_healthy(Backend::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn health_reports_a_reachable_redis_store() {
+    let Some(url) = redis_url() else { return };
+    assert_healthy(Backend::Redis(url)).await;
+}
+
+#[tokio::test]
+async fn health_answers_other_methods_with_405() {
+    let scratch = Scratch::new();
+    let app = devhost::App::load(app_options(&Backend::Memory, &scratch))
+        .await
+        .unwrap();
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        let refused = send(&app, request(method, "/health", "{}")).await;
+        assert_eq!(refused.status(), 405, "{method}");
+        assert_eq!(refused.header("allow"), Some("GET"));
+        assert_eq!(refused.json()["error"]["code"], "method_not_allowed");
+        assert_eq!(refused.kv.writes, 0, "{method} must not touch the store");
+    }
+}
+
+#[tokio::test]
+async fn health_over_real_http_with_the_default_file_store() {
+    // No runtime config: the default store is .spin/sqlite_key_value.db
+    // beside the manifest, as with `spin up`; use a copy of spin.toml so the
+    // test writes into its own folder.
+    let scratch = Scratch::new();
+    let manifest = std::fs::read_to_string(repo_root().join("spin.toml")).unwrap();
+    let manifest = manifest.replace(
+        "source = \"target/",
+        &format!("source = \"{}/target/", repo_root().display()),
+    );
+    let path = scratch.write("spin.toml", &manifest);
+    let app = devhost::App::load(options(path)).await.unwrap();
+    let addr = serve(&app).await;
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        http_exchange(
+            addr,
+            "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            b"",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["key_value"]["status"], "reachable");
+    assert!(scratch
+        .dir
+        .path()
+        .join(".spin/sqlite_key_value.db")
+        .exists());
+}
+
+#[tokio::test]
+async fn unrouted_paths_are_404() {
+    let scratch = Scratch::new();
+    let app = devhost::App::load(app_options(&Backend::Memory, &scratch))
+        .await
+        .unwrap();
+    assert_eq!(send(&app, get("/healthz")).await.status(), 404);
+}

@@ -1,0 +1,62 @@
+//! The repository's `spin.toml` itself: what real Spin needs from it.
+
+use e2e::*;
+
+fn manifest() -> toml::Table {
+    let text = std::fs::read_to_string(repo_root().join("spin.toml")).unwrap();
+    text.parse().expect("spin.toml is TOML")
+}
+
+#[test]
+fn every_component_is_under_two_mebibytes() {
+    let manifest = manifest();
+    let components = manifest["component"].as_table().unwrap();
+    assert!(!components.is_empty());
+    for (id, component) in components {
+        let source = repo_root().join(component["source"].as_str().unwrap());
+        let size = std::fs::metadata(&source)
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{id}: {} is missing; run scripts/build-wasm.sh",
+                    source.display()
+                )
+            })
+            .len();
+        assert!(size < 2 * 1024 * 1024, "{id} is {size} bytes");
+    }
+}
+
+#[test]
+fn every_component_can_be_built_by_spin_build() {
+    for (id, component) in manifest()["component"].as_table().unwrap() {
+        let command = component["build"]["command"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id} has no build command"));
+        assert!(
+            command.contains("wasm32-wasip2") && command.contains("--release"),
+            "{id}: {command}"
+        );
+        let source = component["source"].as_str().unwrap();
+        assert!(
+            source.starts_with("target/wasm32-wasip2/release/"),
+            "{id}: {source}"
+        );
+    }
+}
+
+#[test]
+fn provider_endpoints_are_variables_defaulting_to_the_real_hosts() {
+    let manifest = manifest();
+    let variables = manifest["variables"].as_table().unwrap();
+    for (name, host) in [
+        ("twilio_api_base", "https://api.twilio.com"),
+        ("telesign_api_base", "https://rest-api.telesign.com"),
+        ("graph_api_base", "https://graph.facebook.com"),
+        ("gbm_api_base", "https://businessmessages.googleapis.com"),
+        ("google_oauth_base", "https://oauth2.googleapis.com"),
+    ] {
+        assert_eq!(variables[name]["default"].as_str(), Some(host), "{name}");
+    }
+    assert_eq!(variables["admin_token"]["secret"].as_bool(), Some(true));
+    assert!(variables.contains_key("public_base_url"));
+}
