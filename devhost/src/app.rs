@@ -116,9 +116,40 @@ pub(crate) struct Dispatched {
 
 /// One engine per process, so components compiled once serve every app
 /// loaded in it (tests load many).
+///
+/// Like Spin, it uses wasmtime's pooling allocator where the machine allows
+/// the address-space reservation: instances, linear memories and the async
+/// fiber stacks are recycled instead of mapped and unmapped per request,
+/// which is most of what a request costs.
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| Engine::new(&wasmtime::Config::new()).expect("wasmtime engine"))
+    ENGINE.get_or_init(|| {
+        const MB: usize = 1 << 20;
+        const INSTANCES: u32 = 1_000;
+        let mut pooling = wasmtime::PoolingAllocationConfig::default();
+        pooling
+            .total_component_instances(INSTANCES)
+            .total_memories(INSTANCES)
+            .total_tables(2 * INSTANCES)
+            .total_stacks(INSTANCES)
+            .total_core_instances(4 * INSTANCES)
+            .max_component_instance_size(10 * MB)
+            .max_core_instance_size(10 * MB)
+            .max_core_instances_per_component(200)
+            .max_tables_per_component(64)
+            .max_memories_per_component(32)
+            .max_memory_size(4 << 30)
+            .linear_memory_keep_resident(2 * MB)
+            .table_keep_resident(MB / 2);
+        let mut config = wasmtime::Config::new();
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
+        Engine::new(&config).unwrap_or_else(|error| {
+            eprintln!(
+                "devhost: pooling allocator unavailable ({error}); using on-demand allocation"
+            );
+            Engine::new(&wasmtime::Config::new()).expect("wasmtime engine")
+        })
+    })
 }
 
 /// Compiled components by file, content-checked by size and mtime.

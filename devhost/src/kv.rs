@@ -408,8 +408,9 @@ impl SqliteStore {
         })
     }
 
-    /// Runs blocking SQLite work off the async threads (a file store's
-    /// commit waits for a disk sync).
+    /// Runs SQLite work: a file store's off the async threads (its commit
+    /// waits for a disk sync), an in-memory one inline (microseconds, and a
+    /// thread hand-off would cost more than the work).
     async fn call<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut rusqlite::Connection, &str) -> rusqlite::Result<T> + Send + 'static,
@@ -422,6 +423,10 @@ impl SqliteStore {
         &self,
         work: impl FnOnce(&mut rusqlite::Connection, &str) -> KvResult<T> + Send + 'static,
     ) -> KvResult<T> {
+        if self.path.is_none() {
+            let mut connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
+            return work(&mut connection, &self.label);
+        }
         let connection = self.connection.clone();
         let label = self.label.clone();
         tokio::task::spawn_blocking(move || {
