@@ -4,7 +4,10 @@
 //! encoding of Spin's SQLite store (8 little-endian bytes), so code that works
 //! here does not depend on a backend's accident.
 
-use crate::ports::{Clock, KeyValue, Ports, Randomness, StoreError, UnixMillis, Variables};
+use crate::ports::{
+    Clock, KeyValue, OutboundError, OutboundHttp, OutboundRequest, OutboundResponse, PortFuture,
+    Ports, Randomness, StoreError, UnixMillis, Variables,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -66,6 +69,66 @@ impl KeyValue for MemoryKeyValue {
     }
 }
 
+type Responder =
+    Box<dyn Fn(&OutboundRequest) -> Result<OutboundResponse, OutboundError> + Send + Sync>;
+
+/// Outbound HTTP that answers from a test's script and records every request.
+pub struct ScriptedHttp {
+    respond: Responder,
+    sent: Mutex<Vec<OutboundRequest>>,
+}
+
+impl ScriptedHttp {
+    pub fn new(
+        respond: impl Fn(&OutboundRequest) -> Result<OutboundResponse, OutboundError>
+            + Send
+            + Sync
+            + 'static,
+    ) -> ScriptedHttp {
+        ScriptedHttp {
+            respond: Box::new(respond),
+            sent: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Every request sent so far, in order.
+    pub fn sent(&self) -> Vec<OutboundRequest> {
+        self.sent.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Default for ScriptedHttp {
+    /// Refuses everything, as a host with no allowed outbound hosts would.
+    fn default() -> ScriptedHttp {
+        ScriptedHttp::new(|request| Err(OutboundError(format!("{} is not scripted", request.url))))
+    }
+}
+
+impl OutboundHttp for ScriptedHttp {
+    fn send(
+        &self,
+        request: OutboundRequest,
+    ) -> PortFuture<'_, Result<OutboundResponse, OutboundError>> {
+        let answer = (self.respond)(&request);
+        self.sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(request);
+        Box::pin(std::future::ready(answer))
+    }
+}
+
+/// Drives a future whose ports are all in memory (they never wait).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+    }
+}
+
 /// A wall clock that stands still until a test moves it.
 pub struct ManualClock(AtomicI64);
 
@@ -124,6 +187,7 @@ impl Variables for MapVariables {
 /// All in-memory ports together, for tests and the native baseline.
 pub struct MemoryPorts {
     pub kv: MemoryKeyValue,
+    pub http: ScriptedHttp,
     pub clock: ManualClock,
     pub random: SeededRandomness,
     pub variables: MapVariables,
@@ -133,6 +197,7 @@ impl Default for MemoryPorts {
     fn default() -> MemoryPorts {
         MemoryPorts {
             kv: MemoryKeyValue::default(),
+            http: ScriptedHttp::default(),
             // 2026-01-01T00:00:00Z: a fixed, readable start for tests.
             clock: ManualClock::at(1_767_225_600_000),
             random: SeededRandomness::new(0x5EED),
@@ -145,6 +210,7 @@ impl MemoryPorts {
     pub fn ports(&self) -> Ports<'_> {
         Ports {
             kv: &self.kv,
+            http: &self.http,
             clock: &self.clock,
             random: &self.random,
             variables: &self.variables,
@@ -180,6 +246,39 @@ mod tests {
             .unwrap();
         let got = kv.get_many(&["c".into(), "b".into(), "a".into()]).unwrap();
         assert_eq!(got, vec![Some(b"3".to_vec()), None, Some(b"1".to_vec())]);
+    }
+
+    #[test]
+    fn scripted_http_answers_and_records() {
+        let http = ScriptedHttp::new(|request| {
+            Ok(OutboundResponse {
+                status: if request.url.ends_with("/ok") {
+                    200
+                } else {
+                    503
+                },
+                headers: Vec::new(),
+                body: request.body.clone(),
+            })
+        });
+        let request = |url: &str| OutboundRequest {
+            method: crate::api::Method::Post,
+            url: url.into(),
+            headers: vec![("authorization".into(), "Basic x".into())],
+            body: b"ping".to_vec(),
+        };
+        let (ok, down) = block_on(async {
+            (
+                http.send(request("https://p.test/ok")).await,
+                http.send(request("https://p.test/down")).await,
+            )
+        });
+        assert_eq!(ok.unwrap().status, 200);
+        assert_eq!(down.unwrap().status, 503);
+        let sent = http.sent();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0].headers[0].1, "Basic x");
+        assert!(block_on(ScriptedHttp::default().send(request("https://x.test/"))).is_err());
     }
 
     proptest! {

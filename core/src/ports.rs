@@ -5,7 +5,10 @@
 //! wall clock; randomness; variables) so that a component's adapter is a thin
 //! translation and the in-memory versions can honour the same contracts.
 
+use crate::api::Method;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 /// A key-value store failure. The message is meant for logs and operators;
 /// callers decide what status a failure maps to.
@@ -40,6 +43,48 @@ pub trait KeyValue {
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
 }
 
+/// A future borrowed from its port; the component's executor (or a test's)
+/// drives it, so several sends can be awaited together.
+pub type PortFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRequest {
+    pub method: Method,
+    /// Absolute URL; its host must be in the component's
+    /// `allowed_outbound_hosts`.
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The request got no HTTP answer: refused by the host's policy, or the
+/// network failed. (An HTTP error status is a response, not this.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundError(pub String);
+
+impl fmt::Display for OutboundError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "outbound HTTP failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for OutboundError {}
+
+/// Outbound HTTP to the providers.
+pub trait OutboundHttp {
+    fn send(
+        &self,
+        request: OutboundRequest,
+    ) -> PortFuture<'_, Result<OutboundResponse, OutboundError>>;
+}
+
 /// Milliseconds since the Unix epoch.
 pub type UnixMillis = i64;
 
@@ -70,6 +115,7 @@ pub trait Variables {
 /// the in-memory ports in tests and benchmarks).
 pub struct Ports<'a> {
     pub kv: &'a dyn KeyValue,
+    pub http: &'a dyn OutboundHttp,
     pub clock: &'a dyn Clock,
     pub random: &'a dyn Randomness,
     pub variables: &'a dyn Variables,

@@ -102,3 +102,21 @@ async fn unrouted_paths_are_404() {
         .unwrap();
     assert_eq!(send(&app, get("/healthz")).await.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_health_checks_all_pass() {
+    // Checks overwrite each other's probe value; none may report a failure.
+    let scratch = Scratch::new();
+    let app = devhost::App::load(app_options(&Backend::Memory, &scratch))
+        .await
+        .unwrap();
+    let checks: Vec<_> = (0..20)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { send(&app, get("/health")).await.status() })
+        })
+        .collect();
+    for check in checks {
+        assert_eq!(check.await.unwrap(), 200);
+    }
+}

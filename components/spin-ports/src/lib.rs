@@ -8,7 +8,8 @@ use spin_sdk::http::{Request, Response};
 use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
 use switchboard_core::api;
 use switchboard_core::ports::{
-    Clock, KeyValue, Ports, Randomness, StoreError, UnixMillis, Variables,
+    Clock, KeyValue, OutboundError, OutboundHttp, OutboundRequest, OutboundResponse, PortFuture,
+    Ports, Randomness, StoreError, UnixMillis, Variables,
 };
 
 /// `wasi:keyvalue` on the app's `default` store: it has the batch and atomic
@@ -68,6 +69,56 @@ impl KeyValue for SpinKeyValue {
     }
 }
 
+/// Outbound `wasi:http`; the host enforces `allowed_outbound_hosts`.
+pub struct SpinHttp;
+
+impl OutboundHttp for SpinHttp {
+    fn send(
+        &self,
+        request: OutboundRequest,
+    ) -> PortFuture<'_, Result<OutboundResponse, OutboundError>> {
+        Box::pin(async move {
+            let mut builder = Request::builder();
+            builder
+                .method(spin_method(request.method))
+                .uri(&request.url);
+            for (name, value) in &request.headers {
+                builder.header(name, value);
+            }
+            let response: Response = spin_sdk::http::send(builder.body(request.body).build())
+                .await
+                .map_err(|e| OutboundError(e.to_string()))?;
+            Ok(OutboundResponse {
+                status: *response.status(),
+                headers: response
+                    .headers()
+                    .map(|(name, value)| {
+                        (
+                            name.to_owned(),
+                            value.as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect(),
+                body: response.into_body(),
+            })
+        })
+    }
+}
+
+fn spin_method(method: api::Method) -> spin_sdk::http::Method {
+    use spin_sdk::http::Method as M;
+    match method {
+        api::Method::Get => M::Get,
+        api::Method::Post => M::Post,
+        api::Method::Put => M::Put,
+        api::Method::Patch => M::Patch,
+        api::Method::Delete => M::Delete,
+        api::Method::Head => M::Head,
+        api::Method::Options => M::Options,
+        api::Method::Other => M::Other("OTHER".into()),
+    }
+}
+
 /// The host's wall clock (which the dev host lets tests move).
 pub struct WallClock;
 
@@ -114,6 +165,7 @@ impl SpinPorts {
     pub fn ports(&self) -> Ports<'_> {
         Ports {
             kv: &self.kv,
+            http: &SpinHttp,
             clock: &WallClock,
             random: &HostRandomness,
             variables: &SpinVariables,
