@@ -132,6 +132,14 @@ pub async fn serve(app: &App) -> std::net::SocketAddr {
     addr
 }
 
+/// `GET path` over real HTTP with the given Host header.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, String) {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    tokio::task::spawn_blocking(move || http_exchange(addr, &head, b""))
+        .await
+        .expect("the HTTP exchange ran")
+}
+
 /// A raw HTTP/1.1 exchange (`Connection: close`), returning status and body.
 pub fn http_exchange(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(addr).expect("connect to the dev host");

@@ -148,15 +148,7 @@ async fn the_client_address_is_the_peer_over_real_http() {
     let scratch = Scratch::new();
     let app = app(&scratch).await;
     let addr = serve(&app).await;
-    let (status, body) = tokio::task::spawn_blocking(move || {
-        http_exchange(
-            addr,
-            "GET /x HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n",
-            b"",
-        )
-    })
-    .await
-    .unwrap();
+    let (status, body) = http_get(addr, "/x", "example.test").await;
     assert_eq!(status, 200);
     let echo: Value = serde_json::from_str(&body).unwrap();
     let client = header(&echo, "spin-client-addr");
@@ -238,6 +230,11 @@ async fn upstream() -> std::net::SocketAddr {
     addr
 }
 
+/// Asks the probe component to GET `url` itself.
+async fn fetch_through(app: &App, url: &str) -> (u16, Value) {
+    json_of(app, get(&format!("/outbound?url={}", encoded(url)))).await
+}
+
 fn encoded(url: &str) -> String {
     url.bytes()
         .map(|b| match b {
@@ -260,28 +257,14 @@ async fn outbound_http_is_allowed_only_to_listed_hosts() {
             .insert("upstream".into(), format!("http://{allowed}"));
     })
     .await;
-    let (status, body) = json_of(
-        &app,
-        get(&format!(
-            "/outbound?url={}",
-            encoded(&format!("http://{allowed}/x"))
-        )),
-    )
-    .await;
+    let (status, body) = fetch_through(&app, &format!("http://{allowed}/x")).await;
     assert_eq!(
         (status, body["body"].as_str()),
         (200, Some("hello from upstream")),
         "{body}"
     );
 
-    let (status, body) = json_of(
-        &app,
-        get(&format!(
-            "/outbound?url={}",
-            encoded(&format!("http://{denied}/x"))
-        )),
-    )
-    .await;
+    let (status, body) = fetch_through(&app, &format!("http://{denied}/x")).await;
     assert_eq!(status, 502, "{body}");
     assert!(
         body["error"]

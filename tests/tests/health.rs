@@ -75,15 +75,7 @@ async fn health_over_real_http_with_the_default_file_store() {
     let path = scratch.write("spin.toml", &manifest);
     let app = devhost::App::load(options(path)).await.unwrap();
     let addr = serve(&app).await;
-    let (status, body) = tokio::task::spawn_blocking(move || {
-        http_exchange(
-            addr,
-            "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-            b"",
-        )
-    })
-    .await
-    .unwrap();
+    let (status, body) = http_get(addr, "/health", "127.0.0.1").await;
     assert_eq!(status, 200, "{body}");
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["key_value"]["status"], "reachable");
