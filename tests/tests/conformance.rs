@@ -171,6 +171,13 @@ async fn spin_well_known_endpoints() {
     );
 }
 
+/// The guest's outbound request failed with wasi:http's `HTTP-request-denied`.
+fn assert_denied((status, body): (u16, Value)) {
+    assert_eq!(status, 502, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("HttpRequestDenied"), "{body}");
+}
+
 // ---- service chaining ------------------------------------------------------
 
 #[tokio::test]
@@ -194,15 +201,7 @@ async fn service_chaining_needs_an_allowed_host_entry() {
     let scratch = Scratch::new();
     let app = app(&scratch).await;
     // probe may reach backend.spin.internal only.
-    let (status, body) = json_of(&app, get("/chain/sealed/x")).await;
-    assert_eq!(status, 502);
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("HttpRequestDenied"),
-        "{body}"
-    );
+    assert_denied(json_of(&app, get("/chain/sealed/x")).await);
 }
 
 // ---- outbound HTTP -----------------------------------------------------------
@@ -264,15 +263,7 @@ async fn outbound_http_is_allowed_only_to_listed_hosts() {
         "{body}"
     );
 
-    let (status, body) = fetch_through(&app, &format!("http://{denied}/x")).await;
-    assert_eq!(status, 502, "{body}");
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("HttpRequestDenied"),
-        "{body}"
-    );
+    assert_denied(fetch_through(&app, &format!("http://{denied}/x")).await);
     // The guest saw an error, not a crash: the app still answers.
     assert_eq!(send(&app, get("/exact")).await.status(), 200);
 }
