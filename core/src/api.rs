@@ -31,19 +31,6 @@ impl Method {
             _ => Method::Other,
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Patch => "PATCH",
-            Method::Delete => "DELETE",
-            Method::Head => "HEAD",
-            Method::Options => "OPTIONS",
-            Method::Other => "OTHER",
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -88,18 +88,7 @@ impl Backend {
 
     pub async fn get(&self, key: String) -> KvResult<Option<Vec<u8>>> {
         match self {
-            Backend::Sqlite(s) => {
-                s.call(move |c, store| {
-                    c.query_row(
-                        "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
-                        (store, &key),
-                        |row| row.get(0),
-                    )
-                    .map(Some)
-                    .or_else(none_if_absent)
-                })
-                .await
-            }
+            Backend::Sqlite(s) => s.call(move |c, store| select_value(c, store, &key)).await,
             Backend::Redis(r) => r.conn().get(key).await.map_err(redis_error),
         }
     }
@@ -113,16 +102,7 @@ impl Backend {
 
     pub async fn delete(&self, key: String) -> KvResult<()> {
         match self {
-            Backend::Sqlite(s) => {
-                s.call(move |c, store| {
-                    c.execute(
-                        "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2",
-                        (store, &key),
-                    )
-                    .map(drop)
-                })
-                .await
-            }
+            Backend::Sqlite(s) => s.call(move |c, store| delete_row(c, store, &key)).await,
             Backend::Redis(r) => r.conn().del(key).await.map_err(redis_error),
         }
     }
@@ -154,16 +134,9 @@ impl Backend {
         match self {
             Backend::Sqlite(s) => {
                 s.call(move |c, store| {
-                    let mut stmt = c.prepare_cached(
-                        "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
-                    )?;
                     let mut found = Vec::new();
                     for key in keys {
-                        if let Some(value) = stmt
-                            .query_row((store, &key), |row| row.get::<_, Vec<u8>>(0))
-                            .map(Some)
-                            .or_else(none_if_absent)?
-                        {
+                        if let Some(value) = select_value(c, store, &key)? {
                             found.push((key, Some(value)));
                         }
                     }
@@ -209,10 +182,7 @@ impl Backend {
                 s.call(move |c, store| {
                     let tx = c.transaction()?;
                     for key in &keys {
-                        tx.execute(
-                            "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2",
-                            (store, key),
-                        )?;
+                        delete_row(&tx, store, key)?;
                     }
                     tx.commit()
                 })
@@ -228,16 +198,7 @@ impl Backend {
             Backend::Sqlite(s) => {
                 s.call_result(move |c, store| {
                     let tx = c.transaction().map_err(sql_error)?;
-                    let current: Option<Vec<u8>> = tx
-                        .query_row(
-                            "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
-                            (store, &key),
-                            |row| row.get(0),
-                        )
-                        .map(Some)
-                        .or_else(none_if_absent)
-                        .map_err(sql_error)?;
-                    let current = match current {
+                    let current = match select_value(&tx, store, &key).map_err(sql_error)? {
                         None => 0,
                         Some(bytes) => {
                             i64::from_le_bytes(bytes.as_slice().try_into().map_err(|_| {
@@ -350,11 +311,25 @@ impl Cas {
     }
 }
 
-fn none_if_absent<T>(error: rusqlite::Error) -> rusqlite::Result<Option<T>> {
-    match error {
-        rusqlite::Error::QueryReturnedNoRows => Ok(None),
-        other => Err(other),
+fn select_value(
+    c: &rusqlite::Connection,
+    store: &str,
+    key: &str,
+) -> rusqlite::Result<Option<Vec<u8>>> {
+    match c
+        .prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+        .query_row((store, key), |row| row.get(0))
+    {
+        Ok(value) => Ok(Some(value)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(other) => Err(other),
     }
+}
+
+fn delete_row(c: &rusqlite::Connection, store: &str, key: &str) -> rusqlite::Result<()> {
+    c.prepare_cached("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+        .execute((store, key))
+        .map(drop)
 }
 
 fn upsert(c: &rusqlite::Connection, store: &str, key: &str, value: &[u8]) -> rusqlite::Result<()> {
