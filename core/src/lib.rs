@@ -10,8 +10,11 @@
 pub mod admin;
 pub mod api;
 pub mod health;
+pub mod locale;
 pub mod memory;
 pub mod ports;
+pub mod providers;
+pub mod template_text;
 
 /// The product version reported by `/health`, taken from the workspace.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,1 @@
+//! The providers' HTTP APIs as the core calls them: credential checks (R-CFG-3) now, senders later.

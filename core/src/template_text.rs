@@ -1,0 +1,1 @@
+//! Template text: `{{Placeholder}}` parsing and rendering (SPEC.md R-TPL-2, R-TPL-3).
