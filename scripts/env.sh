@@ -17,10 +17,13 @@ ensure_toolchain() {
     fi
 }
 
+# Every Wasm component: the app's (spin.toml) and the conformance suite's guest.
+WASM_PACKAGES=(-p admin -p templates -p conformance-guest)
+
 # Builds every component once (release, wasm32-wasip2) and puts the .wasm
 # files where spin.toml expects them, whatever CARGO_TARGET_DIR is.
 build_wasm() {
-    cargo build --locked --target wasm32-wasip2 --release -p admin -p conformance-guest
+    cargo build --locked --target wasm32-wasip2 --release "${WASM_PACKAGES[@]}"
     local out="$CARGO_TARGET_DIR/wasm32-wasip2/release"
     if [ "$(cd "$out" && pwd -P)" != "$(mkdir -p target/wasm32-wasip2/release && cd target/wasm32-wasip2/release && pwd -P)" ]; then
         cp -p "$out"/*.wasm target/wasm32-wasip2/release/

@@ -36,5 +36,5 @@ fi
 cargo fmt --all --check
 build_wasm
 cargo clippy --locked --all-targets -- -D warnings
-cargo clippy --locked --target wasm32-wasip2 --release -p admin -p conformance-guest -- -D warnings
+cargo clippy --locked --target wasm32-wasip2 --release "${WASM_PACKAGES[@]}" -- -D warnings
 cargo test --locked --release

@@ -38,7 +38,92 @@ pub struct Request {
     pub method: Method,
     /// The path without the query string, e.g. `/health`.
     pub path: String,
+    /// The raw query string without `?` (empty when there is none).
+    pub query: String,
+    /// Header names in lowercase.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn new(method: Method, path: &str) -> Request {
+        Request {
+            method,
+            path: path.into(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of a query parameter, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        form_pairs(&self.query)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+
+    /// The path split on `/`, without the empty leading segment.
+    pub fn segments(&self) -> Vec<&str> {
+        self.path.trim_matches('/').split('/').collect()
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (also a query string):
+/// `+` is a space and `%XX` a byte; invalid escapes are kept literally.
+pub fn form_pairs(text: &str) -> Vec<(String, String)> {
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(name), percent_decode(value))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() && hex_pair(bytes[i + 1], bytes[i + 2]).is_some() => {
+                out.extend(hex_pair(bytes[i + 1], bytes[i + 2]));
+                i += 2;
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_pair(high: u8, low: u8) -> Option<u8> {
+    let digit = |b: u8| (b as char).to_digit(16);
+    Some((digit(high)? * 16 + digit(low)?) as u8)
+}
+
+/// Encodes a form value: unreserved characters as they are, the rest `%XX`.
+pub fn form_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +191,40 @@ impl ApiError {
         }
     }
 
+    /// A 4xx for a request body or field that breaks a rule (R-CFG-8).
+    pub fn invalid(
+        field: impl Into<String>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status: 422,
+            code,
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: 409,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// The store failed: a 503 the caller may retry; nothing was half-written
+    /// because every change is one write transaction.
+    pub fn store(error: crate::ports::StoreError) -> ApiError {
+        ApiError {
+            status: 503,
+            code: "store_unavailable",
+            message: format!("{error}; nothing was changed, retry later"),
+            field: None,
+        }
+    }
+
     pub fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
@@ -115,6 +234,12 @@ impl ApiError {
             },
         };
         Response::json(self.status, &body)
+    }
+}
+
+impl From<crate::ports::StoreError> for ApiError {
+    fn from(error: crate::ports::StoreError) -> ApiError {
+        ApiError::store(error)
     }
 }
 

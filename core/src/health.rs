@@ -116,6 +116,9 @@ mod tests {
         fn set_many(&self, _: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
             Ok(())
         }
+        fn delete_many(&self, _: &[String]) -> Result<(), StoreError> {
+            Ok(())
+        }
         fn increment(&self, _: &str, delta: i64) -> Result<i64, StoreError> {
             Ok(delta)
         }

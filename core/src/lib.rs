@@ -9,12 +9,19 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
+pub mod config;
 pub mod health;
+pub mod input;
 pub mod locale;
 pub mod memory;
+pub mod phone;
 pub mod ports;
 pub mod providers;
+pub mod store;
 pub mod template_text;
+pub mod templates;
+pub mod time;
 
 /// The product version reported by `/health`, taken from the workspace.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

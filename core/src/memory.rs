@@ -53,6 +53,14 @@ impl KeyValue for MemoryKeyValue {
         Ok(())
     }
 
+    fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        let mut entries = self.entries();
+        for key in keys {
+            entries.remove(key);
+        }
+        Ok(())
+    }
+
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
         let mut entries = self.entries();
         let current = match entries.get(key) {
@@ -177,6 +185,17 @@ impl Randomness for SeededRandomness {
 
 #[derive(Default)]
 pub struct MapVariables(pub HashMap<String, String>);
+
+impl<const N: usize> From<[(&str, &str); N]> for MapVariables {
+    fn from(pairs: [(&str, &str); N]) -> MapVariables {
+        MapVariables(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+}
 
 impl Variables for MapVariables {
     fn get(&self, name: &str) -> Option<String> {

@@ -37,6 +37,8 @@ pub trait KeyValue {
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
     /// One write transaction for all pairs.
     fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
+    /// One write transaction deleting all keys (absent keys are fine).
+    fn delete_many(&self, keys: &[String]) -> Result<(), StoreError>;
     /// Atomically adds `delta` and returns the new value; an absent key starts
     /// at 0. This is the only safe way to read a counter (`delta` 0), because
     /// backends encode counters differently.
@@ -102,6 +104,23 @@ pub trait Randomness {
         let mut bytes = [0u8; 16];
         self.fill(&mut bytes);
         bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A random (version 4) UUID in upper case, as TeleSign's nonces are.
+    fn uuid(&self) -> String {
+        let mut bytes = [0u8; 16];
+        self.fill(&mut bytes);
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        )
     }
 }
 

@@ -5,6 +5,9 @@
 //! loaded into the dev host in-process, or served on a loopback port when a
 //! test needs real HTTP.
 
+pub mod api;
+pub mod sim;
+
 use bytes::Bytes;
 use devhost::{App, Handled, Options};
 use std::collections::HashMap;

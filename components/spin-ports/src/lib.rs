@@ -46,7 +46,11 @@ impl KeyValue for SpinKeyValue {
     }
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let found = batch::get_many(&self.0, keys).map_err(store_error)?;
+        // Spin's Redis store answers `get-many` with `KEYS`, which fails (see
+        // README, "Spin quirks"): fall back to one `get` per key there.
+        let Ok(found) = batch::get_many(&self.0, keys) else {
+            return keys.iter().map(|key| self.get(key)).collect();
+        };
         // The host answers pairs; put them back in the order asked, whatever
         // order (or subset) a backend returns.
         Ok(keys
@@ -62,6 +66,10 @@ impl KeyValue for SpinKeyValue {
 
     fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
         batch::set_many(&self.0, entries).map_err(store_error)
+    }
+
+    fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        batch::delete_many(&self.0, keys).map_err(store_error)
     }
 
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
@@ -177,6 +185,16 @@ pub fn to_core_request(request: Request) -> api::Request {
     api::Request {
         method: api::Method::parse(&request.method().to_string()),
         path: request.path().to_owned(),
+        query: request.query().to_owned(),
+        headers: request
+            .headers()
+            .map(|(name, value)| {
+                (
+                    name.to_ascii_lowercase(),
+                    value.as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect(),
         body: request.into_body(),
     }
 }

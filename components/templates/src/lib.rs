@@ -1,0 +1,15 @@
+//! The templates component: a shell around `switchboard_core::templates`.
+
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+
+#[http_component]
+fn handle(request: Request) -> Response {
+    match spin_ports::SpinPorts::open() {
+        Ok(ports) => spin_ports::to_spin_response(switchboard_core::templates::handle(
+            &spin_ports::to_core_request(request),
+            &ports.ports(),
+        )),
+        Err(error) => spin_ports::store_unavailable(error),
+    }
+}

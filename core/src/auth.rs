@@ -1,0 +1,297 @@
+//! Tenancy and access (SPEC.md R-TEN): organisations, API keys and roles.
+//!
+//! An API key reads `sb_{org}_{key id}_{secret}`. Carrying the organisation
+//! and key id in the token makes authentication one direct read of the key's
+//! document (`org/{org}/api_key/{id}`), which holds only the SHA-256 of the
+//! whole token (R-TEN-3): the token itself is shown once, at creation, and
+//! never stored. A key of another organisation finds nothing under this
+//! organisation's prefix, which is why foreign ids answer 404, never 403.
+
+use crate::api::{ApiError, Request};
+use crate::ports::{KeyValue, Randomness, Variables};
+use crate::store::{self, Document};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Configures the organisation.
+    Admin,
+    /// Works conversations as one agent.
+    Agent,
+    /// Calls the outbound API only.
+    Flow,
+}
+
+impl Role {
+    pub const NAMES: &'static [&'static str] = &["admin", "agent", "flow"];
+
+    pub fn parse(name: &str) -> Option<Role> {
+        match name {
+            "admin" => Some(Role::Admin),
+            "agent" => Some(Role::Agent),
+            "flow" => Some(Role::Flow),
+            _ => None,
+        }
+    }
+}
+
+/// An API key as stored: never the token, only its hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    pub token_sha256: String,
+    /// The token's last four characters, to tell keys apart in listings.
+    pub hint: String,
+    pub created_at: String,
+}
+
+impl Document for ApiKey {
+    const KIND: &'static str = "api_key";
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// What an API key is, as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct ApiKeyView<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub role: Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<&'a str>,
+    /// The token once, at creation; a mask afterwards.
+    pub key: String,
+    pub created_at: &'a str,
+}
+
+impl ApiKey {
+    /// Makes a new key; the returned token is the only copy there will be.
+    pub fn issue(
+        random: &dyn Randomness,
+        org: &str,
+        name: String,
+        role: Role,
+        agent_id: Option<String>,
+        created_at: String,
+    ) -> (ApiKey, String) {
+        let id = random.id128();
+        let token = format!("sb_{org}_{id}_{}", random.id128());
+        let key = ApiKey {
+            id,
+            name,
+            role,
+            agent_id,
+            token_sha256: sha256_hex(&token),
+            hint: token[token.len() - 4..].to_owned(),
+            created_at,
+        };
+        (key, token)
+    }
+
+    pub fn view(&self, token: Option<&str>) -> ApiKeyView<'_> {
+        ApiKeyView {
+            id: &self.id,
+            name: &self.name,
+            role: self.role,
+            agent_id: self.agent_id.as_deref(),
+            key: token.map_or_else(|| mask_hint(&self.hint), str::to_owned),
+            created_at: &self.created_at,
+        }
+    }
+}
+
+/// `****6549`: how every secret reads back (R-TEN-4).
+pub fn mask(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    // Short secrets show nothing of themselves.
+    if chars.len() < 8 {
+        return "****".into();
+    }
+    mask_hint(&chars[chars.len() - 4..].iter().collect::<String>())
+}
+
+fn mask_hint(hint: &str) -> String {
+    format!("****{hint}")
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Equality that takes the same time wherever the inputs differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The caller behind a valid API key.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub org: String,
+    pub key_id: String,
+    pub role: Role,
+    pub agent_id: Option<String>,
+}
+
+impl Principal {
+    /// 403 unless the key has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            return Ok(());
+        }
+        let names: Vec<&str> = roles
+            .iter()
+            .map(|role| match role {
+                Role::Admin => "admin",
+                Role::Agent => "agent",
+                Role::Flow => "flow",
+            })
+            .collect();
+        Err(ApiError {
+            status: 403,
+            code: "forbidden",
+            message: format!("this route needs a key with role {}", names.join(" or ")),
+            field: None,
+        })
+    }
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError {
+        status: 401,
+        code: "unauthorized",
+        message: message.into(),
+        field: None,
+    }
+}
+
+fn bearer(request: &Request) -> Option<&str> {
+    let value = request.header("authorization")?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Finds the organisation and role of the request's API key (one read).
+pub fn authenticate(request: &Request, kv: &dyn KeyValue) -> Result<Principal, ApiError> {
+    let token = bearer(request).ok_or_else(|| {
+        unauthorized("send an API key as \"Authorization: Bearer sb_…\"; an admin creates keys with POST /api/keys")
+    })?;
+    let refused = || unauthorized("this API key is not valid: it was revoked or mistyped");
+    let mut parts = token.splitn(4, '_');
+    let (Some("sb"), Some(org), Some(key_id), Some(_)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(refused());
+    };
+    let key: ApiKey = store::load(kv, org, key_id)?.ok_or_else(refused)?;
+    if !constant_time_eq(sha256_hex(token).as_bytes(), key.token_sha256.as_bytes()) {
+        return Err(refused());
+    }
+    Ok(Principal {
+        org: org.to_owned(),
+        key_id: key.id,
+        role: key.role,
+        agent_id: key.agent_id,
+    })
+}
+
+/// Checks the operator token (Spin variable `admin_token`, R-TEN-2).
+pub fn require_operator(request: &Request, variables: &dyn Variables) -> Result<(), ApiError> {
+    let expected = variables.get("admin_token").unwrap_or_default();
+    if expected.is_empty() {
+        return Err(ApiError {
+            status: 403,
+            code: "operator_api_disabled",
+            message: "the operator API is off: set the Spin variable admin_token (SPIN_VARIABLE_ADMIN_TOKEN) to a secret and send it as \"Authorization: Bearer <token>\"".into(),
+            field: None,
+        });
+    }
+    match bearer(request) {
+        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
+        _ => Err(unauthorized("this route needs the operator token (the Spin variable admin_token) as \"Authorization: Bearer <token>\"")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Method;
+    use crate::memory::{MapVariables, MemoryKeyValue, SeededRandomness};
+
+    fn with_bearer(token: &str) -> Request {
+        let mut request = Request::new(Method::Get, "/api/queues");
+        request
+            .headers
+            .push(("authorization".into(), format!("Bearer {token}")));
+        request
+    }
+
+    #[test]
+    fn a_key_authenticates_by_its_hash_only() {
+        let kv = MemoryKeyValue::default();
+        let org = "0".repeat(32);
+        let (key, token) = ApiKey::issue(
+            &SeededRandomness::new(1),
+            &org,
+            "ci".into(),
+            Role::Flow,
+            None,
+            "t".into(),
+        );
+        assert!(!crate::store::encode(&key)
+            .windows(token.len())
+            .any(|w| w == token.as_bytes()));
+        store::insert(&kv, &org, &key, vec![]).unwrap();
+        let principal = authenticate(&with_bearer(&token), &kv).unwrap();
+        assert_eq!(
+            (principal.org.as_str(), principal.role),
+            (org.as_str(), Role::Flow)
+        );
+        let mut forged = token.clone();
+        forged.pop();
+        forged.push('x');
+        assert_eq!(
+            authenticate(&with_bearer(&forged), &kv).unwrap_err().status,
+            401
+        );
+        assert_eq!(
+            authenticate(&Request::new(Method::Get, "/"), &kv)
+                .unwrap_err()
+                .status,
+            401
+        );
+        assert_eq!(principal.require(&[Role::Admin]).unwrap_err().status, 403);
+    }
+
+    #[test]
+    fn the_operator_api_is_closed_without_a_token() {
+        let unset = MapVariables::default();
+        assert_eq!(
+            require_operator(&with_bearer(""), &unset).unwrap_err().code,
+            "operator_api_disabled"
+        );
+        let set = MapVariables::from([("admin_token", "s3cret")]);
+        assert!(require_operator(&with_bearer("s3cret"), &set).is_ok());
+        assert_eq!(
+            require_operator(&with_bearer("s3cre"), &set)
+                .unwrap_err()
+                .status,
+            401
+        );
+    }
+
+    #[test]
+    fn masks_show_at_most_the_last_four_characters() {
+        assert_eq!(mask("14252306549"), "****6549");
+        assert_eq!(mask("short"), "****");
+    }
+}

@@ -1,0 +1,781 @@
+//! Messaging accounts (R-CFG-1 … R-CFG-4): one per provider account, with
+//! exactly the fields the seeds' admin pages ask for, secrets write-only.
+//!
+//! Each account has a global record `account/{id}` → its organisation, so a
+//! webhook (whose URL carries only the account id) finds its tenant in one
+//! read; a deleted account leaves a tombstone there, so its webhooks answer
+//! 410 Gone instead of looking like a typo (R-CFG-7).
+//!
+//! A Facebook page can feed only one account: Facebook delivers a page's
+//! events to every app that subscribes to it. The first account to save a
+//! page claims it; any other gets no callback values for that page, and the
+//! response says why (R-CFG-2).
+
+use super::{in_use, Ctx, Effects, Resource};
+use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::auth::{mask, Role};
+use crate::config::outbound_configs::OutboundConfig;
+use crate::config::workstreams::Workstream;
+use crate::input::Object;
+use crate::phone::{DigitsNumber, E164};
+use crate::providers::{self, google::ServiceAccount, CredentialCheck, Verdict};
+use crate::store::{self, Claim, Document};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Facebook asks for page tokens to be refreshed every 60 days (R-CFG-4).
+pub const PAGE_TOKEN_REFRESH_DAYS: i64 = 60;
+const DAY_MILLIS: i64 = 86_400_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    #[serde(flatten)]
+    pub settings: Settings,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_validation: Option<Validation>,
+}
+
+/// The provider-specific fields, tagged by `provider`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "provider", rename_all = "snake_case")]
+pub enum Settings {
+    Telesign {
+        customer_id: String,
+        api_key: String,
+        numbers: Vec<TelesignNumber>,
+    },
+    Twilio {
+        account_sid: String,
+        auth_token: String,
+        numbers: Vec<WhatsAppNumber>,
+    },
+    Facebook {
+        app_id: String,
+        app_secret: String,
+        /// Generated once; Facebook echoes it in the webhook handshake.
+        verify_token: String,
+        pages: Vec<FacebookPage>,
+    },
+    Gbm {
+        partner_id: String,
+        client_token: String,
+        /// The service-account key JSON, as Google's console downloads it.
+        service_account: String,
+        brand_id: String,
+        agent_id: String,
+    },
+}
+
+pub const PROVIDERS: &[&str] = &["telesign", "twilio", "facebook", "gbm"];
+const NUMBER_TYPES: &[&str] = &["long_code", "short_code", "toll_free"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TelesignNumber {
+    pub number: DigitsNumber,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WhatsAppNumber {
+    pub name: String,
+    pub number: E164,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FacebookPage {
+    pub name: String,
+    pub page_id: String,
+    pub access_token: String,
+    /// When the token was set (RFC 3339): tokens are due every 60 days.
+    pub token_set_at: String,
+    /// Why this page gets no callback values, when another account has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<String>,
+}
+
+/// The outcome of the last `POST /api/accounts/{id}/validate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Validation {
+    pub status: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_status: Option<u16>,
+    pub message: String,
+    pub checked_at: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pages: Vec<PageValidation>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PageValidation {
+    pub page_id: String,
+    pub status: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_status: Option<u16>,
+    pub message: String,
+}
+
+impl Document for Account {
+    const KIND: &'static str = "account";
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Settings {
+    pub fn provider(&self) -> &'static str {
+        match self {
+            Settings::Telesign { .. } => "telesign",
+            Settings::Twilio { .. } => "twilio",
+            Settings::Facebook { .. } => "facebook",
+            Settings::Gbm { .. } => "gbm",
+        }
+    }
+}
+
+impl Account {
+    /// The addresses customers reach this account at: numbers, connected
+    /// page ids, or the GBM agent id.
+    pub fn addresses(&self) -> Vec<&str> {
+        match &self.settings {
+            Settings::Telesign { numbers, .. } => {
+                numbers.iter().map(|n| n.number.as_str()).collect()
+            }
+            Settings::Twilio { numbers, .. } => numbers.iter().map(|n| n.number.as_str()).collect(),
+            Settings::Facebook { pages, .. } => pages
+                .iter()
+                .filter(|page| page.withheld.is_none())
+                .map(|page| page.page_id.as_str())
+                .collect(),
+            Settings::Gbm { agent_id, .. } => vec![agent_id.as_str()],
+        }
+    }
+
+    pub fn callback_url(&self, ctx: &Ctx) -> String {
+        format!(
+            "{}/webhooks/{}/{}",
+            ctx.public_base_url(),
+            self.settings.provider(),
+            self.id
+        )
+    }
+
+    fn warnings(&self, now_millis: i64) -> Vec<String> {
+        let Settings::Facebook { pages, .. } = &self.settings else {
+            return Vec::new();
+        };
+        pages
+            .iter()
+            .filter_map(|page| {
+                let set = crate::time::parse_rfc3339(&page.token_set_at).ok()?;
+                let age_days = (now_millis - set) / DAY_MILLIS;
+                (age_days >= PAGE_TOKEN_REFRESH_DAYS).then(|| {
+                    format!(
+                        "the access token of Facebook page {} was set {age_days} days ago: refresh it (Facebook page tokens are due every {PAGE_TOKEN_REFRESH_DAYS} days) and save it with PATCH /api/accounts/{}",
+                        page.page_id, self.id
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// The global record a webhook reads first.
+pub fn global_key(account_id: &str) -> String {
+    format!("account/{account_id}")
+}
+
+fn page_claim(page_id: &str) -> String {
+    format!("fbpage/{page_id}")
+}
+
+fn no_whitespace(what: &'static str) -> impl Fn(&str) -> Result<String, String> {
+    move |text: &str| {
+        if text.chars().any(char::is_whitespace) {
+            Err(format!("the {what} contains spaces or line breaks; paste it exactly as the provider shows it"))
+        } else {
+            Ok(text.to_owned())
+        }
+    }
+}
+
+fn account_sid(text: &str) -> Result<String, String> {
+    let hex = text.strip_prefix("AC").unwrap_or("");
+    if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("\"{text}\" is not a Twilio Account SID: it is AC followed by 32 hex digits, as shown on the Twilio console"))
+    }
+}
+
+fn customer_id(text: &str) -> Result<String, String> {
+    let groups: Vec<&str> = text.split('-').collect();
+    let shaped = groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()));
+    if shaped {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("\"{text}\" is not a TeleSign customer ID: it looks like FFFFFFFF-EEEE-DDDD-1234-AB1234567890 (from the TeleSign portal)"))
+    }
+}
+
+fn telesign_api_key(text: &str) -> Result<String, String> {
+    let base64 = text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+    if base64 && text.len() >= 8 {
+        Ok(text.to_owned())
+    } else {
+        Err("the TeleSign API key is the base64 text shown in the TeleSign portal (letters, digits, +, / and =)".into())
+    }
+}
+
+fn digits(what: &'static str) -> impl Fn(&str) -> Result<String, String> {
+    move |text: &str| {
+        if !text.is_empty() && text.len() <= 32 && text.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(text.to_owned())
+        } else {
+            Err(format!("\"{text}\" is not a {what}: it is digits only"))
+        }
+    }
+}
+
+fn service_account(input: &Object) -> Result<String, ApiError> {
+    // Accepted as the JSON object itself or as its text.
+    let text = match input.object("service_account") {
+        Ok(Some(object)) => Value::Object(object).to_string(),
+        Ok(None) => return Err(input.missing("service_account")),
+        Err(_) => input.required_str("service_account")?.to_owned(),
+    };
+    ServiceAccount::parse(&text)
+        .map_err(|message| input.error("service_account", "invalid_format", message))?;
+    Ok(text)
+}
+
+fn read_settings(
+    ctx: &Ctx,
+    input: &Object,
+    existing: Option<&Account>,
+) -> Result<Settings, ApiError> {
+    let provider = input
+        .choice("provider", PROVIDERS)?
+        .ok_or_else(|| input.missing("provider"))?;
+    if let Some(existing) = existing {
+        if existing.settings.provider() != provider {
+            return Err(input.error(
+                "provider",
+                "immutable",
+                "an account's provider cannot change; create a new account instead",
+            ));
+        }
+    }
+    let common = ["provider", "name"];
+    let allow = |fields: &[&str]| input.only(&[&common[..], fields].concat());
+    Ok(match provider {
+        "telesign" => {
+            allow(&["customer_id", "api_key", "numbers"])?;
+            let numbers = input.objects("numbers", |n| {
+                n.only(&["number", "type", "description"])?;
+                Ok(TelesignNumber {
+                    number: n.parsed("number", DigitsNumber::parse)?,
+                    kind: n
+                        .choice("type", NUMBER_TYPES)?
+                        .ok_or_else(|| n.missing("type"))?
+                        .to_owned(),
+                    description: n.str("description")?.unwrap_or_default().trim().to_owned(),
+                })
+            })?;
+            unique(input, "numbers", numbers.iter().map(|n| n.number.as_str()))?;
+            Settings::Telesign {
+                customer_id: input.parsed("customer_id", customer_id)?,
+                api_key: input.parsed("api_key", telesign_api_key)?,
+                numbers,
+            }
+        }
+        "twilio" => {
+            allow(&["account_sid", "auth_token", "numbers"])?;
+            let numbers = input.objects("numbers", |n| {
+                n.only(&["name", "number"])?;
+                Ok(WhatsAppNumber {
+                    name: n.name("name", 100)?,
+                    number: n.parsed("number", E164::parse)?,
+                })
+            })?;
+            unique(input, "numbers", numbers.iter().map(|n| n.number.as_str()))?;
+            Settings::Twilio {
+                account_sid: input.parsed("account_sid", account_sid)?,
+                auth_token: input.parsed("auth_token", no_whitespace("auth token"))?,
+                numbers,
+            }
+        }
+        "facebook" => {
+            allow(&["app_id", "app_secret", "pages"])?;
+            let previous_pages = match existing.map(|e| &e.settings) {
+                Some(Settings::Facebook { pages, .. }) => pages.as_slice(),
+                _ => &[],
+            };
+            let pages = input.objects("pages", |p| read_page(ctx, p, previous_pages))?;
+            unique(input, "pages", pages.iter().map(|p| p.page_id.as_str()))?;
+            let verify_token = match existing.map(|e| &e.settings) {
+                Some(Settings::Facebook { verify_token, .. }) => verify_token.clone(),
+                _ => ctx.ports.random.id128(),
+            };
+            Settings::Facebook {
+                app_id: input.parsed("app_id", digits("Facebook app ID"))?,
+                app_secret: input.parsed("app_secret", no_whitespace("app secret"))?,
+                verify_token,
+                pages,
+            }
+        }
+        _ => {
+            allow(&[
+                "partner_id",
+                "client_token",
+                "service_account",
+                "brand_id",
+                "agent_id",
+            ])?;
+            Settings::Gbm {
+                partner_id: input.parsed("partner_id", no_whitespace("partner ID"))?,
+                client_token: input.parsed("client_token", no_whitespace("client token"))?,
+                service_account: service_account(input)?,
+                brand_id: input.parsed("brand_id", no_whitespace("brand ID"))?,
+                agent_id: input.parsed("agent_id", no_whitespace("agent ID"))?,
+            }
+        }
+    })
+}
+
+fn read_page(ctx: &Ctx, page: Object, previous: &[FacebookPage]) -> Result<FacebookPage, ApiError> {
+    page.only(&["name", "page_id", "access_token", "token_set_at"])?;
+    let page_id = page.parsed("page_id", digits("Facebook page ID"))?;
+    let before = previous.iter().find(|p| p.page_id == page_id);
+    let access_token = match (
+        page.optional_parsed("access_token", no_whitespace("page access token"))?,
+        before,
+    ) {
+        (Some(token), _) => token,
+        (None, Some(before)) => before.access_token.clone(),
+        (None, None) => return Err(page.missing("access_token")),
+    };
+    let token_set_at = match page.optional_parsed("token_set_at", crate::time::parse_rfc3339)? {
+        Some(millis) if millis > ctx.ports.clock.now_millis() => {
+            return Err(page.error(
+                "token_set_at",
+                "in_future",
+                "\"token_set_at\" cannot be in the future",
+            ))
+        }
+        Some(millis) => crate::time::rfc3339(millis),
+        // A new token starts its 60 days now; an unchanged one keeps its date.
+        None => match before {
+            Some(before) if before.access_token == access_token => before.token_set_at.clone(),
+            _ => ctx.now.clone(),
+        },
+    };
+    Ok(FacebookPage {
+        name: page.name("name", 100)?,
+        page_id,
+        access_token,
+        token_set_at,
+        withheld: None,
+    })
+}
+
+/// 422 when a list names the same number or page twice.
+fn unique<'a>(
+    input: &Object,
+    field: &str,
+    values: impl Iterator<Item = &'a str>,
+) -> Result<(), ApiError> {
+    let mut seen = std::collections::HashSet::new();
+    for (index, value) in values.enumerate() {
+        if !seen.insert(value) {
+            return Err(input.error(
+                &format!("{field}[{index}]"),
+                "duplicate",
+                format!("{value} appears twice in \"{field}\""),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Resource for Account {
+    fn input(&self) -> Value {
+        let mut fields = serde_json::to_value(&self.settings).expect("settings serialize");
+        let object = fields.as_object_mut().expect("settings are an object");
+        object.insert("name".into(), json!(self.name));
+        object.remove("verify_token");
+        if let Some(Value::Array(pages)) = object.get_mut("pages") {
+            for page in pages {
+                page.as_object_mut().map(|p| p.remove("withheld"));
+            }
+        }
+        fields
+    }
+
+    fn build(
+        ctx: &Ctx,
+        id: String,
+        input: Object,
+        existing: Option<&Self>,
+    ) -> Result<Self, ApiError> {
+        Ok(Account {
+            id,
+            name: input.name("name", 100)?,
+            settings: read_settings(ctx, &input, existing)?,
+            created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
+            updated_at: ctx.now.clone(),
+            last_validation: existing.and_then(|e| e.last_validation.clone()),
+        })
+    }
+
+    fn view(&self, ctx: &Ctx) -> Value {
+        let callback_url = self.callback_url(ctx);
+        let mut view = json!({
+            "id": self.id,
+            "name": self.name,
+            "provider": self.settings.provider(),
+        });
+        let fields = match &self.settings {
+            Settings::Telesign {
+                customer_id,
+                api_key,
+                numbers,
+            } => json!({
+                "customer_id": customer_id,
+                "api_key": mask(api_key),
+                "numbers": numbers,
+                "callback_url": callback_url,
+            }),
+            Settings::Twilio {
+                account_sid,
+                auth_token,
+                numbers,
+            } => json!({
+                "account_sid": account_sid,
+                "auth_token": mask(auth_token),
+                "numbers": numbers,
+                "callback_url": callback_url,
+            }),
+            Settings::Facebook {
+                app_id,
+                app_secret,
+                verify_token,
+                pages,
+            } => json!({
+                "app_id": app_id,
+                "app_secret": mask(app_secret),
+                "pages": pages.iter().map(|page| {
+                    let callback = match &page.withheld {
+                        None => json!({"callback_url": callback_url, "verify_token": verify_token}),
+                        Some(reason) => json!({"callback_url": null, "verify_token": null, "callback_withheld": reason}),
+                    };
+                    let mut shown = json!({
+                        "name": page.name,
+                        "page_id": page.page_id,
+                        "access_token": mask(&page.access_token),
+                        "token_set_at": page.token_set_at,
+                    });
+                    merge_into(&mut shown, callback);
+                    shown
+                }).collect::<Vec<_>>(),
+            }),
+            Settings::Gbm {
+                partner_id,
+                client_token,
+                service_account,
+                brand_id,
+                agent_id,
+            } => json!({
+                "partner_id": partner_id,
+                "client_token": mask(client_token),
+                "service_account": ServiceAccount::parse(service_account)
+                    .map(|account| json!({"client_email": account.client_email, "private_key": "****"}))
+                    .unwrap_or(json!("****")),
+                "brand_id": brand_id,
+                "agent_id": agent_id,
+                "callback_url": callback_url,
+            }),
+        };
+        merge_into(&mut view, fields);
+        merge_into(
+            &mut view,
+            json!({
+                "created_at": self.created_at,
+                "updated_at": self.updated_at,
+                "last_validation": self.last_validation,
+                "warnings": self.warnings(ctx.ports.clock.now_millis()),
+            }),
+        );
+        view
+    }
+
+    fn on_save(&mut self, ctx: &Ctx, previous: Option<&Self>) -> Result<Effects, ApiError> {
+        let mut effects = Effects::default();
+        if previous.is_none() {
+            effects.writes.push((
+                global_key(&self.id),
+                store::encode(&json!({"org": ctx.org(), "provider": self.settings.provider()})),
+            ));
+        }
+        let kept = self
+            .addresses()
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        if let Some(previous) = previous {
+            let dropped: Vec<&str> = previous
+                .addresses()
+                .into_iter()
+                .filter(|a| !kept.iter().any(|k| k == a))
+                .collect();
+            refuse_if_routed(ctx, &self.id, &dropped)?;
+        }
+        if let Settings::Facebook { pages, .. } = &mut self.settings {
+            for page in pages.iter_mut() {
+                let name = page_claim(&page.page_id);
+                let claim = store::claim(ctx.kv(), &name, &self.id).inspect_err(|_| {
+                    store::undo_claims(ctx.kv(), &effects.claimed);
+                })?;
+                match claim {
+                    Claim::Won => {
+                        effects
+                            .writes
+                            .push((store::owner_key(&name), self.id.as_bytes().to_vec()));
+                        effects.claimed.push(name);
+                    }
+                    Claim::Held => {}
+                    Claim::Taken(_) => {
+                        page.withheld = Some(format!(
+                            "page {} is already connected to another account, which receives its messages; no callback values were generated for it here. Remove the page from that account first, then save this one again",
+                            page.page_id
+                        ));
+                    }
+                }
+            }
+            let previous_pages = match previous.map(|p| &p.settings) {
+                Some(Settings::Facebook { pages, .. }) => pages.as_slice(),
+                _ => &[],
+            };
+            for old in previous_pages.iter().filter(|old| old.withheld.is_none()) {
+                if !pages.iter().any(|page| page.page_id == old.page_id) {
+                    effects
+                        .deletes
+                        .extend(store::release_keys(&page_claim(&old.page_id)));
+                }
+            }
+        }
+        Ok(effects)
+    }
+
+    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+        refuse_if_routed(ctx, &self.id, &self.addresses())?;
+        Ok(match &self.settings {
+            Settings::Facebook { pages, .. } => pages
+                .iter()
+                .filter(|page| page.withheld.is_none())
+                .flat_map(|page| store::release_keys(&page_claim(&page.page_id)))
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    fn after_delete(&self, ctx: &Ctx) -> Vec<(String, Vec<u8>)> {
+        vec![(
+            global_key(&self.id),
+            store::encode(
+                &json!({"org": ctx.org(), "provider": self.settings.provider(), "deleted_at": ctx.now}),
+            ),
+        )]
+    }
+}
+
+fn merge_into(target: &mut Value, extra: Value) {
+    if let (Some(target), Value::Object(extra)) = (target.as_object_mut(), extra) {
+        target.extend(extra);
+    }
+}
+
+/// 409 while a workstream or an outbound configuration uses any of
+/// `addresses` of the account.
+fn refuse_if_routed(ctx: &Ctx, account_id: &str, addresses: &[&str]) -> Result<(), ApiError> {
+    if addresses.is_empty() {
+        return Ok(());
+    }
+    let mut users: Vec<String> = store::list_all::<Workstream>(ctx.kv(), ctx.org())?
+        .into_iter()
+        .flat_map(|workstream| {
+            workstream
+                .channels
+                .iter()
+                .filter(|c| c.account_id == account_id && addresses.contains(&c.address.as_str()))
+                .map(|c| {
+                    format!(
+                        "workstream {} ({}) for {}",
+                        workstream.id, workstream.name, c.address
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    users.extend(
+        store::list_all::<OutboundConfig>(ctx.kv(), ctx.org())?
+            .into_iter()
+            .filter(|config| {
+                config.account_id == account_id && addresses.contains(&config.channel.as_str())
+            })
+            .map(|config| {
+                format!(
+                    "outbound configuration {} ({}) for {}",
+                    config.id, config.name, config.channel
+                )
+            }),
+    );
+    if users.is_empty() {
+        Ok(())
+    } else {
+        Err(in_use(
+            "this account",
+            &users,
+            "remove those channels from the workstreams and delete those outbound configurations first",
+        ))
+    }
+}
+
+/// `POST /api/accounts/{id}/validate` (R-CFG-3): asks the provider whether
+/// the stored credentials work, and records the answer on the account.
+pub async fn validate(ctx: &Ctx<'_>, request: &Request, id: &str) -> Result<Response, ApiError> {
+    if request.method != Method::Post {
+        return Ok(method_not_allowed(&["POST"]));
+    }
+    ctx.principal.require(&[Role::Admin])?;
+    let mut account: Account = store::require(ctx.kv(), ctx.org(), id)?;
+    let http = ctx.ports.http;
+    let now = ctx.ports.clock.now_millis();
+    let base = |name: &str| -> Result<String, ApiError> {
+        ctx.ports
+            .variables
+            .get(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError {
+                status: 500,
+                code: "misconfigured",
+                message: format!("the Spin variable {name} is not set; the operator must set it"),
+                field: None,
+            })
+    };
+    let mut pages = Vec::new();
+    let check: CredentialCheck = match &account.settings {
+        Settings::Telesign {
+            customer_id,
+            api_key,
+            ..
+        } => {
+            providers::telesign::check_credentials(
+                http,
+                &base("telesign_api_base")?,
+                customer_id,
+                api_key,
+                now,
+                &ctx.ports.random.uuid(),
+            )
+            .await
+        }
+        Settings::Twilio {
+            account_sid,
+            auth_token,
+            ..
+        } => {
+            providers::twilio::check_credentials(
+                http,
+                &base("twilio_api_base")?,
+                account_sid,
+                auth_token,
+            )
+            .await
+        }
+        Settings::Facebook {
+            app_secret,
+            pages: configured,
+            ..
+        } => {
+            let api_base = base("graph_api_base")?;
+            for page in configured {
+                let result = providers::facebook::check_page(
+                    http,
+                    &api_base,
+                    app_secret,
+                    &page.page_id,
+                    &page.access_token,
+                )
+                .await;
+                pages.push(PageValidation {
+                    page_id: page.page_id.clone(),
+                    status: result.verdict,
+                    provider_status: result.provider_status,
+                    message: result.message,
+                });
+            }
+            summarize_pages(&pages)
+        }
+        Settings::Gbm {
+            service_account, ..
+        } => {
+            let parsed = ServiceAccount::parse(service_account).map_err(|message| {
+                ApiError::invalid("service_account", "invalid_format", message)
+            })?;
+            providers::google::check_credentials(http, &base("google_oauth_base")?, &parsed, now)
+                .await
+        }
+    };
+    let validation = Validation {
+        status: check.verdict,
+        provider_status: check.provider_status,
+        message: check.message,
+        checked_at: ctx.now.clone(),
+        pages,
+    };
+    account.last_validation = Some(validation.clone());
+    store::save(ctx.kv(), ctx.org(), &account, Vec::new())?;
+    Ok(Response::json(200, &validation))
+}
+
+/// An account with pages is as good as its worst page.
+fn summarize_pages(pages: &[PageValidation]) -> CredentialCheck {
+    let worst = [Verdict::Invalid, Verdict::Unreachable]
+        .into_iter()
+        .find(|verdict| pages.iter().any(|page| page.status == *verdict))
+        .unwrap_or(Verdict::Valid);
+    let message = match (worst, pages.is_empty()) {
+        (_, true) => "the account has no pages to check; add one with PATCH".to_owned(),
+        (Verdict::Valid, false) => format!("all {} page(s) accepted their tokens", pages.len()),
+        _ => pages
+            .iter()
+            .filter(|page| page.status == worst)
+            .map(|page| format!("page {}: {}", page.page_id, page.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    CredentialCheck {
+        verdict: if pages.is_empty() {
+            Verdict::Invalid
+        } else {
+            worst
+        },
+        provider_status: pages
+            .iter()
+            .find(|page| page.status == worst)
+            .and_then(|page| page.provider_status),
+        message,
+    }
+}

@@ -1,0 +1,228 @@
+//! The configuration API (SPEC.md R-CFG): one generic create / read / update /
+//! list / delete over [`Resource`]s, so every entity gets the same rules —
+//! role checks, validation with named fields (R-CFG-8), masking on read
+//! (R-TEN-4), and writes that are one transaction or nothing.
+//!
+//! Updates are PATCHes: the body's top-level fields replace the stored ones,
+//! and the result is validated exactly like a create. Secrets left out of a
+//! PATCH keep their stored values, since reads only ever show masks.
+
+pub mod accounts;
+pub mod agents;
+pub mod keys;
+pub mod orgs;
+pub mod outbound_configs;
+pub mod queues;
+pub mod workstreams;
+
+use crate::api::{ApiError, Method, Request, Response};
+use crate::auth::{Principal, Role};
+use crate::input::{self, Object};
+use crate::ports::Ports;
+use crate::store::{self, Document};
+use serde_json::Value;
+
+/// What a handler knows about the request it serves.
+pub struct Ctx<'a> {
+    pub ports: &'a Ports<'a>,
+    pub principal: Principal,
+    /// RFC 3339, for `created_at` / `updated_at`.
+    pub now: String,
+}
+
+impl<'a> Ctx<'a> {
+    /// The context of a request made with an API key.
+    pub fn authenticate(request: &Request, ports: &'a Ports<'a>) -> Result<Ctx<'a>, ApiError> {
+        Ok(Ctx {
+            ports,
+            principal: crate::auth::authenticate(request, ports.kv)?,
+            now: crate::time::rfc3339(ports.clock.now_millis()),
+        })
+    }
+
+    /// `created_at` for a document: the stored one on an update.
+    pub fn created_at(&self, existing: Option<&str>) -> String {
+        existing.map_or_else(|| self.now.clone(), str::to_owned)
+    }
+
+    pub fn org(&self) -> &str {
+        &self.principal.org
+    }
+
+    pub fn kv(&self) -> &dyn crate::ports::KeyValue {
+        self.ports.kv
+    }
+
+    /// `public_base_url` without a trailing slash: where providers reach us.
+    pub fn public_base_url(&self) -> String {
+        self.ports
+            .variables
+            .get("public_base_url")
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_owned()
+    }
+}
+
+/// What saving a document changes besides the document itself.
+#[derive(Default)]
+pub struct Effects {
+    /// Written in the document's transaction.
+    pub writes: Vec<(String, Vec<u8>)>,
+    /// Deleted after the document is written (names released by an update).
+    pub deletes: Vec<String>,
+    /// Unique names this save won, given back if the write fails.
+    pub claimed: Vec<String>,
+}
+
+/// An entity of the configuration API.
+pub trait Resource: Document + Clone {
+    /// Roles that may read (every write needs `admin`).
+    const READERS: &'static [Role] = &[Role::Admin];
+
+    /// The writable fields, as a create body would carry them (secrets
+    /// included: this is what a PATCH is merged onto).
+    fn input(&self) -> Value;
+
+    /// Builds the document from a create body, or from a merged PATCH
+    /// (`existing` is then the stored version).
+    fn build(
+        ctx: &Ctx,
+        id: String,
+        input: Object,
+        existing: Option<&Self>,
+    ) -> Result<Self, ApiError>;
+
+    /// The document as the API shows it, secrets masked.
+    fn view(&self, ctx: &Ctx) -> Value;
+
+    /// Checks against other documents and the keys to write alongside.
+    fn on_save(&mut self, _ctx: &Ctx, _previous: Option<&Self>) -> Result<Effects, ApiError> {
+        Ok(Effects::default())
+    }
+
+    /// Refuses a delete while something depends on the document (409), and
+    /// returns the keys to delete with it.
+    fn on_delete(&self, _ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+        Ok(Vec::new())
+    }
+
+    /// Runs after the delete: keys to write once the document is gone.
+    fn after_delete(&self, _ctx: &Ctx) -> Vec<(String, Vec<u8>)> {
+        Vec::new()
+    }
+}
+
+/// `GET` / `POST` on a collection, `GET` / `PATCH` / `DELETE` on one item.
+pub fn serve<R: Resource>(
+    ctx: &Ctx,
+    request: &Request,
+    id: Option<&str>,
+) -> Result<Response, ApiError> {
+    match (id, request.method) {
+        (None, Method::Get) => {
+            ctx.principal.require(R::READERS)?;
+            let (cursor, limit) = store::paging(request)?;
+            let page = store::list::<R>(ctx.kv(), ctx.org(), cursor, limit)?;
+            let items: Vec<Value> = page.items.iter().map(|item| item.view(ctx)).collect();
+            Ok(Response::json(
+                200,
+                &serde_json::json!({"items": items, "next_cursor": page.next_cursor}),
+            ))
+        }
+        (None, Method::Post) => {
+            ctx.principal.require(&[Role::Admin])?;
+            let body = input::json_object(&request.body)?;
+            let document = R::build(ctx, ctx.ports.random.id128(), Object::root(&body), None)?;
+            let document = write(ctx, document, None)?;
+            Ok(Response::json(201, &document.view(ctx)))
+        }
+        (None, _) => Ok(crate::api::method_not_allowed(&["GET", "POST"])),
+        (Some(id), Method::Get) => {
+            ctx.principal.require(R::READERS)?;
+            let document: R = store::require(ctx.kv(), ctx.org(), id)?;
+            Ok(Response::json(200, &document.view(ctx)))
+        }
+        (Some(id), Method::Patch) => {
+            ctx.principal.require(&[Role::Admin])?;
+            let patch = input::json_object(&request.body)?;
+            let existing: R = store::require(ctx.kv(), ctx.org(), id)?;
+            let merged = input::merge(&existing.input(), patch);
+            let document = R::build(ctx, id.to_owned(), Object::root(&merged), Some(&existing))?;
+            let document = write(ctx, document, Some(&existing))?;
+            Ok(Response::json(200, &document.view(ctx)))
+        }
+        (Some(id), Method::Delete) => {
+            ctx.principal.require(&[Role::Admin])?;
+            let existing: R = store::require(ctx.kv(), ctx.org(), id)?;
+            let extra = existing.on_delete(ctx)?;
+            store::remove::<R>(ctx.kv(), ctx.org(), id, extra)?;
+            let after = existing.after_delete(ctx);
+            if !after.is_empty() {
+                ctx.kv().set_many(&after)?;
+            }
+            Ok(Response {
+                status: 204,
+                headers: Vec::new(),
+                body: Vec::new(),
+            })
+        }
+        (Some(_), _) => Ok(crate::api::method_not_allowed(&["GET", "PATCH", "DELETE"])),
+    }
+}
+
+/// Saves a built document with its effects in one transaction.
+fn write<R: Resource>(ctx: &Ctx, mut document: R, previous: Option<&R>) -> Result<R, ApiError> {
+    let effects = document.on_save(ctx, previous)?;
+    let result = match previous {
+        None => store::insert(ctx.kv(), ctx.org(), &document, effects.writes),
+        Some(_) => store::save(ctx.kv(), ctx.org(), &document, effects.writes),
+    };
+    if let Err(error) = result {
+        store::undo_claims(ctx.kv(), &effects.claimed);
+        return Err(error);
+    }
+    if !effects.deletes.is_empty() {
+        ctx.kv().delete_many(&effects.deletes)?;
+    }
+    Ok(document)
+}
+
+/// 409 naming what still uses a document.
+pub fn in_use(what: &str, users: &[String], fix: &str) -> ApiError {
+    ApiError::conflict(
+        "in_use",
+        format!("{what} is still used by {}; {fix}", users.join(", ")),
+    )
+}
+
+/// The routes of the admin component, after `/health`.
+pub async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiError> {
+    let segments = request.segments();
+    if segments.first() != Some(&"api") {
+        return Err(ApiError::not_found(&request.path));
+    }
+    if segments.get(1) == Some(&"orgs") && segments.len() == 2 {
+        return orgs::create(request, ports);
+    }
+    let ctx = Ctx::authenticate(request, ports)?;
+    match segments[1..] {
+        ["orgs", id] => orgs::read(&ctx, request, id),
+        ["keys"] => keys::serve(&ctx, request, None),
+        ["keys", id] => keys::serve(&ctx, request, Some(id)),
+        ["accounts"] => serve::<accounts::Account>(&ctx, request, None),
+        ["accounts", id] => serve::<accounts::Account>(&ctx, request, Some(id)),
+        ["accounts", id, "validate"] => accounts::validate(&ctx, request, id).await,
+        ["queues"] => serve::<queues::Queue>(&ctx, request, None),
+        ["queues", id] => serve::<queues::Queue>(&ctx, request, Some(id)),
+        ["agents"] => serve::<agents::Agent>(&ctx, request, None),
+        ["agents", id] => serve::<agents::Agent>(&ctx, request, Some(id)),
+        ["workstreams"] => serve::<workstreams::Workstream>(&ctx, request, None),
+        ["workstreams", id] => serve::<workstreams::Workstream>(&ctx, request, Some(id)),
+        ["outbound-configs"] => serve::<outbound_configs::OutboundConfig>(&ctx, request, None),
+        ["outbound-configs", id] => {
+            serve::<outbound_configs::OutboundConfig>(&ctx, request, Some(id))
+        }
+        _ => Err(ApiError::not_found(&request.path)),
+    }
+}

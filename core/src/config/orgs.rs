@@ -1,0 +1,72 @@
+//! Organisations (R-TEN-1, R-TEN-2): the operator creates one and receives
+//! its first admin key; its admins read it.
+
+use super::Ctx;
+use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::auth::{self, ApiKey, Role};
+use crate::input::{self, Object};
+use crate::ports::Ports;
+use crate::store;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+fn org_key(id: &str) -> String {
+    format!("org/{id}/profile")
+}
+
+/// `POST /api/orgs` with the operator token.
+pub fn create(request: &Request, ports: &Ports) -> Result<Response, ApiError> {
+    if request.method != Method::Post {
+        return Ok(method_not_allowed(&["POST"]));
+    }
+    auth::require_operator(request, ports.variables)?;
+    let body = input::json_object(&request.body)?;
+    let fields = Object::root(&body);
+    fields.only(&["name"])?;
+    let now = crate::time::rfc3339(ports.clock.now_millis());
+    let org = Org {
+        id: ports.random.id128(),
+        name: fields.name("name", 200)?,
+        created_at: now.clone(),
+    };
+    let (key, token) = ApiKey::issue(
+        ports.random,
+        &org.id,
+        "first admin key".into(),
+        Role::Admin,
+        None,
+        now,
+    );
+    store::insert(
+        ports.kv,
+        &org.id,
+        &key,
+        vec![(org_key(&org.id), store::encode(&org))],
+    )?;
+    Ok(Response::json(
+        201,
+        &serde_json::json!({"org": org, "api_key": key.view(Some(&token))}),
+    ))
+}
+
+/// `GET /api/orgs/{id}`: any key of the organisation; other ids are 404.
+pub fn read(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError> {
+    if request.method != Method::Get {
+        return Ok(method_not_allowed(&["GET"]));
+    }
+    let stored = if id == ctx.org() {
+        ctx.kv().get(&org_key(id))?
+    } else {
+        None
+    };
+    let org: Org = stored
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| ApiError::not_found(&request.path))?;
+    Ok(Response::json(200, &org))
+}

@@ -1,0 +1,164 @@
+//! Outbound configurations (R-OUT-1): what a flow's send call uses — the
+//! channel type, the number it sends from, the template, and whether the
+//! messages show on the customer's timeline. The id is what flows pass to
+//! `POST /api/outbound/{configurationId}/send`.
+
+use super::accounts::Account;
+use super::{Ctx, Resource};
+use crate::api::ApiError;
+use crate::auth::Role;
+use crate::config::workstreams::provider_of;
+use crate::input::Object;
+use crate::phone::{DigitsNumber, E164};
+use crate::store::{self, Document};
+use crate::templates::{Template, CHANNEL_TYPES};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboundConfig {
+    pub id: String,
+    pub name: String,
+    pub show_on_timeline: bool,
+    pub channel_type: String,
+    /// The number messages are sent from.
+    pub channel: String,
+    /// The account that owns `channel`.
+    pub account_id: String,
+    pub template_id: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Document for OutboundConfig {
+    const KIND: &'static str = "outbound_config";
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl OutboundConfig {
+    /// Whether `template` can serve this configuration.
+    pub fn check_template(&self, template: &Template) -> Result<(), String> {
+        if !template.allows(&self.channel_type) {
+            return Err(format!(
+                "template {} is not for {} (its channel types: {})",
+                template.id,
+                self.channel_type,
+                template.channel_types.join(", ")
+            ));
+        }
+        // Outbound WhatsApp goes outside any session, so every contact must
+        // be able to fall back to an approved text.
+        let default_approved = template
+            .versions
+            .get(&template.default_locale)
+            .is_some_and(|version| version.approved);
+        if self.channel_type == "whatsapp" && !default_approved {
+            return Err(format!(
+                "template {}'s default-locale version ({}) is not WhatsApp-approved; mark it approved with its Content SID",
+                template.id, template.default_locale
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Resource for OutboundConfig {
+    const READERS: &'static [Role] = &[Role::Admin, Role::Flow];
+
+    fn input(&self) -> Value {
+        json!({
+            "name": self.name,
+            "show_on_timeline": self.show_on_timeline,
+            "channel_type": self.channel_type,
+            "channel": self.channel,
+            "account_id": self.account_id,
+            "template_id": self.template_id,
+        })
+    }
+
+    fn build(
+        ctx: &Ctx,
+        id: String,
+        input: Object,
+        existing: Option<&Self>,
+    ) -> Result<Self, ApiError> {
+        input.only(&[
+            "name",
+            "show_on_timeline",
+            "channel_type",
+            "channel",
+            "account_id",
+            "template_id",
+        ])?;
+        let name = input.name("name", 100)?;
+        let channel_type = input
+            .choice("channel_type", CHANNEL_TYPES)?
+            .ok_or_else(|| input.missing("channel_type"))?;
+        let channel = match channel_type {
+            "sms" => input.parsed("channel", DigitsNumber::parse)?.to_string(),
+            _ => input.parsed("channel", E164::parse)?.to_string(),
+        };
+        let provider = provider_of(channel_type);
+        let owners: Vec<Account> = store::list_all::<Account>(ctx.kv(), ctx.org())?
+            .into_iter()
+            .filter(|account| {
+                account.settings.provider() == provider
+                    && account.addresses().contains(&channel.as_str())
+            })
+            .collect();
+        let account_id = match (input.str("account_id")?, owners.as_slice()) {
+            (Some(wanted), _) if owners.iter().any(|a| a.id == wanted) => wanted.to_owned(),
+            (Some(wanted), _) => {
+                return Err(input.error(
+                    "account_id",
+                    "unknown_account",
+                    format!("{channel} is not a number of a {provider} account with id {wanted}"),
+                ))
+            }
+            (None, [only]) => only.id.clone(),
+            (None, []) => {
+                return Err(input.error(
+                    "channel",
+                    "unknown_channel",
+                    format!("{channel} is not a number of any {provider} account of this organisation; add it to one with PATCH /api/accounts/{{id}}"),
+                ))
+            }
+            (None, _) => {
+                return Err(input.error(
+                    "account_id",
+                    "ambiguous_channel",
+                    format!("{channel} belongs to several {provider} accounts; say which with \"account_id\""),
+                ))
+            }
+        };
+        let template_id = input.required_str("template_id")?;
+        let config = OutboundConfig {
+            id,
+            name,
+            show_on_timeline: input.bool("show_on_timeline")?.unwrap_or(false),
+            channel_type: channel_type.to_owned(),
+            channel,
+            account_id,
+            template_id: template_id.to_owned(),
+            created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
+            updated_at: ctx.now.clone(),
+        };
+        let template: Template = store::load(ctx.kv(), ctx.org(), template_id)?.ok_or_else(|| {
+            input.error(
+                "template_id",
+                "unknown_template",
+                format!("no template with id {template_id} in this organisation; create it with POST /api/templates"),
+            )
+        })?;
+        config
+            .check_template(&template)
+            .map_err(|reason| input.error("template_id", "template_mismatch", reason))?;
+        Ok(config)
+    }
+
+    fn view(&self, _ctx: &Ctx) -> Value {
+        serde_json::to_value(self).expect("outbound configurations serialize")
+    }
+}

@@ -1,0 +1,95 @@
+//! Queues (R-CFG-5): where classified conversations wait for agents.
+
+use super::{in_use, Ctx, Resource};
+use crate::api::ApiError;
+use crate::auth::Role;
+use crate::config::{agents::Agent, workstreams::Workstream};
+use crate::input::Object;
+use crate::store::{self, Document};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Queue {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Document for Queue {
+    const KIND: &'static str = "queue";
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Resource for Queue {
+    const READERS: &'static [Role] = &[Role::Admin, Role::Agent];
+
+    fn input(&self) -> Value {
+        json!({"name": self.name, "description": self.description})
+    }
+
+    fn build(
+        ctx: &Ctx,
+        id: String,
+        input: Object,
+        existing: Option<&Self>,
+    ) -> Result<Self, ApiError> {
+        input.only(&["name", "description"])?;
+        Ok(Queue {
+            id,
+            name: input.name("name", 100)?,
+            description: input
+                .str("description")?
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
+            updated_at: ctx.now.clone(),
+        })
+    }
+
+    fn view(&self, _ctx: &Ctx) -> Value {
+        serde_json::to_value(self).expect("queues serialize")
+    }
+
+    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+        let mut users: Vec<String> = store::list_all::<Workstream>(ctx.kv(), ctx.org())?
+            .into_iter()
+            .filter(|w| w.uses_queue(&self.id))
+            .map(|w| format!("workstream {} ({})", w.id, w.name))
+            .collect();
+        users.extend(
+            store::list_all::<Agent>(ctx.kv(), ctx.org())?
+                .into_iter()
+                .filter(|a| a.queues.contains(&self.id))
+                .map(|a| format!("agent {} ({})", a.id, a.name)),
+        );
+        if users.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Err(in_use(
+                "this queue",
+                &users,
+                "point them at another queue first",
+            ))
+        }
+    }
+}
+
+/// 422 unless `id` is a queue of the organisation; `field` names where the
+/// id was given (e.g. `queues[1]`).
+pub fn require_queue(ctx: &Ctx, input: &Object, field: &str, id: &str) -> Result<(), ApiError> {
+    match store::load::<Queue>(ctx.kv(), ctx.org(), id)? {
+        Some(_) => Ok(()),
+        None => Err(input.error(
+            field,
+            "unknown_queue",
+            format!("no queue with id {id} in this organisation; create it with POST /api/queues"),
+        )),
+    }
+}

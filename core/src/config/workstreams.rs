@@ -1,0 +1,381 @@
+//! Workstreams (R-CFG-5) and their channel instances (R-CFG-6).
+//!
+//! A workstream serves one channel type. Its channel instances are the
+//! numbers, pages or GBM agents it answers, each with a language and its
+//! behaviours. An address can belong to one workstream only, or inbound
+//! routing would be ambiguous: each instance claims
+//! `org/{org}/channel/{account}/{address}`, and the claim's owner key — the
+//! workstream id — is the direct lookup inbound messages use.
+
+use super::accounts::{Account, Settings};
+use super::queues::require_queue;
+use super::{Ctx, Effects, Resource};
+use crate::api::ApiError;
+use crate::auth::Role;
+use crate::input::Object;
+use crate::locale::Locale;
+use crate::store::{self, Claim, Document};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+pub const CHANNELS: &[&str] = &["whatsapp", "sms", "facebook", "gbm"];
+pub const DISTRIBUTIONS: &[&str] = &["round_robin", "least_active"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Workstream {
+    pub id: String,
+    pub name: String,
+    pub channel: String,
+    pub fallback_queue: String,
+    pub distribution: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_url: Option<String>,
+    pub routing_rules: Vec<RoutingRule>,
+    pub channels: Vec<ChannelInstance>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Conditions that must all hold for a new conversation to go to `queue`;
+/// rules are tried in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoutingRule {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    pub queue: String,
+    pub conditions: Conditions,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Conditions {
+    /// The channel instance's address the customer wrote to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// The channel instance's language; `nb` also matches `nb-NO`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<Locale>,
+    /// Any of these words in the first message (case-insensitive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keywords: Vec<String>,
+    /// A field of the customer's contact record equals a value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_field: Option<ContactField>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContactField {
+    pub name: String,
+    pub equals: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChannelInstance {
+    pub account_id: String,
+    /// The number (WhatsApp `+E.164`, SMS digits), Facebook page id or GBM agent id.
+    pub address: String,
+    pub language: Locale,
+    pub customer_attachments: bool,
+    pub agent_attachments: bool,
+    /// Facebook only: replies up to 7 days after the customer's last
+    /// message, sent with the HUMAN_AGENT tag.
+    pub human_agent_tag: bool,
+}
+
+impl Document for Workstream {
+    const KIND: &'static str = "workstream";
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Workstream {
+    pub fn uses_queue(&self, queue: &str) -> bool {
+        self.fallback_queue == queue || self.routing_rules.iter().any(|rule| rule.queue == queue)
+    }
+}
+
+/// The provider whose accounts serve a channel type.
+pub fn provider_of(channel: &str) -> &'static str {
+    match channel {
+        "whatsapp" => "twilio",
+        "sms" => "telesign",
+        "facebook" => "facebook",
+        _ => "gbm",
+    }
+}
+
+/// The claim of one address; its owner key names the workstream.
+pub fn channel_claim(org: &str, account_id: &str, address: &str) -> String {
+    format!("org/{org}/channel/{account_id}/{address}")
+}
+
+fn read_channel(ctx: &Ctx, channel: &str, item: Object) -> Result<ChannelInstance, ApiError> {
+    item.only(&[
+        "account_id",
+        "address",
+        "language",
+        "customer_attachments",
+        "agent_attachments",
+        "human_agent_tag",
+    ])?;
+    let account_id = item.required_str("account_id")?;
+    let provider = provider_of(channel);
+    let account: Account = store::load(ctx.kv(), ctx.org(), account_id)?
+        .filter(|account: &Account| account.settings.provider() == provider)
+        .ok_or_else(|| {
+            item.error(
+                "account_id",
+                "unknown_account",
+                format!("no {provider} account with id {account_id} in this organisation; a {channel} workstream needs one (POST /api/accounts)"),
+            )
+        })?;
+    let address = item.required_str("address")?;
+    if !account.addresses().contains(&address) {
+        let what = match &account.settings {
+            Settings::Telesign { .. } | Settings::Twilio { .. } => "one of the account's numbers",
+            Settings::Facebook { .. } => "the page id of one of the account's connected pages",
+            Settings::Gbm { .. } => "the account's GBM agent id",
+        };
+        return Err(item.error(
+            "address",
+            "unknown_address",
+            format!(
+                "\"{address}\" is not {what} ({})",
+                account.addresses().join(", ")
+            ),
+        ));
+    }
+    let human_agent_tag = item.bool("human_agent_tag")?.unwrap_or(false);
+    if human_agent_tag && channel != "facebook" {
+        return Err(item.error(
+            "human_agent_tag",
+            "not_allowed",
+            "human_agent_tag is a Facebook behaviour; leave it out for other channels",
+        ));
+    }
+    Ok(ChannelInstance {
+        account_id: account_id.to_owned(),
+        address: address.to_owned(),
+        language: item.parsed("language", |text| {
+            Locale::parse(text).map_err(|e| e.message)
+        })?,
+        customer_attachments: item.bool("customer_attachments")?.unwrap_or(false),
+        agent_attachments: item.bool("agent_attachments")?.unwrap_or(false),
+        human_agent_tag,
+    })
+}
+
+fn read_rule(
+    ctx: &Ctx,
+    channels: &[ChannelInstance],
+    rule: Object,
+) -> Result<RoutingRule, ApiError> {
+    rule.only(&["name", "queue", "conditions"])?;
+    let queue = rule.required_str("queue")?;
+    require_queue(ctx, &rule, "queue", queue)?;
+    let conditions = rule
+        .nested("conditions", |c| {
+            c.only(&["channel", "language", "keywords", "contact_field"])?;
+            let channel = c.str("channel")?.map(str::to_owned);
+            if let Some(address) = &channel {
+                if !channels.iter().any(|instance| &instance.address == address) {
+                    return Err(c.error(
+                        "channel",
+                        "unknown_channel",
+                        format!(
+                            "\"{address}\" is not the address of one of this workstream's channels"
+                        ),
+                    ));
+                }
+            }
+            let keywords: Vec<String> = c
+                .strings("keywords")?
+                .into_iter()
+                .map(|k| k.trim().to_lowercase())
+                .collect();
+            if keywords.iter().any(String::is_empty) {
+                return Err(c.error("keywords", "empty_keyword", "keywords cannot be empty"));
+            }
+            let contact_field = c.nested("contact_field", |f| {
+                f.only(&["name", "equals"])?;
+                Ok(ContactField {
+                    name: f.name("name", 100)?,
+                    equals: f.required_str("equals")?.to_owned(),
+                })
+            })?;
+            Ok(Conditions {
+                channel,
+                language: c
+                    .optional_parsed("language", |t| Locale::parse(t).map_err(|e| e.message))?,
+                keywords,
+                contact_field,
+            })
+        })?
+        .ok_or_else(|| rule.missing("conditions"))?;
+    if conditions.channel.is_none()
+        && conditions.language.is_none()
+        && conditions.keywords.is_empty()
+        && conditions.contact_field.is_none()
+    {
+        return Err(rule.error(
+            "conditions",
+            "empty_conditions",
+            "a routing rule needs at least one condition (channel, language, keywords or contact_field); what no rule matches goes to fallback_queue",
+        ));
+    }
+    Ok(RoutingRule {
+        name: rule.str("name")?.unwrap_or_default().trim().to_owned(),
+        queue: queue.to_owned(),
+        conditions,
+    })
+}
+
+fn bot_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .unwrap_or("");
+    if rest.is_empty() || rest.starts_with('/') || text.chars().any(char::is_whitespace) {
+        Err(format!("\"{text}\" is not an http(s) URL; give the bot's webhook, e.g. https://bot.example.com/switchboard"))
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
+impl Resource for Workstream {
+    const READERS: &'static [Role] = &[Role::Admin, Role::Agent];
+
+    fn input(&self) -> Value {
+        json!({
+            "name": self.name,
+            "channel": self.channel,
+            "fallback_queue": self.fallback_queue,
+            "distribution": self.distribution,
+            "bot_url": self.bot_url,
+            "routing_rules": self.routing_rules,
+            "channels": self.channels,
+        })
+    }
+
+    fn build(
+        ctx: &Ctx,
+        id: String,
+        input: Object,
+        existing: Option<&Self>,
+    ) -> Result<Self, ApiError> {
+        input.only(&[
+            "name",
+            "channel",
+            "fallback_queue",
+            "distribution",
+            "bot_url",
+            "routing_rules",
+            "channels",
+        ])?;
+        let name = input.name("name", 100)?;
+        let channel = input
+            .choice("channel", CHANNELS)?
+            .ok_or_else(|| input.missing("channel"))?;
+        if let Some(existing) = existing {
+            if existing.channel != channel {
+                return Err(input.error(
+                    "channel",
+                    "immutable",
+                    "a workstream's channel type cannot change; create another workstream",
+                ));
+            }
+        }
+        let fallback_queue = input.required_str("fallback_queue")?;
+        require_queue(ctx, &input, "fallback_queue", fallback_queue)?;
+        let channels = input.objects("channels", |item| read_channel(ctx, channel, item))?;
+        for (index, instance) in channels.iter().enumerate() {
+            if channels[..index]
+                .iter()
+                .any(|c| c.account_id == instance.account_id && c.address == instance.address)
+            {
+                return Err(input.error(
+                    &format!("channels[{index}]"),
+                    "duplicate",
+                    format!("{} appears twice in \"channels\"", instance.address),
+                ));
+            }
+        }
+        let routing_rules =
+            input.objects("routing_rules", |rule| read_rule(ctx, &channels, rule))?;
+        Ok(Workstream {
+            id,
+            name,
+            channel: channel.to_owned(),
+            fallback_queue: fallback_queue.to_owned(),
+            distribution: input
+                .choice("distribution", DISTRIBUTIONS)?
+                .unwrap_or("round_robin")
+                .to_owned(),
+            bot_url: input.optional_parsed("bot_url", bot_url)?,
+            routing_rules,
+            channels,
+            created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
+            updated_at: ctx.now.clone(),
+        })
+    }
+
+    fn view(&self, _ctx: &Ctx) -> Value {
+        serde_json::to_value(self).expect("workstreams serialize")
+    }
+
+    fn on_save(&mut self, ctx: &Ctx, previous: Option<&Self>) -> Result<Effects, ApiError> {
+        let mut effects = Effects::default();
+        for (index, instance) in self.channels.iter().enumerate() {
+            let name = channel_claim(ctx.org(), &instance.account_id, &instance.address);
+            let claim = store::claim(ctx.kv(), &name, &self.id)
+                .inspect_err(|_| store::undo_claims(ctx.kv(), &effects.claimed))?;
+            match claim {
+                Claim::Won => {
+                    effects
+                        .writes
+                        .push((store::owner_key(&name), self.id.as_bytes().to_vec()));
+                    effects.claimed.push(name);
+                }
+                Claim::Held => {}
+                Claim::Taken(holder) => {
+                    store::undo_claims(ctx.kv(), &effects.claimed);
+                    let whom = holder.map_or_else(
+                        || "another request saving right now".to_owned(),
+                        |id| format!("workstream {id}"),
+                    );
+                    return Err(ApiError {
+                        status: 409,
+                        code: "channel_in_use",
+                        message: format!(
+                            "{} is already a channel of {whom}; remove it there first",
+                            instance.address
+                        ),
+                        field: Some(format!("channels[{index}].address")),
+                    });
+                }
+            }
+        }
+        for old in previous.map(|p| p.channels.as_slice()).unwrap_or_default() {
+            if !self
+                .channels
+                .iter()
+                .any(|c| c.account_id == old.account_id && c.address == old.address)
+            {
+                effects.deletes.extend(store::release_keys(&channel_claim(
+                    ctx.org(),
+                    &old.account_id,
+                    &old.address,
+                )));
+            }
+        }
+        Ok(effects)
+    }
+
+    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+        Ok(self
+            .channels
+            .iter()
+            .flat_map(|c| store::release_keys(&channel_claim(ctx.org(), &c.account_id, &c.address)))
+            .collect())
+    }
+}

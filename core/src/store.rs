@@ -1,0 +1,353 @@
+//! Typed documents in the key-value store, and the indexes that list them.
+//!
+//! Layout (ARCHITECTURE.md principle 3): every organisation's data lives under
+//! `org/{org}/`; a document is one key, `org/{org}/{kind}/{id}`. Listing never
+//! asks the store for its keys: each kind has an index that is a numbered log
+//! of ids (`org/{org}/{kind}-index/{n}`), numbered by an atomic counter, so
+//! concurrent creates never overwrite each other's index entries. A create is
+//! one `increment` (the slot) and one `set_many` (the document, its index
+//! entry and any lookup keys), so it is either wholly there or not at all; a
+//! failed write leaves at most an empty slot, which listing skips, as it
+//! skips the slots of deleted documents.
+//!
+//! Uniqueness (a number in one workstream, a Facebook page in one account)
+//! uses [`claim`]: `increment` on a claim counter, where the caller that gets
+//! 1 wins. Spin's SQLite store cannot do an exclusive compare-and-swap on an
+//! absent key, so nothing here relies on one (principle 4).
+
+use crate::api::ApiError;
+use crate::ports::KeyValue;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// A kind of document an organisation owns.
+pub trait Document: Serialize + DeserializeOwned {
+    /// The key segment, e.g. `queue`.
+    const KIND: &'static str;
+    fn id(&self) -> &str;
+}
+
+pub fn document_key<D: Document>(org: &str, id: &str) -> String {
+    format!("org/{org}/{}/{id}", D::KIND)
+}
+
+fn index_slot_key<D: Document>(org: &str, slot: i64) -> String {
+    format!("org/{org}/{}-index/{slot}", D::KIND)
+}
+
+fn index_count_key<D: Document>(org: &str) -> String {
+    format!("org/{org}/{}-index/count", D::KIND)
+}
+
+pub fn encode(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).expect("documents serialize to JSON")
+}
+
+fn decode<D: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<D, ApiError> {
+    serde_json::from_slice(bytes).map_err(|error| ApiError {
+        status: 500,
+        code: "corrupt_document",
+        message: format!("the stored document {key} cannot be read ({error})"),
+        field: None,
+    })
+}
+
+/// Reads one document of the organisation; `None` if it does not exist (in
+/// this organisation: another org's id is simply absent here).
+pub fn load<D: Document>(kv: &dyn KeyValue, org: &str, id: &str) -> Result<Option<D>, ApiError> {
+    if !is_id(id) {
+        return Ok(None);
+    }
+    let key = document_key::<D>(org, id);
+    kv.get(&key)?.map(|bytes| decode(&key, &bytes)).transpose()
+}
+
+/// Like [`load`], but a missing document is the 404 the API answers.
+pub fn require<D: Document>(kv: &dyn KeyValue, org: &str, id: &str) -> Result<D, ApiError> {
+    load(kv, org, id)?.ok_or_else(|| ApiError {
+        status: 404,
+        code: "not_found",
+        message: format!(
+            "no {} with id {id} in this organisation",
+            D::KIND.replace('_', " ")
+        ),
+        field: None,
+    })
+}
+
+/// Reads several documents in one round trip; missing ones are left out.
+pub fn load_many<D: Document>(
+    kv: &dyn KeyValue,
+    org: &str,
+    ids: &[String],
+) -> Result<Vec<D>, ApiError> {
+    let keys: Vec<String> = ids.iter().map(|id| document_key::<D>(org, id)).collect();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values = kv.get_many(&keys)?;
+    keys.iter()
+        .zip(values)
+        .filter_map(|(key, value)| value.map(|bytes| decode(key, &bytes)))
+        .collect()
+}
+
+/// Adds a new document, its index entry and `extra` keys in one write
+/// transaction (after one `increment` for the index slot).
+pub fn insert<D: Document>(
+    kv: &dyn KeyValue,
+    org: &str,
+    document: &D,
+    extra: Vec<(String, Vec<u8>)>,
+) -> Result<(), ApiError> {
+    let slot = kv.increment(&index_count_key::<D>(org), 1)?;
+    let mut entries = vec![
+        (document_key::<D>(org, document.id()), encode(document)),
+        (
+            index_slot_key::<D>(org, slot),
+            document.id().as_bytes().to_vec(),
+        ),
+    ];
+    entries.extend(extra);
+    kv.set_many(&entries)?;
+    Ok(())
+}
+
+/// Replaces a document (and writes `extra` keys) in one write transaction.
+pub fn save<D: Document>(
+    kv: &dyn KeyValue,
+    org: &str,
+    document: &D,
+    extra: Vec<(String, Vec<u8>)>,
+) -> Result<(), ApiError> {
+    let mut entries = vec![(document_key::<D>(org, document.id()), encode(document))];
+    entries.extend(extra);
+    kv.set_many(&entries)?;
+    Ok(())
+}
+
+/// Deletes a document and `extra` keys in one write transaction.
+pub fn remove<D: Document>(
+    kv: &dyn KeyValue,
+    org: &str,
+    id: &str,
+    extra: Vec<String>,
+) -> Result<(), ApiError> {
+    let mut keys = vec![document_key::<D>(org, id)];
+    keys.extend(extra);
+    kv.delete_many(&keys)?;
+    Ok(())
+}
+
+/// One page of a listing. `next_cursor` is present while there may be more.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+pub const MAX_PAGE_SIZE: usize = 200;
+
+/// Lists documents in creation order from the index, starting after
+/// `cursor` (an index position from a previous page).
+pub fn list<D: Document>(
+    kv: &dyn KeyValue,
+    org: &str,
+    cursor: i64,
+    limit: usize,
+) -> Result<Page<D>, ApiError> {
+    let count = kv.increment(&index_count_key::<D>(org), 0)?;
+    let mut items = Vec::new();
+    let mut position = cursor.max(0);
+    while items.len() < limit && position < count {
+        let end = (position + (limit - items.len()) as i64).min(count);
+        let slots: Vec<String> = (position + 1..=end)
+            .map(|slot| index_slot_key::<D>(org, slot))
+            .collect();
+        let ids: Vec<String> = kv
+            .get_many(&slots)?
+            .into_iter()
+            .flatten()
+            .map(|id| String::from_utf8_lossy(&id).into_owned())
+            .collect();
+        items.extend(load_many::<D>(kv, org, &ids)?);
+        position = end;
+    }
+    Ok(Page {
+        items,
+        next_cursor: (position < count).then(|| position.to_string()),
+    })
+}
+
+/// Every document of a kind, for the admin paths that check references
+/// (never on a webhook, outbound or agent path).
+pub fn list_all<D: Document>(kv: &dyn KeyValue, org: &str) -> Result<Vec<D>, ApiError> {
+    let mut all = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let page = list::<D>(kv, org, cursor, MAX_PAGE_SIZE)?;
+        all.extend(page.items);
+        match page.next_cursor {
+            Some(next) => cursor = next.parse().unwrap_or(i64::MAX),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// Reads `?cursor=` and `?limit=` of a listing request.
+pub fn paging(request: &crate::api::Request) -> Result<(i64, usize), ApiError> {
+    let cursor = match request.query_param("cursor") {
+        None => 0,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|c| *c >= 0)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "cursor",
+                    "invalid_cursor",
+                    "\"cursor\" must be the next_cursor of a previous page",
+                )
+            })?,
+    };
+    let limit = match request.query_param("limit") {
+        None => DEFAULT_PAGE_SIZE,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE_SIZE).contains(l))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "limit",
+                    "invalid_limit",
+                    format!("\"limit\" must be from 1 to {MAX_PAGE_SIZE}"),
+                )
+            })?,
+    };
+    Ok((cursor, limit))
+}
+
+/// Ids are 128-bit random values as 32 lowercase hex digits (R-TEN-1).
+pub fn is_id(text: &str) -> bool {
+    text.len() == 32
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Who holds a unique name, as [`claim`] found it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller now holds it and must write `owner_key` → its id in the same
+    /// transaction as the document that uses it.
+    Won,
+    /// The caller already held it.
+    Held,
+    /// Someone else holds it (their id), or is claiming it right now (`None`).
+    Taken(Option<String>),
+}
+
+/// The key naming a unique name's holder; written by the winner.
+pub fn owner_key(name: &str) -> String {
+    format!("claim/{name}/owner")
+}
+
+fn claim_counter_key(name: &str) -> String {
+    format!("claim/{name}/n")
+}
+
+/// Claims the unique `name` for `owner`.
+pub fn claim(kv: &dyn KeyValue, name: &str, owner: &str) -> Result<Claim, ApiError> {
+    let holder = |bytes: Option<Vec<u8>>| bytes.map(|b| String::from_utf8_lossy(&b).into_owned());
+    match holder(kv.get(&owner_key(name))?) {
+        Some(current) if current == owner => return Ok(Claim::Held),
+        Some(current) => return Ok(Claim::Taken(Some(current))),
+        None => {}
+    }
+    if kv.increment(&claim_counter_key(name), 1)? == 1 {
+        return Ok(Claim::Won);
+    }
+    Ok(match holder(kv.get(&owner_key(name))?) {
+        Some(current) if current == owner => Claim::Held,
+        current => Claim::Taken(current),
+    })
+}
+
+/// The keys to delete, with the holder's document, to release a name.
+pub fn release_keys(name: &str) -> [String; 2] {
+    [owner_key(name), claim_counter_key(name)]
+}
+
+/// Gives back names won in a write that then failed, so a retry can win them
+/// again. Best effort: the write's own error is what the caller reports.
+pub fn undo_claims(kv: &dyn KeyValue, names: &[String]) {
+    let keys: Vec<String> = names.iter().flat_map(|name| release_keys(name)).collect();
+    if !keys.is_empty() {
+        let _ = kv.delete_many(&keys);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryKeyValue;
+    use serde::Deserialize;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Thing {
+        id: String,
+    }
+
+    impl Document for Thing {
+        const KIND: &'static str = "thing";
+        fn id(&self) -> &str {
+            &self.id
+        }
+    }
+
+    fn thing(n: u8) -> Thing {
+        Thing {
+            id: format!("{n:032x}"),
+        }
+    }
+
+    #[test]
+    fn listing_pages_through_the_index_and_skips_deleted_documents() {
+        let kv = MemoryKeyValue::default();
+        for n in 1..=5 {
+            insert(&kv, "o", &thing(n), vec![]).unwrap();
+        }
+        remove::<Thing>(&kv, "o", &thing(2).id, vec![]).unwrap();
+        let first = list::<Thing>(&kv, "o", 0, 2).unwrap();
+        assert_eq!(first.items, vec![thing(1), thing(3)]);
+        let cursor = first.next_cursor.unwrap().parse().unwrap();
+        let second = list::<Thing>(&kv, "o", cursor, 2).unwrap();
+        assert_eq!(second.items, vec![thing(4), thing(5)]);
+        assert_eq!(second.next_cursor, None);
+        assert_eq!(list_all::<Thing>(&kv, "o").unwrap().len(), 4);
+        assert!(list::<Thing>(&kv, "other", 0, 10).unwrap().items.is_empty());
+    }
+
+    #[test]
+    fn only_one_claimer_wins_and_a_release_frees_the_name() {
+        let kv = MemoryKeyValue::default();
+        assert_eq!(claim(&kv, "n", "a").unwrap(), Claim::Won);
+        assert_eq!(claim(&kv, "n", "b").unwrap(), Claim::Taken(None));
+        kv.set(&owner_key("n"), b"a").unwrap();
+        assert_eq!(claim(&kv, "n", "a").unwrap(), Claim::Held);
+        assert_eq!(
+            claim(&kv, "n", "b").unwrap(),
+            Claim::Taken(Some("a".into()))
+        );
+        kv.delete_many(&release_keys("n")).unwrap();
+        assert_eq!(claim(&kv, "n", "b").unwrap(), Claim::Won);
+    }
+
+    #[test]
+    fn ids_are_32_lowercase_hex_digits() {
+        assert!(is_id(&"a".repeat(32)));
+        assert!(!is_id(&"A".repeat(32)));
+        assert!(!is_id("../../etc"));
+    }
+}

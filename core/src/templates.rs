@@ -1,0 +1,504 @@
+//! Message templates (SPEC.md R-TPL) and the templates component's routes.
+//!
+//! A template is for SMS, WhatsApp or both, with a default locale and
+//! localized versions. A WhatsApp version may only go out as free-form text
+//! inside the 24-hour session; outside it, and for outbound, WhatsApp needs
+//! the version Meta approved, sent by its Twilio Content SID. So a version
+//! carries `approved` and `content_sid` beside its text, and rendering for
+//! WhatsApp walks the fallback chain over approved versions only.
+
+use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::auth::Role;
+use crate::config::outbound_configs::OutboundConfig;
+use crate::config::{in_use, serve, Ctx, Resource};
+use crate::input::{self, Object};
+use crate::locale::{fallback_chain, Locale};
+use crate::ports::Ports;
+use crate::store::{self, Document};
+use crate::template_text::{RenderContext, RenderError, TemplateText, SMS_MAX_CHARS};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub const CHANNEL_TYPES: &[&str] = &["sms", "whatsapp"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Template {
+    pub id: String,
+    pub name: String,
+    pub channel_types: Vec<String>,
+    pub default_locale: Locale,
+    pub versions: BTreeMap<Locale, Version>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Version {
+    pub text: TemplateText,
+    /// WhatsApp: this text is the one Meta approved.
+    #[serde(default)]
+    pub approved: bool,
+    /// WhatsApp: Twilio's Content SID (`HX` + 32 hex) of the approved text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_sid: Option<String>,
+}
+
+impl Document for Template {
+    const KIND: &'static str = "template";
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A rendered message and how it was chosen.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rendered {
+    pub channel_type: String,
+    /// The version used, after the fallback chain of R-TPL-2.
+    pub locale: Locale,
+    pub text: String,
+    pub characters: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_sid: Option<String>,
+    /// Twilio `ContentVariables`: the placeholders numbered in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_variables: Option<Map<String, Value>>,
+}
+
+/// Why a template cannot be rendered for one contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenderFailure {
+    ChannelNotAllowed { channel_type: String },
+    NoApprovedVersion { tried: Vec<Locale> },
+    Placeholder(RenderError),
+    SmsTooLong { characters: usize },
+}
+
+impl RenderFailure {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RenderFailure::ChannelNotAllowed { .. } => "channel_not_allowed",
+            RenderFailure::NoApprovedVersion { .. } => "no_approved_version",
+            RenderFailure::Placeholder(RenderError::Missing { .. }) => "missing_placeholder",
+            RenderFailure::Placeholder(RenderError::NotText { .. }) => "placeholder_not_text",
+            RenderFailure::SmsTooLong { .. } => "sms_too_long",
+        }
+    }
+
+    /// The request field to fix.
+    pub fn field(&self) -> &str {
+        match self {
+            RenderFailure::ChannelNotAllowed { .. } => "channel_type",
+            RenderFailure::NoApprovedVersion { .. } => "locale",
+            RenderFailure::Placeholder(error) => match error.placeholder() {
+                "CustomerName" => "CustomerName",
+                "CaseName" => "CaseName",
+                _ => "contextitems",
+            },
+            RenderFailure::SmsTooLong { .. } => "text",
+        }
+    }
+}
+
+impl fmt::Display for RenderFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RenderFailure::ChannelNotAllowed { channel_type } => {
+                write!(f, "this template is not for {channel_type}")
+            }
+            RenderFailure::NoApprovedVersion { tried } => {
+                write!(
+                f,
+                "no WhatsApp-approved version for {}; mark a version approved with its Content SID",
+                tried.iter().map(Locale::as_str).collect::<Vec<_>>().join(", ")
+            )
+            }
+            RenderFailure::Placeholder(error) => write!(f, "{error}"),
+            RenderFailure::SmsTooLong { characters } => write!(
+                f,
+                "the rendered SMS has {characters} characters; SMS allows at most {SMS_MAX_CHARS}"
+            ),
+        }
+    }
+}
+
+impl Template {
+    /// Renders for one contact (R-TPL-2): the contact's locale, then its
+    /// language, then the default locale; for WhatsApp, approved versions only.
+    pub fn render(
+        &self,
+        channel_type: &str,
+        requested: Option<&Locale>,
+        context: &RenderContext,
+    ) -> Result<Rendered, RenderFailure> {
+        if !self.channel_types.iter().any(|c| c == channel_type) {
+            return Err(RenderFailure::ChannelNotAllowed {
+                channel_type: channel_type.to_owned(),
+            });
+        }
+        let whatsapp = channel_type == "whatsapp";
+        let chain = fallback_chain(requested, &self.default_locale);
+        let (locale, version) = chain
+            .iter()
+            .find_map(|locale| {
+                let version = self.versions.get(locale)?;
+                (!whatsapp || version.approved).then_some((locale, version))
+            })
+            .ok_or_else(|| RenderFailure::NoApprovedVersion {
+                tried: chain.clone(),
+            })?;
+        let text = version
+            .text
+            .render(context)
+            .map_err(RenderFailure::Placeholder)?;
+        let characters = text.chars().count();
+        if channel_type == "sms" && characters > SMS_MAX_CHARS {
+            return Err(RenderFailure::SmsTooLong { characters });
+        }
+        let content_variables = match whatsapp {
+            true => Some(
+                version
+                    .text
+                    .content_variables(context)
+                    .map_err(RenderFailure::Placeholder)?,
+            ),
+            false => None,
+        };
+        Ok(Rendered {
+            channel_type: channel_type.to_owned(),
+            locale: locale.clone(),
+            text,
+            characters,
+            content_sid: if whatsapp {
+                version.content_sid.clone()
+            } else {
+                None
+            },
+            content_variables,
+        })
+    }
+
+    pub fn allows(&self, channel_type: &str) -> bool {
+        self.channel_types.iter().any(|c| c == channel_type)
+    }
+}
+
+fn content_sid(text: &str) -> Result<String, String> {
+    let hex = text.strip_prefix("HX").unwrap_or("");
+    if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("\"{text}\" is not a Twilio Content SID: it is HX followed by 32 hex digits (Twilio console, Content Template Builder)"))
+    }
+}
+
+fn read_versions(input: &Object, whatsapp: bool) -> Result<BTreeMap<Locale, Version>, ApiError> {
+    let map = input.object("versions")?.unwrap_or_default();
+    if map.is_empty() {
+        return Err(input.error(
+            "versions",
+            "required",
+            "\"versions\" needs at least one localized text, e.g. {\"en-US\": \"Hello {{CustomerName}}\"}",
+        ));
+    }
+    let mut versions = BTreeMap::new();
+    for (tag, value) in &map {
+        let path = input.path_of(&format!("versions.{tag}"));
+        let locale = Locale::parse(tag)
+            .map_err(|e| ApiError::invalid(path.clone(), "invalid_locale", e.message))?;
+        let text_error = |path: &str, error: crate::template_text::TextError| {
+            ApiError::invalid(path, "invalid_template_text", error.to_string())
+        };
+        let version = match value {
+            Value::String(text) => Version {
+                text: TemplateText::parse(text).map_err(|e| text_error(&path, e))?,
+                approved: false,
+                content_sid: None,
+            },
+            Value::Object(fields) => {
+                let fields = Object::at(fields, &path);
+                fields.only(&["text", "approved", "content_sid"])?;
+                let text_path = fields.path_of("text");
+                let approved = fields.bool("approved")?.unwrap_or(false);
+                let content_sid = fields.optional_parsed("content_sid", content_sid)?;
+                if (approved || content_sid.is_some()) && !whatsapp {
+                    return Err(fields.error("approved", "not_allowed", "approval and Content SIDs are for WhatsApp templates; add \"whatsapp\" to channel_types"));
+                }
+                if approved != content_sid.is_some() {
+                    return Err(fields.error(
+                        "content_sid",
+                        "approval_incomplete",
+                        "an approved WhatsApp version carries the Content SID Twilio gave the approved text, and only an approved one does: give both \"approved\": true and \"content_sid\", or neither",
+                    ));
+                }
+                Version {
+                    text: TemplateText::parse(fields.required_str("text")?)
+                        .map_err(|e| text_error(&text_path, e))?,
+                    approved,
+                    content_sid,
+                }
+            }
+            _ => return Err(ApiError::invalid(
+                path.clone(),
+                "wrong_type",
+                format!(
+                    "\"{path}\" must be the text, or {{\"text\", \"approved\", \"content_sid\"}}"
+                ),
+            )),
+        };
+        if versions.insert(locale.clone(), version).is_some() {
+            return Err(ApiError::invalid(
+                path,
+                "duplicate",
+                format!("two versions are for locale {locale}"),
+            ));
+        }
+    }
+    Ok(versions)
+}
+
+impl Resource for Template {
+    const READERS: &'static [Role] = &[Role::Admin, Role::Agent];
+
+    fn input(&self) -> Value {
+        json!({
+            "name": self.name,
+            "channel_types": self.channel_types,
+            "default_locale": self.default_locale,
+            "versions": self.versions,
+        })
+    }
+
+    fn build(
+        ctx: &Ctx,
+        id: String,
+        input: Object,
+        existing: Option<&Self>,
+    ) -> Result<Self, ApiError> {
+        input.only(&["name", "channel_types", "default_locale", "versions"])?;
+        let name = input.name("name", 100)?;
+        let mut channel_types: Vec<String> = Vec::new();
+        for (index, channel) in input.strings("channel_types")?.into_iter().enumerate() {
+            if !CHANNEL_TYPES.contains(&channel) {
+                return Err(input.error(
+                    &format!("channel_types[{index}]"),
+                    "invalid_choice",
+                    format!("templates are for sms and whatsapp only (got \"{channel}\")"),
+                ));
+            }
+            if !channel_types.iter().any(|c| c == channel) {
+                channel_types.push(channel.to_owned());
+            }
+        }
+        if channel_types.is_empty() {
+            return Err(input.error(
+                "channel_types",
+                "required",
+                "\"channel_types\" needs sms, whatsapp or both",
+            ));
+        }
+        let default_locale = input.parsed("default_locale", |t| {
+            Locale::parse(t).map_err(|e| e.message)
+        })?;
+        let versions = read_versions(&input, channel_types.iter().any(|c| c == "whatsapp"))?;
+        if !versions.contains_key(&default_locale) {
+            return Err(input.error(
+                "default_locale",
+                "missing_default_version",
+                format!("\"versions\" has no text for the default locale {default_locale}; every rendering can fall back to it"),
+            ));
+        }
+        Ok(Template {
+            id,
+            name,
+            channel_types,
+            default_locale,
+            versions,
+            created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
+            updated_at: ctx.now.clone(),
+        })
+    }
+
+    fn view(&self, _ctx: &Ctx) -> Value {
+        serde_json::to_value(self).expect("templates serialize")
+    }
+
+    fn on_save(
+        &mut self,
+        ctx: &Ctx,
+        previous: Option<&Self>,
+    ) -> Result<crate::config::Effects, ApiError> {
+        if previous.is_some() {
+            // An outbound configuration relies on the channel and approval it
+            // was saved with.
+            for config in users(ctx, &self.id)? {
+                if let Err(reason) = config.check_template(self) {
+                    return Err(ApiError::conflict(
+                        "in_use",
+                        format!(
+                            "outbound configuration {} ({}) uses this template: {reason}",
+                            config.id, config.name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(Default::default())
+    }
+
+    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+        let names: Vec<String> = users(ctx, &self.id)?
+            .iter()
+            .map(|config| format!("outbound configuration {} ({})", config.id, config.name))
+            .collect();
+        if names.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Err(in_use(
+                "this template",
+                &names,
+                "delete them or point them at another template first",
+            ))
+        }
+    }
+}
+
+fn users(ctx: &Ctx, template_id: &str) -> Result<Vec<OutboundConfig>, ApiError> {
+    Ok(store::list_all::<OutboundConfig>(ctx.kv(), ctx.org())?
+        .into_iter()
+        .filter(|config| config.template_id == template_id)
+        .collect())
+}
+
+/// The templates component: `/api/templates/...`.
+pub fn handle(request: &Request, ports: &Ports) -> Response {
+    route(request, ports).unwrap_or_else(ApiError::into_response)
+}
+
+fn route(request: &Request, ports: &Ports) -> Result<Response, ApiError> {
+    let ctx = Ctx::authenticate(request, ports)?;
+    match request.segments()[..] {
+        ["api", "templates"] => serve::<Template>(&ctx, request, None),
+        ["api", "templates", id] => serve::<Template>(&ctx, request, Some(id)),
+        ["api", "templates", id, "render"] => render(&ctx, request, id),
+        _ => Err(ApiError::not_found(&request.path)),
+    }
+}
+
+/// `POST /api/templates/{id}/render` (R-TPL-3): a preview for one contact.
+fn render(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError> {
+    if request.method != Method::Post {
+        return Ok(method_not_allowed(&["POST"]));
+    }
+    ctx.principal.require(&[Role::Admin, Role::Agent])?;
+    let template: Template = store::require(ctx.kv(), ctx.org(), id)?;
+    let body = input::json_object(&request.body)?;
+    let fields = Object::root(&body);
+    fields.only(&[
+        "channel_type",
+        "locale",
+        "CustomerName",
+        "CaseName",
+        "contextitems",
+    ])?;
+    let channel_type = fields
+        .choice("channel_type", CHANNEL_TYPES)?
+        .unwrap_or(template.channel_types[0].as_str());
+    let locale = fields.optional_parsed("locale", |t| Locale::parse(t).map_err(|e| e.message))?;
+    let context_items = fields.object("contextitems")?;
+    let context = RenderContext {
+        customer_name: fields.str("CustomerName")?,
+        case_name: fields.str("CaseName")?,
+        context_items: context_items.as_ref(),
+    };
+    let rendered = template
+        .render(channel_type, locale.as_ref(), &context)
+        .map_err(|failure| {
+            ApiError::invalid(failure.field(), failure.code(), failure.to_string())
+        })?;
+    Ok(Response::json(200, &rendered))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(versions: &[(&str, &str, bool)]) -> Template {
+        Template {
+            id: "t".into(),
+            name: "n".into(),
+            channel_types: vec!["sms".into(), "whatsapp".into()],
+            default_locale: Locale::parse("en").unwrap(),
+            versions: versions
+                .iter()
+                .map(|(locale, text, approved)| {
+                    (
+                        Locale::parse(locale).unwrap(),
+                        Version {
+                            text: TemplateText::parse(text).unwrap(),
+                            approved: *approved,
+                            content_sid: approved.then(|| format!("HX{}", "a".repeat(32))),
+                        },
+                    )
+                })
+                .collect(),
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    fn named(name: &str) -> RenderContext<'_> {
+        RenderContext {
+            customer_name: Some(name),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn falls_back_from_locale_to_language_to_default() {
+        let t = template(&[
+            ("en", "Hi {{CustomerName}}", true),
+            ("nb", "Hei {{CustomerName}}", false),
+        ]);
+        let nb_no = Locale::parse("nb-NO").unwrap();
+        let sms = t.render("sms", Some(&nb_no), &named("Kari")).unwrap();
+        assert_eq!((sms.locale.as_str(), sms.text.as_str()), ("nb", "Hei Kari"));
+        // WhatsApp skips the unapproved Norwegian text.
+        let whatsapp = t.render("whatsapp", Some(&nb_no), &named("Kari")).unwrap();
+        assert_eq!(
+            (whatsapp.locale.as_str(), whatsapp.text.as_str()),
+            ("en", "Hi Kari")
+        );
+        assert_eq!(whatsapp.content_variables.unwrap()["1"], "Kari");
+    }
+
+    #[test]
+    fn refuses_missing_values_and_long_sms() {
+        let t = template(&[("en", "Hi {{CustomerName}}", true)]);
+        let missing = t
+            .render("sms", None, &RenderContext::default())
+            .unwrap_err();
+        assert_eq!(
+            (missing.code(), missing.field()),
+            ("missing_placeholder", "CustomerName")
+        );
+        let long = "x".repeat(SMS_MAX_CHARS);
+        let too_long = t.render("sms", None, &named(&long)).unwrap_err();
+        assert_eq!(
+            too_long,
+            RenderFailure::SmsTooLong {
+                characters: SMS_MAX_CHARS + 3
+            }
+        );
+        let unapproved = template(&[("en", "Hi", false)]);
+        assert_eq!(
+            unapproved
+                .render("whatsapp", None, &named("x"))
+                .unwrap_err()
+                .code(),
+            "no_approved_version"
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! Calendar arithmetic for timestamps on the wire.
+//!
+//! The core only has the clock port's Unix milliseconds (Wasm guests have no
+//! time zone database and need none): everything the API shows is UTC, as
+//! RFC 3339 (`2026-11-22T08:15:00.000Z`) or, for HTTP headers, IMF-fixdate.
+
+use crate::ports::UnixMillis;
+
+const MILLIS_PER_DAY: i64 = 86_400_000;
+
+/// Days since 1970-01-01 → (year, month 1–12, day 1–31), proleptic Gregorian
+/// (Howard Hinnant's `civil_from_days`).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The inverse of [`civil_from_days`].
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = year - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let month = i64::from(month);
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `2026-11-22T08:15:00.000Z`.
+pub fn rfc3339(millis: UnixMillis) -> String {
+    let (year, month, day) = civil_from_days(millis.div_euclid(MILLIS_PER_DAY));
+    let in_day = millis.rem_euclid(MILLIS_PER_DAY);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000
+    )
+}
+
+/// Parses an RFC 3339 timestamp with an explicit offset (`Z` or `±hh:mm`),
+/// fractions of a second allowed, or a plain date (`2026-11-22`, midnight UTC).
+pub fn parse_rfc3339(text: &str) -> Result<UnixMillis, String> {
+    let refuse = || {
+        format!("\"{text}\" is not an RFC 3339 time; write e.g. \"2026-11-22T08:15:00Z\" or \"2026-11-22\"")
+    };
+    let number = |range: std::ops::Range<usize>| -> Result<i64, String> {
+        let digits = text.get(range).ok_or_else(refuse)?;
+        if digits.bytes().all(|b| b.is_ascii_digit()) {
+            digits.parse().map_err(|_| refuse())
+        } else {
+            Err(refuse())
+        }
+    };
+    let bytes = text.as_bytes();
+    if bytes.len() < 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return Err(refuse());
+    }
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        _ => return Err(refuse()),
+    };
+    if !(1..=days_in_month).contains(&day) {
+        return Err(refuse());
+    }
+    let midnight = days_from_civil(year, month as u32, day as u32) * MILLIS_PER_DAY;
+    if bytes.len() == 10 {
+        return Ok(midnight);
+    }
+    if bytes.len() < 20
+        || !matches!(bytes[10], b'T' | b't')
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+    {
+        return Err(refuse());
+    }
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if hour > 23 || minute > 59 || second > 59 {
+        return Err(refuse());
+    }
+    let mut rest = &text[19..];
+    let mut fraction_millis = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(refuse());
+        }
+        let padded = format!("{:0<3}", &fraction[..digits.min(3)]);
+        fraction_millis = padded.parse::<i64>().map_err(|_| refuse())?;
+        rest = &fraction[digits..];
+    }
+    let offset_minutes = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && rest.as_bytes()[3] == b':' => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return Err(refuse()),
+            };
+            let hours: i64 = rest[1..3].parse().map_err(|_| refuse())?;
+            let minutes: i64 = rest[4..6].parse().map_err(|_| refuse())?;
+            sign * (hours * 60 + minutes)
+        }
+        _ => return Err(refuse()),
+    };
+    Ok(midnight + ((hour * 60 + minute - offset_minutes) * 60 + second) * 1000 + fraction_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_481_739_612_000), "2016-12-14T18:20:12.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn parses_offsets_fractions_and_dates() {
+        assert_eq!(parse_rfc3339("2016-12-14T18:20:12Z"), Ok(1_481_739_612_000));
+        assert_eq!(
+            parse_rfc3339("2016-12-14T19:20:12.5+01:00"),
+            Ok(1_481_739_612_500)
+        );
+        assert_eq!(parse_rfc3339("2000-02-29"), Ok(951_782_400_000));
+        for bad in [
+            "2001-02-29",
+            "2016-12-14 18:20:12Z",
+            "2016-12-14T18:20:12",
+            "yesterday",
+            "2016-13-01",
+            "",
+        ] {
+            assert!(parse_rfc3339(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn formatting_round_trips(millis in -62_135_596_800_000i64..253_402_300_799_999) {
+            prop_assert_eq!(parse_rfc3339(&rfc3339(millis)), Ok(millis));
+        }
+
+        #[test]
+        fn parsing_never_panics(text in ".{0,40}") {
+            let _ = parse_rfc3339(&text);
+        }
+    }
+}

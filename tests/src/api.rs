@@ -1,0 +1,117 @@
+//! Driving the app's HTTP API as a user would: the repository's `spin.toml`
+//! on an in-memory store, the operator token set, an organisation per test.
+
+use crate::{options, repo_root, send, wasm, Backend, Scratch};
+use bytes::Bytes;
+use devhost::{App, Handled};
+use serde_json::Value;
+
+pub const OPERATOR_TOKEN: &str = "operator-test-token";
+pub const PUBLIC_BASE_URL: &str = "https://switchboard.example.com";
+
+/// The app as deployed, with `variables` on top of the test defaults.
+pub struct Gateway {
+    pub app: App,
+    _scratch: Scratch,
+}
+
+/// An organisation and its first admin key.
+pub struct Org {
+    pub id: String,
+    pub key: String,
+}
+
+impl Gateway {
+    pub async fn start(variables: &[(&str, &str)]) -> Gateway {
+        for component in ["admin", "templates"] {
+            wasm(component);
+        }
+        let scratch = Scratch::new();
+        let mut options = options(repo_root().join("spin.toml"));
+        options.runtime_config = Some(scratch.runtime_config(&Backend::Memory, &["default"]));
+        options
+            .variables
+            .insert("admin_token".into(), OPERATOR_TOKEN.into());
+        options
+            .variables
+            .insert("public_base_url".into(), PUBLIC_BASE_URL.into());
+        for (name, value) in variables {
+            options
+                .variables
+                .insert(name.to_string(), value.to_string());
+        }
+        Gateway {
+            app: App::load(options).await.expect("the app loads"),
+            _scratch: scratch,
+        }
+    }
+
+    /// One request; `key` goes in `Authorization: Bearer`.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> Handled {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost:3000");
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        let body = match body {
+            Some(value) => {
+                request = request.header("content-type", "application/json");
+                Bytes::from(value.to_string())
+            }
+            None => Bytes::new(),
+        };
+        send(&self.app, request.body(body).expect("valid request")).await
+    }
+
+    pub async fn new_org(&self, name: &str) -> Org {
+        let created = self
+            .call(
+                "POST",
+                "/api/orgs",
+                Some(OPERATOR_TOKEN),
+                Some(&serde_json::json!({"name": name})),
+            )
+            .await;
+        assert_eq!(created.status(), 201, "{}", created.text());
+        let body = created.json();
+        Org {
+            id: body["org"]["id"].as_str().expect("org id").to_owned(),
+            key: body["api_key"]["key"].as_str().expect("api key").to_owned(),
+        }
+    }
+
+    /// Creates at `path` and returns the created document, asserting 201.
+    pub async fn create(&self, key: &str, path: &str, body: Value) -> Value {
+        let created = self.call("POST", path, Some(key), Some(&body)).await;
+        assert_eq!(created.status(), 201, "POST {path}: {}", created.text());
+        created.json()
+    }
+
+    /// A request that must be refused with `status`; returns the error object.
+    pub async fn refused(
+        &self,
+        status: u16,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<&Value>,
+    ) -> Value {
+        let refused = self.call(method, path, Some(key), body).await;
+        assert_eq!(
+            refused.status(),
+            status,
+            "{method} {path}: {}",
+            refused.text()
+        );
+        assert_eq!(refused.header("content-type"), Some("application/json"));
+        refused.json()["error"].clone()
+    }
+}

@@ -1,0 +1,1082 @@
+//! The configuration API (SPEC.md R-TEN, R-CFG, R-OUT-1) through the real
+//! `admin.wasm` and `templates.wasm`, as an operator and an admin use it.
+
+use e2e::api::{Gateway, Org, OPERATOR_TOKEN, PUBLIC_BASE_URL};
+use serde_json::{json, Value};
+
+const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
+const TWILIO_TOKEN: &str = "f00dfeedf00dfeedf00dfeedf00d6549";
+
+fn twilio_account(numbers: &[&str]) -> Value {
+    json!({
+        "provider": "twilio",
+        "name": "WhatsApp EU",
+        "account_sid": TWILIO_SID,
+        "auth_token": TWILIO_TOKEN,
+        "numbers": numbers.iter().map(|n| json!({"name": "Support", "number": n})).collect::<Vec<_>>(),
+    })
+}
+
+fn facebook_account(name: &str, pages: &[&str]) -> Value {
+    json!({
+        "provider": "facebook",
+        "name": name,
+        "app_id": "1234567890",
+        "app_secret": "app-secret-value-0000",
+        "pages": pages.iter().map(|id| json!({"name": format!("Page {id}"), "page_id": id, "access_token": format!("EAAB-token-{id}")})).collect::<Vec<_>>(),
+    })
+}
+
+async fn queue(gateway: &Gateway, org: &Org, name: &str) -> String {
+    let created = gateway
+        .create(&org.key, "/api/queues", json!({"name": name}))
+        .await;
+    created["id"].as_str().unwrap().to_owned()
+}
+
+fn id(value: &Value) -> String {
+    value["id"].as_str().expect("an id").to_owned()
+}
+
+#[tokio::test]
+async fn the_operator_creates_an_org_whose_admin_key_works_once_shown() {
+    let gateway = Gateway::start(&[]).await;
+    let created = gateway
+        .call(
+            "POST",
+            "/api/orgs",
+            Some(OPERATOR_TOKEN),
+            Some(&json!({"name": "Contoso"})),
+        )
+        .await;
+    assert_eq!(created.status(), 201, "{}", created.text());
+    let body = created.json();
+    let org = body["org"]["id"].as_str().unwrap();
+    assert_eq!(org.len(), 32, "128-bit ids");
+    let key = body["api_key"]["key"].as_str().unwrap();
+    assert_eq!(body["api_key"]["role"], "admin");
+    let read = gateway
+        .call("GET", &format!("/api/orgs/{org}"), Some(key), None)
+        .await;
+    assert_eq!(read.json()["name"], "Contoso");
+    // Listed later, the key is only a mask.
+    let keys = gateway
+        .call("GET", "/api/keys", Some(key), None)
+        .await
+        .json();
+    let shown = keys["items"][0]["key"].as_str().unwrap();
+    assert_eq!(shown, format!("****{}", &key[key.len() - 4..]));
+
+    assert_eq!(
+        gateway
+            .refused(
+                401,
+                "POST",
+                "/api/orgs",
+                "wrong",
+                Some(&json!({"name": "x"}))
+            )
+            .await["code"],
+        "unauthorized"
+    );
+    let missing_name = gateway
+        .refused(422, "POST", "/api/orgs", OPERATOR_TOKEN, Some(&json!({})))
+        .await;
+    assert_eq!(missing_name["field"], "name");
+    assert_eq!(
+        gateway
+            .refused(401, "GET", "/api/queues", "sb_nope", None)
+            .await["code"],
+        "unauthorized"
+    );
+    let no_key = gateway.call("GET", "/api/queues", None, None).await;
+    assert_eq!(no_key.status(), 401);
+}
+
+#[tokio::test]
+async fn without_an_operator_token_no_org_can_be_created() {
+    let gateway = Gateway::start(&[("admin_token", "")]).await;
+    let refused = gateway
+        .refused(403, "POST", "/api/orgs", "", Some(&json!({"name": "x"})))
+        .await;
+    assert_eq!(refused["code"], "operator_api_disabled");
+    assert!(refused["message"].as_str().unwrap().contains("admin_token"));
+}
+
+#[tokio::test]
+async fn keys_have_roles_and_revoked_keys_stop_working() {
+    let gateway = Gateway::start(&[]).await;
+    let org = gateway.new_org("Contoso").await;
+    let queue_id = queue(&gateway, &org, "Billing").await;
+    let agent = gateway
+        .create(
+            &org.key,
+            "/api/agents",
+            json!({"name": "Ada", "capacity": 3, "queues": [queue_id]}),
+        )
+        .await;
+    let agent_key = gateway
+        .create(
+            &org.key,
+            "/api/keys",
+            json!({"name": "Ada's console", "role": "agent", "agent_id": id(&agent)}),
+        )
+        .await;
+    let flow_key = gateway
+        .create(
+            &org.key,
+            "/api/keys",
+            json!({"name": "Power Automate", "role": "flow"}),
+        )
+        .await;
+    let agent_token = agent_key["key"].as_str().unwrap();
+    let flow_token = flow_key["key"].as_str().unwrap();
+
+    // Agents read the routing set-up but change nothing; flows read neither.
+    assert_eq!(
+        gateway
+            .call("GET", "/api/queues", Some(agent_token), None)
+            .await
+            .status(),
+        200
+    );
+    let forbidden = gateway
+        .refused(
+            403,
+            "POST",
+            "/api/queues",
+            agent_token,
+            Some(&json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(forbidden["code"], "forbidden");
+    gateway
+        .refused(403, "GET", "/api/queues", flow_token, None)
+        .await;
+    gateway
+        .refused(403, "GET", "/api/keys", agent_token, None)
+        .await;
+
+    // Role rules.
+    let unbound = gateway
+        .refused(
+            422,
+            "POST",
+            "/api/keys",
+            &org.key,
+            Some(&json!({"name": "a", "role": "agent"})),
+        )
+        .await;
+    assert_eq!(unbound["field"], "agent_id");
+    let bad_role = gateway
+        .refused(
+            422,
+            "POST",
+            "/api/keys",
+            &org.key,
+            Some(&json!({"name": "a", "role": "root"})),
+        )
+        .await;
+    assert_eq!(
+        (bad_role["field"].as_str(), bad_role["code"].as_str()),
+        (Some("role"), Some("invalid_choice"))
+    );
+
+    let revoked = gateway
+        .call(
+            "DELETE",
+            &format!("/api/keys/{}", id(&flow_key)),
+            Some(&org.key),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status(), 204);
+    assert_eq!(
+        gateway
+            .call("GET", "/api/outbound-configs", Some(flow_token), None)
+            .await
+            .status(),
+        401
+    );
+    // Deleting the agent revokes its keys too.
+    let deleted = gateway
+        .call(
+            "DELETE",
+            &format!("/api/agents/{}", id(&agent)),
+            Some(&org.key),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(
+        gateway
+            .call("GET", "/api/queues", Some(agent_token), None)
+            .await
+            .status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn another_orgs_ids_are_not_found_never_forbidden() {
+    let gateway = Gateway::start(&[]).await;
+    let a = gateway.new_org("A").await;
+    let b = gateway.new_org("B").await;
+    let queue_id = queue(&gateway, &a, "A's queue").await;
+    let account = gateway
+        .create(&a.key, "/api/accounts", twilio_account(&["+14155238886"]))
+        .await;
+    for path in [
+        format!("/api/queues/{queue_id}"),
+        format!("/api/accounts/{}", id(&account)),
+        format!("/api/orgs/{}", a.id),
+    ] {
+        for method in ["GET", "PATCH", "DELETE"] {
+            if path.starts_with("/api/orgs") && method != "GET" {
+                continue;
+            }
+            let body = (method == "PATCH").then(|| json!({"name": "mine now"}));
+            let error = gateway
+                .refused(404, method, &path, &b.key, body.as_ref())
+                .await;
+            assert_eq!(error["code"], "not_found", "{method} {path}");
+        }
+    }
+    let validate = gateway
+        .refused(
+            404,
+            "POST",
+            &format!("/api/accounts/{}/validate", id(&account)),
+            &b.key,
+            None,
+        )
+        .await;
+    assert_eq!(validate["code"], "not_found");
+    let listed = gateway
+        .call("GET", "/api/queues", Some(&b.key), None)
+        .await
+        .json();
+    assert_eq!(listed["items"], json!([]));
+    // And A's data is untouched.
+    let still = gateway
+        .call(
+            "GET",
+            &format!("/api/queues/{queue_id}"),
+            Some(&a.key),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(still["name"], "A's queue");
+}
+
+#[tokio::test]
+async fn accounts_for_each_provider_mask_secrets_and_return_callback_urls() {
+    let gateway = Gateway::start(&[]).await;
+    let org = gateway.new_org("Contoso").await;
+    let service_account = std::fs::read_to_string(
+        e2e::repo_root().join("tests/fixtures/google-service-account.json"),
+    )
+    .unwrap();
+    let bodies = [
+        json!({"provider": "telesign", "name": "SMS US", "customer_id": "FFFFFFFF-EEEE-DDDD-1234-AB1234567890",
+               "api_key": "VGVzdCBLZXkgZm9yIFN3aXRjaGJvYXJk",
+               "numbers": [{"number": "14252306549", "type": "long_code", "description": "Support line"},
+                           {"number": "4442", "type": "short_code"}]}),
+        twilio_account(&["+14155238886"]),
+        facebook_account("Messenger", &["1000000001"]),
+        json!({"provider": "gbm", "name": "Business Messages", "partner_id": "partner-1", "client_token": "SJENCPGJESMGUFPY",
+               "service_account": serde_json::from_str::<Value>(&service_account).unwrap(),
+               "brand_id": "brand-1", "agent_id": "agent-1"}),
+    ];
+    let secrets = [
+        "VGVzdCBLZXkgZm9yIFN3aXRjaGJvYXJk",
+        TWILIO_TOKEN,
+        "app-secret-value-0000",
+        "EAAB-token-1000000001",
+        "SJENCPGJESMGUFPY",
+        "PRIVATE KEY",
+    ];
+    for body in bodies {
+        let account = gateway
+            .create(&org.key, "/api/accounts", body.clone())
+            .await;
+        let provider = body["provider"].as_str().unwrap();
+        let expected_url = format!("{PUBLIC_BASE_URL}/webhooks/{provider}/{}", id(&account));
+        let read = gateway
+            .call(
+                "GET",
+                &format!("/api/accounts/{}", id(&account)),
+                Some(&org.key),
+                None,
+            )
+            .await;
+        let text = read.text();
+        for secret in secrets {
+            assert!(
+                !text.contains(secret),
+                "{provider} read shows a secret: {text}"
+            );
+        }
+        let read = read.json();
+        match provider {
+            "telesign" => {
+                assert_eq!(read["api_key"], "****YXJk");
+                assert_eq!(
+                    read["numbers"][1],
+                    json!({"number": "4442", "type": "short_code", "description": ""})
+                );
+                assert_eq!(read["callback_url"], expected_url);
+            }
+            "twilio" => {
+                assert_eq!(read["auth_token"], "****6549");
+                assert_eq!(read["callback_url"], expected_url);
+            }
+            "facebook" => {
+                let page = &read["pages"][0];
+                assert_eq!(page["callback_url"], expected_url);
+                assert_eq!(page["verify_token"].as_str().unwrap().len(), 32);
+                assert_eq!(page["access_token"], "****0001");
+                assert_eq!(read["warnings"], json!([]));
+            }
+            _ => {
+                assert_eq!(read["client_token"], "****UFPY");
+                assert_eq!(
+                    read["service_account"]["client_email"],
+                    "gbm-test@switchboard-test.iam.gserviceaccount.com"
+                );
+                assert_eq!(read["callback_url"], expected_url);
+            }
+        }
+    }
+    let listed = gateway
+        .call("GET", "/api/accounts", Some(&org.key), None)
+        .await;
+    assert_eq!(listed.json()["items"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        listed.kv.listings, 0,
+        "listing reads the index, not the store's keys"
+    );
+}
+
+#[tokio::test]
+async fn account_fields_are_validated_by_name() {
+    let gateway = Gateway::start(&[]).await;
+    let org = gateway.new_org("Contoso").await;
+    let telesign = |numbers: Value| {
+        json!({"provider": "telesign", "name": "SMS", "customer_id": "FFFFFFFF-EEEE-DDDD-1234-AB1234567890",
+               "api_key": "VGVzdCBLZXk=", "numbers": numbers})
+    };
+    let cases = [
+        (
+            telesign(json!([{"number": "+14252306549", "type": "long_code"}])),
+            "numbers[0].number",
+            "invalid_format",
+        ),
+        (
+            telesign(json!([{"number": "1 425 230 6549", "type": "long_code"}])),
+            "numbers[0].number",
+            "invalid_format",
+        ),
+        (
+            telesign(json!([{"number": "14252306549", "type": "landline"}])),
+            "numbers[0].type",
+            "invalid_choice",
+        ),
+        (
+            telesign(
+                json!([{"number": "14252306549", "type": "long_code"}, {"number": "14252306549", "type": "toll_free"}]),
+            ),
+            "numbers[1]",
+            "duplicate",
+        ),
+        (
+            json!({"provider": "telesign", "name": "SMS", "customer_id": "12345", "api_key": "VGVzdCBLZXk="}),
+            "customer_id",
+            "invalid_format",
+        ),
+        (
+            twilio_account(&["14155238886"]),
+            "numbers[0].number",
+            "invalid_format",
+        ),
+        (
+            json!({"provider": "twilio", "name": "W", "account_sid": "AC123", "auth_token": "x"}),
+            "account_sid",
+            "invalid_format",
+        ),
+        (
+            json!({"provider": "twilio", "name": "W", "account_sid": TWILIO_SID}),
+            "auth_token",
+            "required",
+        ),
+        (
+            json!({"provider": "facebook", "name": "F", "app_id": "my-app", "app_secret": "s"}),
+            "app_id",
+            "invalid_format",
+        ),
+        (
+            json!({"provider": "facebook", "name": "F", "app_id": "1", "app_secret": "s", "pages": [{"name": "P", "page_id": "1"}]}),
+            "pages[0].access_token",
+            "required",
+        ),
+        (
+            json!({"provider": "gbm", "name": "G", "partner_id": "p", "client_token": "t", "service_account": {"type": "user"}, "brand_id": "b", "agent_id": "a"}),
+            "service_account",
+            "invalid_format",
+        ),
+        (
+            json!({"provider": "sms", "name": "x"}),
+            "provider",
+            "invalid_choice",
+        ),
+        (
+            json!({"provider": "twilio", "name": "W", "account_sid": TWILIO_SID, "auth_token": "x", "sid": 1}),
+            "sid",
+            "unknown_field",
+        ),
+        (
+            json!({"provider": "twilio", "account_sid": TWILIO_SID, "auth_token": "x"}),
+            "name",
+            "required",
+        ),
+    ];
+    for (body, field, code) in cases {
+        let error = gateway
+            .refused(422, "POST", "/api/accounts", &org.key, Some(&body))
+            .await;
+        assert_eq!(
+            (error["field"].as_str(), error["code"].as_str()),
+            (Some(field), Some(code)),
+            "{body}: {error}"
+        );
+        assert!(!error["message"].as_str().unwrap().is_empty());
+    }
+    // Nothing of the refused writes was stored.
+    let listed = gateway
+        .call("GET", "/api/accounts", Some(&org.key), None)
+        .await
+        .json();
+    assert_eq!(listed["items"], json!([]));
+    let malformed = gateway
+        .app
+        .send(
+            http::Request::post("/api/accounts")
+                .header("authorization", format!("Bearer {}", org.key))
+                .body(bytes::Bytes::from_static(b"{\"provider\":"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    assert_eq!(malformed.json()["error"]["code"], "malformed_json");
+}
+
+#[tokio::test]
+async fn a_patch_keeps_unsent_secrets_and_refuses_a_provider_change() {
+    let gateway = Gateway::start(&[]).await;
+    let org = gateway.new_org("Contoso").await;
+    let account = gateway
+        .create(&org.key, "/api/accounts", twilio_account(&["+14155238886"]))
+        .await;
+    let path = format!("/api/accounts/{}", id(&account));
+    let patched = gateway
+        .call("PATCH", &path, Some(&org.key), Some(&json!({"name": "WhatsApp Nordics", "numbers": [{"name": "Oslo", "number": "+4721000000"}]})))
+        .await;
+    assert_eq!(patched.status(), 200, "{}", patched.text());
+    let patched = patched.json();
+    assert_eq!(patched["name"], "WhatsApp Nordics");
+    assert_eq!(
+        patched["auth_token"], "****6549",
+        "the stored token is kept"
+    );
+    assert_eq!(patched["numbers"][0]["number"], "+4721000000");
+    assert_eq!(patched["created_at"], account["created_at"]);
+    let refused = gateway
+        .refused(
+            422,
+            "PATCH",
+            &path,
+            &org.key,
+            Some(&json!({"provider": "telesign"})),
+        )
+        .await;
+    assert_eq!(
+        (refused["field"].as_str(), refused["code"].as_str()),
+        (Some("provider"), Some("immutable"))
+    );
+    let unchanged = gateway
+        .call("GET", &path, Some(&org.key), None)
+        .await
+        .json();
+    assert_eq!(unchanged["name"], "WhatsApp Nordics");
+}
+
+#[tokio::test]
+async fn a_facebook_page_feeds_one_account_only() {
+    let gateway = Gateway::start(&[]).await;
+    let a = gateway.new_org("A").await;
+    let b = gateway.new_org("B").await;
+    let first = gateway
+        .create(
+            &a.key,
+            "/api/accounts",
+            facebook_account("First", &["2000000001"]),
+        )
+        .await;
+    assert!(first["pages"][0]["callback_url"].is_string());
+    // The same page again, even in another organisation, gets no callback values.
+    let second = gateway
+        .create(
+            &b.key,
+            "/api/accounts",
+            facebook_account("Second", &["2000000001", "2000000002"]),
+        )
+        .await;
+    let reused = &second["pages"][0];
+    assert_eq!(reused["callback_url"], Value::Null);
+    assert_eq!(reused["verify_token"], Value::Null);
+    assert!(reused["callback_withheld"]
+        .as_str()
+        .unwrap()
+        .contains("already connected to another account"));
+    assert!(
+        second["pages"][1]["callback_url"].is_string(),
+        "a fresh page is connected"
+    );
+    // Once the first account lets the page go, saving the second connects it.
+    let deleted = gateway
+        .call(
+            "DELETE",
+            &format!("/api/accounts/{}", id(&first)),
+            Some(&a.key),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status(), 204);
+    let resaved = gateway
+        .call(
+            "PATCH",
+            &format!("/api/accounts/{}", id(&second)),
+            Some(&b.key),
+            Some(&json!({})),
+        )
+        .await
+        .json();
+    assert!(resaved["pages"][0]["callback_url"].is_string(), "{resaved}");
+    assert_eq!(
+        resaved["pages"][0]["verify_token"],
+        second["pages"][1]["verify_token"]
+    );
+}
+
+#[tokio::test]
+async fn old_page_tokens_are_reported_for_refresh() {
+    let gateway = Gateway::start(&[]).await;
+    let org = gateway.new_org("Contoso").await;
+    let mut body = facebook_account("Messenger", &["3000000001"]);
+    body["pages"][0]["token_set_at"] = json!("2020-01-01");
+    let account = gateway.create(&org.key, "/api/accounts", body).await;
+    let warning = account["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains("3000000001") && warning.contains("60 days"),
+        "{warning}"
+    );
+    // A new token restarts the 60 days.
+    let refreshed = gateway
+        .call("PATCH", &format!("/api/accounts/{}", id(&account)), Some(&org.key),
+              Some(&json!({"pages": [{"name": "P", "page_id": "3000000001", "access_token": "EAAB-fresh"}]})))
+        .await
+        .json();
+    assert_eq!(refreshed["warnings"], json!([]), "{refreshed}");
+}
+
+#[tokio::test]
+async fn queues_agents_and_workstreams_route_to_existing_things_only() {
+    let gateway = Gateway::start(&[]).await;
+    let org = gateway.new_org("Contoso").await;
+    let billing = queue(&gateway, &org, "Billing").await;
+    let general = queue(&gateway, &org, "General").await;
+    let account = gateway
+        .create(
+            &org.key,
+            "/api/accounts",
+            twilio_account(&["+14155238886", "+14155238887"]),
+        )
+        .await;
+    let channel = |address: &str| json!({"account_id": id(&account), "address": address, "language": "nb-NO", "customer_attachments": true});
+    let workstream = json!({
+        "name": "WhatsApp support",
+        "channel": "whatsapp",
+        "fallback_queue": general,
+        "distribution": "least_active",
+        "channels": [channel("+14155238886")],
+        "routing_rules": [
+            {"name": "Invoices", "queue": billing, "conditions": {"keywords": ["Invoice", "faktura"], "language": "nb"}},
+            {"queue": billing, "conditions": {"contact_field": {"name": "tier", "equals": "gold"}, "channel": "+14155238886"}},
+        ],
+    });
+    let created = gateway
+        .create(&org.key, "/api/workstreams", workstream.clone())
+        .await;
+    assert_eq!(
+        created["routing_rules"][0]["conditions"]["keywords"],
+        json!(["invoice", "faktura"])
+    );
+    assert_eq!(created["channels"][0]["language"], "nb-NO");
+    assert_eq!(created["channels"][0]["agent_attachments"], false);
+    assert_eq!(created["distribution"], "least_active");
+
+    let with = |patch: Value| {
+        let mut body = workstream.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let cases = [
+        (
+            with(json!({"fallback_queue": "0".repeat(32)})),
+            "fallback_queue",
+            "unknown_queue",
+        ),
+        (
+            with(json!({"distribution": "random"})),
+            "distribution",
+            "invalid_choice",
+        ),
+        (
+            with(json!({"channel": "telegram"})),
+            "channel",
+            "invalid_choice",
+        ),
+        (
+            with(json!({"channels": [channel("+19999999999")]})),
+            "channels[0].address",
+            "unknown_address",
+        ),
+        (
+            with(
+                json!({"channels": [{"account_id": id(&account), "address": "+14155238887", "language": "nb-NO", "human_agent_tag": true}]}),
+            ),
+            "channels[0].human_agent_tag",
+            "not_allowed",
+        ),
+        (
+            with(
+                json!({"channels": [{"account_id": id(&account), "address": "+14155238887", "language": "norsk"}]}),
+            ),
+            "channels[0].language",
+            "invalid_format",
+        ),
+        (
+            with(
+                json!({"channels": [channel("+14155238887")], "routing_rules": [{"queue": billing, "conditions": {}}]}),
+            ),
+            "routing_rules[0].conditions",
+            "empty_conditions",
+        ),
+        (
+            with(
+                json!({"channels": [channel("+14155238887")], "routing_rules": [{"queue": billing, "conditions": {"channel": "+14155238886"}}]}),
+            ),
+            "routing_rules[0].conditions.channel",
+            "unknown_channel",
+        ),
+        (
+            with(
+                json!({"channels": [channel("+14155238887")], "routing_rules": [{"queue": "nope", "conditions": {"keywords": ["x"]}}]}),
+            ),
+            "routing_rules[0].queue",
+            "unknown_queue",
+        ),
+        (
+            with(json!({"bot_url": "ftp://bot"})),
+            "bot_url",
+            "invalid_format",
+        ),
+    ];
+    for (body, field, code) in cases {
+        let error = gateway
+            .refused(422, "POST", "/api/workstreams", &org.key, Some(&body))
+            .await;
+        assert_eq!(
+            (error["field"].as_str(), error["code"].as_str()),
+            (Some(field), Some(code)),
+            "{error}"
+        );
+    }
+    // One number, one workstream.
+    let taken = gateway
+        .refused(
+            409,
+            "POST",
+            "/api/workstreams",
+            &org.key,
+            Some(&with(json!({"name": "Second"}))),
+        )
+        .await;
+    assert_eq!(
+        (taken["code"].as_str(), taken["field"].as_str()),
+        (Some("channel_in_use"), Some("channels[0].address"))
+    );
+
+    let agent_error = gateway
+        .refused(
+            422,
+            "POST",
+            "/api/agents",
+            &org.key,
+            Some(&json!({"name": "Bo", "queues": [general, "f".repeat(32)]})),
+        )
+        .await;
+    assert_eq!(
+        (agent_error["field"].as_str(), agent_error["code"].as_str()),
+        (Some("queues[1]"), Some("unknown_queue"))
+    );
+    let capacity = gateway
+        .refused(
+            422,
+            "POST",
+            "/api/agents",
+            &org.key,
+            Some(&json!({"name": "Bo", "capacity": 0})),
+        )
+        .await;
+    assert_eq!(capacity["field"], "capacity");
+    let presence = gateway
+        .refused(
+            422,
+            "POST",
+            "/api/agents",
+            &org.key,
+            Some(&json!({"name": "Bo", "presence": "asleep"})),
+        )
+        .await;
+    assert_eq!(presence["field"], "presence");
+    let agent = gateway.create(&org.key, "/api/agents", json!({"name": "Bo", "capacity": 4, "presence": "available", "queues": [general], "languages": ["nb_no", "en"]})).await;
+    assert_eq!(agent["languages"], json!(["nb-NO", "en"]));
+
+    // What is in use cannot be deleted; the answer says what uses it.
+    let in_use = gateway
+        .refused(
+            409,
+            "DELETE",
+            &format!("/api/queues/{billing}"),
+            &org.key,
+            None,
+        )
+        .await;
+    assert!(
+        in_use["message"].as_str().unwrap().contains(&id(&created)),
+        "{in_use}"
+    );
+    let account_in_use = gateway
+        .refused(
+            409,
+            "DELETE",
+            &format!("/api/accounts/{}", id(&account)),
+            &org.key,
+            None,
+        )
+        .await;
+    assert_eq!(account_in_use["code"], "in_use");
+    let number_in_use = gateway
+        .refused(
+            409,
+            "PATCH",
+            &format!("/api/accounts/{}", id(&account)),
+            &org.key,
+            Some(&json!({"numbers": [{"name": "x", "number": "+14155238887"}]})),
+        )
+        .await;
+    assert_eq!(number_in_use["code"], "in_use");
+
+    // Deleting the workstream frees its number and its queues.
+    let deleted = gateway
+        .call(
+            "DELETE",
+            &format!("/api/workstreams/{}", id(&created)),
+            Some(&org.key),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(
+        gateway
+            .call(
+                "GET",
+                &format!("/api/workstreams/{}", id(&created)),
+                Some(&org.key),
+                None
+            )
+            .await
+            .status(),
+        404
+    );
+    gateway
+        .create(
+            &org.key,
+            "/api/workstreams",
+            with(json!({"name": "Second"})),
+        )
+        .await;
+    assert_eq!(
+        gateway
+            .call(
+                "DELETE",
+                &format!("/api/queues/{billing}"),
+                Some(&org.key),
+                None
+            )
+            .await
+            .status(),
+        409
+    );
+}
+
+#[tokio::test]
+async fn a_workstream_update_moves_its_number_claims() {
+    let gateway = Gateway::start(&[]).await;
+    let org = gateway.new_org("Contoso").await;
+    let general = queue(&gateway, &org, "General").await;
+    let account = gateway
+        .create(
+            &org.key,
+            "/api/accounts",
+            twilio_account(&["+14155238886", "+14155238887"]),
+        )
+        .await;
+    let body = |name: &str, address: &str| {
+        json!({"name": name, "channel": "whatsapp", "fallback_queue": general,
+               "channels": [{"account_id": id(&account), "address": address, "language": "en"}]})
+    };
+    let first = gateway
+        .create(&org.key, "/api/workstreams", body("First", "+14155238886"))
+        .await;
+    let moved = gateway
+        .call("PATCH", &format!("/api/workstreams/{}", id(&first)), Some(&org.key),
+              Some(&json!({"channels": [{"account_id": id(&account), "address": "+14155238887", "language": "en"}]})))
+        .await;
+    assert_eq!(moved.status(), 200, "{}", moved.text());
+    // The released number is free for another workstream, the new one is not.
+    gateway
+        .create(&org.key, "/api/workstreams", body("Second", "+14155238886"))
+        .await;
+    gateway
+        .refused(
+            409,
+            "POST",
+            "/api/workstreams",
+            &org.key,
+            Some(&body("Third", "+14155238887")),
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn listings_page_through_the_index() {
+    let gateway = Gateway::start(&[]).await;
+    let org = gateway.new_org("Contoso").await;
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        ids.push(queue(&gateway, &org, &format!("Queue {n}")).await);
+    }
+    gateway
+        .call(
+            "DELETE",
+            &format!("/api/queues/{}", ids[2]),
+            Some(&org.key),
+            None,
+        )
+        .await;
+    let mut seen = Vec::new();
+    let mut path = "/api/queues?limit=3".to_owned();
+    loop {
+        let page = gateway.call("GET", &path, Some(&org.key), None).await;
+        assert_eq!(page.kv.listings, 0);
+        let page = page.json();
+        seen.extend(page["items"].as_array().unwrap().iter().map(id));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/queues?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    ids.remove(2);
+    assert_eq!(seen, ids);
+    let bad = gateway
+        .refused(422, "GET", "/api/queues?limit=0", &org.key, None)
+        .await;
+    assert_eq!(bad["field"], "limit");
+}
+
+#[tokio::test]
+async fn outbound_configurations_need_a_matching_number_and_template() {
+    let gateway = Gateway::start(&[]).await;
+    let org = gateway.new_org("Contoso").await;
+    let sms_account = gateway
+        .create(&org.key, "/api/accounts", json!({"provider": "telesign", "name": "SMS", "customer_id": "FFFFFFFF-EEEE-DDDD-1234-AB1234567890",
+            "api_key": "VGVzdCBLZXk=", "numbers": [{"number": "14252306549", "type": "long_code"}]}))
+        .await;
+    gateway
+        .create(&org.key, "/api/accounts", twilio_account(&["+14155238886"]))
+        .await;
+    let sms_template = gateway
+        .create(
+            &org.key,
+            "/api/templates",
+            json!({"name": "Case created", "channel_types": ["sms"], "default_locale": "en",
+            "versions": {"en": "Hi {{CustomerName}}, case {{CaseName}} is open."}}),
+        )
+        .await;
+    let draft_whatsapp = gateway
+        .create(
+            &org.key,
+            "/api/templates",
+            json!({"name": "Draft", "channel_types": ["whatsapp"], "default_locale": "en",
+            "versions": {"en": "Hi {{CustomerName}}"}}),
+        )
+        .await;
+    let config = gateway
+        .create(
+            &org.key,
+            "/api/outbound-configs",
+            json!({"name": "Case created", "show_on_timeline": true, "channel_type": "sms",
+            "channel": "14252306549", "template_id": id(&sms_template)}),
+        )
+        .await;
+    assert_eq!(config["account_id"], sms_account["id"]);
+    assert_eq!(config["id"].as_str().unwrap().len(), 32);
+
+    let base = json!({"name": "x", "channel_type": "sms", "channel": "14252306549", "template_id": id(&sms_template)});
+    let with = |patch: Value| {
+        let mut body = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let cases = [
+        (
+            with(json!({"channel": "+14252306549"})),
+            "channel",
+            "invalid_format",
+        ),
+        (
+            with(json!({"channel": "14250000000"})),
+            "channel",
+            "unknown_channel",
+        ),
+        (
+            with(json!({"channel_type": "email"})),
+            "channel_type",
+            "invalid_choice",
+        ),
+        (
+            with(json!({"channel_type": "whatsapp", "channel": "+14155238886"})),
+            "template_id",
+            "template_mismatch",
+        ),
+        (
+            with(
+                json!({"channel_type": "whatsapp", "channel": "+14155238886", "template_id": id(&draft_whatsapp)}),
+            ),
+            "template_id",
+            "template_mismatch",
+        ),
+        (
+            with(json!({"template_id": "0".repeat(32)})),
+            "template_id",
+            "unknown_template",
+        ),
+        (
+            with(json!({"show_on_timeline": "yes"})),
+            "show_on_timeline",
+            "wrong_type",
+        ),
+    ];
+    for (body, field, code) in cases {
+        let error = gateway
+            .refused(422, "POST", "/api/outbound-configs", &org.key, Some(&body))
+            .await;
+        assert_eq!(
+            (error["field"].as_str(), error["code"].as_str()),
+            (Some(field), Some(code)),
+            "{body}: {error}"
+        );
+    }
+    // The template and the number stay while the configuration uses them.
+    let template_in_use = gateway
+        .refused(
+            409,
+            "DELETE",
+            &format!("/api/templates/{}", id(&sms_template)),
+            &org.key,
+            None,
+        )
+        .await;
+    assert!(template_in_use["message"]
+        .as_str()
+        .unwrap()
+        .contains(&id(&config)));
+    gateway
+        .refused(
+            409,
+            "DELETE",
+            &format!("/api/accounts/{}", id(&sms_account)),
+            &org.key,
+            None,
+        )
+        .await;
+    let removed = gateway
+        .call(
+            "DELETE",
+            &format!("/api/outbound-configs/{}", id(&config)),
+            Some(&org.key),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status(), 204);
+    assert_eq!(
+        gateway
+            .call(
+                "DELETE",
+                &format!("/api/templates/{}", id(&sms_template)),
+                Some(&org.key),
+                None
+            )
+            .await
+            .status(),
+        204
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_account_is_gone_and_methods_are_checked() {
+    let gateway = Gateway::start(&[]).await;
+    let org = gateway.new_org("Contoso").await;
+    let account = gateway
+        .create(&org.key, "/api/accounts", twilio_account(&[]))
+        .await;
+    let path = format!("/api/accounts/{}", id(&account));
+    assert_eq!(
+        gateway
+            .call("DELETE", &path, Some(&org.key), None)
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        gateway.refused(404, "GET", &path, &org.key, None).await["code"],
+        "not_found"
+    );
+    assert_eq!(
+        gateway.refused(404, "DELETE", &path, &org.key, None).await["code"],
+        "not_found"
+    );
+    let put = gateway
+        .call("PUT", &path, Some(&org.key), Some(&json!({})))
+        .await;
+    assert_eq!(put.status(), 405);
+    assert_eq!(put.header("allow"), Some("GET, PATCH, DELETE"));
+}
