@@ -240,13 +240,15 @@ fn read_versions(input: &Object, whatsapp: bool) -> Result<BTreeMap<Locale, Vers
                     content_sid,
                 }
             }
-            _ => return Err(ApiError::invalid(
-                path.clone(),
-                "wrong_type",
-                format!(
+            _ => {
+                return Err(ApiError::invalid(
+                    path.clone(),
+                    "wrong_type",
+                    format!(
                     "\"{path}\" must be the text, or {{\"text\", \"approved\", \"content_sid\"}}"
                 ),
-            )),
+                ))
+            }
         };
         if versions.insert(locale.clone(), version).is_some() {
             return Err(ApiError::invalid(
