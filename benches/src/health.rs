@@ -122,10 +122,14 @@ async fn serve_native() -> Result<SocketAddr> {
                             let core_request = switchboard_core::api::Request {
                                 method: switchboard_core::api::Method::parse(parts.method.as_str()),
                                 path: parts.uri.path().to_owned(),
+                                query: parts.uri.query().unwrap_or_default().to_owned(),
+                                headers: Vec::new(),
                                 body,
                             };
-                            let response =
-                                switchboard_core::admin::handle(&core_request, &ports.ports());
+                            // `/health` never awaits; the core's ports are not `Send`.
+                            let response = switchboard_core::memory::block_on(
+                                switchboard_core::admin::handle(&core_request, &ports.ports()),
+                            );
                             let mut builder = hyper::Response::builder().status(response.status);
                             for (name, value) in response.headers {
                                 builder = builder.header(name, value);

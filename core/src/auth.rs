@@ -122,10 +122,7 @@ fn mask_hint(hint: &str) -> String {
 }
 
 pub fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::encoding::hex(&Sha256::digest(text.as_bytes()))
 }
 
 /// Equality that takes the same time wherever the inputs differ.

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod encoding;
 pub mod health;
 pub mod input;
 pub mod locale;

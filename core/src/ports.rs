@@ -103,7 +103,7 @@ pub trait Randomness {
     fn id128(&self) -> String {
         let mut bytes = [0u8; 16];
         self.fill(&mut bytes);
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        crate::encoding::hex(&bytes)
     }
 
     /// A random (version 4) UUID in upper case, as TeleSign's nonces are.

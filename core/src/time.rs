@@ -119,10 +119,63 @@ pub fn parse_rfc3339(text: &str) -> Result<UnixMillis, String> {
     Ok(midnight + ((hour * 60 + minute - offset_minutes) * 60 + second) * 1000 + fraction_millis)
 }
 
+/// An RFC 7231 IMF-fixdate, `Wed, 14 Dec 2016 18:20:12 GMT`, for `Date`
+/// headers that providers sign and check against their clock.
+pub fn http_date(unix_millis: i64) -> String {
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let seconds = unix_millis.div_euclid(1000);
+    let days = seconds.div_euclid(86_400);
+    let in_day = seconds.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{}, {day:02} {} {year:04} {:02}:{:02}:{:02} GMT",
+        WEEKDAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1) as usize],
+        in_day / 3600,
+        in_day / 60 % 60,
+        in_day % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn http_date_matches_known_dates() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        // TeleSign's SDK vector date.
+        assert_eq!(
+            http_date(1_481_739_612_000),
+            "Wed, 14 Dec 2016 18:20:12 GMT"
+        );
+        // RFC 7231's example.
+        assert_eq!(http_date(784_111_777_000), "Sun, 06 Nov 1994 08:49:37 GMT");
+        // Leap days: 2000 (divisible by 400) and 2024; 2100 is not leap.
+        assert_eq!(http_date(951_782_400_000), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(
+            http_date(1_709_208_000_999),
+            "Thu, 29 Feb 2024 12:00:00 GMT"
+        );
+        assert_eq!(
+            http_date(4_107_542_400_000),
+            "Mon, 01 Mar 2100 00:00:00 GMT"
+        );
+        assert_eq!(
+            http_date(1_735_689_599_000),
+            "Tue, 31 Dec 2024 23:59:59 GMT"
+        );
+        // Before the epoch, milliseconds round down.
+        assert_eq!(http_date(-1), "Wed, 31 Dec 1969 23:59:59 GMT");
+        assert_eq!(
+            http_date(-2_208_988_800_000),
+            "Mon, 01 Jan 1900 00:00:00 GMT"
+        );
+    }
 
     #[test]
     fn formats_known_instants() {

@@ -6,9 +6,10 @@
 //! the app the token was issued to (every call carries `appsecret_proof`,
 //! which apps requiring it refuse without and Graph checks when present).
 
-use super::{endpoint, hex, http_status, json, percent_encode, text, verdict_for};
+use super::{endpoint, http_status, json, text, verdict_for};
 use super::{CredentialCheck, Verdict};
 use crate::api::Method;
+use crate::encoding::{hex, percent_encode};
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

@@ -8,9 +8,10 @@
 //! v1.5, deterministic, so the guest needs no randomness and the tests can pin
 //! the output.
 
-use super::{endpoint, http_status, json, percent_encode, text, verdict_for};
+use super::{endpoint, http_status, json, text, verdict_for};
 use super::{CredentialCheck, Verdict};
 use crate::api::Method;
+use crate::encoding::percent_encode;
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

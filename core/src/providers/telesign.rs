@@ -10,10 +10,11 @@
 //! credentials before it looks the message up, and anything past it (404
 //! "Transaction not found.") proves them good without sending or billing.
 
-use super::{endpoint, http_date, http_status, json, text, verdict_for};
+use super::{endpoint, http_status, json, text, verdict_for};
 use super::{CredentialCheck, Verdict};
 use crate::api::Method;
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
+use crate::time::http_date;
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;

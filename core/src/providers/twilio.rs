@@ -5,9 +5,10 @@
 //! does not belong to; its `status` also tells a suspended or closed account
 //! (whose credentials authenticate but cannot send) from an active one.
 
-use super::{basic_auth, endpoint, http_status, json, percent_encode, text, verdict_for};
+use super::{basic_auth, endpoint, http_status, json, text, verdict_for};
 use super::{CredentialCheck, Verdict};
 use crate::api::Method;
+use crate::encoding::percent_encode;
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
 
 /// Asks Twilio whether `auth_token` opens account `account_sid`.
