@@ -9,7 +9,7 @@
 
 use crate::api::{ApiError, Request};
 use crate::ports::{KeyValue, Randomness, Variables};
-use crate::store::{self, Document};
+use crate::store;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -51,12 +51,7 @@ pub struct ApiKey {
     pub created_at: String,
 }
 
-impl Document for ApiKey {
-    const KIND: &'static str = "api_key";
-    fn id(&self) -> &str {
-        &self.id
-    }
-}
+crate::document!(ApiKey, "api_key");
 
 /// What an API key is, as the API shows it.
 #[derive(Debug, Serialize)]

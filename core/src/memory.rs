@@ -127,6 +127,15 @@ impl OutboundHttp for ScriptedHttp {
 }
 
 /// Drives a future whose ports are all in memory (they never wait).
+/// A scripted provider answer: `status` with `body`.
+pub fn reply(status: u16, body: &str) -> Result<OutboundResponse, OutboundError> {
+    Ok(OutboundResponse {
+        status,
+        headers: Vec::new(),
+        body: body.as_bytes().to_vec(),
+    })
+}
+
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
     let mut context = std::task::Context::from_waker(std::task::Waker::noop());

@@ -27,6 +27,19 @@ pub trait Document: Serialize + DeserializeOwned {
     fn id(&self) -> &str;
 }
 
+/// `impl Document` for a type with an `id: String` field.
+#[macro_export]
+macro_rules! document {
+    ($type:ty, $kind:literal) => {
+        impl $crate::store::Document for $type {
+            const KIND: &'static str = $kind;
+            fn id(&self) -> &str {
+                &self.id
+            }
+        }
+    };
+}
+
 pub fn document_key<D: Document>(org: &str, id: &str) -> String {
     format!("org/{org}/{}/{id}", D::KIND)
 }

@@ -14,7 +14,7 @@ use crate::config::{in_use, serve, Ctx, Resource};
 use crate::input::{self, Object};
 use crate::locale::{fallback_chain, Locale};
 use crate::ports::Ports;
-use crate::store::{self, Document};
+use crate::store;
 use crate::template_text::{RenderContext, RenderError, TemplateText, SMS_MAX_CHARS};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -45,12 +45,7 @@ pub struct Version {
     pub content_sid: Option<String>,
 }
 
-impl Document for Template {
-    const KIND: &'static str = "template";
-    fn id(&self) -> &str {
-        &self.id
-    }
-}
+crate::document!(Template, "template");
 
 /// A rendered message and how it was chosen.
 #[derive(Debug, Clone, Serialize)]
@@ -321,10 +316,6 @@ impl Resource for Template {
             created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
             updated_at: ctx.now.clone(),
         })
-    }
-
-    fn view(&self, _ctx: &Ctx) -> Value {
-        serde_json::to_value(self).expect("templates serialize")
     }
 
     fn on_save(

@@ -71,6 +71,11 @@ impl Gateway {
         send(&self.app, request.body(body).expect("valid request")).await
     }
 
+    /// The status of a body-less request.
+    pub async fn status(&self, method: &str, path: &str, key: &str) -> u16 {
+        self.call(method, path, Some(key), None).await.status()
+    }
+
     pub async fn new_org(&self, name: &str) -> Org {
         let created = self
             .call(
@@ -95,6 +100,19 @@ impl Gateway {
         created.json()
     }
 
+    /// Each create body must be refused with 422 naming `field` and `code`.
+    pub async fn refuses_each(&self, key: &str, path: &str, cases: &[(Value, &str, &str)]) {
+        for (body, field, code) in cases {
+            let error = self.refused(422, "POST", path, key, Some(body)).await;
+            assert_eq!(
+                (error["field"].as_str(), error["code"].as_str()),
+                (Some(*field), Some(*code)),
+                "{body}: {error}"
+            );
+            assert!(!error["message"].as_str().unwrap_or_default().is_empty());
+        }
+    }
+
     /// A request that must be refused with `status`; returns the error object.
     pub async fn refused(
         &self,
@@ -114,4 +132,13 @@ impl Gateway {
         assert_eq!(refused.header("content-type"), Some("application/json"));
         refused.json()["error"].clone()
     }
+}
+
+/// `base` with the top-level fields of `patch` replaced.
+pub fn with(base: &Value, patch: Value) -> Value {
+    let mut body = base.clone();
+    for (name, value) in patch.as_object().expect("a patch is an object") {
+        body[name] = value.clone();
+    }
+    body
 }

@@ -1,7 +1,7 @@
 //! The configuration API (SPEC.md R-TEN, R-CFG, R-OUT-1) through the real
 //! `admin.wasm` and `templates.wasm`, as an operator and an admin use it.
 
-use e2e::api::{Gateway, Org, OPERATOR_TOKEN, PUBLIC_BASE_URL};
+use e2e::api::{with, Gateway, Org, OPERATOR_TOKEN, PUBLIC_BASE_URL};
 use serde_json::{json, Value};
 
 const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -133,13 +133,7 @@ async fn keys_have_roles_and_revoked_keys_stop_working() {
     let flow_token = flow_key["key"].as_str().unwrap();
 
     // Agents read the routing set-up but change nothing; flows read neither.
-    assert_eq!(
-        gateway
-            .call("GET", "/api/queues", Some(agent_token), None)
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(gateway.status("GET", "/api/queues", agent_token).await, 200);
     let forbidden = gateway
         .refused(
             403,
@@ -193,9 +187,8 @@ async fn keys_have_roles_and_revoked_keys_stop_working() {
     assert_eq!(revoked.status(), 204);
     assert_eq!(
         gateway
-            .call("GET", "/api/outbound-configs", Some(flow_token), None)
-            .await
-            .status(),
+            .status("GET", "/api/outbound-configs", flow_token)
+            .await,
         401
     );
     // Deleting the agent revokes its keys too.
@@ -208,13 +201,7 @@ async fn keys_have_roles_and_revoked_keys_stop_working() {
         )
         .await;
     assert_eq!(deleted.status(), 204);
-    assert_eq!(
-        gateway
-            .call("GET", "/api/queues", Some(agent_token), None)
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(gateway.status("GET", "/api/queues", agent_token).await, 401);
 }
 
 #[tokio::test]
@@ -441,17 +428,9 @@ async fn account_fields_are_validated_by_name() {
             "required",
         ),
     ];
-    for (body, field, code) in cases {
-        let error = gateway
-            .refused(422, "POST", "/api/accounts", &org.key, Some(&body))
-            .await;
-        assert_eq!(
-            (error["field"].as_str(), error["code"].as_str()),
-            (Some(field), Some(code)),
-            "{body}: {error}"
-        );
-        assert!(!error["message"].as_str().unwrap().is_empty());
-    }
+    gateway
+        .refuses_each(&org.key, "/api/accounts", &cases)
+        .await;
     // Nothing of the refused writes was stored.
     let listed = gateway
         .call("GET", "/api/accounts", Some(&org.key), None)
@@ -627,36 +606,30 @@ async fn queues_agents_and_workstreams_route_to_existing_things_only() {
     assert_eq!(created["channels"][0]["agent_attachments"], false);
     assert_eq!(created["distribution"], "least_active");
 
-    let with = |patch: Value| {
-        let mut body = workstream.clone();
-        for (k, v) in patch.as_object().unwrap() {
-            body[k] = v.clone();
-        }
-        body
-    };
     let cases = [
         (
-            with(json!({"fallback_queue": "0".repeat(32)})),
+            with(&workstream, json!({"fallback_queue": "0".repeat(32)})),
             "fallback_queue",
             "unknown_queue",
         ),
         (
-            with(json!({"distribution": "random"})),
+            with(&workstream, json!({"distribution": "random"})),
             "distribution",
             "invalid_choice",
         ),
         (
-            with(json!({"channel": "telegram"})),
+            with(&workstream, json!({"channel": "telegram"})),
             "channel",
             "invalid_choice",
         ),
         (
-            with(json!({"channels": [channel("+19999999999")]})),
+            with(&workstream, json!({"channels": [channel("+19999999999")]})),
             "channels[0].address",
             "unknown_address",
         ),
         (
             with(
+                &workstream,
                 json!({"channels": [{"account_id": id(&account), "address": "+14155238887", "language": "nb-NO", "human_agent_tag": true}]}),
             ),
             "channels[0].human_agent_tag",
@@ -664,6 +637,7 @@ async fn queues_agents_and_workstreams_route_to_existing_things_only() {
         ),
         (
             with(
+                &workstream,
                 json!({"channels": [{"account_id": id(&account), "address": "+14155238887", "language": "norsk"}]}),
             ),
             "channels[0].language",
@@ -671,6 +645,7 @@ async fn queues_agents_and_workstreams_route_to_existing_things_only() {
         ),
         (
             with(
+                &workstream,
                 json!({"channels": [channel("+14155238887")], "routing_rules": [{"queue": billing, "conditions": {}}]}),
             ),
             "routing_rules[0].conditions",
@@ -678,6 +653,7 @@ async fn queues_agents_and_workstreams_route_to_existing_things_only() {
         ),
         (
             with(
+                &workstream,
                 json!({"channels": [channel("+14155238887")], "routing_rules": [{"queue": billing, "conditions": {"channel": "+14155238886"}}]}),
             ),
             "routing_rules[0].conditions.channel",
@@ -685,27 +661,21 @@ async fn queues_agents_and_workstreams_route_to_existing_things_only() {
         ),
         (
             with(
+                &workstream,
                 json!({"channels": [channel("+14155238887")], "routing_rules": [{"queue": "nope", "conditions": {"keywords": ["x"]}}]}),
             ),
             "routing_rules[0].queue",
             "unknown_queue",
         ),
         (
-            with(json!({"bot_url": "ftp://bot"})),
+            with(&workstream, json!({"bot_url": "ftp://bot"})),
             "bot_url",
             "invalid_format",
         ),
     ];
-    for (body, field, code) in cases {
-        let error = gateway
-            .refused(422, "POST", "/api/workstreams", &org.key, Some(&body))
-            .await;
-        assert_eq!(
-            (error["field"].as_str(), error["code"].as_str()),
-            (Some(field), Some(code)),
-            "{error}"
-        );
-    }
+    gateway
+        .refuses_each(&org.key, "/api/workstreams", &cases)
+        .await;
     // One number, one workstream.
     let taken = gateway
         .refused(
@@ -713,7 +683,7 @@ async fn queues_agents_and_workstreams_route_to_existing_things_only() {
             "POST",
             "/api/workstreams",
             &org.key,
-            Some(&with(json!({"name": "Second"}))),
+            Some(&with(&workstream, json!({"name": "Second"}))),
         )
         .await;
     assert_eq!(
@@ -804,33 +774,25 @@ async fn queues_agents_and_workstreams_route_to_existing_things_only() {
     assert_eq!(deleted.status(), 204);
     assert_eq!(
         gateway
-            .call(
+            .status(
                 "GET",
                 &format!("/api/workstreams/{}", id(&created)),
-                Some(&org.key),
-                None
+                &org.key
             )
-            .await
-            .status(),
+            .await,
         404
     );
     gateway
         .create(
             &org.key,
             "/api/workstreams",
-            with(json!({"name": "Second"})),
+            with(&workstream, json!({"name": "Second"})),
         )
         .await;
     assert_eq!(
         gateway
-            .call(
-                "DELETE",
-                &format!("/api/queues/{billing}"),
-                Some(&org.key),
-                None
-            )
-            .await
-            .status(),
+            .status("DELETE", &format!("/api/queues/{billing}"), &org.key)
+            .await,
         409
     );
 }
@@ -949,62 +911,52 @@ async fn outbound_configurations_need_a_matching_number_and_template() {
     assert_eq!(config["id"].as_str().unwrap().len(), 32);
 
     let base = json!({"name": "x", "channel_type": "sms", "channel": "14252306549", "template_id": id(&sms_template)});
-    let with = |patch: Value| {
-        let mut body = base.clone();
-        for (k, v) in patch.as_object().unwrap() {
-            body[k] = v.clone();
-        }
-        body
-    };
     let cases = [
         (
-            with(json!({"channel": "+14252306549"})),
+            with(&base, json!({"channel": "+14252306549"})),
             "channel",
             "invalid_format",
         ),
         (
-            with(json!({"channel": "14250000000"})),
+            with(&base, json!({"channel": "14250000000"})),
             "channel",
             "unknown_channel",
         ),
         (
-            with(json!({"channel_type": "email"})),
+            with(&base, json!({"channel_type": "email"})),
             "channel_type",
             "invalid_choice",
         ),
         (
-            with(json!({"channel_type": "whatsapp", "channel": "+14155238886"})),
+            with(
+                &base,
+                json!({"channel_type": "whatsapp", "channel": "+14155238886"}),
+            ),
             "template_id",
             "template_mismatch",
         ),
         (
             with(
+                &base,
                 json!({"channel_type": "whatsapp", "channel": "+14155238886", "template_id": id(&draft_whatsapp)}),
             ),
             "template_id",
             "template_mismatch",
         ),
         (
-            with(json!({"template_id": "0".repeat(32)})),
+            with(&base, json!({"template_id": "0".repeat(32)})),
             "template_id",
             "unknown_template",
         ),
         (
-            with(json!({"show_on_timeline": "yes"})),
+            with(&base, json!({"show_on_timeline": "yes"})),
             "show_on_timeline",
             "wrong_type",
         ),
     ];
-    for (body, field, code) in cases {
-        let error = gateway
-            .refused(422, "POST", "/api/outbound-configs", &org.key, Some(&body))
-            .await;
-        assert_eq!(
-            (error["field"].as_str(), error["code"].as_str()),
-            (Some(field), Some(code)),
-            "{body}: {error}"
-        );
-    }
+    gateway
+        .refuses_each(&org.key, "/api/outbound-configs", &cases)
+        .await;
     // The template and the number stay while the configuration uses them.
     let template_in_use = gateway
         .refused(
@@ -1039,14 +991,12 @@ async fn outbound_configurations_need_a_matching_number_and_template() {
     assert_eq!(removed.status(), 204);
     assert_eq!(
         gateway
-            .call(
+            .status(
                 "DELETE",
                 &format!("/api/templates/{}", id(&sms_template)),
-                Some(&org.key),
-                None
+                &org.key
             )
-            .await
-            .status(),
+            .await,
         204
     );
 }
@@ -1059,13 +1009,7 @@ async fn a_deleted_account_is_gone_and_methods_are_checked() {
         .create(&org.key, "/api/accounts", twilio_account(&[]))
         .await;
     let path = format!("/api/accounts/{}", id(&account));
-    assert_eq!(
-        gateway
-            .call("DELETE", &path, Some(&org.key), None)
-            .await
-            .status(),
-        204
-    );
+    assert_eq!(gateway.status("DELETE", &path, &org.key).await, 204);
     assert_eq!(
         gateway.refused(404, "GET", &path, &org.key, None).await["code"],
         "not_found"

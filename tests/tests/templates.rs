@@ -1,6 +1,6 @@
 //! Message templates (SPEC.md R-TPL) through the real `templates.wasm`.
 
-use e2e::api::{Gateway, Org};
+use e2e::api::{with, Gateway, Org};
 use serde_json::{json, Value};
 
 const CONTENT_SID_EN: &str = "HX0123456789abcdef0123456789abcdef";
@@ -152,47 +152,48 @@ async fn a_missing_value_or_an_overlong_sms_is_an_error_never_a_blank() {
 #[tokio::test]
 async fn template_rules_are_checked_field_by_field() {
     let (gateway, org) = setup().await;
-    let with = |patch: Value| {
-        let mut body = delivery_template();
-        for (k, v) in patch.as_object().unwrap() {
-            body[k] = v.clone();
-        }
-        body
-    };
+    let base = delivery_template();
     let cases = [
         (
-            with(json!({"channel_types": ["email"]})),
+            with(&base, json!({"channel_types": ["email"]})),
             "channel_types[0]",
             "invalid_choice",
         ),
         (
-            with(json!({"channel_types": []})),
+            with(&base, json!({"channel_types": []})),
             "channel_types",
             "required",
         ),
         (
-            with(json!({"default_locale": "fr-FR"})),
+            with(&base, json!({"default_locale": "fr-FR"})),
             "default_locale",
             "missing_default_version",
         ),
         (
-            with(json!({"default_locale": "english"})),
+            with(&base, json!({"default_locale": "english"})),
             "default_locale",
             "invalid_format",
         ),
-        (with(json!({"versions": {}})), "versions", "required"),
+        (with(&base, json!({"versions": {}})), "versions", "required"),
         (
-            with(json!({"default_locale": "en", "versions": {"en": "Hi {{CustomerName"}})),
+            with(
+                &base,
+                json!({"default_locale": "en", "versions": {"en": "Hi {{CustomerName"}}),
+            ),
             "versions.en",
             "invalid_template_text",
         ),
         (
-            with(json!({"default_locale": "en", "versions": {"en": "Hi", "en_gb!": "Hi"}})),
+            with(
+                &base,
+                json!({"default_locale": "en", "versions": {"en": "Hi", "en_gb!": "Hi"}}),
+            ),
             "versions.en_gb!",
             "invalid_locale",
         ),
         (
             with(
+                &base,
                 json!({"default_locale": "en", "versions": {"en": {"text": "Hi", "approved": true}}}),
             ),
             "versions.en.content_sid",
@@ -200,6 +201,7 @@ async fn template_rules_are_checked_field_by_field() {
         ),
         (
             with(
+                &base,
                 json!({"default_locale": "en", "versions": {"en": {"text": "Hi", "approved": true, "content_sid": "HX12"}}}),
             ),
             "versions.en.content_sid",
@@ -207,27 +209,24 @@ async fn template_rules_are_checked_field_by_field() {
         ),
         (
             with(
+                &base,
                 json!({"channel_types": ["sms"], "default_locale": "en", "versions": {"en": {"text": "Hi", "approved": true, "content_sid": CONTENT_SID_EN}}}),
             ),
             "versions.en.approved",
             "not_allowed",
         ),
         (
-            with(json!({"default_locale": "en", "versions": {"en": "Hi", "EN": "Hello"}})),
-            "versions.en",
+            with(
+                &base,
+                json!({"default_locale": "en", "versions": {"en": "Hi", "EN": "Hello"}}),
+            ),
+            "versions.EN",
             "duplicate",
         ),
     ];
-    for (body, field, code) in cases {
-        let error = gateway
-            .refused(422, "POST", "/api/templates", &org.key, Some(&body))
-            .await;
-        assert_eq!(
-            (error["field"].as_str(), error["code"].as_str()),
-            (Some(field), Some(code)),
-            "{body}: {error}"
-        );
-    }
+    gateway
+        .refuses_each(&org.key, "/api/templates", &cases)
+        .await;
     let listed = gateway
         .call("GET", "/api/templates", Some(&org.key), None)
         .await;
@@ -287,20 +286,11 @@ async fn templates_are_read_updated_listed_and_deleted_by_their_org_only() {
         .await;
     let agent_key = agent_key["key"].as_str().unwrap();
     assert_eq!(
-        gateway
-            .call("GET", &path, Some(agent_key), None)
-            .await
-            .status(),
+        gateway.status("GET", &path, agent_key).await,
         200,
         "agents read templates"
     );
     gateway.refused(403, "DELETE", &path, agent_key, None).await;
-    assert_eq!(
-        gateway
-            .call("DELETE", &path, Some(&org.key), None)
-            .await
-            .status(),
-        204
-    );
+    assert_eq!(gateway.status("DELETE", &path, &org.key).await, 204);
     gateway.refused(404, "GET", &path, &org.key, None).await;
 }

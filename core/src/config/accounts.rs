@@ -19,7 +19,7 @@ use crate::config::workstreams::Workstream;
 use crate::input::Object;
 use crate::phone::{DigitsNumber, E164};
 use crate::providers::{self, google::ServiceAccount, CredentialCheck, Verdict};
-use crate::store::{self, Claim, Document};
+use crate::store::{self, Claim};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -121,12 +121,7 @@ pub struct PageValidation {
     pub message: String,
 }
 
-impl Document for Account {
-    const KIND: &'static str = "account";
-    fn id(&self) -> &str {
-        &self.id
-    }
-}
+crate::document!(Account, "account");
 
 impl Settings {
     pub fn provider(&self) -> &'static str {

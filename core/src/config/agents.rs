@@ -6,7 +6,7 @@ use crate::api::ApiError;
 use crate::auth::{ApiKey, Role};
 use crate::input::Object;
 use crate::locale::Locale;
-use crate::store::{self, Document};
+use crate::store;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -26,12 +26,7 @@ pub struct Agent {
     pub updated_at: String,
 }
 
-impl Document for Agent {
-    const KIND: &'static str = "agent";
-    fn id(&self) -> &str {
-        &self.id
-    }
-}
+crate::document!(Agent, "agent");
 
 impl Resource for Agent {
     const READERS: &'static [Role] = &[Role::Admin, Role::Agent];
@@ -82,10 +77,6 @@ impl Resource for Agent {
             created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
             updated_at: ctx.now.clone(),
         })
-    }
-
-    fn view(&self, _ctx: &Ctx) -> Value {
-        serde_json::to_value(self).expect("agents serialize")
     }
 
     fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {

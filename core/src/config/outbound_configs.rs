@@ -10,7 +10,7 @@ use crate::auth::Role;
 use crate::config::workstreams::provider_of;
 use crate::input::Object;
 use crate::phone::{DigitsNumber, E164};
-use crate::store::{self, Document};
+use crate::store;
 use crate::templates::{Template, CHANNEL_TYPES};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -30,12 +30,7 @@ pub struct OutboundConfig {
     pub updated_at: String,
 }
 
-impl Document for OutboundConfig {
-    const KIND: &'static str = "outbound_config";
-    fn id(&self) -> &str {
-        &self.id
-    }
-}
+crate::document!(OutboundConfig, "outbound_config");
 
 impl OutboundConfig {
     /// Whether `template` can serve this configuration.
@@ -156,9 +151,5 @@ impl Resource for OutboundConfig {
             .check_template(&template)
             .map_err(|reason| input.error("template_id", "template_mismatch", reason))?;
         Ok(config)
-    }
-
-    fn view(&self, _ctx: &Ctx) -> Value {
-        serde_json::to_value(self).expect("outbound configurations serialize")
     }
 }

@@ -5,7 +5,7 @@ use crate::api::ApiError;
 use crate::auth::Role;
 use crate::config::{agents::Agent, workstreams::Workstream};
 use crate::input::Object;
-use crate::store::{self, Document};
+use crate::store;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -19,12 +19,7 @@ pub struct Queue {
     pub updated_at: String,
 }
 
-impl Document for Queue {
-    const KIND: &'static str = "queue";
-    fn id(&self) -> &str {
-        &self.id
-    }
-}
+crate::document!(Queue, "queue");
 
 impl Resource for Queue {
     const READERS: &'static [Role] = &[Role::Admin, Role::Agent];
@@ -51,10 +46,6 @@ impl Resource for Queue {
             created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
             updated_at: ctx.now.clone(),
         })
-    }
-
-    fn view(&self, _ctx: &Ctx) -> Value {
-        serde_json::to_value(self).expect("queues serialize")
     }
 
     fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {

@@ -14,7 +14,7 @@ use crate::api::ApiError;
 use crate::auth::Role;
 use crate::input::Object;
 use crate::locale::Locale;
-use crate::store::{self, Claim, Document};
+use crate::store::{self, Claim};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -81,12 +81,7 @@ pub struct ChannelInstance {
     pub human_agent_tag: bool,
 }
 
-impl Document for Workstream {
-    const KIND: &'static str = "workstream";
-    fn id(&self) -> &str {
-        &self.id
-    }
-}
+crate::document!(Workstream, "workstream");
 
 impl Workstream {
     pub fn uses_queue(&self, queue: &str) -> bool {
@@ -317,10 +312,6 @@ impl Resource for Workstream {
             created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
             updated_at: ctx.now.clone(),
         })
-    }
-
-    fn view(&self, _ctx: &Ctx) -> Value {
-        serde_json::to_value(self).expect("workstreams serialize")
     }
 
     fn on_save(&mut self, ctx: &Ctx, previous: Option<&Self>) -> Result<Effects, ApiError> {

@@ -128,6 +128,7 @@ fn graph_message(error: &serde_json::Value, code: Option<i64>) -> Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::reply;
     use crate::memory::{block_on, ScriptedHttp};
     use crate::ports::OutboundError;
 
@@ -135,14 +136,6 @@ mod tests {
     const PAGE: &str = "1234567890";
     const TOKEN: &str = "EAAB-page-token";
     const PROOF: &str = "994b311bb2e1401230d8d552c85ddcdb449baf2a63cf64585ed949addde6fb70";
-
-    fn reply(status: u16, body: &str) -> Result<OutboundResponse, OutboundError> {
-        Ok(OutboundResponse {
-            status,
-            headers: Vec::new(),
-            body: body.as_bytes().to_vec(),
-        })
-    }
 
     fn check(http: &ScriptedHttp, token: &str) -> CredentialCheck {
         block_on(check_page(

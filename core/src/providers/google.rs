@@ -218,6 +218,7 @@ fn provider_message(body: &serde_json::Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::reply;
     use crate::memory::{block_on, ScriptedHttp};
     use crate::ports::OutboundError;
     use rsa::pkcs8::DecodePublicKey;
@@ -345,14 +346,6 @@ mod tests {
     fn account_pem() -> String {
         let file: serde_json::Value = serde_json::from_str(KEY_FILE).unwrap();
         file["private_key"].as_str().unwrap().to_owned()
-    }
-
-    fn reply(status: u16, body: &str) -> Result<OutboundResponse, OutboundError> {
-        Ok(OutboundResponse {
-            status,
-            headers: Vec::new(),
-            body: body.as_bytes().to_vec(),
-        })
     }
 
     fn check(http: &ScriptedHttp) -> CredentialCheck {

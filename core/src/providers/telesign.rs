@@ -191,6 +191,7 @@ fn provider_message(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::reply;
     use crate::memory::{block_on, ScriptedHttp};
     use crate::ports::OutboundError;
 
@@ -267,14 +268,6 @@ mod tests {
         assert_eq!(decode_api_key(""), Err(InvalidApiKey));
         assert_eq!(decode_api_key("-----"), Err(InvalidApiKey));
         assert_eq!(decode_api_key("abcde"), Err(InvalidApiKey));
-    }
-
-    fn reply(status: u16, body: &str) -> Result<OutboundResponse, OutboundError> {
-        Ok(OutboundResponse {
-            status,
-            headers: Vec::new(),
-            body: body.as_bytes().to_vec(),
-        })
     }
 
     fn check(http: &ScriptedHttp, key: &str) -> CredentialCheck {

@@ -80,19 +80,12 @@ fn provider_message(body: &serde_json::Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::reply;
     use crate::memory::{block_on, ScriptedHttp};
     use crate::ports::OutboundError;
 
     const SID: &str = "AC00000000000000000000000000000000";
     const TOKEN: &str = "0123456789abcdef0123456789abcdef";
-
-    fn reply(status: u16, body: &str) -> Result<OutboundResponse, OutboundError> {
-        Ok(OutboundResponse {
-            status,
-            headers: Vec::new(),
-            body: body.as_bytes().to_vec(),
-        })
-    }
 
     fn check(http: &ScriptedHttp) -> CredentialCheck {
         block_on(check_credentials(
