@@ -229,3 +229,88 @@ pub async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Api
         _ => Err(ApiError::not_found(&request.path)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{MemoryKeyValue, MemoryPorts};
+    use crate::ports::{KeyValue, StoreError};
+    use std::cell::Cell;
+
+    /// A store whose next `set_many` fails, as a store does mid-request.
+    #[derive(Default)]
+    struct FailingOnce {
+        inner: MemoryKeyValue,
+        fail_next_write: Cell<bool>,
+    }
+
+    impl KeyValue for FailingOnce {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+            self.inner.set(key, value)
+        }
+        fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.inner.delete(key)
+        }
+        fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+            self.inner.get_many(keys)
+        }
+        fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+            if self.fail_next_write.replace(false) {
+                return Err(StoreError("disk full".into()));
+            }
+            self.inner.set_many(entries)
+        }
+        fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+            self.inner.delete_many(keys)
+        }
+        fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+            self.inner.increment(key, delta)
+        }
+    }
+
+    fn create_account(ports: &Ports, body: &serde_json::Value) -> Response {
+        let ctx = Ctx {
+            ports,
+            principal: Principal {
+                org: "0".repeat(32),
+                key_id: "1".repeat(32),
+                role: Role::Admin,
+                agent_id: None,
+            },
+            now: "2026-01-01T00:00:00.000Z".into(),
+        };
+        let mut request = Request::new(Method::Post, "/api/accounts");
+        request.body = body.to_string().into_bytes();
+        serve::<accounts::Account>(&ctx, &request, None).unwrap_or_else(ApiError::into_response)
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_behind_and_gives_back_its_claims() {
+        let memory = MemoryPorts::default();
+        let kv = FailingOnce::default();
+        let ports = Ports {
+            kv: &kv,
+            ..memory.ports()
+        };
+        let body = serde_json::json!({
+            "provider": "facebook", "name": "Messenger", "app_id": "1", "app_secret": "secret",
+            "pages": [{"name": "P", "page_id": "42", "access_token": "token"}],
+        });
+        kv.fail_next_write.set(true);
+        let failed = create_account(&ports, &body);
+        assert_eq!(failed.status, 503);
+        let org = "0".repeat(32);
+        assert!(store::list::<accounts::Account>(&kv, &org, 0, 10)
+            .unwrap()
+            .items
+            .is_empty());
+        // The page claim was given back: the retry connects the page.
+        let retried = create_account(&ports, &body);
+        assert_eq!(retried.status, 201);
+        let account: serde_json::Value = serde_json::from_slice(&retried.body).unwrap();
+        assert!(account["pages"][0]["callback_url"].is_string(), "{account}");
+    }
+}
