@@ -322,7 +322,8 @@ impl Resource for Template {
         &mut self,
         ctx: &Ctx,
         previous: Option<&Self>,
-    ) -> Result<crate::config::Effects, ApiError> {
+        _effects: &mut crate::config::Effects,
+    ) -> Result<(), ApiError> {
         if previous.is_some() {
             // An outbound configuration relies on the channel and approval it
             // was saved with.
@@ -338,7 +339,7 @@ impl Resource for Template {
                 }
             }
         }
-        Ok(Default::default())
+        Ok(())
     }
 
     fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {

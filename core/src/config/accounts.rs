@@ -515,8 +515,12 @@ impl Resource for Account {
         view
     }
 
-    fn on_save(&mut self, ctx: &Ctx, previous: Option<&Self>) -> Result<Effects, ApiError> {
-        let mut effects = Effects::default();
+    fn on_save(
+        &mut self,
+        ctx: &Ctx,
+        previous: Option<&Self>,
+        effects: &mut Effects,
+    ) -> Result<(), ApiError> {
         if previous.is_none() {
             effects.writes.push((
                 global_key(&self.id),
@@ -538,24 +542,11 @@ impl Resource for Account {
         }
         if let Settings::Facebook { pages, .. } = &mut self.settings {
             for page in pages.iter_mut() {
-                let name = page_claim(&page.page_id);
-                let claim = store::claim(ctx.kv(), &name, &self.id).inspect_err(|_| {
-                    store::undo_claims(ctx.kv(), &effects.claimed);
-                })?;
-                match claim {
-                    Claim::Won => {
-                        effects
-                            .writes
-                            .push((store::owner_key(&name), self.id.as_bytes().to_vec()));
-                        effects.claimed.push(name);
-                    }
-                    Claim::Held => {}
-                    Claim::Taken(_) => {
-                        page.withheld = Some(format!(
-                            "page {} is already connected to another account, which receives its messages; no callback values were generated for it here. Remove the page from that account first, then save this one again",
-                            page.page_id
-                        ));
-                    }
+                if let Claim::Taken(_) = effects.claim(ctx, page_claim(&page.page_id), &self.id)? {
+                    page.withheld = Some(format!(
+                        "page {} is already connected to another account, which receives its messages; no callback values were generated for it here. Remove the page from that account first, then save this one again",
+                        page.page_id
+                    ));
                 }
             }
             let previous_pages = match previous.map(|p| &p.settings) {
@@ -570,7 +561,7 @@ impl Resource for Account {
                 }
             }
         }
-        Ok(effects)
+        Ok(())
     }
 
     fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {

@@ -75,6 +75,25 @@ pub struct Effects {
     pub claimed: Vec<String>,
 }
 
+impl Effects {
+    /// Claims the unique `name` for `owner`; a name won is written with the
+    /// document (its owner key) and given back if the save fails.
+    pub fn claim(
+        &mut self,
+        ctx: &Ctx,
+        name: String,
+        owner: &str,
+    ) -> Result<store::Claim, ApiError> {
+        let claim = store::claim(ctx.kv(), &name, owner)?;
+        if claim == store::Claim::Won {
+            self.writes
+                .push((store::owner_key(&name), owner.as_bytes().to_vec()));
+            self.claimed.push(name);
+        }
+        Ok(claim)
+    }
+}
+
 /// An entity of the configuration API.
 pub trait Resource: Document + Clone {
     /// Roles that may read (every write needs `admin`).
@@ -99,9 +118,16 @@ pub trait Resource: Document + Clone {
         serde_json::to_value(self).expect("documents serialize to JSON")
     }
 
-    /// Checks against other documents and the keys to write alongside.
-    fn on_save(&mut self, _ctx: &Ctx, _previous: Option<&Self>) -> Result<Effects, ApiError> {
-        Ok(Effects::default())
+    /// Checks against other documents, and adds to `effects` what else the
+    /// save writes. Names claimed into `effects` are given back if the save
+    /// fails, here or in the store.
+    fn on_save(
+        &mut self,
+        _ctx: &Ctx,
+        _previous: Option<&Self>,
+        _effects: &mut Effects,
+    ) -> Result<(), ApiError> {
+        Ok(())
     }
 
     /// Refuses a delete while something depends on the document (409), and
@@ -176,11 +202,13 @@ pub fn serve<R: Resource>(
 
 /// Saves a built document with its effects in one transaction.
 fn write<R: Resource>(ctx: &Ctx, mut document: R, previous: Option<&R>) -> Result<R, ApiError> {
-    let effects = document.on_save(ctx, previous)?;
-    let result = match previous {
-        None => store::insert(ctx.kv(), ctx.org(), &document, effects.writes),
-        Some(_) => store::save(ctx.kv(), ctx.org(), &document, effects.writes),
-    };
+    let mut effects = Effects::default();
+    let result = document
+        .on_save(ctx, previous, &mut effects)
+        .and_then(|()| match previous {
+            None => store::insert(ctx.kv(), ctx.org(), &document, effects.writes),
+            Some(_) => store::save(ctx.kv(), ctx.org(), &document, effects.writes),
+        });
     if let Err(error) = result {
         store::undo_claims(ctx.kv(), &effects.claimed);
         return Err(error);

@@ -314,36 +314,28 @@ impl Resource for Workstream {
         })
     }
 
-    fn on_save(&mut self, ctx: &Ctx, previous: Option<&Self>) -> Result<Effects, ApiError> {
-        let mut effects = Effects::default();
+    fn on_save(
+        &mut self,
+        ctx: &Ctx,
+        previous: Option<&Self>,
+        effects: &mut Effects,
+    ) -> Result<(), ApiError> {
         for (index, instance) in self.channels.iter().enumerate() {
             let name = channel_claim(ctx.org(), &instance.account_id, &instance.address);
-            let claim = store::claim(ctx.kv(), &name, &self.id)
-                .inspect_err(|_| store::undo_claims(ctx.kv(), &effects.claimed))?;
-            match claim {
-                Claim::Won => {
-                    effects
-                        .writes
-                        .push((store::owner_key(&name), self.id.as_bytes().to_vec()));
-                    effects.claimed.push(name);
-                }
-                Claim::Held => {}
-                Claim::Taken(holder) => {
-                    store::undo_claims(ctx.kv(), &effects.claimed);
-                    let whom = holder.map_or_else(
-                        || "another request saving right now".to_owned(),
-                        |id| format!("workstream {id}"),
-                    );
-                    return Err(ApiError {
-                        status: 409,
-                        code: "channel_in_use",
-                        message: format!(
-                            "{} is already a channel of {whom}; remove it there first",
-                            instance.address
-                        ),
-                        field: Some(format!("channels[{index}].address")),
-                    });
-                }
+            if let Claim::Taken(holder) = effects.claim(ctx, name, &self.id)? {
+                let whom = holder.map_or_else(
+                    || "another request saving right now".to_owned(),
+                    |id| format!("workstream {id}"),
+                );
+                return Err(ApiError {
+                    status: 409,
+                    code: "channel_in_use",
+                    message: format!(
+                        "{} is already a channel of {whom}; remove it there first",
+                        instance.address
+                    ),
+                    field: Some(format!("channels[{index}].address")),
+                });
             }
         }
         for old in previous.map(|p| p.channels.as_slice()).unwrap_or_default() {
@@ -359,7 +351,7 @@ impl Resource for Workstream {
                 )));
             }
         }
-        Ok(effects)
+        Ok(())
     }
 
     fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
