@@ -94,6 +94,15 @@ impl Response {
         }
     }
 
+    /// `204 No Content`: what a delete answers.
+    pub fn no_content() -> Response {
+        Response {
+            status: 204,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
     pub fn with_header(mut self, name: &str, value: &str) -> Response {
         self.headers.push((name.into(), value.into()));
         self

@@ -25,15 +25,20 @@ pub enum Role {
 }
 
 impl Role {
+    const ALL: [Role; 3] = [Role::Admin, Role::Agent, Role::Flow];
     pub const NAMES: &'static [&'static str] = &["admin", "agent", "flow"];
 
-    pub fn parse(name: &str) -> Option<Role> {
-        match name {
-            "admin" => Some(Role::Admin),
-            "agent" => Some(Role::Agent),
-            "flow" => Some(Role::Flow),
-            _ => None,
+    /// The name the API uses, as serde writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Agent => "agent",
+            Role::Flow => "flow",
         }
+    }
+
+    pub fn parse(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.name() == name)
     }
 }
 
@@ -140,14 +145,7 @@ impl Principal {
         if roles.contains(&self.role) {
             return Ok(());
         }
-        let names: Vec<&str> = roles
-            .iter()
-            .map(|role| match role {
-                Role::Admin => "admin",
-                Role::Agent => "agent",
-                Role::Flow => "flow",
-            })
-            .collect();
+        let names: Vec<&str> = roles.iter().map(|role| role.name()).collect();
         Err(ApiError {
             status: 403,
             code: "forbidden",

@@ -135,6 +135,14 @@ impl Settings {
 }
 
 impl Account {
+    /// The Facebook pages (none for other providers).
+    pub fn pages(&self) -> &[FacebookPage] {
+        match &self.settings {
+            Settings::Facebook { pages, .. } => pages,
+            _ => &[],
+        }
+    }
+
     /// The addresses customers reach this account at: numbers, connected
     /// page ids, or the GBM agent id.
     pub fn addresses(&self) -> Vec<&str> {
@@ -313,10 +321,7 @@ fn read_settings(
         }
         "facebook" => {
             allow(&["app_id", "app_secret", "pages"])?;
-            let previous_pages = match existing.map(|e| &e.settings) {
-                Some(Settings::Facebook { pages, .. }) => pages.as_slice(),
-                _ => &[],
-            };
+            let previous_pages = existing.map(Account::pages).unwrap_or_default();
             let pages = input.objects("pages", |p| read_page(ctx, p, previous_pages))?;
             unique(input, "pages", pages.iter().map(|p| p.page_id.as_str()))?;
             let verify_token = match existing.map(|e| &e.settings) {
@@ -549,10 +554,7 @@ impl Resource for Account {
                     ));
                 }
             }
-            let previous_pages = match previous.map(|p| &p.settings) {
-                Some(Settings::Facebook { pages, .. }) => pages.as_slice(),
-                _ => &[],
-            };
+            let previous_pages = previous.map(Account::pages).unwrap_or_default();
             for old in previous_pages.iter().filter(|old| old.withheld.is_none()) {
                 if !pages.iter().any(|page| page.page_id == old.page_id) {
                     effects
@@ -566,14 +568,12 @@ impl Resource for Account {
 
     fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
         refuse_if_routed(ctx, &self.id, &self.addresses())?;
-        Ok(match &self.settings {
-            Settings::Facebook { pages, .. } => pages
-                .iter()
-                .filter(|page| page.withheld.is_none())
-                .flat_map(|page| store::release_keys(&page_claim(&page.page_id)))
-                .collect(),
-            _ => Vec::new(),
-        })
+        Ok(self
+            .pages()
+            .iter()
+            .filter(|page| page.withheld.is_none())
+            .flat_map(|page| store::release_keys(&page_claim(&page.page_id)))
+            .collect())
     }
 
     fn after_delete(&self, ctx: &Ctx) -> Vec<(String, Vec<u8>)> {

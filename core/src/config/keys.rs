@@ -12,15 +12,9 @@ pub fn serve(ctx: &Ctx, request: &Request, id: Option<&str>) -> Result<Response,
     ctx.principal.require(&[Role::Admin])?;
     match (id, request.method) {
         (None, Method::Post) => create(ctx, request),
-        (None, Method::Get) => {
-            let (cursor, limit) = store::paging(request)?;
-            let page = store::list::<ApiKey>(ctx.kv(), ctx.org(), cursor, limit)?;
-            let items: Vec<_> = page.items.iter().map(|key| key.view(None)).collect();
-            Ok(Response::json(
-                200,
-                &serde_json::json!({"items": items, "next_cursor": page.next_cursor}),
-            ))
-        }
+        (None, Method::Get) => super::list_page(ctx, request, |key: &ApiKey| {
+            serde_json::to_value(key.view(None)).expect("keys serialize")
+        }),
         (None, _) => Ok(method_not_allowed(&["GET", "POST"])),
         (Some(id), Method::Get) => {
             let key: ApiKey = store::require(ctx.kv(), ctx.org(), id)?;
@@ -35,11 +29,7 @@ pub fn serve(ctx: &Ctx, request: &Request, id: Option<&str>) -> Result<Response,
                 ));
             }
             store::remove::<ApiKey>(ctx.kv(), ctx.org(), id, Vec::new())?;
-            Ok(Response {
-                status: 204,
-                headers: Vec::new(),
-                body: Vec::new(),
-            })
+            Ok(Response::no_content())
         }
         (Some(_), _) => Ok(method_not_allowed(&["GET", "DELETE"])),
     }

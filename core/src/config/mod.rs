@@ -151,13 +151,7 @@ pub fn serve<R: Resource>(
     match (id, request.method) {
         (None, Method::Get) => {
             ctx.principal.require(R::READERS)?;
-            let (cursor, limit) = store::paging(request)?;
-            let page = store::list::<R>(ctx.kv(), ctx.org(), cursor, limit)?;
-            let items: Vec<Value> = page.items.iter().map(|item| item.view(ctx)).collect();
-            Ok(Response::json(
-                200,
-                &serde_json::json!({"items": items, "next_cursor": page.next_cursor}),
-            ))
+            list_page(ctx, request, |item: &R| item.view(ctx))
         }
         (None, Method::Post) => {
             ctx.principal.require(&[Role::Admin])?;
@@ -190,14 +184,25 @@ pub fn serve<R: Resource>(
             if !after.is_empty() {
                 ctx.kv().set_many(&after)?;
             }
-            Ok(Response {
-                status: 204,
-                headers: Vec::new(),
-                body: Vec::new(),
-            })
+            Ok(Response::no_content())
         }
         (Some(_), _) => Ok(crate::api::method_not_allowed(&["GET", "PATCH", "DELETE"])),
     }
+}
+
+/// `GET` on a collection: one page of `view`s, in the shape every list has.
+pub fn list_page<D: Document>(
+    ctx: &Ctx,
+    request: &Request,
+    view: impl Fn(&D) -> Value,
+) -> Result<Response, ApiError> {
+    let (cursor, limit) = store::paging(request)?;
+    let page = store::list::<D>(ctx.kv(), ctx.org(), cursor, limit)?;
+    let items: Vec<Value> = page.items.iter().map(view).collect();
+    Ok(Response::json(
+        200,
+        &serde_json::json!({"items": items, "next_cursor": page.next_cursor}),
+    ))
 }
 
 /// Saves a built document with its effects in one transaction.
