@@ -18,6 +18,17 @@ pub fn percent_encode(text: &str) -> String {
         .collect()
 }
 
+/// Encodes `application/x-www-form-urlencoded` text, names and values
+/// percent-encoded as by [`percent_encode`] (so `+`, `&`, `=` and non-ASCII
+/// survive [`form_pairs`]), in the order given; a name may repeat.
+pub fn form_encode<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    pairs
+        .into_iter()
+        .map(|(name, value)| format!("{}={}", percent_encode(name), percent_encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// Decodes `application/x-www-form-urlencoded` text (also a query string):
 /// `+` is a space and `%XX` a byte; invalid escapes are kept literally.
 pub fn form_pairs(text: &str) -> Vec<(String, String)> {
@@ -70,5 +81,28 @@ mod tests {
             vec![("k".into(), text.into()), ("flag".into(), String::new())]
         );
         assert_eq!(form_pairs("x=%zz+1"), vec![("x".into(), "%zz 1".into())]);
+    }
+
+    #[test]
+    fn form_encoding_keeps_order_and_repeats_and_round_trips() {
+        let pairs = [
+            ("Body", "1+1=2 & more: é 👋"),
+            ("MediaUrl", "https://x/a?b=c&d=e"),
+            ("MediaUrl", ""),
+            ("a b", "%"),
+        ];
+        let encoded = form_encode(pairs);
+        assert_eq!(
+            encoded,
+            "Body=1%2B1%3D2%20%26%20more%3A%20%C3%A9%20%F0%9F%91%8B\
+             &MediaUrl=https%3A%2F%2Fx%2Fa%3Fb%3Dc%26d%3De&MediaUrl=&a%20b=%25"
+        );
+        let decoded = form_pairs(&encoded);
+        let expected: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        assert_eq!(decoded, expected);
+        assert_eq!(form_encode([]), "");
     }
 }

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod conversations;
 pub mod encoding;
 pub mod health;
 pub mod input;
@@ -23,6 +24,7 @@ pub mod store;
 pub mod template_text;
 pub mod templates;
 pub mod time;
+pub mod webhooks;
 
 /// The product version reported by `/health`, taken from the workspace.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

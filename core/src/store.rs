@@ -44,19 +44,70 @@ pub fn document_key<D: Document>(org: &str, id: &str) -> String {
     format!("org/{org}/{}/{id}", D::KIND)
 }
 
-fn index_slot_key<D: Document>(org: &str, slot: i64) -> String {
-    format!("org/{org}/{}-index/{slot}", D::KIND)
+/// The log listing every document of a kind, in creation order.
+pub fn index<D: Document>(org: &str) -> Log {
+    Log::new(format!("org/{org}/{}-index", D::KIND))
 }
 
-fn index_count_key<D: Document>(org: &str) -> String {
-    format!("org/{org}/{}-index/count", D::KIND)
+/// An append-only numbered log: entries at `{prefix}/{n}` (n from 1), their
+/// number from the atomic counter `{prefix}/count`. Appends never collide,
+/// so concurrent writers need no lock; an entry whose write failed leaves an
+/// empty slot, which readers skip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    prefix: String,
+}
+
+impl Log {
+    pub fn new(prefix: impl Into<String>) -> Log {
+        Log {
+            prefix: prefix.into(),
+        }
+    }
+
+    fn count_key(&self) -> String {
+        format!("{}/count", self.prefix)
+    }
+
+    pub fn slot_key(&self, slot: i64) -> String {
+        format!("{}/{slot}", self.prefix)
+    }
+
+    /// Takes the next slot (one write); the caller writes its entry there.
+    pub fn reserve(&self, kv: &dyn KeyValue) -> Result<i64, ApiError> {
+        Ok(kv.increment(&self.count_key(), 1)?)
+    }
+
+    /// The number of slots taken so far.
+    pub fn len(&self, kv: &dyn KeyValue) -> Result<i64, ApiError> {
+        Ok(kv.increment(&self.count_key(), 0)?)
+    }
+
+    /// The filled slots in `from..=to`, in order, in one read.
+    pub fn read(
+        &self,
+        kv: &dyn KeyValue,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, ApiError> {
+        let slots: Vec<i64> = (from.max(1)..=to).collect();
+        if slots.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = slots.iter().map(|slot| self.slot_key(*slot)).collect();
+        Ok(slots
+            .into_iter()
+            .zip(kv.get_many(&keys)?)
+            .filter_map(|(slot, value)| value.map(|bytes| (slot, bytes)))
+            .collect())
+    }
 }
 
 pub fn encode(value: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(value).expect("documents serialize to JSON")
 }
 
-fn decode<D: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<D, ApiError> {
+pub fn decode<D: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<D, ApiError> {
     serde_json::from_slice(bytes).map_err(|error| ApiError {
         status: 500,
         code: "corrupt_document",
@@ -113,13 +164,11 @@ pub fn insert<D: Document>(
     document: &D,
     extra: Vec<(String, Vec<u8>)>,
 ) -> Result<(), ApiError> {
-    let slot = kv.increment(&index_count_key::<D>(org), 1)?;
+    let index = index::<D>(org);
+    let slot = index.reserve(kv)?;
     let mut entries = vec![
         (document_key::<D>(org, document.id()), encode(document)),
-        (
-            index_slot_key::<D>(org, slot),
-            document.id().as_bytes().to_vec(),
-        ),
+        (index.slot_key(slot), document.id().as_bytes().to_vec()),
     ];
     entries.extend(extra);
     kv.set_many(&entries)?;
@@ -170,21 +219,31 @@ pub fn list<D: Document>(
     cursor: i64,
     limit: usize,
 ) -> Result<Page<D>, ApiError> {
-    let count = kv.increment(&index_count_key::<D>(org), 0)?;
+    scan(&index::<D>(org), kv, cursor, limit, |entries| {
+        let ids: Vec<String> = entries
+            .iter()
+            .map(|(_, id)| String::from_utf8_lossy(id).into_owned())
+            .collect();
+        load_many::<D>(kv, org, &ids)
+    })
+}
+
+/// Pages through `log` from position `cursor`: `load` turns a run of
+/// entries into the items they stand for (dropping stale ones), until
+/// `limit` items or the end of the log.
+pub fn scan<T>(
+    log: &Log,
+    kv: &dyn KeyValue,
+    cursor: i64,
+    limit: usize,
+    mut load: impl FnMut(&[(i64, Vec<u8>)]) -> Result<Vec<T>, ApiError>,
+) -> Result<Page<T>, ApiError> {
+    let count = log.len(kv)?;
     let mut items = Vec::new();
     let mut position = cursor.max(0);
     while items.len() < limit && position < count {
         let end = (position + (limit - items.len()) as i64).min(count);
-        let slots: Vec<String> = (position + 1..=end)
-            .map(|slot| index_slot_key::<D>(org, slot))
-            .collect();
-        let ids: Vec<String> = kv
-            .get_many(&slots)?
-            .into_iter()
-            .flatten()
-            .map(|id| String::from_utf8_lossy(&id).into_owned())
-            .collect();
-        items.extend(load_many::<D>(kv, org, &ids)?);
+        items.extend(load(&log.read(kv, position + 1, end)?)?);
         position = end;
     }
     Ok(Page {

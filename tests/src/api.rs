@@ -23,7 +23,7 @@ pub struct Org {
 
 impl Gateway {
     pub async fn start(variables: &[(&str, &str)]) -> Gateway {
-        for component in ["admin", "templates"] {
+        for component in ["admin", "templates", "conversations", "webhook_twilio"] {
             wasm(component);
         }
         let scratch = Scratch::new();

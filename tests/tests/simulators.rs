@@ -11,8 +11,10 @@ use rsa::pkcs8::DecodePrivateKey;
 use rsa::{Pkcs1v15Sign, RsaPrivateKey};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
 
 fn addr(sim: &Simulator) -> SocketAddr {
     sim.base().trim_start_matches("http://").parse().unwrap()
@@ -39,6 +41,33 @@ fn call(
     (
         status,
         serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}")),
+    )
+}
+
+/// Like [`call`], also returning the response head (status line and headers).
+fn call_with_head(
+    sim: &Simulator,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, Value) {
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    let mut stream = TcpStream::connect(addr(sim)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        head.to_owned(),
+        serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}")),
     )
 }
 
@@ -196,6 +225,202 @@ fn twilio_checks_basic_auth_and_the_account_path() {
     );
     assert_eq!((status, body["code"].as_i64()), (404, Some(20404)));
     assert_eq!(sim.requests().len(), 3);
+}
+
+const TWILIO_SID: &str = "AC00000000000000000000000000000000";
+const TWILIO_MESSAGES: &str =
+    "/2010-04-01/Accounts/AC00000000000000000000000000000000/Messages.json";
+
+fn twilio_basic(token: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{TWILIO_SID}:{token}")))
+}
+
+/// A message creation with the right credentials.
+fn twilio_send(sim: &Simulator, form: &str) -> (u16, String, Value) {
+    let auth = twilio_basic("right-token");
+    call_with_head(
+        sim,
+        "POST",
+        TWILIO_MESSAGES,
+        &[("Authorization", &auth), ("Content-Type", FORM)],
+        form,
+    )
+}
+
+#[test]
+fn twilio_creates_and_records_a_message() {
+    let sim = sim::twilio(TWILIO_SID, "right-token");
+    let form = "To=whatsapp%3A%2B15551234567&From=whatsapp%3A%2B14155238886\
+                &Body=Hi+Jane+%F0%9F%91%8B&MediaUrl=https%3A%2F%2Fcdn.example%2Fa.jpg";
+    let (status, _, body) = twilio_send(&sim, form);
+    assert_eq!(status, 201, "{body}");
+    let sid = body["sid"].as_str().unwrap().to_owned();
+    assert!(
+        sid.len() == 34 && sid.starts_with("SM") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{sid}"
+    );
+    assert_eq!(
+        (
+            body["account_sid"].as_str(),
+            body["from"].as_str(),
+            body["to"].as_str(),
+            body["body"].as_str(),
+        ),
+        (
+            Some(TWILIO_SID),
+            Some("whatsapp:+14155238886"),
+            Some("whatsapp:+15551234567"),
+            Some("Hi Jane 👋"),
+        )
+    );
+    assert_eq!(
+        (
+            body["status"].as_str(),
+            body["direction"].as_str(),
+            body["num_media"].as_str(),
+        ),
+        (Some("queued"), Some("outbound-api"), Some("1"))
+    );
+    assert!(body["error_code"].is_null());
+
+    let recorded = sim.requests();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(
+        (recorded[0].method.as_str(), recorded[0].path.as_str()),
+        ("POST", TWILIO_MESSAGES)
+    );
+    assert_eq!(
+        recorded[0].form(),
+        vec![
+            ("To".to_owned(), "whatsapp:+15551234567".to_owned()),
+            ("From".to_owned(), "whatsapp:+14155238886".to_owned()),
+            ("Body".to_owned(), "Hi Jane 👋".to_owned()),
+            (
+                "MediaUrl".to_owned(),
+                "https://cdn.example/a.jpg".to_owned()
+            ),
+        ]
+    );
+
+    // A template, and every message gets its own sid.
+    let (status, _, second) = twilio_send(
+        &sim,
+        "To=%2B15551234567&From=%2B14155238886&ContentSid=HX0123456789abcdef0123456789abcdef\
+         &ContentVariables=%7B%221%22%3A%22Jane%22%7D",
+    );
+    assert_eq!(status, 201, "{second}");
+    assert_ne!(second["sid"].as_str(), Some(sid.as_str()));
+}
+
+#[test]
+fn twilio_refuses_a_send_with_wrong_credentials() {
+    let sim = sim::twilio(TWILIO_SID, "right-token");
+    let auth = twilio_basic("wrong");
+    let (status, _, body) = call_with_head(
+        &sim,
+        "POST",
+        TWILIO_MESSAGES,
+        &[("Authorization", &auth), ("Content-Type", FORM)],
+        "To=%2B1&From=%2B2&Body=x",
+    );
+    assert_eq!(status, 401);
+    assert_eq!(
+        body,
+        json!({"code": 20003, "message": "Authenticate",
+               "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401})
+    );
+}
+
+#[test]
+fn twilio_refuses_a_send_without_content_or_addresses() {
+    let sim = sim::twilio(TWILIO_SID, "right-token");
+    let refusals = [
+        ("To=%2B1&From=%2B2", 21602, "Message body is required."),
+        (
+            "To=%2B1&From=%2B2&Body=",
+            21602,
+            "Message body is required.",
+        ),
+        (
+            "From=%2B2&Body=x",
+            21604,
+            "A 'To' phone number is required.",
+        ),
+        (
+            "To=%2B1&Body=x",
+            21603,
+            "A 'From' phone number is required.",
+        ),
+    ];
+    for (form, code, message) in refusals {
+        let (status, _, body) = twilio_send(&sim, form);
+        assert_eq!(status, 400, "{form}");
+        assert_eq!(
+            body,
+            json!({"code": code, "message": message,
+                   "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
+                   "status": 400}),
+            "{form}"
+        );
+    }
+    let template = "To=%2B1&From=%2B2&ContentSid=HX0123456789abcdef0123456789abcdef";
+    let codes = [
+        ("To=%2B1&From=%2B2&ContentSid=HX123".to_owned(), 21655),
+        (
+            format!("{template}&ContentVariables=%7B%221%22%3A1%7D"),
+            21656,
+        ),
+        (format!("{template}&ContentVariables=%5B%5D"), 21656),
+        (format!("{template}&ContentVariables=nope"), 21656),
+        (format!("{template}&Body=x"), 21619),
+        (format!("{template}&MediaUrl=https%3A%2F%2Fm"), 21619),
+    ];
+    for (form, code) in codes {
+        let (status, _, body) = twilio_send(&sim, &form);
+        assert_eq!((status, body["code"].as_i64()), (400, Some(code)), "{form}");
+    }
+}
+
+#[test]
+fn twilio_answers_scripted_replies_first() {
+    let script = Arc::new(Mutex::new(VecDeque::from([
+        sim::twilio_error(20429, "Too Many Requests", 429).with_header("Retry-After", "7"),
+        sim::twilio_error(
+            63016,
+            "Failed to send freeform message because you are outside the allowed window.",
+            400,
+        ),
+    ])));
+    let sim = sim::twilio_scripted(TWILIO_SID, "right-token", script.clone());
+    let form = "To=whatsapp%3A%2B1&From=whatsapp%3A%2B2&Body=x";
+
+    // Wrong credentials are refused without using up the script.
+    let auth = twilio_basic("wrong");
+    let (status, _, _) = call_with_head(
+        &sim,
+        "POST",
+        TWILIO_MESSAGES,
+        &[("Authorization", &auth)],
+        form,
+    );
+    assert_eq!(status, 401);
+    assert_eq!(script.lock().unwrap().len(), 2);
+
+    let (status, head, body) = twilio_send(&sim, form);
+    assert_eq!((status, body["code"].as_i64()), (429, Some(20429)));
+    assert!(
+        head.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nRetry-After: 7"), "{head}");
+
+    let (status, head, body) = twilio_send(&sim, form);
+    assert_eq!((status, body["code"].as_i64()), (400, Some(63016)));
+    assert!(!head.contains("Retry-After"), "{head}");
+
+    let (status, _, body) = twilio_send(&sim, form);
+    assert_eq!((status, body["status"].as_str()), (201, Some("queued")));
+    assert_eq!(sim.requests().len(), 4);
 }
 
 #[test]

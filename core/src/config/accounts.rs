@@ -648,18 +648,7 @@ pub async fn validate(ctx: &Ctx<'_>, request: &Request, id: &str) -> Result<Resp
     let mut account: Account = store::require(ctx.kv(), ctx.org(), id)?;
     let http = ctx.ports.http;
     let now = ctx.ports.clock.now_millis();
-    let base = |name: &str| -> Result<String, ApiError> {
-        ctx.ports
-            .variables
-            .get(name)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| ApiError {
-                status: 500,
-                code: "misconfigured",
-                message: format!("the Spin variable {name} is not set; the operator must set it"),
-                field: None,
-            })
-    };
+    let base = |name: &str| providers::api_base(ctx.ports.variables, name);
     let mut pages = Vec::new();
     let check: CredentialCheck = match &account.settings {
         Settings::Telesign {

@@ -1,8 +1,15 @@
 //! Agents (R-CFG-5): capacity, presence, the queues they serve and the
 //! languages they speak. Deleting an agent revokes the keys bound to it.
+//!
+//! Joining a queue appends the agent to the queue's member log, which
+//! distribution reads instead of listing every agent. An agent who becomes
+//! available, gains capacity or joins a queue is offered the conversations
+//! waiting there (R-CONV-3); agents set their own presence with
+//! `POST /api/agents/{id}/presence`.
 
-use super::{queues::require_queue, Ctx, Resource};
-use crate::api::ApiError;
+use super::{queues::require_queue, Ctx, Effects, Resource};
+use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::conversations::routing::{pull_waiting, queue_members};
 use crate::auth::{ApiKey, Role};
 use crate::input::Object;
 use crate::locale::Locale;
@@ -79,6 +86,32 @@ impl Resource for Agent {
         })
     }
 
+    fn on_save(
+        &mut self,
+        ctx: &Ctx,
+        previous: Option<&Self>,
+        effects: &mut Effects,
+    ) -> Result<(), ApiError> {
+        let joined = self
+            .queues
+            .iter()
+            .filter(|queue| previous.is_none_or(|p| !p.queues.contains(queue)));
+        for queue in joined {
+            let members = queue_members(ctx.org(), queue);
+            let slot = members.reserve(ctx.kv())?;
+            effects
+                .writes
+                .push((members.slot_key(slot), self.id.as_bytes().to_vec()));
+        }
+        Ok(())
+    }
+
+    fn after_save(&self, ctx: &Ctx) {
+        // Failing here leaves conversations waiting until the next chance;
+        // the agent's change itself is saved.
+        let _ = pull_waiting(ctx.kv(), ctx.org(), self, &ctx.now);
+    }
+
     fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
         Ok(store::list_all::<ApiKey>(ctx.kv(), ctx.org())?
             .into_iter()
@@ -86,4 +119,33 @@ impl Resource for Agent {
             .map(|key| store::document_key::<ApiKey>(ctx.org(), &key.id))
             .collect())
     }
+}
+
+/// `POST /api/agents/{id}/presence` `{"presence": "available"}`: agents
+/// set their own, admins anyone's.
+pub fn set_presence(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError> {
+    if request.method != Method::Post {
+        return Ok(method_not_allowed(&["POST"]));
+    }
+    ctx.principal.require(&[Role::Admin, Role::Agent])?;
+    if ctx.principal.role == Role::Agent && ctx.principal.agent_id.as_deref() != Some(id) {
+        return Err(ApiError {
+            status: 403,
+            code: "forbidden",
+            message: "agents set their own presence only".into(),
+            field: None,
+        });
+    }
+    let body = crate::input::json_object(&request.body)?;
+    let input = Object::root(&body);
+    input.only(&["presence"])?;
+    let presence = input
+        .choice("presence", PRESENCES)?
+        .ok_or_else(|| input.missing("presence"))?;
+    let mut agent: Agent = store::require(ctx.kv(), ctx.org(), id)?;
+    agent.presence = presence.to_owned();
+    agent.updated_at = ctx.now.clone();
+    store::save(ctx.kv(), ctx.org(), &agent, Vec::new())?;
+    agent.after_save(ctx);
+    Ok(Response::json(200, &agent))
 }

@@ -55,13 +55,17 @@ impl<'a> Ctx<'a> {
 
     /// `public_base_url` without a trailing slash: where providers reach us.
     pub fn public_base_url(&self) -> String {
-        self.ports
-            .variables
-            .get("public_base_url")
-            .unwrap_or_default()
-            .trim_end_matches('/')
-            .to_owned()
+        public_base_url(self.ports.variables)
     }
+}
+
+/// `public_base_url` without a trailing slash: where providers reach us.
+pub fn public_base_url(variables: &dyn crate::ports::Variables) -> String {
+    variables
+        .get("public_base_url")
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 /// What saving a document changes besides the document itself.
@@ -96,8 +100,10 @@ impl Effects {
 
 /// An entity of the configuration API.
 pub trait Resource: Document + Clone {
-    /// Roles that may read (every write needs `admin`).
+    /// Roles that may read.
     const READERS: &'static [Role] = &[Role::Admin];
+    /// Roles that may create, change and delete.
+    const WRITERS: &'static [Role] = &[Role::Admin];
 
     /// The writable fields, as a create body would carry them (secrets
     /// included: this is what a PATCH is merged onto).
@@ -130,6 +136,10 @@ pub trait Resource: Document + Clone {
         Ok(())
     }
 
+    /// Runs after a create or update was written. Best effort: the save
+    /// stands whatever happens here.
+    fn after_save(&self, _ctx: &Ctx) {}
+
     /// Refuses a delete while something depends on the document (409), and
     /// returns the keys to delete with it.
     fn on_delete(&self, _ctx: &Ctx) -> Result<Vec<String>, ApiError> {
@@ -154,7 +164,7 @@ pub fn serve<R: Resource>(
             list_page(ctx, request, |item: &R| item.view(ctx))
         }
         (None, Method::Post) => {
-            ctx.principal.require(&[Role::Admin])?;
+            ctx.principal.require(R::WRITERS)?;
             let body = input::json_object(&request.body)?;
             let document = R::build(ctx, ctx.ports.random.id128(), Object::root(&body), None)?;
             let document = write(ctx, document, None)?;
@@ -167,7 +177,7 @@ pub fn serve<R: Resource>(
             Ok(Response::json(200, &document.view(ctx)))
         }
         (Some(id), Method::Patch) => {
-            ctx.principal.require(&[Role::Admin])?;
+            ctx.principal.require(R::WRITERS)?;
             let patch = input::json_object(&request.body)?;
             let existing: R = store::require(ctx.kv(), ctx.org(), id)?;
             let merged = input::merge(&existing.input(), patch);
@@ -176,7 +186,7 @@ pub fn serve<R: Resource>(
             Ok(Response::json(200, &document.view(ctx)))
         }
         (Some(id), Method::Delete) => {
-            ctx.principal.require(&[Role::Admin])?;
+            ctx.principal.require(R::WRITERS)?;
             let existing: R = store::require(ctx.kv(), ctx.org(), id)?;
             let extra = existing.on_delete(ctx)?;
             store::remove::<R>(ctx.kv(), ctx.org(), id, extra)?;
@@ -221,6 +231,7 @@ fn write<R: Resource>(ctx: &Ctx, mut document: R, previous: Option<&R>) -> Resul
     if !effects.deletes.is_empty() {
         ctx.kv().delete_many(&effects.deletes)?;
     }
+    document.after_save(ctx);
     Ok(document)
 }
 
@@ -253,6 +264,7 @@ pub async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Api
         ["queues", id] => serve::<queues::Queue>(&ctx, request, Some(id)),
         ["agents"] => serve::<agents::Agent>(&ctx, request, None),
         ["agents", id] => serve::<agents::Agent>(&ctx, request, Some(id)),
+        ["agents", id, "presence"] => agents::set_presence(&ctx, request, id),
         ["workstreams"] => serve::<workstreams::Workstream>(&ctx, request, None),
         ["workstreams", id] => serve::<workstreams::Workstream>(&ctx, request, Some(id)),
         ["outbound-configs"] => serve::<outbound_configs::OutboundConfig>(&ctx, request, None),

@@ -51,16 +51,10 @@ impl CredentialCheck {
         message: impl Into<String>,
         secrets: &[&str],
     ) -> CredentialCheck {
-        let mut message = message.into();
-        for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
-            message = message
-                .replace(*secret, "[redacted]")
-                .replace(&percent_encode(secret), "[redacted]");
-        }
         CredentialCheck {
             verdict,
             provider_status,
-            message,
+            message: scrub(message, secrets),
         }
     }
 
@@ -68,6 +62,18 @@ impl CredentialCheck {
     fn unreachable(error: &OutboundError, secrets: &[&str]) -> CredentialCheck {
         CredentialCheck::new(Verdict::Unreachable, None, error.to_string(), secrets)
     }
+}
+
+/// `message` with every non-empty secret, as sent and percent-encoded,
+/// replaced by `[redacted]`.
+fn scrub(message: impl Into<String>, secrets: &[&str]) -> String {
+    let mut message = message.into();
+    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
+        message = message
+            .replace(*secret, "[redacted]")
+            .replace(&percent_encode(secret), "[redacted]");
+    }
+    message
 }
 
 /// What an HTTP status alone says about credentials: 1xx/3xx/5xx never
@@ -101,6 +107,22 @@ fn http_status(status: u16) -> String {
 }
 
 /// `base` without its trailing `/`s, followed by `path`.
+/// A provider's API origin from its Spin variable (e.g. `twilio_api_base`).
+pub fn api_base(
+    variables: &dyn crate::ports::Variables,
+    name: &str,
+) -> Result<String, crate::api::ApiError> {
+    variables
+        .get(name)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| crate::api::ApiError {
+            status: 500,
+            code: "misconfigured",
+            message: format!("the Spin variable {name} is not set; the operator must set it"),
+            field: None,
+        })
+}
+
 fn endpoint(base: &str, path: &str) -> String {
     format!("{}{path}", base.trim_end_matches('/'))
 }

@@ -1,15 +1,36 @@
-//! Twilio: the credential check (providers.md 1.4).
+//! Twilio Programmable Messaging (WhatsApp and SMS): everything the gateway
+//! exchanges with Twilio, in one place because it all hangs on one account's
+//! SID and auth token (providers.md 1).
 //!
-//! Reading the account resource is free, needs the same Basic credentials as
-//! sending, and answers 401 for a wrong token and 404 for a SID the token
-//! does not belong to; its `status` also tells a suspended or closed account
-//! (whose credentials authenticate but cannot send) from an active one.
+//! - The credential check reads the account resource: it is free, needs the
+//!   same Basic credentials as sending, answers 401 for a wrong token and 404
+//!   for a SID the token does not belong to, and its `status` tells a
+//!   suspended or closed account (whose credentials authenticate but cannot
+//!   send) from an active one.
+//! - Webhooks are signed with the auth token over the URL Twilio was
+//!   configured with, which behind a proxy or port mapping is not always the
+//!   URL the request arrived on; so validation tries the URL with and without
+//!   its port as Twilio's SDKs do, and signs the string verbatim (no case or
+//!   percent normalisation), since that is what Twilio signed.
+//! - Callbacks are parsed into typed messages and status updates here, so the
+//!   rest of the core never sees Twilio's parameter names. Status callbacks
+//!   arrive out of order, so [`status_rank`] gives the order a message's
+//!   status may only move forward in.
+//! - Sending maps Twilio's answers onto the decisions the caller has to make:
+//!   done, needs a template (outside WhatsApp's 24-hour window), retry later
+//!   (rate limited, or no answer at all), or refused for good. Every message
+//!   is scrubbed of the auth token, which hosts and Twilio may echo.
 
-use super::{basic_auth, endpoint, http_status, json, text, verdict_for};
+use super::{basic_auth, endpoint, http_status, json, scrub, text, verdict_for};
 use super::{CredentialCheck, Verdict};
 use crate::api::Method;
-use crate::encoding::percent_encode;
+use crate::auth::constant_time_eq;
+use crate::encoding::{form_encode, percent_encode};
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha1::Sha1;
 
 /// Asks Twilio whether `auth_token` opens account `account_sid`.
 pub async fn check_credentials(
@@ -77,9 +98,465 @@ fn provider_message(body: &serde_json::Value) -> Option<String> {
     })
 }
 
+// ------------------------------------------------------------ signatures
+
+/// `X-Twilio-Signature` for a form POST to `url` (providers.md 1.3):
+/// Base64 of HMAC-SHA1 keyed with the auth token over `url` followed by
+/// every parameter's name and value, names in byte order; a repeated name
+/// contributes each of its distinct values, sorted.
+pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
+    let mut names: Vec<&str> = params.iter().map(|(name, _)| name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut mac = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(url.as_bytes());
+    for name in names {
+        let mut values: Vec<&str> = params
+            .iter()
+            .filter(|(other, _)| other == name)
+            .map(|(_, value)| value.as_str())
+            .collect();
+        values.sort_unstable();
+        values.dedup();
+        for value in values {
+            mac.update(name.as_bytes());
+            mac.update(value.as_bytes());
+        }
+    }
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// Whether `given` (the `X-Twilio-Signature` header) signs a form POST of
+/// `params` to `url`, with or without the URL's port: Twilio signs the URL
+/// as configured, and a proxy or the SDKs' conventions may add or drop a
+/// default port on the way.
+pub fn signature_valid(
+    auth_token: &str,
+    url: &str,
+    params: &[(String, String)],
+    given: &str,
+) -> bool {
+    // Every candidate is computed and compared, so the time taken says
+    // nothing about which one came close.
+    url_variants(url).iter().fold(false, |valid, candidate| {
+        let expected = signature(auth_token, candidate, params);
+        constant_time_eq(expected.as_bytes(), given.as_bytes()) | valid
+    })
+}
+
+/// `url` without its port and with it (an explicit one kept, else the
+/// scheme's default added), as Twilio's SDKs try them. The port is found in
+/// the host part only, after any `user:pass@`. A URL whose authority cannot
+/// be read is only tried as it is.
+fn url_variants(url: &str) -> Vec<String> {
+    let Some(parts) = UrlParts::split(url) else {
+        return vec![url.to_owned()];
+    };
+    let without = format!("{}{}", parts.before_port, parts.after_port);
+    let with = match parts.port {
+        Some(_) => Some(url.to_owned()),
+        None => default_port(parts.scheme)
+            .map(|port| format!("{}:{port}{}", parts.before_port, parts.after_port)),
+    };
+    let mut variants = vec![without];
+    variants.extend(with);
+    variants
+}
+
+/// A URL cut around the port of its authority.
+struct UrlParts<'a> {
+    scheme: &'a str,
+    /// Scheme, `://`, any user info and the host.
+    before_port: &'a str,
+    /// The digits after the host's `:`, if there is one.
+    port: Option<&'a str>,
+    /// Path, query and fragment, as they were.
+    after_port: &'a str,
+}
+
+impl<'a> UrlParts<'a> {
+    fn split(url: &'a str) -> Option<UrlParts<'a>> {
+        let (scheme, rest) = url.split_once("://")?;
+        let authority_start = scheme.len() + 3;
+        let authority_end = authority_start + rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &url[authority_start..authority_end];
+        let host_start = authority_start + authority.rfind('@').map_or(0, |at| at + 1);
+        let host = &url[host_start..authority_end];
+        // An IPv6 literal's colons are inside its brackets.
+        let literal_end = host.rfind(']').map_or(0, |bracket| bracket + 1);
+        let Some(colon) = host[literal_end..].rfind(':') else {
+            return Some(UrlParts {
+                scheme,
+                before_port: &url[..authority_end],
+                port: None,
+                after_port: &url[authority_end..],
+            });
+        };
+        let colon = host_start + literal_end + colon;
+        let port = &url[colon + 1..authority_end];
+        if !port.bytes().all(|byte| byte.is_ascii_digit()) {
+            return None;
+        }
+        Some(UrlParts {
+            scheme,
+            before_port: &url[..colon],
+            port: Some(port),
+            after_port: &url[authority_end..],
+        })
+    }
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    if scheme.eq_ignore_ascii_case("https") {
+        Some(443)
+    } else if scheme.eq_ignore_ascii_case("http") {
+        Some(80)
+    } else {
+        None
+    }
+}
+
+// ------------------------------------------------------------- callbacks
+
+/// Twilio's limit of media per message.
+pub const MAX_MEDIA: usize = 10;
+
+/// An attachment of an inbound message; the URL needs the account's Basic
+/// credentials to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    pub url: String,
+    pub content_type: String,
+}
+
+/// A message someone sent to one of the account's numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    pub message_sid: String,
+    pub account_sid: String,
+    /// As Twilio sends it: `whatsapp:+15551234567` or `+15551234567`.
+    pub from: String,
+    pub to: String,
+    /// Empty for a media-only message.
+    pub body: String,
+    /// The sender's WhatsApp display name.
+    pub profile_name: Option<String>,
+    /// The sender's WhatsApp ID (the number's digits).
+    pub wa_id: Option<String>,
+    pub media: Vec<Media>,
+}
+
+/// A delivery report for a message the gateway sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusUpdate {
+    pub message_sid: String,
+    /// Twilio's `MessageStatus`, e.g. `delivered`; see [`status_rank`].
+    pub status: String,
+    /// Twilio's `ErrorCode` for `failed`/`undelivered`, e.g. `63016`.
+    pub error_code: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Callback {
+    Message(InboundMessage),
+    Status(StatusUpdate),
+}
+
+/// Reads a webhook's (already signature-checked) parameters: a status
+/// callback if it carries `MessageStatus`, else an inbound message.
+/// Unknown parameters are ignored: Twilio adds them without notice.
+///
+/// Err = a precise human message naming the missing/invalid parameter (used as a 400 body).
+pub fn parse_callback(params: &[(String, String)]) -> Result<Callback, String> {
+    if param(params, "MessageStatus").is_some() {
+        return Ok(Callback::Status(StatusUpdate {
+            message_sid: required(params, "MessageSid")?.to_owned(),
+            status: required(params, "MessageStatus")?.to_owned(),
+            error_code: optional(params, "ErrorCode"),
+        }));
+    }
+    let message_sid = required(params, "MessageSid")?.to_owned();
+    let from = required(params, "From")?.to_owned();
+    let to = required(params, "To")?.to_owned();
+    let count = match param(params, "NumMedia") {
+        None => 0,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|_| text.bytes().all(|byte| byte.is_ascii_digit()))
+            .ok_or_else(|| format!("NumMedia must be a number of media, not {text:?}"))?,
+    };
+    if count > MAX_MEDIA {
+        return Err(format!(
+            "NumMedia is {count}, more than Twilio's maximum of {MAX_MEDIA}"
+        ));
+    }
+    let media = (0..count)
+        .map(|n| {
+            let named = |name: String| {
+                required(params, &name)
+                    .map(str::to_owned)
+                    .map_err(|error| format!("{error} (NumMedia is {count})"))
+            };
+            Ok(Media {
+                url: named(format!("MediaUrl{n}"))?,
+                content_type: named(format!("MediaContentType{n}"))?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Callback::Message(InboundMessage {
+        message_sid,
+        account_sid: param(params, "AccountSid").unwrap_or_default().to_owned(),
+        from,
+        to,
+        body: param(params, "Body").unwrap_or_default().to_owned(),
+        profile_name: optional(params, "ProfileName"),
+        wa_id: optional(params, "WaId"),
+        media,
+    }))
+}
+
+/// The first value of `name`.
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(other, _)| other == name)
+        .map(|(_, value)| value.as_str())
+}
+
+fn required<'a>(params: &'a [(String, String)], name: &str) -> Result<&'a str, String> {
+    match param(params, name) {
+        None => Err(format!("the {name} parameter is missing")),
+        Some("") => Err(format!("the {name} parameter is empty")),
+        Some(value) => Ok(value),
+    }
+}
+
+/// The value of `name`, if present and not empty.
+fn optional(params: &[(String, String)], name: &str) -> Option<String> {
+    param(params, name)
+        .filter(|value| !value.is_empty())
+        .map(str::to_owned)
+}
+
+/// Where `status` stands in a sent message's life (providers.md 1.2), so a
+/// late callback cannot move it back: apply an update only if its rank is
+/// higher than the stored one's. `accepted` < `scheduled` < `queued` <
+/// `sending` < `sent` < `partially_delivered` < `delivered` < `read` <
+/// `failed` = `undelivered` = `canceled` (terminal). Unknown statuses and
+/// the inbound-only `receiving`/`received` are 0: they never win.
+pub fn status_rank(status: &str) -> u8 {
+    match status {
+        "accepted" => 1,
+        "scheduled" => 2,
+        "queued" => 3,
+        "sending" => 4,
+        "sent" => 5,
+        "partially_delivered" => 6,
+        "delivered" => 7,
+        "read" => 8,
+        "failed" | "undelivered" | "canceled" => 9,
+        _ => 0,
+    }
+}
+
+// --------------------------------------------------------------- sending
+
+/// Free-form WhatsApp outside the 24-hour window.
+const OUTSIDE_WINDOW: i64 = 63016;
+/// Too many concurrent requests.
+const TOO_MANY_REQUESTS: i64 = 20429;
+
+/// What to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// Free-form text and/or media by URL; an empty body is left out, for a
+    /// media-only message.
+    Text {
+        body: String,
+        media_urls: Vec<String>,
+    },
+    /// An approved content template (`HX…`), the only content WhatsApp
+    /// accepts outside the 24-hour window; empty `variables` send no
+    /// `ContentVariables`.
+    Template {
+        content_sid: String,
+        variables: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+/// One message to send, with the account it is sent from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outgoing<'a> {
+    pub account_sid: &'a str,
+    pub auth_token: &'a str,
+    /// `whatsapp:+14155238886` or `+14155238886`.
+    pub from: &'a str,
+    pub to: &'a str,
+    pub content: &'a Content,
+    /// Where Twilio posts this message's status callbacks.
+    pub status_callback: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    Sent {
+        sid: String,
+        status: String,
+    },
+    /// Twilio error 63016: free-form WhatsApp outside the 24-hour window.
+    OutsideWindow {
+        message: String,
+    },
+    /// HTTP 429 or Twilio error 20429; `retry_after_seconds` from the Retry-After header when present.
+    RateLimited {
+        retry_after_seconds: Option<u64>,
+        message: String,
+    },
+    /// Any other refusal: the HTTP status, Twilio's error code and message.
+    Rejected {
+        status: u16,
+        code: Option<i64>,
+        message: String,
+    },
+    /// No HTTP answer (network / host policy).
+    Unreachable {
+        message: String,
+    },
+}
+
+/// Creates the message with `POST /2010-04-01/Accounts/{sid}/Messages.json`
+/// (providers.md 1.4).
+pub async fn send(http: &dyn OutboundHttp, api_base: &str, message: &Outgoing<'_>) -> SendOutcome {
+    let secrets = [message.auth_token];
+    let path = format!(
+        "/2010-04-01/Accounts/{}/Messages.json",
+        percent_encode(message.account_sid)
+    );
+    let request = OutboundRequest {
+        method: Method::Post,
+        url: endpoint(api_base, &path),
+        headers: vec![
+            (
+                "Authorization".to_owned(),
+                basic_auth(message.account_sid, message.auth_token),
+            ),
+            (
+                "Content-Type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+        ],
+        body: form_body(message).into_bytes(),
+    };
+    match http.send(request).await {
+        Ok(response) => outcome(&response, &secrets),
+        Err(error) => SendOutcome::Unreachable {
+            message: scrub(error.to_string(), &secrets),
+        },
+    }
+}
+
+/// `To`, `From`, the content's fields, then `StatusCallback`.
+fn form_body(message: &Outgoing<'_>) -> String {
+    let variables = match message.content {
+        Content::Template { variables, .. } if !variables.is_empty() => {
+            Some(serde_json::Value::from(variables.clone()).to_string())
+        }
+        _ => None,
+    };
+    let mut fields = vec![("To", message.to), ("From", message.from)];
+    match message.content {
+        Content::Text { body, media_urls } => {
+            if !body.is_empty() {
+                fields.push(("Body", body));
+            }
+            fields.extend(media_urls.iter().map(|url| ("MediaUrl", url.as_str())));
+        }
+        Content::Template { content_sid, .. } => {
+            fields.push(("ContentSid", content_sid));
+            fields.extend(variables.as_deref().map(|json| ("ContentVariables", json)));
+        }
+    }
+    fields.extend(message.status_callback.map(|url| ("StatusCallback", url)));
+    form_encode(fields)
+}
+
+fn outcome(response: &OutboundResponse, secrets: &[&str]) -> SendOutcome {
+    let status = response.status;
+    let body = json(&response.body);
+    let body = body.as_ref();
+    let said =
+        |fallback: String| scrub(body.and_then(provider_message).unwrap_or(fallback), secrets);
+    if (200..=299).contains(&status) {
+        // A created message that already failed the window check.
+        if body.and_then(|body| number(body, "/error_code")) == Some(OUTSIDE_WINDOW) {
+            let message = body
+                .and_then(|body| text(body, "/error_message"))
+                .unwrap_or("Outside the allowed window for free-form WhatsApp messages");
+            return SendOutcome::OutsideWindow {
+                message: scrub(
+                    format!("{message} (Twilio error {OUTSIDE_WINDOW})"),
+                    secrets,
+                ),
+            };
+        }
+        return match body.and_then(|body| text(body, "/sid")) {
+            Some(sid) => SendOutcome::Sent {
+                sid: sid.to_owned(),
+                // Twilio's first status for a message sent from a number.
+                status: body
+                    .and_then(|body| text(body, "/status"))
+                    .unwrap_or("queued")
+                    .to_owned(),
+            },
+            None => SendOutcome::Rejected {
+                status,
+                code: None,
+                message: format!("Twilio answered HTTP {status} without a message sid"),
+            },
+        };
+    }
+    let code = body.and_then(|body| number(body, "/code"));
+    if code == Some(OUTSIDE_WINDOW) {
+        return SendOutcome::OutsideWindow {
+            message: said(http_status(status)),
+        };
+    }
+    if status == 429 || code == Some(TOO_MANY_REQUESTS) {
+        return SendOutcome::RateLimited {
+            retry_after_seconds: retry_after(&response.headers),
+            message: said(http_status(status)),
+        };
+    }
+    SendOutcome::Rejected {
+        status,
+        code,
+        message: said(http_status(status)),
+    }
+}
+
+/// An integer at `pointer`, whether Twilio wrote it as a number or a string.
+fn number(value: &serde_json::Value, pointer: &str) -> Option<i64> {
+    let value = value.pointer(pointer)?;
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|text| text.trim().parse().ok()))
+}
+
+/// `Retry-After` in seconds; the HTTP-date form is not read (it would need
+/// the clock) and counts as absent.
+fn retry_after(headers: &[(String, String)]) -> Option<u64> {
+    headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
+        .and_then(|(_, value)| value.trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encoding::form_pairs;
     use crate::memory::reply;
     use crate::memory::{block_on, ScriptedHttp};
     use crate::ports::OutboundError;
@@ -218,5 +695,783 @@ mod tests {
         let result = check(&http);
         assert!(!result.message.contains(TOKEN), "{}", result.message);
         assert!(result.message.contains("[redacted] refused"));
+    }
+
+    // ------------------------------------------------------- signatures
+
+    const VECTOR_TOKEN: &str = "12345";
+    const BASE_URL: &str = "https://mycompany.com/myapp.php?foo=1&bar=2";
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    }
+
+    /// The SDKs' common parameters (providers.md 1.3).
+    fn sdk_params() -> Vec<(String, String)> {
+        pairs(&[
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+14158675309"),
+            ("Digits", "1234"),
+            ("From", "+14158675309"),
+            ("To", "+18005551212"),
+        ])
+    }
+
+    #[test]
+    fn signs_every_official_sdk_vector() {
+        let vectors = [
+            (BASE_URL, "RSOYDt4T1cUTdK1PDd93/VVr8B8="),
+            (
+                "https://mycompany.com:443/myapp.php?foo=1&bar=2",
+                "kvajT1Ptam85bY51eRf/AJRuM3w=",
+            ),
+            (
+                "http://mycompany.com:80/myapp.php?foo=1&bar=2",
+                "0ZXoZLH/DfblKGATFgpif+LLRf4=",
+            ),
+            (
+                "http://mycompany.com:1234/myapp.php?foo=1&bar=2",
+                "Zmvh+3yNM1Phv2jhDCwEM3q5ebU=",
+            ),
+            (
+                "https://mycompany.com:1234/myapp.php?foo=1&bar=2",
+                "CYn1h0gLBdNxDGkKJg6hYohgeD8=",
+            ),
+            (
+                "https://MyCompany.com/myapp.php?foo=1&bar=2",
+                "g9IN/x4Cft2g517EjYvEvM/W7LU=",
+            ),
+            (
+                "https://MyCompany.com:1234/myapp.php?foo=1&bar=2",
+                "PCqOZm8cnu/L6+u5i5fuEd+Iac4=",
+            ),
+            (
+                "http://MyCompany.com/myapp.php?foo=1&bar=2",
+                "XY7AlKOKL6im4yWyX84gldUrtis=",
+            ),
+            (
+                "http://username:password@MyCompany.com/myapp.php?foo=1&bar=2",
+                "PJ08CxXr7KLPjEQCTc8LkUSMwSM=",
+            ),
+            (
+                "HTTP://username:password@MyCompany.com/myapp.php?foo=1&bar=2",
+                "hy/l8pca+LFms4cvRdv8uiP6NGc=",
+            ),
+            (
+                "http://Username:Password@MyCompany.com/myapp.php?foo=1&bar=2",
+                "SkTSKyDJH9kUlhItI0slbgZ1UsI=",
+            ),
+            (
+                "https://user:pass@mycompany.com/myapp.php?foo=1&bar=2",
+                "CukzLTc1tT5dXEDIHm/tKBanW10=",
+            ),
+            (
+                "https://user@mycompany.com/myapp.php?foo=1&bar=2",
+                "2YRLlVAflCqxaNicjMpJcSTgzSs=",
+            ),
+            (
+                "https://user:pass@mycompany.com:443/myapp.php?foo=1&bar=2",
+                "ZQFR1PTIZXF2MXB8ZnKCvnnA+rI=",
+            ),
+        ];
+        let params = sdk_params();
+        for (url, expected) in vectors {
+            assert_eq!(signature(VECTOR_TOKEN, url, &params), expected, "{url}");
+            assert!(
+                signature_valid(VECTOR_TOKEN, url, &params, expected),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn signs_the_duplicate_keys_vector() {
+        let params = pairs(&[
+            ("Sid", "CA123"),
+            ("SidAccount", "AC123"),
+            ("Digits", "5678"),
+            ("Digits", "1234"),
+            ("Digits", "1234"),
+        ]);
+        let expected = "IK+Dwps556ElfBT0I3Rgjkr1wJU=";
+        assert_eq!(signature(VECTOR_TOKEN, BASE_URL, &params), expected);
+        // The order the parameters arrived in does not matter.
+        let mut reversed = params.clone();
+        reversed.reverse();
+        assert!(signature_valid(VECTOR_TOKEN, BASE_URL, &reversed, expected));
+    }
+
+    #[test]
+    fn signs_the_json_body_vectors_over_the_url_alone() {
+        use sha2::{Digest, Sha256};
+        let hash = crate::encoding::hex(&Sha256::digest(
+            br#"{"property": "value", "boolean": true}"#,
+        ));
+        assert_eq!(
+            hash,
+            "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
+        );
+        assert_eq!(
+            signature(VECTOR_TOKEN, &format!("{BASE_URL}&bodySHA256={hash}"), &[]),
+            "a9nBmqA0ju/hNViExpshrM61xv4="
+        );
+        assert_eq!(
+            signature(
+                VECTOR_TOKEN,
+                &format!("https://mycompany.com/myapp.php?bodySHA256={hash}"),
+                &[]
+            ),
+            "y77kIzt2vzLz71DgmJGsen2scGs="
+        );
+    }
+
+    #[test]
+    fn signs_the_documentation_example() {
+        let params = pairs(&[
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+12349013030"),
+            ("Digits", "1234"),
+            ("From", "+12349013030"),
+            ("To", "+18005551212"),
+        ]);
+        assert_eq!(
+            signature(VECTOR_TOKEN, BASE_URL, &params),
+            "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+        );
+    }
+
+    const WHATSAPP_URL: &str = "https://gateway.example.com/webhooks/twilio/whatsapp";
+    const WHATSAPP_BODY: &str = "SmsMessageSid=SM11111111111111111111111111111111&NumMedia=0&ProfileName=Jane+Doe&MessageType=text&SmsSid=SM11111111111111111111111111111111&WaId=15551234567&SmsStatus=received&Body=Hello+%F0%9F%91%8B&To=whatsapp%3A%2B14155238886&NumSegments=1&ReferralNumMedia=0&MessageSid=SM11111111111111111111111111111111&AccountSid=AC00000000000000000000000000000000&From=whatsapp%3A%2B15551234567&ApiVersion=2010-04-01";
+
+    #[test]
+    fn signs_the_whatsapp_vector_from_its_raw_body() {
+        let params = form_pairs(WHATSAPP_BODY);
+        assert_eq!(
+            signature(VECTOR_TOKEN, WHATSAPP_URL, &params),
+            "q3te/R1PDnimtjK/OpI0vuItbbY="
+        );
+        assert!(signature_valid(
+            VECTOR_TOKEN,
+            WHATSAPP_URL,
+            &params,
+            "q3te/R1PDnimtjK/OpI0vuItbbY="
+        ));
+    }
+
+    #[test]
+    fn accepts_the_url_with_or_without_its_port() {
+        let params = sdk_params();
+        // Arrived on :1234, signed without a port.
+        assert!(signature_valid(
+            VECTOR_TOKEN,
+            "https://mycompany.com:1234/myapp.php?foo=1&bar=2",
+            &params,
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
+        // Arrived without a port, signed with the default one.
+        assert!(signature_valid(
+            VECTOR_TOKEN,
+            BASE_URL,
+            &params,
+            "kvajT1Ptam85bY51eRf/AJRuM3w="
+        ));
+        assert!(signature_valid(
+            VECTOR_TOKEN,
+            "http://mycompany.com/myapp.php?foo=1&bar=2",
+            &params,
+            "0ZXoZLH/DfblKGATFgpif+LLRf4="
+        ));
+        // The port is found after the credentials, not in them.
+        assert!(signature_valid(
+            VECTOR_TOKEN,
+            "https://user:pass@mycompany.com:443/myapp.php?foo=1&bar=2",
+            &params,
+            "CukzLTc1tT5dXEDIHm/tKBanW10="
+        ));
+        assert!(signature_valid(
+            VECTOR_TOKEN,
+            "https://user:pass@mycompany.com/myapp.php?foo=1&bar=2",
+            &params,
+            "ZQFR1PTIZXF2MXB8ZnKCvnnA+rI="
+        ));
+        // Another port than the default is not added.
+        assert!(!signature_valid(
+            VECTOR_TOKEN,
+            BASE_URL,
+            &params,
+            "CYn1h0gLBdNxDGkKJg6hYohgeD8="
+        ));
+    }
+
+    #[test]
+    fn url_variants_cut_the_port_from_the_host_only() {
+        assert_eq!(
+            url_variants("https://u:p@h.example:8443/a:b?c=d:1"),
+            vec![
+                "https://u:p@h.example/a:b?c=d:1",
+                "https://u:p@h.example:8443/a:b?c=d:1"
+            ]
+        );
+        assert_eq!(
+            url_variants("HTTP://h?x=1"),
+            vec!["HTTP://h?x=1", "HTTP://h:80?x=1"]
+        );
+        assert_eq!(
+            url_variants("https://[::1]:3000/w"),
+            vec!["https://[::1]/w", "https://[::1]:3000/w"]
+        );
+        assert_eq!(
+            url_variants("https://[::1]/w"),
+            vec!["https://[::1]/w", "https://[::1]:443/w"]
+        );
+        assert_eq!(url_variants("ftp://h/x"), vec!["ftp://h/x"]);
+        assert_eq!(url_variants("/relative"), vec!["/relative"]);
+        assert_eq!(url_variants("https://h:x/"), vec!["https://h:x/"]);
+    }
+
+    #[test]
+    fn refuses_a_wrong_token_a_tampered_parameter_or_no_signature() {
+        let params = sdk_params();
+        let good = "RSOYDt4T1cUTdK1PDd93/VVr8B8=";
+        assert!(signature_valid(VECTOR_TOKEN, BASE_URL, &params, good));
+        assert!(!signature_valid("12346", BASE_URL, &params, good));
+        let mut tampered = params.clone();
+        tampered[2].1 = "1235".into();
+        assert!(!signature_valid(VECTOR_TOKEN, BASE_URL, &tampered, good));
+        let mut added = params.clone();
+        added.push(("Extra".into(), String::new()));
+        assert!(!signature_valid(VECTOR_TOKEN, BASE_URL, &added, good));
+        assert!(!signature_valid(
+            VECTOR_TOKEN,
+            "https://mycompany.com/myapp.php?foo=1&bar=3",
+            &params,
+            good
+        ));
+        assert!(!signature_valid(VECTOR_TOKEN, BASE_URL, &params, ""));
+        assert!(!signature_valid(
+            VECTOR_TOKEN,
+            BASE_URL,
+            &params,
+            &good.to_lowercase()
+        ));
+    }
+
+    // -------------------------------------------------------- callbacks
+
+    #[test]
+    fn parses_the_whatsapp_message() {
+        assert_eq!(
+            parse_callback(&form_pairs(WHATSAPP_BODY)),
+            Ok(Callback::Message(InboundMessage {
+                message_sid: "SM11111111111111111111111111111111".into(),
+                account_sid: "AC00000000000000000000000000000000".into(),
+                from: "whatsapp:+15551234567".into(),
+                to: "whatsapp:+14155238886".into(),
+                body: "Hello 👋".into(),
+                profile_name: Some("Jane Doe".into()),
+                wa_id: Some("15551234567".into()),
+                media: Vec::new(),
+            }))
+        );
+    }
+
+    #[test]
+    fn parses_a_media_only_sms_in_media_order() {
+        let params = pairs(&[
+            ("MessageSid", "MM1"),
+            ("AccountSid", "AC1"),
+            ("From", "+15551234567"),
+            ("To", "+14155238886"),
+            ("Body", ""),
+            ("ProfileName", ""),
+            ("NumMedia", "2"),
+            ("MediaContentType1", "application/pdf"),
+            ("MediaUrl1", "https://api.twilio.com/m/1"),
+            ("MediaUrl0", "https://api.twilio.com/m/0"),
+            ("MediaContentType0", "image/jpeg"),
+        ]);
+        assert_eq!(
+            parse_callback(&params),
+            Ok(Callback::Message(InboundMessage {
+                message_sid: "MM1".into(),
+                account_sid: "AC1".into(),
+                from: "+15551234567".into(),
+                to: "+14155238886".into(),
+                body: String::new(),
+                profile_name: None,
+                wa_id: None,
+                media: vec![
+                    Media {
+                        url: "https://api.twilio.com/m/0".into(),
+                        content_type: "image/jpeg".into()
+                    },
+                    Media {
+                        url: "https://api.twilio.com/m/1".into(),
+                        content_type: "application/pdf".into()
+                    },
+                ],
+            }))
+        );
+    }
+
+    #[test]
+    fn refuses_messages_missing_what_they_need() {
+        let base = [("MessageSid", "SM1"), ("From", "+1"), ("To", "+2")];
+        let with = |extra: &[(&str, &str)]| {
+            let mut list = base.to_vec();
+            list.extend_from_slice(extra);
+            parse_callback(&pairs(&list))
+        };
+        assert!(
+            matches!(with(&[]), Ok(Callback::Message(message)) if message.media.is_empty() && message.body.is_empty())
+        );
+        assert_eq!(
+            parse_callback(&pairs(&[("From", "+1"), ("To", "+2")])),
+            Err("the MessageSid parameter is missing".into())
+        );
+        assert_eq!(
+            parse_callback(&pairs(&[("MessageSid", "SM1"), ("From", ""), ("To", "+2")])),
+            Err("the From parameter is empty".into())
+        );
+        assert_eq!(
+            parse_callback(&pairs(&[("MessageSid", "SM1"), ("From", "+1")])),
+            Err("the To parameter is missing".into())
+        );
+        assert_eq!(
+            with(&[("NumMedia", "two")]),
+            Err("NumMedia must be a number of media, not \"two\"".into())
+        );
+        assert_eq!(
+            with(&[("NumMedia", "-1")]),
+            Err("NumMedia must be a number of media, not \"-1\"".into())
+        );
+        assert_eq!(
+            with(&[("NumMedia", "+1")]),
+            Err("NumMedia must be a number of media, not \"+1\"".into())
+        );
+        assert_eq!(
+            with(&[("NumMedia", "11")]),
+            Err("NumMedia is 11, more than Twilio's maximum of 10".into())
+        );
+        assert_eq!(
+            with(&[("NumMedia", "1"), ("MediaUrl0", "https://m/0")]),
+            Err("the MediaContentType0 parameter is missing (NumMedia is 1)".into())
+        );
+        assert_eq!(
+            with(&[
+                ("NumMedia", "2"),
+                ("MediaUrl0", "https://m/0"),
+                ("MediaContentType0", "image/png"),
+                ("MediaUrl1", ""),
+            ]),
+            Err("the MediaUrl1 parameter is empty (NumMedia is 2)".into())
+        );
+        let ten: Vec<(String, String)> = (0..10)
+            .flat_map(|n| {
+                [
+                    (format!("MediaUrl{n}"), format!("https://m/{n}")),
+                    (format!("MediaContentType{n}"), "image/png".to_owned()),
+                ]
+            })
+            .chain(pairs(&base))
+            .chain(pairs(&[("NumMedia", "10")]))
+            .collect();
+        assert!(
+            matches!(parse_callback(&ten), Ok(Callback::Message(message)) if message.media.len() == 10)
+        );
+    }
+
+    #[test]
+    fn parses_status_callbacks() {
+        let params = pairs(&[
+            ("MessageSid", "SM1"),
+            ("SmsSid", "SM1"),
+            ("MessageStatus", "undelivered"),
+            ("SmsStatus", "undelivered"),
+            ("ErrorCode", "63016"),
+            ("ChannelPrefix", "whatsapp"),
+            ("From", "whatsapp:+14155238886"),
+        ]);
+        assert_eq!(
+            parse_callback(&params),
+            Ok(Callback::Status(StatusUpdate {
+                message_sid: "SM1".into(),
+                status: "undelivered".into(),
+                error_code: Some("63016".into()),
+            }))
+        );
+        assert_eq!(
+            parse_callback(&pairs(&[
+                ("MessageSid", "SM1"),
+                ("MessageStatus", "delivered"),
+                ("ErrorCode", "")
+            ])),
+            Ok(Callback::Status(StatusUpdate {
+                message_sid: "SM1".into(),
+                status: "delivered".into(),
+                error_code: None,
+            }))
+        );
+        assert_eq!(
+            parse_callback(&pairs(&[("MessageStatus", "sent")])),
+            Err("the MessageSid parameter is missing".into())
+        );
+        assert_eq!(
+            parse_callback(&pairs(&[("MessageSid", "SM1"), ("MessageStatus", "")])),
+            Err("the MessageStatus parameter is empty".into())
+        );
+    }
+
+    #[test]
+    fn status_ranks_only_move_forward() {
+        let order = [
+            "accepted",
+            "scheduled",
+            "queued",
+            "sending",
+            "sent",
+            "partially_delivered",
+            "delivered",
+            "read",
+        ];
+        for pair in order.windows(2) {
+            assert!(status_rank(pair[0]) < status_rank(pair[1]), "{pair:?}");
+        }
+        for terminal in ["failed", "undelivered", "canceled"] {
+            assert!(status_rank("read") < status_rank(terminal));
+            assert_eq!(status_rank(terminal), status_rank("failed"));
+        }
+        // A late `sent` cannot overwrite `delivered`.
+        assert!(status_rank("sent") < status_rank("delivered"));
+        for unknown in ["", "received", "receiving", "Delivered", "exploded"] {
+            assert_eq!(status_rank(unknown), 0, "{unknown}");
+        }
+        assert!(status_rank("accepted") > 0);
+    }
+
+    // ---------------------------------------------------------- sending
+
+    const API: &str = "https://api.twilio.com/";
+    const MESSAGES_URL: &str =
+        "https://api.twilio.com/2010-04-01/Accounts/AC00000000000000000000000000000000/Messages.json";
+    const BASIC: &str = "Basic QUMwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDowMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OWFiY2RlZg==";
+
+    fn outgoing<'a>(content: &'a Content, status_callback: Option<&'a str>) -> Outgoing<'a> {
+        Outgoing {
+            account_sid: SID,
+            auth_token: TOKEN,
+            from: "whatsapp:+14155238886",
+            to: "whatsapp:+15551234567",
+            content,
+            status_callback,
+        }
+    }
+
+    fn text_content() -> Content {
+        Content::Text {
+            body: "Hi Jane".into(),
+            media_urls: Vec::new(),
+        }
+    }
+
+    fn sent_with(http: &ScriptedHttp, message: &Outgoing<'_>) -> SendOutcome {
+        block_on(send(http, API, message))
+    }
+
+    fn created() -> Result<OutboundResponse, crate::ports::OutboundError> {
+        reply(
+            201,
+            r#"{"sid":"SM0123456789abcdef0123456789abcdef","account_sid":"AC00000000000000000000000000000000","status":"queued","direction":"outbound-api","error_code":null}"#,
+        )
+    }
+
+    fn only_request(http: &ScriptedHttp) -> OutboundRequest {
+        let sent = http.sent();
+        assert_eq!(sent.len(), 1);
+        sent.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn sends_text_and_media_as_a_form_with_basic_auth() {
+        let http = ScriptedHttp::new(|_| created());
+        let content = Content::Text {
+            body: "1+1=2 & ünïcode 👋".into(),
+            media_urls: vec![
+                "https://cdn.example/a.jpg?x=1&y=2".into(),
+                "https://cdn.example/b.pdf".into(),
+            ],
+        };
+        let outcome = sent_with(
+            &http,
+            &outgoing(&content, Some("https://gw.example/webhooks/twilio/status")),
+        );
+        assert_eq!(
+            outcome,
+            SendOutcome::Sent {
+                sid: "SM0123456789abcdef0123456789abcdef".into(),
+                status: "queued".into()
+            }
+        );
+        let request = only_request(&http);
+        assert_eq!(request.method, Method::Post);
+        assert_eq!(request.url, MESSAGES_URL);
+        assert_eq!(
+            request.headers,
+            vec![
+                ("Authorization".to_owned(), BASIC.to_owned()),
+                (
+                    "Content-Type".to_owned(),
+                    "application/x-www-form-urlencoded".to_owned()
+                ),
+            ]
+        );
+        let body = String::from_utf8(request.body).unwrap();
+        assert_eq!(
+            body,
+            "To=whatsapp%3A%2B15551234567&From=whatsapp%3A%2B14155238886\
+             &Body=1%2B1%3D2%20%26%20%C3%BCn%C3%AFcode%20%F0%9F%91%8B\
+             &MediaUrl=https%3A%2F%2Fcdn.example%2Fa.jpg%3Fx%3D1%26y%3D2\
+             &MediaUrl=https%3A%2F%2Fcdn.example%2Fb.pdf\
+             &StatusCallback=https%3A%2F%2Fgw.example%2Fwebhooks%2Ftwilio%2Fstatus"
+        );
+        assert_eq!(
+            form_pairs(&body),
+            pairs(&[
+                ("To", "whatsapp:+15551234567"),
+                ("From", "whatsapp:+14155238886"),
+                ("Body", "1+1=2 & ünïcode 👋"),
+                ("MediaUrl", "https://cdn.example/a.jpg?x=1&y=2"),
+                ("MediaUrl", "https://cdn.example/b.pdf"),
+                (
+                    "StatusCallback",
+                    "https://gw.example/webhooks/twilio/status"
+                ),
+            ])
+        );
+    }
+
+    #[test]
+    fn leaves_out_an_empty_body_and_an_absent_callback() {
+        let http = ScriptedHttp::new(|_| created());
+        let content = Content::Text {
+            body: String::new(),
+            media_urls: vec!["https://cdn.example/a.jpg".into()],
+        };
+        sent_with(&http, &outgoing(&content, None));
+        assert_eq!(
+            String::from_utf8(only_request(&http).body).unwrap(),
+            "To=whatsapp%3A%2B15551234567&From=whatsapp%3A%2B14155238886\
+             &MediaUrl=https%3A%2F%2Fcdn.example%2Fa.jpg"
+        );
+    }
+
+    #[test]
+    fn sends_a_template_with_compact_json_variables() {
+        let http = ScriptedHttp::new(|_| created());
+        let serde_json::Value::Object(variables) =
+            serde_json::json!({"1": "Jane", "2": "a \"quoted\" & +plus"})
+        else {
+            unreachable!()
+        };
+        let content = Content::Template {
+            content_sid: "HX0123456789abcdef0123456789abcdef".into(),
+            variables,
+        };
+        sent_with(&http, &outgoing(&content, None));
+        let body = String::from_utf8(only_request(&http).body).unwrap();
+        assert_eq!(
+            form_pairs(&body),
+            pairs(&[
+                ("To", "whatsapp:+15551234567"),
+                ("From", "whatsapp:+14155238886"),
+                ("ContentSid", "HX0123456789abcdef0123456789abcdef"),
+                (
+                    "ContentVariables",
+                    r#"{"1":"Jane","2":"a \"quoted\" & +plus"}"#
+                ),
+            ])
+        );
+        assert!(body.ends_with(
+            "&ContentVariables=%7B%221%22%3A%22Jane%22%2C%222%22%3A%22a%20%5C%22quoted%5C%22%20%26%20%2Bplus%22%7D"
+        ));
+
+        let http = ScriptedHttp::new(|_| created());
+        let content = Content::Template {
+            content_sid: "HX0123456789abcdef0123456789abcdef".into(),
+            variables: serde_json::Map::new(),
+        };
+        sent_with(&http, &outgoing(&content, Some("https://gw/s")));
+        assert_eq!(
+            String::from_utf8(only_request(&http).body).unwrap(),
+            "To=whatsapp%3A%2B15551234567&From=whatsapp%3A%2B14155238886\
+             &ContentSid=HX0123456789abcdef0123456789abcdef&StatusCallback=https%3A%2F%2Fgw%2Fs"
+        );
+    }
+
+    #[test]
+    fn a_message_outside_the_window_needs_a_template() {
+        let content = text_content();
+        let http = ScriptedHttp::new(|_| {
+            reply(
+                400,
+                r#"{"code":63016,"message":"Failed to send freeform message because you are outside the allowed window. If you are using WhatsApp, please use a Message Template.","more_info":"https://www.twilio.com/docs/errors/63016","status":400}"#,
+            )
+        });
+        assert_eq!(
+            sent_with(&http, &outgoing(&content, None)),
+            SendOutcome::OutsideWindow {
+                message: "Failed to send freeform message because you are outside the allowed window. If you are using WhatsApp, please use a Message Template. (Twilio error 63016)".into()
+            }
+        );
+        // A created message that carries the error already.
+        let http = ScriptedHttp::new(|_| {
+            reply(
+                201,
+                r#"{"sid":"SM1","status":"failed","error_code":63016,"error_message":null}"#,
+            )
+        });
+        assert_eq!(
+            sent_with(&http, &outgoing(&content, None)),
+            SendOutcome::OutsideWindow {
+                message:
+                    "Outside the allowed window for free-form WhatsApp messages (Twilio error 63016)"
+                        .into()
+            }
+        );
+        // Another error on a created message is the caller's to read.
+        let http = ScriptedHttp::new(|_| {
+            reply(
+                201,
+                r#"{"sid":"SM1","status":"failed","error_code":"30007"}"#,
+            )
+        });
+        assert_eq!(
+            sent_with(&http, &outgoing(&content, None)),
+            SendOutcome::Sent {
+                sid: "SM1".into(),
+                status: "failed".into()
+            }
+        );
+    }
+
+    #[test]
+    fn rate_limits_carry_retry_after() {
+        let content = text_content();
+        let http = ScriptedHttp::new(|_| {
+            Ok(OutboundResponse {
+                status: 429,
+                headers: vec![("retry-after".into(), " 7 ".into())],
+                body: br#"{"code":20429,"message":"Too Many Requests","status":429}"#.to_vec(),
+            })
+        });
+        assert_eq!(
+            sent_with(&http, &outgoing(&content, None)),
+            SendOutcome::RateLimited {
+                retry_after_seconds: Some(7),
+                message: "Too Many Requests (Twilio error 20429)".into()
+            }
+        );
+        // 429 with no body and an HTTP-date Retry-After.
+        let http = ScriptedHttp::new(|_| {
+            Ok(OutboundResponse {
+                status: 429,
+                headers: vec![("Retry-After".into(), "Wed, 21 Oct 2015 07:28:00 GMT".into())],
+                body: Vec::new(),
+            })
+        });
+        assert_eq!(
+            sent_with(&http, &outgoing(&content, None)),
+            SendOutcome::RateLimited {
+                retry_after_seconds: None,
+                message: "HTTP 429".into()
+            }
+        );
+        // Code 20429 under another status.
+        let http =
+            ScriptedHttp::new(|_| reply(503, r#"{"code":20429,"message":"Too Many Requests"}"#));
+        assert_eq!(
+            sent_with(&http, &outgoing(&content, None)),
+            SendOutcome::RateLimited {
+                retry_after_seconds: None,
+                message: "Too Many Requests (Twilio error 20429)".into()
+            }
+        );
+    }
+
+    #[test]
+    fn other_refusals_are_rejected_with_status_and_code() {
+        let content = text_content();
+        let http = ScriptedHttp::new(|_| {
+            reply(
+                400,
+                r#"{"code":21211,"message":"Invalid 'To' Phone Number: +1555","more_info":"https://www.twilio.com/docs/errors/21211","status":400}"#,
+            )
+        });
+        assert_eq!(
+            sent_with(&http, &outgoing(&content, None)),
+            SendOutcome::Rejected {
+                status: 400,
+                code: Some(21211),
+                message: "Invalid 'To' Phone Number: +1555 (Twilio error 21211)".into()
+            }
+        );
+        let http = ScriptedHttp::new(|_| reply(502, "<html>Bad Gateway</html>"));
+        assert_eq!(
+            sent_with(&http, &outgoing(&content, None)),
+            SendOutcome::Rejected {
+                status: 502,
+                code: None,
+                message: "HTTP 502".into()
+            }
+        );
+        let http = ScriptedHttp::new(|_| reply(201, "{}"));
+        assert_eq!(
+            sent_with(&http, &outgoing(&content, None)),
+            SendOutcome::Rejected {
+                status: 201,
+                code: None,
+                message: "Twilio answered HTTP 201 without a message sid".into()
+            }
+        );
+    }
+
+    #[test]
+    fn outcome_messages_never_carry_the_token() {
+        let content = text_content();
+        let http = ScriptedHttp::new(|_| {
+            reply(
+                401,
+                &format!(r#"{{"code":20003,"message":"Authenticate {TOKEN}","status":401}}"#),
+            )
+        });
+        assert_eq!(
+            sent_with(&http, &outgoing(&content, None)),
+            SendOutcome::Rejected {
+                status: 401,
+                code: Some(20003),
+                message: "Authenticate [redacted] (Twilio error 20003)".into()
+            }
+        );
+        let http =
+            ScriptedHttp::new(|_| Err(OutboundError(format!("{TOKEN} refused by host policy"))));
+        assert_eq!(
+            sent_with(&http, &outgoing(&content, None)),
+            SendOutcome::Unreachable {
+                message: "outbound HTTP failed: [redacted] refused by host policy".into()
+            }
+        );
+        let http = ScriptedHttp::new(|_| {
+            Ok(OutboundResponse {
+                status: 429,
+                headers: Vec::new(),
+                body: format!(r#"{{"code":20429,"message":"slow down {TOKEN}"}}"#).into_bytes(),
+            })
+        });
+        assert!(matches!(
+            sent_with(&http, &outgoing(&content, None)),
+            SendOutcome::RateLimited { message, .. } if message == "slow down [redacted] (Twilio error 20429)"
+        ));
     }
 }

@@ -1,0 +1,670 @@
+//! The agent API (R-CONV-5) and contacts (R-CONV-2): the conversations
+//! component's routes.
+//!
+//! Every action is a state transition committed with the conversation's
+//! version check, so two agents pressing "accept" at once get one 200 and
+//! one 409, and capacity is taken before a conversation is given and given
+//! back when it is parked, closed or moved on.
+
+use super::contacts::{address_key, Contact, ContactAddress};
+use super::reply::{deliver, window_closes_at, Content, Undelivered, MAX_TEXT_CHARS};
+use super::routing::{assign, pull_waiting, release, reserve, route_to_queue};
+use super::{
+    agent_log, commit, last_customer_key, messages, parse_log_entry, queue_log, Attachment,
+    Author, Conversation, Message, State,
+};
+use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::auth::Role;
+use crate::config::accounts::Account;
+use crate::config::agents::Agent;
+use crate::config::queues::Queue;
+use crate::config::workstreams::Workstream;
+use crate::config::{serve, Ctx};
+use crate::input::{self, Object};
+use crate::locale::Locale;
+use crate::ports::{KeyValue, Ports};
+use crate::store::{self, Log, Page};
+use crate::template_text::RenderContext;
+use crate::templates::Template;
+use serde_json::{json, Map, Value};
+
+const READERS: &[Role] = &[Role::Admin, Role::Agent];
+
+pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
+    route(request, ports)
+        .await
+        .unwrap_or_else(Undelivered::into_response)
+}
+
+async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Undelivered> {
+    let segments = request.segments();
+    let ctx = Ctx::authenticate(request, ports)?;
+    let post = |f: fn(&Ctx, &str, &Map<String, Value>) -> Result<Response, ApiError>,
+                id: &str|
+     -> Result<Response, Undelivered> {
+        if request.method != Method::Post {
+            return Ok(method_not_allowed(&["POST"]));
+        }
+        ctx.principal.require(READERS)?;
+        let body = body_object(request)?;
+        Ok(f(&ctx, id, &body)?)
+    };
+    match segments[..] {
+        ["api", "conversations"] => match request.method {
+            Method::Get => Ok(list(&ctx, request)?),
+            _ => Ok(method_not_allowed(&["GET"])),
+        },
+        ["api", "conversations", id] => match request.method {
+            Method::Get => Ok(read(&ctx, request, id)?),
+            _ => Ok(method_not_allowed(&["GET"])),
+        },
+        ["api", "conversations", id, "accept"] => post(accept, id),
+        ["api", "conversations", id, "transfer"] => post(transfer, id),
+        ["api", "conversations", id, "wait"] => post(wait, id),
+        ["api", "conversations", id, "resume"] => post(resume, id),
+        ["api", "conversations", id, "close"] => post(close, id),
+        ["api", "conversations", id, "link"] => post(link, id),
+        ["api", "conversations", id, "messages"] => {
+            if request.method != Method::Post {
+                return Ok(method_not_allowed(&["POST"]));
+            }
+            ctx.principal.require(READERS)?;
+            let body = input::json_object(&request.body)?;
+            send_reply(&ctx, id, &body).await
+        }
+        ["api", "contacts"] => Ok(serve::<Contact>(&ctx, request, None)?),
+        ["api", "contacts", id] => Ok(serve::<Contact>(&ctx, request, Some(id))?),
+        _ => Err(ApiError::not_found(&request.path).into()),
+    }
+}
+
+/// An action's body: a JSON object, or nothing at all.
+fn body_object(request: &Request) -> Result<Map<String, Value>, ApiError> {
+    if request.body.iter().all(u8::is_ascii_whitespace) {
+        Ok(Map::new())
+    } else {
+        input::json_object(&request.body)
+    }
+}
+
+fn now(ctx: &Ctx) -> String {
+    ctx.now.clone()
+}
+
+/// The conversation as the API shows it.
+fn view(conversation: &Conversation, last_customer: Option<&str>) -> Value {
+    let closes = last_customer
+        .and_then(|at| crate::time::parse_rfc3339(at).ok())
+        .and_then(|millis| window_closes_at(&conversation.channel, millis))
+        .map(crate::time::rfc3339);
+    json!({
+        "id": conversation.id,
+        "state": conversation.state,
+        "channel": conversation.channel,
+        "workstream_id": conversation.workstream_id,
+        "account_id": conversation.account_id,
+        "channel_address": conversation.channel_address,
+        "customer_address": conversation.customer_address,
+        "contact_id": conversation.contact_id,
+        "profile_name": conversation.profile_name,
+        "language": conversation.language,
+        "queue_id": conversation.queue_id,
+        "agent_id": conversation.agent_id,
+        "routed_by": conversation.routed_by,
+        "with_bot": conversation.with_bot,
+        "created_at": conversation.created_at,
+        "updated_at": conversation.updated_at,
+        "closed_at": conversation.closed_at,
+        "last_customer_message_at": last_customer,
+        "reply_window_closes_at": closes,
+    })
+}
+
+/// `GET /api/conversations?state=&queue=&agent=`: one page, oldest first.
+/// `queue` lists what is in a queue now, `agent` what an agent holds or
+/// last held (`agent=me` for the caller's own).
+fn list(ctx: &Ctx, request: &Request) -> Result<Response, ApiError> {
+    ctx.principal.require(READERS)?;
+    let (cursor, limit) = store::paging(request)?;
+    let state = match request.query_param("state") {
+        None => None,
+        Some(name) => Some(State::parse(&name).ok_or_else(|| {
+            ApiError::invalid(
+                "state",
+                "invalid_choice",
+                format!("\"state\" must be one of {}", State::NAMES.join(", ")),
+            )
+        })?),
+    };
+    let queue = request.query_param("queue");
+    let mut agent = request.query_param("agent");
+    if agent.as_deref() == Some("me") {
+        agent = Some(ctx.principal.agent_id.clone().ok_or_else(|| {
+            ApiError::invalid("agent", "not_an_agent", "\"agent=me\" needs an agent key")
+        })?);
+    }
+    let org = ctx.org();
+    let kv = ctx.kv();
+    // Which log to walk, and which of its entries still count.
+    let (log, entry_holds): (Log, Box<dyn Fn(&Conversation, u64) -> bool>) =
+        match (&queue, &agent) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid(
+                    "agent",
+                    "conflicting_filters",
+                    "filter by \"queue\" or by \"agent\", not both",
+                ))
+            }
+            (Some(queue), None) => {
+                let queue = queue.clone();
+                (
+                    queue_log(org, &queue),
+                    Box::new(move |c, version| {
+                        c.queue_id.as_deref() == Some(queue.as_str()) && c.queued_at == version
+                    }),
+                )
+            }
+            (None, Some(agent)) => {
+                let agent = agent.clone();
+                (
+                    agent_log(org, &agent),
+                    Box::new(move |c, version| {
+                        c.agent_id.as_deref() == Some(agent.as_str()) && c.assigned_at == version
+                    }),
+                )
+            }
+            (None, None) => (store::index::<Conversation>(org), Box::new(|_, _| true)),
+        };
+    let page: Page<Value> = store::scan(&log, kv, cursor, limit, |entries| {
+        let wanted: Vec<(String, u64)> = entries
+            .iter()
+            .filter_map(|(_, bytes)| {
+                parse_log_entry(bytes)
+                    .or_else(|| Some((String::from_utf8_lossy(bytes).into_owned(), 0)))
+            })
+            .collect();
+        let mut keys = Vec::with_capacity(wanted.len() * 2);
+        for (id, _) in &wanted {
+            keys.push(store::document_key::<Conversation>(org, id));
+            keys.push(last_customer_key(org, id));
+        }
+        let values = if keys.is_empty() {
+            Vec::new()
+        } else {
+            kv.get_many(&keys)?
+        };
+        let mut items = Vec::new();
+        for ((id, version), pair) in wanted.iter().zip(values.chunks(2)) {
+            let Some(bytes) = &pair[0] else { continue };
+            let conversation: Conversation =
+                store::decode(&store::document_key::<Conversation>(org, id), bytes)?;
+            let holds = entry_holds(&conversation, *version);
+            if holds && state.is_none_or(|s| s == conversation.state) {
+                let last = pair[1].as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+                items.push(view(&conversation, last.as_deref()));
+            }
+        }
+        Ok(items)
+    })?;
+    Ok(Response::json(
+        200,
+        &json!({"items": page.items, "next_cursor": page.next_cursor}),
+    ))
+}
+
+/// `GET /api/conversations/{id}`: the conversation and a page of its
+/// messages (`?cursor=` / `?limit=` page through them, oldest first).
+fn read(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError> {
+    ctx.principal.require(READERS)?;
+    let (cursor, limit) = store::paging(request)?;
+    let (conversation, last) = super::require(ctx.kv(), ctx.org(), id)?;
+    let log = messages(ctx.org(), id);
+    let page = store::scan(&log, ctx.kv(), cursor, limit, |entries| {
+        entries
+            .iter()
+            .map(|(slot, bytes)| store::decode::<Message>(&log.slot_key(*slot), bytes))
+            .collect()
+    })?;
+    let mut body = view(&conversation, last.as_deref());
+    body["messages"] = json!(page.items);
+    body["messages_next_cursor"] = json!(page.next_cursor);
+    Ok(Response::json(200, &body))
+}
+
+/// The conversation, refused with 409 unless its state is one of `states`.
+fn require_in(
+    ctx: &Ctx,
+    id: &str,
+    states: &[State],
+    action: &str,
+) -> Result<(Conversation, Option<String>), ApiError> {
+    let (conversation, last) = super::require(ctx.kv(), ctx.org(), id)?;
+    if !states.contains(&conversation.state) {
+        let allowed: Vec<&str> = states.iter().map(|s| s.name()).collect();
+        return Err(ApiError::conflict(
+            "invalid_state",
+            format!(
+                "the conversation is {}; {action} needs it {}",
+                conversation.state.name(),
+                allowed.join(" or ")
+            ),
+        ));
+    }
+    Ok((conversation, last))
+}
+
+/// Agents act on their own conversations; admins on any.
+fn require_owner(ctx: &Ctx, conversation: &Conversation) -> Result<(), ApiError> {
+    match (&ctx.principal.agent_id, &conversation.agent_id) {
+        (None, _) => Ok(()),
+        (Some(me), Some(owner)) if me == owner => Ok(()),
+        _ => Err(ApiError {
+            status: 403,
+            code: "not_your_conversation",
+            message: "this conversation is not assigned to you; accept it first, or ask its agent or an admin".into(),
+            field: None,
+        }),
+    }
+}
+
+/// The agent an action is for: the caller, or for an admin the body's
+/// `agent_id` (else `default`).
+fn acting_agent(
+    ctx: &Ctx,
+    body: &Map<String, Value>,
+    default: Option<&str>,
+) -> Result<Agent, ApiError> {
+    let input = Object::root(body);
+    let id = match (&ctx.principal.agent_id, input.str("agent_id")?) {
+        (Some(me), None) => me.clone(),
+        (Some(me), Some(other)) if other == me => me.clone(),
+        (Some(_), Some(_)) => {
+            return Err(ApiError {
+                status: 403,
+                code: "forbidden",
+                message: "agents act for themselves; leave \"agent_id\" out".into(),
+                field: Some("agent_id".into()),
+            })
+        }
+        (None, Some(id)) => id.to_owned(),
+        (None, None) => default.map(str::to_owned).ok_or_else(|| input.missing("agent_id"))?,
+    };
+    store::load::<Agent>(ctx.kv(), ctx.org(), &id)?.ok_or_else(|| {
+        input.error(
+            "agent_id",
+            "unknown_agent",
+            format!("no agent with id {id} in this organisation"),
+        )
+    })
+}
+
+fn at_capacity(agent: &Agent) -> ApiError {
+    ApiError::conflict(
+        "at_capacity",
+        format!(
+            "agent {} already holds {} conversation(s), its capacity; close or park one first",
+            agent.name, agent.capacity
+        ),
+    )
+}
+
+fn changed() -> ApiError {
+    ApiError::conflict(
+        "conversation_changed",
+        "the conversation changed while this request was handled; read it again and retry",
+    )
+}
+
+/// Frees an agent's capacity and lets it take what waits in its queues.
+fn free_agent(kv: &dyn KeyValue, org: &str, agent_id: &str, now: &str) -> Result<(), ApiError> {
+    release(kv, org, agent_id)?;
+    if let Some(agent) = store::load::<Agent>(kv, org, agent_id)? {
+        pull_waiting(kv, org, &agent, now)?;
+    }
+    Ok(())
+}
+
+fn answer(conversation: &Conversation, last: Option<&str>) -> Result<Response, ApiError> {
+    Ok(Response::json(200, &view(conversation, last)))
+}
+
+/// Gives the conversation to `agent`, taking its capacity.
+fn give(
+    ctx: &Ctx,
+    conversation: &mut Conversation,
+    agent: &Agent,
+) -> Result<(), ApiError> {
+    if !reserve(ctx.kv(), ctx.org(), agent)? {
+        return Err(at_capacity(agent));
+    }
+    if !assign(ctx.kv(), ctx.org(), conversation, agent, &now(ctx))? {
+        return Err(changed());
+    }
+    Ok(())
+}
+
+/// `accept`: an agent takes an open conversation from the queue.
+fn accept(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
+    Object::root(body).only(&["agent_id"])?;
+    let (mut conversation, last) = require_in(ctx, id, &[State::Open], "accept")?;
+    let agent = acting_agent(ctx, body, None)?;
+    if ctx.principal.role == Role::Agent {
+        if let Some(queue) = &conversation.queue_id {
+            if !agent.queues.contains(queue) {
+                return Err(ApiError {
+                    status: 403,
+                    code: "not_in_queue",
+                    message: format!("you do not serve queue {queue}; an admin can add it to your queues"),
+                    field: None,
+                });
+            }
+        }
+    }
+    give(ctx, &mut conversation, &agent)?;
+    answer(&conversation, last.as_deref())
+}
+
+/// `transfer`: to another queue (routed there afresh) or another agent.
+fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
+    let input = Object::root(body);
+    input.only(&["queue_id", "agent_id"])?;
+    let (mut conversation, last) = require_in(
+        ctx,
+        id,
+        &[State::Open, State::Active, State::Waiting],
+        "a transfer",
+    )?;
+    require_owner(ctx, &conversation)?;
+    let held_by = conversation
+        .agent_id
+        .clone()
+        .filter(|_| conversation.state == State::Active);
+    match (input.str("queue_id")?, input.str("agent_id")?) {
+        (Some(queue), None) => {
+            store::load::<Queue>(ctx.kv(), ctx.org(), queue)?.ok_or_else(|| {
+                input.error("queue_id", "unknown_queue", format!("no queue with id {queue} in this organisation"))
+            })?;
+            let workstream: Option<Workstream> =
+                store::load(ctx.kv(), ctx.org(), &conversation.workstream_id)?;
+            let distribution = workstream.map_or_else(|| "round_robin".to_owned(), |w| w.distribution);
+            conversation.routed_by = Some("transfer".to_owned());
+            route_to_queue(
+                ctx.kv(),
+                ctx.org(),
+                &mut conversation,
+                queue,
+                &distribution,
+                &now(ctx),
+                Vec::new(),
+            )?;
+        }
+        (None, Some(agent_id)) => {
+            let agent = store::load::<Agent>(ctx.kv(), ctx.org(), agent_id)?.ok_or_else(|| {
+                input.error("agent_id", "unknown_agent", format!("no agent with id {agent_id} in this organisation"))
+            })?;
+            if held_by.as_deref() == Some(agent_id) {
+                return Err(input.error("agent_id", "same_agent", "the conversation is already with this agent"));
+            }
+            give(ctx, &mut conversation, &agent)?;
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "queue_id",
+                "missing_target",
+                "give either \"queue_id\" or \"agent_id\" to transfer to",
+            ))
+        }
+    }
+    if let Some(previous) = held_by {
+        free_agent(ctx.kv(), ctx.org(), &previous, &now(ctx))?;
+    }
+    answer(&conversation, last.as_deref())
+}
+
+/// `wait`: the agent parks the conversation until the customer writes.
+fn wait(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
+    Object::root(body).only(&[])?;
+    let (mut conversation, last) = require_in(ctx, id, &[State::Active], "wait")?;
+    require_owner(ctx, &conversation)?;
+    conversation.state = State::Waiting;
+    conversation.updated_at = now(ctx);
+    commit(ctx.kv(), ctx.org(), &mut conversation, Vec::new())?;
+    if let Some(agent) = &conversation.agent_id {
+        free_agent(ctx.kv(), ctx.org(), agent, &now(ctx))?;
+    }
+    answer(&conversation, last.as_deref())
+}
+
+/// `resume`: an agent takes back a waiting or closed conversation.
+fn resume(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
+    Object::root(body).only(&["agent_id"])?;
+    let (mut conversation, last) =
+        require_in(ctx, id, &[State::Waiting, State::Closed], "resume")?;
+    let agent = acting_agent(ctx, body, conversation.agent_id.as_deref())?;
+    conversation.closed_at = None;
+    give(ctx, &mut conversation, &agent)?;
+    answer(&conversation, last.as_deref())
+}
+
+/// `close`: resolved. A later customer message reopens it.
+fn close(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
+    Object::root(body).only(&[])?;
+    let (mut conversation, last) = require_in(
+        ctx,
+        id,
+        &[State::Open, State::Active, State::Waiting],
+        "close",
+    )?;
+    if conversation.state != State::Open {
+        require_owner(ctx, &conversation)?;
+    }
+    let held_by = conversation
+        .agent_id
+        .clone()
+        .filter(|_| conversation.state == State::Active);
+    conversation.state = State::Closed;
+    conversation.with_bot = false;
+    conversation.closed_at = Some(now(ctx));
+    conversation.updated_at = now(ctx);
+    commit(ctx.kv(), ctx.org(), &mut conversation, Vec::new())?;
+    if let Some(agent) = held_by {
+        free_agent(ctx.kv(), ctx.org(), &agent, &now(ctx))?;
+    }
+    answer(&conversation, last.as_deref())
+}
+
+/// `link`: the customer is a known contact (R-CONV-2). The address moves
+/// to that contact, so later conversations from it attach there too.
+fn link(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
+    let input = Object::root(body);
+    input.only(&["contact_id"])?;
+    let target_id = input.required_str("contact_id")?;
+    let (mut conversation, last) = super::require(ctx.kv(), ctx.org(), id)?;
+    let mut target: Contact = store::load(ctx.kv(), ctx.org(), target_id)?.ok_or_else(|| {
+        input.error("contact_id", "unknown_contact", format!("no contact with id {target_id} in this organisation (POST /api/contacts creates one)"))
+    })?;
+    if conversation.contact_id == target.id {
+        return answer(&conversation, last.as_deref());
+    }
+    let address = ContactAddress {
+        channel: conversation.channel.clone(),
+        address: conversation.customer_address.clone(),
+    };
+    let mut writes = vec![(
+        address_key(ctx.org(), &address.channel, &address.address),
+        target.id.as_bytes().to_vec(),
+    )];
+    if let Some(mut previous) =
+        store::load::<Contact>(ctx.kv(), ctx.org(), &conversation.contact_id)?
+    {
+        previous.addresses.retain(|a| *a != address);
+        previous.updated_at = now(ctx);
+        writes.push((
+            store::document_key::<Contact>(ctx.org(), &previous.id),
+            store::encode(&previous),
+        ));
+    }
+    if !target.addresses.contains(&address) {
+        target.addresses.push(address);
+    }
+    target.updated_at = now(ctx);
+    writes.push((
+        store::document_key::<Contact>(ctx.org(), &target.id),
+        store::encode(&target),
+    ));
+    conversation.contact_id = target.id.clone();
+    conversation.updated_at = now(ctx);
+    commit(ctx.kv(), ctx.org(), &mut conversation, writes)?;
+    answer(&conversation, last.as_deref())
+}
+
+/// `POST /api/conversations/{id}/messages`: free-form text (with
+/// attachments where the channel allows them) or a template.
+async fn send_reply(
+    ctx: &Ctx<'_>,
+    id: &str,
+    body: &Map<String, Value>,
+) -> Result<Response, Undelivered> {
+    let input = Object::root(body);
+    input.only(&["text", "attachments", "template_id", "context_items", "locale"])?;
+    let (conversation, last) =
+        require_in(ctx, id, &[State::Active, State::Waiting, State::Open], "a reply")?;
+    if conversation.state == State::Open && ctx.principal.role == Role::Agent {
+        return Err(ApiError::conflict(
+            "not_assigned",
+            "the conversation waits in its queue; accept it before replying",
+        )
+        .into());
+    }
+    require_owner(ctx, &conversation)?;
+    let kv = ctx.kv();
+    let workstream: Workstream = store::require(kv, ctx.org(), &conversation.workstream_id)?;
+    let instance = workstream
+        .channels
+        .iter()
+        .find(|c| {
+            c.account_id == conversation.account_id && c.address == conversation.channel_address
+        })
+        .ok_or_else(|| {
+            ApiError::conflict(
+                "channel_removed",
+                format!(
+                    "{} is no longer a channel of workstream {}; replies cannot be sent from it",
+                    conversation.channel_address, workstream.id
+                ),
+            )
+        })?;
+    let account: Account = store::require(kv, ctx.org(), &conversation.account_id)?;
+    let now_millis = ctx.ports.clock.now_millis();
+    let content = match input.str("template_id")? {
+        Some(template_id) => {
+            if input.has("text") || input.has("attachments") {
+                return Err(input
+                    .error("text", "conflicting_fields", "send either \"text\" or \"template_id\", not both")
+                    .into());
+            }
+            render_template(ctx, &input, template_id, &conversation)?
+        }
+        None => {
+            let text = input.str("text")?.unwrap_or_default().to_owned();
+            let attachments = read_attachments(&input)?;
+            if text.trim().is_empty() && attachments.is_empty() {
+                return Err(input.missing("text").into());
+            }
+            if text.chars().count() > MAX_TEXT_CHARS {
+                return Err(input
+                    .error("text", "text_too_long", format!("\"text\" has {} characters; the limit is {MAX_TEXT_CHARS}", text.chars().count()))
+                    .into());
+            }
+            if !attachments.is_empty() && !instance.agent_attachments {
+                return Err(input
+                    .error("attachments", "attachments_not_allowed", "this channel does not send agents' attachments (the channel's agent_attachments is off)")
+                    .into());
+            }
+            let closes = last
+                .as_deref()
+                .and_then(|at| crate::time::parse_rfc3339(at).ok())
+                .and_then(|millis| window_closes_at(&conversation.channel, millis));
+            if let Some(closes) = closes.filter(|closes| now_millis >= *closes) {
+                return Err(Undelivered::window_closed(&crate::time::rfc3339(closes), false));
+            }
+            Content::Text { text, attachments }
+        }
+    };
+    let sent = deliver(ctx.ports, &account, &conversation, &content).await?;
+    let mut message = Message::new(Author::Agent, content.text(), &now(ctx));
+    message.agent_id = ctx.principal.agent_id.clone();
+    message.provider_message_id = Some(sent.provider_message_id);
+    message.status = Some(sent.status);
+    match content {
+        Content::Text { attachments, .. } => message.attachments = attachments,
+        Content::Template { template_id, .. } => message.template_id = Some(template_id),
+    }
+    let mut added = [message];
+    super::append(
+        kv,
+        ctx.org(),
+        &conversation.id,
+        &mut added,
+        Vec::new(),
+        account.settings.provider(),
+    )?;
+    let [message] = added;
+    Ok(Response::json(201, &message))
+}
+
+fn read_attachments(input: &Object) -> Result<Vec<Attachment>, ApiError> {
+    input.objects("attachments", |item| {
+        item.only(&["url", "content_type"])?;
+        let url = item.required_str("url")?;
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(item.error("url", "invalid_url", "an attachment url must be an http(s) URL the provider can fetch"));
+        }
+        Ok(Attachment {
+            url: url.to_owned(),
+            content_type: item.required_str("content_type")?.to_owned(),
+        })
+    })
+}
+
+/// A template rendered for the conversation's channel and customer.
+fn render_template(
+    ctx: &Ctx,
+    input: &Object,
+    template_id: &str,
+    conversation: &Conversation,
+) -> Result<Content, ApiError> {
+    let template: Template = store::load(ctx.kv(), ctx.org(), template_id)?.ok_or_else(|| {
+        input.error("template_id", "unknown_template", format!("no template with id {template_id} in this organisation"))
+    })?;
+    let locale = input
+        .optional_parsed("locale", |text| Locale::parse(text).map_err(|e| e.message))?
+        .unwrap_or_else(|| conversation.language.clone());
+    let contact: Option<Contact> = store::load(ctx.kv(), ctx.org(), &conversation.contact_id)?;
+    let customer_name = contact
+        .as_ref()
+        .map(|c| c.name.clone())
+        .or_else(|| conversation.profile_name.clone());
+    let context_items = input.object("context_items")?;
+    let context = RenderContext {
+        customer_name: customer_name.as_deref(),
+        case_name: None,
+        context_items: context_items.as_ref(),
+    };
+    let rendered = template
+        .render(&conversation.channel, Some(&locale), &context)
+        .map_err(|failure| {
+            input.error("template_id", failure.code(), failure.to_string())
+        })?;
+    if conversation.channel == "whatsapp" && rendered.content_sid.is_none() {
+        return Err(input.error(
+            "template_id",
+            "no_approved_version",
+            "WhatsApp templates go out by their approved Content SID; approve a version of this template (with its content_sid) first",
+        ));
+    }
+    Ok(Content::Template {
+        template_id: template_id.to_owned(),
+        rendered,
+    })
+}

@@ -1,0 +1,438 @@
+//! Ingestion: a customer's message, already authenticated and normalized by
+//! its webhook, becomes part of a conversation (R-IN-3, R-IN-4, R-IN-6,
+//! R-IN-8, R-CONV-1..3).
+//!
+//! The key-value budget of a message on a live conversation (SPEC.md) is
+//! three read round trips — the account's record (the webhook's), then one
+//! `get-many` of everything the thread's keys name, then one of the
+//! workstream and contact — and three writes: the dedupe claim, the
+//! message's position, one `set-many`.
+//!
+//! Exactly once: the provider's message id is claimed with `increment`
+//! before anything is written, and the winner alone stores the message; a
+//! loser answers as for a redelivery. Should the winner's write fail, it
+//! gives the claim back and answers 5xx, so the provider's retry of that
+//! delivery stores it (R-IN-4).
+
+use super::contacts::{address_key, opt_keyword, Contact};
+use super::reply::{deliver, Content};
+use super::routing::{classify, release, reserve, route_to_queue};
+use super::{
+    commit, last_customer_key, messages, provider_message_key, thread_id, Attachment, Author,
+    Conversation, Message, State,
+};
+use crate::api::ApiError;
+use crate::config::accounts::Account;
+use crate::config::agents::Agent;
+use crate::config::workstreams::{channel_claim, ChannelInstance, Workstream};
+use crate::ports::{KeyValue, Ports};
+use crate::store;
+
+/// A customer's message as every webhook normalizes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    pub provider_message_id: String,
+    /// The customer: `+E.164` for phone channels, the PSID, the GBM
+    /// conversation id.
+    pub customer_address: String,
+    /// Ours: the number, page id or GBM agent the customer wrote to.
+    pub channel_address: String,
+    pub text: String,
+    pub attachments: Vec<Attachment>,
+    pub profile_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingested {
+    /// Already stored by an earlier or concurrent delivery.
+    Duplicate,
+    Stored {
+        conversation_id: String,
+        position: i64,
+        /// The conversation started with this message.
+        started: bool,
+    },
+}
+
+/// The channel type an account's provider serves.
+pub fn channel_of(provider: &str) -> &'static str {
+    match provider {
+        "twilio" => "whatsapp",
+        "telesign" => "sms",
+        "facebook" => "facebook",
+        _ => "gbm",
+    }
+}
+
+/// What ingestion reads in the webhook's second round trip, after the
+/// account document: the dedupe record, the workstream serving the address,
+/// the sender's contact and the thread's conversation.
+pub fn thread_keys(org: &str, account_id: &str, provider: &str, inbound: &Inbound) -> Vec<String> {
+    let channel = channel_of(provider);
+    vec![
+        provider_message_key(org, provider, &inbound.provider_message_id),
+        store::owner_key(&channel_claim(org, account_id, &inbound.channel_address)),
+        address_key(org, channel, &inbound.customer_address),
+        store::document_key::<Conversation>(
+            org,
+            &thread_id(
+                org,
+                account_id,
+                &inbound.channel_address,
+                &inbound.customer_address,
+            ),
+        ),
+    ]
+}
+
+fn text_of(bytes: Vec<u8>) -> String {
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Stores `inbound` in its conversation; `found` holds the values of
+/// [`thread_keys`], in order.
+pub async fn ingest(
+    ports: &Ports<'_>,
+    org: &str,
+    account: &Account,
+    inbound: &Inbound,
+    found: Vec<Option<Vec<u8>>>,
+) -> Result<Ingested, ApiError> {
+    let kv = ports.kv;
+    let provider = account.settings.provider();
+    let channel = channel_of(provider);
+    let mut found = found.into_iter();
+    let mut next = || found.next().flatten();
+    if next().is_some() {
+        return Ok(Ingested::Duplicate);
+    }
+    let workstream_id = next().map(text_of).ok_or_else(|| no_workstream(account, inbound))?;
+    let known_contact = next().map(text_of);
+    let conversation_key = store::document_key::<Conversation>(
+        org,
+        &thread_id(org, &account.id, &inbound.channel_address, &inbound.customer_address),
+    );
+    let conversation: Option<Conversation> = next()
+        .map(|bytes| store::decode(&conversation_key, &bytes))
+        .transpose()?;
+
+    let contact_id = known_contact.clone().unwrap_or_else(|| {
+        super::contacts::contact_id_for(org, channel, &inbound.customer_address)
+    });
+    let keys = [
+        store::document_key::<Workstream>(org, &workstream_id),
+        store::document_key::<Contact>(org, &contact_id),
+    ];
+    let mut documents = kv.get_many(&keys)?.into_iter();
+    let workstream: Workstream = documents
+        .next()
+        .flatten()
+        .map(|bytes| store::decode(&keys[0], &bytes))
+        .transpose()?
+        .ok_or_else(|| no_workstream(account, inbound))?;
+    let instance = workstream
+        .channels
+        .iter()
+        .find(|c| c.account_id == account.id && c.address == inbound.channel_address)
+        .cloned()
+        .ok_or_else(|| no_workstream(account, inbound))?;
+    let stored_contact: Option<Contact> = documents
+        .next()
+        .flatten()
+        .map(|bytes| store::decode(&keys[1], &bytes))
+        .transpose()?;
+
+    let claim = format!(
+        "{}/claim",
+        provider_message_key(org, provider, &inbound.provider_message_id)
+    );
+    if kv.increment(&claim, 1)? != 1 {
+        return Ok(Ingested::Duplicate);
+    }
+    let now_millis = ports.clock.now_millis();
+    let now = crate::time::rfc3339(now_millis);
+    let stored = store_message(
+        ports,
+        org,
+        Arrival {
+            account,
+            channel,
+            workstream: &workstream,
+            instance: &instance,
+            inbound,
+            conversation,
+            contact: stored_contact,
+            contact_is_new: known_contact.is_none(),
+            now: &now,
+        },
+    );
+    let (conversation, position) = match stored {
+        Ok(stored) => stored,
+        Err(error) => {
+            let _ = kv.delete(&claim);
+            return Err(error);
+        }
+    };
+    let started = conversation.version <= 1 && position == 1;
+    if !inbound.attachments.is_empty() && !instance.customer_attachments {
+        notify_attachments_refused(ports, org, account, &conversation, &now).await;
+    }
+    Ok(Ingested::Stored {
+        conversation_id: conversation.id,
+        position,
+        started,
+    })
+}
+
+/// 404 for a message to an address no workstream serves: the admin has to
+/// add it to one, and the provider's console shows this answer.
+fn no_workstream(account: &Account, inbound: &Inbound) -> ApiError {
+    ApiError {
+        status: 404,
+        code: "no_workstream",
+        message: format!(
+            "{} of account {} is not a channel of any workstream; add it to one (PATCH /api/workstreams/{{id}}, \"channels\")",
+            inbound.channel_address, account.id
+        ),
+        field: None,
+    }
+}
+
+struct Arrival<'a> {
+    account: &'a Account,
+    channel: &'a str,
+    workstream: &'a Workstream,
+    instance: &'a ChannelInstance,
+    inbound: &'a Inbound,
+    conversation: Option<Conversation>,
+    contact: Option<Contact>,
+    contact_is_new: bool,
+    now: &'a str,
+}
+
+/// Writes the message and whatever it changes; returns the conversation as
+/// it now is and the message's position.
+fn store_message(
+    ports: &Ports<'_>,
+    org: &str,
+    arrival: Arrival<'_>,
+) -> Result<(Conversation, i64), ApiError> {
+    let kv = ports.kv;
+    let Arrival {
+        account,
+        channel,
+        workstream,
+        instance,
+        inbound,
+        conversation,
+        contact,
+        contact_is_new,
+        now,
+    } = arrival;
+    let provider = account.settings.provider();
+    let mut message = Message::new(Author::Customer, inbound.text.clone(), now);
+    message.provider_message_id = Some(inbound.provider_message_id.clone());
+    if instance.customer_attachments {
+        message.attachments = inbound.attachments.clone();
+    } else {
+        message.attachments_refused = inbound.attachments.len();
+    }
+
+    let mut contact = contact.unwrap_or_else(|| {
+        Contact::for_sender(
+            org,
+            channel,
+            &inbound.customer_address,
+            inbound.profile_name.as_deref(),
+            now,
+        )
+    });
+    let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
+    let opted = opt_keyword(&inbound.text).is_some_and(|k| contact.apply(k, channel, now));
+    if contact_is_new {
+        writes.push((
+            address_key(org, channel, &inbound.customer_address),
+            contact.id.as_bytes().to_vec(),
+        ));
+    }
+    if contact_is_new || opted {
+        writes.push((
+            store::document_key::<Contact>(org, &contact.id),
+            store::encode(&contact),
+        ));
+    }
+    let conversation_id = thread_id(
+        org,
+        &account.id,
+        &inbound.channel_address,
+        &inbound.customer_address,
+    );
+    let log = messages(org, &conversation_id);
+    message.position = log.reserve(kv)?;
+    writes.push((log.slot_key(message.position), store::encode(&message)));
+    writes.push((
+        provider_message_key(org, provider, &inbound.provider_message_id),
+        super::message_location(&conversation_id, message.position),
+    ));
+    writes.push((
+        last_customer_key(org, &conversation_id),
+        now.as_bytes().to_vec(),
+    ));
+
+    let mut conversation = match conversation {
+        Some(conversation) if matches!(conversation.state, State::Open | State::Active) => {
+            kv.set_many(&writes)?;
+            return Ok((conversation, message.position));
+        }
+        Some(conversation) => conversation,
+        None => Conversation {
+            id: conversation_id,
+            state: State::Open,
+            channel: channel.to_owned(),
+            workstream_id: workstream.id.clone(),
+            account_id: account.id.clone(),
+            channel_address: inbound.channel_address.clone(),
+            customer_address: inbound.customer_address.clone(),
+            contact_id: contact.id.clone(),
+            profile_name: inbound.profile_name.clone(),
+            language: instance.language.clone(),
+            queue_id: None,
+            agent_id: None,
+            routed_by: None,
+            with_bot: false,
+            version: 0,
+            queued_at: 0,
+            assigned_at: 0,
+            created_at: now.to_owned(),
+            updated_at: now.to_owned(),
+            closed_at: None,
+        },
+    };
+    if inbound.profile_name.is_some() {
+        conversation.profile_name = inbound.profile_name.clone();
+    }
+    let result = match back_to_its_agent(kv, org, &conversation)? {
+        Some(agent) => {
+            conversation.state = State::Active;
+            conversation.updated_at = now.to_owned();
+            commit(kv, org, &mut conversation, writes.clone()).inspect_err(|_| {
+                let _ = release(kv, org, &agent.id);
+            })
+        }
+        None => {
+            let classified = classify(workstream, instance, &inbound.text, &contact);
+            conversation.routed_by = Some(classified.routed_by);
+            route_to_queue(
+                kv,
+                org,
+                &mut conversation,
+                &classified.queue_id,
+                &workstream.distribution,
+                now,
+                writes.clone(),
+            )
+        }
+    };
+    match result {
+        Ok(()) => Ok((conversation, message.position)),
+        // Another delivery changed the conversation first (two first
+        // messages at once): it routes the conversation; this message only
+        // needs storing.
+        Err(error) if error.code == "conversation_changed" => {
+            kv.set_many(&writes)?;
+            Ok((conversation, message.position))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// A waiting conversation goes back to the agent who parked it, if that
+/// agent is available and has room (its capacity is then taken).
+fn back_to_its_agent(
+    kv: &dyn KeyValue,
+    org: &str,
+    conversation: &Conversation,
+) -> Result<Option<Agent>, ApiError> {
+    let Some(agent_id) = conversation
+        .agent_id
+        .as_deref()
+        .filter(|_| conversation.state == State::Waiting)
+    else {
+        return Ok(None);
+    };
+    let agent: Option<Agent> = store::load(kv, org, agent_id)?;
+    match agent {
+        Some(agent) if agent.presence == "available" && reserve(kv, org, &agent)? => {
+            Ok(Some(agent))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Tells the customer their attachments were not passed on (R-IN-6), and
+/// records the notice in the conversation. Best effort: the customer's
+/// message is already stored, which is what the provider waits for.
+async fn notify_attachments_refused(
+    ports: &Ports<'_>,
+    org: &str,
+    account: &Account,
+    conversation: &Conversation,
+    now: &str,
+) {
+    let content = Content::Text {
+        text: "Sorry, we cannot receive attachments on this channel. Please describe what you wanted to show us in a message.".to_owned(),
+        attachments: Vec::new(),
+    };
+    let mut notice = Message::new(Author::System, content.text(), now);
+    match deliver(ports, account, conversation, &content).await {
+        Ok(sent) => {
+            notice.provider_message_id = Some(sent.provider_message_id);
+            notice.status = Some(sent.status);
+        }
+        Err(undelivered) => {
+            notice.status = Some("failed".to_owned());
+            notice.error_code = Some(undelivered.error.code.to_owned());
+        }
+    }
+    let _ = super::append(
+        ports.kv,
+        org,
+        &conversation.id,
+        &mut [notice],
+        Vec::new(),
+        account.settings.provider(),
+    );
+}
+
+/// Applies a provider's status callback to the outbound message it names
+/// (R-IN-7). Statuses only move forward by `rank` — callbacks arrive out of
+/// order — and an unknown message id is ignored: it may be another
+/// system's message on the same account. `found` is the value of the
+/// message's [`provider_message_key`].
+pub fn apply_status(
+    kv: &dyn KeyValue,
+    org: &str,
+    found: Option<Vec<u8>>,
+    status: &str,
+    error_code: Option<&str>,
+    rank: fn(&str) -> u8,
+) -> Result<bool, ApiError> {
+    let Some((conversation, position)) = found.as_deref().and_then(super::parse_location) else {
+        return Ok(false);
+    };
+    let key = messages(org, &conversation).slot_key(position);
+    let Some(bytes) = kv.get(&key)? else {
+        return Ok(false);
+    };
+    let mut message: Message = store::decode(&key, &bytes)?;
+    let current = message.status.as_deref().map_or(0, rank);
+    if rank(status) <= current {
+        return Ok(false);
+    }
+    message.status = Some(status.to_owned());
+    if let Some(code) = error_code {
+        message.error_code = Some(code.to_owned());
+    }
+    kv.set(&key, &store::encode(&message))?;
+    Ok(true)
+}

@@ -1,0 +1,327 @@
+//! Conversations (SPEC.md R-CONV): customers' messages threaded per channel
+//! instance, routed to queues and agents, answered within each channel's
+//! rules.
+//!
+//! Layout, all under `org/{org}/` (ARCHITECTURE.md principle 3):
+//! - `conversation/{id}`: the [`Conversation`]; its id is derived from the
+//!   thread (account, our address, the customer's address), so every
+//!   delivery of a customer's message finds it with one direct read, and two
+//!   first messages arriving at once name the same conversation.
+//! - `conversation/{id}/messages/{n}`: the messages, a [`Log`] numbered by
+//!   an atomic counter, so concurrent messages never overwrite each other.
+//! - `conversation/{id}/last-customer`: when the customer last wrote. It is
+//!   a key of its own so that a message on a live conversation never
+//!   rewrites the conversation document, which agents change concurrently.
+//! - `provider-message/{provider}/{id}`: `{conversation}/{n}` for a provider
+//!   message id, the dedupe record (R-IN-3) and the status lookup (R-IN-7).
+//! - `contact/{id}` and `address/{channel}/{address}` → contact id (R-CONV-2).
+//! - `queue/{q}/conversations`, `agent/{a}/conversations`: logs of who
+//!   entered a queue or was assigned, for listings and for the waiting line.
+//!
+//! Every change of a conversation document goes through [`commit`]: an
+//! optimistic version check built from `increment` (principle 4), so two
+//! agents accepting at once cannot both win.
+
+pub mod api;
+pub mod contacts;
+pub mod ingest;
+pub mod reply;
+pub mod routing;
+
+use crate::api::ApiError;
+use crate::locale::Locale;
+use crate::ports::KeyValue;
+use crate::store::{self, Log};
+use serde::{Deserialize, Serialize};
+
+pub use contacts::Contact;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Waiting in a queue (or with the bot) for an agent.
+    Open,
+    /// Assigned to an agent.
+    Active,
+    /// Parked by its agent until the customer writes or the agent resumes.
+    Waiting,
+    Closed,
+}
+
+impl State {
+    pub const NAMES: &'static [&'static str] = &["open", "active", "waiting", "closed"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Open => "open",
+            State::Active => "active",
+            State::Waiting => "waiting",
+            State::Closed => "closed",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<State> {
+        [State::Open, State::Active, State::Waiting, State::Closed]
+            .into_iter()
+            .find(|state| state.name() == name)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: String,
+    pub state: State,
+    /// The channel type: `whatsapp`, `sms`, `facebook` or `gbm`.
+    pub channel: String,
+    pub workstream_id: String,
+    pub account_id: String,
+    /// Our side: the number, page or agent the customer wrote to.
+    pub channel_address: String,
+    /// The customer's side: phone number, PSID or GBM conversation id.
+    pub customer_address: String,
+    pub contact_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_name: Option<String>,
+    /// The channel instance's language, for templates.
+    pub language: Locale,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// Which routing rule chose the queue (`fallback` when none matched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routed_by: Option<String>,
+    /// The workstream's bot has the conversation (R-CONV-7).
+    #[serde(default)]
+    pub with_bot: bool,
+    /// Bumped by every committed change; see [`commit`].
+    pub version: u64,
+    /// The version at which it entered its queue and was assigned: log
+    /// entries of older visits no longer count.
+    #[serde(default)]
+    pub queued_at: u64,
+    #[serde(default)]
+    pub assigned_at: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<String>,
+}
+
+crate::document!(Conversation, "conversation");
+
+/// Who wrote a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Author {
+    Customer,
+    Agent,
+    Bot,
+    /// Notices the gateway sends on its own (e.g. attachments refused).
+    System,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub url: String,
+    pub content_type: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Message {
+    /// The position in the conversation, from 1.
+    pub position: i64,
+    pub author: Author,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+    /// Customer attachments the channel does not accept (R-IN-6): counted,
+    /// never shown.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attachments_refused: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
+    /// Outbound only: the provider's delivery status (R-IN-7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_id: Option<String>,
+    pub at: String,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl Message {
+    pub fn new(author: Author, text: impl Into<String>, at: &str) -> Message {
+        Message {
+            position: 0,
+            author,
+            agent_id: None,
+            text: text.into(),
+            attachments: Vec::new(),
+            attachments_refused: 0,
+            provider_message_id: None,
+            status: None,
+            error_code: None,
+            template_id: None,
+            at: at.to_owned(),
+        }
+    }
+}
+
+/// The conversation id of a thread: a customer on one of our addresses.
+pub fn thread_id(org: &str, account_id: &str, channel_address: &str, customer: &str) -> String {
+    let digest = crate::auth::sha256_hex(&format!(
+        "thread\n{org}\n{account_id}\n{channel_address}\n{customer}"
+    ));
+    digest[..32].to_owned()
+}
+
+pub fn messages(org: &str, conversation: &str) -> Log {
+    Log::new(format!("org/{org}/conversation/{conversation}/messages"))
+}
+
+pub fn last_customer_key(org: &str, conversation: &str) -> String {
+    format!("org/{org}/conversation/{conversation}/last-customer")
+}
+
+pub fn provider_message_key(org: &str, provider: &str, id: &str) -> String {
+    format!(
+        "org/{org}/provider-message/{provider}/{}",
+        crate::encoding::percent_encode(id)
+    )
+}
+
+pub fn queue_log(org: &str, queue: &str) -> Log {
+    Log::new(format!("org/{org}/queue/{queue}/conversations"))
+}
+
+pub fn agent_log(org: &str, agent: &str) -> Log {
+    Log::new(format!("org/{org}/agent/{agent}/conversations"))
+}
+
+/// Where a provider message id points: `{conversation}/{position}`.
+pub fn message_location(conversation: &str, position: i64) -> Vec<u8> {
+    format!("{conversation}/{position}").into_bytes()
+}
+
+pub fn parse_location(bytes: &[u8]) -> Option<(String, i64)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (conversation, position) = text.split_once('/')?;
+    Some((conversation.to_owned(), position.parse().ok()?))
+}
+
+/// A log entry naming a conversation at a version.
+pub fn log_entry(conversation: &str, version: u64) -> Vec<u8> {
+    format!("{conversation}:{version}").into_bytes()
+}
+
+pub fn parse_log_entry(bytes: &[u8]) -> Option<(String, u64)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (conversation, version) = text.split_once(':')?;
+    Some((conversation.to_owned(), version.parse().ok()?))
+}
+
+/// Writes a changed conversation with `extra` keys in one transaction,
+/// provided nobody changed it since it was read: the writer of version `v`
+/// must be the first to `increment` `…/v/{v}`. Others get 409 and reload.
+pub fn commit(
+    kv: &dyn KeyValue,
+    org: &str,
+    conversation: &mut Conversation,
+    extra: Vec<(String, Vec<u8>)>,
+) -> Result<(), ApiError> {
+    let claim = version_claim_key(org, &conversation.id, conversation.version);
+    if kv.increment(&claim, 1)? != 1 {
+        return Err(ApiError::conflict(
+            "conversation_changed",
+            "the conversation changed while this request was handled; read it again and retry",
+        ));
+    }
+    conversation.version += 1;
+    let write = if conversation.version == 1 {
+        store::insert(kv, org, conversation, extra)
+    } else {
+        store::save(kv, org, conversation, extra)
+    };
+    if write.is_err() {
+        conversation.version -= 1;
+        let _ = kv.delete(&claim);
+    }
+    write
+}
+
+/// The counter whose first incrementer may write version `version + 1`.
+fn version_claim_key(org: &str, conversation: &str, version: u64) -> String {
+    format!("org/{org}/conversation/{conversation}/v/{version}")
+}
+
+/// A conversation document and when its customer last wrote, in one read.
+pub fn load(
+    kv: &dyn KeyValue,
+    org: &str,
+    id: &str,
+) -> Result<Option<(Conversation, Option<String>)>, ApiError> {
+    if !store::is_id(id) {
+        return Ok(None);
+    }
+    let keys = [
+        store::document_key::<Conversation>(org, id),
+        last_customer_key(org, id),
+    ];
+    let mut found = kv.get_many(&keys)?.into_iter();
+    let document = found.next().flatten();
+    let last = found
+        .next()
+        .flatten()
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+    Ok(document
+        .map(|bytes| store::decode::<Conversation>(&keys[0], &bytes))
+        .transpose()?
+        .map(|conversation| (conversation, last)))
+}
+
+pub fn require(
+    kv: &dyn KeyValue,
+    org: &str,
+    id: &str,
+) -> Result<(Conversation, Option<String>), ApiError> {
+    load(kv, org, id)?.ok_or_else(|| ApiError {
+        status: 404,
+        code: "not_found",
+        message: format!("no conversation with id {id} in this organisation"),
+        field: None,
+    })
+}
+
+/// Appends messages to a conversation: one `increment` each for their
+/// positions, then one transaction with them, their provider ids and
+/// `extra` keys.
+pub fn append(
+    kv: &dyn KeyValue,
+    org: &str,
+    conversation: &str,
+    messages_to_add: &mut [Message],
+    mut extra: Vec<(String, Vec<u8>)>,
+    provider: &str,
+) -> Result<(), ApiError> {
+    let log = messages(org, conversation);
+    for message in messages_to_add.iter_mut() {
+        message.position = log.reserve(kv)?;
+        if let Some(id) = &message.provider_message_id {
+            extra.push((
+                provider_message_key(org, provider, id),
+                message_location(conversation, message.position),
+            ));
+        }
+        extra.push((log.slot_key(message.position), store::encode(message)));
+    }
+    kv.set_many(&extra)?;
+    Ok(())
+}

@@ -1,0 +1,378 @@
+//! Routing (R-CONV-3): classification to a queue, distribution to agents.
+//!
+//! Classification tries the workstream's rules in order; the first whose
+//! conditions all hold names the queue, else the fallback queue does.
+//!
+//! Distribution gives a conversation to an available agent of its queue
+//! with free capacity. Capacity is a counter per agent (`agent/{a}/load`):
+//! taking a conversation is `increment(+1)`, and a result over the agent's
+//! capacity is given straight back, so concurrent conversations can never
+//! overfill an agent, on one instance or many (principle 4). Which agent is
+//! asked first is the workstream's choice: `round_robin` rotates through the
+//! queue's agents with a per-queue counter, `least_active` asks the agent
+//! with the fewest active conversations first.
+//!
+//! A conversation no agent can take waits in its queue. The queue's log of
+//! entries is the waiting line: when an agent frees up or becomes available
+//! it walks its queues' logs from the oldest entry still waiting
+//! (`queue/{q}/head`) and takes what it has room for.
+
+use super::{agent_log, commit, log_entry, parse_log_entry, queue_log, Conversation, State};
+use crate::api::ApiError;
+use crate::config::agents::Agent;
+use crate::config::workstreams::{ChannelInstance, Conditions, Workstream};
+use crate::conversations::Contact;
+use crate::ports::KeyValue;
+use crate::store::{self, Log};
+
+/// Where classification sent a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    pub queue_id: String,
+    /// The rule's name (or its position, `rule 2`), or `fallback`.
+    pub routed_by: String,
+}
+
+pub fn classify(
+    workstream: &Workstream,
+    instance: &ChannelInstance,
+    text: &str,
+    contact: &Contact,
+) -> Classified {
+    workstream
+        .routing_rules
+        .iter()
+        .enumerate()
+        .find(|(_, rule)| matches(&rule.conditions, instance, text, contact))
+        .map(|(index, rule)| Classified {
+            queue_id: rule.queue.clone(),
+            routed_by: if rule.name.is_empty() {
+                format!("rule {}", index + 1)
+            } else {
+                rule.name.clone()
+            },
+        })
+        .unwrap_or_else(|| Classified {
+            queue_id: workstream.fallback_queue.clone(),
+            routed_by: "fallback".to_owned(),
+        })
+}
+
+fn matches(
+    conditions: &Conditions,
+    instance: &ChannelInstance,
+    text: &str,
+    contact: &Contact,
+) -> bool {
+    let channel = conditions
+        .channel
+        .as_ref()
+        .is_none_or(|address| *address == instance.address);
+    let language = conditions.language.as_ref().is_none_or(|wanted| {
+        *wanted == instance.language
+            || (*wanted == wanted.language() && *wanted == instance.language.language())
+    });
+    let keywords = conditions.keywords.is_empty()
+        || conditions
+            .keywords
+            .iter()
+            .any(|keyword| contains_words(text, keyword));
+    let field = conditions.contact_field.as_ref().is_none_or(|field| {
+        contact
+            .fields
+            .get(&field.name)
+            .is_some_and(|value| value.eq_ignore_ascii_case(&field.equals))
+    });
+    channel && language && keywords && field
+}
+
+/// Whether `text` contains `keyword` (lowercase, maybe several words) as
+/// whole words: "refund" matches "Refund please!" but not "refunded".
+fn contains_words(text: &str, keyword: &str) -> bool {
+    let words = |s: &str| -> Vec<String> {
+        s.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let (text, keyword) = (words(text), words(keyword));
+    !keyword.is_empty() && text.windows(keyword.len()).any(|window| window == keyword)
+}
+
+fn load_key(org: &str, agent: &str) -> String {
+    format!("org/{org}/agent/{agent}/load")
+}
+
+/// The agents who ever joined a queue; an agent's own `queues` say whether
+/// it still serves it.
+pub fn queue_members(org: &str, queue: &str) -> Log {
+    Log::new(format!("org/{org}/queue/{queue}/agents"))
+}
+
+fn queue_head_key(org: &str, queue: &str) -> String {
+    format!("org/{org}/queue/{queue}/head")
+}
+
+fn round_robin_key(org: &str, queue: &str) -> String {
+    format!("org/{org}/queue/{queue}/round-robin")
+}
+
+/// Active conversations an agent holds.
+pub fn load_of(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<i64, ApiError> {
+    Ok(kv.increment(&load_key(org, agent), 0)?)
+}
+
+/// Takes one unit of the agent's capacity; `false`, holding nothing, when
+/// the agent is full.
+pub fn reserve(kv: &dyn KeyValue, org: &str, agent: &Agent) -> Result<bool, ApiError> {
+    let key = load_key(org, &agent.id);
+    if kv.increment(&key, 1)? <= agent.capacity {
+        return Ok(true);
+    }
+    kv.increment(&key, -1)?;
+    Ok(false)
+}
+
+/// Gives back one unit of the agent's capacity.
+pub fn release(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<(), ApiError> {
+    let key = load_key(org, agent);
+    if kv.increment(&key, -1)? < 0 {
+        kv.increment(&key, 1)?;
+    }
+    Ok(())
+}
+
+/// The agents serving `queue` now, in id order.
+pub fn agents_of(kv: &dyn KeyValue, org: &str, queue: &str) -> Result<Vec<Agent>, ApiError> {
+    let log = queue_members(org, queue);
+    let mut ids: Vec<String> = log
+        .read(kv, 1, log.len(kv)?)?
+        .into_iter()
+        .map(|(_, id)| String::from_utf8_lossy(&id).into_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let mut agents: Vec<Agent> = store::load_many(kv, org, &ids)?;
+    agents.retain(|agent| agent.queues.iter().any(|q| q == queue));
+    Ok(agents)
+}
+
+/// An available agent of `queue` with room, its capacity already taken.
+pub fn pick_agent(
+    kv: &dyn KeyValue,
+    org: &str,
+    queue: &str,
+    distribution: &str,
+) -> Result<Option<Agent>, ApiError> {
+    let mut candidates: Vec<Agent> = agents_of(kv, org, queue)?
+        .into_iter()
+        .filter(|agent| agent.presence == "available")
+        .collect();
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    if distribution == "least_active" {
+        let mut loaded = Vec::with_capacity(candidates.len());
+        for agent in candidates {
+            let load = load_of(kv, org, &agent.id)?;
+            if load < agent.capacity {
+                loaded.push((load, agent));
+            }
+        }
+        loaded.sort_by_key(|(load, _)| *load);
+        candidates = loaded.into_iter().map(|(_, agent)| agent).collect();
+    } else {
+        let turn = kv.increment(&round_robin_key(org, queue), 1)?;
+        let start = (turn - 1).rem_euclid(candidates.len() as i64) as usize;
+        candidates.rotate_left(start);
+    }
+    for agent in candidates {
+        if reserve(kv, org, &agent)? {
+            return Ok(Some(agent));
+        }
+    }
+    Ok(None)
+}
+
+/// Puts the conversation into `queue` — straight to an agent when one has
+/// room, else waiting — and commits it with `extra` keys. A conversation
+/// left waiting is offered once more after the commit, in case an agent
+/// freed up while it was being written.
+pub fn route_to_queue(
+    kv: &dyn KeyValue,
+    org: &str,
+    conversation: &mut Conversation,
+    queue: &str,
+    distribution: &str,
+    now: &str,
+    mut extra: Vec<(String, Vec<u8>)>,
+) -> Result<(), ApiError> {
+    let agent = pick_agent(kv, org, queue, distribution)?;
+    let version = conversation.version + 1;
+    let queue_log = queue_log(org, queue);
+    let slot = queue_log.reserve(kv)?;
+    extra.push((queue_log.slot_key(slot), log_entry(&conversation.id, version)));
+    conversation.queue_id = Some(queue.to_owned());
+    conversation.queued_at = version;
+    conversation.with_bot = false;
+    conversation.closed_at = None;
+    conversation.updated_at = now.to_owned();
+    match &agent {
+        Some(agent) => {
+            extra.push(assignment_entry(kv, org, conversation, agent)?);
+        }
+        None => {
+            conversation.state = State::Open;
+            conversation.agent_id = None;
+        }
+    }
+    if let Err(error) = commit(kv, org, conversation, extra) {
+        if let Some(agent) = &agent {
+            release(kv, org, &agent.id)?;
+        }
+        return Err(error);
+    }
+    if agent.is_none() {
+        if let Some(agent) = pick_agent(kv, org, queue, distribution)? {
+            assign(kv, org, conversation, &agent, now)?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes `agent` the conversation's owner at the next version; returns the
+/// agent-log entry to write with it.
+fn assignment_entry(
+    kv: &dyn KeyValue,
+    org: &str,
+    conversation: &mut Conversation,
+    agent: &Agent,
+) -> Result<(String, Vec<u8>), ApiError> {
+    let version = conversation.version + 1;
+    let log = agent_log(org, &agent.id);
+    let slot = log.reserve(kv)?;
+    conversation.state = State::Active;
+    conversation.agent_id = Some(agent.id.clone());
+    conversation.assigned_at = version;
+    Ok((log.slot_key(slot), log_entry(&conversation.id, version)))
+}
+
+/// Gives a stored conversation to `agent`, whose capacity the caller has
+/// already taken; on any failure the capacity is given back. `Ok(false)`
+/// when someone else changed the conversation first.
+pub fn assign(
+    kv: &dyn KeyValue,
+    org: &str,
+    conversation: &mut Conversation,
+    agent: &Agent,
+    now: &str,
+) -> Result<bool, ApiError> {
+    let before = conversation.clone();
+    let result = assignment_entry(kv, org, conversation, agent).and_then(|entry| {
+        conversation.updated_at = now.to_owned();
+        commit(kv, org, conversation, vec![entry])
+    });
+    match result {
+        Ok(()) => Ok(true),
+        Err(error) => {
+            *conversation = before;
+            release(kv, org, &agent.id)?;
+            if error.code == "conversation_changed" {
+                Ok(false)
+            } else {
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Whether the conversation waits in `queue` since the log entry made at
+/// `version`.
+fn waits_in(conversation: &Conversation, queue: &str, version: u64) -> bool {
+    conversation.state == State::Open
+        && !conversation.with_bot
+        && conversation.queue_id.as_deref() == Some(queue)
+        && conversation.queued_at == version
+}
+
+/// Lets an agent who freed up or became available take waiting
+/// conversations from its queues, oldest first, while it has room.
+/// Returns how many it took.
+pub fn pull_waiting(
+    kv: &dyn KeyValue,
+    org: &str,
+    agent: &Agent,
+    now: &str,
+) -> Result<usize, ApiError> {
+    const CHUNK: i64 = 50;
+    let mut taken = 0;
+    if agent.presence != "available" {
+        return Ok(0);
+    }
+    for queue in &agent.queues {
+        let log = queue_log(org, queue);
+        let head_key = queue_head_key(org, queue);
+        let head: i64 = kv
+            .get(&head_key)?
+            .and_then(|bytes| String::from_utf8_lossy(&bytes).parse().ok())
+            .unwrap_or(0);
+        let count = log.len(kv)?;
+        let (mut position, mut new_head, mut all_stale) = (head, head, true);
+        'scan: while position < count {
+            let end = (position + CHUNK).min(count);
+            let entries: Vec<(i64, String, u64)> = log
+                .read(kv, position + 1, end)?
+                .into_iter()
+                .filter_map(|(slot, bytes)| {
+                    parse_log_entry(&bytes).map(|(id, version)| (slot, id, version))
+                })
+                .collect();
+            let ids: Vec<String> = entries.iter().map(|(_, id, _)| id.clone()).collect();
+            let mut conversations: Vec<Conversation> = store::load_many(kv, org, &ids)?;
+            for (slot, id, version) in &entries {
+                let Some(conversation) = conversations
+                    .iter_mut()
+                    .find(|c| c.id == *id && waits_in(c, queue, *version))
+                else {
+                    if all_stale {
+                        new_head = *slot;
+                    }
+                    continue;
+                };
+                if !reserve(kv, org, agent)? {
+                    break 'scan;
+                }
+                if assign(kv, org, conversation, agent, now)? {
+                    taken += 1;
+                    if all_stale {
+                        new_head = *slot;
+                    }
+                } else {
+                    all_stale = false;
+                }
+            }
+            if all_stale {
+                new_head = end;
+            }
+            position = end;
+        }
+        if new_head > head {
+            kv.set(&head_key, new_head.to_string().as_bytes())?;
+        }
+    }
+    Ok(taken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_match_whole_words() {
+        assert!(contains_words("I want a REFUND, please", "refund"));
+        assert!(!contains_words("refunded already", "refund"));
+        assert!(contains_words("where is my order?", "my order"));
+        assert!(!contains_words("order my", "my order"));
+        assert!(contains_words("Zwrot pieniędzy", "pieniędzy"));
+    }
+}
