@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod sim;
+pub mod whatsapp;
 
 use bytes::Bytes;
 use devhost::{App, Handled, Options};

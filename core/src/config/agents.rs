@@ -9,8 +9,8 @@
 
 use super::{queues::require_queue, Ctx, Effects, Resource};
 use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
-use crate::conversations::routing::{pull_waiting, queue_members};
 use crate::auth::{ApiKey, Role};
+use crate::conversations::routing::{pull_waiting, queue_members};
 use crate::input::Object;
 use crate::locale::Locale;
 use crate::store;

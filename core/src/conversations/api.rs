@@ -10,8 +10,8 @@ use super::contacts::{address_key, Contact, ContactAddress};
 use super::reply::{deliver, window_closes_at, Content, Undelivered, MAX_TEXT_CHARS};
 use super::routing::{assign, pull_waiting, release, reserve, route_to_queue};
 use super::{
-    agent_log, commit, last_customer_key, messages, parse_log_entry, queue_log, Attachment,
-    Author, Conversation, Message, State,
+    agent_log, commit, last_customer_key, messages, parse_log_entry, queue_log, Attachment, Author,
+    Conversation, Message, State,
 };
 use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
 use crate::auth::Role;
@@ -30,6 +30,11 @@ use serde_json::{json, Map, Value};
 
 const READERS: &[Role] = &[Role::Admin, Role::Agent];
 
+/// A state transition: the caller's context, the conversation id, the body.
+type Action = fn(&Ctx, &str, &Map<String, Value>) -> Result<Response, ApiError>;
+/// Whether a log entry (conversation, version) still stands for it.
+type EntryHolds = Box<dyn Fn(&Conversation, u64) -> bool>;
+
 pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
     route(request, ports)
         .await
@@ -39,9 +44,7 @@ pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
 async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Undelivered> {
     let segments = request.segments();
     let ctx = Ctx::authenticate(request, ports)?;
-    let post = |f: fn(&Ctx, &str, &Map<String, Value>) -> Result<Response, ApiError>,
-                id: &str|
-     -> Result<Response, Undelivered> {
+    let post = |f: Action, id: &str| -> Result<Response, Undelivered> {
         if request.method != Method::Post {
             return Ok(method_not_allowed(&["POST"]));
         }
@@ -146,35 +149,34 @@ fn list(ctx: &Ctx, request: &Request) -> Result<Response, ApiError> {
     let org = ctx.org();
     let kv = ctx.kv();
     // Which log to walk, and which of its entries still count.
-    let (log, entry_holds): (Log, Box<dyn Fn(&Conversation, u64) -> bool>) =
-        match (&queue, &agent) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::invalid(
-                    "agent",
-                    "conflicting_filters",
-                    "filter by \"queue\" or by \"agent\", not both",
-                ))
-            }
-            (Some(queue), None) => {
-                let queue = queue.clone();
-                (
-                    queue_log(org, &queue),
-                    Box::new(move |c, version| {
-                        c.queue_id.as_deref() == Some(queue.as_str()) && c.queued_at == version
-                    }),
-                )
-            }
-            (None, Some(agent)) => {
-                let agent = agent.clone();
-                (
-                    agent_log(org, &agent),
-                    Box::new(move |c, version| {
-                        c.agent_id.as_deref() == Some(agent.as_str()) && c.assigned_at == version
-                    }),
-                )
-            }
-            (None, None) => (store::index::<Conversation>(org), Box::new(|_, _| true)),
-        };
+    let (log, entry_holds): (Log, EntryHolds) = match (&queue, &agent) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "agent",
+                "conflicting_filters",
+                "filter by \"queue\" or by \"agent\", not both",
+            ))
+        }
+        (Some(queue), None) => {
+            let queue = queue.clone();
+            (
+                queue_log(org, &queue),
+                Box::new(move |c, version| {
+                    c.queue_id.as_deref() == Some(queue.as_str()) && c.queued_at == version
+                }),
+            )
+        }
+        (None, Some(agent)) => {
+            let agent = agent.clone();
+            (
+                agent_log(org, &agent),
+                Box::new(move |c, version| {
+                    c.agent_id.as_deref() == Some(agent.as_str()) && c.assigned_at == version
+                }),
+            )
+        }
+        (None, None) => (store::index::<Conversation>(org), Box::new(|_, _| true)),
+    };
     let page: Page<Value> = store::scan(&log, kv, cursor, limit, |entries| {
         let wanted: Vec<(String, u64)> = entries
             .iter()
@@ -200,7 +202,9 @@ fn list(ctx: &Ctx, request: &Request) -> Result<Response, ApiError> {
                 store::decode(&store::document_key::<Conversation>(org, id), bytes)?;
             let holds = entry_holds(&conversation, *version);
             if holds && state.is_none_or(|s| s == conversation.state) {
-                let last = pair[1].as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+                let last = pair[1]
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned());
                 items.push(view(&conversation, last.as_deref()));
             }
         }
@@ -287,7 +291,9 @@ fn acting_agent(
             })
         }
         (None, Some(id)) => id.to_owned(),
-        (None, None) => default.map(str::to_owned).ok_or_else(|| input.missing("agent_id"))?,
+        (None, None) => default
+            .map(str::to_owned)
+            .ok_or_else(|| input.missing("agent_id"))?,
     };
     store::load::<Agent>(ctx.kv(), ctx.org(), &id)?.ok_or_else(|| {
         input.error(
@@ -329,11 +335,7 @@ fn answer(conversation: &Conversation, last: Option<&str>) -> Result<Response, A
 }
 
 /// Gives the conversation to `agent`, taking its capacity.
-fn give(
-    ctx: &Ctx,
-    conversation: &mut Conversation,
-    agent: &Agent,
-) -> Result<(), ApiError> {
+fn give(ctx: &Ctx, conversation: &mut Conversation, agent: &Agent) -> Result<(), ApiError> {
     if !reserve(ctx.kv(), ctx.org(), agent)? {
         return Err(at_capacity(agent));
     }
@@ -354,7 +356,9 @@ fn accept(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Ap
                 return Err(ApiError {
                     status: 403,
                     code: "not_in_queue",
-                    message: format!("you do not serve queue {queue}; an admin can add it to your queues"),
+                    message: format!(
+                        "you do not serve queue {queue}; an admin can add it to your queues"
+                    ),
                     field: None,
                 });
             }
@@ -382,11 +386,16 @@ fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, 
     match (input.str("queue_id")?, input.str("agent_id")?) {
         (Some(queue), None) => {
             store::load::<Queue>(ctx.kv(), ctx.org(), queue)?.ok_or_else(|| {
-                input.error("queue_id", "unknown_queue", format!("no queue with id {queue} in this organisation"))
+                input.error(
+                    "queue_id",
+                    "unknown_queue",
+                    format!("no queue with id {queue} in this organisation"),
+                )
             })?;
             let workstream: Option<Workstream> =
                 store::load(ctx.kv(), ctx.org(), &conversation.workstream_id)?;
-            let distribution = workstream.map_or_else(|| "round_robin".to_owned(), |w| w.distribution);
+            let distribution =
+                workstream.map_or_else(|| "round_robin".to_owned(), |w| w.distribution);
             conversation.routed_by = Some("transfer".to_owned());
             route_to_queue(
                 ctx.kv(),
@@ -400,10 +409,18 @@ fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, 
         }
         (None, Some(agent_id)) => {
             let agent = store::load::<Agent>(ctx.kv(), ctx.org(), agent_id)?.ok_or_else(|| {
-                input.error("agent_id", "unknown_agent", format!("no agent with id {agent_id} in this organisation"))
+                input.error(
+                    "agent_id",
+                    "unknown_agent",
+                    format!("no agent with id {agent_id} in this organisation"),
+                )
             })?;
             if held_by.as_deref() == Some(agent_id) {
-                return Err(input.error("agent_id", "same_agent", "the conversation is already with this agent"));
+                return Err(input.error(
+                    "agent_id",
+                    "same_agent",
+                    "the conversation is already with this agent",
+                ));
             }
             give(ctx, &mut conversation, &agent)?;
         }
@@ -438,8 +455,7 @@ fn wait(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiE
 /// `resume`: an agent takes back a waiting or closed conversation.
 fn resume(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
     Object::root(body).only(&["agent_id"])?;
-    let (mut conversation, last) =
-        require_in(ctx, id, &[State::Waiting, State::Closed], "resume")?;
+    let (mut conversation, last) = require_in(ctx, id, &[State::Waiting, State::Closed], "resume")?;
     let agent = acting_agent(ctx, body, conversation.agent_id.as_deref())?;
     conversation.closed_at = None;
     give(ctx, &mut conversation, &agent)?;
@@ -526,9 +542,19 @@ async fn send_reply(
     body: &Map<String, Value>,
 ) -> Result<Response, Undelivered> {
     let input = Object::root(body);
-    input.only(&["text", "attachments", "template_id", "context_items", "locale"])?;
-    let (conversation, last) =
-        require_in(ctx, id, &[State::Active, State::Waiting, State::Open], "a reply")?;
+    input.only(&[
+        "text",
+        "attachments",
+        "template_id",
+        "context_items",
+        "locale",
+    ])?;
+    let (conversation, last) = require_in(
+        ctx,
+        id,
+        &[State::Active, State::Waiting, State::Open],
+        "a reply",
+    )?;
     if conversation.state == State::Open && ctx.principal.role == Role::Agent {
         return Err(ApiError::conflict(
             "not_assigned",
@@ -560,7 +586,11 @@ async fn send_reply(
         Some(template_id) => {
             if input.has("text") || input.has("attachments") {
                 return Err(input
-                    .error("text", "conflicting_fields", "send either \"text\" or \"template_id\", not both")
+                    .error(
+                        "text",
+                        "conflicting_fields",
+                        "send either \"text\" or \"template_id\", not both",
+                    )
                     .into());
             }
             render_template(ctx, &input, template_id, &conversation)?
@@ -573,7 +603,14 @@ async fn send_reply(
             }
             if text.chars().count() > MAX_TEXT_CHARS {
                 return Err(input
-                    .error("text", "text_too_long", format!("\"text\" has {} characters; the limit is {MAX_TEXT_CHARS}", text.chars().count()))
+                    .error(
+                        "text",
+                        "text_too_long",
+                        format!(
+                            "\"text\" has {} characters; the limit is {MAX_TEXT_CHARS}",
+                            text.chars().count()
+                        ),
+                    )
                     .into());
             }
             if !attachments.is_empty() && !instance.agent_attachments {
@@ -586,7 +623,10 @@ async fn send_reply(
                 .and_then(|at| crate::time::parse_rfc3339(at).ok())
                 .and_then(|millis| window_closes_at(&conversation.channel, millis));
             if let Some(closes) = closes.filter(|closes| now_millis >= *closes) {
-                return Err(Undelivered::window_closed(&crate::time::rfc3339(closes), false));
+                return Err(Undelivered::window_closed(
+                    &crate::time::rfc3339(closes),
+                    false,
+                ));
             }
             Content::Text { text, attachments }
         }
@@ -618,7 +658,11 @@ fn read_attachments(input: &Object) -> Result<Vec<Attachment>, ApiError> {
         item.only(&["url", "content_type"])?;
         let url = item.required_str("url")?;
         if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(item.error("url", "invalid_url", "an attachment url must be an http(s) URL the provider can fetch"));
+            return Err(item.error(
+                "url",
+                "invalid_url",
+                "an attachment url must be an http(s) URL the provider can fetch",
+            ));
         }
         Ok(Attachment {
             url: url.to_owned(),
@@ -635,7 +679,11 @@ fn render_template(
     conversation: &Conversation,
 ) -> Result<Content, ApiError> {
     let template: Template = store::load(ctx.kv(), ctx.org(), template_id)?.ok_or_else(|| {
-        input.error("template_id", "unknown_template", format!("no template with id {template_id} in this organisation"))
+        input.error(
+            "template_id",
+            "unknown_template",
+            format!("no template with id {template_id} in this organisation"),
+        )
     })?;
     let locale = input
         .optional_parsed("locale", |text| Locale::parse(text).map_err(|e| e.message))?
@@ -653,9 +701,7 @@ fn render_template(
     };
     let rendered = template
         .render(&conversation.channel, Some(&locale), &context)
-        .map_err(|failure| {
-            input.error("template_id", failure.code(), failure.to_string())
-        })?;
+        .map_err(|failure| input.error("template_id", failure.code(), failure.to_string()))?;
     if conversation.channel == "whatsapp" && rendered.content_sid.is_none() {
         return Err(input.error(
             "template_id",

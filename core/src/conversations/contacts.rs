@@ -85,7 +85,13 @@ pub fn opt_keyword(text: &str) -> Option<OptKeyword> {
 
 impl Contact {
     /// A contact for a sender seen for the first time.
-    pub fn for_sender(org: &str, channel: &str, address: &str, name: Option<&str>, now: &str) -> Contact {
+    pub fn for_sender(
+        org: &str,
+        channel: &str,
+        address: &str,
+        name: Option<&str>,
+        now: &str,
+    ) -> Contact {
         Contact {
             id: contact_id_for(org, channel, address),
             name: name.unwrap_or(address).to_owned(),

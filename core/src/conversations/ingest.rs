@@ -106,11 +106,18 @@ pub async fn ingest(
     if next().is_some() {
         return Ok(Ingested::Duplicate);
     }
-    let workstream_id = next().map(text_of).ok_or_else(|| no_workstream(account, inbound))?;
+    let workstream_id = next()
+        .map(text_of)
+        .ok_or_else(|| no_workstream(account, inbound))?;
     let known_contact = next().map(text_of);
     let conversation_key = store::document_key::<Conversation>(
         org,
-        &thread_id(org, &account.id, &inbound.channel_address, &inbound.customer_address),
+        &thread_id(
+            org,
+            &account.id,
+            &inbound.channel_address,
+            &inbound.customer_address,
+        ),
     );
     let conversation: Option<Conversation> = next()
         .map(|bytes| store::decode(&conversation_key, &bytes))

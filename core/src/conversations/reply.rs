@@ -13,7 +13,7 @@ use crate::config::accounts::{Account, Settings};
 use crate::ports::Ports;
 use crate::providers::{self, twilio};
 use crate::templates::Rendered;
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
 const HOUR_MILLIS: i64 = 3_600_000;
 /// WhatsApp accepts free-form messages for 24 hours after the customer's
@@ -56,8 +56,8 @@ pub struct Undelivered {
     pub error: ApiError,
     /// Seconds the provider asked us to wait (429).
     pub retry_after: Option<u64>,
-    /// Extra fields of the error object (e.g. `window_closed_at`).
-    pub details: Map<String, Value>,
+    /// When the free-form window closed, for 409 `reply_window_closed`.
+    pub window_closed_at: Option<String>,
 }
 
 impl From<ApiError> for Undelivered {
@@ -65,7 +65,7 @@ impl From<ApiError> for Undelivered {
         Undelivered {
             error,
             retry_after: None,
-            details: Map::new(),
+            window_closed_at: None,
         }
     }
 }
@@ -76,8 +76,8 @@ impl Undelivered {
         if let Some(field) = &self.error.field {
             body["error"]["field"] = json!(field);
         }
-        for (name, value) in self.details {
-            body["error"][name] = value;
+        if let Some(closed_at) = self.window_closed_at {
+            body["error"]["window_closed_at"] = json!(closed_at);
         }
         let response = Response::json(self.error.status, &body);
         match self.retry_after {
@@ -93,8 +93,6 @@ impl Undelivered {
         } else {
             ""
         };
-        let mut details = Map::new();
-        details.insert("window_closed_at".into(), json!(closed_at));
         Undelivered {
             error: ApiError::conflict(
                 "reply_window_closed",
@@ -103,7 +101,7 @@ impl Undelivered {
                 ),
             ),
             retry_after: None,
-            details,
+            window_closed_at: Some(closed_at.to_owned()),
         }
     }
 }
@@ -174,7 +172,7 @@ pub async fn deliver(
                         field: None,
                     },
                     retry_after: Some(retry_after_seconds.unwrap_or(1)),
-                    details: Map::new(),
+                    window_closed_at: None,
                 }),
                 twilio::SendOutcome::Rejected {
                     status,

@@ -211,7 +211,10 @@ pub fn route_to_queue(
     let version = conversation.version + 1;
     let queue_log = queue_log(org, queue);
     let slot = queue_log.reserve(kv)?;
-    extra.push((queue_log.slot_key(slot), log_entry(&conversation.id, version)));
+    extra.push((
+        queue_log.slot_key(slot),
+        log_entry(&conversation.id, version),
+    ));
     conversation.queue_id = Some(queue.to_owned());
     conversation.queued_at = version;
     conversation.with_bot = false;

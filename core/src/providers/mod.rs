@@ -106,7 +106,6 @@ fn http_status(status: u16) -> String {
     format!("HTTP {status}")
 }
 
-/// `base` without its trailing `/`s, followed by `path`.
 /// A provider's API origin from its Spin variable (e.g. `twilio_api_base`).
 pub fn api_base(
     variables: &dyn crate::ports::Variables,
@@ -123,6 +122,7 @@ pub fn api_base(
         })
 }
 
+/// `base` without its trailing `/`s, followed by `path`.
 fn endpoint(base: &str, path: &str) -> String {
     format!("{}{path}", base.trim_end_matches('/'))
 }

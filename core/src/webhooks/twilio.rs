@@ -34,7 +34,10 @@ fn twiml() -> Response {
 
 /// A WhatsApp address (`whatsapp:+15551234567`) as the number it names.
 fn number(address: &str) -> String {
-    address.strip_prefix("whatsapp:").unwrap_or(address).to_owned()
+    address
+        .strip_prefix("whatsapp:")
+        .unwrap_or(address)
+        .to_owned()
 }
 
 async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {

@@ -1,0 +1,546 @@
+//! WhatsApp conversations end to end (SPEC.md R-IN for Twilio, R-CONV):
+//! signed Twilio webhooks into `webhook_twilio.wasm`, agents working
+//! through `conversations.wasm`, replies reaching the Twilio simulator.
+
+use e2e::api::PUBLIC_BASE_URL;
+use e2e::sim::twilio_error;
+use e2e::whatsapp::{field, message_params, twilio_signature, Centre, AUTH_TOKEN};
+use futures::future::join_all;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const CUSTOMER: &str = "+4917612345678";
+
+fn sid(n: u32) -> String {
+    // Distinct from the simulator's own SM…0001, SM…0002 for sends.
+    format!("SMc{n:031x}")
+}
+
+fn messages(conversation: &Value) -> Vec<Value> {
+    conversation["messages"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_signed_message_creates_a_contact_and_a_conversation_routed_by_rule_and_assigned() {
+    let centre = Centre::start("round_robin", false).await;
+    let billing_agent = centre.agent("Bea", 2, &["billing"]).await;
+    let general_agent = centre.agent("Gus", 2, &["general"]).await;
+
+    let first = centre
+        .customer_says(&sid(1), CUSTOMER, "Hi, I want a REFUND for order 17")
+        .await;
+    assert_eq!(first.kv.listings, 0);
+    let listed = centre.conversations("").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let conversation = &listed[0];
+    assert_eq!(conversation["state"], "active");
+    assert_eq!(conversation["queue_id"], centre.queue("billing"));
+    assert_eq!(conversation["routed_by"], "refunds");
+    assert_eq!(conversation["agent_id"], billing_agent.id.as_str());
+    assert_eq!(conversation["customer_address"], CUSTOMER);
+    assert_eq!(conversation["profile_name"], "Jane Doe");
+    assert!(conversation["reply_window_closes_at"].is_string());
+    let contact = centre
+        .get(
+            &general_agent.key,
+            &format!(
+                "/api/contacts/{}",
+                conversation["contact_id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(contact["name"], "Jane Doe");
+    assert_eq!(
+        contact["addresses"],
+        json!([{"channel": "whatsapp", "address": CUSTOMER}])
+    );
+
+    // The second message threads into the same conversation, within the
+    // key-value budget of SPEC.md.
+    let second = centre
+        .customer_says(&sid(2), CUSTOMER, "It arrived broken")
+        .await;
+    assert!(second.kv.reads <= 3, "reads: {:?}", second.kv);
+    assert!(second.kv.writes <= 3, "writes: {:?}", second.kv);
+    assert_eq!(second.kv.listings, 0);
+    let id = conversation["id"].as_str().unwrap();
+    let read = centre
+        .get(&billing_agent.key, &format!("/api/conversations/{id}"))
+        .await;
+    let texts: Vec<String> = messages(&read)
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        texts,
+        ["Hi, I want a REFUND for order 17", "It arrived broken"]
+    );
+    assert_eq!(messages(&read)[1]["author"], "customer");
+    assert_eq!(centre.conversations("").await.len(), 1);
+
+    // Another customer without the keyword goes to the fallback queue.
+    centre
+        .customer_says(&sid(3), "+4917600000001", "Hello")
+        .await;
+    let general = centre
+        .conversations(&format!("queue={}", centre.queue("general")))
+        .await;
+    assert_eq!(general.len(), 1);
+    assert_eq!(general[0]["routed_by"], "fallback");
+    assert_eq!(general[0]["agent_id"], general_agent.id.as_str());
+    let mine = centre
+        .get(&general_agent.key, "/api/conversations?agent=me")
+        .await;
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn bad_or_missing_signatures_are_refused_with_nothing_stored() {
+    let centre = Centre::start("round_robin", false).await;
+    centre.agent("Gus", 2, &["general"]).await;
+    let params = message_params(&sid(1), CUSTOMER, "hello", &[]);
+    let url = format!("{PUBLIC_BASE_URL}{}", centre.webhook_path());
+    let wrong_token = twilio_signature("0000000000000000000000000000dead", &url, &params);
+    let wrong_url = twilio_signature(AUTH_TOKEN, "https://other.example.com/webhooks", &params);
+    let mut tampered = params.clone();
+    tampered[7].1 = "hello, changed".into();
+    let good = twilio_signature(AUTH_TOKEN, &url, &params);
+    for (body, signature) in [
+        (&params, None),
+        (&params, Some(wrong_token.as_str())),
+        (&params, Some(wrong_url.as_str())),
+        (&params, Some("")),
+        (&tampered, Some(good.as_str())),
+    ] {
+        let refused = centre.post_webhook(body, signature).await;
+        assert_eq!(refused.status(), 403, "{}", refused.text());
+        assert_eq!(refused.json()["error"]["code"], "invalid_signature");
+        assert_eq!(refused.kv.writes, 0, "nothing written: {:?}", refused.kv);
+    }
+    assert!(centre.conversations("").await.is_empty());
+    // The same message correctly signed is accepted.
+    centre.customer_says(&sid(1), CUSTOMER, "hello").await;
+    assert_eq!(centre.conversations("").await.len(), 1);
+    // A signed request that is not a Twilio callback is a 400, not a 500.
+    let junk = vec![("Hello".to_owned(), "world".to_owned())];
+    let refused = centre.signed(&junk).await;
+    assert_eq!(refused.status(), 400, "{}", refused.text());
+    // An unknown account is a 404.
+    let unknown = centre
+        .gateway
+        .call(
+            "POST",
+            &format!("/webhooks/twilio/{}", "f".repeat(32)),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_deliveries_of_one_message_store_it_once() {
+    let centre = Centre::start("round_robin", false).await;
+    let agent = centre.agent("Gus", 5, &["general"]).await;
+    let params = message_params(&sid(7), CUSTOMER, "only once", &[]);
+    let deliveries = (0..50).map(|_| centre.signed(&params));
+    let answers = join_all(deliveries).await;
+    for answer in &answers {
+        assert_eq!(answer.status(), 200, "{}", answer.text());
+    }
+    let listed = centre.conversations("").await;
+    assert_eq!(listed.len(), 1);
+    let id = listed[0]["id"].as_str().unwrap();
+    let read = centre
+        .get(&agent.key, &format!("/api/conversations/{id}"))
+        .await;
+    assert_eq!(messages(&read).len(), 1, "{read}");
+    // A later redelivery is still a duplicate.
+    centre.customer_says(&sid(7), CUSTOMER, "only once").await;
+    let read = centre
+        .get(&agent.key, &format!("/api/conversations/{id}"))
+        .await;
+    assert_eq!(messages(&read).len(), 1);
+    // And the agent holds it once.
+    let mine = centre.get(&agent.key, "/api/conversations?agent=me").await;
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn twenty_customers_at_once_get_twenty_conversations_and_capacity_holds() {
+    let centre = Centre::start("least_active", false).await;
+    let ann = centre.agent("Ann", 3, &["general"]).await;
+    let bob = centre.agent("Bob", 3, &["general"]).await;
+    let arrivals = (0..20u32).map(|n| {
+        let params = message_params(&sid(100 + n), &format!("+4917600000{n:03}"), "hello", &[]);
+        let centre = &centre;
+        async move { centre.signed(&params).await }
+    });
+    for answer in join_all(arrivals).await {
+        assert_eq!(answer.status(), 200, "{}", answer.text());
+    }
+    let all = centre.conversations("").await;
+    assert_eq!(all.len(), 20);
+    let active = centre.conversations("state=active").await;
+    assert_eq!(active.len(), 6, "both agents full: {active:?}");
+    for agent in [&ann, &bob] {
+        let held = centre
+            .conversations(&format!("agent={}&state=active", agent.id))
+            .await;
+        assert_eq!(held.len(), 3, "capacity 3 for {}", agent.id);
+    }
+    let waiting = centre.conversations("state=open").await;
+    assert_eq!(waiting.len(), 14);
+
+    // Ann closes one: the oldest waiting conversation comes to her.
+    let hers = centre
+        .conversations(&format!("agent={}&state=active", ann.id))
+        .await;
+    let closing = hers[0]["id"].as_str().unwrap();
+    let closed = centre.act(&ann.key, closing, "close", json!({})).await;
+    assert_eq!(closed.status(), 200, "{}", closed.text());
+    assert_eq!(closed.json()["state"], "closed");
+    assert_eq!(centre.conversations("state=open").await.len(), 13);
+    assert_eq!(
+        centre
+            .conversations(&format!("agent={}&state=active", ann.id))
+            .await
+            .len(),
+        3
+    );
+
+    // A new agent becoming available takes waiting conversations.
+    let cid = centre.agent("Cid", 2, &["general"]).await;
+    assert_eq!(
+        centre
+            .conversations(&format!("agent={}&state=active", cid.id))
+            .await
+            .len(),
+        2
+    );
+    assert_eq!(centre.conversations("state=open").await.len(), 11);
+}
+
+#[tokio::test]
+async fn after_24_hours_free_form_is_refused_and_an_approved_template_goes_out() {
+    let centre = Centre::start("round_robin", false).await;
+    let agent = centre.agent("Gus", 2, &["general"]).await;
+    centre.customer_says(&sid(1), CUSTOMER, "Hello?").await;
+    let id = centre.conversations("").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let reply = centre
+        .act(
+            &agent.key,
+            &id,
+            "messages",
+            json!({"text": "Hi Jane, how can I help?"}),
+        )
+        .await;
+    assert_eq!(reply.status(), 201, "{}", reply.text());
+    let sent = centre.sends();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        field(&sent[0], "To").as_deref(),
+        Some(format!("whatsapp:{CUSTOMER}").as_str())
+    );
+    assert_eq!(
+        field(&sent[0], "From").as_deref(),
+        Some("whatsapp:+14155238886")
+    );
+    assert_eq!(
+        field(&sent[0], "Body").as_deref(),
+        Some("Hi Jane, how can I help?")
+    );
+    assert_eq!(
+        field(&sent[0], "StatusCallback"),
+        Some(format!("{PUBLIC_BASE_URL}{}", centre.webhook_path()))
+    );
+    let provider_sid = reply.json()["provider_message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Twilio reports delivery: the message's status follows, never back.
+    for (status, expected) in [
+        ("delivered", "delivered"),
+        ("sent", "delivered"),
+        ("read", "read"),
+    ] {
+        let params: Vec<(String, String)> = [
+            ("MessageSid", provider_sid.as_str()),
+            ("MessageStatus", status),
+            ("AccountSid", e2e::whatsapp::ACCOUNT_SID),
+            ("ChannelPrefix", "whatsapp"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let handled = centre.signed(&params).await;
+        assert_eq!(handled.status(), 200, "{}", handled.text());
+        let read = centre
+            .get(&agent.key, &format!("/api/conversations/{id}"))
+            .await;
+        assert_eq!(messages(&read)[1]["status"], expected);
+    }
+
+    centre
+        .gateway
+        .app
+        .clock()
+        .advance(Duration::from_secs(25 * 3600));
+    let refused = centre
+        .act(
+            &agent.key,
+            &id,
+            "messages",
+            json!({"text": "Are you still there?"}),
+        )
+        .await;
+    assert_eq!(refused.status(), 409, "{}", refused.text());
+    let error = refused.json()["error"].clone();
+    assert_eq!(error["code"], "reply_window_closed");
+    let read = centre
+        .get(&agent.key, &format!("/api/conversations/{id}"))
+        .await;
+    assert_eq!(error["window_closed_at"], read["reply_window_closes_at"]);
+    assert!(error["message"].as_str().unwrap().contains("template"));
+    assert_eq!(centre.sends().len(), 1, "nothing sent");
+
+    let template = centre
+        .gateway
+        .create(
+            &centre.org.key,
+            "/api/templates",
+            json!({
+                "name": "Follow-up", "channel_types": ["whatsapp"], "default_locale": "en-US",
+                "versions": {"en-US": {"text": "Hello {{CustomerName}}, your case {{contextitems.case}} is still open.", "approved": true, "content_sid": format!("HX{}", "ab".repeat(16))}},
+            }),
+        )
+        .await;
+    let sent = centre
+        .act(
+            &agent.key,
+            &id,
+            "messages",
+            json!({"template_id": template["id"], "context_items": {"case": "CAS-17"}}),
+        )
+        .await;
+    assert_eq!(sent.status(), 201, "{}", sent.text());
+    assert_eq!(
+        sent.json()["text"],
+        "Hello Jane Doe, your case CAS-17 is still open."
+    );
+    let request = centre.sends().pop().unwrap();
+    assert_eq!(
+        field(&request, "ContentSid"),
+        Some(format!("HX{}", "ab".repeat(16)))
+    );
+    let variables: Value =
+        serde_json::from_str(&field(&request, "ContentVariables").unwrap()).unwrap();
+    assert_eq!(variables, json!({"1": "Jane Doe", "2": "CAS-17"}));
+    assert_eq!(field(&request, "Body"), None);
+
+    // The customer writes again: the window reopens.
+    centre
+        .customer_says(&sid(2), CUSTOMER, "Yes, still broken")
+        .await;
+    let again = centre
+        .act(
+            &agent.key,
+            &id,
+            "messages",
+            json!({"text": "Sending a new one today."}),
+        )
+        .await;
+    assert_eq!(again.status(), 201, "{}", again.text());
+}
+
+#[tokio::test]
+async fn close_reopen_wait_resume_and_transfer() {
+    let centre = Centre::start("round_robin", false).await;
+    let gus = centre.agent("Gus", 1, &["general"]).await;
+    let eve = centre.agent("Eve", 1, &["escalations"]).await;
+    centre.customer_says(&sid(1), CUSTOMER, "Hello").await;
+    let id = centre.conversations("").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let state = |v: &Value| v["state"].as_str().unwrap().to_owned();
+
+    // Close; a new customer message reopens it and routes it again.
+    let closed = centre.act(&gus.key, &id, "close", json!({})).await;
+    assert_eq!(state(&closed.json()), "closed");
+    centre
+        .customer_says(&sid(2), CUSTOMER, "One more thing")
+        .await;
+    let read = centre
+        .get(&gus.key, &format!("/api/conversations/{id}"))
+        .await;
+    assert_eq!(state(&read), "active");
+    assert_eq!(read["agent_id"], gus.id.as_str());
+    assert_eq!(messages(&read).len(), 2);
+
+    // Wait, then the customer's message brings it back to the same agent.
+    let waiting = centre.act(&gus.key, &id, "wait", json!({})).await;
+    assert_eq!(state(&waiting.json()), "waiting");
+    centre.customer_says(&sid(3), CUSTOMER, "Any news?").await;
+    let read = centre
+        .get(&gus.key, &format!("/api/conversations/{id}"))
+        .await;
+    assert_eq!(
+        (state(&read).as_str(), read["agent_id"].clone()),
+        ("active", json!(gus.id))
+    );
+
+    // Wait again and resume by hand.
+    centre.act(&gus.key, &id, "wait", json!({})).await;
+    let resumed = centre.act(&gus.key, &id, "resume", json!({})).await;
+    assert_eq!(resumed.status(), 200, "{}", resumed.text());
+    assert_eq!(state(&resumed.json()), "active");
+
+    // Another agent cannot act on it.
+    let refused = centre.act(&eve.key, &id, "close", json!({})).await;
+    assert_eq!(refused.status(), 403);
+
+    // Transfer to the escalations queue: Eve gets it, Gus is free again.
+    let moved = centre
+        .act(
+            &gus.key,
+            &id,
+            "transfer",
+            json!({"queue_id": centre.queue("escalations")}),
+        )
+        .await;
+    assert_eq!(moved.status(), 200, "{}", moved.text());
+    let moved = moved.json();
+    assert_eq!(moved["queue_id"], centre.queue("escalations"));
+    assert_eq!(moved["agent_id"], eve.id.as_str());
+    assert_eq!(state(&moved), "active");
+    assert!(centre
+        .conversations(&format!("agent={}&state=active", gus.id))
+        .await
+        .is_empty());
+
+    // A second customer now reaches Gus, whose capacity was given back.
+    centre.customer_says(&sid(4), "+4917600000002", "Hi").await;
+    assert_eq!(
+        centre
+            .conversations(&format!("agent={}&state=active", gus.id))
+            .await
+            .len(),
+        1
+    );
+    // Eve is full: accepting more is refused.
+    let waiting_id = {
+        centre.customer_says(&sid(5), "+4917600000003", "Hi").await;
+        centre.conversations("state=open").await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let full = centre.act(&gus.key, &waiting_id, "accept", json!({})).await;
+    assert_eq!(full.status(), 409, "{}", full.text());
+    assert_eq!(full.json()["error"]["code"], "at_capacity");
+    // Unknown actions and states are clear errors.
+    let bad = centre.act(&gus.key, &id, "wait", json!({"why": 1})).await;
+    assert_eq!(bad.status(), 422);
+    let bad = centre
+        .gateway
+        .call(
+            "GET",
+            "/api/conversations?state=nope",
+            Some(&centre.org.key),
+            None,
+        )
+        .await;
+    assert_eq!(bad.status(), 422);
+}
+
+#[tokio::test]
+async fn attachments_opt_outs_and_provider_errors() {
+    let centre = Centre::start("round_robin", false).await;
+    let agent = centre.agent("Gus", 2, &["general"]).await;
+    let params = message_params(
+        &sid(1),
+        CUSTOMER,
+        "see photo",
+        &[(
+            "https://api.twilio.com/2010-04-01/Accounts/AC/Messages/MM/Media/ME1",
+            "image/jpeg",
+        )],
+    );
+    let handled = centre.signed(&params).await;
+    assert_eq!(handled.status(), 200, "{}", handled.text());
+    let id = centre.conversations("").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let read = centre
+        .get(&agent.key, &format!("/api/conversations/{id}"))
+        .await;
+    let first = &messages(&read)[0];
+    assert_eq!(first["attachments_refused"], 1);
+    assert!(first.get("attachments").is_none(), "{first}");
+    assert!(
+        !read.to_string().contains("Media/ME1"),
+        "the media URL is not shown"
+    );
+    let notice = &messages(&read)[1];
+    assert_eq!(notice["author"], "system");
+    let sent = centre.sends();
+    assert_eq!(sent.len(), 1);
+    assert!(field(&sent[0], "Body").unwrap().contains("attachments"));
+
+    // Opt-out and back in.
+    centre.customer_says(&sid(2), CUSTOMER, "STOP").await;
+    let contact_path = format!("/api/contacts/{}", read["contact_id"].as_str().unwrap());
+    let contact = centre.get(&agent.key, &contact_path).await;
+    assert!(contact["opted_out"]["whatsapp"].is_string(), "{contact}");
+    centre.customer_says(&sid(3), CUSTOMER, "start").await;
+    let contact = centre.get(&agent.key, &contact_path).await;
+    assert_eq!(contact["opted_out"], json!({}));
+
+    // Agents' attachments are allowed on this channel.
+    let with_media = centre
+        .act(&agent.key, &id, "messages", json!({"text": "Here is the label", "attachments": [{"url": "https://files.example.com/label.pdf", "content_type": "application/pdf"}]}))
+        .await;
+    assert_eq!(with_media.status(), 201, "{}", with_media.text());
+    assert_eq!(
+        field(&centre.sends().pop().unwrap(), "MediaUrl").as_deref(),
+        Some("https://files.example.com/label.pdf")
+    );
+
+    // Twilio's rate limit comes back as 429 with its Retry-After.
+    centre
+        .script
+        .lock()
+        .unwrap()
+        .push_back(twilio_error(20429, "Too Many Requests", 429).with_header("retry-after", "7"));
+    let limited = centre
+        .act(&agent.key, &id, "messages", json!({"text": "hello"}))
+        .await;
+    assert_eq!(limited.status(), 429, "{}", limited.text());
+    assert_eq!(limited.header("retry-after"), Some("7"));
+    // Twilio's own 63016 is the same 409 as ours.
+    centre
+        .script
+        .lock()
+        .unwrap()
+        .push_back(twilio_error(63016, "Outside messaging window", 400));
+    let outside = centre
+        .act(&agent.key, &id, "messages", json!({"text": "hello"}))
+        .await;
+    assert_eq!(outside.status(), 409, "{}", outside.text());
+    assert_eq!(outside.json()["error"]["code"], "reply_window_closed");
+    let read = centre
+        .get(&agent.key, &format!("/api/conversations/{id}"))
+        .await;
+    let agent_messages = messages(&read)
+        .iter()
+        .filter(|m| m["author"] == "agent")
+        .count();
+    assert_eq!(agent_messages, 1, "refused sends are not recorded as sent");
+}
