@@ -318,3 +318,38 @@ mod tests {
         }
     }
 }
+
+/// A store whose next `set_many` fails when told to, as a store does in the
+/// middle of a request; everything else is a [`MemoryKeyValue`].
+#[derive(Default)]
+pub struct FailingOnce {
+    pub inner: MemoryKeyValue,
+    pub fail_next_write: std::cell::Cell<bool>,
+}
+
+impl KeyValue for FailingOnce {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.inner.set(key, value)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key)
+    }
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.inner.get_many(keys)
+    }
+    fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        if self.fail_next_write.replace(false) {
+            return Err(StoreError("disk full".into()));
+        }
+        self.inner.set_many(entries)
+    }
+    fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        self.inner.delete_many(keys)
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        self.inner.increment(key, delta)
+    }
+}

@@ -111,9 +111,26 @@ impl Centre {
     /// Queues `general` (fallback) and `billing` (keyword `refund`); the
     /// channel takes customer attachments only when `customer_attachments`.
     pub async fn start(distribution: &str, customer_attachments: bool) -> Centre {
+        Centre::start_with_bot(distribution, customer_attachments, None).await
+    }
+
+    /// [`Centre::start`] whose workstream hands new conversations to the
+    /// bot at `bot_url` first.
+    pub async fn start_with_bot(
+        distribution: &str,
+        customer_attachments: bool,
+        bot_url: Option<&str>,
+    ) -> Centre {
         let script = Script::default();
         let twilio = sim::twilio_scripted(ACCOUNT_SID, AUTH_TOKEN, script.clone());
-        let gateway = Gateway::start(&[("twilio_api_base", &twilio.base())]).await;
+        let bot_origin = bot_url.map_or("https://bot.invalid".to_owned(), |url| {
+            url.split('/').take(3).collect::<Vec<_>>().join("/")
+        });
+        let gateway = Gateway::start(&[
+            ("twilio_api_base", &twilio.base()),
+            ("bot_origin", &bot_origin),
+        ])
+        .await;
         let org = gateway.new_org("Contoso Support").await;
         let account = gateway
             .create(
@@ -142,6 +159,7 @@ impl Centre {
                 json!({
                     "name": "WhatsApp support", "channel": "whatsapp",
                     "fallback_queue": queue("general"), "distribution": distribution,
+                    "bot_url": bot_url,
                     "routing_rules": [{"name": "refunds", "queue": queue("billing"), "conditions": {"keywords": ["refund"]}}],
                     "channels": [{
                         "account_id": account_id, "address": BUSINESS_NUMBER, "language": "en-US",

@@ -3,10 +3,12 @@
 //! through `conversations.wasm`, replies reaching the Twilio simulator.
 
 use e2e::api::PUBLIC_BASE_URL;
-use e2e::sim::twilio_error;
+use e2e::sim::{twilio_error, Reply, Simulator};
 use e2e::whatsapp::{field, message_params, twilio_signature, Centre, AUTH_TOKEN};
 use futures::future::join_all;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 const CUSTOMER: &str = "+4917612345678";
@@ -543,4 +545,79 @@ async fn attachments_opt_outs_and_provider_errors() {
         .filter(|m| m["author"] == "agent")
         .count();
     assert_eq!(agent_messages, 1, "refused sends are not recorded as sent");
+}
+
+#[tokio::test]
+async fn a_bot_sees_new_conversations_first_and_hands_over_to_routing() {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let bot = {
+        let asked = asked.clone();
+        Simulator::start(move |request| {
+            let question: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            match asked.fetch_add(1, Ordering::SeqCst) {
+                0 => Reply::json(
+                    200,
+                    json!({"reply": format!("Hi {}, what is your order number?", question["customer"]["name"].as_str().unwrap_or("?"))}),
+                ),
+                _ => Reply::json(
+                    200,
+                    json!({"reply": "Thanks, an agent will take over.", "handoff": true}),
+                ),
+            }
+        })
+    };
+    let bot_url = format!("{}/switchboard", bot.base());
+    let centre = Centre::start_with_bot("round_robin", false, Some(&bot_url)).await;
+    let agent = centre.agent("Gus", 2, &["general", "billing"]).await;
+
+    centre.customer_says(&sid(1), CUSTOMER, "Hello").await;
+    let conversation = centre.conversations("").await[0].clone();
+    assert_eq!(conversation["state"], "open");
+    assert_eq!(conversation["with_bot"], true);
+    assert!(
+        conversation["agent_id"].is_null(),
+        "the bot has it, not an agent"
+    );
+    let question: Value = serde_json::from_slice(&bot.requests()[0].body).unwrap();
+    assert_eq!(question["message"]["text"], "Hello");
+    assert_eq!(question["customer"]["address"], CUSTOMER);
+    assert_eq!(
+        field(&centre.sends()[0], "Body").as_deref(),
+        Some("Hi Jane Doe, what is your order number?")
+    );
+
+    centre
+        .customer_says(&sid(2), CUSTOMER, "A refund for 17 please")
+        .await;
+    let id = conversation["id"].as_str().unwrap();
+    let read = centre
+        .get(&agent.key, &format!("/api/conversations/{id}"))
+        .await;
+    assert_eq!(read["with_bot"], false);
+    assert_eq!(read["state"], "active");
+    assert_eq!(read["agent_id"], agent.id.as_str());
+    assert_eq!(
+        read["queue_id"],
+        centre.queue("billing"),
+        "routed on the hand-over message"
+    );
+    let authors: Vec<String> = messages(&read)
+        .iter()
+        .map(|m| m["author"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(authors, ["customer", "bot", "customer", "bot"]);
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_bot_hands_over_at_once() {
+    let bot = Simulator::failing(503);
+    let centre =
+        Centre::start_with_bot("round_robin", false, Some(&format!("{}/bot", bot.base()))).await;
+    let agent = centre.agent("Gus", 2, &["general"]).await;
+    centre.customer_says(&sid(1), CUSTOMER, "Hello").await;
+    let conversation = &centre.conversations("").await[0];
+    assert_eq!(conversation["with_bot"], false);
+    assert_eq!(conversation["agent_id"], agent.id.as_str());
+    assert_eq!(bot.requests().len(), 1);
 }

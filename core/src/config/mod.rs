@@ -278,43 +278,7 @@ pub async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Api
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{MemoryKeyValue, MemoryPorts};
-    use crate::ports::{KeyValue, StoreError};
-    use std::cell::Cell;
-
-    /// A store whose next `set_many` fails, as a store does mid-request.
-    #[derive(Default)]
-    struct FailingOnce {
-        inner: MemoryKeyValue,
-        fail_next_write: Cell<bool>,
-    }
-
-    impl KeyValue for FailingOnce {
-        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.get(key)
-        }
-        fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-            self.inner.set(key, value)
-        }
-        fn delete(&self, key: &str) -> Result<(), StoreError> {
-            self.inner.delete(key)
-        }
-        fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-            self.inner.get_many(keys)
-        }
-        fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
-            if self.fail_next_write.replace(false) {
-                return Err(StoreError("disk full".into()));
-            }
-            self.inner.set_many(entries)
-        }
-        fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
-            self.inner.delete_many(keys)
-        }
-        fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
-            self.inner.increment(key, delta)
-        }
-    }
+    use crate::memory::{FailingOnce, MemoryPorts};
 
     fn create_account(ports: &Ports, body: &serde_json::Value) -> Response {
         let ctx = Ctx {

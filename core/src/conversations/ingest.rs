@@ -22,10 +22,11 @@ use super::{
     Conversation, Message, State,
 };
 use crate::api::ApiError;
+use crate::api::Method;
 use crate::config::accounts::Account;
 use crate::config::agents::Agent;
 use crate::config::workstreams::{channel_claim, ChannelInstance, Workstream};
-use crate::ports::{KeyValue, Ports};
+use crate::ports::{KeyValue, OutboundRequest, Ports};
 use crate::store;
 
 /// A customer's message as every webhook normalizes it.
@@ -49,8 +50,6 @@ pub enum Ingested {
     Stored {
         conversation_id: String,
         position: i64,
-        /// The conversation started with this message.
-        started: bool,
     },
 }
 
@@ -173,21 +172,51 @@ pub async fn ingest(
             now: &now,
         },
     );
-    let (conversation, position) = match stored {
+    let (mut conversation, position, contact) = match stored {
         Ok(stored) => stored,
         Err(error) => {
             let _ = kv.delete(&claim);
             return Err(error);
         }
     };
-    let started = conversation.version <= 1 && position == 1;
     if !inbound.attachments.is_empty() && !instance.customer_attachments {
         notify_attachments_refused(ports, org, account, &conversation, &now).await;
+    }
+    if conversation.with_bot {
+        if let Some(url) = &workstream.bot_url {
+            let handoff = converse_with_bot(
+                ports,
+                org,
+                account,
+                &conversation,
+                &contact,
+                inbound,
+                url,
+                &now,
+            )
+            .await;
+            if handoff {
+                let classified = classify(&workstream, &instance, &inbound.text, &contact);
+                conversation.routed_by = Some(classified.routed_by);
+                // A concurrent message may hand over first; either routes it.
+                match route_to_queue(
+                    kv,
+                    org,
+                    &mut conversation,
+                    &classified.queue_id,
+                    &workstream.distribution,
+                    &now,
+                    Vec::new(),
+                ) {
+                    Err(error) if error.code != "conversation_changed" => return Err(error),
+                    _ => {}
+                }
+            }
+        }
     }
     Ok(Ingested::Stored {
         conversation_id: conversation.id,
         position,
-        started,
     })
 }
 
@@ -218,12 +247,12 @@ struct Arrival<'a> {
 }
 
 /// Writes the message and whatever it changes; returns the conversation as
-/// it now is and the message's position.
+/// it now is, the message's position and the sender's contact.
 fn store_message(
     ports: &Ports<'_>,
     org: &str,
     arrival: Arrival<'_>,
-) -> Result<(Conversation, i64), ApiError> {
+) -> Result<(Conversation, i64, Contact), ApiError> {
     let kv = ports.kv;
     let Arrival {
         account,
@@ -289,7 +318,7 @@ fn store_message(
     let mut conversation = match conversation {
         Some(conversation) if matches!(conversation.state, State::Open | State::Active) => {
             kv.set_many(&writes)?;
-            return Ok((conversation, message.position));
+            return Ok((conversation, message.position, contact));
         }
         Some(conversation) => conversation,
         None => Conversation {
@@ -319,6 +348,15 @@ fn store_message(
         conversation.profile_name = inbound.profile_name.clone();
     }
     let result = match back_to_its_agent(kv, org, &conversation)? {
+        // A new or reopened conversation meets the bot first (R-CONV-7).
+        None if workstream.bot_url.is_some() && conversation.state != State::Waiting => {
+            conversation.state = State::Open;
+            conversation.with_bot = true;
+            conversation.queue_id = None;
+            conversation.closed_at = None;
+            conversation.updated_at = now.to_owned();
+            commit(kv, org, &mut conversation, writes.clone())
+        }
         Some(agent) => {
             conversation.state = State::Active;
             conversation.updated_at = now.to_owned();
@@ -341,13 +379,14 @@ fn store_message(
         }
     };
     match result {
-        Ok(()) => Ok((conversation, message.position)),
+        Ok(()) => Ok((conversation, message.position, contact)),
         // Another delivery changed the conversation first (two first
         // messages at once): it routes the conversation; this message only
         // needs storing.
         Err(error) if error.code == "conversation_changed" => {
             kv.set_many(&writes)?;
-            Ok((conversation, message.position))
+            conversation.with_bot = false;
+            Ok((conversation, message.position, contact))
         }
         Err(error) => Err(error),
     }
@@ -442,4 +481,201 @@ pub fn apply_status(
     }
     kv.set(&key, &store::encode(&message))?;
     Ok(true)
+}
+
+/// Shows the customer's message to the workstream's bot (R-CONV-7) and
+/// sends its reply; returns whether the bot hands the conversation over.
+///
+/// The bot answers `{"reply": "…"}` to say something, `{"handoff": true}`
+/// to pass the customer to an agent, or both. A bot that cannot be reached
+/// or answers anything else hands over: a customer is never left with a
+/// broken bot.
+#[allow(clippy::too_many_arguments)]
+async fn converse_with_bot(
+    ports: &Ports<'_>,
+    org: &str,
+    account: &Account,
+    conversation: &Conversation,
+    contact: &Contact,
+    inbound: &Inbound,
+    url: &str,
+    now: &str,
+) -> bool {
+    let question = serde_json::json!({
+        "conversation_id": conversation.id,
+        "channel": conversation.channel,
+        "language": conversation.language,
+        "customer": {
+            "address": conversation.customer_address,
+            "name": contact.name,
+            "contact_id": contact.id,
+        },
+        "message": {"text": inbound.text, "attachments": inbound.attachments},
+    });
+    let request = OutboundRequest {
+        method: Method::Post,
+        url: url.to_owned(),
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+        body: question.to_string().into_bytes(),
+    };
+    let answer: Option<serde_json::Value> = match ports.http.send(request).await {
+        Ok(response) if (200..300).contains(&response.status) => {
+            serde_json::from_slice(&response.body).ok()
+        }
+        _ => None,
+    };
+    let Some(answer) = answer.filter(serde_json::Value::is_object) else {
+        return true;
+    };
+    if let Some(text) = answer["reply"].as_str().filter(|t| !t.trim().is_empty()) {
+        let content = Content::Text {
+            text: text.to_owned(),
+            attachments: Vec::new(),
+        };
+        let mut reply = Message::new(Author::Bot, text, now);
+        match deliver(ports, account, conversation, &content).await {
+            Ok(sent) => {
+                reply.provider_message_id = Some(sent.provider_message_id);
+                reply.status = Some(sent.status);
+            }
+            Err(undelivered) => {
+                reply.status = Some("failed".to_owned());
+                reply.error_code = Some(undelivered.error.code.to_owned());
+            }
+        }
+        let _ = super::append(
+            ports.kv,
+            org,
+            &conversation.id,
+            &mut [reply],
+            Vec::new(),
+            account.settings.provider(),
+        );
+    }
+    answer["handoff"].as_bool().unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::accounts::Settings;
+    use crate::locale::Locale;
+    use crate::memory::{block_on, FailingOnce, MemoryPorts};
+
+    const ORG: &str = "0123456789abcdef0123456789abcdef";
+    const ACCOUNT: &str = "a0000000000000000000000000000000";
+
+    fn setup(kv: &dyn KeyValue) -> Account {
+        let account = Account {
+            id: ACCOUNT.into(),
+            name: "WhatsApp".into(),
+            settings: Settings::Twilio {
+                account_sid: "AC".into(),
+                auth_token: "token".into(),
+                numbers: Vec::new(),
+            },
+            created_at: String::new(),
+            updated_at: String::new(),
+            last_validation: None,
+        };
+        let workstream = Workstream {
+            id: "b0000000000000000000000000000000".into(),
+            name: "w".into(),
+            channel: "whatsapp".into(),
+            fallback_queue: "q".into(),
+            distribution: "round_robin".into(),
+            bot_url: None,
+            routing_rules: Vec::new(),
+            channels: vec![ChannelInstance {
+                account_id: ACCOUNT.into(),
+                address: "+14155238886".into(),
+                language: Locale::parse("en-US").unwrap(),
+                customer_attachments: true,
+                agent_attachments: true,
+                human_agent_tag: false,
+            }],
+            created_at: String::new(),
+            updated_at: String::new(),
+        };
+        let owner = store::owner_key(&channel_claim(ORG, ACCOUNT, "+14155238886"));
+        store::save(
+            kv,
+            ORG,
+            &workstream,
+            vec![(owner, workstream.id.clone().into_bytes())],
+        )
+        .unwrap();
+        account
+    }
+
+    fn message(sid: &str) -> Inbound {
+        Inbound {
+            provider_message_id: sid.into(),
+            customer_address: "+4917612345678".into(),
+            channel_address: "+14155238886".into(),
+            text: "hello".into(),
+            attachments: Vec::new(),
+            profile_name: Some("Jane".into()),
+        }
+    }
+
+    fn deliver(
+        ports: &Ports<'_>,
+        account: &Account,
+        inbound: &Inbound,
+    ) -> Result<Ingested, ApiError> {
+        let found = ports
+            .kv
+            .get_many(&thread_keys(ORG, ACCOUNT, "twilio", inbound))
+            .unwrap();
+        block_on(ingest(ports, ORG, account, inbound, found))
+    }
+
+    #[test]
+    fn a_failed_write_answers_5xx_and_the_retry_stores_the_message_once() {
+        let memory = MemoryPorts::default();
+        let kv = FailingOnce::default();
+        let ports = Ports {
+            kv: &kv,
+            ..memory.ports()
+        };
+        let account = setup(&kv);
+        let inbound = message("SM1");
+        kv.fail_next_write.set(true);
+        let failed = deliver(&ports, &account, &inbound).unwrap_err();
+        assert_eq!(failed.status, 503);
+        let stored = deliver(&ports, &account, &inbound).unwrap();
+        let Ingested::Stored {
+            conversation_id,
+            position,
+        } = stored
+        else {
+            panic!("the retry is stored: {stored:?}");
+        };
+        assert_eq!(
+            deliver(&ports, &account, &inbound).unwrap(),
+            Ingested::Duplicate
+        );
+        // The failed attempt's position stays empty; only the retry is there.
+        let log = messages(ORG, &conversation_id);
+        let entries = log.read(&kv, 1, log.len(&kv).unwrap()).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].0, position);
+        let (conversation, last) = super::super::require(&kv, ORG, &conversation_id).unwrap();
+        assert_eq!(conversation.state, State::Open, "no agents: it waits");
+        assert_eq!(conversation.queue_id.as_deref(), Some("q"));
+        assert!(last.is_some());
+    }
+
+    #[test]
+    fn an_address_no_workstream_serves_is_a_404_naming_the_fix() {
+        let memory = MemoryPorts::default();
+        let ports = memory.ports();
+        let account = setup(ports.kv);
+        let mut inbound = message("SM2");
+        inbound.channel_address = "+15550000000".into();
+        let refused = deliver(&ports, &account, &inbound).unwrap_err();
+        assert_eq!((refused.status, refused.code), (404, "no_workstream"));
+        assert!(refused.message.contains("PATCH /api/workstreams"));
+    }
 }

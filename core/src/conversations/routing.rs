@@ -255,6 +255,7 @@ fn assignment_entry(
     let log = agent_log(org, &agent.id);
     let slot = log.reserve(kv)?;
     conversation.state = State::Active;
+    conversation.with_bot = false;
     conversation.agent_id = Some(agent.id.clone());
     conversation.assigned_at = version;
     Ok((log.slot_key(slot), log_entry(&conversation.id, version)))
@@ -369,6 +370,161 @@ pub fn pull_waiting(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::workstreams::{ContactField, RoutingRule};
+    use crate::locale::Locale;
+    use crate::memory::MemoryKeyValue;
+
+    const ORG: &str = "00000000000000000000000000000000";
+
+    fn instance(language: &str) -> ChannelInstance {
+        ChannelInstance {
+            account_id: "a".into(),
+            address: "+4712345678".into(),
+            language: Locale::parse(language).unwrap(),
+            customer_attachments: false,
+            agent_attachments: false,
+            human_agent_tag: false,
+        }
+    }
+
+    fn rule(name: &str, queue: &str, conditions: Conditions) -> RoutingRule {
+        RoutingRule {
+            name: name.into(),
+            queue: queue.into(),
+            conditions,
+        }
+    }
+
+    fn none() -> Conditions {
+        Conditions {
+            channel: None,
+            language: None,
+            keywords: Vec::new(),
+            contact_field: None,
+        }
+    }
+
+    fn workstream(rules: Vec<RoutingRule>) -> Workstream {
+        Workstream {
+            id: "w".into(),
+            name: "w".into(),
+            channel: "whatsapp".into(),
+            fallback_queue: "fallback".into(),
+            distribution: "round_robin".into(),
+            bot_url: None,
+            routing_rules: rules,
+            channels: vec![instance("nb-NO")],
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_first_rule_whose_conditions_all_hold_names_the_queue() {
+        let mut gold = Contact::for_sender(ORG, "whatsapp", "+1", None, "t");
+        gold.fields.insert("tier".into(), "Gold".into());
+        let plain = Contact::for_sender(ORG, "whatsapp", "+2", None, "t");
+        let norwegian = Conditions {
+            language: Some(Locale::parse("nb").unwrap()),
+            keywords: vec!["faktura".into()],
+            ..none()
+        };
+        let vip = Conditions {
+            contact_field: Some(ContactField {
+                name: "tier".into(),
+                equals: "gold".into(),
+            }),
+            ..none()
+        };
+        let ws = workstream(vec![
+            rule("invoices", "billing", norwegian),
+            rule("", "vip", vip),
+        ]);
+        let route = |text: &str, contact: &Contact, language: &str| {
+            classify(&ws, &instance(language), text, contact)
+        };
+        assert_eq!(
+            route("Hvor er fakturaen? faktura!", &plain, "nb-NO").queue_id,
+            "billing"
+        );
+        assert_eq!(
+            route("faktura", &plain, "sv-SE").queue_id,
+            "fallback",
+            "language must hold too"
+        );
+        let vip = route("hello", &gold, "nb-NO");
+        assert_eq!(
+            (vip.queue_id.as_str(), vip.routed_by.as_str()),
+            ("vip", "rule 2")
+        );
+        let fallback = route("hello", &plain, "nb-NO");
+        assert_eq!(
+            (fallback.queue_id.as_str(), fallback.routed_by.as_str()),
+            ("fallback", "fallback")
+        );
+    }
+
+    fn agent(kv: &MemoryKeyValue, n: u8, capacity: i64, presence: &str) -> Agent {
+        let agent = Agent {
+            id: format!("{n:032x}"),
+            name: format!("agent {n}"),
+            capacity,
+            presence: presence.into(),
+            queues: vec!["q".into()],
+            languages: Vec::new(),
+            created_at: String::new(),
+            updated_at: String::new(),
+        };
+        let members = queue_members(ORG, "q");
+        let slot = members.reserve(kv).unwrap();
+        store::save(
+            kv,
+            ORG,
+            &agent,
+            vec![(members.slot_key(slot), agent.id.clone().into_bytes())],
+        )
+        .unwrap();
+        agent
+    }
+
+    #[test]
+    fn distribution_never_exceeds_capacity_and_skips_unavailable_agents() {
+        let kv = MemoryKeyValue::default();
+        let a = agent(&kv, 1, 2, "available");
+        let b = agent(&kv, 2, 1, "available");
+        agent(&kv, 3, 5, "away");
+        let mut picked = Vec::new();
+        while let Some(agent) = pick_agent(&kv, ORG, "q", "round_robin").unwrap() {
+            picked.push(agent.id);
+        }
+        assert_eq!(picked.len(), 3, "2 + 1 places: {picked:?}");
+        assert_eq!(
+            picked[..2],
+            [a.id.clone(), b.id.clone()],
+            "round robin alternates"
+        );
+        assert_eq!(
+            (
+                load_of(&kv, ORG, &a.id).unwrap(),
+                load_of(&kv, ORG, &b.id).unwrap()
+            ),
+            (2, 1)
+        );
+        release(&kv, ORG, &b.id).unwrap();
+        release(&kv, ORG, &b.id).unwrap();
+        assert_eq!(load_of(&kv, ORG, &b.id).unwrap(), 0, "never below zero");
+    }
+
+    #[test]
+    fn least_active_asks_the_agent_holding_fewest_first() {
+        let kv = MemoryKeyValue::default();
+        let a = agent(&kv, 1, 5, "available");
+        let b = agent(&kv, 2, 5, "available");
+        assert!(reserve(&kv, ORG, &a).unwrap());
+        assert!(reserve(&kv, ORG, &a).unwrap());
+        let first = pick_agent(&kv, ORG, "q", "least_active").unwrap().unwrap();
+        assert_eq!(first.id, b.id);
+    }
 
     #[test]
     fn keywords_match_whole_words() {

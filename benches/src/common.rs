@@ -1,0 +1,264 @@
+//! What the benchmark binaries share (`mod common;` in each): the command
+//! line, the dev host loaded from `../spin.toml` with an in-memory or Redis
+//! store, the native baseline's hyper server, the keep-alive load loop and
+//! the printing of its numbers.
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct Settings {
+    pub seconds: u64,
+    pub connections: usize,
+    pub redis: Option<String>,
+}
+
+impl Settings {
+    /// The Wasm side's store, as the printed labels name it.
+    pub fn store(&self) -> &'static str {
+        if self.redis.is_some() {
+            "Redis"
+        } else {
+            "in-memory"
+        }
+    }
+}
+
+/// `[--seconds N] [--connections N] [--redis URL]`.
+pub fn settings() -> Result<Settings> {
+    let mut settings = Settings {
+        seconds: 5,
+        connections: 32,
+        redis: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--seconds" => settings.seconds = value.parse()?,
+            "--connections" => settings.connections = value.parse()?,
+            "--redis" => settings.redis = Some(value),
+            other => bail!("unknown flag {other}; see the module docs"),
+        }
+    }
+    Ok(settings)
+}
+
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The app of `../spin.toml` on the dev host with `variables`, its default
+/// store in memory or on `settings.redis`, served on a loopback port.
+pub async fn dev_host(
+    name: &str,
+    settings: &Settings,
+    variables: &[(&str, &str)],
+) -> Result<(devhost::App, SocketAddr)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let config = std::env::temp_dir().join(format!("{name}-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        match &settings.redis {
+            Some(url) => format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{url}\"\n"),
+            None => "[key_value_store.default]\ntype = \"spin\"\n".to_owned(),
+        },
+    )?;
+    let mut options = devhost::Options::new(root.join("spin.toml"));
+    options.runtime_config = Some(config.clone());
+    for (name, value) in variables {
+        options
+            .variables
+            .insert((*name).to_owned(), (*value).to_owned());
+    }
+    let app = devhost::App::load(options).await?;
+    std::fs::remove_file(&config)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let served = app.clone();
+    tokio::spawn(async move { served.serve(listener).await });
+    Ok((app, addr))
+}
+
+/// `handler` (core logic on native ports) behind the same kind of hyper
+/// server as the dev host's: HTTP/1.1, keep-alive, no Nagle. Each request is
+/// read whole, handed over as the components see it (lowercase header
+/// names, path and query apart), and answered on the connection's task.
+pub async fn serve_native(
+    handler: impl Fn(switchboard_core::api::Request) -> switchboard_core::api::Response
+        + Send
+        + Sync
+        + 'static,
+) -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let handler = Arc::new(handler);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let handler = handler.clone();
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body.collect().await?.to_bytes().to_vec();
+                            let core_request = switchboard_core::api::Request {
+                                method: switchboard_core::api::Method::parse(parts.method.as_str()),
+                                path: parts.uri.path().to_owned(),
+                                query: parts.uri.query().unwrap_or_default().to_owned(),
+                                headers: parts
+                                    .headers
+                                    .iter()
+                                    .map(|(name, value)| {
+                                        (
+                                            name.as_str().to_owned(),
+                                            value.to_str().unwrap_or_default().to_owned(),
+                                        )
+                                    })
+                                    .collect(),
+                                body,
+                            };
+                            let response = handler(core_request);
+                            let mut builder = hyper::Response::builder().status(response.status);
+                            for (name, value) in response.headers {
+                                builder = builder.header(name, value);
+                            }
+                            Ok::<_, hyper::Error>(
+                                builder
+                                    .body(Full::new(Bytes::from(response.body)))
+                                    .expect("valid response"),
+                            )
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+pub struct Outcome {
+    /// Of the 200 answers, sorted.
+    pub latencies: Vec<Duration>,
+    pub elapsed: Duration,
+    /// Answers other than 200.
+    pub errors: usize,
+    /// The first of those: status and body.
+    #[allow(dead_code)] // bench-health only counts them
+    pub first_error: Option<String>,
+}
+
+impl Outcome {
+    pub fn per_second(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let index = ((p / 100.0) * (self.latencies.len() - 1) as f64).round() as usize;
+        self.latencies[index]
+    }
+
+    pub fn print(&self, label: &str) {
+        println!(
+            "{label:<38} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   ({} requests, {} errors)",
+            self.per_second(),
+            self.percentile(50.0).as_secs_f64() * 1e3,
+            self.percentile(99.0).as_secs_f64() * 1e3,
+            self.latencies.len(),
+            self.errors
+        );
+    }
+}
+
+/// The ratios of the Wasm side's numbers to the native side's.
+pub fn print_ratio(wasm: &Outcome, native: &Outcome) {
+    println!(
+        "ratio wasm/native: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
+        wasm.per_second() / native.per_second(),
+        wasm.percentile(50.0).as_secs_f64() / native.percentile(50.0).as_secs_f64(),
+        wasm.percentile(99.0).as_secs_f64() / native.percentile(99.0).as_secs_f64(),
+    );
+}
+
+/// `connections` keep-alive clients, each sending the requests `next` makes
+/// back to back until `duration` is over (a request is made before its
+/// clock starts, and `host` is added); the 200s are timed, the rest counted.
+pub async fn load(
+    addr: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    next: impl Fn() -> Result<hyper::Request<Full<Bytes>>> + Send + Sync + 'static,
+) -> Result<Outcome> {
+    let next = Arc::new(next);
+    let host = http::HeaderValue::from_str(&addr.to_string())?;
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut clients = Vec::new();
+    for _ in 0..connections {
+        let next = next.clone();
+        let host = host.clone();
+        clients.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            let mut first_error = None;
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(connection);
+            while Instant::now() < deadline {
+                let mut request = next()?;
+                request
+                    .headers_mut()
+                    .insert(http::header::HOST, host.clone());
+                let sent = Instant::now();
+                let response = sender.send_request(request).await?;
+                let status = response.status();
+                let body = response.into_body().collect().await?.to_bytes();
+                if status == 200 {
+                    latencies.push(sent.elapsed());
+                } else {
+                    errors += 1;
+                    first_error.get_or_insert_with(|| {
+                        format!("{status}: {}", String::from_utf8_lossy(&body))
+                    });
+                }
+            }
+            Ok::<_, anyhow::Error>((latencies, errors, first_error))
+        }));
+    }
+    let mut outcome = Outcome {
+        latencies: Vec::new(),
+        elapsed: Duration::ZERO,
+        errors: 0,
+        first_error: None,
+    };
+    for client in clients {
+        let (latencies, errors, first_error) = client.await??;
+        outcome.latencies.extend(latencies);
+        outcome.errors += errors;
+        outcome.first_error = outcome.first_error.or(first_error);
+    }
+    outcome.elapsed = start.elapsed();
+    outcome.latencies.sort();
+    Ok(outcome)
+}
