@@ -515,6 +515,29 @@ async fn attachments_opt_outs_and_provider_errors() {
         Some("https://files.example.com/label.pdf")
     );
 
+    // With agent_attachments off, the same reply is refused before Twilio.
+    let channels = json!([{
+        "account_id": centre.account_id, "address": "+14155238886", "language": "en-US",
+        "customer_attachments": false, "agent_attachments": false,
+    }]);
+    let patched = centre
+        .gateway
+        .call(
+            "PATCH",
+            &format!("/api/workstreams/{}", centre.workstream_id),
+            Some(&centre.org.key),
+            Some(&json!({"channels": channels})),
+        )
+        .await;
+    assert_eq!(patched.status(), 200, "{}", patched.text());
+    let sends_before = centre.sends().len();
+    let refused = centre
+        .act(&agent.key, &id, "messages", json!({"text": "label", "attachments": [{"url": "https://files.example.com/label.pdf", "content_type": "application/pdf"}]}))
+        .await;
+    assert_eq!(refused.status(), 422, "{}", refused.text());
+    assert_eq!(refused.json()["error"]["code"], "attachments_not_allowed");
+    assert_eq!(centre.sends().len(), sends_before);
+
     // Twilio's rate limit comes back as 429 with its Retry-After.
     centre
         .script
