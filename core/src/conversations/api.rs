@@ -29,6 +29,8 @@ use crate::templates::Template;
 use serde_json::{json, Map, Value};
 
 const READERS: &[Role] = &[Role::Admin, Role::Agent];
+/// The states of a conversation that is not closed.
+const LIVE: &[State] = &[State::Open, State::Active, State::Waiting];
 
 /// A state transition: the caller's context, the conversation id, the body.
 type Action = fn(&Ctx, &str, &Map<String, Value>) -> Result<Response, ApiError>;
@@ -321,6 +323,14 @@ fn changed() -> ApiError {
     )
 }
 
+/// The agent whose capacity the conversation takes, if any.
+fn holder(conversation: &Conversation) -> Option<String> {
+    conversation
+        .agent_id
+        .clone()
+        .filter(|_| conversation.state == State::Active)
+}
+
 /// Frees an agent's capacity and lets it take what waits in its queues.
 fn free_agent(kv: &dyn KeyValue, org: &str, agent_id: &str, now: &str) -> Result<(), ApiError> {
     release(kv, org, agent_id)?;
@@ -372,17 +382,9 @@ fn accept(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Ap
 fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
     let input = Object::root(body);
     input.only(&["queue_id", "agent_id"])?;
-    let (mut conversation, last) = require_in(
-        ctx,
-        id,
-        &[State::Open, State::Active, State::Waiting],
-        "a transfer",
-    )?;
+    let (mut conversation, last) = require_in(ctx, id, LIVE, "a transfer")?;
     require_owner(ctx, &conversation)?;
-    let held_by = conversation
-        .agent_id
-        .clone()
-        .filter(|_| conversation.state == State::Active);
+    let held_by = holder(&conversation);
     match (input.str("queue_id")?, input.str("agent_id")?) {
         (Some(queue), None) => {
             store::load::<Queue>(ctx.kv(), ctx.org(), queue)?.ok_or_else(|| {
@@ -465,19 +467,11 @@ fn resume(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Ap
 /// `close`: resolved. A later customer message reopens it.
 fn close(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
     Object::root(body).only(&[])?;
-    let (mut conversation, last) = require_in(
-        ctx,
-        id,
-        &[State::Open, State::Active, State::Waiting],
-        "close",
-    )?;
+    let (mut conversation, last) = require_in(ctx, id, LIVE, "close")?;
     if conversation.state != State::Open {
         require_owner(ctx, &conversation)?;
     }
-    let held_by = conversation
-        .agent_id
-        .clone()
-        .filter(|_| conversation.state == State::Active);
+    let held_by = holder(&conversation);
     conversation.state = State::Closed;
     conversation.with_bot = false;
     conversation.closed_at = Some(now(ctx));

@@ -425,26 +425,51 @@ async fn notify_attachments_refused(
     conversation: &Conversation,
     now: &str,
 ) {
+    let notice = "Sorry, we cannot receive attachments on this channel. Please describe what you wanted to show us in a message.";
+    say(
+        ports,
+        org,
+        account,
+        conversation,
+        Author::System,
+        notice,
+        now,
+    )
+    .await;
+}
+
+/// Sends a message of the gateway's own (a notice, the bot's reply) to the
+/// customer and records it, failed or not. Best effort: the customer's
+/// message is stored already.
+async fn say(
+    ports: &Ports<'_>,
+    org: &str,
+    account: &Account,
+    conversation: &Conversation,
+    author: Author,
+    text: &str,
+    now: &str,
+) {
     let content = Content::Text {
-        text: "Sorry, we cannot receive attachments on this channel. Please describe what you wanted to show us in a message.".to_owned(),
+        text: text.to_owned(),
         attachments: Vec::new(),
     };
-    let mut notice = Message::new(Author::System, content.text(), now);
+    let mut message = Message::new(author, text, now);
     match deliver(ports, account, conversation, &content).await {
         Ok(sent) => {
-            notice.provider_message_id = Some(sent.provider_message_id);
-            notice.status = Some(sent.status);
+            message.provider_message_id = Some(sent.provider_message_id);
+            message.status = Some(sent.status);
         }
         Err(undelivered) => {
-            notice.status = Some("failed".to_owned());
-            notice.error_code = Some(undelivered.error.code.to_owned());
+            message.status = Some("failed".to_owned());
+            message.error_code = Some(undelivered.error.code.to_owned());
         }
     }
     let _ = super::append(
         ports.kv,
         org,
         &conversation.id,
-        &mut [notice],
+        &mut [message],
         Vec::new(),
         account.settings.provider(),
     );
@@ -528,29 +553,7 @@ async fn converse_with_bot(
         return true;
     };
     if let Some(text) = answer["reply"].as_str().filter(|t| !t.trim().is_empty()) {
-        let content = Content::Text {
-            text: text.to_owned(),
-            attachments: Vec::new(),
-        };
-        let mut reply = Message::new(Author::Bot, text, now);
-        match deliver(ports, account, conversation, &content).await {
-            Ok(sent) => {
-                reply.provider_message_id = Some(sent.provider_message_id);
-                reply.status = Some(sent.status);
-            }
-            Err(undelivered) => {
-                reply.status = Some("failed".to_owned());
-                reply.error_code = Some(undelivered.error.code.to_owned());
-            }
-        }
-        let _ = super::append(
-            ports.kv,
-            org,
-            &conversation.id,
-            &mut [reply],
-            Vec::new(),
-            account.settings.provider(),
-        );
+        say(ports, org, account, conversation, Author::Bot, text, now).await;
     }
     answer["handoff"].as_bool().unwrap_or(false)
 }
