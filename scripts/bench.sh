@@ -2,10 +2,20 @@
 # Benchmarks (they print numbers; nothing here passes or fails on speed).
 # `scripts/bench.sh` runs bench-health on the in-memory store; extra
 # arguments go to it, e.g. `--redis redis://127.0.0.1:6379 --seconds 10`.
+# `scripts/bench.sh inbound [...]` runs bench-inbound (signed Twilio webhooks)
+# instead, with the same arguments; `scripts/bench.sh health [...]` names the
+# default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bench=health
+case "${1:-}" in
+    health | inbound)
+        bench=$1
+        shift
+        ;;
+esac
 source scripts/env.sh
 ensure_toolchain
 build_wasm
 cargo build --locked --release -p bench
-"$CARGO_TARGET_DIR/release/bench-health" "$@"
+"$CARGO_TARGET_DIR/release/bench-$bench" "$@"

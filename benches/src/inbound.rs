@@ -103,7 +103,7 @@ async fn main() -> Result<()> {
          within 2x of native (throughput ratio >= 0.50x, p99 ratio <= 2x)"
     );
     println!(
-        "measured (wasm, {store} store):       p99 {:.3} ms, {per_core:.0} req/s per core \
+        "measured (wasm, {store} store): p99 {:.3} ms, {per_core:.0} req/s per core \
          (load generator on the same cores), throughput ratio {:.2}x, p99 ratio {:.2}x",
         wasm.percentile(99.0).as_secs_f64() * 1e3,
         wasm.per_second() / native.per_second(),

@@ -23,12 +23,17 @@ pub struct Org {
 
 impl Gateway {
     pub async fn start(variables: &[(&str, &str)]) -> Gateway {
+        Gateway::start_on(&Backend::Memory, variables).await
+    }
+
+    /// [`Gateway::start`] on another key-value backend.
+    pub async fn start_on(backend: &Backend, variables: &[(&str, &str)]) -> Gateway {
         for component in ["admin", "templates", "conversations", "webhook_twilio"] {
             wasm(component);
         }
         let scratch = Scratch::new();
         let mut options = options(repo_root().join("spin.toml"));
-        options.runtime_config = Some(scratch.runtime_config(&Backend::Memory, &["default"]));
+        options.runtime_config = Some(scratch.runtime_config(backend, &["default"]));
         options
             .variables
             .insert("admin_token".into(), OPERATOR_TOKEN.into());

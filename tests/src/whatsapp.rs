@@ -7,6 +7,7 @@
 
 use crate::api::{Gateway, Org, PUBLIC_BASE_URL};
 use crate::sim::{self, Script, Simulator};
+use crate::Backend;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
@@ -121,15 +122,34 @@ impl Centre {
         customer_attachments: bool,
         bot_url: Option<&str>,
     ) -> Centre {
+        Centre::start_on(
+            &Backend::Memory,
+            distribution,
+            customer_attachments,
+            bot_url,
+        )
+        .await
+    }
+
+    /// The full form: any key-value backend, any bot.
+    pub async fn start_on(
+        backend: &Backend,
+        distribution: &str,
+        customer_attachments: bool,
+        bot_url: Option<&str>,
+    ) -> Centre {
         let script = Script::default();
         let twilio = sim::twilio_scripted(ACCOUNT_SID, AUTH_TOKEN, script.clone());
         let bot_origin = bot_url.map_or("https://bot.invalid".to_owned(), |url| {
             url.split('/').take(3).collect::<Vec<_>>().join("/")
         });
-        let gateway = Gateway::start(&[
-            ("twilio_api_base", &twilio.base()),
-            ("bot_origin", &bot_origin),
-        ])
+        let gateway = Gateway::start_on(
+            backend,
+            &[
+                ("twilio_api_base", &twilio.base()),
+                ("bot_origin", &bot_origin),
+            ],
+        )
         .await;
         let org = gateway.new_org("Contoso Support").await;
         let account = gateway

@@ -644,3 +644,31 @@ async fn an_unreachable_bot_hands_over_at_once() {
     assert_eq!(conversation["agent_id"], agent.id.as_str());
     assert_eq!(bot.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn conversations_work_on_a_redis_store() {
+    let Some(url) = e2e::redis_url() else { return };
+    let centre = Centre::start_on(&e2e::Backend::Redis(url), "round_robin", false, None).await;
+    let agent = centre.agent("Gus", 2, &["general"]).await;
+    let params = message_params(&sid(1), CUSTOMER, "Hello from Redis", &[]);
+    for answer in join_all((0..5).map(|_| centre.signed(&params))).await {
+        assert_eq!(answer.status(), 200, "{}", answer.text());
+    }
+    let second = centre
+        .customer_says(&sid(2), CUSTOMER, "Still there?")
+        .await;
+    assert_eq!(second.kv.writes, 3, "{:?}", second.kv);
+    assert_eq!(second.kv.listings, 0);
+    let listed = centre.conversations("").await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["agent_id"], agent.id.as_str());
+    let id = listed[0]["id"].as_str().unwrap();
+    let read = centre
+        .get(&agent.key, &format!("/api/conversations/{id}"))
+        .await;
+    assert_eq!(messages(&read).len(), 2);
+    let reply = centre
+        .act(&agent.key, id, "messages", json!({"text": "Yes!"}))
+        .await;
+    assert_eq!(reply.status(), 201, "{}", reply.text());
+}

@@ -13,8 +13,9 @@ use switchboard_core::ports::{
 };
 
 /// `wasi:keyvalue` on the app's `default` store: it has the batch and atomic
-/// operations the core's write budget depends on.
-pub struct SpinKeyValue(store::Bucket);
+/// operations the core's write budget depends on. The flag remembers, for
+/// the rest of the request, that the store cannot batch reads.
+pub struct SpinKeyValue(store::Bucket, std::cell::Cell<bool>);
 
 fn store_error(error: store::Error) -> StoreError {
     StoreError(match error {
@@ -27,7 +28,7 @@ fn store_error(error: store::Error) -> StoreError {
 impl SpinKeyValue {
     pub fn open_default() -> Result<SpinKeyValue, StoreError> {
         store::open("default")
-            .map(SpinKeyValue)
+            .map(|bucket| SpinKeyValue(bucket, std::cell::Cell::new(true)))
             .map_err(store_error)
     }
 }
@@ -46,10 +47,17 @@ impl KeyValue for SpinKeyValue {
     }
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        // Spin's Redis store answers `get-many` with `KEYS`, which fails (see
-        // README, "Spin quirks"): fall back to one `get` per key there.
+        // Spin's Redis store answers `get-many` with `KEYS`, which fails for
+        // several keys and, for one key, returns a reply the host cannot
+        // decode (see README, "Spin quirks"): a single key is always a plain
+        // `get`, and after one failed batch the request reads key by key.
+        let per_key = || keys.iter().map(|key| self.get(key)).collect();
+        if keys.len() < 2 || !self.1.get() {
+            return per_key();
+        }
         let Ok(found) = batch::get_many(&self.0, keys) else {
-            return keys.iter().map(|key| self.get(key)).collect();
+            self.1.set(false);
+            return per_key();
         };
         // The host answers pairs; put them back in the order asked, whatever
         // order (or subset) a backend returns.
