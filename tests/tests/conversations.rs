@@ -672,3 +672,76 @@ async fn conversations_work_on_a_redis_store() {
         .await;
     assert_eq!(reply.status(), 201, "{}", reply.text());
 }
+
+/// The README's manual tool: `scripts/twilio-webhook.py` signs and posts
+/// like Twilio, over real HTTP, and the dev host accepts it.
+#[tokio::test]
+async fn the_manual_signing_script_posts_messages_the_webhook_accepts() {
+    let centre = Centre::start("round_robin", false).await;
+    let agent = centre.agent("Gus", 2, &["general"]).await;
+    let addr = e2e::serve(&centre.gateway.app).await;
+    let url = format!("http://{addr}{}", centre.webhook_path());
+    let public_url = format!("{PUBLIC_BASE_URL}{}", centre.webhook_path());
+    let script = e2e::repo_root().join("scripts/twilio-webhook.py");
+    let run = |args: Vec<String>| {
+        let script = script.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("python3")
+                .arg(script)
+                .args(args)
+                .output()
+                .expect("python3 runs the script")
+        })
+    };
+    let sent = run(vec![
+        "--url".into(),
+        url.clone(),
+        "--public-url".into(),
+        public_url.clone(),
+        "--auth-token".into(),
+        AUTH_TOKEN.into(),
+        "--account-sid".into(),
+        e2e::whatsapp::ACCOUNT_SID.into(),
+        "--from".into(),
+        format!("whatsapp:{CUSTOMER}"),
+        "--to".into(),
+        "whatsapp:+14155238886".into(),
+        "--body".into(),
+        "Sent by hand".into(),
+        "--profile-name".into(),
+        "Jane Doe".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        sent.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&sent.stdout),
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let listed = centre.conversations("").await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["agent_id"], agent.id.as_str());
+    // Signed for the wrong URL, the same post is refused.
+    let refused = run(vec![
+        "--url".into(),
+        url,
+        "--auth-token".into(),
+        AUTH_TOKEN.into(),
+        "--from".into(),
+        format!("whatsapp:{CUSTOMER}"),
+        "--to".into(),
+        "whatsapp:+14155238886".into(),
+        "--body".into(),
+        "Signed for the wrong URL".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&refused.stdout).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+    let self_test = run(vec!["--self-test".into()]).await.unwrap();
+    assert!(self_test.status.success());
+}
