@@ -62,7 +62,11 @@ pub async fn dev_host(
     settings: &Settings,
     variables: &[(&str, &str)],
 ) -> Result<(devhost::App, SocketAddr)> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    // At run time (`cargo run` sets it): clones sharing the Cargo target
+    // folder reuse each other's builds, whose compile-time path names another clone.
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("..");
     let config = std::env::temp_dir().join(format!("{name}-{}.toml", std::process::id()));
     std::fs::write(
         &config,

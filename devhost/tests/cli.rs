@@ -7,7 +7,13 @@ use std::process::{Command, Stdio};
 
 fn devhost() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_devhost"));
-    command.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    // At run time: clones sharing the Cargo target folder reuse each
+    // other's test binaries, whose compile-time path names another clone.
+    let devhost_dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).to_owned(),
+        Into::into,
+    );
+    command.current_dir(devhost_dir.join(".."));
     command
 }
 

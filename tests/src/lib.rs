@@ -13,10 +13,16 @@ use bytes::Bytes;
 use devhost::{App, Handled, Options};
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+/// The clone the tests run in. Read at run time: clones share one Cargo
+/// target folder (scripts/env.sh), and a library built in another clone
+/// with identical sources is reused as it is, with that clone's path baked
+/// in at compile time; `cargo test` sets the variable for the run.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let tests_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    tests_dir
         .parent()
         .expect("tests/ sits in the repository")
         .to_owned()
