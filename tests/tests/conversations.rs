@@ -127,6 +127,13 @@ async fn bad_or_missing_signatures_are_refused_with_nothing_stored() {
     let junk = vec![("Hello".to_owned(), "world".to_owned())];
     let refused = centre.signed(&junk).await;
     assert_eq!(refused.status(), 400, "{}", refused.text());
+    // Twilio posts; anything else is a 405 naming the method.
+    let get = centre
+        .gateway
+        .call("GET", &centre.webhook_path(), None, None)
+        .await;
+    assert_eq!(get.status(), 405);
+    assert_eq!(get.header("allow"), Some("POST"), "{}", get.text());
     // An unknown account is a 404.
     let unknown = centre
         .gateway

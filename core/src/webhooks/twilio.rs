@@ -17,6 +17,9 @@ use crate::providers::twilio::{self, Callback};
 use crate::store;
 
 pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
+    if request.method != Method::Post {
+        return method_not_allowed(&["POST"]);
+    }
     match serve(request, ports).await {
         Ok(()) => twiml(),
         Err(error) => error.into_response(),
@@ -44,15 +47,6 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
     let ["webhooks", "twilio", account_id] = request.segments()[..] else {
         return Err(ApiError::not_found(&request.path));
     };
-    if request.method != Method::Post {
-        let refused = method_not_allowed(&["POST"]);
-        return Err(ApiError {
-            status: refused.status,
-            code: "method_not_allowed",
-            message: "Twilio webhooks are POSTs".into(),
-            field: None,
-        });
-    }
     let kv = ports.kv;
     let org = organisation_of(kv, account_id, "twilio")?;
     let params = form_pairs(&String::from_utf8_lossy(&request.body));
