@@ -153,15 +153,15 @@ pub async fn deliver(
                 status_callback: Some(&callback),
             };
             match twilio::send(ports.http, &api_base, &outgoing).await {
-                twilio::SendOutcome::Sent { sid, status } => Ok(Sent {
-                    provider_message_id: sid,
+                providers::SendOutcome::Sent { id, status } => Ok(Sent {
+                    provider_message_id: id,
                     status,
                 }),
-                twilio::SendOutcome::OutsideWindow { .. } => Err(Undelivered::window_closed(
+                providers::SendOutcome::OutsideWindow { .. } => Err(Undelivered::window_closed(
                     &crate::time::rfc3339(ports.clock.now_millis()),
                     true,
                 )),
-                twilio::SendOutcome::RateLimited {
+                providers::SendOutcome::RateLimited {
                     retry_after_seconds,
                     message,
                 } => Err(Undelivered {
@@ -174,7 +174,7 @@ pub async fn deliver(
                     retry_after: Some(retry_after_seconds.unwrap_or(1)),
                     window_closed_at: None,
                 }),
-                twilio::SendOutcome::Rejected {
+                providers::SendOutcome::Rejected {
                     status,
                     code,
                     message,
@@ -190,7 +190,7 @@ pub async fn deliver(
                     }
                     .into())
                 }
-                twilio::SendOutcome::Unreachable { message } => Err(ApiError {
+                providers::SendOutcome::Unreachable { message } => Err(ApiError {
                     status: 502,
                     code: "provider_unreachable",
                     message: format!("Twilio could not be reached ({message}); retry later"),

@@ -122,6 +122,50 @@ pub fn api_base(
         })
 }
 
+/// What became of a message handed to a provider's send API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The provider took the message: its id for it, and its first status.
+    Sent { id: String, status: String },
+    /// The channel's window for this message is closed (Twilio 63016,
+    /// Graph 10/2018278).
+    OutsideWindow { message: String },
+    /// HTTP 429 or the provider's rate-limit error; `retry_after_seconds` from the Retry-After header when present.
+    RateLimited {
+        retry_after_seconds: Option<u64>,
+        message: String,
+    },
+    /// Any other refusal: the HTTP status, the provider's error code and message.
+    Rejected {
+        status: u16,
+        code: Option<i64>,
+        message: String,
+    },
+    /// No HTTP answer (network / host policy).
+    Unreachable { message: String },
+}
+
+/// `Retry-After` in seconds; the HTTP-date form is not read (it would need
+/// the clock) and counts as absent.
+pub(crate) fn retry_after(headers: &[(String, String)]) -> Option<u64> {
+    headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
+        .and_then(|(_, value)| value.trim().parse().ok())
+}
+
+/// Where a Messenger or Business Messages message is, by its receipts:
+/// `sent` < `delivered` < `read`. Receipts arrive out of order, so a status
+/// only ever moves up this order; unknown statuses rank lowest.
+pub fn receipt_rank(status: &str) -> u8 {
+    match status {
+        "sent" => 1,
+        "delivered" => 2,
+        "read" => 3,
+        _ => 0,
+    }
+}
+
 /// `base` without its trailing `/`s, followed by `path`.
 fn endpoint(base: &str, path: &str) -> String {
     format!("{}{path}", base.trim_end_matches('/'))

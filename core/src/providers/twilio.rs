@@ -22,7 +22,7 @@
 //!   is scrubbed of the auth token, which hosts and Twilio may echo.
 
 use super::{basic_auth, endpoint, http_status, json, scrub, text, verdict_for};
-use super::{CredentialCheck, Verdict};
+use super::{retry_after, CredentialCheck, SendOutcome, Verdict};
 use crate::api::Method;
 use crate::auth::constant_time_eq;
 use crate::encoding::{form_encode, percent_encode};
@@ -399,33 +399,6 @@ pub struct Outgoing<'a> {
     pub status_callback: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendOutcome {
-    Sent {
-        sid: String,
-        status: String,
-    },
-    /// Twilio error 63016: free-form WhatsApp outside the 24-hour window.
-    OutsideWindow {
-        message: String,
-    },
-    /// HTTP 429 or Twilio error 20429; `retry_after_seconds` from the Retry-After header when present.
-    RateLimited {
-        retry_after_seconds: Option<u64>,
-        message: String,
-    },
-    /// Any other refusal: the HTTP status, Twilio's error code and message.
-    Rejected {
-        status: u16,
-        code: Option<i64>,
-        message: String,
-    },
-    /// No HTTP answer (network / host policy).
-    Unreachable {
-        message: String,
-    },
-}
-
 /// Creates the message with `POST /2010-04-01/Accounts/{sid}/Messages.json`
 /// (providers.md 1.4).
 pub async fn send(http: &dyn OutboundHttp, api_base: &str, message: &Outgoing<'_>) -> SendOutcome {
@@ -503,7 +476,7 @@ fn outcome(response: &OutboundResponse, secrets: &[&str]) -> SendOutcome {
         }
         return match body.and_then(|body| text(body, "/sid")) {
             Some(sid) => SendOutcome::Sent {
-                sid: sid.to_owned(),
+                id: sid.to_owned(),
                 // Twilio's first status for a message sent from a number.
                 status: body
                     .and_then(|body| text(body, "/status"))
@@ -542,15 +515,6 @@ fn number(value: &serde_json::Value, pointer: &str) -> Option<i64> {
     value
         .as_i64()
         .or_else(|| value.as_str().and_then(|text| text.trim().parse().ok()))
-}
-
-/// `Retry-After` in seconds; the HTTP-date form is not read (it would need
-/// the clock) and counts as absent.
-fn retry_after(headers: &[(String, String)]) -> Option<u64> {
-    headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
-        .and_then(|(_, value)| value.trim().parse().ok())
 }
 
 #[cfg(test)]
@@ -1210,7 +1174,7 @@ mod tests {
         assert_eq!(
             outcome,
             SendOutcome::Sent {
-                sid: "SM0123456789abcdef0123456789abcdef".into(),
+                id: "SM0123456789abcdef0123456789abcdef".into(),
                 status: "queued".into()
             }
         );
@@ -1350,7 +1314,7 @@ mod tests {
         assert_eq!(
             sent_with(&http, &outgoing(&content, None)),
             SendOutcome::Sent {
-                sid: "SM1".into(),
+                id: "SM1".into(),
                 status: "failed".into()
             }
         );
