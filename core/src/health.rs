@@ -4,8 +4,13 @@
 //! value counts: a concurrent check may have overwritten ours in between, and
 //! nothing ever deletes the key, so only a store that loses writes reads it
 //! back absent. It costs one write transaction and one read round trip.
+//!
+//! The warnings are the Facebook page tokens due for refresh (R-CFG-4) in
+//! every organisation: three more read round trips, whatever the number of
+//! pages.
 
 use crate::api::Response;
+use crate::config::accounts::page_token_warnings;
 use crate::ports::{KeyValue, Randomness};
 use serde::Serialize;
 
@@ -30,16 +35,24 @@ pub struct StoreHealth {
     pub error: Option<String>,
 }
 
-pub fn check(kv: &dyn KeyValue, random: &dyn Randomness) -> HealthReport {
-    let key_value = match probe_store(kv, random) {
-        Ok(()) => StoreHealth {
-            status: "reachable",
-            error: None,
-        },
-        Err(error) => StoreHealth {
-            status: "unreachable",
-            error: Some(error),
-        },
+pub fn check(kv: &dyn KeyValue, random: &dyn Randomness, now_millis: i64) -> HealthReport {
+    let probed = probe_store(kv, random)
+        .and_then(|()| page_token_warnings(kv, now_millis).map_err(|error| error.message));
+    let (key_value, warnings) = match probed {
+        Ok(warnings) => (
+            StoreHealth {
+                status: "reachable",
+                error: None,
+            },
+            warnings,
+        ),
+        Err(error) => (
+            StoreHealth {
+                status: "unreachable",
+                error: Some(error),
+            },
+            Vec::new(),
+        ),
     };
     HealthReport {
         status: if key_value.error.is_none() {
@@ -49,7 +62,7 @@ pub fn check(kv: &dyn KeyValue, random: &dyn Randomness) -> HealthReport {
         },
         version: crate::VERSION,
         key_value,
-        warnings: Vec::new(),
+        warnings,
     }
 }
 
@@ -79,7 +92,7 @@ mod tests {
     #[test]
     fn a_working_store_is_reachable() {
         let kv = MemoryKeyValue::default();
-        let report = check(&kv, &SeededRandomness::new(1));
+        let report = check(&kv, &SeededRandomness::new(1), 0);
         assert_eq!(report.status, "ok");
         assert_eq!(report.key_value.status, "reachable");
         assert_eq!(report.version, crate::VERSION);
@@ -91,9 +104,9 @@ mod tests {
     fn each_check_writes_a_fresh_probe() {
         let kv = MemoryKeyValue::default();
         let random = SeededRandomness::new(7);
-        check(&kv, &random);
+        check(&kv, &random, 0);
         let first = kv.get(PROBE_KEY).unwrap();
-        check(&kv, &random);
+        check(&kv, &random, 0);
         assert_ne!(first, kv.get(PROBE_KEY).unwrap());
     }
 
@@ -126,7 +139,7 @@ mod tests {
 
     #[test]
     fn a_store_that_loses_writes_is_unreachable() {
-        let report = check(&ForgetfulStore, &SeededRandomness::new(1));
+        let report = check(&ForgetfulStore, &SeededRandomness::new(1), 0);
         assert_eq!(report.status, "degraded");
         assert_eq!(report.key_value.status, "unreachable");
         assert!(report

@@ -28,7 +28,15 @@ impl Gateway {
 
     /// [`Gateway::start`] on another key-value backend.
     pub async fn start_on(backend: &Backend, variables: &[(&str, &str)]) -> Gateway {
-        for component in ["admin", "templates", "conversations", "webhook_twilio"] {
+        for component in [
+            "admin",
+            "templates",
+            "conversations",
+            "webhook_twilio",
+            "webhook_telesign",
+            "webhook_facebook",
+            "webhook_gbm",
+        ] {
             wasm(component);
         }
         let scratch = Scratch::new();

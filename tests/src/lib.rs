@@ -6,6 +6,8 @@
 //! test needs real HTTP.
 
 pub mod api;
+pub mod channels;
+pub mod desk;
 pub mod sim;
 pub mod whatsapp;
 

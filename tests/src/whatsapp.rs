@@ -5,7 +5,8 @@
 //! written here from providers.md 1.3 rather than taken from the core, so
 //! the core's check is tested against an independent implementation.
 
-use crate::api::{Gateway, Org, PUBLIC_BASE_URL};
+use crate::api::{Gateway, PUBLIC_BASE_URL};
+use crate::desk::Desk;
 use crate::sim::{self, Script, Simulator};
 use crate::Backend;
 use base64::engine::general_purpose::STANDARD;
@@ -13,7 +14,8 @@ use base64::Engine;
 use bytes::Bytes;
 use devhost::Handled;
 use hmac::{Hmac, Mac};
-use serde_json::{json, Value};
+use serde_json::json;
+use std::ops::Deref;
 
 pub const ACCOUNT_SID: &str = "AC5ee0a1bd5ee0a1bd5ee0a1bd5ee0a1bd";
 pub const AUTH_TOKEN: &str = "7b1e0c3f9a2d4e6b8c0d1e2f3a4b5c6d";
@@ -92,20 +94,19 @@ pub fn message_params(
 
 /// One organisation's WhatsApp set-up.
 pub struct Centre {
-    pub gateway: Gateway,
+    pub desk: Desk,
     pub twilio: Simulator,
     pub script: Script,
-    pub org: Org,
     pub account_id: String,
     pub workstream_id: String,
-    /// Queue ids by name.
-    pub queues: Vec<(String, String)>,
 }
 
-/// An agent and its own API key.
-pub struct AgentKey {
-    pub id: String,
-    pub key: String,
+impl Deref for Centre {
+    type Target = Desk;
+
+    fn deref(&self) -> &Desk {
+        &self.desk
+    }
 }
 
 impl Centre {
@@ -151,10 +152,11 @@ impl Centre {
             ],
         )
         .await;
-        let org = gateway.new_org("Contoso Support").await;
-        let account = gateway
+        let desk = Desk::open(gateway).await;
+        let account = desk
+            .gateway
             .create(
-                &org.key,
+                &desk.org.key,
                 "/api/accounts",
                 json!({
                     "provider": "twilio", "name": "WhatsApp", "account_sid": ACCOUNT_SID,
@@ -163,18 +165,12 @@ impl Centre {
                 }),
             )
             .await;
-        let mut queues = Vec::new();
-        for name in ["general", "billing", "escalations"] {
-            let queue = gateway
-                .create(&org.key, "/api/queues", json!({"name": name}))
-                .await;
-            queues.push((name.to_owned(), queue["id"].as_str().unwrap().to_owned()));
-        }
         let account_id = account["id"].as_str().unwrap().to_owned();
-        let queue = |name: &str| queues.iter().find(|(n, _)| n == name).unwrap().1.clone();
-        let workstream = gateway
+        let queue = |name: &str| desk.queue(name);
+        let workstream = desk
+            .gateway
             .create(
-                &org.key,
+                &desk.org.key,
                 "/api/workstreams",
                 json!({
                     "name": "WhatsApp support", "channel": "whatsapp",
@@ -190,47 +186,10 @@ impl Centre {
             .await;
         Centre {
             workstream_id: workstream["id"].as_str().unwrap().to_owned(),
-            gateway,
+            desk,
             twilio,
             script,
-            org,
             account_id,
-            queues,
-        }
-    }
-
-    pub fn queue(&self, name: &str) -> String {
-        self.queues
-            .iter()
-            .find(|(n, _)| n == name)
-            .unwrap()
-            .1
-            .clone()
-    }
-
-    /// An available agent serving `queues` (by name), with its own key.
-    pub async fn agent(&self, name: &str, capacity: i64, queues: &[&str]) -> AgentKey {
-        let queue_ids: Vec<String> = queues.iter().map(|q| self.queue(q)).collect();
-        let agent = self
-            .gateway
-            .create(
-                &self.org.key,
-                "/api/agents",
-                json!({"name": name, "capacity": capacity, "presence": "available", "queues": queue_ids}),
-            )
-            .await;
-        let id = agent["id"].as_str().unwrap().to_owned();
-        let key = self
-            .gateway
-            .create(
-                &self.org.key,
-                "/api/keys",
-                json!({"name": name, "role": "agent", "agent_id": id}),
-            )
-            .await;
-        AgentKey {
-            id,
-            key: key["key"].as_str().unwrap().to_owned(),
         }
     }
 
@@ -275,34 +234,6 @@ impl Centre {
         assert_eq!(handled.header("content-type"), Some("text/xml"));
         assert!(handled.text().contains("<Response></Response>"));
         handled
-    }
-
-    pub async fn get(&self, key: &str, path: &str) -> Value {
-        let read = self.gateway.call("GET", path, Some(key), None).await;
-        assert_eq!(read.status(), 200, "GET {path}: {}", read.text());
-        read.json()
-    }
-
-    /// Conversations matching a query string (`state=open&queue=…`).
-    pub async fn conversations(&self, query: &str) -> Vec<Value> {
-        let page = self
-            .get(
-                &self.org.key,
-                &format!("/api/conversations?{query}&limit=200"),
-            )
-            .await;
-        page["items"].as_array().unwrap().clone()
-    }
-
-    pub async fn act(&self, key: &str, id: &str, action: &str, body: Value) -> Handled {
-        self.gateway
-            .call(
-                "POST",
-                &format!("/api/conversations/{id}/{action}"),
-                Some(key),
-                Some(&body),
-            )
-            .await
     }
 
     /// The message sends the Twilio simulator received.

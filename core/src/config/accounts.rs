@@ -18,8 +18,9 @@ use crate::config::outbound_configs::OutboundConfig;
 use crate::config::workstreams::Workstream;
 use crate::input::Object;
 use crate::phone::{DigitsNumber, E164};
+use crate::ports::KeyValue;
 use crate::providers::{self, google::ServiceAccount, CredentialCheck, Verdict};
-use crate::store::{self, Claim};
+use crate::store::{self, Claim, Log};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -170,23 +171,69 @@ impl Account {
     }
 
     fn warnings(&self, now_millis: i64) -> Vec<String> {
-        let Settings::Facebook { pages, .. } = &self.settings else {
-            return Vec::new();
-        };
-        pages
+        self.pages()
             .iter()
             .filter_map(|page| {
-                let set = crate::time::parse_rfc3339(&page.token_set_at).ok()?;
-                let age_days = (now_millis - set) / DAY_MILLIS;
-                (age_days >= PAGE_TOKEN_REFRESH_DAYS).then(|| {
-                    format!(
-                        "the access token of Facebook page {} was set {age_days} days ago: refresh it (Facebook page tokens are due every {PAGE_TOKEN_REFRESH_DAYS} days) and save it with PATCH /api/accounts/{}",
-                        page.page_id, self.id
-                    )
-                })
+                token_warning(&page.page_id, &self.id, &page.token_set_at, now_millis)
             })
             .collect()
     }
+}
+
+/// The R-CFG-4 warning for a page token set at `token_set_at`, once it is
+/// 60 days old.
+fn token_warning(
+    page_id: &str,
+    account_id: &str,
+    token_set_at: &str,
+    now_millis: i64,
+) -> Option<String> {
+    let set = crate::time::parse_rfc3339(token_set_at).ok()?;
+    let age_days = (now_millis - set) / DAY_MILLIS;
+    (age_days >= PAGE_TOKEN_REFRESH_DAYS).then(|| {
+        format!(
+            "the access token of Facebook page {page_id} was set {age_days} days ago: refresh it (Facebook page tokens are due every {PAGE_TOKEN_REFRESH_DAYS} days) and save it with PATCH /api/accounts/{account_id}"
+        )
+    })
+}
+
+/// Every connected page, for `/health`, which sees no organisation: the
+/// page ids in the order they were first connected (a page connected again
+/// appears again), each with its token record while it stays connected.
+fn page_log() -> Log {
+    Log::new("fbpages")
+}
+
+fn page_token_key(page_id: &str) -> String {
+    format!("fbpage/{page_id}/token")
+}
+
+#[derive(Serialize, Deserialize)]
+struct PageToken {
+    account_id: String,
+    token_set_at: String,
+}
+
+/// The R-CFG-4 warnings of every organisation's connected pages: three
+/// read round trips whatever the number of pages.
+pub fn page_token_warnings(kv: &dyn KeyValue, now_millis: i64) -> Result<Vec<String>, ApiError> {
+    let log = page_log();
+    let mut pages: Vec<String> = log
+        .read(kv, 1, log.len(kv)?)?
+        .into_iter()
+        .map(|(_, bytes)| String::from_utf8_lossy(&bytes).into_owned())
+        .collect();
+    pages.sort();
+    pages.dedup();
+    let keys: Vec<String> = pages.iter().map(|page| page_token_key(page)).collect();
+    Ok(pages
+        .iter()
+        .zip(kv.get_many(&keys)?)
+        .filter_map(|(page_id, bytes)| {
+            let token: PageToken = serde_json::from_slice(&bytes?).ok()?;
+            token_warning(page_id, &token.account_id, &token.token_set_at, now_millis)
+        })
+        .collect())
 }
 
 /// The global record a webhook reads first.
@@ -547,12 +594,30 @@ impl Resource for Account {
         }
         if let Settings::Facebook { pages, .. } = &mut self.settings {
             for page in pages.iter_mut() {
-                if let Claim::Taken(_) = effects.claim(ctx, page_claim(&page.page_id), &self.id)? {
-                    page.withheld = Some(format!(
-                        "page {} is already connected to another account, which receives its messages; no callback values were generated for it here. Remove the page from that account first, then save this one again",
-                        page.page_id
-                    ));
+                match effects.claim(ctx, page_claim(&page.page_id), &self.id)? {
+                    Claim::Taken(_) => {
+                        page.withheld = Some(format!(
+                            "page {} is already connected to another account, which receives its messages; no callback values were generated for it here. Remove the page from that account first, then save this one again",
+                            page.page_id
+                        ));
+                        continue;
+                    }
+                    Claim::Won => {
+                        let log = page_log();
+                        let slot = log.reserve(ctx.kv())?;
+                        effects
+                            .writes
+                            .push((log.slot_key(slot), page.page_id.as_bytes().to_vec()));
+                    }
+                    Claim::Held => {}
                 }
+                let token = PageToken {
+                    account_id: self.id.clone(),
+                    token_set_at: page.token_set_at.clone(),
+                };
+                effects
+                    .writes
+                    .push((page_token_key(&page.page_id), store::encode(&token)));
             }
             let previous_pages = previous.map(Account::pages).unwrap_or_default();
             for old in previous_pages.iter().filter(|old| old.withheld.is_none()) {
@@ -560,6 +625,7 @@ impl Resource for Account {
                     effects
                         .deletes
                         .extend(store::release_keys(&page_claim(&old.page_id)));
+                    effects.deletes.push(page_token_key(&old.page_id));
                 }
             }
         }
@@ -572,7 +638,10 @@ impl Resource for Account {
             .pages()
             .iter()
             .filter(|page| page.withheld.is_none())
-            .flat_map(|page| store::release_keys(&page_claim(&page.page_id)))
+            .flat_map(|page| {
+                let [owner, counter] = store::release_keys(&page_claim(&page.page_id));
+                [owner, counter, page_token_key(&page.page_id)]
+            })
             .collect())
     }
 

@@ -7,7 +7,9 @@
 //! back when it is parked, closed or moved on.
 
 use super::contacts::{address_key, Contact, ContactAddress};
-use super::reply::{deliver, window_closes_at, Content, Undelivered, MAX_TEXT_CHARS};
+use super::reply::{
+    deliver, free_form_window, window_closes_at, Content, Undelivered, Window, MAX_TEXT_CHARS,
+};
 use super::routing::{assign, pull_waiting, release, reserve, route_to_queue};
 use super::{
     agent_log, commit, last_customer_key, messages, parse_log_entry, queue_log, Attachment, Author,
@@ -576,6 +578,20 @@ async fn send_reply(
         })?;
     let account: Account = store::require(kv, ctx.org(), &conversation.account_id)?;
     let now_millis = ctx.ports.clock.now_millis();
+    let last_customer_millis = last
+        .as_deref()
+        .and_then(|at| crate::time::parse_rfc3339(at).ok());
+    let window = |content: &Content| match content {
+        // Approved WhatsApp templates are what goes out after the window.
+        Content::Template { .. } if conversation.channel == "whatsapp" => Ok(Window::Open),
+        _ => free_form_window(
+            &conversation.channel,
+            instance.human_agent_tag,
+            true,
+            last_customer_millis,
+            now_millis,
+        ),
+    };
     let content = match input.str("template_id")? {
         Some(template_id) => {
             if input.has("text") || input.has("attachments") {
@@ -595,15 +611,12 @@ async fn send_reply(
             if text.trim().is_empty() && attachments.is_empty() {
                 return Err(input.missing("text").into());
             }
-            if text.chars().count() > MAX_TEXT_CHARS {
+            if !attachments.is_empty() && conversation.channel == "sms" {
                 return Err(input
                     .error(
-                        "text",
-                        "text_too_long",
-                        format!(
-                            "\"text\" has {} characters; the limit is {MAX_TEXT_CHARS}",
-                            text.chars().count()
-                        ),
+                        "attachments",
+                        "attachments_not_supported",
+                        "SMS carries text only; send the attachment's link in \"text\" instead",
                     )
                     .into());
             }
@@ -612,20 +625,29 @@ async fn send_reply(
                     .error("attachments", "attachments_not_allowed", "this channel does not send agents' attachments (the channel's agent_attachments is off)")
                     .into());
             }
-            let closes = last
-                .as_deref()
-                .and_then(|at| crate::time::parse_rfc3339(at).ok())
-                .and_then(|millis| window_closes_at(&conversation.channel, millis));
-            if let Some(closes) = closes.filter(|closes| now_millis >= *closes) {
-                return Err(Undelivered::window_closed(
-                    &crate::time::rfc3339(closes),
-                    false,
-                ));
-            }
             Content::Text { text, attachments }
         }
     };
-    let sent = deliver(ctx.ports, &account, &conversation, &content).await?;
+    let characters = content.text().chars().count();
+    if characters > MAX_TEXT_CHARS {
+        return Err(input
+            .error(
+                "text",
+                "text_too_long",
+                format!("the message has {characters} characters; the limit is {MAX_TEXT_CHARS}"),
+            )
+            .into());
+    }
+    let window = window(&content)?;
+    let sent = deliver(
+        ctx.ports,
+        &account,
+        &conversation,
+        &content,
+        Author::Agent,
+        window,
+    )
+    .await?;
     let mut message = Message::new(Author::Agent, content.text(), &now(ctx));
     message.agent_id = ctx.principal.agent_id.clone();
     message.provider_message_id = Some(sent.provider_message_id);

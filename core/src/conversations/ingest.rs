@@ -15,7 +15,7 @@
 //! delivery stores it (R-IN-4).
 
 use super::contacts::{address_key, opt_keyword, Contact};
-use super::reply::{deliver, Content};
+use super::reply::{deliver, Content, Window};
 use super::routing::{classify, release, reserve, route_to_queue};
 use super::{
     commit, last_customer_key, messages, provider_message_key, thread_id, Attachment, Author,
@@ -455,7 +455,7 @@ async fn say(
         attachments: Vec::new(),
     };
     let mut message = Message::new(author, text, now);
-    match deliver(ports, account, conversation, &content).await {
+    match deliver(ports, account, conversation, &content, author, Window::Open).await {
         Ok(sent) => {
             message.provider_message_id = Some(sent.provider_message_id);
             message.status = Some(sent.status);
@@ -506,6 +506,45 @@ pub fn apply_status(
     }
     kv.set(&key, &store::encode(&message))?;
     Ok(true)
+}
+
+/// How many of a conversation's latest messages a watermark receipt looks
+/// at: receipts follow sends within minutes, and older messages had their
+/// own receipts.
+const WATERMARK_REACH: i64 = 20;
+
+/// Applies a receipt that covers every message sent up to `watermark_millis`
+/// (Messenger's delivery and read watermarks) to the conversation's latest
+/// outbound messages, moving statuses forward only; one read of the log and
+/// one write of whatever changed.
+pub fn apply_watermark(
+    kv: &dyn KeyValue,
+    org: &str,
+    conversation: &str,
+    watermark_millis: i64,
+    status: &str,
+    rank: fn(&str) -> u8,
+) -> Result<usize, ApiError> {
+    let log = messages(org, conversation);
+    let last = log.len(kv)?;
+    let mut changed = Vec::new();
+    for (position, bytes) in log.read(kv, last - WATERMARK_REACH + 1, last)? {
+        let key = log.slot_key(position);
+        let mut message: Message = store::decode(&key, &bytes)?;
+        let sent_by_us =
+            message.author != Author::Customer && message.provider_message_id.is_some();
+        let covered =
+            crate::time::parse_rfc3339(&message.at).is_ok_and(|sent| sent <= watermark_millis);
+        let behind = rank(status) > message.status.as_deref().map_or(0, rank);
+        if sent_by_us && covered && behind {
+            message.status = Some(status.to_owned());
+            changed.push((key, store::encode(&message)));
+        }
+    }
+    if !changed.is_empty() {
+        kv.set_many(&changed)?;
+    }
+    Ok(changed.len())
 }
 
 /// Shows the customer's message to the workstream's bot (R-CONV-7) and

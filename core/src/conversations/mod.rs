@@ -111,7 +111,7 @@ pub struct Conversation {
 crate::document!(Conversation, "conversation");
 
 /// Who wrote a message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Author {
     Customer,

@@ -7,20 +7,26 @@
 //! WhatsApp window closed at a given time and that an approved template is
 //! the way to reach the customer now.
 
-use super::{Attachment, Conversation};
+use super::{Attachment, Author, Conversation};
 use crate::api::{ApiError, Response};
 use crate::config::accounts::{Account, Settings};
 use crate::ports::Ports;
-use crate::providers::{self, twilio};
+use crate::providers::{self, facebook, google, telesign, twilio, SendOutcome};
+use crate::store;
 use crate::templates::Rendered;
 use serde_json::json;
 
 const HOUR_MILLIS: i64 = 3_600_000;
-/// WhatsApp accepts free-form messages for 24 hours after the customer's
-/// last message; after that, approved templates only.
-pub const WHATSAPP_WINDOW_HOURS: i64 = 24;
+/// WhatsApp and Messenger accept free-form messages for 24 hours after the
+/// customer's last message.
+pub const STANDARD_WINDOW_HOURS: i64 = 24;
+/// Messenger's HUMAN_AGENT tag lets a person (never a bot) answer for 7 days.
+pub const HUMAN_AGENT_WINDOW_HOURS: i64 = 7 * 24;
 /// Twilio's limit for a message body, and SMS's (R-IN-5).
 pub const MAX_TEXT_CHARS: usize = 1600;
+/// How long before its expiry a cached Google access token is replaced, so
+/// a token never expires between the check and Google's.
+const TOKEN_MARGIN_MILLIS: i64 = 5 * 60_000;
 
 /// What goes to the customer.
 #[derive(Debug, Clone)]
@@ -42,12 +48,60 @@ impl Content {
             Content::Template { rendered, .. } => &rendered.text,
         }
     }
+
+    fn attachments(&self) -> &[Attachment] {
+        match self {
+            Content::Text { attachments, .. } => attachments,
+            Content::Template { .. } => &[],
+        }
+    }
 }
 
-/// The end of the channel's free-form window after the customer's last
-/// message, for channels that have one.
+/// The end of the channel's standard free-form window after the customer's
+/// last message, for channels that have one.
 pub fn window_closes_at(channel: &str, last_customer_millis: i64) -> Option<i64> {
-    (channel == "whatsapp").then_some(last_customer_millis + WHATSAPP_WINDOW_HOURS * HOUR_MILLIS)
+    matches!(channel, "whatsapp" | "facebook")
+        .then_some(last_customer_millis + STANDARD_WINDOW_HOURS * HOUR_MILLIS)
+}
+
+/// How a free-form message may go out now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// Inside the channel's standard window, or the channel has none.
+    Open,
+    /// Messenger, 24 hours to 7 days: a human agent's reply with the
+    /// HUMAN_AGENT tag.
+    HumanAgentTag,
+}
+
+/// Whether a free-form message (not a WhatsApp template) may go out at
+/// `now_millis`, and how (R-CONV-6). `human_agent_tag` is the channel's
+/// setting; `by_human` says an agent, not the bot, writes it.
+pub fn free_form_window(
+    channel: &str,
+    human_agent_tag: bool,
+    by_human: bool,
+    last_customer_millis: Option<i64>,
+    now_millis: i64,
+) -> Result<Window, Undelivered> {
+    let Some(last) = last_customer_millis else {
+        return Ok(Window::Open);
+    };
+    let Some(closes) = window_closes_at(channel, last) else {
+        return Ok(Window::Open);
+    };
+    if now_millis < closes {
+        return Ok(Window::Open);
+    }
+    if channel != "facebook" {
+        return Err(Undelivered::window_closed(channel, closes, false));
+    }
+    let tagged_until = last + HUMAN_AGENT_WINDOW_HOURS * HOUR_MILLIS;
+    match (human_agent_tag && by_human, now_millis < tagged_until) {
+        (true, true) => Ok(Window::HumanAgentTag),
+        (true, false) => Err(Undelivered::window_closed(channel, tagged_until, false)),
+        (false, _) => Err(Undelivered::window_closed(channel, closes, false)),
+    }
 }
 
 /// A send that did not happen, with what the caller should be told.
@@ -86,22 +140,31 @@ impl Undelivered {
         }
     }
 
-    /// 409: the window for free-form messages closed at `closed_at`.
-    pub fn window_closed(closed_at: &str, by_provider: bool) -> Undelivered {
-        let who = if by_provider {
-            "WhatsApp refused the message: "
-        } else {
-            ""
+    /// 409: the channel's window for free-form messages closed at
+    /// `closed_millis` (or, `by_provider`, the provider says so now).
+    pub fn window_closed(channel: &str, closed_millis: i64, by_provider: bool) -> Undelivered {
+        let closed_at = crate::time::rfc3339(closed_millis);
+        let (who, what) = match channel {
+            "facebook" => (
+                "Facebook refused the message: ",
+                "Messenger's window for replies closed at {closed_at} (24 hours after the customer's last message, or 7 days for a human agent when the channel's human_agent_tag is on); wait for the customer to write",
+            ),
+            _ => (
+                "WhatsApp refused the message: ",
+                "the 24-hour window for free-form WhatsApp messages closed at {closed_at}, 24 hours after the customer's last message; send an approved template instead ({\"template_id\": …}) or wait for the customer to write",
+            ),
         };
         Undelivered {
             error: ApiError::conflict(
                 "reply_window_closed",
                 format!(
-                    "{who}the 24-hour window for free-form WhatsApp messages closed at {closed_at}, 24 hours after the customer's last message; send an approved template instead ({{\"template_id\": …}}) or wait for the customer to write"
+                    "{}{}",
+                    if by_provider { who } else { "" },
+                    what.replace("{closed_at}", &closed_at)
                 ),
             ),
             retry_after: None,
-            window_closed_at: Some(closed_at.to_owned()),
+            window_closed_at: Some(closed_at),
         }
     }
 }
@@ -113,25 +176,23 @@ pub struct Sent {
     pub status: String,
 }
 
-/// Sends `content` to the conversation's customer through its account.
+/// Sends `content` to the conversation's customer through its account, as
+/// `author` and within `window` (from [`free_form_window`]).
 pub async fn deliver(
     ports: &Ports<'_>,
     account: &Account,
     conversation: &Conversation,
     content: &Content,
+    author: Author,
+    window: Window,
 ) -> Result<Sent, Undelivered> {
-    match &account.settings {
+    let outcome = match &account.settings {
         Settings::Twilio {
             account_sid,
             auth_token,
             ..
         } => {
             let api_base = providers::api_base(ports.variables, "twilio_api_base")?;
-            let callback = format!(
-                "{}/webhooks/twilio/{}",
-                crate::config::public_base_url(ports.variables),
-                account.id
-            );
             let body = match content {
                 Content::Text { text, attachments } => twilio::Content::Text {
                     body: text.clone(),
@@ -144,6 +205,7 @@ pub async fn deliver(
             };
             let from = format!("whatsapp:{}", conversation.channel_address);
             let to = format!("whatsapp:{}", conversation.customer_address);
+            let callback = callback_url(ports, account);
             let outgoing = twilio::Outgoing {
                 account_sid,
                 auth_token,
@@ -152,60 +214,208 @@ pub async fn deliver(
                 content: &body,
                 status_callback: Some(&callback),
             };
-            match twilio::send(ports.http, &api_base, &outgoing).await {
-                providers::SendOutcome::Sent { id, status } => Ok(Sent {
-                    provider_message_id: id,
-                    status,
-                }),
-                providers::SendOutcome::OutsideWindow { .. } => Err(Undelivered::window_closed(
-                    &crate::time::rfc3339(ports.clock.now_millis()),
-                    true,
-                )),
-                providers::SendOutcome::RateLimited {
-                    retry_after_seconds,
-                    message,
-                } => Err(Undelivered {
-                    error: ApiError {
-                        status: 429,
-                        code: "provider_rate_limited",
-                        message: format!("Twilio is rate limiting this account ({message}); retry after the Retry-After delay"),
-                        field: None,
-                    },
-                    retry_after: Some(retry_after_seconds.unwrap_or(1)),
-                    window_closed_at: None,
-                }),
-                providers::SendOutcome::Rejected {
-                    status,
-                    code,
-                    message,
-                } => {
-                    let code_text = code.map(|c| format!(", Twilio error {c}")).unwrap_or_default();
-                    Err(ApiError {
-                        status: 502,
-                        code: "provider_rejected",
-                        message: format!(
-                            "Twilio refused the message (HTTP {status}{code_text}): {message}"
-                        ),
-                        field: None,
-                    }
-                    .into())
+            twilio::send(ports.http, &api_base, &outgoing).await
+        }
+        Settings::Telesign {
+            customer_id,
+            api_key,
+            ..
+        } => {
+            let api_base = providers::api_base(ports.variables, "telesign_api_base")?;
+            let callback = callback_url(ports, account);
+            let sms = telesign::Sms {
+                customer_id,
+                api_key,
+                phone_number: conversation.customer_address.trim_start_matches('+'),
+                sender_id: &conversation.channel_address,
+                message: content.text(),
+                external_id: None,
+                callback_url: Some(&callback),
+            };
+            let nonce = ports.random.id128();
+            telesign::send_sms(
+                ports.http,
+                &api_base,
+                &sms,
+                ports.clock.now_millis(),
+                &nonce,
+            )
+            .await
+        }
+        Settings::Facebook {
+            app_secret, pages, ..
+        } => {
+            let api_base = providers::api_base(ports.variables, "graph_api_base")?;
+            let page = pages
+                .iter()
+                .find(|page| page.page_id == conversation.channel_address)
+                .ok_or_else(|| page_removed(account, conversation))?;
+            let outgoing = facebook::Outgoing {
+                page_token: &page.access_token,
+                app_secret,
+                psid: &conversation.customer_address,
+                text: content.text(),
+                attachments: content.attachments(),
+                messaging_type: match window {
+                    Window::Open => facebook::MessagingType::Response,
+                    Window::HumanAgentTag => facebook::MessagingType::HumanAgent,
+                },
+            };
+            facebook::send(ports.http, &api_base, &outgoing).await
+        }
+        Settings::Gbm {
+            service_account, ..
+        } => {
+            let api_base = providers::api_base(ports.variables, "gbm_api_base")?;
+            let token = match google_token(ports, account, service_account).await? {
+                Ok(token) => token,
+                Err(outcome) => {
+                    return outcome_to_result(account, outcome, ports.clock.now_millis())
                 }
-                providers::SendOutcome::Unreachable { message } => Err(ApiError {
-                    status: 502,
-                    code: "provider_unreachable",
-                    message: format!("Twilio could not be reached ({message}); retry later"),
-                    field: None,
-                }
-                .into()),
+            };
+            let message_id = ports.random.id128();
+            let outgoing = google::Outgoing {
+                access_token: &token,
+                conversation_id: &conversation.customer_address,
+                message_id: &message_id,
+                text: content.text(),
+                attachments: content.attachments(),
+                representative: match author {
+                    Author::Agent => google::Representative::Human,
+                    _ => google::Representative::Bot,
+                },
+                display_name: None,
+            };
+            google::send(ports.http, &api_base, &outgoing).await
+        }
+    };
+    outcome_to_result(account, outcome, ports.clock.now_millis())
+}
+
+/// Where the provider posts this account's status callbacks.
+fn callback_url(ports: &Ports<'_>, account: &Account) -> String {
+    format!(
+        "{}/webhooks/{}/{}",
+        crate::config::public_base_url(ports.variables),
+        account.settings.provider(),
+        account.id
+    )
+}
+
+fn page_removed(account: &Account, conversation: &Conversation) -> ApiError {
+    ApiError::conflict(
+        "channel_removed",
+        format!(
+            "page {} is no longer connected to account {}; replies cannot be sent from it",
+            conversation.channel_address, account.id
+        ),
+    )
+}
+
+/// A Business Messages access token for the account: the cached one while
+/// it has more than a few minutes left, else a new one from Google, cached
+/// for the next sends (by any instance) until shortly before it expires.
+async fn google_token(
+    ports: &Ports<'_>,
+    account: &Account,
+    service_account: &str,
+) -> Result<Result<String, SendOutcome>, ApiError> {
+    let key = format!("gbm-token/{}", account.id);
+    let now = ports.clock.now_millis();
+    if let Some(bytes) = ports.kv.get(&key)? {
+        if let Ok(cached) = serde_json::from_slice::<CachedToken>(&bytes) {
+            if cached.expires_at_millis - TOKEN_MARGIN_MILLIS > now {
+                return Ok(Ok(cached.token));
             }
         }
-        settings => Err(ApiError::conflict(
-            "channel_not_supported",
+    }
+    let service_account = google::ServiceAccount::parse(service_account).map_err(|message| {
+        ApiError::conflict(
+            "invalid_service_account",
             format!(
-                "replies through {} accounts are not supported yet",
-                settings.provider()
+                "account {} cannot reach Google: {message} (PATCH /api/accounts/{})",
+                account.id, account.id
             ),
         )
+    })?;
+    let oauth_base = providers::api_base(ports.variables, "google_oauth_base")?;
+    match google::fetch_token(ports.http, &oauth_base, &service_account, now).await {
+        Ok(token) => {
+            let cached = CachedToken {
+                token: token.token.clone(),
+                expires_at_millis: token.expires_at_millis,
+            };
+            // A failed cache write costs the next send a token request only.
+            let _ = ports.kv.set(&key, &store::encode(&cached));
+            Ok(Ok(token.token))
+        }
+        Err(outcome) => Ok(Err(outcome)),
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedToken {
+    token: String,
+    expires_at_millis: i64,
+}
+
+/// The provider's answer as the API reports it.
+fn outcome_to_result(
+    account: &Account,
+    outcome: SendOutcome,
+    now_millis: i64,
+) -> Result<Sent, Undelivered> {
+    let provider = match account.settings.provider() {
+        "twilio" => "Twilio",
+        "telesign" => "TeleSign",
+        "facebook" => "Facebook",
+        _ => "Google",
+    };
+    match outcome {
+        SendOutcome::Sent { id, status } => Ok(Sent {
+            provider_message_id: id,
+            status,
+        }),
+        SendOutcome::OutsideWindow { .. } => Err(Undelivered::window_closed(
+            crate::conversations::ingest::channel_of(account.settings.provider()),
+            now_millis,
+            true,
+        )),
+        SendOutcome::RateLimited {
+            retry_after_seconds,
+            message,
+        } => Err(Undelivered {
+            error: ApiError {
+                status: 429,
+                code: "provider_rate_limited",
+                message: format!("{provider} is rate limiting this account ({message}); retry after the Retry-After delay"),
+                field: None,
+            },
+            retry_after: Some(retry_after_seconds.unwrap_or(1)),
+            window_closed_at: None,
+        }),
+        SendOutcome::Rejected {
+            status,
+            code,
+            message,
+        } => {
+            let code_text = code
+                .map(|c| format!(", {provider} error {c}"))
+                .unwrap_or_default();
+            Err(ApiError {
+                status: 502,
+                code: "provider_rejected",
+                message: format!("{provider} refused the message (HTTP {status}{code_text}): {message}"),
+                field: None,
+            }
+            .into())
+        }
+        SendOutcome::Unreachable { message } => Err(ApiError {
+            status: 502,
+            code: "provider_unreachable",
+            message: format!("{provider} could not be reached ({message}); retry later"),
+            field: None,
+        }
         .into()),
     }
 }

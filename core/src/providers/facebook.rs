@@ -1,17 +1,35 @@
-//! Facebook Messenger: the page-token check (providers.md 3.4).
+//! Facebook Messenger (providers.md 3): the page-token check, webhook
+//! signatures and events, and the Send API.
 //!
 //! Reading the page with its own token proves three things the Send API
 //! needs: the token is alive (else Graph error 190), it belongs to this page
 //! (Graph answers with the page the token is for), and the app secret matches
 //! the app the token was issued to (every call carries `appsecret_proof`,
 //! which apps requiring it refuse without and Graph checks when present).
+//!
+//! Webhooks are signed with the app secret over the raw body, so the
+//! signature is checked on the bytes as received, before any parsing. One
+//! POST may batch events of several pages; they are flattened here into
+//! typed [`Event`]s so the rest of the core never sees Graph's field names,
+//! and kinds the gateway does not handle are skipped rather than refused:
+//! a refused delivery is redelivered and can get the webhook disabled.
+//!
+//! Sending maps Graph's answers onto the decisions the caller has to make:
+//! done, outside the messaging window (only the customer writing again
+//! reopens it), retry later, or refused for good. Every message is scrubbed
+//! of the page token, the app secret and the proof, which hosts and Graph
+//! may quote back.
 
-use super::{endpoint, http_status, json, text, verdict_for};
-use super::{CredentialCheck, Verdict};
+use super::{endpoint, http_status, json, scrub, text, verdict_for};
+use super::{retry_after, CredentialCheck, SendOutcome, Verdict};
 use crate::api::Method;
+use crate::auth::constant_time_eq;
+use crate::conversations::Attachment;
 use crate::encoding::{hex, percent_encode};
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
 use hmac::{Hmac, Mac};
+use serde::Serialize;
+use serde_json::Value;
 use sha2::Sha256;
 
 /// The Graph API version every call names.
@@ -123,6 +141,480 @@ fn graph_message(error: &serde_json::Value, code: Option<i64>) -> Option<String>
         (Some(code), None) => format!("{message} (Graph error {code})"),
         _ => message.to_owned(),
     })
+}
+
+// ------------------------------------------------------------ signatures
+
+/// Whether `header` (`X-Hub-Signature-256`) is `sha256=` and the hex
+/// HMAC-SHA256 of the raw `body` keyed with the app secret (providers.md
+/// 3.2), compared in constant time. Hex digits of either case are accepted.
+/// An empty app secret validates nothing: anyone could sign with it.
+pub fn signature_valid(app_secret: &str, body: &[u8], header: Option<&str>) -> bool {
+    let Some(given) = header.and_then(|header| header.trim().strip_prefix("sha256=")) else {
+        return false;
+    };
+    if app_secret.is_empty() {
+        return false;
+    }
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(app_secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(body);
+    let expected = hex(&mac.finalize().into_bytes());
+    constant_time_eq(expected.as_bytes(), given.to_ascii_lowercase().as_bytes())
+}
+
+// ---------------------------------------------------------------- events
+
+/// One event of a webhook delivery, for one page and one customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub page_id: String,
+    /// The customer's page-scoped id: the sender of customer events, the
+    /// recipient of echoes.
+    pub psid: String,
+    /// Milliseconds since the epoch (the event's timestamp).
+    pub timestamp: i64,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    /// A customer's message; postbacks (button taps) also arrive as
+    /// messages: text = the button's title, id = its mid, or
+    /// `postback:{psid}:{timestamp}` when Facebook sent none.
+    Message {
+        mid: String,
+        text: String,
+        attachments: Vec<Attachment>,
+    },
+    /// Our own send, echoed back (`message.is_echo`): never a customer
+    /// message.
+    Echo { mid: String },
+    /// Everything up to `watermark` (ms) is delivered; `mids` names some of
+    /// them when Facebook sends them.
+    Delivery { mids: Vec<String>, watermark: i64 },
+    /// Everything up to `watermark` (ms) is read.
+    Read { watermark: i64 },
+}
+
+/// All events of a delivery, in order, across every entry (Facebook batches
+/// several pages and events into one POST; providers.md 3.3). `object` must
+/// be `page`. Events of other kinds (optins, referrals, reactions …) and
+/// entries without `messaging` (e.g. `standby` for another app's thread)
+/// are skipped, not errors.
+///
+/// An event without `timestamp` takes its entry's `time`: Facebook's
+/// delivery samples leave the event's out.
+///
+/// Attachments keep their `payload.url`, typed by Facebook's `type` (see
+/// `content_type`). A shared location has coordinates and no URL; it is
+/// kept as a `Location: lat, long` line after the text, so the agent still
+/// sees where the customer is. Other attachments without a URL are dropped.
+///
+/// Err = a sentence naming the field that is malformed or missing.
+pub fn parse_webhook(body: &[u8]) -> Result<Vec<Event>, String> {
+    let delivery: Value = serde_json::from_slice(body)
+        .map_err(|error| format!("the webhook body is not JSON: {error}"))?;
+    match delivery.get("object").and_then(Value::as_str) {
+        Some("page") => {}
+        Some(other) => {
+            return Err(format!(
+                "the webhook is about {other:?} objects, not \"page\": subscribe this \
+                 endpoint to Page events only"
+            ))
+        }
+        None => return Err("the webhook has no \"object\" (Messenger sends \"page\")".into()),
+    }
+    let entries = delivery
+        .get("entry")
+        .and_then(Value::as_array)
+        .ok_or("the webhook has no \"entry\" array")?;
+    let mut events = Vec::new();
+    for (e, entry) in entries.iter().enumerate() {
+        let at = format!("entry[{e}]");
+        let page_id = string(entry, &at, "id")?;
+        let time = entry.get("time").and_then(Value::as_i64);
+        let Some(messaging) = entry.get("messaging") else {
+            continue;
+        };
+        let messaging = messaging
+            .as_array()
+            .ok_or_else(|| format!("{at}.messaging is not an array"))?;
+        for (m, event) in messaging.iter().enumerate() {
+            let at = format!("{at}.messaging[{m}]");
+            events.extend(parse_event(event, &at, page_id, time)?);
+        }
+    }
+    Ok(events)
+}
+
+/// One `messaging[]` event, or `None` for a kind the gateway skips.
+fn parse_event(
+    event: &Value,
+    at: &str,
+    page_id: &str,
+    entry_time: Option<i64>,
+) -> Result<Option<Event>, String> {
+    let known = ["message", "postback", "delivery", "read"];
+    if !known.iter().any(|kind| event.get(kind).is_some()) {
+        return Ok(None);
+    }
+    let timestamp = match (event.get("timestamp"), entry_time) {
+        (None, Some(time)) => time,
+        _ => integer(event, at, "timestamp")?,
+    };
+    let (psid, kind) = if let Some(message) = event.get("message") {
+        let inside = format!("{at}.message");
+        let mid = string(message, &inside, "mid")?.to_owned();
+        if message.get("is_echo").and_then(Value::as_bool) == Some(true) {
+            (string(event, at, "recipient.id")?, EventKind::Echo { mid })
+        } else {
+            let (attachments, locations) = attachments(message, &inside)?;
+            let text = message.get("text").and_then(Value::as_str).unwrap_or("");
+            let text = std::iter::once(text.to_owned())
+                .chain(locations)
+                .filter(|line| !line.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n");
+            let kind = EventKind::Message {
+                mid,
+                text,
+                attachments,
+            };
+            (sender(event, at)?, kind)
+        }
+    } else if let Some(postback) = event.get("postback") {
+        let psid = sender(event, at)?;
+        let mid = postback
+            .get("mid")
+            .and_then(Value::as_str)
+            .filter(|mid| !mid.is_empty())
+            .map_or_else(|| format!("postback:{psid}:{timestamp}"), str::to_owned);
+        let title = postback.get("title").and_then(Value::as_str).unwrap_or("");
+        let kind = EventKind::Message {
+            mid,
+            text: title.to_owned(),
+            attachments: Vec::new(),
+        };
+        (psid, kind)
+    } else if let Some(delivery) = event.get("delivery") {
+        let inside = format!("{at}.delivery");
+        let mids = match delivery.get("mids") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(mids) => mids
+                .as_array()
+                .and_then(|mids| {
+                    mids.iter()
+                        .map(|mid| mid.as_str().map(str::to_owned))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .ok_or_else(|| format!("{inside}.mids must be an array of message ids"))?,
+        };
+        let watermark = integer(delivery, &inside, "watermark")?;
+        (sender(event, at)?, EventKind::Delivery { mids, watermark })
+    } else {
+        let read = &event["read"];
+        let watermark = integer(read, &format!("{at}.read"), "watermark")?;
+        (sender(event, at)?, EventKind::Read { watermark })
+    };
+    Ok(Some(Event {
+        page_id: page_id.to_owned(),
+        psid: psid.to_owned(),
+        timestamp,
+        kind,
+    }))
+}
+
+/// The customer of a customer event.
+fn sender<'a>(event: &'a Value, at: &str) -> Result<&'a str, String> {
+    string(event, at, "sender.id")
+}
+
+/// A message's attachments that have a URL, and a text line for each
+/// shared location.
+fn attachments(message: &Value, at: &str) -> Result<(Vec<Attachment>, Vec<String>), String> {
+    let Some(list) = message.get("attachments") else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let list = list
+        .as_array()
+        .ok_or_else(|| format!("{at}.attachments is not an array"))?;
+    let mut kept = Vec::new();
+    let mut locations = Vec::new();
+    for attachment in list {
+        let kind = attachment.get("type").and_then(Value::as_str).unwrap_or("");
+        let payload = attachment.get("payload");
+        let url = payload
+            .and_then(|payload| payload.get("url"))
+            .and_then(Value::as_str)
+            .filter(|url| !url.is_empty());
+        let coordinates = payload.and_then(|payload| payload.get("coordinates"));
+        let degrees = |name: &str| coordinates?.get(name)?.as_f64();
+        if let Some(url) = url {
+            kept.push(Attachment {
+                url: url.to_owned(),
+                content_type: content_type(kind).to_owned(),
+            });
+        } else if let (Some(lat), Some(long)) = (degrees("lat"), degrees("long")) {
+            locations.push(format!("Location: {lat}, {long}"));
+        }
+    }
+    Ok((kept, locations))
+}
+
+/// The content type of an inbound attachment by Facebook's `type`: Graph
+/// gives only the kind, so the subtype is left open; files and the kinds
+/// that are not media (fallback links, reels …) are opaque bytes.
+fn content_type(kind: &str) -> &'static str {
+    match kind {
+        "image" => "image/*",
+        "video" => "video/*",
+        "audio" => "audio/*",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The value at the dotted `path` under `value` (e.g. `sender.id`).
+fn field<'a>(value: &'a Value, at: &str, path: &str) -> Result<&'a Value, String> {
+    path.split('.')
+        .try_fold(value, |value, key| value.get(key))
+        .ok_or_else(|| format!("{} is missing", dotted(at, path)))
+}
+
+fn string<'a>(value: &'a Value, at: &str, path: &str) -> Result<&'a str, String> {
+    field(value, at, path)?
+        .as_str()
+        .filter(|text| !text.is_empty())
+        .ok_or_else(|| format!("{} must be a non-empty string", dotted(at, path)))
+}
+
+fn integer(value: &Value, at: &str, path: &str) -> Result<i64, String> {
+    field(value, at, path)?.as_i64().ok_or_else(|| {
+        format!(
+            "{} must be a whole number of milliseconds",
+            dotted(at, path)
+        )
+    })
+}
+
+fn dotted(at: &str, path: &str) -> String {
+    if at.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{at}.{path}")
+    }
+}
+
+// --------------------------------------------------------------- sending
+
+/// Graph's subcode for a message outside the allowed window (code 10).
+const OUTSIDE_WINDOW: i64 = 2018278;
+/// Graph's rate limits: application, user, page and API call limits.
+const RATE_LIMIT_CODES: [i64; 4] = [4, 17, 32, 613];
+/// Graph's invalid or expired access token.
+const INVALID_TOKEN: i64 = 190;
+
+/// Why the page may message the customer now (providers.md 3.4 "Windows").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessagingType {
+    /// Within 24 h of the customer's last message.
+    Response,
+    /// 24 h – 7 days, a human agent's reply: `MESSAGE_TAG` + `HUMAN_AGENT`.
+    HumanAgent,
+}
+
+/// One message to a customer, with the page credentials it is sent with.
+/// No `Debug`: it holds the page token and the app secret.
+#[derive(Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub page_token: &'a str,
+    pub app_secret: &'a str,
+    pub psid: &'a str,
+    pub text: &'a str,
+    pub attachments: &'a [Attachment],
+    pub messaging_type: MessagingType,
+}
+
+/// The Send API's JSON body.
+#[derive(Serialize)]
+struct SendRequest<'a> {
+    recipient: Recipient<'a>,
+    messaging_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag: Option<&'static str>,
+    message: Part<'a>,
+}
+
+#[derive(Serialize)]
+struct Recipient<'a> {
+    id: &'a str,
+}
+
+/// A Messenger message holds text or one attachment, never both.
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Part<'a> {
+    Text(&'a str),
+    Attachment {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        payload: Payload<'a>,
+    },
+}
+
+#[derive(Serialize)]
+struct Payload<'a> {
+    url: &'a str,
+    /// Each attachment is sent once; a reusable one would be kept by
+    /// Facebook for an `attachment_id` nobody asks for.
+    is_reusable: bool,
+}
+
+impl<'a> Part<'a> {
+    /// Messenger's attachment type by the content type's top level.
+    fn attachment(attachment: &'a Attachment) -> Part<'a> {
+        let top = attachment
+            .content_type
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let kind = match top.as_str() {
+            "image" => "image",
+            "video" => "video",
+            "audio" => "audio",
+            _ => "file",
+        };
+        Part::Attachment {
+            kind,
+            payload: Payload {
+                url: &attachment.url,
+                is_reusable: false,
+            },
+        }
+    }
+}
+
+/// Sends the message with `POST /{version}/me/messages` (providers.md 3.4):
+/// the text first, then one request per attachment, since a Messenger
+/// message carries either. An empty text is only sent when there is no
+/// attachment, for Graph to refuse.
+///
+/// `Sent` carries the first request's `message_id`. The first failure stops
+/// the sending and is returned as it is, though the parts before it were
+/// delivered: the customer has them, so sending everything again would
+/// repeat them.
+pub async fn send(http: &dyn OutboundHttp, api_base: &str, message: &Outgoing<'_>) -> SendOutcome {
+    let proof = appsecret_proof(message.app_secret, message.page_token);
+    let secrets = [message.page_token, message.app_secret, proof.as_str()];
+    let url = endpoint(
+        api_base,
+        &format!(
+            "/{GRAPH_API_VERSION}/me/messages?access_token={}&appsecret_proof={}",
+            percent_encode(message.page_token),
+            percent_encode(&proof)
+        ),
+    );
+    let (first, rest) = match message.attachments.split_first() {
+        Some((attachment, rest)) if message.text.is_empty() => (Part::attachment(attachment), rest),
+        _ => (Part::Text(message.text), message.attachments),
+    };
+    let id = match post(http, &url, message, first, &secrets).await {
+        SendOutcome::Sent { id, .. } => id,
+        refused => return refused,
+    };
+    for attachment in rest {
+        let part = Part::attachment(attachment);
+        match post(http, &url, message, part, &secrets).await {
+            SendOutcome::Sent { .. } => {}
+            refused => return refused,
+        }
+    }
+    SendOutcome::Sent {
+        id,
+        status: "sent".to_owned(),
+    }
+}
+
+/// One Send API request for one part of the message.
+async fn post(
+    http: &dyn OutboundHttp,
+    url: &str,
+    message: &Outgoing<'_>,
+    part: Part<'_>,
+    secrets: &[&str],
+) -> SendOutcome {
+    let (messaging_type, tag) = match message.messaging_type {
+        MessagingType::Response => ("RESPONSE", None),
+        MessagingType::HumanAgent => ("MESSAGE_TAG", Some("HUMAN_AGENT")),
+    };
+    let body = SendRequest {
+        recipient: Recipient { id: message.psid },
+        messaging_type,
+        tag,
+        message: part,
+    };
+    let request = OutboundRequest {
+        method: Method::Post,
+        url: url.to_owned(),
+        headers: vec![("Content-Type".to_owned(), "application/json".to_owned())],
+        body: serde_json::to_vec(&body).expect("a send request always serialises"),
+    };
+    match http.send(request).await {
+        Ok(response) => outcome(&response, secrets),
+        Err(error) => SendOutcome::Unreachable {
+            message: scrub(error.to_string(), secrets),
+        },
+    }
+}
+
+fn outcome(response: &OutboundResponse, secrets: &[&str]) -> SendOutcome {
+    let status = response.status;
+    let body = json(&response.body);
+    let error = body.as_ref().and_then(|body| body.get("error"));
+    if (200..=299).contains(&status) && error.is_none() {
+        return match body.as_ref().and_then(|body| text(body, "/message_id")) {
+            Some(id) => SendOutcome::Sent {
+                id: id.to_owned(),
+                status: "sent".to_owned(),
+            },
+            None => SendOutcome::Rejected {
+                status,
+                code: None,
+                message: format!("Graph answered HTTP {status} without a message_id"),
+            },
+        };
+    }
+    let number = |name: &str| error.and_then(|error| error.get(name)?.as_i64());
+    let (code, subcode) = (number("code"), number("error_subcode"));
+    let message = scrub(
+        error
+            .and_then(|error| text(error, "/message"))
+            .map_or_else(|| http_status(status), str::to_owned),
+        secrets,
+    );
+    if subcode == Some(OUTSIDE_WINDOW) {
+        return SendOutcome::OutsideWindow { message };
+    }
+    if status == 429 || code.is_some_and(|code| RATE_LIMIT_CODES.contains(&code)) {
+        return SendOutcome::RateLimited {
+            retry_after_seconds: retry_after(&response.headers),
+            message,
+        };
+    }
+    let message = if code == Some(INVALID_TOKEN) {
+        format!(
+            "{message}: the page's access token no longer works; get a new page token \
+             and save it with PATCH /api/accounts/{{id}}"
+        )
+    } else {
+        message
+    };
+    SendOutcome::Rejected {
+        status,
+        code,
+        message,
+    }
 }
 
 #[cfg(test)]
@@ -275,5 +767,692 @@ mod tests {
         assert!(result
             .message
             .contains("access_token=[redacted]&appsecret_proof=[redacted]"));
+    }
+
+    // ------------------------------------------------------- signatures
+
+    /// providers.md 3.2 (self-computed; Meta publishes no vector).
+    const SIGNED_BODY: &str = r#"{"object":"page","entry":[{"id":"PAGE_ID","time":1458692752478,"messaging":[{"sender":{"id":"PSID"},"recipient":{"id":"PAGE_ID"},"timestamp":1458692752478,"message":{"mid":"mid.1457764197618:41d102a3e1ae206a38","text":"hello, world!"}}]}]}"#;
+    const SIGNATURE: &str =
+        "sha256=eec1906d2e5dc1a43a1014f196b421cf9d7b6696ead890eadf906dbbfe03f791";
+
+    #[test]
+    fn the_signature_vector_is_valid() {
+        assert_eq!(SIGNED_BODY.len(), 239);
+        assert!(signature_valid(
+            SECRET,
+            SIGNED_BODY.as_bytes(),
+            Some(SIGNATURE)
+        ));
+    }
+
+    #[test]
+    fn a_wrong_secret_or_tampered_body_is_invalid() {
+        let body = SIGNED_BODY.as_bytes();
+        assert!(!signature_valid("other_secret", body, Some(SIGNATURE)));
+        let tampered = SIGNED_BODY.replace("hello", "hullo");
+        assert!(!signature_valid(
+            SECRET,
+            tampered.as_bytes(),
+            Some(SIGNATURE)
+        ));
+        assert!(!signature_valid("", body, Some(SIGNATURE)));
+    }
+
+    #[test]
+    fn a_missing_or_unprefixed_signature_is_invalid() {
+        let body = SIGNED_BODY.as_bytes();
+        assert!(!signature_valid(SECRET, body, None));
+        assert!(!signature_valid(SECRET, body, Some("")));
+        let bare = SIGNATURE.trim_start_matches("sha256=");
+        assert!(!signature_valid(SECRET, body, Some(bare)));
+        assert!(!signature_valid(
+            SECRET,
+            body,
+            Some(&format!("sha1={bare}"))
+        ));
+        assert!(!signature_valid(
+            SECRET,
+            body,
+            Some(&SIGNATURE[..SIGNATURE.len() - 2])
+        ));
+    }
+
+    #[test]
+    fn uppercase_hex_is_accepted() {
+        let upper = format!("sha256={}", SIGNATURE[7..].to_ascii_uppercase());
+        assert!(signature_valid(
+            SECRET,
+            SIGNED_BODY.as_bytes(),
+            Some(&upper)
+        ));
+    }
+
+    // ------------------------------------------------------------ events
+
+    fn image(url: &str) -> Attachment {
+        Attachment {
+            url: url.into(),
+            content_type: "image/*".into(),
+        }
+    }
+
+    #[test]
+    fn parses_a_batched_delivery_in_order() {
+        let body = r#"{
+            "object": "page",
+            "entry": [
+                {"id": "PAGE_A", "time": 1700000000999, "messaging": [
+                    {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE_A"},
+                     "timestamp": 1700000000001,
+                     "message": {"mid": "m_1", "text": "hello",
+                                 "quick_reply": {"payload": "HI"}}},
+                    {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE_A"},
+                     "timestamp": 1700000000002,
+                     "message": {"mid": "m_2", "attachments": [
+                        {"type": "image", "payload": {"url": "https://cdn.fb/i.jpg", "sticker_id": 369239263222822}},
+                        {"type": "video", "payload": {"url": "https://cdn.fb/v.mp4"}},
+                        {"type": "audio", "payload": {"url": "https://cdn.fb/a.mp4"}},
+                        {"type": "file", "payload": {"url": "https://cdn.fb/f.pdf"}},
+                        {"type": "fallback", "payload": {"url": "https://example.com/page", "title": "A page"}},
+                        {"type": "location", "payload": {"coordinates": {"lat": 48.8584, "long": 2.2945}}},
+                        {"type": "template", "payload": {"template_type": "generic"}}
+                     ]}},
+                    {"sender": {"id": "PAGE_A"}, "recipient": {"id": "PSID1"},
+                     "timestamp": 1700000000003,
+                     "message": {"mid": "m_3", "is_echo": true, "app_id": 1517776481860111,
+                                 "text": "our reply"}},
+                    {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE_A"},
+                     "delivery": {"mids": ["m_3"], "watermark": 1700000000003, "seq": 37}},
+                    {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE_A"},
+                     "timestamp": 1700000000005,
+                     "optin": {"ref": "newsletter"}}
+                ]},
+                {"id": "PAGE_B", "time": 1700000000998, "messaging": [
+                    {"sender": {"id": "PSID2"}, "recipient": {"id": "PAGE_B"},
+                     "timestamp": 1700000000006,
+                     "delivery": {"watermark": 1700000000004}},
+                    {"sender": {"id": "PSID2"}, "recipient": {"id": "PAGE_B"},
+                     "timestamp": 1700000000007,
+                     "read": {"watermark": 1700000000006}},
+                    {"sender": {"id": "PSID2"}, "recipient": {"id": "PAGE_B"},
+                     "timestamp": 1700000000008,
+                     "postback": {"mid": "m_8", "title": "Talk to a human", "payload": "HUMAN"}},
+                    {"sender": {"id": "PSID2"}, "recipient": {"id": "PAGE_B"},
+                     "timestamp": 1700000000009,
+                     "postback": {"title": "Get Started", "payload": "START"}},
+                    {"sender": {"id": "PSID2"}, "recipient": {"id": "PAGE_B"},
+                     "timestamp": 1700000000010,
+                     "reaction": {"mid": "m_3", "action": "react", "emoji": "👍"}}
+                ]},
+                {"id": "PAGE_C", "time": 1700000000997, "standby": [
+                    {"sender": {"id": "PSID3"}, "recipient": {"id": "PAGE_C"},
+                     "timestamp": 1700000000011, "message": {"mid": "m_11", "text": "x"}}
+                ]}
+            ]
+        }"#;
+        let event = |page: &str, psid: &str, timestamp: i64, kind: EventKind| Event {
+            page_id: page.into(),
+            psid: psid.into(),
+            timestamp,
+            kind,
+        };
+        let attachment = |url: &str, content_type: &str| Attachment {
+            url: url.into(),
+            content_type: content_type.into(),
+        };
+        assert_eq!(
+            parse_webhook(body.as_bytes()),
+            Ok(vec![
+                event(
+                    "PAGE_A",
+                    "PSID1",
+                    1700000000001,
+                    EventKind::Message {
+                        mid: "m_1".into(),
+                        text: "hello".into(),
+                        attachments: Vec::new(),
+                    }
+                ),
+                event(
+                    "PAGE_A",
+                    "PSID1",
+                    1700000000002,
+                    EventKind::Message {
+                        mid: "m_2".into(),
+                        text: "Location: 48.8584, 2.2945".into(),
+                        attachments: vec![
+                            image("https://cdn.fb/i.jpg"),
+                            attachment("https://cdn.fb/v.mp4", "video/*"),
+                            attachment("https://cdn.fb/a.mp4", "audio/*"),
+                            attachment("https://cdn.fb/f.pdf", "application/octet-stream"),
+                            attachment("https://example.com/page", "application/octet-stream"),
+                        ],
+                    }
+                ),
+                event(
+                    "PAGE_A",
+                    "PSID1",
+                    1700000000003,
+                    EventKind::Echo { mid: "m_3".into() }
+                ),
+                // No event timestamp: the entry's time.
+                event(
+                    "PAGE_A",
+                    "PSID1",
+                    1700000000999,
+                    EventKind::Delivery {
+                        mids: vec!["m_3".into()],
+                        watermark: 1700000000003
+                    }
+                ),
+                event(
+                    "PAGE_B",
+                    "PSID2",
+                    1700000000006,
+                    EventKind::Delivery {
+                        mids: Vec::new(),
+                        watermark: 1700000000004
+                    }
+                ),
+                event(
+                    "PAGE_B",
+                    "PSID2",
+                    1700000000007,
+                    EventKind::Read {
+                        watermark: 1700000000006
+                    }
+                ),
+                event(
+                    "PAGE_B",
+                    "PSID2",
+                    1700000000008,
+                    EventKind::Message {
+                        mid: "m_8".into(),
+                        text: "Talk to a human".into(),
+                        attachments: Vec::new(),
+                    }
+                ),
+                event(
+                    "PAGE_B",
+                    "PSID2",
+                    1700000000009,
+                    EventKind::Message {
+                        mid: "postback:PSID2:1700000000009".into(),
+                        text: "Get Started".into(),
+                        attachments: Vec::new(),
+                    }
+                ),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_location_follows_the_text() {
+        let body = r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"sender":{"id":"U"},"recipient":{"id":"P"},"timestamp":2,"message":{"mid":"m","text":"I am here","attachments":[{"type":"location","payload":{"coordinates":{"lat":-33.5,"long":151}}}]}}]}]}"#;
+        let events = parse_webhook(body.as_bytes()).unwrap();
+        assert_eq!(
+            events[0].kind,
+            EventKind::Message {
+                mid: "m".into(),
+                text: "I am here\nLocation: -33.5, 151".into(),
+                attachments: Vec::new(),
+            }
+        );
+    }
+
+    #[test]
+    fn the_signed_vector_parses() {
+        assert_eq!(
+            parse_webhook(SIGNED_BODY.as_bytes()),
+            Ok(vec![Event {
+                page_id: "PAGE_ID".into(),
+                psid: "PSID".into(),
+                timestamp: 1458692752478,
+                kind: EventKind::Message {
+                    mid: "mid.1457764197618:41d102a3e1ae206a38".into(),
+                    text: "hello, world!".into(),
+                    attachments: Vec::new(),
+                },
+            }])
+        );
+    }
+
+    #[test]
+    fn only_page_webhooks_are_accepted() {
+        assert_eq!(
+            parse_webhook(br#"{"object":"instagram","entry":[]}"#),
+            Err("the webhook is about \"instagram\" objects, not \"page\": subscribe this endpoint to Page events only".into())
+        );
+        assert_eq!(
+            parse_webhook(br#"{"entry":[]}"#),
+            Err("the webhook has no \"object\" (Messenger sends \"page\")".into())
+        );
+        assert_eq!(
+            parse_webhook(br#"{"object":"page","entry":[]}"#),
+            Ok(Vec::new())
+        );
+    }
+
+    #[test]
+    fn malformed_deliveries_name_the_field() {
+        let error = parse_webhook(b"{\"object\":\"page\",").unwrap_err();
+        assert!(
+            error.starts_with("the webhook body is not JSON: "),
+            "{error}"
+        );
+        let cases = [
+            (r#"{"object":"page"}"#, "the webhook has no \"entry\" array"),
+            (
+                r#"{"object":"page","entry":[{"messaging":[]}]}"#,
+                "entry[0].id is missing",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","messaging":{}}]}"#,
+                "entry[0].messaging is not an array",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"read":{"watermark":1}},{"recipient":{"id":"P"},"message":{"mid":"m"}}]}]}"#,
+                "entry[0].messaging[0].sender.id is missing",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"sender":{"id":"U"},"message":{"text":"hi"}}]}]}"#,
+                "entry[0].messaging[0].message.mid is missing",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"sender":{"id":"U"},"message":{"mid":"m","is_echo":true}}]}]}"#,
+                "entry[0].messaging[0].recipient.id is missing",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"sender":{"id":""},"read":{"watermark":1}}]}]}"#,
+                "entry[0].messaging[0].sender.id must be a non-empty string",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"sender":{"id":"U"},"delivery":{"mids":["m"]}}]}]}"#,
+                "entry[0].messaging[0].delivery.watermark is missing",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"sender":{"id":"U"},"delivery":{"mids":"m","watermark":1}}]}]}"#,
+                "entry[0].messaging[0].delivery.mids must be an array of message ids",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"sender":{"id":"U"},"read":{"watermark":"1"}}]}]}"#,
+                "entry[0].messaging[0].read.watermark must be a whole number of milliseconds",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","messaging":[{"sender":{"id":"U"},"read":{"watermark":1}}]}]}"#,
+                "entry[0].messaging[0].timestamp is missing",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"sender":{"id":"U"},"message":{"mid":"m","attachments":{}}}]}]}"#,
+                "entry[0].messaging[0].message.attachments is not an array",
+            ),
+        ];
+        for (body, error) in cases {
+            assert_eq!(
+                parse_webhook(body.as_bytes()),
+                Err(error.to_owned()),
+                "{body}"
+            );
+        }
+    }
+
+    // ----------------------------------------------------------- sending
+
+    const MESSAGES_URL: &str = "https://graph.facebook.com/v21.0/me/messages\
+         ?access_token=EAAB-page-token\
+         &appsecret_proof=994b311bb2e1401230d8d552c85ddcdb449baf2a63cf64585ed949addde6fb70";
+
+    fn outgoing<'a>(
+        text: &'a str,
+        attachments: &'a [Attachment],
+        messaging_type: MessagingType,
+    ) -> Outgoing<'a> {
+        Outgoing {
+            page_token: TOKEN,
+            app_secret: SECRET,
+            psid: "24680",
+            text,
+            attachments,
+            messaging_type,
+        }
+    }
+
+    fn sent_with(http: &ScriptedHttp, message: &Outgoing<'_>) -> SendOutcome {
+        block_on(send(http, "https://graph.facebook.com/", message))
+    }
+
+    /// Graph's answers in turn, `m_1`, `m_2` …
+    fn accepting() -> ScriptedHttp {
+        let count = std::sync::atomic::AtomicUsize::new(0);
+        ScriptedHttp::new(move |_| {
+            let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            reply(
+                200,
+                &format!(r#"{{"recipient_id":"24680","message_id":"m_{n}"}}"#),
+            )
+        })
+    }
+
+    fn bodies(http: &ScriptedHttp) -> Vec<String> {
+        http.sent()
+            .into_iter()
+            .map(|request| String::from_utf8(request.body).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn sends_a_response_as_json_with_the_proof() {
+        let http = accepting();
+        assert_eq!(
+            sent_with(
+                &http,
+                &outgoing("Hi \"Jane\" 👋", &[], MessagingType::Response)
+            ),
+            SendOutcome::Sent {
+                id: "m_1".into(),
+                status: "sent".into()
+            }
+        );
+        let sent = http.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].method, Method::Post);
+        assert_eq!(sent[0].url, MESSAGES_URL);
+        assert_eq!(
+            sent[0].headers,
+            vec![("Content-Type".to_owned(), "application/json".to_owned())]
+        );
+        assert_eq!(
+            bodies(&http),
+            [
+                r#"{"recipient":{"id":"24680"},"messaging_type":"RESPONSE","message":{"text":"Hi \"Jane\" 👋"}}"#
+            ]
+        );
+    }
+
+    #[test]
+    fn a_human_agent_reply_carries_the_tag() {
+        let http = accepting();
+        sent_with(
+            &http,
+            &outgoing("Sorry for the wait", &[], MessagingType::HumanAgent),
+        );
+        assert_eq!(
+            bodies(&http),
+            [
+                r#"{"recipient":{"id":"24680"},"messaging_type":"MESSAGE_TAG","tag":"HUMAN_AGENT","message":{"text":"Sorry for the wait"}}"#
+            ]
+        );
+    }
+
+    #[test]
+    fn the_token_and_proof_are_url_encoded() {
+        let http = accepting();
+        let message = Outgoing {
+            page_token: "a+b/c=",
+            ..outgoing("hi", &[], MessagingType::Response)
+        };
+        sent_with(&http, &message);
+        let proof = appsecret_proof(SECRET, "a+b/c=");
+        assert_eq!(
+            http.sent()[0].url,
+            format!(
+                "https://graph.facebook.com/v21.0/me/messages\
+                 ?access_token=a%2Bb%2Fc%3D&appsecret_proof={proof}"
+            )
+        );
+    }
+
+    #[test]
+    fn attachments_follow_the_text_one_request_each() {
+        let http = accepting();
+        let attachments = [
+            image("https://cdn.example/a.jpg?x=1&y=2"),
+            Attachment {
+                url: "https://cdn.example/b.mp4".into(),
+                content_type: "Video/MP4".into(),
+            },
+            Attachment {
+                url: "https://cdn.example/c.ogg".into(),
+                content_type: "audio/ogg".into(),
+            },
+            Attachment {
+                url: "https://cdn.example/d.pdf".into(),
+                content_type: "application/pdf".into(),
+            },
+        ];
+        assert_eq!(
+            sent_with(
+                &http,
+                &outgoing("Here you go", &attachments, MessagingType::HumanAgent)
+            ),
+            SendOutcome::Sent {
+                id: "m_1".into(),
+                status: "sent".into()
+            }
+        );
+        let head = r#"{"recipient":{"id":"24680"},"messaging_type":"MESSAGE_TAG","tag":"HUMAN_AGENT","message":"#;
+        let expected: Vec<String> = [
+            r#"{"text":"Here you go"}"#,
+            r#"{"attachment":{"type":"image","payload":{"url":"https://cdn.example/a.jpg?x=1&y=2","is_reusable":false}}}"#,
+            r#"{"attachment":{"type":"video","payload":{"url":"https://cdn.example/b.mp4","is_reusable":false}}}"#,
+            r#"{"attachment":{"type":"audio","payload":{"url":"https://cdn.example/c.ogg","is_reusable":false}}}"#,
+            r#"{"attachment":{"type":"file","payload":{"url":"https://cdn.example/d.pdf","is_reusable":false}}}"#,
+        ]
+        .iter()
+        .map(|message| format!("{head}{message}}}"))
+        .collect();
+        assert_eq!(bodies(&http), expected);
+        assert!(http
+            .sent()
+            .iter()
+            .all(|request| request.url == MESSAGES_URL));
+    }
+
+    #[test]
+    fn without_text_only_the_attachments_are_sent() {
+        let http = accepting();
+        let attachments = [image("https://cdn.example/a.jpg")];
+        assert_eq!(
+            sent_with(&http, &outgoing("", &attachments, MessagingType::Response)),
+            SendOutcome::Sent {
+                id: "m_1".into(),
+                status: "sent".into()
+            }
+        );
+        assert_eq!(
+            bodies(&http),
+            [
+                r#"{"recipient":{"id":"24680"},"messaging_type":"RESPONSE","message":{"attachment":{"type":"image","payload":{"url":"https://cdn.example/a.jpg","is_reusable":false}}}}"#
+            ]
+        );
+    }
+
+    #[test]
+    fn the_first_failure_stops_the_sending() {
+        let count = std::sync::atomic::AtomicUsize::new(0);
+        let http = ScriptedHttp::new(move |_| {
+            match count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => reply(200, r#"{"recipient_id":"24680","message_id":"m_1"}"#),
+                _ => reply(
+                    400,
+                    r#"{"error":{"message":"(#100) Invalid attachment URL","type":"OAuthException","code":100,"fbtrace_id":"X"}}"#,
+                ),
+            }
+        });
+        let attachments = [image("https://a/1.jpg"), image("https://a/2.jpg")];
+        assert_eq!(
+            sent_with(
+                &http,
+                &outgoing("text", &attachments, MessagingType::Response)
+            ),
+            SendOutcome::Rejected {
+                status: 400,
+                code: Some(100),
+                message: "(#100) Invalid attachment URL".into()
+            }
+        );
+        assert_eq!(http.sent().len(), 2);
+    }
+
+    fn answered(status: u16, body: &str) -> SendOutcome {
+        let body = body.to_owned();
+        let http = ScriptedHttp::new(move |_| reply(status, &body));
+        sent_with(&http, &outgoing("hi", &[], MessagingType::Response))
+    }
+
+    #[test]
+    fn a_closed_window_is_outside_window() {
+        let outside = SendOutcome::OutsideWindow {
+            message: "(#10) This message is sent outside of allowed window.".into(),
+        };
+        assert_eq!(
+            answered(
+                400,
+                r#"{"error":{"message":"(#10) This message is sent outside of allowed window.","type":"OAuthException","code":10,"error_subcode":2018278,"fbtrace_id":"A1"}}"#
+            ),
+            outside
+        );
+        assert_eq!(
+            answered(
+                403,
+                r#"{"error":{"message":"(#10) This message is sent outside of allowed window.","type":"OAuthException","error_subcode":2018278}}"#
+            ),
+            outside
+        );
+    }
+
+    #[test]
+    fn rate_limits_carry_retry_after() {
+        for code in [4, 17, 32, 613] {
+            assert_eq!(
+                answered(
+                    400,
+                    &format!(
+                        r#"{{"error":{{"message":"Calls to this API have exceeded the rate limit.","type":"OAuthException","code":{code}}}}}"#
+                    )
+                ),
+                SendOutcome::RateLimited {
+                    retry_after_seconds: None,
+                    message: "Calls to this API have exceeded the rate limit.".into()
+                },
+                "{code}"
+            );
+        }
+        let http = ScriptedHttp::new(|_| {
+            Ok(OutboundResponse {
+                status: 429,
+                headers: vec![("Retry-After".into(), "30".into())],
+                body: Vec::new(),
+            })
+        });
+        assert_eq!(
+            sent_with(&http, &outgoing("hi", &[], MessagingType::Response)),
+            SendOutcome::RateLimited {
+                retry_after_seconds: Some(30),
+                message: "HTTP 429".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_expired_token_says_how_to_refresh_it() {
+        assert_eq!(
+            answered(
+                401,
+                r#"{"error":{"message":"Error validating access token: Session has expired","type":"OAuthException","code":190,"error_subcode":463,"fbtrace_id":"A2"}}"#
+            ),
+            SendOutcome::Rejected {
+                status: 401,
+                code: Some(190),
+                message: "Error validating access token: Session has expired: the page's \
+                          access token no longer works; get a new page token and save it \
+                          with PATCH /api/accounts/{id}"
+                    .into()
+            }
+        );
+    }
+
+    #[test]
+    fn other_refusals_are_rejected_with_graphs_words() {
+        assert_eq!(
+            answered(
+                400,
+                r#"{"error":{"message":"(#551) This person isn't available right now.","type":"OAuthException","code":551,"error_subcode":1545041,"fbtrace_id":"A3"}}"#
+            ),
+            SendOutcome::Rejected {
+                status: 400,
+                code: Some(551),
+                message: "(#551) This person isn't available right now.".into()
+            }
+        );
+        assert_eq!(
+            answered(502, "<html>Bad Gateway</html>"),
+            SendOutcome::Rejected {
+                status: 502,
+                code: None,
+                message: "HTTP 502".into()
+            }
+        );
+        assert_eq!(
+            answered(200, r#"{"recipient_id":"24680"}"#),
+            SendOutcome::Rejected {
+                status: 200,
+                code: None,
+                message: "Graph answered HTTP 200 without a message_id".into()
+            }
+        );
+        assert_eq!(
+            answered(
+                200,
+                r#"{"error":{"message":"(#2) Service temporarily unavailable","code":2}}"#
+            ),
+            SendOutcome::Rejected {
+                status: 200,
+                code: Some(2),
+                message: "(#2) Service temporarily unavailable".into()
+            }
+        );
+    }
+
+    #[test]
+    fn outcome_messages_never_carry_a_secret() {
+        let echoed = format!(
+            r#"{{"error":{{"message":"bad token {TOKEN} for {SECRET} with {PROOF}","type":"OAuthException","code":190}}}}"#
+        );
+        let SendOutcome::Rejected { message, .. } = answered(400, &echoed) else {
+            panic!("not rejected")
+        };
+        assert!(
+            message.starts_with("bad token [redacted] for [redacted] with [redacted]: "),
+            "{message}"
+        );
+        let http =
+            ScriptedHttp::new(|request| Err(OutboundError(format!("{} timed out", request.url))));
+        assert_eq!(
+            sent_with(&http, &outgoing("hi", &[], MessagingType::Response)),
+            SendOutcome::Unreachable {
+                message: "outbound HTTP failed: https://graph.facebook.com/v21.0/me/messages\
+                          ?access_token=[redacted]&appsecret_proof=[redacted] timed out"
+                    .into()
+            }
+        );
+        let window = format!(
+            r#"{{"error":{{"message":"outside window {TOKEN}","code":10,"error_subcode":2018278}}}}"#
+        );
+        assert_eq!(
+            answered(400, &window),
+            SendOutcome::OutsideWindow {
+                message: "outside window [redacted]".into()
+            }
+        );
+        let limited = format!(r#"{{"error":{{"message":"slow {PROOF}","code":613}}}}"#);
+        assert_eq!(
+            answered(400, &limited),
+            SendOutcome::RateLimited {
+                retry_after_seconds: None,
+                message: "slow [redacted]".into()
+            }
+        );
     }
 }

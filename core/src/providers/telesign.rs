@@ -1,5 +1,5 @@
-//! TeleSign: "TSA" request signing (providers.md 2.2) and the credential
-//! probe (2.6).
+//! TeleSign SMS (providers.md 2): "TSA" request signing, the credential
+//! probe, sending, and the callbacks TeleSign posts back.
 //!
 //! The digest scheme rather than Basic, so the API key itself never travels:
 //! each request carries an HMAC-SHA256 over its method, content type, date,
@@ -9,10 +9,18 @@
 //! message that cannot exist: TeleSign's auth layer answers 401 for bad
 //! credentials before it looks the message up, and anything past it (404
 //! "Transaction not found.") proves them good without sending or billing.
+//!
+//! Delivery reports and inbound (MO) messages arrive on one callback URL,
+//! signed with the same key over the raw body only. TeleSign's docs leave
+//! the header's exact shape open, so the signature is read from either
+//! `TSA {customer_id}:{signature}` or a bare signature. Its status codes are
+//! numbers grouped by meaning rather than by range, so [`status_name`] folds
+//! them into the three states the rest of the gateway tracks.
 
-use super::{endpoint, http_status, json, text, verdict_for};
-use super::{CredentialCheck, Verdict};
+use super::{endpoint, http_status, json, retry_after, scrub, text, verdict_for};
+use super::{CredentialCheck, SendOutcome, Verdict};
 use crate::api::Method;
+use crate::encoding::form_encode;
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
 use crate::time::http_date;
 use base64::alphabet;
@@ -188,6 +196,317 @@ fn provider_message(body: &[u8]) -> Option<String> {
     }
 }
 
+// --------------------------------------------------------------- sending
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// An SMS to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sms<'a> {
+    pub customer_id: &'a str,
+    pub api_key: &'a str,
+    /// The customer, digits with country code, no `+` (TeleSign's phone_number).
+    pub phone_number: &'a str,
+    /// Our number (digits), sent as sender_id.
+    pub sender_id: &'a str,
+    pub message: &'a str,
+    /// Echoed in delivery reports.
+    pub external_id: Option<&'a str>,
+    /// Where TeleSign posts this message's delivery reports.
+    pub callback_url: Option<&'a str>,
+}
+
+/// Sends `sms` with a TSA-signed `POST /v1/messaging` (providers.md 2.1);
+/// `nonce` must be fresh and `now_millis` within TeleSign's clock tolerance.
+/// A key that cannot sign anything is refused here, without a request.
+pub async fn send_sms(
+    http: &dyn OutboundHttp,
+    api_base: &str,
+    sms: &Sms<'_>,
+    now_millis: i64,
+    nonce: &str,
+) -> SendOutcome {
+    let secrets = [sms.api_key];
+    let url = endpoint(api_base, "/v1/messaging");
+    let body = sms_form(sms);
+    let date = http_date(now_millis);
+    let signed = authorization(
+        sms.customer_id,
+        sms.api_key,
+        "POST",
+        FORM,
+        &date,
+        nonce,
+        &body,
+        path_of(&url),
+    );
+    let authorization = match signed {
+        Ok(authorization) => authorization,
+        Err(invalid) => {
+            return SendOutcome::Rejected {
+                status: 0,
+                code: None,
+                message: scrub(invalid.to_string(), &secrets),
+            }
+        }
+    };
+    let request = OutboundRequest {
+        method: Method::Post,
+        url,
+        headers: vec![
+            ("Authorization".to_owned(), authorization),
+            ("Date".to_owned(), date),
+            ("Content-Type".to_owned(), FORM.to_owned()),
+            ("x-ts-auth-method".to_owned(), AUTH_METHOD.to_owned()),
+            ("x-ts-nonce".to_owned(), nonce.to_owned()),
+        ],
+        body: body.into_bytes(),
+    };
+    match http.send(request).await {
+        Ok(response) => send_outcome(&response, &secrets),
+        Err(error) => SendOutcome::Unreachable {
+            message: scrub(error.to_string(), &secrets),
+        },
+    }
+}
+
+/// The form in a fixed order, since it is signed as sent. `ARN` (alerts,
+/// reminders, notifications) is the type for customer-service replies: they
+/// are neither one-time passwords nor marketing.
+fn sms_form(sms: &Sms<'_>) -> String {
+    let mut fields = vec![
+        ("phone_number", sms.phone_number),
+        ("message", sms.message),
+        ("message_type", "ARN"),
+        ("sender_id", sms.sender_id),
+    ];
+    fields.extend(sms.external_id.map(|id| ("external_id", id)));
+    fields.extend(sms.callback_url.map(|url| ("callback_url", url)));
+    form_encode(fields)
+}
+
+fn send_outcome(response: &OutboundResponse, secrets: &[&str]) -> SendOutcome {
+    let status = response.status;
+    let body = json(&response.body);
+    let body = body.as_ref();
+    if matches!(status, 200..=202) {
+        return match body.and_then(|body| text(body, "/reference_id")) {
+            Some(reference_id) => SendOutcome::Sent {
+                id: reference_id.to_owned(),
+                // Accepted but of unknown state: it may still be delivered.
+                status: body
+                    .and_then(|body| integer(body, "/status/code"))
+                    .map_or("pending", status_name)
+                    .to_owned(),
+            },
+            None => SendOutcome::Rejected {
+                status,
+                code: None,
+                message: format!("TeleSign answered HTTP {status} without a reference_id"),
+            },
+        };
+    }
+    let message = scrub(
+        body.and_then(send_error)
+            .unwrap_or_else(|| http_status(status)),
+        secrets,
+    );
+    if status == 429 {
+        return SendOutcome::RateLimited {
+            retry_after_seconds: retry_after(&response.headers),
+            message,
+        };
+    }
+    SendOutcome::Rejected {
+        status,
+        code: body.and_then(|body| {
+            integer(body, "/errors/0/code").or_else(|| integer(body, "/status/code"))
+        }),
+        message,
+    }
+}
+
+/// Each `errors[].description`, else `status.description`: TeleSign's
+/// errors name the field at fault, its status only the category.
+fn send_error(body: &serde_json::Value) -> Option<String> {
+    let errors: Vec<&str> = body
+        .get("errors")
+        .and_then(serde_json::Value::as_array)
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|error| text(error, "/description"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if errors.is_empty() {
+        text(body, "/status/description").map(str::to_owned)
+    } else {
+        Some(errors.join("; "))
+    }
+}
+
+/// An integer at `pointer`, written as a number or a numeric string.
+fn integer(value: &serde_json::Value, pointer: &str) -> Option<i64> {
+    let value = value.pointer(pointer)?;
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|text| text.trim().parse().ok()))
+}
+
+// ------------------------------------------------------------- callbacks
+
+/// Whether `header` (`Authorization` or `X-TS-Authorization`) carries
+/// base64(HMAC-SHA256(key, body)) for this API key (providers.md 2.5). The
+/// comparison is constant-time; a missing or unreadable header is invalid.
+pub fn callback_signature_valid(api_key: &str, body: &[u8], header: Option<&str>) -> bool {
+    let Some(given) = header.and_then(|header| STANDARD.decode(signature_in(header)).ok()) else {
+        return false;
+    };
+    let Ok(key) = decode_api_key(api_key) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&given).is_ok()
+}
+
+/// The signature in `TSA {customer_id}:{signature}`, `TSA {signature}` or
+/// a bare `{signature}`: base64 has no `:`, so it is whatever follows the
+/// last one.
+fn signature_in(header: &str) -> &str {
+    let value = header.trim();
+    if let Some((_, signature)) = value.rsplit_once(':') {
+        return signature.trim();
+    }
+    match value.get(..4) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("TSA ") => value[4..].trim(),
+        _ => value,
+    }
+}
+
+/// What TeleSign posted to the callback URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Callback {
+    Message(MoSms),
+    Status(DeliveryReport),
+}
+
+/// An SMS a customer sent to one of our numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoSms {
+    pub reference_id: String,
+    /// "+" and the digits of user_response.phone_number
+    pub from: String,
+    /// user_response.sender_id as sent (digits; may be empty)
+    pub to: String,
+    pub text: String,
+}
+
+/// A delivery report for a message we sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub reference_id: String,
+    /// TeleSign's status code, e.g. 200; see [`status_name`].
+    pub code: i64,
+    pub description: String,
+}
+
+/// Reads a (signature-checked) callback body. MOs are told from delivery
+/// reports by `sub_resource` or their `user_response`, not by status code,
+/// which has changed across TeleSign's docs. Unknown fields are ignored.
+///
+/// Err = a sentence naming the missing or invalid field (used as a 400 body).
+pub fn parse_callback(body: &[u8]) -> Result<Callback, String> {
+    let body: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|error| format!("the TeleSign callback is not JSON: {error}"))?;
+    if !body.is_object() {
+        return Err("the TeleSign callback is not a JSON object".to_owned());
+    }
+    let reference_id = text(&body, "/reference_id")
+        .ok_or("the TeleSign callback has no reference_id")?
+        .to_owned();
+    let is_mo = body.get("sub_resource").and_then(serde_json::Value::as_str) == Some("mo_sms")
+        || body
+            .get("user_response")
+            .is_some_and(serde_json::Value::is_object);
+    if is_mo {
+        mo_sms(&body, reference_id).map(Callback::Message)
+    } else {
+        delivery_report(&body, reference_id).map(Callback::Status)
+    }
+}
+
+fn mo_sms(body: &serde_json::Value, reference_id: String) -> Result<MoSms, String> {
+    let phone_number = body
+        .pointer("/user_response/phone_number")
+        .and_then(serde_json::Value::as_str)
+        .ok_or("the inbound SMS has no user_response.phone_number")?;
+    let digits = phone_number.trim().trim_start_matches('+');
+    if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(format!(
+            "user_response.phone_number must be digits with the country code, not {phone_number:?}"
+        ));
+    }
+    let text = body
+        .pointer("/user_response/mo_message")
+        .and_then(serde_json::Value::as_str)
+        .ok_or("the inbound SMS has no user_response.mo_message")?;
+    let to = body
+        .pointer("/user_response/sender_id")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    Ok(MoSms {
+        reference_id,
+        from: format!("+{digits}"),
+        to: to.to_owned(),
+        text: text.to_owned(),
+    })
+}
+
+fn delivery_report(
+    body: &serde_json::Value,
+    reference_id: String,
+) -> Result<DeliveryReport, String> {
+    let code =
+        integer(body, "/status/code").ok_or("the delivery report has no numeric status.code")?;
+    Ok(DeliveryReport {
+        reference_id,
+        code,
+        description: text(body, "/status/description")
+            .unwrap_or_default()
+            .to_owned(),
+    })
+}
+
+/// TeleSign's status code as "delivered", "failed" or "pending".
+///
+/// 200 (delivered to handset) and 201 (completed) are delivered. 203, 290,
+/// 292 and 295 are TeleSign's intermediate states, and 250, 251 and 599 say
+/// the outcome is unknown, not that delivery failed, so all are pending: a
+/// later report may still settle them. Every other code is a refusal or a
+/// final failure.
+pub fn status_name(code: i64) -> &'static str {
+    match code {
+        200 | 201 => "delivered",
+        203 | 290 | 292 | 295 | 250 | 251 | 599 => "pending",
+        _ => "failed",
+    }
+}
+
+/// Where a [`status_name`] stands, so a late report cannot move a message
+/// back: pending < delivered = failed. Both final states rank alike, so
+/// neither overwrites the other; unknown names are 0 and never win.
+pub fn status_rank(status: &str) -> u8 {
+    match status {
+        "pending" => 1,
+        "delivered" | "failed" => 2,
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,7 +519,6 @@ mod tests {
         "EXAMPLE----TE8sTgg45yusumoN6BYsBVkh+yRJ5czgsnCehZaOYldPJdmFh6NeX8kunZ2zU1YWaUw/0wV6xfw==";
     const DATE: &str = "Wed, 14 Dec 2016 18:20:12 GMT";
     const NONCE: &str = "A1592C6F-E384-4CDB-BC42-C3AB970369E9";
-    const FORM: &str = "application/x-www-form-urlencoded";
     const API_KEY: &str = "VGVzdCBLZXk=";
 
     fn sign(key: &str, method: &str, content_type: &str, body: &str) -> String {
@@ -405,5 +723,430 @@ mod tests {
         assert_eq!(result.provider_status, None);
         assert!(result.message.contains("not base64"), "{}", result.message);
         assert!(http.sent().is_empty());
+    }
+
+    // ------------------------------------------------------------ sending
+
+    const SENT: &str = r#"{"reference_id":"B56259E45884010488343BAA15FB0002","external_id":"msg-1","status":{"code":290,"description":"Message in progress","updated_on":"2016-12-14T18:20:12.000000Z"},"errors":[]}"#;
+
+    fn sms(callback_url: Option<&'static str>) -> Sms<'static> {
+        Sms {
+            customer_id: CUSTOMER_ID,
+            api_key: API_KEY,
+            phone_number: "15551234567",
+            sender_id: "15557654321",
+            message: "1+1=2 & ünïcode 👋",
+            external_id: Some("msg-1"),
+            callback_url,
+        }
+    }
+
+    fn send(http: &ScriptedHttp, sms: &Sms<'_>) -> SendOutcome {
+        block_on(send_sms(
+            http,
+            "https://rest-ww.telesign.com/",
+            sms,
+            1_481_739_612_000,
+            NONCE,
+        ))
+    }
+
+    fn answered(status: u16, body: &str) -> ScriptedHttp {
+        let body = body.to_owned();
+        ScriptedHttp::new(move |_| reply(status, &body))
+    }
+
+    #[test]
+    fn sends_a_tsa_signed_form_and_reads_the_reference_id() {
+        let http = answered(200, SENT);
+        let outcome = send(&http, &sms(Some("https://gw.example/webhooks/telesign")));
+        assert_eq!(
+            outcome,
+            SendOutcome::Sent {
+                id: "B56259E45884010488343BAA15FB0002".into(),
+                status: "pending".into()
+            }
+        );
+        let sent = http.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].method, Method::Post);
+        assert_eq!(sent[0].url, "https://rest-ww.telesign.com/v1/messaging");
+        let body = "phone_number=15551234567\
+            &message=1%2B1%3D2%20%26%20%C3%BCn%C3%AFcode%20%F0%9F%91%8B\
+            &message_type=ARN&sender_id=15557654321&external_id=msg-1\
+            &callback_url=https%3A%2F%2Fgw.example%2Fwebhooks%2Ftelesign";
+        assert_eq!(String::from_utf8(sent[0].body.clone()).unwrap(), body);
+        let expected = authorization(
+            CUSTOMER_ID,
+            API_KEY,
+            "POST",
+            FORM,
+            DATE,
+            NONCE,
+            body,
+            "/v1/messaging",
+        );
+        assert_eq!(
+            sent[0].headers,
+            vec![
+                ("Authorization".to_owned(), expected.unwrap()),
+                ("Date".to_owned(), DATE.to_owned()),
+                ("Content-Type".to_owned(), FORM.to_owned()),
+                ("x-ts-auth-method".to_owned(), "HMAC-SHA256".to_owned()),
+                ("x-ts-nonce".to_owned(), NONCE.to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn leaves_out_absent_optional_fields_and_signs_a_prefixed_path() {
+        let http = answered(200, SENT);
+        let message = Sms {
+            external_id: None,
+            ..sms(None)
+        };
+        block_on(send_sms(&http, "http://127.0.0.1:9/ts", &message, 0, "n"));
+        let sent = http.sent();
+        let body = "phone_number=15551234567\
+            &message=1%2B1%3D2%20%26%20%C3%BCn%C3%AFcode%20%F0%9F%91%8B\
+            &message_type=ARN&sender_id=15557654321";
+        assert_eq!(String::from_utf8(sent[0].body.clone()).unwrap(), body);
+        assert_eq!(sent[0].url, "http://127.0.0.1:9/ts/v1/messaging");
+        let date = "Thu, 01 Jan 1970 00:00:00 GMT";
+        let expected = authorization(
+            CUSTOMER_ID,
+            API_KEY,
+            "POST",
+            FORM,
+            date,
+            "n",
+            body,
+            "/ts/v1/messaging",
+        );
+        assert_eq!(sent[0].headers[0].1, expected.unwrap());
+    }
+
+    #[test]
+    fn the_first_status_comes_from_telesigns_status_code() {
+        let http = answered(201, r#"{"reference_id":"R1","status":{"code":"203"}}"#);
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Sent {
+                id: "R1".into(),
+                status: "pending".into()
+            }
+        );
+        let http = answered(200, r#"{"reference_id":"R2","status":{"code":10030}}"#);
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Sent {
+                id: "R2".into(),
+                status: "failed".into()
+            }
+        );
+        let http = answered(202, r#"{"reference_id":"R3"}"#);
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Sent {
+                id: "R3".into(),
+                status: "pending".into()
+            }
+        );
+        let http = answered(200, r#"{"status":{"code":290}}"#);
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Rejected {
+                status: 200,
+                code: None,
+                message: "TeleSign answered HTTP 200 without a reference_id".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_429_is_rate_limited_with_retry_after() {
+        let http = ScriptedHttp::new(|_| {
+            Ok(OutboundResponse {
+                status: 429,
+                headers: vec![("Retry-After".into(), "12".into())],
+                body:
+                    br#"{"status":{"code":10019,"description":"Rate limit exceeded."},"errors":[]}"#
+                        .to_vec(),
+            })
+        });
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::RateLimited {
+                retry_after_seconds: Some(12),
+                message: "Rate limit exceeded.".into()
+            }
+        );
+        let http = answered(429, "");
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::RateLimited {
+                retry_after_seconds: None,
+                message: "HTTP 429".into()
+            }
+        );
+    }
+
+    #[test]
+    fn refusals_carry_telesigns_error_code_and_description() {
+        let http = answered(
+            400,
+            r#"{"status":{"code":11000,"description":"Invalid value for parameter phone_number."},"errors":[{"code":11000,"description":"Invalid value for parameter phone_number."}]}"#,
+        );
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Rejected {
+                status: 400,
+                code: Some(11000),
+                message: "Invalid value for parameter phone_number.".into()
+            }
+        );
+        let http = answered(
+            401,
+            r#"{"status":{"code":501,"description":"Not authorized"},"errors":[{"code":-30006,"description":"Invalid Signature."},{"code":-30012,"description":"Nonce has been used recently."}]}"#,
+        );
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Rejected {
+                status: 401,
+                code: Some(-30006),
+                message: "Invalid Signature.; Nonce has been used recently.".into()
+            }
+        );
+        let http = answered(
+            500,
+            r#"{"status":{"code":500,"description":"Transaction not attempted"},"errors":[]}"#,
+        );
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Rejected {
+                status: 500,
+                code: Some(500),
+                message: "Transaction not attempted".into()
+            }
+        );
+        let http = answered(502, "<html>Bad Gateway</html>");
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Rejected {
+                status: 502,
+                code: None,
+                message: "HTTP 502".into()
+            }
+        );
+    }
+
+    #[test]
+    fn outcome_messages_never_carry_the_api_key() {
+        let http = answered(
+            401,
+            &format!(
+                r#"{{"errors":[{{"code":-30015,"description":"Invalid API key {API_KEY}"}}]}}"#
+            ),
+        );
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Rejected {
+                status: 401,
+                code: Some(-30015),
+                message: "Invalid API key [redacted]".into()
+            }
+        );
+        let http = ScriptedHttp::new(|_| Err(OutboundError(format!("{API_KEY} refused"))));
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Unreachable {
+                message: "outbound HTTP failed: [redacted] refused".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_key_that_is_not_base64_is_refused_without_sending() {
+        let http = ScriptedHttp::default();
+        let message = Sms {
+            api_key: "%%%%",
+            ..sms(None)
+        };
+        let outcome = send(&http, &message);
+        assert!(
+            matches!(
+                &outcome,
+                SendOutcome::Rejected { status: 0, code: None, message }
+                    if message.contains("copy it again from the TeleSign portal")
+            ),
+            "{outcome:?}"
+        );
+        assert!(http.sent().is_empty());
+    }
+
+    // ---------------------------------------------------------- callbacks
+
+    const MO_BODY: &str = r#"{"reference_id":"0123456789ABCDEF0123456789ABCDEF","status":{"code":1500,"description":"Delivered","updated_on":"2023-10-31T14:47:10.490130Z"},"user_response":{"sender_id":"4442","iso_country_code":"US","phone_number":"11234567890","mo_message":"Hello"},"sub_resource":"mo_sms","errors":[],"submit_timestamp":"2023-10-31T14:47:10.154000Z"}"#;
+    const MO_SIGNATURE: &str = "XlqwDsG27wwBi8vZj/3AQKvCvfzLxCNcNm1pzLPW0FQ=";
+    const SDK_SIGNATURE: &str = "B97g3N9lPdVaptvifxRau7bzVAC5hhRBZ6HKXABN744=";
+
+    #[test]
+    fn callback_signatures_match_the_sdk_and_mo_vectors_in_every_header_form() {
+        let sdk_body = b"{'test': 123}";
+        let mo_body = MO_BODY.as_bytes();
+        for (key, body, signature) in [
+            (SDK_KEY, &sdk_body[..], SDK_SIGNATURE),
+            (API_KEY, mo_body, MO_SIGNATURE),
+        ] {
+            for header in [
+                format!("TSA {CUSTOMER_ID}:{signature}"),
+                format!("TSA {signature}"),
+                format!(" {signature} "),
+                signature.to_owned(),
+            ] {
+                assert!(
+                    callback_signature_valid(key, body, Some(&header)),
+                    "{header}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn callback_signatures_refuse_other_keys_bodies_and_headers() {
+        let body = MO_BODY.as_bytes();
+        let header = format!("TSA cust:{MO_SIGNATURE}");
+        assert!(!callback_signature_valid(SDK_KEY, body, Some(&header)));
+        assert!(!callback_signature_valid(
+            API_KEY,
+            MO_BODY.replace("Hello", "Hellp").as_bytes(),
+            Some(&header)
+        ));
+        assert!(!callback_signature_valid(API_KEY, body, None));
+        for garbage in [
+            "",
+            "TSA ",
+            "TSA cust:",
+            "not base64!",
+            "AAAA",
+            "TSA cust:AAAA",
+        ] {
+            assert!(
+                !callback_signature_valid(API_KEY, body, Some(garbage)),
+                "{garbage}"
+            );
+        }
+        assert!(!callback_signature_valid("%%%%", body, Some(&header)));
+    }
+
+    #[test]
+    fn parses_an_inbound_sms() {
+        assert_eq!(
+            parse_callback(MO_BODY.as_bytes()),
+            Ok(Callback::Message(MoSms {
+                reference_id: "0123456789ABCDEF0123456789ABCDEF".into(),
+                from: "+11234567890".into(),
+                to: "4442".into(),
+                text: "Hello".into(),
+            }))
+        );
+        // No sub_resource, a leading +, no sender_id and an empty message.
+        let body = r#"{"reference_id":"R","user_response":{"phone_number":"+4915112345678","mo_message":""}}"#;
+        assert_eq!(
+            parse_callback(body.as_bytes()),
+            Ok(Callback::Message(MoSms {
+                reference_id: "R".into(),
+                from: "+4915112345678".into(),
+                to: String::new(),
+                text: String::new(),
+            }))
+        );
+    }
+
+    #[test]
+    fn an_incomplete_inbound_sms_names_the_missing_field() {
+        let error = |body: &str| parse_callback(body.as_bytes()).unwrap_err();
+        assert_eq!(
+            error(r#"{"reference_id":"R","sub_resource":"mo_sms"}"#),
+            "the inbound SMS has no user_response.phone_number"
+        );
+        assert_eq!(
+            error(r#"{"reference_id":"R","user_response":{"phone_number":"1555"}}"#),
+            "the inbound SMS has no user_response.mo_message"
+        );
+        assert_eq!(
+            error(
+                r#"{"reference_id":"R","user_response":{"phone_number":"1-555","mo_message":"x"}}"#
+            ),
+            r#"user_response.phone_number must be digits with the country code, not "1-555""#
+        );
+        assert_eq!(
+            error(r#"{"sub_resource":"mo_sms","user_response":{}}"#),
+            "the TeleSign callback has no reference_id"
+        );
+    }
+
+    #[test]
+    fn parses_a_delivery_report() {
+        let body = r#"{"reference_id":"B56259E45884010488343BAA15FB0002","status":{"code":200,"description":"Delivered to handset","updated_on":"2016-10-21T14:05:36.181346Z"},"external_id":"CustomExternalID7349"}"#;
+        assert_eq!(
+            parse_callback(body.as_bytes()),
+            Ok(Callback::Status(DeliveryReport {
+                reference_id: "B56259E45884010488343BAA15FB0002".into(),
+                code: 200,
+                description: "Delivered to handset".into(),
+            }))
+        );
+        let body = r#"{"reference_id":"R","status":{"code":"207"}}"#;
+        assert_eq!(
+            parse_callback(body.as_bytes()),
+            Ok(Callback::Status(DeliveryReport {
+                reference_id: "R".into(),
+                code: 207,
+                description: String::new(),
+            }))
+        );
+    }
+
+    #[test]
+    fn an_unreadable_delivery_report_says_why() {
+        let error = |body: &str| parse_callback(body.as_bytes()).unwrap_err();
+        assert_eq!(
+            error(r#"{"reference_id":"R","status":{"description":"x"}}"#),
+            "the delivery report has no numeric status.code"
+        );
+        assert_eq!(
+            error(r#"{"reference_id":"R","status":{"code":"soon"}}"#),
+            "the delivery report has no numeric status.code"
+        );
+        assert_eq!(
+            error(r#"{"status":{"code":200}}"#),
+            "the TeleSign callback has no reference_id"
+        );
+        assert_eq!(error("[]"), "the TeleSign callback is not a JSON object");
+        assert!(error("reference_id=R").starts_with("the TeleSign callback is not JSON: "));
+    }
+
+    #[test]
+    fn status_codes_fold_into_three_states() {
+        for code in [200, 201] {
+            assert_eq!(status_name(code), "delivered", "{code}");
+        }
+        for code in [203, 290, 292, 295, 250, 251, 599] {
+            assert_eq!(status_name(code), "pending", "{code}");
+        }
+        for code in [
+            207, 210, 211, 220, 221, 230, 286, 500, 502, 503, 1500, 10030, 11000, -1,
+        ] {
+            assert_eq!(status_name(code), "failed", "{code}");
+        }
+    }
+
+    #[test]
+    fn final_states_outrank_pending_and_not_each_other() {
+        assert!(status_rank("pending") < status_rank("delivered"));
+        assert_eq!(status_rank("delivered"), status_rank("failed"));
+        assert_eq!(status_rank("read"), 0);
+        assert!(status_rank("") < status_rank("pending"));
     }
 }

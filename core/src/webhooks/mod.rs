@@ -7,11 +7,15 @@
 //! failure rather than a typo-shaped 404). Nothing is written before the
 //! provider's signature has been checked with the account's secret (R-IN-2).
 
+pub mod facebook;
+pub mod gbm;
+pub mod telesign;
 pub mod twilio;
 
-use crate::api::ApiError;
-use crate::config::accounts::global_key;
+use crate::api::{ApiError, Response};
+use crate::config::accounts::{global_key, Account};
 use crate::ports::KeyValue;
+use crate::store;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -67,4 +71,64 @@ pub fn bad_signature(header: &str) -> ApiError {
         message: format!("the {header} header is missing or does not match this account's secret; nothing was stored"),
         field: None,
     }
+}
+
+/// The values of keys read together, in the order asked for.
+pub type Found = std::vec::IntoIter<Option<Vec<u8>>>;
+
+/// The account named in a webhook URL and the values of `keys`, in one
+/// read round trip.
+pub fn read_account(
+    kv: &dyn KeyValue,
+    org: &str,
+    account_id: &str,
+    provider: &str,
+    keys: Vec<String>,
+) -> Result<(Account, Found), ApiError> {
+    let account_key = store::document_key::<Account>(org, account_id);
+    let mut all = Vec::with_capacity(keys.len() + 1);
+    all.push(account_key.clone());
+    all.extend(keys);
+    let mut found = kv.get_many(&all)?.into_iter();
+    let account: Account = match found.next().flatten() {
+        Some(bytes) => store::decode(&account_key, &bytes)?,
+        None => return Err(unknown_account(account_id, provider)),
+    };
+    if account.settings.provider() != provider {
+        return Err(unknown_account(account_id, provider));
+    }
+    Ok((account, found))
+}
+
+/// 400 for a signed callback the gateway cannot read.
+pub fn invalid_callback(message: String) -> ApiError {
+    ApiError {
+        status: 400,
+        code: "invalid_callback",
+        message,
+        field: None,
+    }
+}
+
+/// A handshake answer: the value the provider sent, echoed as plain text.
+pub fn echo(value: &str) -> Response {
+    Response {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), "text/plain; charset=utf-8".into()),
+            ("x-content-type-options".into(), "nosniff".into()),
+        ],
+        body: value.as_bytes().to_vec(),
+    }
+}
+
+/// Whether two secrets are equal, in time independent of where they differ.
+pub fn secrets_match(given: &str, expected: &str) -> bool {
+    let (given, expected) = (given.as_bytes(), expected.as_bytes());
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
 }

@@ -6,15 +6,14 @@
 //! `public_base_url`. Twilio waits for TwiML; an empty `<Response/>` accepts
 //! the message without an automatic reply.
 
-use super::{bad_signature, organisation_of, unknown_account};
+use super::{bad_signature, invalid_callback, organisation_of, read_account, unknown_account};
 use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
-use crate::config::accounts::{Account, Settings};
+use crate::config::accounts::Settings;
 use crate::conversations::ingest::{apply_status, ingest, thread_keys, Inbound};
 use crate::conversations::{provider_message_key, Attachment};
 use crate::encoding::form_pairs;
 use crate::ports::Ports;
 use crate::providers::twilio::{self, Callback};
-use crate::store;
 
 pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
     if request.method != Method::Post {
@@ -56,19 +55,14 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
         Ok(Callback::Status(update)) => (None, Some(update)),
         Err(_) => (None, None),
     };
-    let account_key = store::document_key::<Account>(&org, account_id);
-    let mut keys = vec![account_key.clone()];
+    let mut keys = Vec::new();
     if let Some(inbound) = &inbound {
         keys.extend(thread_keys(&org, account_id, "twilio", inbound));
     }
     if let Some(update) = status {
         keys.push(provider_message_key(&org, "twilio", &update.message_sid));
     }
-    let mut found = kv.get_many(&keys)?.into_iter();
-    let account: Account = match found.next().flatten() {
-        Some(bytes) => store::decode(&account_key, &bytes)?,
-        None => return Err(unknown_account(account_id, "twilio")),
-    };
+    let (account, mut found) = read_account(kv, &org, account_id, "twilio", keys)?;
     let Settings::Twilio { auth_token, .. } = &account.settings else {
         return Err(unknown_account(account_id, "twilio"));
     };
@@ -84,12 +78,7 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
         return Err(bad_signature("X-Twilio-Signature"));
     }
     if let Err(message) = callback {
-        return Err(ApiError {
-            status: 400,
-            code: "invalid_callback",
-            message,
-            field: None,
-        });
+        return Err(invalid_callback(message));
     }
     if let Some(inbound) = inbound {
         ingest(ports, &org, &account, &inbound, found.collect()).await?;

@@ -1,0 +1,175 @@
+//! `/webhooks/facebook/{accountId}`: Messenger's verification handshake and
+//! its page events (providers.md 3.1–3.3).
+//!
+//! Facebook batches: one POST may carry several pages' entries, each with
+//! several events. Every key the delivery needs is read in one round trip
+//! after the account's record, the signature (over the raw bytes, never
+//! re-serialized JSON) is checked once, then each event is applied in order.
+//! A storage failure on any event answers 503, so Facebook redelivers the
+//! whole batch and the dedupe skips what was stored. Events for pages this
+//! account does not hold are skipped: the page belongs to another account.
+
+use super::{
+    bad_signature, echo, invalid_callback, organisation_of, read_account, secrets_match,
+    unknown_account,
+};
+use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::config::accounts::{Account, Settings};
+use crate::conversations::ingest::{apply_status, apply_watermark, ingest, thread_keys, Inbound};
+use crate::conversations::{provider_message_key, thread_id, Attachment};
+use crate::ports::Ports;
+use crate::providers::facebook::{self, Event, EventKind};
+use crate::providers::receipt_rank;
+
+pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
+    let answer = match request.method {
+        Method::Get => verify(request, ports),
+        Method::Post => serve(request, ports).await.map(|()| echo("EVENT_RECEIVED")),
+        _ => return method_not_allowed(&["GET", "POST"]),
+    };
+    answer.unwrap_or_else(ApiError::into_response)
+}
+
+fn account_id(request: &Request) -> Result<&str, ApiError> {
+    match request.segments()[..] {
+        ["webhooks", "facebook", account_id] => Ok(account_id),
+        _ => Err(ApiError::not_found(&request.path)),
+    }
+}
+
+/// The subscription handshake: echo `hub.challenge` when `hub.verify_token`
+/// is the token generated for this account.
+fn verify(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiError> {
+    let account_id = account_id(request)?;
+    let org = organisation_of(ports.kv, account_id, "facebook")?;
+    let (account, _) = read_account(ports.kv, &org, account_id, "facebook", Vec::new())?;
+    let Settings::Facebook { verify_token, .. } = &account.settings else {
+        return Err(unknown_account(account_id, "facebook"));
+    };
+    let subscribing = request.query_param("hub.mode").as_deref() == Some("subscribe");
+    let token_matches = request
+        .query_param("hub.verify_token")
+        .is_some_and(|given| secrets_match(&given, verify_token));
+    match request.query_param("hub.challenge") {
+        Some(challenge) if subscribing && token_matches => Ok(echo(&challenge)),
+        _ => Err(ApiError {
+            status: 403,
+            code: "verification_failed",
+            message: format!("hub.mode must be \"subscribe\" and hub.verify_token the verify_token of account {account_id} (GET /api/accounts/{account_id} shows it)"),
+            field: None,
+        }),
+    }
+}
+
+/// The keys an event needs read, if it is on one of the account's pages.
+fn event_keys(org: &str, account: &str, event: &Event) -> Vec<String> {
+    match &event.kind {
+        EventKind::Message {
+            mid,
+            text,
+            attachments,
+        } => thread_keys(
+            org,
+            account,
+            "facebook",
+            &inbound(event, mid, text, attachments),
+        ),
+        EventKind::Delivery { mids, .. } => mids
+            .iter()
+            .map(|mid| provider_message_key(org, "facebook", mid))
+            .collect(),
+        EventKind::Echo { .. } | EventKind::Read { .. } => Vec::new(),
+    }
+}
+
+async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
+    let account_id = account_id(request)?;
+    let kv = ports.kv;
+    let org = organisation_of(kv, account_id, "facebook")?;
+    let events = facebook::parse_webhook(&request.body);
+    let keys: Vec<String> = events
+        .iter()
+        .flatten()
+        .flat_map(|event| event_keys(&org, account_id, event))
+        .collect();
+    let (account, mut found) = read_account(kv, &org, account_id, "facebook", keys)?;
+    let Settings::Facebook { app_secret, .. } = &account.settings else {
+        return Err(unknown_account(account_id, "facebook"));
+    };
+    let signature = request.header("x-hub-signature-256");
+    if !facebook::signature_valid(app_secret, &request.body, signature) {
+        return Err(bad_signature("X-Hub-Signature-256"));
+    }
+    let pages = account.addresses();
+    for event in events.map_err(invalid_callback)? {
+        let values: Vec<Option<Vec<u8>>> = found
+            .by_ref()
+            .take(event_keys(&org, account_id, &event).len())
+            .collect();
+        if pages.contains(&event.page_id.as_str()) {
+            apply(ports, &org, &account, &event, values).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn apply(
+    ports: &Ports<'_>,
+    org: &str,
+    account: &Account,
+    event: &Event,
+    found: Vec<Option<Vec<u8>>>,
+) -> Result<(), ApiError> {
+    let conversation = || thread_id(org, &account.id, &event.page_id, &event.psid);
+    match &event.kind {
+        EventKind::Message {
+            mid,
+            text,
+            attachments,
+        } => {
+            let inbound = inbound(event, mid, text, attachments);
+            ingest(ports, org, account, &inbound, found).await?;
+        }
+        // Our own sends, echoed: already recorded when they went out.
+        EventKind::Echo { .. } => {}
+        EventKind::Delivery { mids, watermark } if mids.is_empty() => {
+            apply_watermark(
+                ports.kv,
+                org,
+                &conversation(),
+                *watermark,
+                "delivered",
+                receipt_rank,
+            )?;
+        }
+        EventKind::Delivery { .. } => {
+            for value in found {
+                apply_status(ports.kv, org, value, "delivered", None, receipt_rank)?;
+            }
+        }
+        EventKind::Read { watermark } => {
+            apply_watermark(
+                ports.kv,
+                org,
+                &conversation(),
+                *watermark,
+                "read",
+                receipt_rank,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A customer's message as every webhook normalizes it: the same PSID on
+/// web, app or widget is the same customer of the page.
+fn inbound(event: &Event, mid: &str, text: &str, attachments: &[Attachment]) -> Inbound {
+    Inbound {
+        provider_message_id: mid.to_owned(),
+        customer_address: event.psid.clone(),
+        channel_address: event.page_id.clone(),
+        text: text.to_owned(),
+        attachments: attachments.to_vec(),
+        profile_name: None,
+    }
+}

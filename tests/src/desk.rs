@@ -1,0 +1,109 @@
+//! A contact centre's people and queues on the dev host, whatever its
+//! channels: an organisation, queues `general`, `billing` and
+//! `escalations`, agents with their own keys, and the agent API as they
+//! call it.
+
+use crate::api::{Gateway, Org};
+use devhost::Handled;
+use serde_json::{json, Value};
+
+pub struct Desk {
+    pub gateway: Gateway,
+    pub org: Org,
+    /// Queue ids by name.
+    pub queues: Vec<(String, String)>,
+}
+
+/// An agent and its own API key.
+pub struct AgentKey {
+    pub id: String,
+    pub key: String,
+}
+
+impl Desk {
+    /// A new organisation on `gateway` with its three queues.
+    pub async fn open(gateway: Gateway) -> Desk {
+        let org = gateway.new_org("Contoso Support").await;
+        let mut queues = Vec::new();
+        for name in ["general", "billing", "escalations"] {
+            let queue = gateway
+                .create(&org.key, "/api/queues", json!({"name": name}))
+                .await;
+            queues.push((name.to_owned(), queue["id"].as_str().unwrap().to_owned()));
+        }
+        Desk {
+            gateway,
+            org,
+            queues,
+        }
+    }
+
+    pub fn queue(&self, name: &str) -> String {
+        self.queues
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap()
+            .1
+            .clone()
+    }
+
+    /// An available agent serving `queues` (by name), with its own key.
+    pub async fn agent(&self, name: &str, capacity: i64, queues: &[&str]) -> AgentKey {
+        let queue_ids: Vec<String> = queues.iter().map(|q| self.queue(q)).collect();
+        let agent = self
+            .gateway
+            .create(
+                &self.org.key,
+                "/api/agents",
+                json!({"name": name, "capacity": capacity, "presence": "available", "queues": queue_ids}),
+            )
+            .await;
+        let id = agent["id"].as_str().unwrap().to_owned();
+        let key = self
+            .gateway
+            .create(
+                &self.org.key,
+                "/api/keys",
+                json!({"name": name, "role": "agent", "agent_id": id}),
+            )
+            .await;
+        AgentKey {
+            id,
+            key: key["key"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> Value {
+        let read = self.gateway.call("GET", path, Some(key), None).await;
+        assert_eq!(read.status(), 200, "GET {path}: {}", read.text());
+        read.json()
+    }
+
+    /// Conversations matching a query string (`state=open&queue=…`).
+    pub async fn conversations(&self, query: &str) -> Vec<Value> {
+        let page = self
+            .get(
+                &self.org.key,
+                &format!("/api/conversations?{query}&limit=200"),
+            )
+            .await;
+        page["items"].as_array().unwrap().clone()
+    }
+
+    /// A conversation and its messages, as the admin reads it.
+    pub async fn conversation(&self, id: &str) -> Value {
+        self.get(&self.org.key, &format!("/api/conversations/{id}"))
+            .await
+    }
+
+    pub async fn act(&self, key: &str, id: &str, action: &str, body: Value) -> Handled {
+        self.gateway
+            .call(
+                "POST",
+                &format!("/api/conversations/{id}/{action}"),
+                Some(key),
+                Some(&body),
+            )
+            .await
+    }
+}
