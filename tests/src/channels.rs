@@ -141,7 +141,11 @@ impl Omni {
             (
                 "Business Messages",
                 "gbm",
-                vec![channel(&gbm_account, GBM_AGENT, json!({}))],
+                vec![channel(
+                    &gbm_account,
+                    GBM_AGENT,
+                    json!({"customer_attachments": false}),
+                )],
             ),
         ] {
             desk.gateway

@@ -72,7 +72,7 @@ impl Recorded {
         url_pairs(&self.query)
     }
 
-    fn form_value(&self, name: &str) -> Option<String> {
+    pub fn form_value(&self, name: &str) -> Option<String> {
         self.form()
             .into_iter()
             .find(|(key, _)| key == name)
@@ -88,7 +88,7 @@ impl Recorded {
             .collect()
     }
 
-    fn query_value(&self, name: &str) -> Option<String> {
+    pub fn query_value(&self, name: &str) -> Option<String> {
         self.query_pairs()
             .into_iter()
             .find(|(key, _)| key == name)
