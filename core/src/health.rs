@@ -6,8 +6,9 @@
 //! back absent. It costs one write transaction and one read round trip.
 //!
 //! The warnings are the Facebook page tokens due for refresh (R-CFG-4) in
-//! every organisation: three more read round trips, whatever the number of
-//! pages.
+//! every organisation: the count of connected pages (a counter, so read by
+//! `increment(key, 0)`), then two read round trips when there are pages,
+//! whatever their number.
 
 use crate::api::Response;
 use crate::config::accounts::page_token_warnings;

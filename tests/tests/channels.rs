@@ -662,3 +662,28 @@ async fn business_messages_images_are_refused_with_a_notice_from_the_bot() {
         "BOT"
     );
 }
+
+#[tokio::test]
+async fn webhooks_answer_wrong_methods_and_unknown_accounts_clearly() {
+    let omni = Omni::start().await;
+    for (method, path, allow) in [
+        ("GET", omni.telesign_path(), "POST"),
+        ("PUT", omni.facebook_path(), "GET, POST"),
+        ("GET", omni.gbm_path(), "POST"),
+    ] {
+        let refused = omni.gateway.call(method, &path, None, None).await;
+        assert_eq!(refused.status(), 405, "{method} {path}");
+        assert_eq!(refused.header("allow"), Some(allow));
+    }
+    for provider in ["telesign", "facebook", "gbm"] {
+        let path = format!("/webhooks/{provider}/{}", "0".repeat(32));
+        let unknown = omni.post(&path, b"{}", &[]).await;
+        assert_eq!(unknown.status(), 404, "{provider}: {}", unknown.text());
+        assert_eq!(unknown.json()["error"]["code"], "unknown_account");
+    }
+    // Another provider's account id is not this webhook's.
+    let crossed = omni
+        .post(&format!("/webhooks/gbm/{}", omni.sms_account), b"{}", &[])
+        .await;
+    assert_eq!(crossed.status(), 404);
+}

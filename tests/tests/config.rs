@@ -570,6 +570,83 @@ async fn old_page_tokens_are_reported_for_refresh() {
     assert_eq!(refreshed["warnings"], json!([]), "{refreshed}");
 }
 
+/// `/health` sees every organisation's pages (R-CFG-4, R-OPS-1).
+#[tokio::test]
+async fn health_warns_of_page_tokens_due_in_any_organisation() {
+    let gateway = Gateway::start(&[]).await;
+    let health = || async {
+        let handled = gateway.call("GET", "/health", None, None).await;
+        assert_eq!(
+            handled.status(),
+            200,
+            "warnings do not make the app unhealthy"
+        );
+        handled.json()["warnings"].clone()
+    };
+    let contoso = gateway.new_org("Contoso").await;
+    let fabrikam = gateway.new_org("Fabrikam").await;
+    let kept = gateway
+        .create(
+            &contoso.key,
+            "/api/accounts",
+            facebook_account("Messenger", &["3000000001"]),
+        )
+        .await;
+    let removed = gateway
+        .create(
+            &fabrikam.key,
+            "/api/accounts",
+            facebook_account("Messenger", &["3000000002", "3000000003"]),
+        )
+        .await;
+    assert_eq!(health().await, json!([]));
+
+    gateway
+        .app
+        .clock()
+        .advance(std::time::Duration::from_secs(61 * 86_400));
+    let warnings = health().await;
+    let warnings: Vec<&str> = warnings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    for page in ["3000000001", "3000000002", "3000000003"] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(page) && w.contains("61 days")),
+            "{warnings:?}"
+        );
+    }
+
+    // Refreshed, disconnected or deleted: no longer due.
+    let path = |account: &Value| format!("/api/accounts/{}", id(account));
+    let refreshed = gateway
+        .call("PATCH", &path(&kept), Some(&contoso.key),
+              Some(&json!({"pages": [{"name": "P", "page_id": "3000000001", "access_token": "EAAB-fresh"}]})))
+        .await;
+    assert_eq!(refreshed.status(), 200, "{}", refreshed.text());
+    let dropped = gateway
+        .call("PATCH", &path(&removed), Some(&fabrikam.key),
+              Some(&json!({"pages": [{"name": "P", "page_id": "3000000003", "access_token": "EAAB-token-3000000003"}]})))
+        .await;
+    assert_eq!(dropped.status(), 200, "{}", dropped.text());
+    let warnings = health().await;
+    assert_eq!(warnings.as_array().unwrap().len(), 1, "{warnings}");
+    assert!(
+        warnings[0].as_str().unwrap().contains("3000000003"),
+        "3000000003 keeps its old token"
+    );
+    let deleted = gateway
+        .call("DELETE", &path(&removed), Some(&fabrikam.key), None)
+        .await;
+    assert_eq!(deleted.status(), 204, "{}", deleted.text());
+    assert_eq!(health().await, json!([]));
+}
+
 #[tokio::test]
 async fn queues_agents_and_workstreams_route_to_existing_things_only() {
     let gateway = Gateway::start(&[]).await;

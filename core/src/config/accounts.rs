@@ -214,8 +214,8 @@ struct PageToken {
     token_set_at: String,
 }
 
-/// The R-CFG-4 warnings of every organisation's connected pages: three
-/// read round trips whatever the number of pages.
+/// The R-CFG-4 warnings of every organisation's connected pages: the log's
+/// count, then its entries and their token records, one round trip each.
 pub fn page_token_warnings(kv: &dyn KeyValue, now_millis: i64) -> Result<Vec<String>, ApiError> {
     let log = page_log();
     let mut pages: Vec<String> = log
