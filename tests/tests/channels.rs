@@ -5,7 +5,7 @@
 //! simulators.
 
 use e2e::channels::{
-    delivery_report, fixture, gbm_text, messenger, messenger_text, mo_sms, posts, Omni, API_KEY,
+    delivery_report, fixture, gbm_text, messenger, messenger_text, mo_sms, posts, Omni,
     CLIENT_TOKEN, CUSTOMER_ID, GBM_AGENT, PLAIN_PAGE, SA_EMAIL, SMS_NUMBER, TAGGED_PAGE,
 };
 use e2e::sim::{self, Reply};

@@ -189,7 +189,20 @@ impl SpinPorts {
     }
 }
 
-pub fn to_core_request(request: Request) -> api::Request {
+/// Serves one request with a core `handler`: the ports opened for it, the
+/// request and response translated, and a 503 the caller may retry when the
+/// store cannot even be opened. Every component is this one call.
+pub async fn serve(
+    request: Request,
+    handler: impl AsyncFn(&api::Request, &Ports<'_>) -> api::Response,
+) -> Response {
+    match SpinPorts::open() {
+        Ok(ports) => to_spin_response(handler(&to_core_request(request), &ports.ports()).await),
+        Err(error) => store_unavailable(error),
+    }
+}
+
+fn to_core_request(request: Request) -> api::Request {
     api::Request {
         method: api::Method::parse(&request.method().to_string()),
         path: request.path().to_owned(),
@@ -207,7 +220,7 @@ pub fn to_core_request(request: Request) -> api::Request {
     }
 }
 
-pub fn to_spin_response(response: api::Response) -> Response {
+fn to_spin_response(response: api::Response) -> Response {
     let mut builder = Response::builder();
     builder.status(response.status);
     for (name, value) in response.headers {
@@ -217,7 +230,7 @@ pub fn to_spin_response(response: api::Response) -> Response {
 }
 
 /// The answer when the store cannot even be opened: a 503 the caller may retry.
-pub fn store_unavailable(error: StoreError) -> Response {
+fn store_unavailable(error: StoreError) -> Response {
     to_spin_response(
         api::ApiError {
             status: 503,

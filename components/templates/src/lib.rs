@@ -4,12 +4,9 @@ use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
 #[http_component]
-fn handle(request: Request) -> Response {
-    match spin_ports::SpinPorts::open() {
-        Ok(ports) => spin_ports::to_spin_response(switchboard_core::templates::handle(
-            &spin_ports::to_core_request(request),
-            &ports.ports(),
-        )),
-        Err(error) => spin_ports::store_unavailable(error),
-    }
+async fn handle(request: Request) -> Response {
+    spin_ports::serve(request, async |request, ports| {
+        switchboard_core::templates::handle(request, ports)
+    })
+    .await
 }
