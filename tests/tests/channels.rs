@@ -617,6 +617,23 @@ async fn business_messages_are_signed_threaded_answered_with_a_cached_token_and_
         Some("Bearer ya29.test-2")
     );
 
+    // A saved account may have a new key: its cached token is forgotten.
+    let saved = omni
+        .gateway
+        .call(
+            "PATCH",
+            &format!("/api/accounts/{}", omni.gbm_account),
+            Some(&omni.org.key),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(saved.status(), 200, "{}", saved.text());
+    let sent = omni
+        .act(&agent.key, id, "messages", json!({"text": "Still looking"}))
+        .await;
+    assert_eq!(sent.status(), 201, "{}", sent.text());
+    assert_eq!(posts(&omni.google, "/token").len(), 3);
+
     // Receipts move statuses forward.
     let read = omni.conversation(id).await;
     let first = messages(&read)[1]["provider_message_id"]

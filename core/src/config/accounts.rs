@@ -19,7 +19,8 @@ use crate::config::workstreams::Workstream;
 use crate::input::Object;
 use crate::phone::{DigitsNumber, E164};
 use crate::ports::KeyValue;
-use crate::providers::{self, google::ServiceAccount, CredentialCheck, Verdict};
+use crate::providers::google::{self, ServiceAccount};
+use crate::providers::{self, CredentialCheck, Verdict};
 use crate::store::{self, Claim, Log};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -573,11 +574,16 @@ impl Resource for Account {
         previous: Option<&Self>,
         effects: &mut Effects,
     ) -> Result<(), ApiError> {
-        if previous.is_none() {
-            effects.writes.push((
+        match previous {
+            None => effects.writes.push((
                 global_key(&self.id),
                 store::encode(&json!({"org": ctx.org(), "provider": self.settings.provider()})),
-            ));
+            )),
+            Some(Account {
+                settings: Settings::Gbm { .. },
+                ..
+            }) => effects.deletes.push(google::token_cache_key(&self.id)),
+            Some(_) => {}
         }
         let kept = self
             .addresses()
@@ -634,6 +640,9 @@ impl Resource for Account {
 
     fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
         refuse_if_routed(ctx, &self.id, &self.addresses())?;
+        if let Settings::Gbm { .. } = self.settings {
+            return Ok(vec![google::token_cache_key(&self.id)]);
+        }
         Ok(self
             .pages()
             .iter()

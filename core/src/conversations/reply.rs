@@ -320,7 +320,7 @@ async fn google_token(
     account: &Account,
     service_account: &str,
 ) -> Result<Result<String, SendOutcome>, ApiError> {
-    let key = format!("gbm-token/{}", account.id);
+    let key = google::token_cache_key(&account.id);
     let now = ports.clock.now_millis();
     if let Some(bytes) = ports.kv.get(&key)? {
         if let Ok(cached) = serde_json::from_slice::<CachedToken>(&bytes) {
@@ -417,5 +417,67 @@ fn outcome_to_result(
             field: None,
         }
         .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAST: i64 = 1_800_000_000_000;
+
+    fn window(channel: &str, tag: bool, by_human: bool, hours: i64) -> Result<Window, String> {
+        free_form_window(
+            channel,
+            tag,
+            by_human,
+            Some(LAST),
+            LAST + hours * HOUR_MILLIS,
+        )
+        .map_err(|refused| refused.window_closed_at.unwrap_or_default())
+    }
+
+    #[test]
+    fn whatsapp_closes_after_24_hours() {
+        assert_eq!(window("whatsapp", false, true, 23), Ok(Window::Open));
+        assert_eq!(
+            window("whatsapp", false, true, 24),
+            Err(crate::time::rfc3339(LAST + 24 * HOUR_MILLIS))
+        );
+    }
+
+    #[test]
+    fn messenger_lets_human_agents_tag_replies_for_7_days_when_the_channel_allows() {
+        assert_eq!(window("facebook", true, true, 23), Ok(Window::Open));
+        assert_eq!(
+            window("facebook", true, true, 72),
+            Ok(Window::HumanAgentTag)
+        );
+        assert_eq!(
+            window("facebook", true, true, 7 * 24),
+            Err(crate::time::rfc3339(LAST + 7 * 24 * HOUR_MILLIS)),
+            "closed at the end of the 7 days"
+        );
+        let standard_end = Err(crate::time::rfc3339(LAST + 24 * HOUR_MILLIS));
+        assert_eq!(window("facebook", false, true, 72), standard_end, "tag off");
+        assert_eq!(
+            window("facebook", true, false, 72),
+            standard_end,
+            "bots may not tag"
+        );
+    }
+
+    #[test]
+    fn sms_and_business_messages_have_no_window() {
+        for channel in ["sms", "gbm"] {
+            assert_eq!(window(channel, false, true, 24 * 365), Ok(Window::Open));
+        }
+        assert!(
+            matches!(
+                free_form_window("whatsapp", false, true, None, LAST),
+                Ok(Window::Open)
+            ),
+            "no customer message yet: nothing to measure from"
+        );
     }
 }

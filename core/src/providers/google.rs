@@ -242,6 +242,12 @@ fn provider_message(body: &serde_json::Value) -> Option<String> {
 
 // ---------------------------------------------------------------- tokens
 
+/// Where an account's access token is cached between sends, for every
+/// instance; forgotten when the account changes (its key may have).
+pub fn token_cache_key(account_id: &str) -> String {
+    format!("gbm-token/{account_id}")
+}
+
 /// A Business Messages access token and when Google stops taking it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessToken {

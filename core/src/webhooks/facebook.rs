@@ -10,10 +10,10 @@
 //! account does not hold are skipped: the page belongs to another account.
 
 use super::{
-    bad_signature, echo, invalid_callback, organisation_of, read_account, secrets_match,
-    unknown_account,
+    bad_signature, echo, invalid_callback, organisation_of, read_account, unknown_account,
 };
 use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::auth::constant_time_eq;
 use crate::config::accounts::{Account, Settings};
 use crate::conversations::ingest::{apply_status, apply_watermark, ingest, thread_keys, Inbound};
 use crate::conversations::{provider_message_key, thread_id, Attachment};
@@ -49,7 +49,7 @@ fn verify(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiError> {
     let subscribing = request.query_param("hub.mode").as_deref() == Some("subscribe");
     let token_matches = request
         .query_param("hub.verify_token")
-        .is_some_and(|given| secrets_match(&given, verify_token));
+        .is_some_and(|given| constant_time_eq(given.as_bytes(), verify_token.as_bytes()));
     match request.query_param("hub.challenge") {
         Some(challenge) if subscribing && token_matches => Ok(echo(&challenge)),
         _ => Err(ApiError {

@@ -8,10 +8,10 @@
 //! customer is a Business Messages conversation: its id is their address.
 
 use super::{
-    bad_signature, echo, invalid_callback, organisation_of, read_account, secrets_match,
-    unknown_account,
+    bad_signature, echo, invalid_callback, organisation_of, read_account, unknown_account,
 };
 use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::auth::constant_time_eq;
 use crate::config::accounts::Settings;
 use crate::conversations::ingest::{apply_status, ingest, thread_keys, Inbound};
 use crate::conversations::provider_message_key;
@@ -54,7 +54,7 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiErro
         secret,
     }) = &webhook
     {
-        return if secrets_match(given, client_token) {
+        return if constant_time_eq(given.as_bytes(), client_token.as_bytes()) {
             Ok(echo(secret))
         } else {
             Err(ApiError {

@@ -121,14 +121,3 @@ pub fn echo(value: &str) -> Response {
         body: value.as_bytes().to_vec(),
     }
 }
-
-/// Whether two secrets are equal, in time independent of where they differ.
-pub fn secrets_match(given: &str, expected: &str) -> bool {
-    let (given, expected) = (given.as_bytes(), expected.as_bytes());
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-            == 0
-}
