@@ -577,21 +577,6 @@ async fn send_reply(
             )
         })?;
     let account: Account = store::require(kv, ctx.org(), &conversation.account_id)?;
-    let now_millis = ctx.ports.clock.now_millis();
-    let last_customer_millis = last
-        .as_deref()
-        .and_then(|at| crate::time::parse_rfc3339(at).ok());
-    let window = |content: &Content| match content {
-        // Approved WhatsApp templates are what goes out after the window.
-        Content::Template { .. } if conversation.channel == "whatsapp" => Ok(Window::Open),
-        _ => free_form_window(
-            &conversation.channel,
-            instance.human_agent_tag,
-            true,
-            last_customer_millis,
-            now_millis,
-        ),
-    };
     let content = match input.str("template_id")? {
         Some(template_id) => {
             if input.has("text") || input.has("attachments") {
@@ -638,7 +623,18 @@ async fn send_reply(
             )
             .into());
     }
-    let window = window(&content)?;
+    let window = match &content {
+        // Approved WhatsApp templates are what goes out after the window.
+        Content::Template { .. } if conversation.channel == "whatsapp" => Window::Open,
+        _ => free_form_window(
+            &conversation.channel,
+            instance.human_agent_tag,
+            true,
+            last.as_deref()
+                .and_then(|at| crate::time::parse_rfc3339(at).ok()),
+            ctx.ports.clock.now_millis(),
+        )?,
+    };
     let sent = deliver(
         ctx.ports,
         &account,

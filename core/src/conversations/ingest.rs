@@ -496,11 +496,9 @@ pub fn apply_status(
         return Ok(false);
     };
     let mut message: Message = store::decode(&key, &bytes)?;
-    let current = message.status.as_deref().map_or(0, rank);
-    if rank(status) <= current {
+    if !advance(&mut message, status, rank) {
         return Ok(false);
     }
-    message.status = Some(status.to_owned());
     if let Some(code) = error_code {
         message.error_code = Some(code.to_owned());
     }
@@ -524,7 +522,7 @@ pub fn apply_watermark(
     watermark_millis: i64,
     status: &str,
     rank: fn(&str) -> u8,
-) -> Result<usize, ApiError> {
+) -> Result<(), ApiError> {
     let log = messages(org, conversation);
     let last = log.len(kv)?;
     let mut changed = Vec::new();
@@ -535,16 +533,24 @@ pub fn apply_watermark(
             message.author != Author::Customer && message.provider_message_id.is_some();
         let covered =
             crate::time::parse_rfc3339(&message.at).is_ok_and(|sent| sent <= watermark_millis);
-        let behind = rank(status) > message.status.as_deref().map_or(0, rank);
-        if sent_by_us && covered && behind {
-            message.status = Some(status.to_owned());
+        if sent_by_us && covered && advance(&mut message, status, rank) {
             changed.push((key, store::encode(&message)));
         }
     }
     if !changed.is_empty() {
         kv.set_many(&changed)?;
     }
-    Ok(changed.len())
+    Ok(())
+}
+
+/// Moves `message` to `status` if that is further along by `rank`: status
+/// callbacks arrive out of order and must never move a message back.
+fn advance(message: &mut Message, status: &str, rank: fn(&str) -> u8) -> bool {
+    if rank(status) <= message.status.as_deref().map_or(0, rank) {
+        return false;
+    }
+    message.status = Some(status.to_owned());
+    true
 }
 
 /// Shows the customer's message to the workstream's bot (R-CONV-7) and
