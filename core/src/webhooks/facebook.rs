@@ -87,11 +87,13 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
     let kv = ports.kv;
     let org = organisation_of(kv, account_id, "facebook")?;
     let events = facebook::parse_webhook(&request.body);
-    let keys: Vec<String> = events
+    let keys_per_event: Vec<Vec<String>> = events
         .iter()
         .flatten()
-        .flat_map(|event| event_keys(&org, account_id, event))
+        .map(|event| event_keys(&org, account_id, event))
         .collect();
+    let key_counts: Vec<usize> = keys_per_event.iter().map(Vec::len).collect();
+    let keys = keys_per_event.into_iter().flatten().collect();
     let (account, mut found) = read_account(kv, &org, account_id, "facebook", keys)?;
     let Settings::Facebook { app_secret, .. } = &account.settings else {
         return Err(unknown_account(account_id, "facebook"));
@@ -101,13 +103,10 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
         return Err(bad_signature("X-Hub-Signature-256"));
     }
     let pages = account.addresses();
-    for event in events.map_err(invalid_callback)? {
-        let values: Vec<Option<Vec<u8>>> = found
-            .by_ref()
-            .take(event_keys(&org, account_id, &event).len())
-            .collect();
+    for (event, count) in events.map_err(invalid_callback)?.iter().zip(key_counts) {
+        let values: Vec<Option<Vec<u8>>> = found.by_ref().take(count).collect();
         if pages.contains(&event.page_id.as_str()) {
-            apply(ports, &org, &account, &event, values).await?;
+            apply(ports, &org, &account, event, values).await?;
         }
     }
     Ok(())
