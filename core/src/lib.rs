@@ -17,6 +17,7 @@ pub mod health;
 pub mod input;
 pub mod locale;
 pub mod memory;
+pub mod outbound;
 pub mod phone;
 pub mod ports;
 pub mod providers;

@@ -163,6 +163,11 @@ impl Clock for ManualClock {
     fn now_millis(&self) -> UnixMillis {
         self.0.load(Ordering::SeqCst)
     }
+
+    /// Time stands still here, so a wait only moves it.
+    fn sleep_millis(&self, millis: u64) {
+        self.advance_millis(millis as i64);
+    }
 }
 
 /// Reproducible, NOT secure randomness (splitmix64): tests and benchmarks only.

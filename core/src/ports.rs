@@ -93,6 +93,9 @@ pub type UnixMillis = i64;
 /// The wall clock. Guests see the host's clock, which tests may move forward.
 pub trait Clock {
     fn now_millis(&self) -> UnixMillis;
+    /// Waits `millis` of real time (the wall clock may be moved by tests;
+    /// waiting is about elapsed time, so it uses the host's monotonic clock).
+    fn sleep_millis(&self, millis: u64);
 }
 
 /// Cryptographically secure randomness, for ids (128-bit) and tokens.

@@ -78,6 +78,11 @@ impl Log {
         Ok(kv.increment(&self.count_key(), 1)?)
     }
 
+    /// Takes the next `count` slots in one write; returns the first.
+    pub fn reserve_many(&self, kv: &dyn KeyValue, count: i64) -> Result<i64, ApiError> {
+        Ok(kv.increment(&self.count_key(), count)? - count + 1)
+    }
+
     /// The number of slots taken so far.
     pub fn len(&self, kv: &dyn KeyValue) -> Result<i64, ApiError> {
         Ok(kv.increment(&self.count_key(), 0)?)

@@ -31,6 +31,7 @@ impl Gateway {
         for component in [
             "admin",
             "templates",
+            "outbound",
             "conversations",
             "webhook_twilio",
             "webhook_telesign",

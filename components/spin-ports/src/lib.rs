@@ -145,6 +145,10 @@ impl Clock for WallClock {
             .unwrap_or_default();
         now.as_millis() as UnixMillis
     }
+
+    fn sleep_millis(&self, millis: u64) {
+        wasi::clocks::monotonic_clock::subscribe_duration(millis * 1_000_000).block();
+    }
 }
 
 /// `wasi:random`, the host's cryptographically secure source.

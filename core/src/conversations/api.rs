@@ -81,6 +81,19 @@ async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Undeliv
         }
         ["api", "contacts"] => Ok(serve::<Contact>(&ctx, request, None)?),
         ["api", "contacts", id] => Ok(serve::<Contact>(&ctx, request, Some(id))?),
+        ["api", "contacts", id, "timeline"] => {
+            if request.method != Method::Get {
+                return Ok(method_not_allowed(&["GET"]));
+            }
+            ctx.principal
+                .require(&[Role::Admin, Role::Agent, Role::Flow])?;
+            Ok(crate::outbound::activity::read_timeline(
+                ports.kv,
+                ctx.org(),
+                request,
+                id,
+            )?)
+        }
         _ => Err(ApiError::not_found(&request.path).into()),
     }
 }
@@ -638,7 +651,7 @@ async fn send_reply(
     let sent = deliver(
         ctx.ports,
         &account,
-        &conversation,
+        conversation.thread(),
         &content,
         Author::Agent,
         window,

@@ -18,14 +18,15 @@ use super::contacts::{address_key, opt_keyword, Contact};
 use super::reply::{deliver, Content, Window};
 use super::routing::{classify, release, reserve, route_to_queue};
 use super::{
-    commit, last_customer_key, messages, provider_message_key, thread_id, Attachment, Author,
-    Conversation, Message, State,
+    commit, last_customer_key, messages, pending_outbound_key, provider_message_key, thread_id,
+    Attachment, Author, Conversation, Message, State,
 };
 use crate::api::ApiError;
 use crate::api::Method;
 use crate::config::accounts::Account;
 use crate::config::agents::Agent;
 use crate::config::workstreams::{channel_claim, ChannelInstance, Workstream};
+use crate::outbound::activity::Activity;
 use crate::ports::{KeyValue, OutboundRequest, Ports};
 use crate::store;
 
@@ -65,22 +66,22 @@ pub fn channel_of(provider: &str) -> &'static str {
 
 /// What ingestion reads in the webhook's second round trip, after the
 /// account document: the dedupe record, the workstream serving the address,
-/// the sender's contact and the thread's conversation.
+/// the sender's contact, the thread's conversation and the outbound messages
+/// sent on the thread since the customer last wrote.
 pub fn thread_keys(org: &str, account_id: &str, provider: &str, inbound: &Inbound) -> Vec<String> {
     let channel = channel_of(provider);
+    let thread = thread_id(
+        org,
+        account_id,
+        &inbound.channel_address,
+        &inbound.customer_address,
+    );
     vec![
         provider_message_key(org, provider, &inbound.provider_message_id),
         store::owner_key(&channel_claim(org, account_id, &inbound.channel_address)),
         address_key(org, channel, &inbound.customer_address),
-        store::document_key::<Conversation>(
-            org,
-            &thread_id(
-                org,
-                account_id,
-                &inbound.channel_address,
-                &inbound.customer_address,
-            ),
-        ),
+        store::document_key::<Conversation>(org, &thread),
+        pending_outbound_key(org, &thread),
     ]
 }
 
@@ -121,14 +122,22 @@ pub async fn ingest(
     let conversation: Option<Conversation> = next()
         .map(|bytes| store::decode(&conversation_key, &bytes))
         .transpose()?;
+    let pending: Vec<String> = next()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
 
     let contact_id = known_contact.clone().unwrap_or_else(|| {
         super::contacts::contact_id_for(org, channel, &inbound.customer_address)
     });
-    let keys = [
+    let mut keys = vec![
         store::document_key::<Workstream>(org, &workstream_id),
         store::document_key::<Contact>(org, &contact_id),
     ];
+    keys.extend(
+        pending
+            .iter()
+            .map(|id| store::document_key::<Activity>(org, id)),
+    );
     let mut documents = kv.get_many(&keys)?.into_iter();
     let workstream: Workstream = documents
         .next()
@@ -147,6 +156,12 @@ pub async fn ingest(
         .flatten()
         .map(|bytes| store::decode(&keys[1], &bytes))
         .transpose()?;
+    let mut outbound = Vec::new();
+    for (key, found) in keys[2..].iter().zip(documents) {
+        if let Some(bytes) = found {
+            outbound.push(store::decode::<Activity>(key, &bytes)?);
+        }
+    }
 
     let claim = format!(
         "{}/claim",
@@ -155,6 +170,27 @@ pub async fn ingest(
     if kv.increment(&claim, 1)? != 1 {
         return Ok(Ingested::Duplicate);
     }
+    // Two first replies at once must not both thread the outbound messages.
+    let threading = match outbound.first() {
+        Some(first) => {
+            let key = format!(
+                "{}/threaded",
+                store::document_key::<Activity>(org, &first.id)
+            );
+            match kv.increment(&key, 1) {
+                Ok(1) => Some(key),
+                Ok(_) => {
+                    outbound.clear();
+                    None
+                }
+                Err(error) => {
+                    let _ = kv.delete(&claim);
+                    return Err(error.into());
+                }
+            }
+        }
+        None => None,
+    };
     let now_millis = ports.clock.now_millis();
     let now = crate::time::rfc3339(now_millis);
     let stored = store_message(
@@ -169,13 +205,16 @@ pub async fn ingest(
             conversation,
             contact: stored_contact,
             contact_is_new: known_contact.is_none(),
+            outbound,
             now: &now,
         },
     );
     let (mut conversation, position, contact) = match stored {
         Ok(stored) => stored,
         Err(error) => {
-            let _ = kv.delete(&claim);
+            let mut claims = vec![claim];
+            claims.extend(threading);
+            let _ = kv.delete_many(&claims);
             return Err(error);
         }
     };
@@ -243,6 +282,8 @@ struct Arrival<'a> {
     conversation: Option<Conversation>,
     contact: Option<Contact>,
     contact_is_new: bool,
+    /// Outbound messages to show before this one (R-OUT-8).
+    outbound: Vec<Activity>,
     now: &'a str,
 }
 
@@ -263,6 +304,7 @@ fn store_message(
         conversation,
         contact,
         contact_is_new,
+        outbound,
         now,
     } = arrival;
     let provider = account.settings.provider();
@@ -304,7 +346,22 @@ fn store_message(
         &inbound.customer_address,
     );
     let log = messages(org, &conversation_id);
-    message.position = log.reserve(kv)?;
+    let threaded = outbound.len() as i64;
+    let first = log.reserve_many(kv, threaded + 1)?;
+    message.position = first + threaded;
+    if threaded > 0 {
+        writes.push((pending_outbound_key(org, &conversation_id), b"[]".to_vec()));
+    }
+    for (position, mut activity) in (first..).zip(outbound) {
+        let mut sent = activity.as_message();
+        sent.position = position;
+        writes.push((log.slot_key(position), store::encode(&sent)));
+        activity.conversation_position = Some(position);
+        writes.push((
+            store::document_key::<Activity>(org, &activity.id),
+            store::encode(&activity),
+        ));
+    }
     writes.push((log.slot_key(message.position), store::encode(&message)));
     writes.push((
         provider_message_key(org, provider, &inbound.provider_message_id),
@@ -455,7 +512,16 @@ async fn say(
         attachments: Vec::new(),
     };
     let mut message = Message::new(author, text, now);
-    match deliver(ports, account, conversation, &content, author, Window::Open).await {
+    match deliver(
+        ports,
+        account,
+        conversation.thread(),
+        &content,
+        author,
+        Window::Open,
+    )
+    .await
+    {
         Ok(sent) => {
             message.provider_message_id = Some(sent.provider_message_id);
             message.status = Some(sent.status);
@@ -488,7 +554,15 @@ pub fn apply_status(
     error_code: Option<&str>,
     rank: fn(&str) -> u8,
 ) -> Result<bool, ApiError> {
-    let Some((conversation, position)) = found.as_deref().and_then(super::parse_location) else {
+    let Some(found) = found else {
+        return Ok(false);
+    };
+    if let Some(activity) = crate::outbound::activity::parse_pointer(&found) {
+        return crate::outbound::activity::apply_status(
+            kv, org, activity, status, error_code, rank,
+        );
+    }
+    let Some((conversation, position)) = super::parse_location(&found) else {
         return Ok(false);
     };
     let key = messages(org, &conversation).slot_key(position);
@@ -543,10 +617,15 @@ pub fn apply_watermark(
     Ok(())
 }
 
-/// Moves `message` to `status` if that is further along by `rank`: status
+/// Whether `status` is further along than `current` by `rank`: status
 /// callbacks arrive out of order and must never move a message back.
+pub fn moves_forward(current: Option<&str>, status: &str, rank: fn(&str) -> u8) -> bool {
+    rank(status) > current.map_or(0, rank)
+}
+
+/// Moves `message` to `status` if that [`moves_forward`].
 fn advance(message: &mut Message, status: &str, rank: fn(&str) -> u8) -> bool {
-    if rank(status) <= message.status.as_deref().map_or(0, rank) {
+    if !moves_forward(message.status.as_deref(), status, rank) {
         return false;
     }
     message.status = Some(status.to_owned());

@@ -110,6 +110,24 @@ pub struct Conversation {
 
 crate::document!(Conversation, "conversation");
 
+impl Conversation {
+    pub fn thread(&self) -> Thread<'_> {
+        Thread {
+            ours: &self.channel_address,
+            customer: &self.customer_address,
+        }
+    }
+}
+
+/// The two ends a message travels between.
+#[derive(Debug, Clone, Copy)]
+pub struct Thread<'a> {
+    /// Our number, page or agent.
+    pub ours: &'a str,
+    /// The customer's number, PSID or conversation id.
+    pub customer: &'a str,
+}
+
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -119,6 +137,8 @@ pub enum Author {
     Bot,
     /// Notices the gateway sends on its own (e.g. attachments refused).
     System,
+    /// Automation flows, through the outbound API (R-OUT).
+    Automation,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +170,10 @@ pub struct Message {
     pub error_code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_id: Option<String>,
+    /// An outbound API message: its activity (R-OUT-5), which keeps the
+    /// delivery status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity_id: Option<String>,
     pub at: String,
 }
 
@@ -170,6 +194,7 @@ impl Message {
             status: None,
             error_code: None,
             template_id: None,
+            activity_id: None,
             at: at.to_owned(),
         }
     }
@@ -185,6 +210,13 @@ pub fn thread_id(org: &str, account_id: &str, channel_address: &str, customer: &
 
 pub fn messages(org: &str, conversation: &str) -> Log {
     Log::new(format!("org/{org}/conversation/{conversation}/messages"))
+}
+
+/// Outbound API messages sent on a thread since its customer last wrote: a
+/// JSON list of activity ids, which the customer's reply threads into the
+/// conversation before itself (R-OUT-8).
+pub fn pending_outbound_key(org: &str, conversation: &str) -> String {
+    format!("org/{org}/conversation/{conversation}/outbound")
 }
 
 pub fn last_customer_key(org: &str, conversation: &str) -> String {

@@ -7,7 +7,7 @@
 //! WhatsApp window closed at a given time and that an approved template is
 //! the way to reach the customer now.
 
-use super::{Attachment, Author, Conversation};
+use super::{Attachment, Author, Thread};
 use crate::api::{ApiError, Response};
 use crate::config::accounts::{Account, Settings};
 use crate::ports::Ports;
@@ -176,12 +176,12 @@ pub struct Sent {
     pub status: String,
 }
 
-/// Sends `content` to the conversation's customer through its account, as
+/// Sends `content` to the thread's customer through `account`, as
 /// `author` and within `window` (from [`free_form_window`]).
 pub async fn deliver(
     ports: &Ports<'_>,
     account: &Account,
-    conversation: &Conversation,
+    thread: Thread<'_>,
     content: &Content,
     author: Author,
     window: Window,
@@ -203,8 +203,8 @@ pub async fn deliver(
                     variables: rendered.content_variables.clone().unwrap_or_default(),
                 },
             };
-            let from = format!("whatsapp:{}", conversation.channel_address);
-            let to = format!("whatsapp:{}", conversation.customer_address);
+            let from = format!("whatsapp:{}", thread.ours);
+            let to = format!("whatsapp:{}", thread.customer);
             let callback = callback_url(ports, account);
             let outgoing = twilio::Outgoing {
                 account_sid,
@@ -226,8 +226,8 @@ pub async fn deliver(
             let sms = telesign::Sms {
                 customer_id,
                 api_key,
-                phone_number: conversation.customer_address.trim_start_matches('+'),
-                sender_id: &conversation.channel_address,
+                phone_number: thread.customer.trim_start_matches('+'),
+                sender_id: thread.ours,
                 message: content.text(),
                 external_id: None,
                 callback_url: Some(&callback),
@@ -248,12 +248,12 @@ pub async fn deliver(
             let api_base = providers::api_base(ports.variables, "graph_api_base")?;
             let page = pages
                 .iter()
-                .find(|page| page.page_id == conversation.channel_address)
-                .ok_or_else(|| page_removed(account, conversation))?;
+                .find(|page| page.page_id == thread.ours)
+                .ok_or_else(|| page_removed(account, thread))?;
             let outgoing = facebook::Outgoing {
                 page_token: &page.access_token,
                 app_secret,
-                psid: &conversation.customer_address,
+                psid: thread.customer,
                 text: content.text(),
                 attachments: content.attachments(),
                 messaging_type: match window {
@@ -276,7 +276,7 @@ pub async fn deliver(
             let message_id = ports.random.id128();
             let outgoing = google::Outgoing {
                 access_token: &token,
-                conversation_id: &conversation.customer_address,
+                conversation_id: thread.customer,
                 message_id: &message_id,
                 text: content.text(),
                 attachments: content.attachments(),
@@ -302,12 +302,12 @@ fn callback_url(ports: &Ports<'_>, account: &Account) -> String {
     )
 }
 
-fn page_removed(account: &Account, conversation: &Conversation) -> ApiError {
+fn page_removed(account: &Account, thread: Thread<'_>) -> ApiError {
     ApiError::conflict(
         "channel_removed",
         format!(
             "page {} is no longer connected to account {}; replies cannot be sent from it",
-            conversation.channel_address, account.id
+            thread.ours, account.id
         ),
     )
 }

@@ -1,0 +1,181 @@
+//! Outbound message activities (R-OUT-5): the record of each message the
+//! outbound API sent, or tried to send, to one contact.
+//!
+//! An activity is one document, written with the rest of its batch in one
+//! transaction. The provider's message id points at it
+//! (`provider-message/{provider}/{id}` → `activity:{id}`), so the status
+//! callbacks that update agents' replies update activities the same way.
+//! With show-on-timeline, the activity is also an entry of its contact's
+//! timeline, a numbered log per contact (`contact/{id}/timeline`); the seed
+//! advises leaving show-on-timeline off for mass messages, which is also
+//! what keeps those free of per-contact writes.
+
+use crate::api::{ApiError, Request, Response};
+use crate::conversations::ingest::moves_forward;
+use crate::conversations::{messages, Author, Message};
+use crate::locale::Locale;
+use crate::ports::KeyValue;
+use crate::store::{self, Log};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Activity {
+    pub id: String,
+    /// Always `outbound_message`: the timeline's entry type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub configuration_id: String,
+    /// `sms` or `whatsapp`.
+    pub channel: String,
+    pub account_id: String,
+    /// Our number.
+    pub from: String,
+    /// The contact's number (`tocontactid`).
+    pub to: String,
+    pub contact_id: String,
+    /// The conversation a reply threads into (R-OUT-8).
+    pub conversation_id: String,
+    pub template_id: String,
+    pub locale: Locale,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_sid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entityrelationshipname: Option<String>,
+    pub show_on_timeline: bool,
+    /// The provider's status (`queued`, `sent`, `delivered`, …), moved
+    /// forward by its callbacks, or `failed`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// Its position in the conversation, once the customer's reply
+    /// threaded it there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_position: Option<i64>,
+    pub created_at: String,
+}
+
+crate::document!(Activity, "activity");
+
+pub const KIND: &str = "outbound_message";
+
+/// What a provider message id of an activity points at.
+pub fn pointer(activity_id: &str) -> Vec<u8> {
+    format!("activity:{activity_id}").into_bytes()
+}
+
+/// The activity id in a provider-message pointer, if it names one.
+pub fn parse_pointer(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes).ok()?.strip_prefix("activity:")
+}
+
+pub fn timeline(org: &str, contact_id: &str) -> Log {
+    Log::new(format!("org/{org}/contact/{contact_id}/timeline"))
+}
+
+impl Activity {
+    /// The activity as a message of its conversation.
+    pub fn as_message(&self) -> Message {
+        let mut message = Message::new(Author::Automation, self.text.clone(), &self.created_at);
+        message.provider_message_id = self.provider_message_id.clone();
+        message.status = Some(self.status.clone());
+        message.error_code = self.error_code.clone();
+        message.template_id = Some(self.template_id.clone());
+        message.activity_id = Some(self.id.clone());
+        message
+    }
+}
+
+/// Applies a provider's status callback to an activity and, once it is in a
+/// conversation, to its message there; forward only, like every status.
+pub fn apply_status(
+    kv: &dyn KeyValue,
+    org: &str,
+    activity_id: &str,
+    status: &str,
+    error_code: Option<&str>,
+    rank: fn(&str) -> u8,
+) -> Result<bool, ApiError> {
+    let key = store::document_key::<Activity>(org, activity_id);
+    let Some(bytes) = kv.get(&key)? else {
+        return Ok(false);
+    };
+    let mut activity: Activity = store::decode(&key, &bytes)?;
+    if !moves_forward(Some(&activity.status), status, rank) {
+        return Ok(false);
+    }
+    activity.status = status.to_owned();
+    if let Some(code) = error_code {
+        activity.error_code = Some(code.to_owned());
+    }
+    let mut writes = Vec::new();
+    if let Some(position) = activity.conversation_position {
+        let slot = messages(org, &activity.conversation_id).slot_key(position);
+        if let Some(bytes) = kv.get(&slot)? {
+            let mut message: Message = store::decode(&slot, &bytes)?;
+            message.status = Some(activity.status.clone());
+            message.error_code = activity.error_code.clone();
+            writes.push((slot, store::encode(&message)));
+        }
+    }
+    writes.push((key, store::encode(&activity)));
+    kv.set_many(&writes)?;
+    Ok(true)
+}
+
+/// `GET /api/contacts/{id}/timeline`: the contact's activities, newest
+/// first, a page at a time (`?limit=`, `?cursor=` from `next_cursor`).
+pub fn read_timeline(
+    kv: &dyn KeyValue,
+    org: &str,
+    request: &Request,
+    contact_id: &str,
+) -> Result<Response, ApiError> {
+    let (cursor, limit) = store::paging(request)?;
+    if !store::is_id(contact_id)
+        || kv
+            .get(&store::document_key::<crate::conversations::Contact>(
+                org, contact_id,
+            ))?
+            .is_none()
+    {
+        return Err(ApiError {
+            status: 404,
+            code: "not_found",
+            message: format!("no contact with id {contact_id} in this organisation"),
+            field: None,
+        });
+    }
+    let log = timeline(org, contact_id);
+    let newest = match cursor {
+        0 => log.len(kv)?,
+        below => below - 1,
+    };
+    let oldest = (newest - limit as i64 + 1).max(1);
+    let mut entries = log.read(kv, oldest, newest)?;
+    entries.reverse();
+    let keys: Vec<String> = entries
+        .iter()
+        .map(|(_, id)| store::document_key::<Activity>(org, &String::from_utf8_lossy(id)))
+        .collect();
+    let mut items = Vec::new();
+    for (key, found) in keys.iter().zip(kv.get_many(&keys)?) {
+        if let Some(bytes) = found {
+            items.push(store::decode::<Activity>(key, &bytes)?);
+        }
+    }
+    Ok(Response::json(
+        200,
+        &json!({
+            "items": items,
+            "next_cursor": (oldest > 1).then(|| oldest.to_string()),
+        }),
+    ))
+}

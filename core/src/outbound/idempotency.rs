@@ -1,0 +1,237 @@
+//! `Idempotency-Key` (R-OUT-6): a flow that retries a send call — after a
+//! timeout, a crash, a deploy — gets the first call's answer, and nobody gets
+//! a message twice.
+//!
+//! The first call with a key claims it with `increment` (the caller that
+//! gets 1 runs; principle 4) and stores its answer when done. A retry that
+//! finds the answer replays it. A retry that arrives while the first call is
+//! still sending waits for its answer (up to [`WAIT_MILLIS`]) instead of
+//! sending again, then replays it, or answers 409 if it is still not done.
+//! An answer that sent nothing — every batch over the hour's budget — is not
+//! kept, so retrying it later with the same key does send.
+//!
+//! Keys are per organisation and configuration, and bound to the body they
+//! came with: the same key with another body is refused, since replaying an
+//! answer to a different list would hide that the new list was not sent.
+
+use crate::api::{ApiError, Response};
+use crate::ports::Ports;
+use serde::{Deserialize, Serialize};
+
+pub const HEADER: &str = "idempotency-key";
+/// How long a retry waits for the first call's answer.
+pub const WAIT_MILLIS: u64 = 30_000;
+const MAX_KEY_LENGTH: usize = 255;
+
+/// The request's `Idempotency-Key`, if it has one.
+pub fn key_of(header: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(key) = header else {
+        return Ok(None);
+    };
+    let key = key.trim();
+    if key.is_empty() || key.len() > MAX_KEY_LENGTH || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError {
+            status: 400,
+            code: "invalid_idempotency_key",
+            message: format!("Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters without spaces, e.g. a UUID"),
+            field: Some("Idempotency-Key".into()),
+        });
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// The right to run a call, held by the first caller with its key.
+#[derive(Debug)]
+pub struct Claimed {
+    base: String,
+    fingerprint: String,
+}
+
+#[derive(Debug)]
+pub enum Begun {
+    /// Run the call, then [`Claimed::finish`].
+    First(Claimed),
+    /// The first call's answer.
+    Replay(Response),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    fingerprint: String,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+/// Claims `key` for this call, or finds (or waits for) the answer of the
+/// call that claimed it first.
+pub fn begin(
+    ports: &Ports<'_>,
+    org: &str,
+    config_id: &str,
+    key: &str,
+    body: &[u8],
+) -> Result<Begun, ApiError> {
+    let kv = ports.kv;
+    let base = format!(
+        "org/{org}/outbound/idempotency/{}",
+        crate::auth::sha256_hex(&format!("{config_id}\n{key}"))
+    );
+    let claimed = Claimed {
+        fingerprint: crate::encoding::hex(&<sha2::Sha256 as sha2::Digest>::digest(body)),
+        base,
+    };
+    let claim = claimed.claim_key();
+    if kv.increment(&claim, 1)? == 1 {
+        return Ok(Begun::First(claimed));
+    }
+    let mut waited = 0;
+    let mut step = 50;
+    loop {
+        if let Some(bytes) = kv.get(&claimed.result_key())? {
+            return replay(&claimed, &bytes);
+        }
+        if waited >= WAIT_MILLIS {
+            return Err(ApiError::conflict(
+                "request_in_progress",
+                format!("a call with this Idempotency-Key started earlier and has not finished after {} more seconds; retry later with the same key to get its result", WAIT_MILLIS / 1000),
+            ));
+        }
+        ports.clock.sleep_millis(step);
+        waited += step;
+        step = (step * 2).min(1_000);
+        // The first call sent nothing and let the key go: this one runs.
+        if kv.increment(&claim, 0)? == 0 && kv.increment(&claim, 1)? == 1 {
+            return Ok(Begun::First(claimed));
+        }
+    }
+}
+
+fn replay(claimed: &Claimed, bytes: &[u8]) -> Result<Begun, ApiError> {
+    let stored: Stored = crate::store::decode(&claimed.result_key(), bytes)?;
+    if stored.fingerprint != claimed.fingerprint {
+        return Err(ApiError {
+            status: 422,
+            code: "idempotency_key_reused",
+            message:
+                "this Idempotency-Key was used with a different body; use a new key for a new list"
+                    .into(),
+            field: Some("Idempotency-Key".into()),
+        });
+    }
+    let mut response = Response {
+        status: stored.status,
+        headers: stored.headers,
+        body: stored.body.into_bytes(),
+    };
+    response
+        .headers
+        .push(("idempotent-replayed".into(), "true".into()));
+    Ok(Begun::Replay(response))
+}
+
+impl Claimed {
+    fn claim_key(&self) -> String {
+        format!("{}/claim", self.base)
+    }
+
+    fn result_key(&self) -> String {
+        format!("{}/result", self.base)
+    }
+
+    /// Keeps `response` for retries; or, when the call `sent_nothing`,
+    /// gives the key back so that a retry runs.
+    pub fn finish(self, ports: &Ports<'_>, response: &Response, sent_nothing: bool) {
+        // Best effort: a lost answer makes retries wait, then 409, rather
+        // than send twice.
+        if sent_nothing {
+            let _ = ports.kv.delete(&self.claim_key());
+            return;
+        }
+        let stored = Stored {
+            fingerprint: self.fingerprint.clone(),
+            status: response.status,
+            headers: response.headers.clone(),
+            body: String::from_utf8_lossy(&response.body).into_owned(),
+        };
+        let _ = ports
+            .kv
+            .set(&self.result_key(), &crate::store::encode(&stored));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryPorts;
+    use crate::ports::Clock;
+
+    fn first(ports: &Ports<'_>, key: &str, body: &[u8]) -> Claimed {
+        match begin(ports, "o", "c", key, body).unwrap() {
+            Begun::First(claimed) => claimed,
+            Begun::Replay(_) => panic!("expected to run first"),
+        }
+    }
+
+    #[test]
+    fn a_retry_replays_the_first_answer_and_refuses_another_body() {
+        let memory = MemoryPorts::default();
+        let ports = memory.ports();
+        let claimed = first(&ports, "k1", b"list");
+        let answer = Response::json(200, &serde_json::json!({"sent": 1}));
+        claimed.finish(&ports, &answer, false);
+        let Begun::Replay(replayed) = begin(&ports, "o", "c", "k1", b"list").unwrap() else {
+            panic!("expected a replay");
+        };
+        assert_eq!((replayed.status, &replayed.body), (200, &answer.body));
+        assert!(replayed
+            .headers
+            .contains(&("idempotent-replayed".into(), "true".into())));
+        let reused = begin(&ports, "o", "c", "k1", b"other list").unwrap_err();
+        assert_eq!(
+            (reused.status, reused.code),
+            (422, "idempotency_key_reused")
+        );
+        // Another configuration's key space is its own.
+        assert!(matches!(
+            begin(&ports, "o", "c2", "k1", b"list").unwrap(),
+            Begun::First(_)
+        ));
+    }
+
+    #[test]
+    fn a_retry_during_the_first_call_waits_then_gives_up_with_409() {
+        let memory = MemoryPorts::default();
+        let ports = memory.ports();
+        let _running = first(&ports, "k2", b"list");
+        let before = memory.clock.now_millis();
+        let waiting = begin(&ports, "o", "c", "k2", b"list").unwrap_err();
+        assert_eq!((waiting.status, waiting.code), (409, "request_in_progress"));
+        let waited = memory.clock.now_millis() - before;
+        assert!(
+            (WAIT_MILLIS as i64..WAIT_MILLIS as i64 + 1_000).contains(&waited),
+            "{waited}"
+        );
+    }
+
+    #[test]
+    fn a_call_that_sent_nothing_gives_its_key_back() {
+        let memory = MemoryPorts::default();
+        let ports = memory.ports();
+        let refused = first(&ports, "k3", b"list");
+        refused.finish(&ports, &Response::json(429, &serde_json::json!({})), true);
+        assert!(matches!(
+            begin(&ports, "o", "c", "k3", b"list").unwrap(),
+            Begun::First(_)
+        ));
+    }
+
+    #[test]
+    fn keys_are_printable_ascii() {
+        assert_eq!(key_of(None).unwrap(), None);
+        assert_eq!(key_of(Some(" a-1 ")).unwrap().as_deref(), Some("a-1"));
+        for bad in ["", "with space", "ø", &"k".repeat(256)] {
+            assert_eq!(key_of(Some(bad)).unwrap_err().status, 400, "{bad}");
+        }
+    }
+}

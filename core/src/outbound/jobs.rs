@@ -1,0 +1,286 @@
+//! Scheduled sends (R-OUT-7): a call with `send_at` or `delay_seconds` is
+//! stored as a job and sent later by `POST /api/outbound/dispatch`, which an
+//! operator's scheduler (a cron trigger, a Kubernetes CronJob, `cron` and
+//! `curl`) calls every minute or so.
+//!
+//! Jobs of every organisation are listed in one global log
+//! (`outbound/jobs/{n}` → `{org}/{job}`), so dispatch finds due jobs with
+//! direct reads, never a key listing. A watermark (`outbound/jobs/done-through`)
+//! skips the log's finished prefix. Dispatch calls may overlap: a job runs
+//! only for the caller that wins its claim (`increment` on
+//! `…/claim/{attempt}` returns 1), so each job is sent exactly once however
+//! many dispatchers run. A job whose batches the hour's budget refused is
+//! scheduled again for the next hour, with only those batches, as a new
+//! attempt.
+//!
+//! Each batch writes its per-contact results beside the job
+//! (`outbound_job/{id}/batch/{n}`) in the same transaction as its
+//! activities, so `GET /api/outbound/jobs/{id}` shows progress while the job
+//! runs.
+
+use super::send::{self, batch_count, ContactResult, Reason, Setup, Summary};
+use crate::api::{ApiError, Response};
+use crate::ports::{KeyValue, Ports};
+use crate::store::{self, Log};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Jobs one dispatch call runs; the rest wait for the next call.
+pub const JOBS_PER_DISPATCH: usize = 20;
+/// Log entries read per round trip while looking for due jobs.
+const SCAN_CHUNK: i64 = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Scheduled,
+    Running,
+    Done,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub configuration_id: String,
+    pub state: JobState,
+    /// When it is (next) due, RFC 3339, and in milliseconds.
+    pub send_at: String,
+    pub due_at_millis: i64,
+    pub contacts: Vec<Value>,
+    /// The batches still to send.
+    pub pending_batches: Vec<usize>,
+    /// Dispatch attempts so far; each claim is per attempt.
+    pub attempt: u32,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Why the job could not run at all (its configuration was deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Reason>,
+}
+
+crate::document!(Job, "outbound_job");
+
+fn jobs_log() -> Log {
+    Log::new("outbound/jobs")
+}
+
+const WATERMARK_KEY: &str = "outbound/jobs/done-through";
+
+fn claim_key(org: &str, job: &Job) -> String {
+    format!(
+        "{}/claim/{}",
+        store::document_key::<Job>(org, &job.id),
+        job.attempt
+    )
+}
+
+fn batch_key(org: &str, job_id: &str, batch: usize) -> String {
+    format!("{}/batch/{batch}", store::document_key::<Job>(org, job_id))
+}
+
+/// Stores a job to send `contacts` with `config_id` at `send_at_millis`.
+pub fn schedule(
+    ports: &Ports<'_>,
+    org: &str,
+    config_id: &str,
+    contacts: Vec<Value>,
+    send_at_millis: i64,
+) -> Result<Response, ApiError> {
+    let now = crate::time::rfc3339(ports.clock.now_millis());
+    let job = Job {
+        id: ports.random.id128(),
+        configuration_id: config_id.to_owned(),
+        state: JobState::Scheduled,
+        send_at: crate::time::rfc3339(send_at_millis),
+        due_at_millis: send_at_millis,
+        pending_batches: (0..batch_count(contacts.len())).collect(),
+        contacts,
+        attempt: 0,
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+        error: None,
+    };
+    let log = jobs_log();
+    let slot = log.reserve(ports.kv)?;
+    ports.kv.set_many(&[
+        (
+            store::document_key::<Job>(org, &job.id),
+            store::encode(&job),
+        ),
+        (log.slot_key(slot), format!("{org}/{}", job.id).into_bytes()),
+    ])?;
+    Ok(Response::json(202, &view(&job, &[])))
+}
+
+/// `GET /api/outbound/jobs/{id}`: the job, its progress and the results so
+/// far (one read of the job, one of its batches' results).
+pub fn read(kv: &dyn KeyValue, org: &str, id: &str) -> Result<Response, ApiError> {
+    let job: Job = store::require(kv, org, id)?;
+    let keys: Vec<String> = (0..batch_count(job.contacts.len()))
+        .map(|batch| batch_key(org, id, batch))
+        .collect();
+    let mut results = Vec::new();
+    for (key, found) in keys.iter().zip(kv.get_many(&keys)?) {
+        if let Some(bytes) = found {
+            results.extend(store::decode::<Vec<ContactResult>>(key, &bytes)?);
+        }
+    }
+    Ok(Response::json(200, &view(&job, &results)))
+}
+
+fn view(job: &Job, results: &[ContactResult]) -> Value {
+    let summary = Summary::of(results);
+    json!({
+        "id": job.id,
+        "configuration_id": job.configuration_id,
+        "state": job.state,
+        "send_at": job.send_at,
+        "attempt": job.attempt,
+        "contacts": job.contacts.len(),
+        "batches": batch_count(job.contacts.len()),
+        "progress": {
+            "sent": summary.sent,
+            "skipped": summary.skipped,
+            "failed": summary.failed,
+            "pending": job.contacts.len().saturating_sub(results.len()),
+        },
+        "results": results,
+        "error": job.error,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    })
+}
+
+/// `POST /api/outbound/dispatch` (operator): runs every due job, at most
+/// [`JOBS_PER_DISPATCH`] per call.
+pub async fn dispatch(ports: &Ports<'_>) -> Result<Response, ApiError> {
+    let kv = ports.kv;
+    let now = ports.clock.now_millis();
+    let log = jobs_log();
+    let count = log.len(kv)?;
+    let watermark = kv
+        .get(WATERMARK_KEY)?
+        .and_then(|bytes| String::from_utf8(bytes).ok()?.parse::<i64>().ok())
+        .unwrap_or(0);
+    let mut done_through = watermark;
+    let mut dispatched = Vec::new();
+    let mut due_later = 0;
+    let mut more_due = false;
+    let mut from = watermark + 1;
+    while from <= count {
+        let to = (from + SCAN_CHUNK - 1).min(count);
+        let entries = log.read(kv, from, to)?;
+        let named: Vec<(i64, String, String)> = entries
+            .into_iter()
+            .filter_map(|(slot, bytes)| {
+                let text = String::from_utf8(bytes).ok()?;
+                let (org, id) = text.split_once('/')?;
+                Some((slot, org.to_owned(), id.to_owned()))
+            })
+            .collect();
+        let keys: Vec<String> = named
+            .iter()
+            .map(|(_, org, id)| store::document_key::<Job>(org, id))
+            .collect();
+        let jobs = kv.get_many(&keys)?;
+        for (((slot, org, _), key), found) in named.iter().zip(&keys).zip(jobs) {
+            let job: Option<Job> = found.map(|bytes| store::decode(key, &bytes)).transpose()?;
+            let finished = match job {
+                None => true,
+                Some(job) if job.state != JobState::Scheduled => job.state == JobState::Done,
+                Some(job) if job.due_at_millis > now => {
+                    due_later += 1;
+                    false
+                }
+                Some(_) if dispatched.len() >= JOBS_PER_DISPATCH => {
+                    more_due = true;
+                    false
+                }
+                Some(job) => {
+                    if kv.increment(&claim_key(org, &job), 1)? != 1 {
+                        false
+                    } else {
+                        let job = run_job(ports, org, job).await?;
+                        let finished = job.state == JobState::Done;
+                        dispatched.push(json!({
+                            "org": org,
+                            "job_id": job.id,
+                            "state": job.state,
+                            "send_at": job.send_at,
+                        }));
+                        finished
+                    }
+                }
+            };
+            // The watermark only passes consecutive finished slots: an empty
+            // slot may be a job whose write is still under way.
+            if finished && done_through == slot - 1 {
+                done_through = *slot;
+            }
+        }
+        from = to + 1;
+    }
+    if done_through > watermark {
+        // Best effort, and safe under races: any value written covers only
+        // finished jobs.
+        let _ = kv.set(WATERMARK_KEY, done_through.to_string().as_bytes());
+    }
+    Ok(Response::json(
+        200,
+        &json!({"dispatched": dispatched, "due_later": due_later, "more_due": more_due}),
+    ))
+}
+
+/// Runs a claimed job's pending batches and stores what became of it.
+async fn run_job(ports: &Ports<'_>, org: &str, mut job: Job) -> Result<Job, ApiError> {
+    let kv = ports.kv;
+    let now = || crate::time::rfc3339(ports.clock.now_millis());
+    job.state = JobState::Running;
+    job.started_at.get_or_insert_with(now);
+    store::save(kv, org, &job, Vec::new())?;
+    let setup = match Setup::load(kv, org, &job.configuration_id) {
+        Ok(setup) => setup,
+        Err(error) if error.status < 500 => {
+            job.state = JobState::Done;
+            job.finished_at = Some(now());
+            job.error = Some(Reason::from(&error));
+            store::save(kv, org, &job, Vec::new())?;
+            return Ok(job);
+        }
+        Err(error) => return Err(error),
+    };
+    let job_id = job.id.clone();
+    let org_owned = org.to_owned();
+    let results_key = move |batch: usize| batch_key(&org_owned, &job_id, batch);
+    let run = send::run(
+        ports,
+        org,
+        &setup,
+        &job.contacts,
+        &job.pending_batches,
+        Some(&job.id),
+        Some(&results_key),
+    )
+    .await?;
+    match run.retry_after_seconds {
+        Some(seconds) => {
+            job.state = JobState::Scheduled;
+            job.attempt += 1;
+            job.due_at_millis = ports.clock.now_millis() + seconds as i64 * 1000;
+            job.send_at = crate::time::rfc3339(job.due_at_millis);
+            job.pending_batches = run.refused;
+        }
+        None => {
+            job.state = JobState::Done;
+            job.pending_batches.clear();
+            job.finished_at = Some(now());
+        }
+    }
+    store::save(kv, org, &job, Vec::new())?;
+    Ok(job)
+}

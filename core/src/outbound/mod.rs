@@ -1,0 +1,146 @@
+//! The outbound API (SPEC.md R-OUT): what automation flows call to message
+//! customers from a configuration's localized template.
+//!
+//! - `POST /api/outbound/{configurationId}/send` (flow or admin key):
+//!   `{"ContactList": […]}` sent now in batches of 100 ([`send`]), or with
+//!   `send_at` / `delay_seconds` stored as a job ([`jobs`]); an
+//!   `Idempotency-Key` makes retries safe ([`idempotency`]).
+//! - `POST /api/outbound/dispatch` (operator token): sends the due jobs.
+//! - `GET /api/outbound/jobs/{id}`, `GET /api/outbound/activities/{id}`.
+//!
+//! The contact's timeline (`GET /api/contacts/{id}/timeline`) is served by
+//! the conversations component, which owns `/api/contacts/...`, from
+//! [`activity::read_timeline`].
+
+pub mod activity;
+pub mod budget;
+pub mod contact_list;
+pub mod idempotency;
+pub mod jobs;
+pub mod send;
+
+use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::auth::Role;
+use crate::config::Ctx;
+use crate::ports::Ports;
+use crate::store;
+use contact_list::SendBody;
+use idempotency::Begun;
+use send::{batch_count, Setup, Status, Summary};
+use serde_json::json;
+
+/// The outbound component: `/api/outbound/...`.
+pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
+    route(request, ports)
+        .await
+        .unwrap_or_else(ApiError::into_response)
+}
+
+async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiError> {
+    match request.segments()[..] {
+        ["api", "outbound", "dispatch"] => {
+            if request.method != Method::Post {
+                return Ok(method_not_allowed(&["POST"]));
+            }
+            crate::auth::require_operator(request, ports.variables)?;
+            jobs::dispatch(ports).await
+        }
+        ["api", "outbound", config_id, "send"] => {
+            if request.method != Method::Post {
+                return Ok(method_not_allowed(&["POST"]));
+            }
+            let ctx = Ctx::authenticate(request, ports)?;
+            ctx.principal.require(&[Role::Admin, Role::Flow])?;
+            send_list(&ctx, request, config_id).await
+        }
+        ["api", "outbound", "jobs", id] => {
+            if request.method != Method::Get {
+                return Ok(method_not_allowed(&["GET"]));
+            }
+            let ctx = Ctx::authenticate(request, ports)?;
+            ctx.principal.require(&[Role::Admin, Role::Flow])?;
+            jobs::read(ports.kv, ctx.org(), id)
+        }
+        ["api", "outbound", "activities", id] => {
+            if request.method != Method::Get {
+                return Ok(method_not_allowed(&["GET"]));
+            }
+            let ctx = Ctx::authenticate(request, ports)?;
+            ctx.principal
+                .require(&[Role::Admin, Role::Agent, Role::Flow])?;
+            let activity: activity::Activity = store::require(ports.kv, ctx.org(), id)?;
+            Ok(Response::json(200, &activity))
+        }
+        _ => Err(ApiError::not_found(&request.path)),
+    }
+}
+
+/// `POST /api/outbound/{configurationId}/send`.
+async fn send_list(
+    ctx: &Ctx<'_>,
+    request: &Request,
+    config_id: &str,
+) -> Result<Response, ApiError> {
+    let ports = ctx.ports;
+    let body = SendBody::parse(&request.body, ports.clock.now_millis())?;
+    let setup = Setup::load(ports.kv, ctx.org(), config_id)?;
+    let key = idempotency::key_of(request.header(idempotency::HEADER))?;
+    let claimed = match key {
+        None => None,
+        Some(key) => match idempotency::begin(ports, ctx.org(), config_id, &key, &request.body)? {
+            Begun::Replay(response) => return Ok(response),
+            Begun::First(claimed) => Some(claimed),
+        },
+    };
+    let outcome = match body.send_at_millis {
+        Some(at) => jobs::schedule(ports, ctx.org(), config_id, body.contacts, at)
+            .map(|response| (response, false)),
+        None => send_now(ports, ctx.org(), &setup, &body.contacts).await,
+    };
+    if let Some(claimed) = claimed {
+        match &outcome {
+            Ok((response, sent_nothing)) => claimed.finish(ports, response, *sent_nothing),
+            Err(_) => claimed.finish(ports, &Response::no_content(), true),
+        }
+    }
+    outcome.map(|(response, _)| response)
+}
+
+/// Sends every batch now; the answer, and whether nothing at all was sent.
+async fn send_now(
+    ports: &Ports<'_>,
+    org: &str,
+    setup: &Setup,
+    contacts: &[serde_json::Value],
+) -> Result<(Response, bool), ApiError> {
+    let batches: Vec<usize> = (0..batch_count(contacts.len())).collect();
+    let run = send::run(ports, org, setup, contacts, &batches, None, None).await?;
+    let mut body = json!({
+        "configuration_id": setup.config.id,
+        "contacts": contacts.len(),
+        "batches": batches.len(),
+        "batches_sent": batches.len() - run.refused.len(),
+        "summary": Summary::of(&run.results),
+        "results": run.results,
+    });
+    let Some(retry_after) = run.retry_after_seconds else {
+        return Ok((Response::json(200, &body), false));
+    };
+    let not_attempted: Vec<usize> = run
+        .results
+        .iter()
+        .filter(|result| result.status == Status::NotAttempted)
+        .map(|result| result.index)
+        .collect();
+    body["error"] = json!({
+        "code": "rate_limited",
+        "message": format!(
+            "this organisation's outbound requests for the hour are used up: {} of {} batches were not sent; send the contacts in \"not_attempted\" again after {retry_after} seconds",
+            run.refused.len(), batches.len()
+        ),
+    });
+    body["retry_after_seconds"] = json!(retry_after);
+    body["not_attempted"] = json!(not_attempted);
+    let response = Response::json(429, &body).with_header("retry-after", &retry_after.to_string());
+    Ok((response, run.refused.len() == batches.len()))
+}
