@@ -57,6 +57,11 @@ impl Omni {
     /// Every channel's conversations go to `general`, except SMS and
     /// Messenger messages saying "refund", which go to `billing`.
     pub async fn start() -> Omni {
+        Omni::start_with(&[]).await
+    }
+
+    /// [`Omni::start`] with `variables` on top.
+    pub async fn start_with(variables: &[(&str, &str)]) -> Omni {
         let telesign_script = Script::default();
         let telesign = sim::telesign_scripted(CUSTOMER_ID, API_KEY, telesign_script.clone());
         let graph_script = Script::default();
@@ -69,13 +74,16 @@ impl Omni {
             graph_script.clone(),
         );
         let google = sim::google_oauth(SA_EMAIL, &fixture("google-service-account.pub.pem"));
-        let gateway = Gateway::start(&[
-            ("telesign_api_base", &telesign.base()),
-            ("graph_api_base", &graph.base()),
-            ("gbm_api_base", &google.base()),
-            ("google_oauth_base", &google.base()),
-        ])
-        .await;
+        let (telesign_base, graph_base, google_base) =
+            (telesign.base(), graph.base(), google.base());
+        let mut all = vec![
+            ("telesign_api_base", telesign_base.as_str()),
+            ("graph_api_base", graph_base.as_str()),
+            ("gbm_api_base", google_base.as_str()),
+            ("google_oauth_base", google_base.as_str()),
+        ];
+        all.extend_from_slice(variables);
+        let gateway = Gateway::start(&all).await;
         let desk = Desk::open(gateway).await;
         let account = |body: Value| async {
             let created = desk

@@ -1,0 +1,679 @@
+//! The outbound API end to end through the real `outbound.wasm` (issue 6):
+//! contact lists sent in 100-contact batches through the TeleSign and
+//! Twilio simulators, localized rendering, per-contact results, activities
+//! on the timeline and their delivery status, the hour's budget (also
+//! across two dev hosts on one Redis), idempotency keys, scheduled jobs
+//! dispatched exactly once, and replies threading into conversations.
+
+use e2e::api::{Gateway, OPERATOR_TOKEN};
+use e2e::channels::{delivery_report, mo_sms, posts, Omni, API_KEY, CUSTOMER_ID, SMS_NUMBER};
+use e2e::sim;
+use e2e::sim::Recorded;
+use e2e::whatsapp::{field, Centre, ACCOUNT_SID, BUSINESS_NUMBER};
+use e2e::{redis_url, Backend};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::Duration;
+
+const CONTENT_SID: &str = "HX0123456789abcdef0123456789abcdef";
+
+/// An SMS template in English (default), Norwegian and Swedish, and an
+/// outbound configuration using it; returns (configuration id, flow key).
+async fn sms_flow(omni: &Omni, show_on_timeline: bool) -> (String, String) {
+    sms_flow_of(&omni.gateway, &omni.org.key, show_on_timeline).await
+}
+
+/// [`sms_flow`] for any organisation with an SMS account for `SMS_NUMBER`.
+async fn sms_flow_of(gateway: &Gateway, key: &str, show_on_timeline: bool) -> (String, String) {
+    let template = gateway
+        .create(
+            key,
+            "/api/templates",
+            json!({
+                "name": "Case updated", "channel_types": ["sms"], "default_locale": "en",
+                "versions": {
+                    "en": "Hi {{CustomerName}}, case {{CaseName}} was updated.",
+                    "nb": "Hei {{CustomerName}}, saken {{CaseName}} er oppdatert.",
+                    "sv-SE": "Hej {{CustomerName}}, ärendet {{CaseName}} har uppdaterats.",
+                },
+            }),
+        )
+        .await;
+    let config = gateway
+        .create(
+            key,
+            "/api/outbound-configs",
+            json!({
+                "name": "Case updated", "show_on_timeline": show_on_timeline, "channel_type": "sms",
+                "channel": SMS_NUMBER, "template_id": template["id"],
+            }),
+        )
+        .await;
+    let flow = gateway
+        .create(
+            key,
+            "/api/keys",
+            json!({"name": "Power Automate", "role": "flow"}),
+        )
+        .await;
+    (
+        config["id"].as_str().unwrap().to_owned(),
+        flow["key"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn number(n: usize) -> String {
+    format!("+4790{n:06}")
+}
+
+/// A valid SMS contact, as the seed's flow builds it.
+fn contact(n: usize, locale: Option<&str>) -> Value {
+    let mut contact = json!({
+        "tocontactid": number(n), "channelid": "sms", "optin": true,
+        "entityrelationshipname": "incident", "CustomerName": format!("Kari {n}"),
+        "CaseName": format!("CAS-{n}"), "contextitems": {"Priority": "high"},
+    });
+    if let Some(locale) = locale {
+        contact["locale"] = json!(locale);
+    }
+    contact
+}
+
+async fn send(
+    gateway: &Gateway,
+    key: &str,
+    config: &str,
+    body: &Value,
+    idempotency_key: Option<&str>,
+) -> devhost::Handled {
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri(format!("/api/outbound/{config}/send"))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json");
+    if let Some(idempotency_key) = idempotency_key {
+        request = request.header("idempotency-key", idempotency_key);
+    }
+    e2e::send(
+        &gateway.app,
+        request.body(bytes::Bytes::from(body.to_string())).unwrap(),
+    )
+    .await
+}
+
+fn sms_sends(omni: &Omni) -> Vec<Recorded> {
+    posts(&omni.telesign, "/v1/messaging")
+}
+
+/// The conversation with the customer at `address`.
+async fn conversation_with(omni: &Omni, address: &str) -> Value {
+    let listed = omni.conversations("").await;
+    let found = listed
+        .iter()
+        .find(|c| c["customer_address"] == address)
+        .unwrap_or_else(|| panic!("no conversation with {address}: {listed:?}"));
+    omni.conversation(found["id"].as_str().unwrap()).await
+}
+
+fn list(contacts: Vec<Value>) -> Value {
+    json!({ "ContactList": contacts })
+}
+
+#[tokio::test]
+async fn a_contact_list_goes_out_in_batches_with_a_result_per_contact() {
+    let omni = Omni::start().await;
+    let (config, flow) = sms_flow(&omni, true).await;
+
+    // 250 contacts are 3 batches and 250 signed TeleSign requests, each in
+    // the contact's language where the template has it.
+    let locales = [Some("nb-NO"), Some("sv-SE"), Some("de-DE"), None];
+    let contacts: Vec<Value> = (0..250).map(|n| contact(n, locales[n % 4])).collect();
+    let sent = send(&omni.gateway, &flow, &config, &list(contacts), None).await;
+    assert_eq!(sent.status(), 200, "{}", sent.text());
+    let answer = sent.json();
+    assert_eq!(
+        (answer["contacts"].as_u64(), answer["batches"].as_u64()),
+        (Some(250), Some(3))
+    );
+    assert_eq!(
+        answer["summary"],
+        json!({"sent": 250, "skipped": 0, "failed": 0, "not_attempted": 0})
+    );
+    let requests = sms_sends(&omni);
+    assert_eq!(requests.len(), 250);
+    let expected_locale = ["nb", "sv-SE", "en", "en"];
+    let results = answer["results"].as_array().unwrap();
+    let mut reference_ids = HashSet::new();
+    for (n, result) in results.iter().enumerate() {
+        assert_eq!(result["index"], n);
+        assert_eq!(result["status"], "sent");
+        assert_eq!(result["locale"], expected_locale[n % 4], "contact {n}");
+        reference_ids.insert(result["provider_message_id"].as_str().unwrap().to_owned());
+        let request = requests
+            .iter()
+            .find(|r| r.form_value("phone_number").as_deref() == Some(&number(n)[1..]))
+            .unwrap_or_else(|| panic!("no send to contact {n}"));
+        let text = request.form_value("message").unwrap();
+        let greeting = match n % 4 {
+            0 => format!("Hei Kari {n}, saken CAS-{n} er oppdatert."),
+            1 => format!("Hej Kari {n}, ärendet CAS-{n} har uppdaterats."),
+            _ => format!("Hi Kari {n}, case CAS-{n} was updated."),
+        };
+        assert_eq!(text, greeting);
+        assert_eq!(request.form_value("sender_id").as_deref(), Some(SMS_NUMBER));
+        assert_eq!(request.form_value("message_type").as_deref(), Some("ARN"));
+        assert!(request.header("authorization").unwrap().starts_with("TSA "));
+    }
+    assert_eq!(reference_ids.len(), 250, "one provider message per contact");
+
+    // Bad contacts fail alone, opted-out ones are skipped, the rest go.
+    let stop = omni
+        .telesign_callback(&mo_sms(
+            "AAAA0000000000000000000000000001",
+            "4790000900",
+            "STOP",
+        ))
+        .await;
+    assert_eq!(stop.status(), 200, "{}", stop.text());
+    let mut mixed = vec![
+        contact(901, Some("nb-NO")),
+        json!({"tocontactid": "4790000902", "channelid": "sms", "optin": true, "entityrelationshipname": "incident", "CustomerName": "Ola", "CaseName": "CAS-2"}),
+        json!({"tocontactid": number(903), "channelid": "sms", "optin": false, "entityrelationshipname": "incident", "CustomerName": "Per", "CaseName": "CAS-3"}),
+        contact(900, None),
+        json!({"tocontactid": number(904), "channelid": "sms", "optin": true, "entityrelationshipname": "incident", "CustomerName": "Liv"}),
+        json!({"tocontactid": number(905), "channelid": "whatsapp", "optin": true, "entityrelationshipname": "incident", "CustomerName": "Nils", "CaseName": "CAS-5"}),
+        json!({"tocontactid": number(906), "channelid": "sms", "optin": true, "CustomerName": "Siv", "CaseName": "CAS-6"}),
+        json!("+4790000907"),
+    ];
+    mixed.push(contact(908, Some("sv-SE")));
+    let before = sms_sends(&omni).len();
+    let sent = send(&omni.gateway, &flow, &config, &list(mixed), None).await;
+    assert_eq!(sent.status(), 200, "{}", sent.text());
+    let answer = sent.json();
+    let outcome: Vec<(String, String, String)> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap().to_owned(),
+                r["reason"]["code"].as_str().unwrap_or("").to_owned(),
+                r["reason"]["field"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let expect = |status: &str, code: &str, field: &str| {
+        (status.to_owned(), code.to_owned(), field.to_owned())
+    };
+    assert_eq!(
+        outcome,
+        vec![
+            expect("sent", "", ""),
+            expect("failed", "invalid_format", "ContactList[1].tocontactid"),
+            expect("skipped", "opted_out", "ContactList[2].optin"),
+            expect("skipped", "opted_out", ""),
+            expect("failed", "required", "ContactList[4].CaseName"),
+            expect("failed", "channel_mismatch", "ContactList[5].channelid"),
+            expect(
+                "failed",
+                "required",
+                "ContactList[6].entityrelationshipname"
+            ),
+            expect("failed", "wrong_type", "ContactList[7]"),
+            expect("sent", "", ""),
+        ]
+    );
+    assert_eq!(
+        answer["summary"],
+        json!({"sent": 2, "skipped": 2, "failed": 5, "not_attempted": 0})
+    );
+    let new_sends: Vec<String> = sms_sends(&omni)[before..]
+        .iter()
+        .map(|r| r.form_value("phone_number").unwrap())
+        .collect();
+    assert_eq!(new_sends.len(), 2);
+    assert!(
+        new_sends.contains(&"4790000901".to_owned())
+            && new_sends.contains(&"4790000908".to_owned())
+    );
+
+    // Each send is an activity on the contact's timeline, and TeleSign's
+    // delivery report moves it forward.
+    let first = &results[0];
+    let contact_id = first["contact_id"].as_str().unwrap();
+    let timeline = omni
+        .get(
+            &omni.org.key,
+            &format!("/api/contacts/{contact_id}/timeline"),
+        )
+        .await;
+    let items = timeline["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{timeline}");
+    let activity = &items[0];
+    assert_eq!(activity["type"], "outbound_message");
+    assert_eq!(activity["id"], first["activity_id"]);
+    assert_eq!(activity["entityrelationshipname"], "incident");
+    assert_eq!(activity["configuration_id"], config.as_str());
+    assert_eq!(activity["text"], "Hei Kari 0, saken CAS-0 er oppdatert.");
+    assert_eq!(activity["to"], number(0));
+    let reference = first["provider_message_id"].as_str().unwrap();
+    let report = omni
+        .telesign_callback(&delivery_report(reference, 200, "Delivered to handset"))
+        .await;
+    assert_eq!(report.status(), 200, "{}", report.text());
+    let activity = omni
+        .get(
+            &flow,
+            &format!(
+                "/api/outbound/activities/{}",
+                first["activity_id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(activity["status"], "delivered");
+
+    // The customer answers: the conversation shows the outbound message
+    // first, and is routed like any message (keyword "refund" → billing).
+    let reply = omni
+        .telesign_callback(&mo_sms(
+            "AAAA0000000000000000000000000002",
+            &number(0)[1..],
+            "Can I get a refund?",
+        ))
+        .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let conversation = conversation_with(&omni, &number(0)).await;
+    assert_eq!(conversation["queue_id"], omni.queue("billing").as_str());
+    let messages = conversation["messages"].as_array().unwrap();
+    let shown: Vec<(&str, &str)> = messages
+        .iter()
+        .map(|m| (m["author"].as_str().unwrap(), m["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            ("automation", "Hei Kari 0, saken CAS-0 er oppdatert."),
+            ("customer", "Can I get a refund?"),
+        ]
+    );
+    assert_eq!(messages[0]["status"], "delivered");
+    assert_eq!(messages[0]["activity_id"], first["activity_id"]);
+    // A second reply does not show the outbound message again.
+    let again = omni
+        .telesign_callback(&mo_sms(
+            "AAAA0000000000000000000000000003",
+            &number(0)[1..],
+            "Hello?",
+        ))
+        .await;
+    assert_eq!(again.status(), 200);
+    let conversation = conversation_with(&omni, &number(0)).await;
+    assert_eq!(conversation["messages"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn whatsapp_goes_out_as_the_approved_template_with_content_variables() {
+    let centre = Centre::start("round_robin", true).await;
+    let key = &centre.org.key;
+    let template = centre
+        .gateway
+        .create(
+            key,
+            "/api/templates",
+            json!({
+                "name": "Order shipped", "channel_types": ["whatsapp"], "default_locale": "en",
+                "versions": {
+                    "en": {"text": "Hi {{CustomerName}}, order {{OrderId}} for {{CaseName}} shipped.", "approved": true, "content_sid": CONTENT_SID},
+                    "nb": "Hei {{CustomerName}}, ordre {{OrderId}} er sendt.",
+                },
+            }),
+        )
+        .await;
+    let config = centre
+        .gateway
+        .create(
+            key,
+            "/api/outbound-configs",
+            json!({
+                "name": "Shipping", "show_on_timeline": false, "channel_type": "whatsapp",
+                "channel": BUSINESS_NUMBER, "template_id": template["id"],
+            }),
+        )
+        .await;
+    let config = config["id"].as_str().unwrap();
+    let contacts = vec![
+        json!({"tocontactid": "+4798765432", "channelid": "WhatsApp", "optin": true, "locale": "nb-NO",
+               "contextitems": {"OrderId": "A-17"}, "CustomerName": "Kari", "CaseName": "CAS-9",
+               "msdyn_ocoutboundconfigurationid": config}),
+        json!({"tocontactid": "+4798765433", "channelid": "whatsapp", "optin": true,
+               "CustomerName": "Ola", "CaseName": "CAS-10"}),
+    ];
+    let sent = send(&centre.gateway, key, config, &list(contacts), None).await;
+    assert_eq!(sent.status(), 200, "{}", sent.text());
+    let answer = sent.json();
+    // Norwegian is not approved: the approved English text goes.
+    assert_eq!(answer["results"][0]["status"], "sent");
+    assert_eq!(answer["results"][0]["locale"], "en");
+    // Without its context item, the second contact fails alone.
+    assert_eq!(answer["results"][1]["status"], "failed");
+    assert_eq!(
+        answer["results"][1]["reason"]["code"],
+        "missing_placeholder"
+    );
+    assert_eq!(
+        answer["results"][1]["reason"]["field"],
+        "ContactList[1].contextitems"
+    );
+    let sends = centre.sends();
+    assert_eq!(sends.len(), 1);
+    assert_eq!(field(&sends[0], "ContentSid").as_deref(), Some(CONTENT_SID));
+    let variables: Value =
+        serde_json::from_str(&field(&sends[0], "ContentVariables").unwrap()).unwrap();
+    assert_eq!(variables, json!({"1": "Kari", "2": "A-17", "3": "CAS-9"}));
+    assert_eq!(
+        field(&sends[0], "To").as_deref(),
+        Some("whatsapp:+4798765432")
+    );
+    assert_eq!(
+        field(&sends[0], "From").unwrap(),
+        format!("whatsapp:{BUSINESS_NUMBER}")
+    );
+    assert_eq!(field(&sends[0], "Body"), None);
+    assert!(field(&sends[0], "StatusCallback")
+        .unwrap()
+        .ends_with(&centre.webhook_path()));
+
+    // Twilio's status callbacks update the activity, forward only.
+    let sid = answer["results"][0]["provider_message_id"]
+        .as_str()
+        .unwrap();
+    let activity_path = format!(
+        "/api/outbound/activities/{}",
+        answer["results"][0]["activity_id"].as_str().unwrap()
+    );
+    for (status, expected) in [
+        ("delivered", "delivered"),
+        ("sent", "delivered"),
+        ("read", "read"),
+    ] {
+        let params: Vec<(String, String)> = [
+            ("MessageSid", sid),
+            ("MessageStatus", status),
+            ("AccountSid", ACCOUNT_SID),
+            ("ChannelPrefix", "whatsapp"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(centre.signed(&params).await.status(), 200);
+        assert_eq!(centre.get(key, &activity_path).await["status"], expected);
+    }
+}
+
+#[tokio::test]
+async fn batches_over_the_hours_budget_are_refused_whole() {
+    let omni = Omni::start_with(&[("outbound_requests_per_hour", "2")]).await;
+    let (config, flow) = sms_flow(&omni, false).await;
+    let contacts: Vec<Value> = (0..250).map(|n| contact(n, None)).collect();
+    let refused = send(&omni.gateway, &flow, &config, &list(contacts), None).await;
+    assert_eq!(refused.status(), 429, "{}", refused.text());
+    let retry_after: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&retry_after));
+    let answer = refused.json();
+    assert_eq!(answer["error"]["code"], "rate_limited");
+    assert_eq!(
+        answer["summary"],
+        json!({"sent": 200, "skipped": 0, "failed": 0, "not_attempted": 50})
+    );
+    let not_attempted: Vec<u64> = answer["not_attempted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_u64().unwrap())
+        .collect();
+    assert_eq!(not_attempted, (200..250).collect::<Vec<u64>>());
+    // Nothing of the refused batch reached TeleSign.
+    let sent_to: HashSet<String> = sms_sends(&omni)
+        .iter()
+        .map(|r| r.form_value("phone_number").unwrap())
+        .collect();
+    assert_eq!(sent_to.len(), 200);
+    assert!((200..250).all(|n| !sent_to.contains(&number(n)[1..])));
+    // The hour is spent: a one-contact call is refused too.
+    let refused = send(
+        &omni.gateway,
+        &flow,
+        &config,
+        &list(vec![contact(300, None)]),
+        None,
+    )
+    .await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(sms_sends(&omni).len(), 200);
+    // The next hour has a budget again.
+    omni.gateway.app.clock().advance(Duration::from_secs(3600));
+    let sent = send(
+        &omni.gateway,
+        &flow,
+        &config,
+        &list(vec![contact(300, None)]),
+        None,
+    )
+    .await;
+    assert_eq!(sent.status(), 200, "{}", sent.text());
+}
+
+#[tokio::test]
+async fn two_dev_hosts_on_one_redis_share_the_budget() {
+    let Some(url) = redis_url() else { return };
+    let backend = Backend::Redis(url);
+    let telesign = sim::telesign(CUSTOMER_ID, API_KEY);
+    let base = telesign.base();
+    let variables = [
+        ("outbound_requests_per_hour", "3"),
+        ("telesign_api_base", base.as_str()),
+    ];
+    let (one, other) = tokio::join!(
+        Gateway::start_on(&backend, &variables),
+        Gateway::start_on(&backend, &variables),
+    );
+    let org = one.new_org("Contoso").await;
+    one.create(
+        &org.key,
+        "/api/accounts",
+        json!({
+            "provider": "telesign", "name": "SMS", "customer_id": CUSTOMER_ID, "api_key": API_KEY,
+            "numbers": [{"number": SMS_NUMBER, "type": "long_code"}],
+        }),
+    )
+    .await;
+    let (config, flow) = sms_flow_of(&one, &org.key, false).await;
+    let two_batches = |from: usize| list((from..from + 200).map(|n| contact(n, None)).collect());
+    let first = send(&one, &flow, &config, &two_batches(0), None).await;
+    assert_eq!(first.status(), 200, "{}", first.text());
+    let second = send(&other, &flow, &config, &two_batches(1000), None).await;
+    assert_eq!(second.status(), 429, "{}", second.text());
+    assert_eq!(second.json()["summary"]["sent"], 100);
+    assert_eq!(posts(&telesign, "/v1/messaging").len(), 300);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_sends_once_even_when_retried_concurrently() {
+    let omni = Omni::start().await;
+    let (config, flow) = sms_flow(&omni, false).await;
+    let body = list((0..150).map(|n| contact(n, None)).collect());
+
+    let first = send(&omni.gateway, &flow, &config, &body, Some("flow-run-1")).await;
+    assert_eq!(first.status(), 200, "{}", first.text());
+    // The key-value cost does not grow with the contacts: reads are the key,
+    // the configuration, its template and account, and one per batch (one
+    // more for contacts already known); writes are the key's claim, the
+    // hour's budget, one per batch and the kept answer.
+    assert_eq!(
+        (first.kv.reads, first.kv.writes, first.kv.listings),
+        (5, 5, 0)
+    );
+    let known = send(&omni.gateway, &flow, &config, &body, Some("flow-run-0")).await;
+    assert_eq!(
+        (known.kv.reads, known.kv.writes, known.kv.listings),
+        (7, 5, 0)
+    );
+    let retry = send(&omni.gateway, &flow, &config, &body, Some("flow-run-1")).await;
+    assert_eq!(retry.status(), 200);
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.json(), first.json());
+    assert_eq!(sms_sends(&omni).len(), 300);
+
+    // The same key with another list is refused; a new key sends.
+    let other = list(vec![contact(500, None)]);
+    let reused = send(&omni.gateway, &flow, &config, &other, Some("flow-run-1")).await;
+    assert_eq!(reused.status(), 422);
+    assert_eq!(reused.json()["error"]["code"], "idempotency_key_reused");
+
+    // Two calls with one key at once: one sends, both answer the same.
+    let (a, b) = tokio::join!(
+        send(&omni.gateway, &flow, &config, &body, Some("flow-run-2")),
+        send(&omni.gateway, &flow, &config, &body, Some("flow-run-2")),
+    );
+    assert_eq!(
+        (a.status(), b.status()),
+        (200, 200),
+        "{} {}",
+        a.text(),
+        b.text()
+    );
+    assert_eq!(a.json(), b.json());
+    assert_eq!(sms_sends(&omni).len(), 450);
+    let replayed = [
+        a.header("idempotent-replayed"),
+        b.header("idempotent-replayed"),
+    ];
+    assert_eq!(replayed.iter().filter(|h| h.is_some()).count(), 1);
+}
+
+#[tokio::test]
+async fn a_scheduled_job_is_sent_once_by_concurrent_dispatchers() {
+    let omni = Omni::start().await;
+    let (config, flow) = sms_flow(&omni, false).await;
+    let mut body = list((0..120).map(|n| contact(n, Some("nb"))).collect());
+    body["delay_seconds"] = json!(3600);
+    let scheduled = send(&omni.gateway, &flow, &config, &body, None).await;
+    assert_eq!(scheduled.status(), 202, "{}", scheduled.text());
+    let job = scheduled.json();
+    assert_eq!(job["state"], "scheduled");
+    let job_path = format!("/api/outbound/jobs/{}", job["id"].as_str().unwrap());
+    let dispatch = || {
+        omni.gateway
+            .call("POST", "/api/outbound/dispatch", Some(OPERATOR_TOKEN), None)
+    };
+
+    // Not due yet: nothing goes.
+    let early = dispatch().await;
+    assert_eq!(early.status(), 200, "{}", early.text());
+    assert_eq!(early.json()["dispatched"], json!([]));
+    assert_eq!(early.json()["due_later"], 1);
+    assert!(sms_sends(&omni).is_empty());
+    let waiting = omni.get(&flow, &job_path).await;
+    assert_eq!(
+        waiting["progress"],
+        json!({"sent": 0, "skipped": 0, "failed": 0, "pending": 120})
+    );
+
+    // Due: two dispatchers at once send it once.
+    omni.gateway.app.clock().advance(Duration::from_secs(3601));
+    let (a, b) = tokio::join!(dispatch(), dispatch());
+    assert_eq!(
+        (a.status(), b.status()),
+        (200, 200),
+        "{} {}",
+        a.text(),
+        b.text()
+    );
+    let runs = a.json()["dispatched"].as_array().unwrap().len()
+        + b.json()["dispatched"].as_array().unwrap().len();
+    assert_eq!(runs, 1);
+    assert_eq!(sms_sends(&omni).len(), 120);
+    let done = omni.get(&flow, &job_path).await;
+    assert_eq!(done["state"], "done");
+    assert_eq!(
+        done["progress"],
+        json!({"sent": 120, "skipped": 0, "failed": 0, "pending": 0})
+    );
+    assert_eq!(done["results"].as_array().unwrap().len(), 120);
+    assert_eq!(done["results"][7]["status"], "sent");
+    assert_eq!(dispatch().await.json()["dispatched"], json!([]));
+    assert_eq!(sms_sends(&omni).len(), 120);
+
+    // `send_at` works the same; only the operator may dispatch.
+    let mut at = list(vec![contact(700, None)]);
+    at["send_at"] = json!("2020-01-01T00:00:00Z");
+    assert_eq!(
+        send(&omni.gateway, &flow, &config, &at, None)
+            .await
+            .status(),
+        202
+    );
+    let refused = omni
+        .gateway
+        .call("POST", "/api/outbound/dispatch", Some(&flow), None)
+        .await;
+    assert_eq!(refused.status(), 401);
+    let ran = dispatch().await.json();
+    assert_eq!(ran["dispatched"].as_array().unwrap().len(), 1);
+    assert_eq!(sms_sends(&omni).len(), 121);
+}
+
+#[tokio::test]
+async fn bad_calls_are_refused_with_nothing_sent() {
+    let omni = Omni::start().await;
+    let (config, flow) = sms_flow(&omni, false).await;
+    let agent = omni.agent("Bea", 2, &["general"]).await;
+    let one = list(vec![contact(1, None)]);
+    for (body, status, code) in [
+        (json!({"contacts": []}), 400, "not_a_contact_list"),
+        (
+            json!({"ContactList": "everyone"}),
+            400,
+            "not_a_contact_list",
+        ),
+        (json!({"ContactList": []}), 400, "not_a_contact_list"),
+        (json!([contact(1, None)]), 400, "not_a_contact_list"),
+        (
+            json!({"ContactList": [contact(1, None)], "delay_seconds": "soon"}),
+            422,
+            "wrong_type",
+        ),
+    ] {
+        let refused = send(&omni.gateway, &flow, &config, &body, None).await;
+        assert_eq!(refused.status(), status, "{body}: {}", refused.text());
+        assert_eq!(refused.json()["error"]["code"], code);
+    }
+    let unknown = send(&omni.gateway, &flow, &"0".repeat(32), &one, None).await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        send(&omni.gateway, &agent.key, &config, &one, None)
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        send(&omni.gateway, "sb_nope", &config, &one, None)
+            .await
+            .status(),
+        401
+    );
+    let bad_key = send(&omni.gateway, &flow, &config, &one, Some("two words")).await;
+    assert_eq!(bad_key.status(), 400);
+    let get = omni
+        .gateway
+        .call(
+            "GET",
+            &format!("/api/outbound/{config}/send"),
+            Some(&flow),
+            None,
+        )
+        .await;
+    assert_eq!(get.status(), 405);
+    assert_eq!(get.header("allow"), Some("POST"));
+    assert!(sms_sends(&omni).is_empty());
+}
