@@ -284,3 +284,162 @@ async fn run_job(ports: &Ports<'_>, org: &str, mut job: Job) -> Result<Job, ApiE
     store::save(kv, org, &job, Vec::new())?;
     Ok(job)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::accounts::{Account, Settings};
+    use crate::config::outbound_configs::OutboundConfig;
+    use crate::locale::Locale;
+    use crate::memory::{block_on, reply, MapVariables, MemoryPorts, ScriptedHttp};
+    use crate::template_text::TemplateText;
+    use crate::templates::{Template, Version};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    const ORG: &str = "0123456789abcdef0123456789abcdef";
+    const CONFIG: &str = "c0000000000000000000000000000000";
+
+    /// An SMS configuration on a TeleSign account that accepts every send,
+    /// with a budget of one batch per hour.
+    fn ports() -> MemoryPorts {
+        let sent = AtomicU64::new(0);
+        let memory = MemoryPorts {
+            http: ScriptedHttp::new(move |_| {
+                let n = sent.fetch_add(1, Ordering::SeqCst);
+                reply(200, &format!("{{\"reference_id\":\"{n:032X}\",\"status\":{{\"code\":290,\"description\":\"Message in progress\"}}}}"))
+            }),
+            variables: MapVariables::from([
+                ("telesign_api_base", "https://telesign.test"),
+                ("public_base_url", "https://switchboard.test"),
+                ("outbound_requests_per_hour", "1"),
+            ]),
+            ..MemoryPorts::default()
+        };
+        let kv = &memory.kv;
+        let account = Account {
+            id: "a0000000000000000000000000000000".into(),
+            name: "SMS".into(),
+            settings: Settings::Telesign {
+                customer_id: "customer".into(),
+                api_key: "a2V5".into(),
+                numbers: vec![serde_json::from_value(
+                    serde_json::json!({"number": "14252306549", "type": "long_code"}),
+                )
+                .unwrap()],
+            },
+            created_at: String::new(),
+            updated_at: String::new(),
+            last_validation: None,
+        };
+        let template = Template {
+            id: "t0000000000000000000000000000000".into(),
+            name: "t".into(),
+            channel_types: vec!["sms".into()],
+            default_locale: Locale::parse("en").unwrap(),
+            versions: [(
+                Locale::parse("en").unwrap(),
+                Version {
+                    text: TemplateText::parse("Hi {{CustomerName}}").unwrap(),
+                    approved: false,
+                    content_sid: None,
+                },
+            )]
+            .into(),
+            created_at: String::new(),
+            updated_at: String::new(),
+        };
+        let config = OutboundConfig {
+            id: CONFIG.into(),
+            name: "c".into(),
+            show_on_timeline: false,
+            channel_type: "sms".into(),
+            channel: "14252306549".into(),
+            account_id: account.id.clone(),
+            template_id: template.id.clone(),
+            created_at: String::new(),
+            updated_at: String::new(),
+        };
+        store::save(kv, ORG, &account, Vec::new()).unwrap();
+        store::save(kv, ORG, &template, Vec::new()).unwrap();
+        store::save(kv, ORG, &config, Vec::new()).unwrap();
+        memory
+    }
+
+    fn contacts(count: usize) -> Vec<Value> {
+        (0..count)
+            .map(|n| json!({"tocontactid": format!("+4790{n:06}"), "channelid": "sms", "optin": true, "CustomerName": "Kari", "CaseName": "CAS-1"}))
+            .collect()
+    }
+
+    fn dispatched(ports: &Ports<'_>) -> Value {
+        let response = block_on(dispatch(ports)).unwrap();
+        serde_json::from_slice(&response.body).unwrap()
+    }
+
+    fn job(ports: &Ports<'_>, id: &str) -> Value {
+        serde_json::from_slice(&read(ports.kv, ORG, id).unwrap().body).unwrap()
+    }
+
+    #[test]
+    fn batches_over_the_budget_wait_for_the_next_hour_then_finish_the_job() {
+        let memory = ports();
+        let ports = memory.ports();
+        let now = ports.clock.now_millis();
+        let scheduled = schedule(&ports, ORG, CONFIG, contacts(150), now).unwrap();
+        assert_eq!(scheduled.status, 202);
+        let id = serde_json::from_slice::<Value>(&scheduled.body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+        // One batch fits this hour's budget; the other waits for the next.
+        assert_eq!(dispatched(&ports)["dispatched"][0]["state"], "scheduled");
+        assert_eq!(memory.http.sent().len(), 100);
+        let waiting = job(&ports, &id);
+        assert_eq!(
+            (waiting["state"].as_str(), waiting["attempt"].as_u64()),
+            (Some("scheduled"), Some(1))
+        );
+        assert_eq!(waiting["progress"]["sent"], 100);
+        assert_eq!(waiting["progress"]["pending"], 50);
+        let later = dispatched(&ports);
+        assert_eq!(
+            (
+                later["dispatched"].as_array().unwrap().len(),
+                later["due_later"].as_u64()
+            ),
+            (0, Some(1))
+        );
+
+        memory.clock.advance_millis(3_600_000);
+        assert_eq!(dispatched(&ports)["dispatched"][0]["state"], "done");
+        assert_eq!(memory.http.sent().len(), 150);
+        let done = job(&ports, &id);
+        assert_eq!(
+            done["progress"],
+            json!({"sent": 150, "skipped": 0, "failed": 0, "pending": 0})
+        );
+        // Finished jobs are behind the watermark: later calls skip them.
+        assert_eq!(ports.kv.get(WATERMARK_KEY).unwrap(), Some(b"1".to_vec()));
+        assert_eq!(dispatched(&ports)["dispatched"], json!([]));
+        assert_eq!(memory.http.sent().len(), 150);
+    }
+
+    #[test]
+    fn a_job_whose_configuration_is_gone_ends_with_the_reason() {
+        let memory = ports();
+        let ports = memory.ports();
+        let now = ports.clock.now_millis();
+        let scheduled = schedule(&ports, ORG, CONFIG, contacts(1), now).unwrap();
+        let id = serde_json::from_slice::<Value>(&scheduled.body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        store::remove::<OutboundConfig>(ports.kv, ORG, CONFIG, Vec::new()).unwrap();
+        dispatched(&ports);
+        let done = job(&ports, &id);
+        assert_eq!(done["state"], "done");
+        assert_eq!(done["error"]["code"], "not_found");
+        assert!(memory.http.sent().is_empty());
+    }
+}

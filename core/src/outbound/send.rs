@@ -504,7 +504,6 @@ type Prepared = (Vec<Ready>, Vec<ContactResult>, HashMap<String, Vec<String>>);
 /// Reads what the batch's contacts need (two round trips), skips those who
 /// may not be contacted and renders the rest. Also returns each thread's
 /// pending outbound messages, which the batch's write extends.
-#[allow(clippy::type_complexity)]
 fn prepare(
     ports: &Ports<'_>,
     org: &str,
