@@ -121,6 +121,14 @@ pub fn decode<D: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<D, ApiErro
     })
 }
 
+/// [`decode`] for a value a `get-many` may not have found.
+pub fn decode_found<D: DeserializeOwned>(
+    key: &str,
+    found: Option<Vec<u8>>,
+) -> Result<Option<D>, ApiError> {
+    found.map(|bytes| decode(key, &bytes)).transpose()
+}
+
 /// Reads one document of the organisation; `None` if it does not exist (in
 /// this organisation: another org's id is simply absent here).
 pub fn load<D: Document>(kv: &dyn KeyValue, org: &str, id: &str) -> Result<Option<D>, ApiError> {

@@ -119,9 +119,7 @@ pub async fn ingest(
             &inbound.customer_address,
         ),
     );
-    let conversation: Option<Conversation> = next()
-        .map(|bytes| store::decode(&conversation_key, &bytes))
-        .transpose()?;
+    let conversation: Option<Conversation> = store::decode_found(&conversation_key, next())?;
     let pending: Vec<String> = next()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
@@ -139,11 +137,7 @@ pub async fn ingest(
             .map(|id| store::document_key::<Activity>(org, id)),
     );
     let mut documents = kv.get_many(&keys)?.into_iter();
-    let workstream: Workstream = documents
-        .next()
-        .flatten()
-        .map(|bytes| store::decode(&keys[0], &bytes))
-        .transpose()?
+    let workstream: Workstream = store::decode_found(&keys[0], documents.next().flatten())?
         .ok_or_else(|| no_workstream(account, inbound))?;
     let instance = workstream
         .channels
@@ -151,11 +145,8 @@ pub async fn ingest(
         .find(|c| c.account_id == account.id && c.address == inbound.channel_address)
         .cloned()
         .ok_or_else(|| no_workstream(account, inbound))?;
-    let stored_contact: Option<Contact> = documents
-        .next()
-        .flatten()
-        .map(|bytes| store::decode(&keys[1], &bytes))
-        .transpose()?;
+    let stored_contact: Option<Contact> =
+        store::decode_found(&keys[1], documents.next().flatten())?;
     let mut outbound = Vec::new();
     for (key, found) in keys[2..].iter().zip(documents) {
         if let Some(bytes) = found {

@@ -189,7 +189,7 @@ pub async fn dispatch(ports: &Ports<'_>) -> Result<Response, ApiError> {
             .collect();
         let jobs = kv.get_many(&keys)?;
         for (((slot, org, _), key), found) in named.iter().zip(&keys).zip(jobs) {
-            let job: Option<Job> = found.map(|bytes| store::decode(key, &bytes)).transpose()?;
+            let job: Option<Job> = store::decode_found(key, found)?;
             let finished = match job {
                 None => true,
                 Some(job) if job.state != JobState::Scheduled => job.state == JobState::Done,
@@ -371,6 +371,15 @@ mod tests {
             .collect()
     }
 
+    /// Schedules `contacts` for now; the job's id.
+    fn scheduled(ports: &Ports<'_>, contacts: Vec<Value>) -> String {
+        let now = ports.clock.now_millis();
+        let response = schedule(ports, ORG, CONFIG, contacts, now).unwrap();
+        assert_eq!(response.status, 202);
+        let job: Value = serde_json::from_slice(&response.body).unwrap();
+        job["id"].as_str().unwrap().to_owned()
+    }
+
     fn dispatched(ports: &Ports<'_>) -> Value {
         let response = block_on(dispatch(ports)).unwrap();
         serde_json::from_slice(&response.body).unwrap()
@@ -384,13 +393,7 @@ mod tests {
     fn batches_over_the_budget_wait_for_the_next_hour_then_finish_the_job() {
         let memory = ports();
         let ports = memory.ports();
-        let now = ports.clock.now_millis();
-        let scheduled = schedule(&ports, ORG, CONFIG, contacts(150), now).unwrap();
-        assert_eq!(scheduled.status, 202);
-        let id = serde_json::from_slice::<Value>(&scheduled.body).unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let id = scheduled(&ports, contacts(150));
 
         // One batch fits this hour's budget; the other waits for the next.
         assert_eq!(dispatched(&ports)["dispatched"][0]["state"], "scheduled");
@@ -429,12 +432,7 @@ mod tests {
     fn a_job_whose_configuration_is_gone_ends_with_the_reason() {
         let memory = ports();
         let ports = memory.ports();
-        let now = ports.clock.now_millis();
-        let scheduled = schedule(&ports, ORG, CONFIG, contacts(1), now).unwrap();
-        let id = serde_json::from_slice::<Value>(&scheduled.body).unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let id = scheduled(&ports, contacts(1));
         store::remove::<OutboundConfig>(ports.kv, ORG, CONFIG, Vec::new()).unwrap();
         dispatched(&ports);
         let done = job(&ports, &id);

@@ -74,17 +74,9 @@ impl Setup {
                 ),
             )
         };
-        let template: Template = found
-            .next()
-            .flatten()
-            .map(|bytes| store::decode(&keys[0], &bytes))
-            .transpose()?
+        let template: Template = store::decode_found(&keys[0], found.next().flatten())?
             .ok_or_else(|| broken("template"))?;
-        let account: Account = found
-            .next()
-            .flatten()
-            .map(|bytes| store::decode(&keys[1], &bytes))
-            .transpose()?
+        let account: Account = store::decode_found(&keys[1], found.next().flatten())?
             .ok_or_else(|| broken("account"))?;
         Ok(Setup {
             config,
