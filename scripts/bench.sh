@@ -3,13 +3,15 @@
 # `scripts/bench.sh` runs bench-health on the in-memory store; extra
 # arguments go to it, e.g. `--redis redis://127.0.0.1:6379 --seconds 10`.
 # `scripts/bench.sh inbound [...]` runs bench-inbound (signed Twilio webhooks)
-# instead, with the same arguments; `scripts/bench.sh health [...]` names the
-# default.
+# instead, with the same arguments; `scripts/bench.sh outbound [...]` runs
+# bench-outbound (100-contact send calls against a loopback TeleSign
+# simulator; 8 connections unless `--connections` says otherwise);
+# `scripts/bench.sh health [...]` names the default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=health
 case "${1:-}" in
-    health | inbound)
+    health | inbound | outbound)
         bench=$1
         shift
         ;;

@@ -1,4 +1,4 @@
-//! What the benchmark binaries share (`mod common;` in each): the command
+//! What the benchmark binaries share (the `bench_common` library): the command
 //! line, the dev host loaded from `../spin.toml` with an in-memory or Redis
 //! store, the native baseline's hyper server, the keep-alive load loop and
 //! the printing of its numbers.
@@ -31,9 +31,14 @@ impl Settings {
 
 /// `[--seconds N] [--connections N] [--redis URL]`.
 pub fn settings() -> Result<Settings> {
+    settings_with_connections(32)
+}
+
+/// [`settings`] with another default for `--connections`.
+pub fn settings_with_connections(connections: usize) -> Result<Settings> {
     let mut settings = Settings {
         seconds: 5,
-        connections: 32,
+        connections,
         redis: None,
     };
     let mut args = std::env::args().skip(1);
@@ -118,32 +123,8 @@ pub async fn serve_native(
                         async move {
                             let (parts, body) = request.into_parts();
                             let body = body.collect().await?.to_bytes().to_vec();
-                            let core_request = switchboard_core::api::Request {
-                                method: switchboard_core::api::Method::parse(parts.method.as_str()),
-                                path: parts.uri.path().to_owned(),
-                                query: parts.uri.query().unwrap_or_default().to_owned(),
-                                headers: parts
-                                    .headers
-                                    .iter()
-                                    .map(|(name, value)| {
-                                        (
-                                            name.as_str().to_owned(),
-                                            value.to_str().unwrap_or_default().to_owned(),
-                                        )
-                                    })
-                                    .collect(),
-                                body,
-                            };
-                            let response = handler(core_request);
-                            let mut builder = hyper::Response::builder().status(response.status);
-                            for (name, value) in response.headers {
-                                builder = builder.header(name, value);
-                            }
-                            Ok::<_, hyper::Error>(
-                                builder
-                                    .body(Full::new(Bytes::from(response.body)))
-                                    .expect("valid response"),
-                            )
+                            let core_request = core_request(&parts, body);
+                            Ok::<_, hyper::Error>(hyper_response(handler(core_request)))
                         }
                     },
                 );
@@ -155,6 +136,76 @@ pub async fn serve_native(
         }
     });
     Ok(addr)
+}
+
+/// A request as the components see it: lowercase header names, path and
+/// query apart, the body read whole.
+pub fn core_request(parts: &http::request::Parts, body: Vec<u8>) -> switchboard_core::api::Request {
+    switchboard_core::api::Request {
+        method: switchboard_core::api::Method::parse(parts.method.as_str()),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or_default().to_owned(),
+        headers: header_pairs(&parts.headers),
+        body,
+    }
+}
+
+/// Header names (lowercase, as hyper keeps them) and values.
+pub fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                value.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+pub fn hyper_response(response: switchboard_core::api::Response) -> hyper::Response<Full<Bytes>> {
+    let mut builder = hyper::Response::builder().status(response.status);
+    for (name, value) in response.headers {
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(Full::new(Bytes::from(response.body)))
+        .expect("valid response")
+}
+
+pub fn text(value: &serde_json::Value, pointer: &str) -> Result<String> {
+    value
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .with_context(|| format!("no {pointer} in {value}"))
+}
+
+/// `POST path` with a bearer token and a JSON body; the created document.
+pub async fn call(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> Result<serde_json::Value> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let request = hyper::Request::post(path)
+        .header("host", addr.to_string())
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(
+        status == 201,
+        "POST {path}: {status} {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(serde_json::from_slice(&body)?)
 }
 
 pub struct Outcome {

@@ -8,7 +8,7 @@
 //! `--redis` the Wasm side uses a Redis store; the native side stays in
 //! memory, so the ratio then includes Redis round trips.
 
-mod common;
+use bench_common as common;
 
 use anyhow::Result;
 use bytes::Bytes;

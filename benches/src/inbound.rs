@@ -36,14 +36,14 @@
 //! Redis store (SPEC's setting); the native side stays in memory, so the
 //! ratio then includes Redis round trips.
 
-mod common;
+use bench_common as common;
 
 use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
-use common::{load, Outcome, Settings};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use serde_json::{json, Value};
+use common::{call, load, text, Outcome, Settings};
+use http_body_util::Full;
+
+use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -239,36 +239,6 @@ async fn setup(addr: SocketAddr) -> Result<String> {
     )
     .await?;
     Ok(account_id)
-}
-
-fn text(value: &Value, pointer: &str) -> Result<String> {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .with_context(|| format!("no {pointer} in {value}"))
-}
-
-/// `POST path` with a bearer token and a JSON body; the created document.
-async fn call(addr: SocketAddr, path: &str, token: &str, body: Value) -> Result<Value> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
-    let request = hyper::Request::post(path)
-        .header("host", addr.to_string())
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    ensure!(
-        status == 201,
-        "POST {path}: {status} {}",
-        String::from_utf8_lossy(&body)
-    );
-    Ok(serde_json::from_slice(&body)?)
 }
 
 /// The routes of spin.toml, onto the core handlers the components wrap, on
