@@ -77,7 +77,8 @@ fn claim_key(org: &str, job: &Job) -> String {
     )
 }
 
-fn batch_key(org: &str, job_id: &str, batch: usize) -> String {
+/// Where a job keeps the results of its batch `batch`.
+pub fn batch_key(org: &str, job_id: &str, batch: usize) -> String {
     format!("{}/batch/{batch}", store::document_key::<Job>(org, job_id))
 }
 
@@ -254,9 +255,6 @@ async fn run_job(ports: &Ports<'_>, org: &str, mut job: Job) -> Result<Job, ApiE
         }
         Err(error) => return Err(error),
     };
-    let job_id = job.id.clone();
-    let org_owned = org.to_owned();
-    let results_key = move |batch: usize| batch_key(&org_owned, &job_id, batch);
     let run = send::run(
         ports,
         org,
@@ -264,7 +262,6 @@ async fn run_job(ports: &Ports<'_>, org: &str, mut job: Job) -> Result<Job, ApiE
         &job.contacts,
         &job.pending_batches,
         Some(&job.id),
-        Some(&results_key),
     )
     .await?;
     match run.retry_after_seconds {

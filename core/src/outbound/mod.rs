@@ -114,7 +114,7 @@ async fn send_now(
     contacts: &[serde_json::Value],
 ) -> Result<(Response, bool), ApiError> {
     let batches: Vec<usize> = (0..batch_count(contacts.len())).collect();
-    let run = send::run(ports, org, setup, contacts, &batches, None, None).await?;
+    let run = send::run(ports, org, setup, contacts, &batches, None).await?;
     let mut body = json!({
         "configuration_id": setup.config.id,
         "contacts": contacts.len(),

@@ -202,12 +202,9 @@ pub fn batch_count(contacts: usize) -> usize {
     contacts.div_ceil(BATCH_SIZE)
 }
 
-/// Where a job keeps the results of its batch `batch` (`job_id` given).
-pub type BatchResultsKey = dyn Fn(usize) -> String;
-
 /// Sends the batches numbered `batches` of `contacts`: takes them from the
-/// hour's budget, then runs those that fit. `results_key`, for a scheduled
-/// job, names where each batch's results are written with its activities.
+/// hour's budget, then runs those that fit. For a scheduled job (`job_id`),
+/// each batch also writes its results beside the job, with its activities.
 pub async fn run(
     ports: &Ports<'_>,
     org: &str,
@@ -215,7 +212,6 @@ pub async fn run(
     contacts: &[Value],
     batches: &[usize],
     job_id: Option<&str>,
-    results_key: Option<&BatchResultsKey>,
 ) -> Result<Run, ApiError> {
     let limit = budget::requests_per_hour(ports.variables)?;
     let grant = budget::take(
@@ -227,7 +223,7 @@ pub async fn run(
     )?;
     let (allowed, refused) = batches.split_at(grant.allowed);
     let sent: Vec<Vec<ContactResult>> = stream::iter(allowed)
-        .map(|&batch| run_batch(ports, org, setup, contacts, batch, job_id, results_key))
+        .map(|&batch| run_batch(ports, org, setup, contacts, batch, job_id))
         .buffer_unordered(BATCHES_IN_FLIGHT)
         .collect()
         .await;
@@ -280,8 +276,8 @@ async fn run_batch(
     contacts: &[Value],
     batch: usize,
     job_id: Option<&str>,
-    results_key: Option<&BatchResultsKey>,
 ) -> Vec<ContactResult> {
+    let results_key = job_id.map(|job| super::jobs::batch_key(org, job, batch));
     let config = &setup.config;
     let channel = config.channel_type.as_str();
     let now = crate::time::rfc3339(ports.clock.now_millis());
@@ -311,7 +307,7 @@ async fn run_batch(
                 )
                 .because(Reason::from(&error))
             }));
-            return record_results(ports, batch, results, results_key);
+            return record_results(ports, results, results_key);
         }
     };
     let sends: Vec<(Ready, Result<crate::conversations::reply::Sent, ApiError>)> =
@@ -436,7 +432,7 @@ async fn run_batch(
     }
     if let Some(key) = results_key {
         results.sort_by_key(|result| result.index);
-        writes.push((key(batch), store::encode(&results)));
+        writes.push((key, store::encode(&results)));
     }
     if let Err(error) = ports.kv.set_many(&writes) {
         not_recorded(&mut results, &ApiError::from(error));
@@ -479,14 +475,13 @@ fn not_recorded(results: &mut [ContactResult], error: &ApiError) {
 /// Writes a batch's results where its job keeps them, when nothing was sent.
 fn record_results(
     ports: &Ports<'_>,
-    batch: usize,
     mut results: Vec<ContactResult>,
-    results_key: Option<&BatchResultsKey>,
+    results_key: Option<String>,
 ) -> Vec<ContactResult> {
     if let Some(key) = results_key {
         results.sort_by_key(|result| result.index);
-        // Best effort: the job's final write names the failure too.
-        let _ = ports.kv.set(&key(batch), &store::encode(&results));
+        // Best effort: the store just failed; the job still ends.
+        let _ = ports.kv.set(&key, &store::encode(&results));
     }
     results
 }
