@@ -149,9 +149,10 @@ pub async fn ingest(
         store::decode_found(&keys[1], documents.next().flatten())?;
     let mut outbound = Vec::new();
     for (key, found) in keys[2..].iter().zip(documents) {
-        if let Some(bytes) = found {
-            outbound.push(store::decode::<Activity>(key, &bytes)?);
-        }
+        let activity: Option<Activity> = store::decode_found(key, found)?;
+        // A batch that read the list before a reply threaded it writes it
+        // back: what is threaded already stays where it is.
+        outbound.extend(activity.filter(|a| a.conversation_position.is_none()));
     }
 
     let claim = format!(
@@ -783,6 +784,95 @@ mod tests {
         assert_eq!(conversation.state, State::Open, "no agents: it waits");
         assert_eq!(conversation.queue_id.as_deref(), Some("q"));
         assert!(last.is_some());
+    }
+
+    #[test]
+    fn a_reply_threads_the_outbound_messages_not_yet_in_its_conversation() {
+        let memory = MemoryPorts::default();
+        let ports = memory.ports();
+        let account = setup(ports.kv);
+        let inbound = message("SM3");
+        let thread = thread_id(
+            ORG,
+            ACCOUNT,
+            &inbound.channel_address,
+            &inbound.customer_address,
+        );
+        let activity = |id: &str, text: &str, position: Option<i64>| Activity {
+            id: id.repeat(32),
+            kind: crate::outbound::activity::KIND.into(),
+            configuration_id: "c".repeat(32),
+            channel: "whatsapp".into(),
+            account_id: ACCOUNT.into(),
+            from: inbound.channel_address.clone(),
+            to: inbound.customer_address.clone(),
+            contact_id: "d".repeat(32),
+            conversation_id: thread.clone(),
+            template_id: "e".repeat(32),
+            locale: Locale::parse("en").unwrap(),
+            text: text.into(),
+            content_sid: None,
+            entityrelationshipname: None,
+            show_on_timeline: false,
+            status: "delivered".into(),
+            provider_message_id: Some(format!("SM{id}")),
+            error_code: None,
+            error: None,
+            job_id: None,
+            conversation_position: position,
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+        };
+        // One was threaded by an earlier reply, but a batch that read the
+        // list before that wrote it back.
+        let sent = [
+            activity("1", "Your order shipped", Some(7)),
+            activity("2", "Your case was updated", None),
+        ];
+        let mut writes: Vec<(String, Vec<u8>)> = sent
+            .iter()
+            .map(|a| {
+                (
+                    store::document_key::<Activity>(ORG, &a.id),
+                    store::encode(a),
+                )
+            })
+            .collect();
+        let ids: Vec<&str> = sent.iter().map(|a| a.id.as_str()).collect();
+        writes.push((pending_outbound_key(ORG, &thread), store::encode(&ids)));
+        ports.kv.set_many(&writes).unwrap();
+
+        let Ingested::Stored { position, .. } = deliver(&ports, &account, &inbound).unwrap() else {
+            panic!("stored");
+        };
+        let log = messages(ORG, &thread);
+        let shown: Vec<(Author, String, Option<String>)> = log
+            .read(ports.kv, 1, position)
+            .unwrap()
+            .iter()
+            .map(|(_, bytes)| {
+                let message: Message = serde_json::from_slice(bytes).unwrap();
+                (message.author, message.text, message.status)
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (
+                    Author::Automation,
+                    "Your case was updated".into(),
+                    Some("delivered".into())
+                ),
+                (Author::Customer, "hello".into(), None),
+            ]
+        );
+        let threaded: Activity = store::load(ports.kv, ORG, &"2".repeat(32))
+            .unwrap()
+            .unwrap();
+        assert_eq!(threaded.conversation_position, Some(position - 1));
+        assert_eq!(
+            ports.kv.get(&pending_outbound_key(ORG, &thread)).unwrap(),
+            Some(b"[]".to_vec())
+        );
     }
 
     #[test]
