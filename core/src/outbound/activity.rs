@@ -139,20 +139,7 @@ pub fn read_timeline(
     contact_id: &str,
 ) -> Result<Response, ApiError> {
     let (cursor, limit) = store::paging(request)?;
-    if !store::is_id(contact_id)
-        || kv
-            .get(&store::document_key::<crate::conversations::Contact>(
-                org, contact_id,
-            ))?
-            .is_none()
-    {
-        return Err(ApiError {
-            status: 404,
-            code: "not_found",
-            message: format!("no contact with id {contact_id} in this organisation"),
-            field: None,
-        });
-    }
+    store::require::<crate::conversations::Contact>(kv, org, contact_id)?;
     let log = timeline(org, contact_id);
     let newest = match cursor {
         0 => log.len(kv)?,
@@ -161,16 +148,11 @@ pub fn read_timeline(
     let oldest = (newest - limit as i64 + 1).max(1);
     let mut entries = log.read(kv, oldest, newest)?;
     entries.reverse();
-    let keys: Vec<String> = entries
+    let ids: Vec<String> = entries
         .iter()
-        .map(|(_, id)| store::document_key::<Activity>(org, &String::from_utf8_lossy(id)))
+        .map(|(_, id)| String::from_utf8_lossy(id).into_owned())
         .collect();
-    let mut items = Vec::new();
-    for (key, found) in keys.iter().zip(kv.get_many(&keys)?) {
-        if let Some(bytes) = found {
-            items.push(store::decode::<Activity>(key, &bytes)?);
-        }
-    }
+    let items = store::load_many::<Activity>(kv, org, &ids)?;
     Ok(Response::json(
         200,
         &json!({
