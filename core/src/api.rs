@@ -185,7 +185,29 @@ impl ApiError {
         }
     }
 
+    /// 503: another request holds the lease this one needs (or held it and
+    /// died); a retry after the lease is sure to find it free (R-OPS-4).
+    pub fn in_progress(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: 503,
+            code: "in_progress",
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// `Retry-After` for a 503: when a busy lease is sure to have expired,
+    /// or a moment for a store that failed.
+    fn retry_after_seconds(&self) -> Option<u64> {
+        match (self.status, self.code) {
+            (503, "in_progress") => Some(crate::lease::retry_after_seconds()),
+            (503, _) => Some(STORE_RETRY_AFTER_SECONDS),
+            _ => None,
+        }
+    }
+
     pub fn into_response(self) -> Response {
+        let retry_after = self.retry_after_seconds();
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code,
@@ -193,9 +215,16 @@ impl ApiError {
                 field: self.field.as_deref(),
             },
         };
-        Response::json(self.status, &body)
+        let response = Response::json(self.status, &body);
+        match retry_after {
+            Some(seconds) => response.with_header("retry-after", &seconds.to_string()),
+            None => response,
+        }
     }
 }
+
+/// How long a caller waits before retrying after the store failed.
+const STORE_RETRY_AFTER_SECONDS: u64 = 5;
 
 impl From<crate::ports::StoreError> for ApiError {
     fn from(error: crate::ports::StoreError) -> ApiError {

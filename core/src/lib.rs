@@ -15,6 +15,7 @@ pub mod conversations;
 pub mod encoding;
 pub mod health;
 pub mod input;
+pub mod lease;
 pub mod locale;
 pub mod memory;
 pub mod outbound;

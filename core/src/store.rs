@@ -11,11 +11,14 @@
 //! skips the slots of deleted documents.
 //!
 //! Uniqueness (a number in one workstream, a Facebook page in one account)
-//! uses [`claim`]: `increment` on a claim counter, where the caller that gets
-//! 1 wins. Spin's SQLite store cannot do an exclusive compare-and-swap on an
-//! absent key, so nothing here relies on one (principle 4).
+//! uses [`claim`]: an owner record per name, written with the document that
+//! holds the name, and a lease to decide between concurrent claimants of a
+//! free one. Spin's SQLite store cannot do an exclusive compare-and-swap on
+//! an absent key, so nothing here relies on one (principle 4).
 
 use crate::api::ApiError;
+use crate::encoding::hex;
+use crate::lease::{self, Lease};
 use crate::ports::KeyValue;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -323,10 +326,11 @@ pub fn is_id(text: &str) -> bool {
 
 /// Who holds a unique name, as [`claim`] found it.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Claim {
-    /// The caller now holds it and must write `owner_key` → its id in the same
-    /// transaction as the document that uses it.
-    Won,
+pub enum Claim<L = Lease> {
+    /// The caller now holds the name's lease and must write `owner_key` →
+    /// its id in the same transaction as the document that uses it, then
+    /// release the lease.
+    Won(L),
     /// The caller already held it.
     Held,
     /// Someone else holds it (their id), or is claiming it right now (`None`).
@@ -338,39 +342,45 @@ pub fn owner_key(name: &str) -> String {
     format!("claim/{name}/owner")
 }
 
-fn claim_counter_key(name: &str) -> String {
-    format!("claim/{name}/n")
+/// The holder an owner record names; `None` for a name given back.
+pub fn holder(record: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(record).ok()?;
+    (!text.is_empty() && !text.starts_with(RELEASED)).then(|| text.to_owned())
 }
 
-/// Claims the unique `name` for `owner`.
-pub fn claim(kv: &dyn KeyValue, name: &str, owner: &str) -> Result<Claim, ApiError> {
-    let holder = |bytes: Option<Vec<u8>>| bytes.map(|b| String::from_utf8_lossy(&b).into_owned());
-    match holder(kv.get(&owner_key(name))?) {
+/// What an owner record says once its name was given back by an update.
+const RELEASED: &str = "released:";
+
+/// Claims the unique `name` for `owner` at `now`.
+///
+/// The owner record is the durable fact; claiming a free name is a lease
+/// ([`crate::lease`]) until the winner's document and owner record are
+/// written, so a save that died holding it keeps nobody out for long. The
+/// lease's name follows the owner record, which every release changes, so a
+/// name given back is free at once.
+pub fn claim(kv: &dyn KeyValue, name: &str, owner: &str, now: i64) -> Result<Claim, ApiError> {
+    let record = kv.get(&owner_key(name))?;
+    match record.as_deref().and_then(holder) {
         Some(current) if current == owner => return Ok(Claim::Held),
         Some(current) => return Ok(Claim::Taken(Some(current))),
         None => {}
     }
-    if kv.increment(&claim_counter_key(name), 1)? == 1 {
-        return Ok(Claim::Won);
-    }
-    Ok(match holder(kv.get(&owner_key(name))?) {
-        Some(current) if current == owner => Claim::Held,
-        current => Claim::Taken(current),
-    })
+    let generation = record.map_or_else(|| "-".to_owned(), |r| hex(&r));
+    Ok(
+        match lease::acquire(kv, &format!("claim/{name}/{generation}"), now)? {
+            Some(lease) => Claim::Won(lease),
+            None => Claim::Taken(None),
+        },
+    )
 }
 
-/// The keys to delete, with the holder's document, to release a name.
-pub fn release_keys(name: &str) -> [String; 2] {
-    [owner_key(name), claim_counter_key(name)]
-}
-
-/// Gives back names won in a write that then failed, so a retry can win them
-/// again. Best effort: the write's own error is what the caller reports.
-pub fn undo_claims(kv: &dyn KeyValue, names: &[String]) {
-    let keys: Vec<String> = names.iter().flat_map(|name| release_keys(name)).collect();
-    if !keys.is_empty() {
-        let _ = kv.delete_many(&keys);
-    }
+/// The write that gives `name` back, in the transaction of the document
+/// that stops using it; `release_id` makes the record new (any unique id).
+pub fn release(name: &str, release_id: &str) -> (String, Vec<u8>) {
+    (
+        owner_key(name),
+        format!("{RELEASED}{release_id}").into_bytes(),
+    )
 }
 
 #[cfg(test)]
@@ -415,18 +425,31 @@ mod tests {
     }
 
     #[test]
-    fn only_one_claimer_wins_and_a_release_frees_the_name() {
+    fn only_one_claimer_wins_until_its_lease_ends_and_a_release_frees_the_name() {
         let kv = MemoryKeyValue::default();
-        assert_eq!(claim(&kv, "n", "a").unwrap(), Claim::Won);
-        assert_eq!(claim(&kv, "n", "b").unwrap(), Claim::Taken(None));
+        let now = 1_800_000_000_000;
+        let Claim::Won(lease) = claim(&kv, "n", "a", now).unwrap() else {
+            panic!("the first claimer wins");
+        };
+        assert_eq!(claim(&kv, "n", "b", now).unwrap(), Claim::Taken(None));
         kv.set(&owner_key("n"), b"a").unwrap();
-        assert_eq!(claim(&kv, "n", "a").unwrap(), Claim::Held);
+        lease.release(&kv);
+        assert_eq!(claim(&kv, "n", "a", now).unwrap(), Claim::Held);
         assert_eq!(
-            claim(&kv, "n", "b").unwrap(),
+            claim(&kv, "n", "b", now).unwrap(),
             Claim::Taken(Some("a".into()))
         );
-        kv.delete_many(&release_keys("n")).unwrap();
-        assert_eq!(claim(&kv, "n", "b").unwrap(), Claim::Won);
+        let (key, value) = release("n", "r1");
+        kv.set(&key, &value).unwrap();
+        assert!(matches!(claim(&kv, "n", "b", now).unwrap(), Claim::Won(_)));
+        // A claimer that died before writing its owner record keeps the name
+        // only until its lease ends.
+        assert_eq!(claim(&kv, "n", "c", now).unwrap(), Claim::Taken(None));
+        let later = now + 2 * crate::lease::LEASE_MILLIS;
+        assert!(matches!(
+            claim(&kv, "n", "c", later).unwrap(),
+            Claim::Won(_)
+        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A loaded Spin application: manifest, compiled components, stores,
 //! variables, router; and the dispatch of one request through it.
 
+use crate::faults::{Armed, Fault, FaultSpec, InstanceFaults, RequestFaults};
 use crate::host::{self, ComponentContext, HostState, KvCounter, KvCounts};
 use crate::kv::{self, Backend, StoreConfig};
 use crate::manifest::Manifest;
@@ -40,6 +41,9 @@ pub struct Options {
     /// the process environment (tests pass their own to stay independent).
     pub environment: Option<HashMap<String, String>>,
     pub max_request_body: usize,
+    /// Faults applied to every matching request, as `devhost up --fault`
+    /// arms them; tests arm one-shot faults with [`crate::App::inject`].
+    pub faults: Vec<FaultSpec>,
 }
 
 impl Options {
@@ -50,6 +54,7 @@ impl Options {
             variables: HashMap::new(),
             environment: None,
             max_request_body: DEFAULT_MAX_REQUEST_BODY,
+            faults: Vec::new(),
         }
     }
 }
@@ -105,6 +110,7 @@ pub(crate) struct AppInner {
     components: HashMap<String, LoadedComponent>,
     clock: GuestClock,
     pub(crate) max_request_body: usize,
+    faults: Armed,
 }
 
 /// A response produced by a component, with the task still running it.
@@ -112,6 +118,7 @@ pub(crate) struct Dispatched {
     pub response: http::Response<HyperOutgoingBody>,
     pub task: Option<tokio::task::JoinHandle<()>>,
     pub counter: Arc<KvCounter>,
+    pub faults: Arc<RequestFaults>,
 }
 
 /// One engine per process, so components compiled once serve every app
@@ -271,13 +278,34 @@ impl AppInner {
                 replaced.raw, replaced.component, effective.raw, effective.component
             );
         }
-        Ok(AppInner {
+        let app = AppInner {
             engine,
             router,
             components,
             clock: GuestClock::default(),
             max_request_body: options.max_request_body,
-        })
+            faults: Armed::default(),
+        };
+        for spec in &options.faults {
+            app.arm(spec.clone(), true)?;
+        }
+        Ok(app)
+    }
+
+    /// Arms a fault: `standing` for every matching request, else the next.
+    pub(crate) fn arm(&self, spec: FaultSpec, standing: bool) -> Result<()> {
+        crate::faults::check(spec.fault)?;
+        if let Some(id) = &spec.component {
+            if !self.components.contains_key(id) {
+                bail!("fault {spec}: no component {id:?} in the manifest");
+            }
+        }
+        self.faults.arm(spec, standing);
+        Ok(())
+    }
+
+    pub(crate) fn clear_faults(&self) {
+        self.faults.clear();
     }
 
     pub(crate) fn clock(&self) -> &GuestClock {
@@ -292,12 +320,14 @@ impl AppInner {
         client_addr: &str,
     ) -> Result<Dispatched> {
         let counter = Arc::new(KvCounter::default());
+        let faults = Arc::new(RequestFaults::default());
         let path = parts.uri.path().to_owned();
         if let Some(builtin) = well_known(&path) {
             return Ok(Dispatched {
                 response: builtin,
                 task: None,
                 counter,
+                faults,
             });
         }
         let path_and_query = parts
@@ -321,10 +351,19 @@ impl AppInner {
                 response: empty(404),
                 task: None,
                 counter,
+                faults,
             });
         };
+        faults.schedule(self.faults.take(None), 0);
         self.clone()
-            .run_component(matched.component, parts, body, matched.headers, counter)
+            .run_component(
+                matched.component,
+                parts,
+                body,
+                matched.headers,
+                counter,
+                faults,
+            )
             .await
     }
 
@@ -337,11 +376,17 @@ impl AppInner {
         body: Bytes,
         spin_headers: Vec<(String, String)>,
         counter: Arc<KvCounter>,
+        request_faults: Arc<RequestFaults>,
     ) -> Pin<Box<dyn Future<Output = Result<Dispatched>> + Send>> {
         Box::pin(async move {
             let Some(component) = self.components.get(&component_id) else {
                 bail!("unknown routing destination {component_id:?}");
             };
+            request_faults.schedule(
+                self.faults.take(Some(&component_id)),
+                counter.snapshot().ops,
+            );
+            let faults = InstanceFaults::new(request_faults.clone(), &component_id);
             parts.headers.remove(http::header::CONNECTION);
             let host = parts
                 .headers
@@ -389,9 +434,11 @@ impl AppInner {
                     app: self.clone(),
                     component: context.clone(),
                     counter: counter.clone(),
+                    faults: faults.clone(),
                 },
                 component: context,
                 counter: counter.clone(),
+                faults: faults.clone(),
             };
             let mut store = Store::new(&self.engine, state);
             let request = http::Request::from_parts(parts, Full::new(body));
@@ -417,7 +464,7 @@ impl AppInner {
                 }
             });
             let response = match receiver.await {
-                Ok(Ok(response)) => response,
+                Ok(Ok(response)) => response.map(|body| faults.response_body(body)),
                 Ok(Err(code)) => {
                     eprintln!("devhost: component {component_id:?} answered with error {code:?}");
                     empty(500)
@@ -429,6 +476,7 @@ impl AppInner {
                 response,
                 task: Some(task),
                 counter,
+                faults: request_faults,
             })
         })
     }
@@ -480,6 +528,7 @@ pub struct OutboundHooks {
     app: Arc<AppInner>,
     component: Arc<ComponentContext>,
     counter: Arc<KvCounter>,
+    faults: InstanceFaults,
 }
 
 type SendResult = wasmtime_wasi_http::Result<(
@@ -513,11 +562,19 @@ impl WasiHttpHooks for OutboundHooks {
         if let Some(target) = host.strip_suffix(".spin.internal") {
             let app = self.app.clone();
             let counter = self.counter.clone();
+            let faults = self.faults.request().clone();
             let target = target.to_owned();
-            return Box::new(async move { chain(app, target, request, counter).await });
+            return Box::new(async move { chain(app, target, request, counter, faults).await });
+        }
+        let fault = self.faults.http_request();
+        if let Some(Fault::HttpError { .. }) = fault {
+            return Box::new(async { Err(wasmtime_wasi_http::Error::ConnectionRefused) });
         }
         Box::new(async move {
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            if let Some(Fault::HttpTimeout { .. }) = fault {
+                return Err(wasmtime_wasi_http::Error::ConnectionReadTimeout);
+            }
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
@@ -532,6 +589,7 @@ async fn chain(
     target: String,
     request: http::Request<WasiBody>,
     counter: Arc<KvCounter>,
+    faults: Arc<RequestFaults>,
 ) -> SendResult {
     let internal =
         |e: &dyn std::fmt::Display| wasmtime_wasi_http::Error::InternalError(Some(e.to_string()));
@@ -545,7 +603,7 @@ async fn chain(
         .unwrap_or_else(|| path.clone());
     let headers = routes::chained_headers(&path, &path_and_query);
     let dispatched = app
-        .run_component(target, parts, body, headers, counter)
+        .run_component(target, parts, body, headers, counter, faults)
         .await
         .map_err(|e| internal(&e))?;
     let task = dispatched.task;
@@ -560,11 +618,15 @@ async fn chain(
     ))
 }
 
-/// A response read to the end, with the key-value traffic it caused.
+/// A response read to the end, with the key-value traffic it caused and
+/// the injected faults that fired in it.
 #[derive(Debug)]
 pub struct Handled {
     pub response: http::Response<Bytes>,
     pub kv: KvCounts,
+    /// In the order they fired; empty when an armed fault's step was never
+    /// reached (a sweep over steps is past the request's last).
+    pub faults_fired: Vec<Fault>,
 }
 
 impl Handled {
@@ -587,7 +649,7 @@ impl Handled {
 }
 
 /// Reads a dispatched response to the end and waits for the guest to finish,
-/// so the counts are complete.
+/// so the counts and fired faults are complete.
 pub(crate) async fn finish(dispatched: Dispatched) -> Result<Handled> {
     let (parts, body) = dispatched.response.into_parts();
     let body = body
@@ -601,5 +663,6 @@ pub(crate) async fn finish(dispatched: Dispatched) -> Result<Handled> {
     Ok(Handled {
         response: http::Response::from_parts(parts, body),
         kv: dispatched.counter.snapshot(),
+        faults_fired: dispatched.faults.fired(),
     })
 }

@@ -4,8 +4,10 @@
 //!
 //! Every key-value call is counted as a read round trip, a write
 //! transaction, or (also) a key listing, so tests and benchmarks can assert
-//! the budgets of ARCHITECTURE.md principle 3.
+//! the budgets of ARCHITECTURE.md principle 3; and as one operation, the
+//! step fault injection counts (see `faults.rs`), which runs each call.
 
+use crate::faults::InstanceFaults;
 use crate::kv::Backend;
 pub use crate::kv::Cas;
 use crate::outbound::AllowedHosts;
@@ -36,6 +38,7 @@ pub struct OpenStore(Backend);
 /// Key-value traffic of one request, including service-chained requests.
 #[derive(Debug, Default)]
 pub struct KvCounter {
+    ops: AtomicU64,
     reads: AtomicU64,
     writes: AtomicU64,
     listings: AtomicU64,
@@ -44,6 +47,11 @@ pub struct KvCounter {
 /// A snapshot of [`KvCounter`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KvCounts {
+    /// Key-value host calls, whatever their kind or outcome: every call but
+    /// `open` and drops, CAS `new`, `current` and `swap` one each. The steps
+    /// [`crate::Fault::StoreError`] and [`crate::Fault::Crash`] count. Not
+    /// `reads + writes`: CAS `new` is neither, a failed `swap` is both.
+    pub ops: u64,
     /// Read round trips (`get`, `exists`, `get-many`, CAS `current`, listings).
     pub reads: u64,
     /// Write transactions (`set`, `delete`, `set-many`, `delete-many`,
@@ -54,6 +62,11 @@ pub struct KvCounts {
 }
 
 impl KvCounter {
+    /// Counts a host call; its number in the request, from 1.
+    fn op(&self) -> u64 {
+        self.ops.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     fn read(&self) {
         self.reads.fetch_add(1, Ordering::Relaxed);
     }
@@ -69,6 +82,7 @@ impl KvCounter {
 
     pub fn snapshot(&self) -> KvCounts {
         KvCounts {
+            ops: self.ops.load(Ordering::Relaxed),
             reads: self.reads.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
             listings: self.listings.load(Ordering::Relaxed),
@@ -95,6 +109,7 @@ pub struct HostState {
     pub hooks: crate::app::OutboundHooks,
     pub component: Arc<ComponentContext>,
     pub counter: Arc<KvCounter>,
+    pub faults: InstanceFaults,
 }
 
 impl WasiView for HostState {
@@ -144,11 +159,9 @@ impl key_value::HostStore for HostState {
         key: String,
     ) -> Trappable<Option<Vec<u8>>, key_value::Error> {
         self.counter.read();
-        Ok(self
-            .backend(&s)?
-            .get(key)
-            .await
-            .map_err(key_value::Error::Other))
+        let backend = self.backend(&s)?;
+        let got = self.faults.kv_op(self.counter.op(), backend.get(key));
+        Ok(got.await?.map_err(key_value::Error::Other))
     }
 
     async fn set(
@@ -158,11 +171,11 @@ impl key_value::HostStore for HostState {
         value: Vec<u8>,
     ) -> Trappable<(), key_value::Error> {
         self.counter.write();
-        Ok(self
-            .backend(&s)?
-            .set(key, value)
-            .await
-            .map_err(key_value::Error::Other))
+        let backend = self.backend(&s)?;
+        let set = self
+            .faults
+            .kv_op(self.counter.op(), backend.set(key, value));
+        Ok(set.await?.map_err(key_value::Error::Other))
     }
 
     async fn delete(
@@ -171,11 +184,9 @@ impl key_value::HostStore for HostState {
         key: String,
     ) -> Trappable<(), key_value::Error> {
         self.counter.write();
-        Ok(self
-            .backend(&s)?
-            .delete(key)
-            .await
-            .map_err(key_value::Error::Other))
+        let backend = self.backend(&s)?;
+        let deleted = self.faults.kv_op(self.counter.op(), backend.delete(key));
+        Ok(deleted.await?.map_err(key_value::Error::Other))
     }
 
     async fn exists(
@@ -184,11 +195,9 @@ impl key_value::HostStore for HostState {
         key: String,
     ) -> Trappable<bool, key_value::Error> {
         self.counter.read();
-        Ok(self
-            .backend(&s)?
-            .exists(key)
-            .await
-            .map_err(key_value::Error::Other))
+        let backend = self.backend(&s)?;
+        let exists = self.faults.kv_op(self.counter.op(), backend.exists(key));
+        Ok(exists.await?.map_err(key_value::Error::Other))
     }
 
     async fn get_keys(
@@ -196,11 +205,9 @@ impl key_value::HostStore for HostState {
         s: Resource<OpenStore>,
     ) -> Trappable<Vec<String>, key_value::Error> {
         self.counter.listing();
-        Ok(self
-            .backend(&s)?
-            .keys()
-            .await
-            .map_err(key_value::Error::Other))
+        let backend = self.backend(&s)?;
+        let keys = self.faults.kv_op(self.counter.op(), backend.keys());
+        Ok(keys.await?.map_err(key_value::Error::Other))
     }
 
     async fn drop(&mut self, s: Resource<OpenStore>) -> wasmtime::Result<()> {
@@ -222,11 +229,9 @@ impl store::HostBucket for HostState {
         key: String,
     ) -> Trappable<Option<Vec<u8>>, store::Error> {
         self.counter.read();
-        Ok(self
-            .backend(&b)?
-            .get(key)
-            .await
-            .map_err(store::Error::Other))
+        let backend = self.backend(&b)?;
+        let got = self.faults.kv_op(self.counter.op(), backend.get(key));
+        Ok(got.await?.map_err(store::Error::Other))
     }
 
     async fn set(
@@ -236,20 +241,18 @@ impl store::HostBucket for HostState {
         value: Vec<u8>,
     ) -> Trappable<(), store::Error> {
         self.counter.write();
-        Ok(self
-            .backend(&b)?
-            .set(key, value)
-            .await
-            .map_err(store::Error::Other))
+        let backend = self.backend(&b)?;
+        let set = self
+            .faults
+            .kv_op(self.counter.op(), backend.set(key, value));
+        Ok(set.await?.map_err(store::Error::Other))
     }
 
     async fn delete(&mut self, b: Resource<OpenStore>, key: String) -> Trappable<(), store::Error> {
         self.counter.write();
-        Ok(self
-            .backend(&b)?
-            .delete(key)
-            .await
-            .map_err(store::Error::Other))
+        let backend = self.backend(&b)?;
+        let deleted = self.faults.kv_op(self.counter.op(), backend.delete(key));
+        Ok(deleted.await?.map_err(store::Error::Other))
     }
 
     async fn exists(
@@ -258,11 +261,9 @@ impl store::HostBucket for HostState {
         key: String,
     ) -> Trappable<bool, store::Error> {
         self.counter.read();
-        Ok(self
-            .backend(&b)?
-            .exists(key)
-            .await
-            .map_err(store::Error::Other))
+        let backend = self.backend(&b)?;
+        let exists = self.faults.kv_op(self.counter.op(), backend.exists(key));
+        Ok(exists.await?.map_err(store::Error::Other))
     }
 
     async fn list_keys(
@@ -271,13 +272,15 @@ impl store::HostBucket for HostState {
         cursor: Option<String>,
     ) -> Trappable<store::KeyResponse, store::Error> {
         self.counter.listing();
-        if cursor.is_some() {
-            return Ok(Err(store::Error::Other(
-                "list_keys: cursor not supported".into(),
-            )));
-        }
-        let keys = self.backend(&b)?.keys().await;
+        let backend = self.backend(&b)?;
+        let keys = self.faults.kv_op(self.counter.op(), async move {
+            if cursor.is_some() {
+                return Err("list_keys: cursor not supported".into());
+            }
+            backend.keys().await
+        });
         Ok(keys
+            .await?
             .map(|keys| store::KeyResponse { keys, cursor: None })
             .map_err(store::Error::Other))
     }
@@ -296,11 +299,11 @@ impl atomics::Host for HostState {
         delta: i64,
     ) -> Trappable<i64, store::Error> {
         self.counter.write();
-        Ok(self
-            .backend(&b)?
-            .increment(key, delta)
-            .await
-            .map_err(store::Error::Other))
+        let backend = self.backend(&b)?;
+        let incremented = self
+            .faults
+            .kv_op(self.counter.op(), backend.increment(key, delta));
+        Ok(incremented.await?.map_err(store::Error::Other))
     }
 
     async fn swap(
@@ -310,23 +313,20 @@ impl atomics::Host for HostState {
     ) -> Trappable<(), atomics::CasError> {
         self.counter.write();
         let cas = self.table.delete(cas)?;
-        match cas.swap(value).await {
-            Ok(true) => Ok(Ok(())),
-            Ok(false) => {
-                // Like Spin: hand back a fresh CAS that has read the new value.
-                let retry = cas.fresh().await;
-                let retry = match retry {
-                    Ok(retry) => retry,
-                    Err(e) => {
-                        return Ok(Err(atomics::CasError::StoreError(store::Error::Other(e))))
-                    }
-                };
-                self.counter.read();
-                if let Err(e) = retry.current().await {
-                    return Ok(Err(atomics::CasError::StoreError(store::Error::Other(e))));
-                }
-                Ok(Err(atomics::CasError::CasFailed(self.table.push(retry)?)))
+        let counter = &self.counter;
+        let swapped = self.faults.kv_op(counter.op(), async move {
+            if cas.swap(value).await? {
+                return Ok(None);
             }
+            // Like Spin: hand back a fresh CAS that has read the new value.
+            let retry = cas.fresh().await?;
+            counter.read();
+            retry.current().await?;
+            Ok(Some(retry))
+        });
+        match swapped.await? {
+            Ok(None) => Ok(Ok(())),
+            Ok(Some(retry)) => Ok(Err(atomics::CasError::CasFailed(self.table.push(retry)?))),
             Err(e) => Ok(Err(atomics::CasError::StoreError(store::Error::Other(e)))),
         }
     }
@@ -338,7 +338,9 @@ impl atomics::HostCas for HostState {
         b: Resource<OpenStore>,
         key: String,
     ) -> Trappable<Resource<Cas>, store::Error> {
-        match self.backend(&b)?.cas(key).await {
+        let backend = self.backend(&b)?;
+        let started = self.faults.kv_op(self.counter.op(), backend.cas(key));
+        match started.await? {
             Ok(cas) => Ok(Ok(self.table.push(cas)?)),
             Err(e) => Ok(Err(store::Error::Other(e))),
         }
@@ -346,12 +348,9 @@ impl atomics::HostCas for HostState {
 
     async fn current(&mut self, cas: Resource<Cas>) -> Trappable<Option<Vec<u8>>, store::Error> {
         self.counter.read();
-        Ok(self
-            .table
-            .get(&cas)?
-            .current()
-            .await
-            .map_err(store::Error::Other))
+        let current = self.table.get(&cas)?.current();
+        let current = self.faults.kv_op(self.counter.op(), current);
+        Ok(current.await?.map_err(store::Error::Other))
     }
 
     async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
@@ -367,11 +366,9 @@ impl batch::Host for HostState {
         keys: Vec<String>,
     ) -> Trappable<Vec<(String, Option<Vec<u8>>)>, store::Error> {
         self.counter.read();
-        Ok(self
-            .backend(&b)?
-            .get_many(keys)
-            .await
-            .map_err(store::Error::Other))
+        let backend = self.backend(&b)?;
+        let got = self.faults.kv_op(self.counter.op(), backend.get_many(keys));
+        Ok(got.await?.map_err(store::Error::Other))
     }
 
     async fn set_many(
@@ -380,11 +377,11 @@ impl batch::Host for HostState {
         entries: Vec<(String, Vec<u8>)>,
     ) -> Trappable<(), store::Error> {
         self.counter.write();
-        Ok(self
-            .backend(&b)?
-            .set_many(entries)
-            .await
-            .map_err(store::Error::Other))
+        let backend = self.backend(&b)?;
+        let set = self
+            .faults
+            .kv_op(self.counter.op(), backend.set_many(entries));
+        Ok(set.await?.map_err(store::Error::Other))
     }
 
     async fn delete_many(
@@ -393,11 +390,11 @@ impl batch::Host for HostState {
         keys: Vec<String>,
     ) -> Trappable<(), store::Error> {
         self.counter.write();
-        Ok(self
-            .backend(&b)?
-            .delete_many(keys)
-            .await
-            .map_err(store::Error::Other))
+        let backend = self.backend(&b)?;
+        let deleted = self
+            .faults
+            .kv_op(self.counter.op(), backend.delete_many(keys));
+        Ok(deleted.await?.map_err(store::Error::Other))
     }
 }
 

@@ -7,9 +7,11 @@
 //! Redis) with Spin's encodings, variables, `allowed_outbound_hosts` and
 //! service chaining. It is both the `devhost up` server and a library that
 //! tests drive in-process ([`App::send`]), with a guest wall clock tests can
-//! move ([`App::clock`]) and per-request key-value counts ([`Handled::kv`]).
+//! move ([`App::clock`]), per-request key-value counts ([`Handled::kv`]) and
+//! injected faults ([`App::inject`], see [`Fault`]).
 
 mod app;
+mod faults;
 mod guest_log;
 mod host;
 mod kv;
@@ -20,6 +22,7 @@ mod server;
 mod variables;
 
 pub use app::{GuestClock, Handled, Options, DEFAULT_MAX_REQUEST_BODY};
+pub use faults::{Fault, FaultSpec};
 pub use host::KvCounts;
 
 use anyhow::Result;
@@ -56,10 +59,43 @@ impl App {
                 response: server::too_large(self.inner.max_request_body)
                     .map(|_| Bytes::from(server::too_large_body(self.inner.max_request_body))),
                 kv: KvCounts::default(),
+                faults_fired: Vec::new(),
             });
         }
         let dispatched = self.inner.dispatch(parts, body, "127.0.0.1:0").await?;
         app::finish(dispatched).await
+    }
+
+    /// Arms `fault` for the next request that reaches a component, whichever
+    /// it is, counting its steps across its service-chained sub-requests. It
+    /// fires at most once; if that request has fewer steps, it is disarmed
+    /// unfired ([`Handled::faults_fired`] tells). Faults may be combined.
+    pub fn inject(&self, fault: Fault) -> Result<()> {
+        self.inner.arm(
+            FaultSpec {
+                fault,
+                component: None,
+            },
+            false,
+        )
+    }
+
+    /// Arms `fault` for the next request the component `component` (its id
+    /// in spin.toml) handles, counting from that request's start even when it
+    /// is service-chained; like [`App::inject`] otherwise.
+    pub fn inject_into(&self, component: &str, fault: Fault) -> Result<()> {
+        self.inner.arm(
+            FaultSpec {
+                fault,
+                component: Some(component.to_owned()),
+            },
+            false,
+        )
+    }
+
+    /// Disarms every fault not yet taken by a request, `Options::faults` too.
+    pub fn clear_faults(&self) {
+        self.inner.clear_faults();
     }
 
     /// Serves HTTP/1.1 on the listener until the process ends.

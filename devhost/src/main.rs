@@ -1,10 +1,25 @@
 //! `devhost up --listen 127.0.0.1:3000 [--from spin.toml] [--runtime-config-file F]
-//! [--variable NAME=VALUE]…`: serves a Spin app like `spin up`.
+//! [--variable NAME=VALUE]… [--fault KIND@N[:COMPONENT]]…`: serves a Spin app
+//! like `spin up`.
+//!
+//! `--fault` (the dev host's own) makes every request, or every request a
+//! component handles, fail at one step, to watch by hand what a client sees
+//! and what the store keeps: `store-error@N` (the N-th key-value operation
+//! fails without effect), `crash@N` (the instance dies right after it),
+//! `http-error@N` (the N-th outbound HTTP request is refused unsent),
+//! `http-timeout@N` (it is sent and answered, and the guest gets a read
+//! timeout). Unlike the one-shot faults tests arm (`App::inject`), these
+//! apply to every matching request; each that fires is reported on stderr.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use devhost::{App, Options};
 
-const USAGE: &str = "usage: devhost up [--listen ADDR] [--from|-f spin.toml] [--runtime-config-file FILE] [--variable NAME=VALUE]...";
+const USAGE: &str = "usage: devhost up [--listen ADDR] [--from|-f spin.toml] [--runtime-config-file FILE] [--variable NAME=VALUE]... [--fault SPEC]...
+  --fault KIND@N[:COMPONENT]  make EVERY request (to COMPONENT) fail at step N:
+      store-error@N   the N-th key-value operation fails, without effect
+      crash@N         the instance dies right after the N-th key-value operation
+      http-error@N    the N-th outbound HTTP request is refused, unsent
+      http-timeout@N  the N-th outbound HTTP request is sent and answered; the guest gets a timeout";
 
 fn parse(args: &[String]) -> Result<(String, Options)> {
     let mut args = args.iter();
@@ -33,6 +48,9 @@ fn parse(args: &[String]) -> Result<(String, Options)> {
                 };
                 options.variables.insert(name.to_owned(), val.to_owned());
             }
+            "--fault" => options
+                .faults
+                .push(value()?.parse().map_err(|e| anyhow!("{e:#}\n{USAGE}"))?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -57,7 +75,11 @@ async fn main() {
 
 async fn run(args: &[String]) -> Result<()> {
     let (listen, options) = parse(args)?;
+    let faults = options.faults.clone();
     let app = App::load(options).await?;
+    for fault in faults {
+        eprintln!("devhost: fault {fault} armed for every matching request");
+    }
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

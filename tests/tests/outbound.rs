@@ -505,18 +505,20 @@ async fn an_idempotency_key_sends_once_even_when_retried_concurrently() {
 
     let first = send(&omni.gateway, &flow, &config, &body, Some("flow-run-1")).await;
     assert_eq!(first.status(), 200, "{}", first.text());
-    // The key-value cost does not grow with the contacts: reads are the key,
-    // the configuration, its template and account, and one per batch (one
-    // more for contacts already known); writes are the key's claim, the
-    // hour's budget, one per batch and the kept answer.
+    // The key-value cost does not grow with the contacts: reads are the API
+    // key, the key's answer, its lease (probe and confirmation), the
+    // configuration, its template and account, the batches' records, and
+    // one per batch (one more for contacts already known); writes are the
+    // key's lease, the hour's budget, two per batch (what is about to go
+    // before sending, what went after) and the kept answer.
     assert_eq!(
         (first.kv.reads, first.kv.writes, first.kv.listings),
-        (5, 5, 0)
+        (9, 7, 0)
     );
     let known = send(&omni.gateway, &flow, &config, &body, Some("flow-run-0")).await;
     assert_eq!(
         (known.kv.reads, known.kv.writes, known.kv.listings),
-        (7, 5, 0)
+        (11, 7, 0)
     );
     let retry = send(&omni.gateway, &flow, &config, &body, Some("flow-run-1")).await;
     assert_eq!(retry.status(), 200);

@@ -608,7 +608,7 @@ impl Resource for Account {
                         ));
                         continue;
                     }
-                    Claim::Won => {
+                    Claim::Won(()) => {
                         let log = page_log();
                         let slot = log.reserve(ctx.kv())?;
                         effects
@@ -628,9 +628,7 @@ impl Resource for Account {
             let previous_pages = previous.map(Account::pages).unwrap_or_default();
             for old in previous_pages.iter().filter(|old| old.withheld.is_none()) {
                 if !pages.iter().any(|page| page.page_id == old.page_id) {
-                    effects
-                        .deletes
-                        .extend(store::release_keys(&page_claim(&old.page_id)));
+                    effects.release(ctx, &page_claim(&old.page_id));
                     effects.deletes.push(page_token_key(&old.page_id));
                 }
             }
@@ -648,8 +646,10 @@ impl Resource for Account {
             .iter()
             .filter(|page| page.withheld.is_none())
             .flat_map(|page| {
-                let [owner, counter] = store::release_keys(&page_claim(&page.page_id));
-                [owner, counter, page_token_key(&page.page_id)]
+                [
+                    store::owner_key(&page_claim(&page.page_id)),
+                    page_token_key(&page.page_id),
+                ]
             })
             .collect())
     }

@@ -10,7 +10,7 @@
 use super::{queues::require_queue, Ctx, Effects, Resource};
 use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
 use crate::auth::{ApiKey, Role};
-use crate::conversations::routing::{pull_waiting, queue_members};
+use crate::conversations::routing::{pull_waiting, queue_members, reconcile};
 use crate::input::Object;
 use crate::locale::Locale;
 use crate::store;
@@ -108,8 +108,11 @@ impl Resource for Agent {
 
     fn after_save(&self, ctx: &Ctx) {
         // Failing here leaves conversations waiting until the next chance;
-        // the agent's change itself is saved.
-        let _ = pull_waiting(ctx.kv(), ctx.org(), self, &ctx.now);
+        // the agent's change itself is saved. The recount first, so that an
+        // agent a dead request left looking full takes what waits.
+        if reconcile(ctx.kv(), ctx.org(), &self.id).is_ok() {
+            let _ = pull_waiting(ctx.kv(), ctx.org(), self, ctx.now_millis);
+        }
     }
 
     fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
@@ -119,6 +122,17 @@ impl Resource for Agent {
             .map(|key| store::document_key::<ApiKey>(ctx.org(), &key.id))
             .collect())
     }
+}
+
+/// `GET /api/agents/{id}`: the agent and its `load`, the conversations it
+/// holds, recounted from them (and the capacity counter corrected if a
+/// request that died left it off).
+pub fn read(ctx: &Ctx, id: &str) -> Result<Response, ApiError> {
+    ctx.principal.require(<Agent as Resource>::READERS)?;
+    let agent: Agent = store::require(ctx.kv(), ctx.org(), id)?;
+    let mut view = agent.view(ctx);
+    view["load"] = reconcile(ctx.kv(), ctx.org(), id)?.into();
+    Ok(Response::json(200, &view))
 }
 
 /// `POST /api/agents/{id}/presence` `{"presence": "available"}`: agents

@@ -18,8 +18,9 @@ pub mod workstreams;
 use crate::api::{ApiError, Method, Request, Response};
 use crate::auth::{Principal, Role};
 use crate::input::{self, Object};
-use crate::ports::Ports;
-use crate::store::{self, Document};
+use crate::lease::Lease;
+use crate::ports::{Ports, UnixMillis};
+use crate::store::{self, Claim, Document};
 use serde_json::Value;
 
 /// What a handler knows about the request it serves.
@@ -28,15 +29,19 @@ pub struct Ctx<'a> {
     pub principal: Principal,
     /// RFC 3339, for `created_at` / `updated_at`.
     pub now: String,
+    /// The same instant, for leases and time arithmetic.
+    pub now_millis: UnixMillis,
 }
 
 impl<'a> Ctx<'a> {
     /// The context of a request made with an API key.
     pub fn authenticate(request: &Request, ports: &'a Ports<'a>) -> Result<Ctx<'a>, ApiError> {
+        let now_millis = ports.clock.now_millis();
         Ok(Ctx {
             ports,
             principal: crate::auth::authenticate(request, ports.kv)?,
-            now: crate::time::rfc3339(ports.clock.now_millis()),
+            now: crate::time::rfc3339(now_millis),
+            now_millis,
         })
     }
 
@@ -73,28 +78,35 @@ pub fn public_base_url(variables: &dyn crate::ports::Variables) -> String {
 pub struct Effects {
     /// Written in the document's transaction.
     pub writes: Vec<(String, Vec<u8>)>,
-    /// Deleted after the document is written (names released by an update).
+    /// Deleted after the document is written, best effort: caches and
+    /// records whose leftovers only cost a refetch.
     pub deletes: Vec<String>,
-    /// Unique names this save won, given back if the write fails.
-    pub claimed: Vec<String>,
+    /// The leases of unique names this save is claiming, given back once
+    /// the save is written or has failed (else they expire).
+    claiming: Vec<Lease>,
 }
 
 impl Effects {
     /// Claims the unique `name` for `owner`; a name won is written with the
-    /// document (its owner key) and given back if the save fails.
-    pub fn claim(
-        &mut self,
-        ctx: &Ctx,
-        name: String,
-        owner: &str,
-    ) -> Result<store::Claim, ApiError> {
-        let claim = store::claim(ctx.kv(), &name, owner)?;
-        if claim == store::Claim::Won {
-            self.writes
-                .push((store::owner_key(&name), owner.as_bytes().to_vec()));
-            self.claimed.push(name);
-        }
-        Ok(claim)
+    /// document (its owner record).
+    pub fn claim(&mut self, ctx: &Ctx, name: String, owner: &str) -> Result<Claim<()>, ApiError> {
+        let claim = store::claim(ctx.kv(), &name, owner, ctx.ports.clock.now_millis())?;
+        Ok(match claim {
+            Claim::Won(lease) => {
+                self.writes
+                    .push((store::owner_key(&name), owner.as_bytes().to_vec()));
+                self.claiming.push(lease);
+                Claim::Won(())
+            }
+            Claim::Held => Claim::Held,
+            Claim::Taken(holder) => Claim::Taken(holder),
+        })
+    }
+
+    /// Gives `name` back, in the save's transaction.
+    pub fn release(&mut self, ctx: &Ctx, name: &str) {
+        self.writes
+            .push(store::release(name, &ctx.ports.random.id128()));
     }
 }
 
@@ -190,9 +202,10 @@ pub fn serve<R: Resource>(
             let existing: R = store::require(ctx.kv(), ctx.org(), id)?;
             let extra = existing.on_delete(ctx)?;
             store::remove::<R>(ctx.kv(), ctx.org(), id, extra)?;
+            // Deleted: what follows is best effort.
             let after = existing.after_delete(ctx);
             if !after.is_empty() {
-                ctx.kv().set_many(&after)?;
+                let _ = ctx.kv().set_many(&after);
             }
             Ok(Response::no_content())
         }
@@ -224,12 +237,13 @@ fn write<R: Resource>(ctx: &Ctx, mut document: R, previous: Option<&R>) -> Resul
             None => store::insert(ctx.kv(), ctx.org(), &document, effects.writes),
             Some(_) => store::save(ctx.kv(), ctx.org(), &document, effects.writes),
         });
-    if let Err(error) = result {
-        store::undo_claims(ctx.kv(), &effects.claimed);
-        return Err(error);
+    for lease in effects.claiming {
+        lease.release(ctx.kv());
     }
+    result?;
+    // The save is written: nothing after it may turn it into an error.
     if !effects.deletes.is_empty() {
-        ctx.kv().delete_many(&effects.deletes)?;
+        let _ = ctx.kv().delete_many(&effects.deletes);
     }
     document.after_save(ctx);
     Ok(document)
@@ -263,6 +277,7 @@ pub async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Api
         ["queues"] => serve::<queues::Queue>(&ctx, request, None),
         ["queues", id] => serve::<queues::Queue>(&ctx, request, Some(id)),
         ["agents"] => serve::<agents::Agent>(&ctx, request, None),
+        ["agents", id] if request.method == Method::Get => agents::read(&ctx, id),
         ["agents", id] => serve::<agents::Agent>(&ctx, request, Some(id)),
         ["agents", id, "presence"] => agents::set_presence(&ctx, request, id),
         ["workstreams"] => serve::<workstreams::Workstream>(&ctx, request, None),
@@ -290,6 +305,7 @@ mod tests {
                 agent_id: None,
             },
             now: "2026-01-01T00:00:00.000Z".into(),
+            now_millis: 1_767_225_600_000,
         };
         let mut request = Request::new(Method::Post, "/api/accounts");
         request.body = body.to_string().into_bytes();

@@ -344,11 +344,10 @@ impl Resource for Workstream {
                 .iter()
                 .any(|c| c.account_id == old.account_id && c.address == old.address)
             {
-                effects.deletes.extend(store::release_keys(&channel_claim(
-                    ctx.org(),
-                    &old.account_id,
-                    &old.address,
-                )));
+                effects.release(
+                    ctx,
+                    &channel_claim(ctx.org(), &old.account_id, &old.address),
+                );
             }
         }
         Ok(())
@@ -358,7 +357,7 @@ impl Resource for Workstream {
         Ok(self
             .channels
             .iter()
-            .flat_map(|c| store::release_keys(&channel_claim(ctx.org(), &c.account_id, &c.address)))
+            .map(|c| store::owner_key(&channel_claim(ctx.org(), &c.account_id, &c.address)))
             .collect())
     }
 }

@@ -12,8 +12,8 @@ use super::reply::{
 };
 use super::routing::{assign, pull_waiting, release, reserve, route_to_queue};
 use super::{
-    agent_log, commit, last_customer_key, messages, parse_log_entry, queue_log, Attachment, Author,
-    Conversation, Message, State,
+    agent_log, changed, commit, last_customer_key, messages, parse_log_entry, queue_log,
+    record_intent, record_outcome, withdraw, Attachment, Author, Conversation, Message, State,
 };
 use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
 use crate::auth::Role;
@@ -24,7 +24,7 @@ use crate::config::workstreams::Workstream;
 use crate::config::{serve, Ctx};
 use crate::input::{self, Object};
 use crate::locale::Locale;
-use crate::ports::{KeyValue, Ports};
+use crate::ports::{KeyValue, Ports, UnixMillis};
 use crate::store::{self, Log, Page};
 use crate::template_text::RenderContext;
 use crate::templates::Template;
@@ -331,13 +331,6 @@ fn at_capacity(agent: &Agent) -> ApiError {
     )
 }
 
-fn changed() -> ApiError {
-    ApiError::conflict(
-        "conversation_changed",
-        "the conversation changed while this request was handled; read it again and retry",
-    )
-}
-
 /// The agent whose capacity the conversation takes, if any.
 fn holder(conversation: &Conversation) -> Option<String> {
     conversation
@@ -347,12 +340,17 @@ fn holder(conversation: &Conversation) -> Option<String> {
 }
 
 /// Frees an agent's capacity and lets it take what waits in its queues.
-fn free_agent(kv: &dyn KeyValue, org: &str, agent_id: &str, now: &str) -> Result<(), ApiError> {
-    release(kv, org, agent_id)?;
-    if let Some(agent) = store::load::<Agent>(kv, org, agent_id)? {
-        pull_waiting(kv, org, &agent, now)?;
+/// Runs after a committed change, so it is best effort: a capacity unit
+/// not given back is recovered by the agent's next recount
+/// ([`super::routing::reconcile`]), a waiting conversation by the next
+/// agent that frees up.
+fn free_agent(kv: &dyn KeyValue, org: &str, agent_id: &str, now: UnixMillis) {
+    if release(kv, org, agent_id).is_err() {
+        return;
     }
-    Ok(())
+    if let Ok(Some(agent)) = store::load::<Agent>(kv, org, agent_id) {
+        let _ = pull_waiting(kv, org, &agent, now);
+    }
 }
 
 fn answer(conversation: &Conversation, last: Option<&str>) -> Result<Response, ApiError> {
@@ -364,7 +362,7 @@ fn give(ctx: &Ctx, conversation: &mut Conversation, agent: &Agent) -> Result<(),
     if !reserve(ctx.kv(), ctx.org(), agent)? {
         return Err(at_capacity(agent));
     }
-    if !assign(ctx.kv(), ctx.org(), conversation, agent, &now(ctx))? {
+    if !assign(ctx.kv(), ctx.org(), conversation, agent, ctx.now_millis)? {
         return Err(changed());
     }
     Ok(())
@@ -420,7 +418,7 @@ fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, 
                 &mut conversation,
                 queue,
                 &distribution,
-                &now(ctx),
+                ctx.now_millis,
                 Vec::new(),
             )?;
         }
@@ -450,7 +448,7 @@ fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, 
         }
     }
     if let Some(previous) = held_by {
-        free_agent(ctx.kv(), ctx.org(), &previous, &now(ctx))?;
+        free_agent(ctx.kv(), ctx.org(), &previous, ctx.now_millis);
     }
     answer(&conversation, last.as_deref())
 }
@@ -462,9 +460,15 @@ fn wait(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiE
     require_owner(ctx, &conversation)?;
     conversation.state = State::Waiting;
     conversation.updated_at = now(ctx);
-    commit(ctx.kv(), ctx.org(), &mut conversation, Vec::new())?;
+    commit(
+        ctx.kv(),
+        ctx.org(),
+        &mut conversation,
+        ctx.now_millis,
+        Vec::new(),
+    )?;
     if let Some(agent) = &conversation.agent_id {
-        free_agent(ctx.kv(), ctx.org(), agent, &now(ctx))?;
+        free_agent(ctx.kv(), ctx.org(), agent, ctx.now_millis);
     }
     answer(&conversation, last.as_deref())
 }
@@ -491,9 +495,15 @@ fn close(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Api
     conversation.with_bot = false;
     conversation.closed_at = Some(now(ctx));
     conversation.updated_at = now(ctx);
-    commit(ctx.kv(), ctx.org(), &mut conversation, Vec::new())?;
+    commit(
+        ctx.kv(),
+        ctx.org(),
+        &mut conversation,
+        ctx.now_millis,
+        Vec::new(),
+    )?;
     if let Some(agent) = held_by {
-        free_agent(ctx.kv(), ctx.org(), &agent, &now(ctx))?;
+        free_agent(ctx.kv(), ctx.org(), &agent, ctx.now_millis);
     }
     answer(&conversation, last.as_deref())
 }
@@ -539,7 +549,13 @@ fn link(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiE
     ));
     conversation.contact_id = target.id.clone();
     conversation.updated_at = now(ctx);
-    commit(ctx.kv(), ctx.org(), &mut conversation, writes)?;
+    commit(
+        ctx.kv(),
+        ctx.org(),
+        &mut conversation,
+        ctx.now_millis,
+        writes,
+    )?;
     answer(&conversation, last.as_deref())
 }
 
@@ -648,6 +664,15 @@ async fn send_reply(
             ctx.ports.clock.now_millis(),
         )?,
     };
+    let mut message = Message::new(Author::Agent, content.text(), &now(ctx));
+    message.agent_id = ctx.principal.agent_id.clone();
+    match &content {
+        Content::Text { attachments, .. } => message.attachments = attachments.clone(),
+        Content::Template { template_id, .. } => message.template_id = Some(template_id.clone()),
+    }
+    // At most once: shown before it goes, so a reply cut off mid-send is
+    // seen as `unknown` in the conversation instead of being sent again.
+    record_intent(kv, ctx.org(), &conversation.id, &mut message)?;
     let sent = deliver(
         ctx.ports,
         &account,
@@ -656,26 +681,36 @@ async fn send_reply(
         Author::Agent,
         window,
     )
-    .await?;
-    let mut message = Message::new(Author::Agent, content.text(), &now(ctx));
-    message.agent_id = ctx.principal.agent_id.clone();
-    message.provider_message_id = Some(sent.provider_message_id);
-    message.status = Some(sent.status);
-    match content {
-        Content::Text { attachments, .. } => message.attachments = attachments,
-        Content::Template { template_id, .. } => message.template_id = Some(template_id),
+    .await;
+    let provider = account.settings.provider();
+    match sent {
+        Ok(sent) => {
+            message.provider_message_id = Some(sent.provider_message_id);
+            message.status = Some(sent.status);
+            // Sent: the answer says so even if the record of it lags
+            // (the conversation then shows it as unknown).
+            let _ = record_outcome(kv, ctx.org(), &conversation.id, provider, &message);
+            Ok(Response::json(201, &message))
+        }
+        Err(undelivered) if undelivered.error.code == "provider_unreachable" => {
+            message.error_code = Some("outcome_unknown".to_owned());
+            let _ = record_outcome(kv, ctx.org(), &conversation.id, provider, &message);
+            Err(ApiError {
+                status: 502,
+                code: "provider_outcome_unknown",
+                message: format!(
+                    "{} The reply is in the conversation with status \"unknown\" (message {}): it may have reached the customer, so check before sending it again.",
+                    undelivered.error.message, message.position
+                ),
+                field: None,
+            }
+            .into())
+        }
+        Err(undelivered) => {
+            withdraw(kv, ctx.org(), &conversation.id, &message);
+            Err(undelivered)
+        }
     }
-    let mut added = [message];
-    super::append(
-        kv,
-        ctx.org(),
-        &conversation.id,
-        &mut added,
-        Vec::new(),
-        account.settings.provider(),
-    )?;
-    let [message] = added;
-    Ok(Response::json(201, &message))
 }
 
 fn read_attachments(input: &Object) -> Result<Vec<Attachment>, ApiError> {

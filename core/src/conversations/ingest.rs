@@ -5,29 +5,33 @@
 //! The key-value budget of a message on a live conversation (SPEC.md) is
 //! three read round trips — the account's record (the webhook's), then one
 //! `get-many` of everything the thread's keys name, then one of the
-//! workstream and contact — and three writes: the dedupe claim, the
-//! message's position, one `set-many`.
+//! workstream, contact and the lease's confirmation — and three writes: the
+//! dedupe lease, the message's position, one `set-many`.
 //!
-//! Exactly once: the provider's message id is claimed with `increment`
-//! before anything is written, and the winner alone stores the message; a
-//! loser answers as for a redelivery. Should the winner's write fail, it
-//! gives the claim back and answers 5xx, so the provider's retry of that
-//! delivery stores it (R-IN-4).
+//! Exactly once: the provider's message id is claimed with a lease
+//! ([`crate::lease`]) before anything is written, and the holder alone
+//! stores the message, with its dedupe record in the same transaction.
+//! Should the holder's write fail, or its request die, nothing is given
+//! back: the lease expires, and the provider's redelivery then stores the
+//! message (R-IN-4, R-OPS-4). Everything after the message is stored (a
+//! notice, the bot, routing after a hand-over) is best effort, so a
+//! stored message is never answered with a 5xx.
 
 use super::contacts::{address_key, opt_keyword, Contact};
 use super::reply::{deliver, Content, Window};
-use super::routing::{classify, release, reserve, route_to_queue};
+use super::routing::{assignment_entry, classify, release, reserve, route_to_queue};
 use super::{
-    commit, last_customer_key, messages, pending_outbound_key, provider_message_key, thread_id,
-    Attachment, Author, Conversation, Message, State,
+    commit, last_customer_key, messages, pending_outbound_key, provider_message_key, record_intent,
+    record_outcome, thread_id, Attachment, Author, Conversation, Message, State,
 };
 use crate::api::ApiError;
 use crate::api::Method;
 use crate::config::accounts::Account;
 use crate::config::agents::Agent;
 use crate::config::workstreams::{channel_claim, ChannelInstance, Workstream};
+use crate::lease::{self, Lease};
 use crate::outbound::activity::Activity;
-use crate::ports::{KeyValue, OutboundRequest, Ports};
+use crate::ports::{KeyValue, OutboundRequest, Ports, UnixMillis};
 use crate::store;
 
 /// A customer's message as every webhook normalizes it.
@@ -66,9 +70,16 @@ pub fn channel_of(provider: &str) -> &'static str {
 
 /// What ingestion reads in the webhook's second round trip, after the
 /// account document: the dedupe record, the workstream serving the address,
-/// the sender's contact, the thread's conversation and the outbound messages
-/// sent on the thread since the customer last wrote.
-pub fn thread_keys(org: &str, account_id: &str, provider: &str, inbound: &Inbound) -> Vec<String> {
+/// the sender's contact, the thread's conversation, the outbound messages
+/// sent on the thread since the customer last wrote, and the probe of the
+/// message's delivery lease. `now` is the time the lease is probed at.
+pub fn thread_keys(
+    org: &str,
+    account_id: &str,
+    provider: &str,
+    inbound: &Inbound,
+    now: UnixMillis,
+) -> Vec<String> {
     let channel = channel_of(provider);
     let thread = thread_id(
         org,
@@ -76,21 +87,67 @@ pub fn thread_keys(org: &str, account_id: &str, provider: &str, inbound: &Inboun
         &inbound.channel_address,
         &inbound.customer_address,
     );
-    vec![
-        provider_message_key(org, provider, &inbound.provider_message_id),
+    let record = provider_message_key(org, provider, &inbound.provider_message_id);
+    let mut keys = vec![
         store::owner_key(&channel_claim(org, account_id, &inbound.channel_address)),
         address_key(org, channel, &inbound.customer_address),
         store::document_key::<Conversation>(org, &thread),
         pending_outbound_key(org, &thread),
-    ]
+    ];
+    keys.extend(lease::probe_keys(&delivery_lease(&record), now));
+    keys.insert(0, record);
+    keys
+}
+
+/// The values of [`thread_keys`], by name.
+struct ThreadFacts {
+    stored_at: Option<Vec<u8>>,
+    workstream_id: Option<String>,
+    known_contact: Option<String>,
+    conversation: Option<Vec<u8>>,
+    pending: Vec<String>,
+    probed: Vec<Option<Vec<u8>>>,
+}
+
+impl ThreadFacts {
+    fn read(found: Vec<Option<Vec<u8>>>) -> ThreadFacts {
+        let mut found = found.into_iter();
+        let mut next = || found.next().flatten();
+        ThreadFacts {
+            stored_at: next(),
+            workstream_id: next().as_deref().and_then(store::holder),
+            known_contact: next().map(text_of),
+            conversation: next(),
+            pending: next()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or_default(),
+            probed: vec![next(), next()],
+        }
+    }
+}
+
+/// The lease a delivery holds on its provider message id while storing it.
+fn delivery_lease(record_key: &str) -> String {
+    format!("{record_key}/claim")
 }
 
 fn text_of(bytes: Vec<u8>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// How long a redelivery waits for a concurrent delivery of the same
+/// message to finish before answering 503 (real time, in steps).
+const CONCURRENT_DELIVERY_WAIT_MILLIS: [u64; 4] = [25, 50, 100, 200];
+
 /// Stores `inbound` in its conversation; `found` holds the values of
 /// [`thread_keys`], in order.
+///
+/// Exactly once: the delivery that wins the message id's lease alone stores
+/// it, with its dedupe record in the same write. Another delivery meanwhile
+/// waits briefly for that record, then answers 503 so the provider retries;
+/// a delivery whose request died leaves only its lease, which the next
+/// redelivery after [`lease::LEASE_MILLIS`] or two takes over (R-IN-3, R-IN-4,
+/// R-OPS-4).
 pub async fn ingest(
     ports: &Ports<'_>,
     org: &str,
@@ -101,91 +158,76 @@ pub async fn ingest(
     let kv = ports.kv;
     let provider = account.settings.provider();
     let channel = channel_of(provider);
-    let mut found = found.into_iter();
-    let mut next = || found.next().flatten();
-    if next().is_some() {
+    let facts = ThreadFacts::read(found);
+    if facts.stored_at.is_some() {
         return Ok(Ingested::Duplicate);
     }
-    let workstream_id = next()
-        .map(text_of)
+    let workstream_id = facts
+        .workstream_id
         .ok_or_else(|| no_workstream(account, inbound))?;
-    let known_contact = next().map(text_of);
-    let conversation_key = store::document_key::<Conversation>(
+    let record = provider_message_key(org, provider, &inbound.provider_message_id);
+    let claim = delivery_lease(&record);
+    let Some(taken) = lease::take(kv, &claim, ports.clock.now_millis(), &facts.probed)? else {
+        return another_delivery(ports, &record);
+    };
+    let thread = thread_id(
         org,
-        &thread_id(
-            org,
-            &account.id,
-            &inbound.channel_address,
-            &inbound.customer_address,
-        ),
+        &account.id,
+        &inbound.channel_address,
+        &inbound.customer_address,
     );
-    let conversation: Option<Conversation> = store::decode_found(&conversation_key, next())?;
-    let pending: Vec<String> = next()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default();
-
-    let contact_id = known_contact.clone().unwrap_or_else(|| {
+    let conversation_key = store::document_key::<Conversation>(org, &thread);
+    let conversation: Option<Conversation> =
+        store::decode_found(&conversation_key, facts.conversation)?;
+    let contact_id = facts.known_contact.clone().unwrap_or_else(|| {
         super::contacts::contact_id_for(org, channel, &inbound.customer_address)
     });
     let mut keys = vec![
         store::document_key::<Workstream>(org, &workstream_id),
         store::document_key::<Contact>(org, &contact_id),
     ];
+    keys.extend(taken.confirm_keys());
     keys.extend(
-        pending
+        facts
+            .pending
             .iter()
             .map(|id| store::document_key::<Activity>(org, id)),
     );
     let mut documents = kv.get_many(&keys)?.into_iter();
-    let workstream: Workstream = store::decode_found(&keys[0], documents.next().flatten())?
-        .ok_or_else(|| no_workstream(account, inbound))?;
+    let workstream: Option<Workstream> = store::decode_found(&keys[0], documents.next().flatten())?;
+    let stored_contact: Option<Contact> =
+        store::decode_found(&keys[1], documents.next().flatten())?;
+    let confirmed: Vec<Option<Vec<u8>>> = documents.by_ref().take(2).collect();
+    let Some(mut delivery) = taken.confirm(&confirmed) else {
+        return another_delivery(ports, &record);
+    };
+    let workstream = workstream.ok_or_else(|| no_workstream(account, inbound))?;
     let instance = workstream
         .channels
         .iter()
         .find(|c| c.account_id == account.id && c.address == inbound.channel_address)
         .cloned()
         .ok_or_else(|| no_workstream(account, inbound))?;
-    let stored_contact: Option<Contact> =
-        store::decode_found(&keys[1], documents.next().flatten())?;
     let mut outbound = Vec::new();
-    for (key, found) in keys[2..].iter().zip(documents) {
+    for (key, found) in keys[4..].iter().zip(documents) {
         let activity: Option<Activity> = store::decode_found(key, found)?;
         // A batch that read the list before a reply threaded it writes it
         // back: what is threaded already stays where it is.
         outbound.extend(activity.filter(|a| a.conversation_position.is_none()));
     }
-
-    let claim = format!(
-        "{}/claim",
-        provider_message_key(org, provider, &inbound.provider_message_id)
-    );
-    if kv.increment(&claim, 1)? != 1 {
-        return Ok(Ingested::Duplicate);
-    }
     // Two first replies at once must not both thread the outbound messages.
-    let threading = match outbound.first() {
-        Some(first) => {
-            let key = format!(
-                "{}/threaded",
-                store::document_key::<Activity>(org, &first.id)
-            );
-            match kv.increment(&key, 1) {
-                Ok(1) => Some(key),
-                Ok(_) => {
-                    outbound.clear();
-                    None
-                }
-                Err(error) => {
-                    let _ = kv.delete(&claim);
-                    return Err(error.into());
-                }
-            }
+    if let Some(first) = outbound.first() {
+        let name = format!(
+            "{}/threaded",
+            store::document_key::<Activity>(org, &first.id)
+        );
+        if lease::acquire(kv, &name, ports.clock.now_millis())?.is_none() {
+            outbound.clear();
         }
-        None => None,
-    };
+    }
     let now_millis = ports.clock.now_millis();
     let now = crate::time::rfc3339(now_millis);
-    let stored = store_message(
+    let (mut conversation, position, contact) = store_message(
         ports,
         org,
         Arrival {
@@ -196,20 +238,15 @@ pub async fn ingest(
             inbound,
             conversation,
             contact: stored_contact,
-            contact_is_new: known_contact.is_none(),
+            contact_is_new: facts.known_contact.is_none(),
             outbound,
             now: &now,
+            now_millis,
+            delivery: &mut delivery,
         },
-    );
-    let (mut conversation, position, contact) = match stored {
-        Ok(stored) => stored,
-        Err(error) => {
-            let mut claims = vec![claim];
-            claims.extend(threading);
-            let _ = kv.delete_many(&claims);
-            return Err(error);
-        }
-    };
+    )?;
+    // The message is stored: what follows is best effort, and a failure of
+    // it must not make the provider deliver the message again.
     if !inbound.attachments.is_empty() && !instance.customer_attachments {
         notify_attachments_refused(ports, org, account, &conversation, &now).await;
     }
@@ -229,19 +266,18 @@ pub async fn ingest(
             if handoff {
                 let classified = classify(&workstream, &instance, &inbound.text, &contact);
                 conversation.routed_by = Some(classified.routed_by);
-                // A concurrent message may hand over first; either routes it.
-                match route_to_queue(
+                // A concurrent message may hand over first; either routes
+                // it. A failure leaves the conversation with the bot, and
+                // the customer's next message asks the bot again.
+                let _ = route_to_queue(
                     kv,
                     org,
                     &mut conversation,
                     &classified.queue_id,
                     &workstream.distribution,
-                    &now,
+                    now_millis,
                     Vec::new(),
-                ) {
-                    Err(error) if error.code != "conversation_changed" => return Err(error),
-                    _ => {}
-                }
+                );
             }
         }
     }
@@ -249,6 +285,22 @@ pub async fn ingest(
         conversation_id: conversation.id,
         position,
     })
+}
+
+/// Another delivery of the message holds its lease: it is being stored
+/// right now, or its request died. Waits a moment for the record of the
+/// first case; otherwise the provider is asked to retry, by which time the
+/// message is stored or the dead delivery's lease has expired.
+fn another_delivery(ports: &Ports<'_>, record: &str) -> Result<Ingested, ApiError> {
+    for wait in CONCURRENT_DELIVERY_WAIT_MILLIS {
+        ports.clock.sleep_millis(wait);
+        if ports.kv.get(record)?.is_some() {
+            return Ok(Ingested::Duplicate);
+        }
+    }
+    Err(ApiError::in_progress(
+        "another delivery of this message is being stored, or was cut off; retry later and it will be stored once",
+    ))
 }
 
 /// 404 for a message to an address no workstream serves: the admin has to
@@ -277,6 +329,9 @@ struct Arrival<'a> {
     /// Outbound messages to show before this one (R-OUT-8).
     outbound: Vec<Activity>,
     now: &'a str,
+    now_millis: UnixMillis,
+    /// The message id's lease, which must still be held when writing.
+    delivery: &'a mut Lease,
 }
 
 /// Writes the message and whatever it changes; returns the conversation as
@@ -298,6 +353,8 @@ fn store_message(
         contact_is_new,
         outbound,
         now,
+        now_millis,
+        delivery,
     } = arrival;
     let provider = account.settings.provider();
     let mut message = Message::new(Author::Customer, inbound.text.clone(), now);
@@ -363,6 +420,11 @@ fn store_message(
         last_customer_key(org, &conversation_id),
         now.as_bytes().to_vec(),
     ));
+    if !delivery.keep(kv, ports.clock.now_millis())? {
+        return Err(ApiError::in_progress(
+            "storing this message took longer than its lease; retry and it will be stored once",
+        ));
+    }
 
     let mut conversation = match conversation {
         Some(conversation) if matches!(conversation.state, State::Open | State::Active) => {
@@ -404,15 +466,20 @@ fn store_message(
             conversation.queue_id = None;
             conversation.closed_at = None;
             conversation.updated_at = now.to_owned();
-            commit(kv, org, &mut conversation, writes.clone())
+            commit(kv, org, &mut conversation, now_millis, writes.clone())
         }
-        Some(agent) => {
-            conversation.state = State::Active;
-            conversation.updated_at = now.to_owned();
-            commit(kv, org, &mut conversation, writes.clone()).inspect_err(|_| {
-                let _ = release(kv, org, &agent.id);
+        // A new entry in the agent's log, as for any assignment: it is
+        // what the agent's load is recounted from.
+        Some(agent) => assignment_entry(kv, org, &mut conversation, &agent)
+            .and_then(|entry| {
+                conversation.updated_at = now.to_owned();
+                let mut writes = writes.clone();
+                writes.push(entry);
+                commit(kv, org, &mut conversation, now_millis, writes)
             })
-        }
+            .inspect_err(|_| {
+                let _ = release(kv, org, &agent.id);
+            }),
         None => {
             let classified = classify(workstream, instance, &inbound.text, &contact);
             conversation.routed_by = Some(classified.routed_by);
@@ -422,7 +489,7 @@ fn store_message(
                 &mut conversation,
                 &classified.queue_id,
                 &workstream.distribution,
-                now,
+                now_millis,
                 writes.clone(),
             )
         }
@@ -488,8 +555,9 @@ async fn notify_attachments_refused(
 }
 
 /// Sends a message of the gateway's own (a notice, the bot's reply) to the
-/// customer and records it, failed or not. Best effort: the customer's
-/// message is stored already.
+/// customer and records it, failed or not, recording it first so that it
+/// is never sent unseen (R-OPS-4). Best effort: the customer's message is
+/// stored already, and a redelivery of it does not come here again.
 async fn say(
     ports: &Ports<'_>,
     org: &str,
@@ -504,6 +572,9 @@ async fn say(
         attachments: Vec::new(),
     };
     let mut message = Message::new(author, text, now);
+    if record_intent(ports.kv, org, &conversation.id, &mut message).is_err() {
+        return;
+    }
     match deliver(
         ports,
         account,
@@ -518,18 +589,20 @@ async fn say(
             message.provider_message_id = Some(sent.provider_message_id);
             message.status = Some(sent.status);
         }
+        Err(undelivered) if undelivered.error.code == "provider_unreachable" => {
+            message.error_code = Some("outcome_unknown".to_owned());
+        }
         Err(undelivered) => {
             message.status = Some("failed".to_owned());
             message.error_code = Some(undelivered.error.code.to_owned());
         }
     }
-    let _ = super::append(
+    let _ = record_outcome(
         ports.kv,
         org,
         &conversation.id,
-        &mut [message],
-        Vec::new(),
         account.settings.provider(),
+        &message,
     );
 }
 
@@ -745,13 +818,19 @@ mod tests {
     ) -> Result<Ingested, ApiError> {
         let found = ports
             .kv
-            .get_many(&thread_keys(ORG, ACCOUNT, "twilio", inbound))
+            .get_many(&thread_keys(
+                ORG,
+                ACCOUNT,
+                "twilio",
+                inbound,
+                ports.clock.now_millis(),
+            ))
             .unwrap();
         block_on(ingest(ports, ORG, account, inbound, found))
     }
 
     #[test]
-    fn a_failed_write_answers_5xx_and_the_retry_stores_the_message_once() {
+    fn a_failed_write_answers_5xx_and_the_retry_after_the_lease_stores_the_message_once() {
         let memory = MemoryPorts::default();
         let kv = FailingOnce::default();
         let ports = Ports {
@@ -763,6 +842,12 @@ mod tests {
         kv.fail_next_write.set(true);
         let failed = deliver(&ports, &account, &inbound).unwrap_err();
         assert_eq!(failed.status, 503);
+        // The failed delivery's lease is not given back (a crash would not
+        // give it back either): a retry at once is asked to come back later…
+        let busy = deliver(&ports, &account, &inbound).unwrap_err();
+        assert_eq!((busy.status, busy.code), (503, "in_progress"));
+        // …and after the lease, it stores the message.
+        memory.clock.advance_millis(2 * crate::lease::LEASE_MILLIS);
         let stored = deliver(&ports, &account, &inbound).unwrap();
         let Ingested::Stored {
             conversation_id,

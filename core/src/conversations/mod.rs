@@ -30,7 +30,7 @@ pub mod routing;
 
 use crate::api::ApiError;
 use crate::locale::Locale;
-use crate::ports::KeyValue;
+use crate::ports::{KeyValue, UnixMillis};
 use crate::store::{self, Log};
 use serde::{Deserialize, Serialize};
 
@@ -262,19 +262,19 @@ pub fn parse_log_entry(bytes: &[u8]) -> Option<(String, u64)> {
 
 /// Writes a changed conversation with `extra` keys in one transaction,
 /// provided nobody changed it since it was read: the writer of version `v`
-/// must be the first to `increment` `…/v/{v}`. Others get 409 and reload.
+/// must hold the lease of `…/v/{v}` ([`crate::lease`]), which only one
+/// writer gets. Others get [`Changed`] and reload. A writer that died
+/// holding it blocks the conversation only until its lease ends (R-OPS-4).
 pub fn commit(
     kv: &dyn KeyValue,
     org: &str,
     conversation: &mut Conversation,
+    now: UnixMillis,
     extra: Vec<(String, Vec<u8>)>,
 ) -> Result<(), ApiError> {
-    let claim = version_claim_key(org, &conversation.id, conversation.version);
-    if kv.increment(&claim, 1)? != 1 {
-        return Err(ApiError::conflict(
-            "conversation_changed",
-            "the conversation changed while this request was handled; read it again and retry",
-        ));
+    let name = version_lease(org, &conversation.id, conversation.version);
+    if crate::lease::acquire(kv, &name, now)?.is_none() {
+        return Err(changed());
     }
     conversation.version += 1;
     let write = if conversation.version == 1 {
@@ -284,13 +284,20 @@ pub fn commit(
     };
     if write.is_err() {
         conversation.version -= 1;
-        let _ = kv.delete(&claim);
     }
     write
 }
 
-/// The counter whose first incrementer may write version `version + 1`.
-fn version_claim_key(org: &str, conversation: &str, version: u64) -> String {
+/// The 409 of a [`commit`] that lost to another change.
+pub fn changed() -> ApiError {
+    ApiError::conflict(
+        "conversation_changed",
+        "the conversation changed while this request was handled; read it again and retry",
+    )
+}
+
+/// The lease whose holder may write version `version + 1`.
+fn version_lease(org: &str, conversation: &str, version: u64) -> String {
     format!("org/{org}/conversation/{conversation}/v/{version}")
 }
 
@@ -332,28 +339,52 @@ pub fn require(
     })
 }
 
-/// Appends messages to a conversation: one `increment` each for their
-/// positions, then one transaction with them, their provider ids and
-/// `extra` keys.
-pub fn append(
+/// The status of a message of ours between handing it to the provider and
+/// hearing back; it stays so if we never hear (R-OPS-4).
+pub const UNKNOWN: &str = "unknown";
+
+/// Records `message`, about to be sent, at the end of the conversation as
+/// [`UNKNOWN`] before the provider is called: a request that dies during
+/// the send leaves a message whose fate is unknown, never a message sent
+/// but not shown (which an agent would send again).
+pub fn record_intent(
     kv: &dyn KeyValue,
     org: &str,
     conversation: &str,
-    messages_to_add: &mut [Message],
-    mut extra: Vec<(String, Vec<u8>)>,
-    provider: &str,
+    message: &mut Message,
 ) -> Result<(), ApiError> {
     let log = messages(org, conversation);
-    for message in messages_to_add.iter_mut() {
-        message.position = log.reserve(kv)?;
-        if let Some(id) = &message.provider_message_id {
-            extra.push((
-                provider_message_key(org, provider, id),
-                message_location(conversation, message.position),
-            ));
-        }
-        extra.push((log.slot_key(message.position), store::encode(message)));
-    }
-    kv.set_many(&extra)?;
+    message.status = Some(UNKNOWN.to_owned());
+    message.position = log.reserve(kv)?;
+    kv.set(&log.slot_key(message.position), &store::encode(message))?;
     Ok(())
+}
+
+/// Records the provider's answer for a message of [`record_intent`], with
+/// its provider id for the status callbacks.
+pub fn record_outcome(
+    kv: &dyn KeyValue,
+    org: &str,
+    conversation: &str,
+    provider: &str,
+    message: &Message,
+) -> Result<(), ApiError> {
+    let mut writes = vec![(
+        messages(org, conversation).slot_key(message.position),
+        store::encode(message),
+    )];
+    if let Some(id) = &message.provider_message_id {
+        writes.push((
+            provider_message_key(org, provider, id),
+            message_location(conversation, message.position),
+        ));
+    }
+    kv.set_many(&writes)?;
+    Ok(())
+}
+
+/// Takes back a message of [`record_intent`] the provider refused outright:
+/// it was never sent. Best effort: if this fails it stays [`UNKNOWN`].
+pub fn withdraw(kv: &dyn KeyValue, org: &str, conversation: &str, message: &Message) {
+    let _ = kv.delete(&messages(org, conversation).slot_key(message.position));
 }

@@ -126,6 +126,9 @@ impl From<ApiError> for Undelivered {
 
 impl Undelivered {
     pub fn into_response(self) -> Response {
+        if self.retry_after.is_none() && self.window_closed_at.is_none() {
+            return self.error.into_response();
+        }
         let mut body = json!({"error": {"code": self.error.code, "message": self.error.message}});
         if let Some(field) = &self.error.field {
             body["error"]["field"] = json!(field);

@@ -22,7 +22,7 @@ use crate::api::ApiError;
 use crate::config::agents::Agent;
 use crate::config::workstreams::{ChannelInstance, Conditions, Workstream};
 use crate::conversations::Contact;
-use crate::ports::KeyValue;
+use crate::ports::{KeyValue, UnixMillis};
 use crate::store::{self, Log};
 
 /// Where classification sent a conversation.
@@ -113,19 +113,31 @@ fn queue_head_key(org: &str, queue: &str) -> String {
     format!("org/{org}/queue/{queue}/head")
 }
 
+fn agent_head_key(org: &str, agent: &str) -> String {
+    format!("org/{org}/agent/{agent}/head")
+}
+
 fn round_robin_key(org: &str, queue: &str) -> String {
     format!("org/{org}/queue/{queue}/round-robin")
 }
 
-/// Active conversations an agent holds.
+/// Active conversations an agent holds, as its capacity counter says.
 pub fn load_of(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<i64, ApiError> {
     Ok(kv.increment(&load_key(org, agent), 0)?)
 }
 
 /// Takes one unit of the agent's capacity; `false`, holding nothing, when
-/// the agent is full.
+/// the agent is full. An agent that looks full is recounted first
+/// ([`reconcile`]): its counter may hold units of requests that died.
 pub fn reserve(kv: &dyn KeyValue, org: &str, agent: &Agent) -> Result<bool, ApiError> {
     let key = load_key(org, &agent.id);
+    if kv.increment(&key, 1)? <= agent.capacity {
+        return Ok(true);
+    }
+    kv.increment(&key, -1)?;
+    if reconcile(kv, org, &agent.id)? >= agent.capacity {
+        return Ok(false);
+    }
     if kv.increment(&key, 1)? <= agent.capacity {
         return Ok(true);
     }
@@ -140,6 +152,77 @@ pub fn release(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<(), ApiError
         kv.increment(&key, 1)?;
     }
     Ok(())
+}
+
+/// Recounts the conversations the agent holds from the durable facts — its
+/// log of assignments and the conversations they name — and corrects the
+/// capacity counter to that count when it drifted. Returns the count.
+///
+/// A counter drifts when a request dies (or the store fails) between taking
+/// capacity and committing the assignment, or between committing a close,
+/// wait or transfer and giving the capacity back (R-OPS-4). An assignment
+/// in flight at the very moment of a recount is not in the log yet; a
+/// recount then lets its agent hold one more than its capacity until the
+/// next recount. Recounts run only when an agent looks full, when it
+/// becomes available, and when its load is read, which keeps that window
+/// rare and short.
+pub fn reconcile(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<i64, ApiError> {
+    let counted = load_of(kv, org, agent)?;
+    let held = held_by(kv, org, agent)?;
+    if held != counted {
+        kv.increment(&load_key(org, agent), held - counted)?;
+    }
+    Ok(held)
+}
+
+/// How many conversations the agent's assignment log says it holds now:
+/// entries whose conversation is still active with it at that assignment.
+/// The log's prefix of entries that no longer hold is skipped from then on
+/// (`agent/{a}/head`).
+fn held_by(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<i64, ApiError> {
+    const CHUNK: i64 = 100;
+    let log = agent_log(org, agent);
+    let head_key = agent_head_key(org, agent);
+    let head: i64 = kv
+        .get(&head_key)?
+        .and_then(|bytes| String::from_utf8_lossy(&bytes).parse().ok())
+        .unwrap_or(0);
+    let count = log.len(kv)?;
+    let (mut position, mut new_head, mut held) = (head, head, 0);
+    while position < count {
+        let end = (position + CHUNK).min(count);
+        let entries: Vec<(i64, String, u64)> = log
+            .read(kv, position + 1, end)?
+            .into_iter()
+            .filter_map(|(slot, bytes)| {
+                parse_log_entry(&bytes).map(|(id, version)| (slot, id, version))
+            })
+            .collect();
+        let ids: Vec<String> = entries.iter().map(|(_, id, _)| id.clone()).collect();
+        let conversations: Vec<Conversation> = store::load_many(kv, org, &ids)?;
+        for (slot, id, version) in &entries {
+            let holds = conversations.iter().any(|c| {
+                c.id == *id
+                    && c.state == State::Active
+                    && c.agent_id.as_deref() == Some(agent)
+                    && c.assigned_at == *version
+            });
+            if holds {
+                held += 1;
+            }
+            // Only a gapless prefix of entries that hold nothing is
+            // skipped: an empty slot may be an assignment being written.
+            if !holds && held == 0 && *slot == new_head + 1 {
+                new_head = *slot;
+            }
+        }
+        position = end;
+    }
+    if new_head > head {
+        // Best effort: a stale head only costs a longer scan.
+        let _ = kv.set(&head_key, new_head.to_string().as_bytes());
+    }
+    Ok(held)
 }
 
 /// The agents serving `queue` now, in id order.
@@ -175,11 +258,10 @@ pub fn pick_agent(
         let mut loaded = Vec::with_capacity(candidates.len());
         for agent in candidates {
             let load = load_of(kv, org, &agent.id)?;
-            if load < agent.capacity {
-                loaded.push((load, agent));
-            }
+            loaded.push((load.min(agent.capacity), agent));
         }
-        loaded.sort_by_key(|(load, _)| *load);
+        // Full-looking agents last: `reserve` recounts them.
+        loaded.sort_by_key(|(load, agent)| (*load >= agent.capacity, *load));
         candidates = loaded.into_iter().map(|(_, agent)| agent).collect();
     } else {
         let turn = kv.increment(&round_robin_key(org, queue), 1)?;
@@ -197,47 +279,57 @@ pub fn pick_agent(
 /// Puts the conversation into `queue` — straight to an agent when one has
 /// room, else waiting — and commits it with `extra` keys. A conversation
 /// left waiting is offered once more after the commit, in case an agent
-/// freed up while it was being written.
+/// freed up while it was being written; that offer is best effort, as the
+/// conversation is routed either way.
 pub fn route_to_queue(
     kv: &dyn KeyValue,
     org: &str,
     conversation: &mut Conversation,
     queue: &str,
     distribution: &str,
-    now: &str,
+    now: UnixMillis,
     mut extra: Vec<(String, Vec<u8>)>,
 ) -> Result<(), ApiError> {
     let agent = pick_agent(kv, org, queue, distribution)?;
     let version = conversation.version + 1;
-    let queue_log = queue_log(org, queue);
-    let slot = queue_log.reserve(kv)?;
+    let queued = queue_log(org, queue)
+        .reserve(kv)
+        .and_then(|slot| match &agent {
+            Some(agent) => Ok((slot, Some(assignment_entry(kv, org, conversation, agent)?))),
+            None => Ok((slot, None)),
+        });
+    let (slot, assignment) = match queued {
+        Ok(queued) => queued,
+        Err(error) => {
+            if let Some(agent) = &agent {
+                let _ = release(kv, org, &agent.id);
+            }
+            return Err(error);
+        }
+    };
     extra.push((
-        queue_log.slot_key(slot),
+        queue_log(org, queue).slot_key(slot),
         log_entry(&conversation.id, version),
     ));
+    extra.extend(assignment);
     conversation.queue_id = Some(queue.to_owned());
     conversation.queued_at = version;
     conversation.with_bot = false;
     conversation.closed_at = None;
-    conversation.updated_at = now.to_owned();
-    match &agent {
-        Some(agent) => {
-            extra.push(assignment_entry(kv, org, conversation, agent)?);
-        }
-        None => {
-            conversation.state = State::Open;
-            conversation.agent_id = None;
-        }
+    conversation.updated_at = crate::time::rfc3339(now);
+    if agent.is_none() {
+        conversation.state = State::Open;
+        conversation.agent_id = None;
     }
-    if let Err(error) = commit(kv, org, conversation, extra) {
+    if let Err(error) = commit(kv, org, conversation, now, extra) {
         if let Some(agent) = &agent {
-            release(kv, org, &agent.id)?;
+            let _ = release(kv, org, &agent.id);
         }
         return Err(error);
     }
     if agent.is_none() {
-        if let Some(agent) = pick_agent(kv, org, queue, distribution)? {
-            assign(kv, org, conversation, &agent, now)?;
+        if let Ok(Some(agent)) = pick_agent(kv, org, queue, distribution) {
+            let _ = assign(kv, org, conversation, &agent, now);
         }
     }
     Ok(())
@@ -245,7 +337,7 @@ pub fn route_to_queue(
 
 /// Makes `agent` the conversation's owner at the next version; returns the
 /// agent-log entry to write with it.
-fn assignment_entry(
+pub(super) fn assignment_entry(
     kv: &dyn KeyValue,
     org: &str,
     conversation: &mut Conversation,
@@ -262,25 +354,26 @@ fn assignment_entry(
 }
 
 /// Gives a stored conversation to `agent`, whose capacity the caller has
-/// already taken; on any failure the capacity is given back. `Ok(false)`
-/// when someone else changed the conversation first.
+/// already taken; on any failure the capacity is given back (best effort:
+/// a recount corrects it otherwise). `Ok(false)` when someone else changed
+/// the conversation first.
 pub fn assign(
     kv: &dyn KeyValue,
     org: &str,
     conversation: &mut Conversation,
     agent: &Agent,
-    now: &str,
+    now: UnixMillis,
 ) -> Result<bool, ApiError> {
     let before = conversation.clone();
     let result = assignment_entry(kv, org, conversation, agent).and_then(|entry| {
-        conversation.updated_at = now.to_owned();
-        commit(kv, org, conversation, vec![entry])
+        conversation.updated_at = crate::time::rfc3339(now);
+        commit(kv, org, conversation, now, vec![entry])
     });
     match result {
         Ok(()) => Ok(true),
         Err(error) => {
             *conversation = before;
-            release(kv, org, &agent.id)?;
+            let _ = release(kv, org, &agent.id);
             if error.code == "conversation_changed" {
                 Ok(false)
             } else {
@@ -306,7 +399,7 @@ pub fn pull_waiting(
     kv: &dyn KeyValue,
     org: &str,
     agent: &Agent,
-    now: &str,
+    now: UnixMillis,
 ) -> Result<usize, ApiError> {
     const CHUNK: i64 = 50;
     let mut taken = 0;
@@ -487,22 +580,62 @@ mod tests {
         agent
     }
 
+    const NOW: UnixMillis = 1_767_225_600_000;
+
+    fn conversation(n: u8) -> Conversation {
+        Conversation {
+            id: format!("c{n:031x}"),
+            state: State::Open,
+            channel: "whatsapp".into(),
+            workstream_id: "w".into(),
+            account_id: "a".into(),
+            channel_address: "+4712345678".into(),
+            customer_address: format!("+47900000{n:02}"),
+            contact_id: "k".into(),
+            profile_name: None,
+            language: Locale::parse("nb-NO").unwrap(),
+            queue_id: None,
+            agent_id: None,
+            routed_by: None,
+            with_bot: false,
+            version: 0,
+            queued_at: 0,
+            assigned_at: 0,
+            created_at: String::new(),
+            updated_at: String::new(),
+            closed_at: None,
+        }
+    }
+
+    /// Routes a new conversation to `q`; the agent it went to.
+    fn route(kv: &MemoryKeyValue, n: u8) -> Option<String> {
+        let mut conversation = conversation(n);
+        route_to_queue(
+            kv,
+            ORG,
+            &mut conversation,
+            "q",
+            "round_robin",
+            NOW,
+            Vec::new(),
+        )
+        .unwrap();
+        conversation.agent_id
+    }
+
     #[test]
     fn distribution_never_exceeds_capacity_and_skips_unavailable_agents() {
         let kv = MemoryKeyValue::default();
         let a = agent(&kv, 1, 2, "available");
         let b = agent(&kv, 2, 1, "available");
         agent(&kv, 3, 5, "away");
-        let mut picked = Vec::new();
-        while let Some(agent) = pick_agent(&kv, ORG, "q", "round_robin").unwrap() {
-            picked.push(agent.id);
-        }
-        assert_eq!(picked.len(), 3, "2 + 1 places: {picked:?}");
+        let picked: Vec<Option<String>> = (0..5).map(|n| route(&kv, n)).collect();
         assert_eq!(
-            picked[..2],
-            [a.id.clone(), b.id.clone()],
-            "round robin alternates"
+            picked[..3],
+            [Some(a.id.clone()), Some(b.id.clone()), Some(a.id.clone())],
+            "round robin alternates, 2 + 1 places"
         );
+        assert_eq!(picked[3..], [None, None], "the rest wait");
         assert_eq!(
             (
                 load_of(&kv, ORG, &a.id).unwrap(),
@@ -516,12 +649,28 @@ mod tests {
     }
 
     #[test]
+    fn capacity_a_dead_request_left_taken_is_recounted_from_the_conversations() {
+        let kv = MemoryKeyValue::default();
+        let a = agent(&kv, 1, 2, "available");
+        assert_eq!(route(&kv, 0), Some(a.id.clone()));
+        // Two requests died after taking capacity: the agent looks full…
+        assert!(reserve(&kv, ORG, &a).unwrap());
+        assert_eq!(load_of(&kv, ORG, &a.id).unwrap(), 2);
+        // …but holds one conversation, so the next one still goes to it.
+        assert_eq!(route(&kv, 1), Some(a.id.clone()));
+        assert_eq!(reconcile(&kv, ORG, &a.id).unwrap(), 2);
+        assert_eq!(route(&kv, 2), None, "now it is full");
+        assert_eq!(load_of(&kv, ORG, &a.id).unwrap(), 2);
+    }
+
+    #[test]
     fn least_active_asks_the_agent_holding_fewest_first() {
         let kv = MemoryKeyValue::default();
         let a = agent(&kv, 1, 5, "available");
         let b = agent(&kv, 2, 5, "available");
         assert!(reserve(&kv, ORG, &a).unwrap());
         assert!(reserve(&kv, ORG, &a).unwrap());
+        assert_eq!(load_of(&kv, ORG, &a.id).unwrap(), 2);
         let first = pick_agent(&kv, ORG, "q", "least_active").unwrap().unwrap();
         assert_eq!(first.id, b.id);
     }

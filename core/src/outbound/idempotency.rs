@@ -2,12 +2,15 @@
 //! timeout, a crash, a deploy — gets the first call's answer, and nobody gets
 //! a message twice.
 //!
-//! The first call with a key claims it with `increment` (the caller that
-//! gets 1 runs; principle 4) and stores its answer when done. A retry that
-//! finds the answer replays it. A retry that arrives while the first call is
-//! still sending waits for its answer (up to [`WAIT_MILLIS`]) instead of
-//! sending again, then replays it, or answers 409 if it is still not done.
-//! An answer that sent nothing — every batch over the hour's budget — is not
+//! The first call with a key takes the key's lease ([`crate::lease`]) and
+//! stores its answer when done. A retry that finds the answer replays it. A
+//! retry that arrives while the first call holds the lease waits for its
+//! answer (up to [`WAIT_MILLIS`]), then replays it, or answers 409 if it is
+//! still not done. A call that died leaves its lease to expire; the next
+//! retry then takes the key over and resumes the call from the batch records
+//! the first one left ([`crate::outbound::send::Progress`]): what was sent,
+//! or handed to the provider without an answer, is not sent again. An
+//! answer that sent nothing — every batch over the hour's budget — is not
 //! kept, so retrying it later with the same key does send.
 //!
 //! Keys are per organisation and configuration, and bound to the body they
@@ -15,12 +18,15 @@
 //! answer to a different list would hide that the new list was not sent.
 
 use crate::api::{ApiError, Response};
+use crate::lease::{self, Lease};
+use crate::outbound::send::Progress;
 use crate::ports::Ports;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 
 pub const HEADER: &str = "idempotency-key";
 /// How long a retry waits for the first call's answer.
-pub const WAIT_MILLIS: u64 = 30_000;
+pub const WAIT_MILLIS: u64 = 10_000;
 const MAX_KEY_LENGTH: usize = 255;
 
 /// The request's `Idempotency-Key`, if it has one.
@@ -40,16 +46,17 @@ pub fn key_of(header: Option<&str>) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-/// The right to run a call, held by the first caller with its key.
+/// The right to run a call, held by one caller with its key at a time.
 #[derive(Debug)]
 pub struct Claimed {
     base: String,
     fingerprint: String,
+    lease: RefCell<Lease>,
 }
 
 #[derive(Debug)]
 pub enum Begun {
-    /// Run the call, then [`Claimed::finish`].
+    /// Run (or resume) the call, then [`Claimed::finish`].
     First(Claimed),
     /// The first call's answer.
     Replay(Response),
@@ -64,7 +71,7 @@ struct Stored {
 }
 
 /// Claims `key` for this call, or finds (or waits for) the answer of the
-/// call that claimed it first.
+/// call that holds it.
 pub fn begin(
     ports: &Ports<'_>,
     org: &str,
@@ -77,39 +84,37 @@ pub fn begin(
         "org/{org}/outbound/idempotency/{}",
         crate::auth::sha256_hex(&format!("{config_id}\n{key}"))
     );
-    let claimed = Claimed {
-        fingerprint: crate::encoding::hex(&<sha2::Sha256 as sha2::Digest>::digest(body)),
-        base,
-    };
-    let claim = claimed.claim_key();
-    if kv.increment(&claim, 1)? == 1 {
-        return Ok(Begun::First(claimed));
-    }
+    let fingerprint = crate::encoding::hex(&<sha2::Sha256 as sha2::Digest>::digest(body));
+    let result_key = format!("{base}/result");
+    let claim = format!("{base}/claim");
     let mut waited = 0;
     let mut step = 50;
     loop {
-        if let Some(bytes) = kv.get(&claimed.result_key())? {
-            return replay(&claimed, &bytes);
+        if let Some(bytes) = kv.get(&result_key)? {
+            return replay(&result_key, &fingerprint, &bytes);
+        }
+        if let Some(lease) = lease::acquire(kv, &claim, ports.clock.now_millis())? {
+            return Ok(Begun::First(Claimed {
+                base,
+                fingerprint,
+                lease: RefCell::new(lease),
+            }));
         }
         if waited >= WAIT_MILLIS {
             return Err(ApiError::conflict(
                 "request_in_progress",
-                format!("a call with this Idempotency-Key started earlier and has not finished after {} more seconds; retry later with the same key to get its result", WAIT_MILLIS / 1000),
+                format!("a call with this Idempotency-Key started earlier and has not finished after {} more seconds; retry later with the same key to get its result (a call that was cut off is resumed by a retry after {} seconds)", WAIT_MILLIS / 1000, lease::retry_after_seconds()),
             ));
         }
         ports.clock.sleep_millis(step);
         waited += step;
         step = (step * 2).min(1_000);
-        // The first call sent nothing and let the key go: this one runs.
-        if kv.increment(&claim, 0)? == 0 && kv.increment(&claim, 1)? == 1 {
-            return Ok(Begun::First(claimed));
-        }
     }
 }
 
-fn replay(claimed: &Claimed, bytes: &[u8]) -> Result<Begun, ApiError> {
-    let stored: Stored = crate::store::decode(&claimed.result_key(), bytes)?;
-    if stored.fingerprint != claimed.fingerprint {
+fn replay(key: &str, fingerprint: &str, bytes: &[u8]) -> Result<Begun, ApiError> {
+    let stored: Stored = crate::store::decode(key, bytes)?;
+    if stored.fingerprint != fingerprint {
         return Err(ApiError {
             status: 422,
             code: "idempotency_key_reused",
@@ -131,29 +136,41 @@ fn replay(claimed: &Claimed, bytes: &[u8]) -> Result<Begun, ApiError> {
 }
 
 impl Claimed {
-    fn claim_key(&self) -> String {
-        format!("{}/claim", self.base)
-    }
-
     fn result_key(&self) -> String {
         format!("{}/result", self.base)
     }
 
-    /// Keeps `response` for retries; or, when the call `sent_nothing`,
-    /// gives the key back so that a retry runs.
-    pub fn finish(self, ports: &Ports<'_>, response: &Response, sent_nothing: bool) {
-        // Best effort: a lost answer makes retries wait, then 409, rather
-        // than send twice.
-        if sent_nothing {
-            let _ = ports.kv.delete(&self.claim_key());
-            return;
+    /// Where the call records its batches, so a retry that takes the key
+    /// over resumes it.
+    pub fn progress(&self) -> Progress<'_> {
+        Progress {
+            prefix: format!("{}/batch", self.base),
+            lease: &self.lease,
         }
+    }
+
+    /// A stable 128-bit id for what the call creates (a scheduled job), so
+    /// a resumed call finds it instead of creating another.
+    pub fn derived_id(&self) -> String {
+        crate::auth::sha256_hex(&format!("{}\njob", self.base))[..32].to_owned()
+    }
+
+    /// Gives the key back without an answer, so that a retry runs the call
+    /// (resuming it from its batch records) at once.
+    pub fn give_back(self, ports: &Ports<'_>) {
+        self.lease.into_inner().release(ports.kv);
+    }
+
+    /// Keeps `response`, the call's final answer, for retries.
+    pub fn keep(self, ports: &Ports<'_>, response: &Response) {
         let stored = Stored {
             fingerprint: self.fingerprint.clone(),
             status: response.status,
             headers: response.headers.clone(),
             body: String::from_utf8_lossy(&response.body).into_owned(),
         };
+        // Best effort: without it, a retry takes the key over after the
+        // lease and answers from the batch records, sending nothing again.
         let _ = ports
             .kv
             .set(&self.result_key(), &crate::store::encode(&stored));
@@ -179,7 +196,7 @@ mod tests {
         let ports = memory.ports();
         let claimed = first(&ports, "k1", b"list");
         let answer = Response::json(200, &serde_json::json!({"sent": 1}));
-        claimed.finish(&ports, &answer, false);
+        claimed.keep(&ports, &answer);
         let Begun::Replay(replayed) = begin(&ports, "o", "c", "k1", b"list").unwrap() else {
             panic!("expected a replay");
         };
@@ -200,10 +217,10 @@ mod tests {
     }
 
     #[test]
-    fn a_retry_during_the_first_call_waits_then_gives_up_with_409() {
+    fn a_retry_during_the_first_call_waits_then_gives_up_with_409_and_takes_over_later() {
         let memory = MemoryPorts::default();
         let ports = memory.ports();
-        let _running = first(&ports, "k2", b"list");
+        let _died = first(&ports, "k2", b"list");
         let before = memory.clock.now_millis();
         let waiting = begin(&ports, "o", "c", "k2", b"list").unwrap_err();
         assert_eq!((waiting.status, waiting.code), (409, "request_in_progress"));
@@ -212,6 +229,12 @@ mod tests {
             (WAIT_MILLIS as i64..WAIT_MILLIS as i64 + 1_000).contains(&waited),
             "{waited}"
         );
+        // The first call died: after its lease, a retry runs it.
+        memory.clock.advance_millis(2 * crate::lease::LEASE_MILLIS);
+        assert!(matches!(
+            begin(&ports, "o", "c", "k2", b"list").unwrap(),
+            Begun::First(_)
+        ));
     }
 
     #[test]
@@ -219,7 +242,7 @@ mod tests {
         let memory = MemoryPorts::default();
         let ports = memory.ports();
         let refused = first(&ports, "k3", b"list");
-        refused.finish(&ports, &Response::json(429, &serde_json::json!({})), true);
+        refused.give_back(&ports);
         assert!(matches!(
             begin(&ports, "o", "c", "k3", b"list").unwrap(),
             Begun::First(_)

@@ -6,27 +6,42 @@
 //! Jobs of every organisation are listed in one global log
 //! (`outbound/jobs/{n}` → `{org}/{job}`), so dispatch finds due jobs with
 //! direct reads, never a key listing. A watermark (`outbound/jobs/done-through`)
-//! skips the log's finished prefix. Dispatch calls may overlap: a job runs
-//! only for the caller that wins its claim (`increment` on
-//! `…/claim/{attempt}` returns 1), so each job is sent exactly once however
-//! many dispatchers run. A job whose batches the hour's budget refused is
-//! scheduled again for the next hour, with only those batches, as a new
-//! attempt.
+//! skips the log's finished prefix.
+//!
+//! Dispatch calls may overlap, and may die anywhere (R-OPS-4). A job runs
+//! under its lease ([`crate::lease`]), so only one dispatcher works on it at
+//! a time; one that died leaves the job `running` with its lease, and the
+//! first dispatch after the lease resumes it. Each batch records its
+//! results beside the job before and after its messages go out
+//! ([`send::Progress`]): a resumed job sends only batches with no record,
+//! and a message handed to the provider without a recorded answer is
+//! reported `unknown`, never sent twice.
+//!
+//! One call does a bounded amount of work — at most [`BATCHES_PER_DISPATCH`]
+//! batches — so it ends well within its lease and any host's time limit; a
+//! bigger job goes on at the next call (the answer says `more_due`). A job
+//! whose batches the hour's budget refused is scheduled again for the next
+//! hour, with only those batches, as a new attempt. A job that cannot be
+//! read or run is reported in the answer's `failed` list and the others go
+//! on.
 //!
 //! Each batch writes its per-contact results beside the job
 //! (`outbound_job/{id}/batch/{n}`) in the same transaction as its
 //! activities, so `GET /api/outbound/jobs/{id}` shows progress while the job
 //! runs.
 
-use super::send::{self, batch_count, ContactResult, Reason, Setup, Summary};
+use super::send::{self, batch_count, ContactResult, Progress, Reason, Setup, Summary};
 use crate::api::{ApiError, Response};
+use crate::lease::{self, Lease};
 use crate::ports::{KeyValue, Ports};
 use crate::store::{self, Log};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::cell::RefCell;
 
-/// Jobs one dispatch call runs; the rest wait for the next call.
-pub const JOBS_PER_DISPATCH: usize = 20;
+/// Batches (of up to 100 contacts) one dispatch call sends; the rest wait
+/// for the next call.
+pub const BATCHES_PER_DISPATCH: usize = 20;
 /// Log entries read per round trip while looking for due jobs.
 const SCAN_CHUNK: i64 = 200;
 
@@ -49,7 +64,7 @@ pub struct Job {
     pub contacts: Vec<Value>,
     /// The batches still to send.
     pub pending_batches: Vec<usize>,
-    /// Dispatch attempts so far; each claim is per attempt.
+    /// How many times the hour's budget pushed it to the next hour.
     pub attempt: u32,
     pub created_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,12 +84,17 @@ fn jobs_log() -> Log {
 
 const WATERMARK_KEY: &str = "outbound/jobs/done-through";
 
-fn claim_key(org: &str, job: &Job) -> String {
-    format!(
-        "{}/claim/{}",
-        store::document_key::<Job>(org, &job.id),
-        job.attempt
-    )
+/// The lease a dispatcher holds while it runs a job.
+fn run_lease(org: &str, job_id: &str) -> String {
+    format!("{}/run", store::document_key::<Job>(org, job_id))
+}
+
+/// Where a job keeps the results of its batches.
+fn progress<'a>(org: &str, job_id: &str, lease: &'a RefCell<Lease>) -> Progress<'a> {
+    Progress {
+        prefix: format!("{}/batch", store::document_key::<Job>(org, job_id)),
+        lease,
+    }
 }
 
 /// Where a job keeps the results of its batch `batch`.
@@ -83,16 +103,24 @@ pub fn batch_key(org: &str, job_id: &str, batch: usize) -> String {
 }
 
 /// Stores a job to send `contacts` with `config_id` at `send_at_millis`.
+/// With `id` (from an `Idempotency-Key`), a job already stored under it is
+/// the answer, so a retried call schedules nothing twice.
 pub fn schedule(
     ports: &Ports<'_>,
     org: &str,
     config_id: &str,
     contacts: Vec<Value>,
     send_at_millis: i64,
+    id: Option<String>,
 ) -> Result<Response, ApiError> {
+    if let Some(id) = &id {
+        if let Some(job) = store::load::<Job>(ports.kv, org, id)? {
+            return Ok(Response::json(202, &view(&job, &[])));
+        }
+    }
     let now = crate::time::rfc3339(ports.clock.now_millis());
     let job = Job {
-        id: ports.random.id128(),
+        id: id.unwrap_or_else(|| ports.random.id128()),
         configuration_id: config_id.to_owned(),
         state: JobState::Scheduled,
         send_at: crate::time::rfc3339(send_at_millis),
@@ -135,6 +163,15 @@ pub fn read(kv: &dyn KeyValue, org: &str, id: &str) -> Result<Response, ApiError
 
 fn view(job: &Job, results: &[ContactResult]) -> Value {
     let summary = Summary::of(results);
+    let mut progress = json!({
+        "sent": summary.sent,
+        "skipped": summary.skipped,
+        "failed": summary.failed,
+        "pending": job.contacts.len().saturating_sub(results.len()),
+    });
+    if summary.unknown > 0 {
+        progress["unknown"] = json!(summary.unknown);
+    }
     json!({
         "id": job.id,
         "configuration_id": job.configuration_id,
@@ -143,12 +180,7 @@ fn view(job: &Job, results: &[ContactResult]) -> Value {
         "attempt": job.attempt,
         "contacts": job.contacts.len(),
         "batches": batch_count(job.contacts.len()),
-        "progress": {
-            "sent": summary.sent,
-            "skipped": summary.skipped,
-            "failed": summary.failed,
-            "pending": job.contacts.len().saturating_sub(results.len()),
-        },
+        "progress": progress,
         "results": results,
         "error": job.error,
         "created_at": job.created_at,
@@ -157,11 +189,21 @@ fn view(job: &Job, results: &[ContactResult]) -> Value {
     })
 }
 
-/// `POST /api/outbound/dispatch` (operator): runs every due job, at most
-/// [`JOBS_PER_DISPATCH`] per call.
+/// What one dispatch call did, as it answers.
+#[derive(Default)]
+struct Dispatch {
+    dispatched: Vec<Value>,
+    failed: Vec<Value>,
+    due_later: usize,
+    more_due: bool,
+    /// Batches this call may still send.
+    batches_left: usize,
+}
+
+/// `POST /api/outbound/dispatch` (operator): runs (or resumes) due jobs, at
+/// most [`BATCHES_PER_DISPATCH`] batches per call.
 pub async fn dispatch(ports: &Ports<'_>) -> Result<Response, ApiError> {
     let kv = ports.kv;
-    let now = ports.clock.now_millis();
     let log = jobs_log();
     let count = log.len(kv)?;
     let watermark = kv
@@ -169,59 +211,42 @@ pub async fn dispatch(ports: &Ports<'_>) -> Result<Response, ApiError> {
         .and_then(|bytes| String::from_utf8(bytes).ok()?.parse::<i64>().ok())
         .unwrap_or(0);
     let mut done_through = watermark;
-    let mut dispatched = Vec::new();
-    let mut due_later = 0;
-    let mut more_due = false;
+    let mut call = Dispatch {
+        batches_left: BATCHES_PER_DISPATCH,
+        ..Dispatch::default()
+    };
     let mut from = watermark + 1;
     while from <= count {
         let to = (from + SCAN_CHUNK - 1).min(count);
-        let entries = log.read(kv, from, to)?;
-        let named: Vec<(i64, String, String)> = entries
-            .into_iter()
-            .filter_map(|(slot, bytes)| {
-                let text = String::from_utf8(bytes).ok()?;
-                let (org, id) = text.split_once('/')?;
-                Some((slot, org.to_owned(), id.to_owned()))
+        let entries: std::collections::HashMap<i64, Vec<u8>> =
+            log.read(kv, from, to)?.into_iter().collect();
+        let named: Vec<(i64, Option<(String, String)>)> = (from..=to)
+            .map(|slot| {
+                let entry = entries.get(&slot).and_then(|bytes| {
+                    let text = std::str::from_utf8(bytes).ok()?;
+                    let (org, id) = text.split_once('/')?;
+                    Some((org.to_owned(), id.to_owned()))
+                });
+                (slot, entry)
             })
             .collect();
         let keys: Vec<String> = named
             .iter()
-            .map(|(_, org, id)| store::document_key::<Job>(org, id))
+            .filter_map(|(_, entry)| entry.as_ref())
+            .map(|(org, id)| store::document_key::<Job>(org, id))
             .collect();
-        let jobs = kv.get_many(&keys)?;
-        for (((slot, org, _), key), found) in named.iter().zip(&keys).zip(jobs) {
-            let job: Option<Job> = store::decode_found(key, found)?;
-            let finished = match job {
-                None => true,
-                Some(job) if job.state != JobState::Scheduled => job.state == JobState::Done,
-                Some(job) if job.due_at_millis > now => {
-                    due_later += 1;
-                    false
-                }
-                Some(_) if dispatched.len() >= JOBS_PER_DISPATCH => {
-                    more_due = true;
-                    false
-                }
-                Some(job) => {
-                    if kv.increment(&claim_key(org, &job), 1)? != 1 {
-                        false
-                    } else {
-                        let job = run_job(ports, org, job).await?;
-                        let finished = job.state == JobState::Done;
-                        dispatched.push(json!({
-                            "org": org,
-                            "job_id": job.id,
-                            "state": job.state,
-                            "send_at": job.send_at,
-                        }));
-                        finished
-                    }
+        let mut jobs = kv.get_many(&keys)?.into_iter();
+        for (slot, entry) in named {
+            let finished = match entry {
+                None => empty_slot_expired(ports, &log, slot),
+                Some((org, id)) => {
+                    let found = jobs.next().flatten();
+                    visit(ports, &mut call, &org, &id, found).await
                 }
             };
-            // The watermark only passes consecutive finished slots: an empty
-            // slot may be a job whose write is still under way.
+            // The watermark only passes consecutive finished slots.
             if finished && done_through == slot - 1 {
-                done_through = *slot;
+                done_through = slot;
             }
         }
         from = to + 1;
@@ -233,52 +258,188 @@ pub async fn dispatch(ports: &Ports<'_>) -> Result<Response, ApiError> {
     }
     Ok(Response::json(
         200,
-        &json!({"dispatched": dispatched, "due_later": due_later, "more_due": more_due}),
+        &json!({
+            "dispatched": call.dispatched,
+            "failed": call.failed,
+            "due_later": call.due_later,
+            "more_due": call.more_due,
+        }),
     ))
 }
 
-/// Runs a claimed job's pending batches and stores what became of it.
-async fn run_job(ports: &Ports<'_>, org: &str, mut job: Job) -> Result<Job, ApiError> {
+/// A slot whose job was never written — its request died between taking
+/// the slot and writing — counts as finished once it has been seen empty
+/// for longer than a lease; until then the write may still be under way.
+fn empty_slot_expired(ports: &Ports<'_>, log: &Log, slot: i64) -> bool {
+    let key = format!("{}/empty-since", log.slot_key(slot));
+    let now = ports.clock.now_millis();
+    match ports.kv.get(&key) {
+        Ok(Some(bytes)) => String::from_utf8_lossy(&bytes)
+            .parse::<i64>()
+            .is_ok_and(|since| now - since > 2 * lease::LEASE_MILLIS),
+        Ok(None) => {
+            let _ = ports.kv.set(&key, now.to_string().as_bytes());
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// Runs the job of one log entry if it is due and nobody else is running
+/// it; whether it is finished (for the watermark).
+async fn visit(
+    ports: &Ports<'_>,
+    call: &mut Dispatch,
+    org: &str,
+    id: &str,
+    found: Option<Vec<u8>>,
+) -> bool {
+    let key = store::document_key::<Job>(org, id);
+    let job: Job = match store::decode_found(&key, found) {
+        Ok(Some(job)) => job,
+        // Deleted with its organisation: nothing to send.
+        Ok(None) => return true,
+        Err(error) => {
+            call.failed.push(failure(org, id, &error));
+            return true;
+        }
+    };
+    match job.state {
+        JobState::Done => return true,
+        JobState::Scheduled if job.due_at_millis > ports.clock.now_millis() => {
+            call.due_later += 1;
+            return false;
+        }
+        _ if call.batches_left == 0 => {
+            call.more_due = true;
+            return false;
+        }
+        _ => {}
+    }
+    let lease = match lease::acquire(ports.kv, &run_lease(org, id), ports.clock.now_millis()) {
+        // Another dispatcher runs it, or one died running it and the lease
+        // has yet to expire.
+        Ok(None) => return false,
+        Ok(Some(lease)) => RefCell::new(lease),
+        Err(error) => {
+            call.failed.push(failure(org, id, &error.into()));
+            return false;
+        }
+    };
+    let outcome = run_job(ports, org, job, &lease, &mut call.batches_left).await;
+    // The next call may continue the job at once.
+    lease.into_inner().release(ports.kv);
+    match outcome {
+        Ok(job) => {
+            if job.state != JobState::Done {
+                call.more_due |= job.due_at_millis <= ports.clock.now_millis();
+            }
+            call.dispatched.push(json!({
+                "org": org,
+                "job_id": job.id,
+                "state": job.state,
+                "send_at": job.send_at,
+            }));
+            job.state == JobState::Done
+        }
+        Err(error) => {
+            call.failed.push(failure(org, id, &error));
+            false
+        }
+    }
+}
+
+fn failure(org: &str, id: &str, error: &ApiError) -> Value {
+    json!({
+        "org": org,
+        "job_id": id,
+        "error": {"code": error.code, "message": error.message},
+    })
+}
+
+/// Runs (or resumes) up to `batches_left` of a job's pending batches under
+/// `lease`, and stores what became of the job.
+async fn run_job(
+    ports: &Ports<'_>,
+    org: &str,
+    mut job: Job,
+    lease: &RefCell<Lease>,
+    batches_left: &mut usize,
+) -> Result<Job, ApiError> {
     let kv = ports.kv;
     let now = || crate::time::rfc3339(ports.clock.now_millis());
-    job.state = JobState::Running;
-    job.started_at.get_or_insert_with(now);
-    store::save(kv, org, &job, Vec::new())?;
+    if job.state != JobState::Running {
+        job.state = JobState::Running;
+        job.started_at.get_or_insert_with(now);
+        store::save(kv, org, &job, Vec::new())?;
+    }
     let setup = match Setup::load(kv, org, &job.configuration_id) {
         Ok(setup) => setup,
         Err(error) if error.status < 500 => {
             job.state = JobState::Done;
             job.finished_at = Some(now());
             job.error = Some(Reason::from(&error));
-            store::save(kv, org, &job, Vec::new())?;
-            return Ok(job);
+            return save_holding(ports, org, job, lease);
         }
         Err(error) => return Err(error),
     };
+    let take = job.pending_batches.len().min(*batches_left);
+    *batches_left -= take;
+    let (batches, later) = job.pending_batches.split_at(take);
+    let progress = progress(org, &job.id, lease);
     let run = send::run(
         ports,
         org,
         &setup,
         &job.contacts,
-        &job.pending_batches,
+        batches,
         Some(&job.id),
+        Some(&progress),
     )
     .await?;
+    let mut pending: Vec<usize> = later.to_vec();
+    pending.extend(&run.refused);
+    pending.extend(&run.interrupted);
+    pending.sort_unstable();
+    job.pending_batches = pending;
     match run.retry_after_seconds {
         Some(seconds) => {
             job.state = JobState::Scheduled;
             job.attempt += 1;
             job.due_at_millis = ports.clock.now_millis() + seconds as i64 * 1000;
             job.send_at = crate::time::rfc3339(job.due_at_millis);
-            job.pending_batches = run.refused;
         }
-        None => {
+        None if job.pending_batches.is_empty() => {
             job.state = JobState::Done;
-            job.pending_batches.clear();
             job.finished_at = Some(now());
         }
+        // More than one call's share, or batches the store kept from going:
+        // the next call goes on with them.
+        None => {
+            job.state = JobState::Scheduled;
+            job.due_at_millis = ports.clock.now_millis();
+        }
     }
-    store::save(kv, org, &job, Vec::new())?;
+    save_holding(ports, org, job, lease)
+}
+
+/// Saves the job, if this dispatcher still holds its lease; else whoever
+/// took it over owns its state.
+fn save_holding(
+    ports: &Ports<'_>,
+    org: &str,
+    job: Job,
+    lease: &RefCell<Lease>,
+) -> Result<Job, ApiError> {
+    if !lease
+        .borrow_mut()
+        .keep(ports.kv, ports.clock.now_millis())?
+    {
+        return Err(ApiError::in_progress(
+            "this dispatch took longer than the job's lease; the next dispatch goes on with the job",
+        ));
+    }
+    store::save(ports.kv, org, &job, Vec::new())?;
     Ok(job)
 }
 
@@ -371,7 +532,7 @@ mod tests {
     /// Schedules `contacts` for now; the job's id.
     fn scheduled(ports: &Ports<'_>, contacts: Vec<Value>) -> String {
         let now = ports.clock.now_millis();
-        let response = schedule(ports, ORG, CONFIG, contacts, now).unwrap();
+        let response = schedule(ports, ORG, CONFIG, contacts, now, None).unwrap();
         assert_eq!(response.status, 202);
         let job: Value = serde_json::from_slice(&response.body).unwrap();
         job["id"].as_str().unwrap().to_owned()

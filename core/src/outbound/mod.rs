@@ -25,8 +25,8 @@ use crate::config::Ctx;
 use crate::ports::Ports;
 use crate::store;
 use contact_list::SendBody;
-use idempotency::Begun;
-use send::{batch_count, Setup, Status, Summary};
+use idempotency::{Begun, Claimed};
+use send::{batch_count, Progress, Setup, Status, Summary};
 use serde_json::json;
 
 /// The outbound component: `/api/outbound/...`.
@@ -92,39 +92,49 @@ async fn send_list(
             Begun::First(claimed) => Some(claimed),
         },
     };
+    let progress = claimed.as_ref().map(Claimed::progress);
     let outcome = match body.send_at_millis {
-        Some(at) => jobs::schedule(ports, ctx.org(), config_id, body.contacts, at)
-            .map(|response| (response, false)),
-        None => send_now(ports, ctx.org(), &setup, &body.contacts).await,
+        Some(at) => {
+            let job_id = claimed.as_ref().map(Claimed::derived_id);
+            jobs::schedule(ports, ctx.org(), config_id, body.contacts, at, job_id)
+                .map(|response| (response, true))
+        }
+        None => send_now(ports, ctx.org(), &setup, &body.contacts, progress.as_ref()).await,
     };
+    drop(progress);
     if let Some(claimed) = claimed {
         match &outcome {
-            Ok((response, sent_nothing)) => claimed.finish(ports, response, *sent_nothing),
-            Err(_) => claimed.finish(ports, &Response::no_content(), true),
+            Ok((response, true)) => claimed.keep(ports, response),
+            // A retry with the key runs (resumes) the call at once.
+            _ => claimed.give_back(ports),
         }
     }
     outcome.map(|(response, _)| response)
 }
 
-/// Sends every batch now; the answer, and whether nothing at all was sent.
+/// Sends every batch now; the answer, and whether it is final: `false` when
+/// nothing was sent because the hour's budget is spent, or some batches were
+/// not attempted because the store failed, so a retry with the same
+/// `Idempotency-Key` runs again (sending only what was not sent).
 async fn send_now(
     ports: &Ports<'_>,
     org: &str,
     setup: &Setup,
     contacts: &[serde_json::Value],
+    progress: Option<&Progress<'_>>,
 ) -> Result<(Response, bool), ApiError> {
     let batches: Vec<usize> = (0..batch_count(contacts.len())).collect();
-    let run = send::run(ports, org, setup, contacts, &batches, None).await?;
+    let run = send::run(ports, org, setup, contacts, &batches, None, progress).await?;
     let mut body = json!({
         "configuration_id": setup.config.id,
         "contacts": contacts.len(),
         "batches": batches.len(),
-        "batches_sent": batches.len() - run.refused.len(),
+        "batches_sent": batches.len() - run.refused.len() - run.interrupted.len(),
         "summary": Summary::of(&run.results),
         "results": run.results,
     });
     let Some(retry_after) = run.retry_after_seconds else {
-        return Ok((Response::json(200, &body), false));
+        return Ok((Response::json(200, &body), run.interrupted.is_empty()));
     };
     let not_attempted: Vec<usize> = run
         .results
@@ -142,5 +152,8 @@ async fn send_now(
     body["retry_after_seconds"] = json!(retry_after);
     body["not_attempted"] = json!(not_attempted);
     let response = Response::json(429, &body).with_header("retry-after", &retry_after.to_string());
-    Ok((response, run.refused.len() == batches.len()))
+    Ok((
+        response,
+        run.refused.len() < batches.len() && run.interrupted.is_empty(),
+    ))
 }

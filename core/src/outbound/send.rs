@@ -22,6 +22,7 @@ use crate::config::outbound_configs::OutboundConfig;
 use crate::conversations::contacts::{address_key, Contact};
 use crate::conversations::reply::{deliver, Content, Window};
 use crate::conversations::{pending_outbound_key, provider_message_key, thread_id, Author, Thread};
+use crate::lease::Lease;
 use crate::ports::Ports;
 use crate::store;
 use crate::template_text::RenderContext;
@@ -29,6 +30,7 @@ use crate::templates::{Rendered, Template};
 use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 pub const BATCHES_IN_FLIGHT: usize = 4;
@@ -92,8 +94,24 @@ pub enum Status {
     Sent,
     Skipped,
     Failed,
-    /// Its batch was over the hour's budget; nothing of it was sent.
+    /// Its batch was over the hour's budget, or the store failed before
+    /// it went; nothing of it was sent.
     NotAttempted,
+    /// Handed to the provider without an answer we could record: it may
+    /// have been sent, and is never sent again on its own (R-OPS-4).
+    Unknown,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Sent => "sent",
+            Status::Skipped => "skipped",
+            Status::Failed => "failed",
+            Status::NotAttempted => "not_attempted",
+            Status::Unknown => "unknown",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +187,13 @@ pub struct Summary {
     pub skipped: usize,
     pub failed: usize,
     pub not_attempted: usize,
+    /// Shown only when some are: most runs have none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unknown: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Summary {
@@ -181,6 +206,7 @@ impl Summary {
                     Status::Skipped => summary.skipped += 1,
                     Status::Failed => summary.failed += 1,
                     Status::NotAttempted => summary.not_attempted += 1,
+                    Status::Unknown => summary.unknown += 1,
                 }
                 summary
             })
@@ -196,15 +222,40 @@ pub struct Run {
     pub refused: Vec<usize>,
     /// Seconds until the budget has room again, when some were refused.
     pub retry_after_seconds: Option<u64>,
+    /// Batches not attempted because the store failed before anything of
+    /// them was sent, or the run's lease was lost: a resumed run sends them.
+    pub interrupted: Vec<usize>,
+}
+
+/// Where a resumable run (a scheduled job, an idempotent call) records each
+/// batch, and the lease it runs under.
+///
+/// Before a batch's messages go out, its results are written with every
+/// contact about to be sent as [`Status::Unknown`]; after, with what the
+/// provider answered. A run resumed after its request died finds the
+/// record and sends nothing of that batch again: a customer never gets a
+/// message twice because we crashed (R-OPS-4), and a message whose fate we
+/// never learnt stays `unknown` for the operator to check.
+pub struct Progress<'a> {
+    /// Batch `n`'s record is `{prefix}/{n}`.
+    pub prefix: String,
+    pub lease: &'a RefCell<Lease>,
+}
+
+impl Progress<'_> {
+    pub fn batch_key(&self, batch: usize) -> String {
+        format!("{}/{batch}", self.prefix)
+    }
 }
 
 pub fn batch_count(contacts: usize) -> usize {
     contacts.div_ceil(BATCH_SIZE)
 }
 
-/// Sends the batches numbered `batches` of `contacts`: takes them from the
-/// hour's budget, then runs those that fit. For a scheduled job (`job_id`),
-/// each batch also writes its results beside the job, with its activities.
+/// Sends the batches numbered `batches` of `contacts`: those a resumed run
+/// recorded already come from their records; the rest are taken from the
+/// hour's budget, and those that fit are sent. `job_id` marks the
+/// activities of a scheduled job.
 pub async fn run(
     ports: &Ports<'_>,
     org: &str,
@@ -212,34 +263,63 @@ pub async fn run(
     contacts: &[Value],
     batches: &[usize],
     job_id: Option<&str>,
+    progress: Option<&Progress<'_>>,
 ) -> Result<Run, ApiError> {
+    let mut results: Vec<ContactResult> = Vec::new();
+    let mut to_send: Vec<usize> = batches.to_vec();
+    if let Some(progress) = progress {
+        let keys: Vec<String> = batches.iter().map(|&b| progress.batch_key(b)).collect();
+        to_send.clear();
+        for ((&batch, key), found) in batches.iter().zip(&keys).zip(ports.kv.get_many(&keys)?) {
+            match store::decode_found::<Vec<ContactResult>>(key, found)? {
+                Some(recorded) => results.extend(recorded),
+                None => to_send.push(batch),
+            }
+        }
+    }
     let limit = budget::requests_per_hour(ports.variables)?;
-    let grant = budget::take(
-        ports.kv,
-        org,
-        batches.len(),
-        limit,
-        ports.clock.now_millis(),
-    )?;
-    let (allowed, refused) = batches.split_at(grant.allowed);
-    let sent: Vec<Vec<ContactResult>> = stream::iter(allowed)
-        .map(|&batch| run_batch(ports, org, setup, contacts, batch, job_id))
+    let grant = match to_send.len() {
+        0 => budget::Grant {
+            allowed: 0,
+            retry_after_seconds: 0,
+        },
+        asked => budget::take(ports.kv, org, asked, limit, ports.clock.now_millis())?,
+    };
+    let (allowed, refused) = to_send.split_at(grant.allowed);
+    let sent: Vec<(usize, Option<Vec<ContactResult>>)> = stream::iter(allowed)
+        .map(|&batch| async move {
+            let sent = run_batch(ports, org, setup, contacts, batch, job_id, progress).await;
+            (batch, sent)
+        })
         .buffer_unordered(BATCHES_IN_FLIGHT)
         .collect()
         .await;
-    let mut results: Vec<ContactResult> = sent.into_iter().flatten().collect();
-    for &batch in refused {
-        results.extend(batch_range(batch, contacts.len()).map(|index| {
-            ContactResult::new(index, tocontactid(&contacts[index]), Status::NotAttempted).because(
-                reason(
-                    "rate_limited",
-                    format!(
-                        "the organisation's {limit} outbound requests for this hour are used up; send this contact again after {} seconds",
-                        grant.retry_after_seconds
-                    ),
-                    None,
+    let mut interrupted = Vec::new();
+    for (batch, sent) in sent {
+        match sent {
+            Some(batch_results) => results.extend(batch_results),
+            None => interrupted.push(batch),
+        }
+    }
+    interrupted.sort_unstable();
+    for &batch in refused.iter().chain(&interrupted) {
+        let (code, message) = if refused.contains(&batch) {
+            (
+                "rate_limited",
+                format!(
+                    "the organisation's {limit} outbound requests for this hour are used up; send this contact again after {} seconds",
+                    grant.retry_after_seconds
                 ),
             )
+        } else {
+            (
+                "store_unavailable",
+                "the key-value store failed before this contact's batch was sent; nothing of it was sent, send it again".to_owned(),
+            )
+        };
+        results.extend(batch_range(batch, contacts.len()).map(|index| {
+            ContactResult::new(index, tocontactid(&contacts[index]), Status::NotAttempted)
+                .because(reason(code, message.clone(), None))
         }));
     }
     results.sort_by_key(|result| result.index);
@@ -247,6 +327,7 @@ pub async fn run(
         results,
         refused: refused.to_vec(),
         retry_after_seconds: (!refused.is_empty()).then_some(grant.retry_after_seconds),
+        interrupted,
     })
 }
 
@@ -269,6 +350,10 @@ struct Ready {
     rendered: Rendered,
 }
 
+/// Sends one batch: checks and prepares its contacts, records the intent
+/// (activities `unknown`, and the batch's record when the run is
+/// resumable), sends, and records the outcome. `None` when nothing of it
+/// was sent because the store failed first or the run lost its lease.
 async fn run_batch(
     ports: &Ports<'_>,
     org: &str,
@@ -276,10 +361,10 @@ async fn run_batch(
     contacts: &[Value],
     batch: usize,
     job_id: Option<&str>,
-) -> Vec<ContactResult> {
-    let results_key = job_id.map(|job| super::jobs::batch_key(org, job, batch));
+    progress: Option<&Progress<'_>>,
+) -> Option<Vec<ContactResult>> {
+    let record_key = progress.map(|p| p.batch_key(batch));
     let config = &setup.config;
-    let channel = config.channel_type.as_str();
     let now = crate::time::rfc3339(ports.clock.now_millis());
     let mut results = Vec::new();
     let mut recipients = Vec::new();
@@ -292,88 +377,40 @@ async fn run_batch(
             ),
         }
     }
-    let prepared = prepare(ports, org, setup, recipients, &now);
-    let (ready, mut pending) = match prepared {
-        Ok((ready, skipped_or_failed, pending)) => {
-            results.extend(skipped_or_failed);
-            (ready, pending)
-        }
-        Err((error, recipients)) => {
-            results.extend(recipients.into_iter().map(|recipient| {
-                ContactResult::new(
-                    recipient.index,
-                    Some(recipient.to.to_string()),
-                    Status::Failed,
-                )
-                .because(Reason::from(&error))
-            }));
-            return record_results(ports, results, results_key);
-        }
-    };
-    let sends: Vec<(Ready, Result<crate::conversations::reply::Sent, ApiError>)> =
-        stream::iter(ready)
-            .map(|ready| async move {
-                let content = Content::Template {
-                    template_id: config.template_id.clone(),
-                    rendered: ready.rendered.clone(),
-                };
-                let thread = Thread {
-                    ours: &config.channel,
-                    customer: ready.recipient.to.as_str(),
-                };
-                let sent = deliver(
-                    ports,
-                    &setup.account,
-                    thread,
-                    &content,
-                    Author::Automation,
-                    Window::Open,
-                )
-                .await
-                .map_err(|undelivered| undelivered.error);
-                (ready, sent)
-            })
-            .buffer_unordered(SENDS_IN_FLIGHT)
-            .collect()
-            .await;
-
-    let provider = setup.account.settings.provider();
-    let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut activities = Vec::new();
-    let mut threads_sent_on = Vec::new();
-    for (ready, sent) in sends {
-        let mut activity = Activity {
-            id: ports.random.id128(),
-            kind: activity::KIND.to_owned(),
-            configuration_id: config.id.clone(),
-            channel: channel.to_owned(),
-            account_id: setup.account.id.clone(),
-            from: config.channel.clone(),
-            to: ready.recipient.to.to_string(),
-            contact_id: ready.contact_id.clone(),
-            conversation_id: ready.thread.clone(),
-            template_id: config.template_id.clone(),
-            locale: ready.rendered.locale.clone(),
-            text: ready.rendered.text.clone(),
-            content_sid: ready.rendered.content_sid.clone(),
-            entityrelationshipname: ready.recipient.entity_relationship.clone(),
-            show_on_timeline: config.show_on_timeline,
-            status: "failed".to_owned(),
-            provider_message_id: None,
-            error_code: None,
-            error: None,
-            job_id: job_id.map(str::to_owned),
-            conversation_position: None,
-            created_at: now.clone(),
-        };
+    let (ready, skipped_or_failed, mut pending) =
+        prepare(ports, org, setup, recipients, &now).ok()?;
+    results.extend(skipped_or_failed);
+    let mut activities: Vec<Activity> = ready
+        .iter()
+        .map(|ready| intended_activity(ports, setup, ready, job_id, &now))
+        .collect();
+    for (ready, activity) in ready.iter().zip(&activities) {
         let mut result = ContactResult::new(
             ready.recipient.index,
             Some(ready.recipient.to.to_string()),
-            Status::Sent,
-        );
+            Status::Unknown,
+        )
+        .because(outcome_unknown());
         result.activity_id = Some(activity.id.clone());
         result.contact_id = Some(ready.contact_id.clone());
         result.locale = Some(ready.rendered.locale.to_string());
+        results.push(result);
+    }
+    results.sort_by_key(|result| result.index);
+    let intent = record_intent(ports, org, &activities, &results, record_key.as_deref());
+    if intent.is_err() || !still_running(ports, progress) {
+        return None;
+    }
+    let sends = send_all(ports, setup, &ready).await;
+
+    let provider = setup.account.settings.provider();
+    let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut threads_sent_on = Vec::new();
+    for ((ready, sent), activity) in ready.iter().zip(sends).zip(activities.iter_mut()) {
+        let result = results
+            .iter_mut()
+            .find(|r| r.index == ready.recipient.index)
+            .expect("every ready contact has a result");
         match sent {
             Ok(sent) => {
                 writes.push((
@@ -386,28 +423,44 @@ async fn run_batch(
                     .push(activity.id.clone());
                 threads_sent_on.push(ready.thread.clone());
                 activity.status = sent.status;
+                activity.error_code = None;
+                activity.error = None;
                 activity.provider_message_id = Some(sent.provider_message_id.clone());
+                result.status = Status::Sent;
+                result.reason = None;
                 result.provider_message_id = Some(sent.provider_message_id);
             }
+            // No answer: the provider may have the message. It stays
+            // `unknown`, and is not sent again.
+            Err(error) if error.code == "provider_unreachable" => {
+                activity.error = Some(error.message.clone());
+                result.reason = Some(Reason {
+                    message: format!("{} ({})", outcome_unknown().message, error.message),
+                    ..outcome_unknown()
+                });
+            }
             Err(error) => {
+                activity.status = "failed".to_owned();
                 activity.error_code = Some(error.code.to_owned());
                 activity.error = Some(error.message.clone());
                 result.status = Status::Failed;
                 result.reason = Some(Reason::from(&error));
             }
         }
-        if let Some(contact) = ready.new_contact {
+        if let Some(contact) = &ready.new_contact {
             writes.push((
-                address_key(org, channel, ready.recipient.to.as_str()),
+                address_key(
+                    org,
+                    config.channel_type.as_str(),
+                    ready.recipient.to.as_str(),
+                ),
                 contact.id.as_bytes().to_vec(),
             ));
             writes.push((
                 store::document_key::<Contact>(org, &contact.id),
-                store::encode(&contact),
+                store::encode(contact),
             ));
         }
-        activities.push(activity);
-        results.push(result);
     }
     threads_sent_on.sort();
     threads_sent_on.dedup();
@@ -417,27 +470,138 @@ async fn run_batch(
         ids.drain(..excess);
         writes.push((pending_outbound_key(org, &thread), store::encode(&ids)));
     }
-    let recorded = timeline_slots(ports, org, &activities).map(|slots| {
-        writes.extend(slots);
-        writes.extend(activities.iter().map(|activity| {
-            (
-                store::document_key::<Activity>(org, &activity.id),
-                store::encode(activity),
-            )
-        }));
-    });
-    if let Err(error) = recorded {
-        not_recorded(&mut results, &error);
-        return results;
-    }
-    if let Some(key) = results_key {
-        results.sort_by_key(|result| result.index);
+    writes.extend(activities.iter().map(|activity| {
+        (
+            store::document_key::<Activity>(org, &activity.id),
+            store::encode(activity),
+        )
+    }));
+    if let Some(key) = record_key {
         writes.push((key, store::encode(&results)));
     }
     if let Err(error) = ports.kv.set_many(&writes) {
+        // The messages went out; only their record is behind. What is
+        // stored still says `unknown`, so nothing is sent again.
         not_recorded(&mut results, &ApiError::from(error));
     }
-    results
+    Some(results)
+}
+
+fn outcome_unknown() -> Reason {
+    reason(
+        "outcome_unknown",
+        "the message was handed to the provider but no answer was recorded: it may have reached the customer; check the provider's logs before sending it again",
+        None,
+    )
+}
+
+/// The activity of a contact about to be sent, as recorded before the send.
+fn intended_activity(
+    ports: &Ports<'_>,
+    setup: &Setup,
+    ready: &Ready,
+    job_id: Option<&str>,
+    now: &str,
+) -> Activity {
+    let config = &setup.config;
+    Activity {
+        id: ports.random.id128(),
+        kind: activity::KIND.to_owned(),
+        configuration_id: config.id.clone(),
+        channel: config.channel_type.as_str().to_owned(),
+        account_id: setup.account.id.clone(),
+        from: config.channel.clone(),
+        to: ready.recipient.to.to_string(),
+        contact_id: ready.contact_id.clone(),
+        conversation_id: ready.thread.clone(),
+        template_id: config.template_id.clone(),
+        locale: ready.rendered.locale.clone(),
+        text: ready.rendered.text.clone(),
+        content_sid: ready.rendered.content_sid.clone(),
+        entityrelationshipname: ready.recipient.entity_relationship.clone(),
+        show_on_timeline: config.show_on_timeline,
+        status: Status::Unknown.name().to_owned(),
+        provider_message_id: None,
+        error_code: Some(outcome_unknown().code),
+        error: None,
+        job_id: job_id.map(str::to_owned),
+        conversation_position: None,
+        created_at: now.to_owned(),
+    }
+}
+
+/// Writes, before anything is sent, the batch's activities as `unknown`
+/// with their timeline entries, and its results when the run is resumable.
+fn record_intent(
+    ports: &Ports<'_>,
+    org: &str,
+    activities: &[Activity],
+    results: &[ContactResult],
+    record_key: Option<&str>,
+) -> Result<(), ApiError> {
+    let mut writes = timeline_slots(ports, org, activities)?;
+    writes.extend(activities.iter().map(|activity| {
+        (
+            store::document_key::<Activity>(org, &activity.id),
+            store::encode(activity),
+        )
+    }));
+    if let Some(key) = record_key {
+        writes.push((key.to_owned(), store::encode(&results)));
+    }
+    if !writes.is_empty() {
+        ports.kv.set_many(&writes)?;
+    }
+    Ok(())
+}
+
+/// Whether a resumable run still holds its lease (renewing it); a plain
+/// call always runs.
+fn still_running(ports: &Ports<'_>, progress: Option<&Progress<'_>>) -> bool {
+    progress.is_none_or(|progress| {
+        progress
+            .lease
+            .borrow_mut()
+            .keep(ports.kv, ports.clock.now_millis())
+            .unwrap_or(false)
+    })
+}
+
+/// Hands every ready contact's message to the provider, a bounded number
+/// at a time; the outcomes in the order of `ready`.
+async fn send_all(
+    ports: &Ports<'_>,
+    setup: &Setup,
+    ready: &[Ready],
+) -> Vec<Result<crate::conversations::reply::Sent, ApiError>> {
+    let config = &setup.config;
+    let mut sends: Vec<(usize, Result<_, ApiError>)> = stream::iter(ready.iter().enumerate())
+        .map(|(n, ready)| async move {
+            let content = Content::Template {
+                template_id: config.template_id.clone(),
+                rendered: ready.rendered.clone(),
+            };
+            let thread = Thread {
+                ours: &config.channel,
+                customer: ready.recipient.to.as_str(),
+            };
+            let sent = deliver(
+                ports,
+                &setup.account,
+                thread,
+                &content,
+                Author::Automation,
+                Window::Open,
+            )
+            .await
+            .map_err(|undelivered| undelivered.error);
+            (n, sent)
+        })
+        .buffer_unordered(SENDS_IN_FLIGHT)
+        .collect()
+        .await;
+    sends.sort_by_key(|(n, _)| *n);
+    sends.into_iter().map(|(_, sent)| sent).collect()
 }
 
 /// The timeline entries of `activities` shown on the timeline: a slot of
@@ -456,34 +620,19 @@ fn timeline_slots(
     Ok(slots)
 }
 
-/// The messages went out but their activities could not be stored: the
-/// results say so, and stay `sent` — sending them again would send twice.
+/// The messages went out but their outcome could not be stored: the
+/// results say so, and keep what the provider answered.
 fn not_recorded(results: &mut [ContactResult], error: &ApiError) {
     for result in results.iter_mut().filter(|r| r.activity_id.is_some()) {
-        result.activity_id = None;
         result.reason = Some(reason(
             "activity_not_recorded",
             format!(
-                "the message was handed to the provider, but its activity could not be stored ({})",
+                "the message was handed to the provider, but the outcome could not be stored ({}); its activity says unknown",
                 error.message
             ),
             None,
         ));
     }
-}
-
-/// Writes a batch's results where its job keeps them, when nothing was sent.
-fn record_results(
-    ports: &Ports<'_>,
-    mut results: Vec<ContactResult>,
-    results_key: Option<String>,
-) -> Vec<ContactResult> {
-    if let Some(key) = results_key {
-        results.sort_by_key(|result| result.index);
-        // Best effort: the store just failed; the job still ends.
-        let _ = ports.kv.set(&key, &store::encode(&results));
-    }
-    results
 }
 
 type Prepared = (Vec<Ready>, Vec<ContactResult>, HashMap<String, Vec<String>>);
@@ -497,7 +646,7 @@ fn prepare(
     setup: &Setup,
     recipients: Vec<Recipient>,
     now: &str,
-) -> Result<Prepared, (ApiError, Vec<Recipient>)> {
+) -> Result<Prepared, ApiError> {
     let kv = ports.kv;
     let config = &setup.config;
     let channel = config.channel_type.as_str();
@@ -515,10 +664,7 @@ fn prepare(
             ]
         })
         .collect();
-    let found = match kv.get_many(&keys) {
-        Ok(found) => found,
-        Err(error) => return Err((error.into(), recipients)),
-    };
+    let found = kv.get_many(&keys)?;
     let mut known_ids = Vec::new();
     let mut pending: HashMap<String, Vec<String>> = HashMap::new();
     for (thread, pair) in threads.iter().zip(found.chunks(2)) {
@@ -537,10 +683,7 @@ fn prepare(
         .flatten()
         .map(|id| store::document_key::<Contact>(org, id))
         .collect();
-    let documents = match kv.get_many(&contact_keys) {
-        Ok(documents) => documents,
-        Err(error) => return Err((error.into(), recipients)),
-    };
+    let documents = kv.get_many(&contact_keys)?;
     let mut contacts: HashMap<String, Contact> = HashMap::new();
     for (key, found) in contact_keys.iter().zip(documents) {
         if let Some(contact) = found.and_then(|bytes| store::decode::<Contact>(key, &bytes).ok()) {

@@ -17,7 +17,7 @@ use crate::auth::constant_time_eq;
 use crate::config::accounts::{Account, Settings};
 use crate::conversations::ingest::{apply_status, apply_watermark, ingest, thread_keys, Inbound};
 use crate::conversations::{provider_message_key, thread_id, Attachment};
-use crate::ports::Ports;
+use crate::ports::{Ports, UnixMillis};
 use crate::providers::facebook::{self, Event, EventKind};
 use crate::providers::receipt_rank;
 
@@ -62,7 +62,7 @@ fn verify(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiError> {
 }
 
 /// The keys an event needs read, if it is on one of the account's pages.
-fn event_keys(org: &str, account: &str, event: &Event) -> Vec<String> {
+fn event_keys(org: &str, account: &str, event: &Event, now: UnixMillis) -> Vec<String> {
     match &event.kind {
         EventKind::Message {
             mid,
@@ -73,6 +73,7 @@ fn event_keys(org: &str, account: &str, event: &Event) -> Vec<String> {
             account,
             "facebook",
             &inbound(event, mid, text, attachments),
+            now,
         ),
         EventKind::Delivery { mids, .. } => mids
             .iter()
@@ -90,7 +91,7 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
     let keys_per_event: Vec<Vec<String>> = events
         .iter()
         .flatten()
-        .map(|event| event_keys(&org, account_id, event))
+        .map(|event| event_keys(&org, account_id, event, ports.clock.now_millis()))
         .collect();
     let key_counts: Vec<usize> = keys_per_event.iter().map(Vec::len).collect();
     let keys = keys_per_event.into_iter().flatten().collect();
@@ -103,13 +104,24 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
         return Err(bad_signature("X-Hub-Signature-256"));
     }
     let pages = account.addresses();
+    // One batch carries events of many pages and customers: each stands on
+    // its own. An event refused for good (a page no workstream serves) is
+    // skipped so that the others are stored; an event that failed for now
+    // fails the batch after the others ran, and Facebook's redelivery
+    // stores it (the others are duplicates by then).
+    let mut retry = None;
     for (event, count) in events.map_err(invalid_callback)?.iter().zip(key_counts) {
         let values: Vec<Option<Vec<u8>>> = found.by_ref().take(count).collect();
         if pages.contains(&event.page_id.as_str()) {
-            apply(ports, &org, &account, event, values).await?;
+            match apply(ports, &org, &account, event, values).await {
+                Err(error) if error.status >= 500 => {
+                    retry.get_or_insert(error);
+                }
+                Ok(()) | Err(_) => {}
+            }
         }
     }
-    Ok(())
+    retry.map_or(Ok(()), Err)
 }
 
 async fn apply(

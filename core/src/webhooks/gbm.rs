@@ -38,7 +38,9 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiErro
     let webhook = google::parse_webhook(&request.body);
     let message = webhook.as_ref().ok().and_then(inbound);
     let keys = match (&message, &webhook) {
-        (Some(inbound), _) => thread_keys(&org, account_id, "gbm", inbound),
+        (Some(inbound), _) => {
+            thread_keys(&org, account_id, "gbm", inbound, ports.clock.now_millis())
+        }
         (None, Ok(Webhook::Receipts { receipts, .. })) => receipts
             .iter()
             .map(|receipt| provider_message_key(&org, "gbm", &receipt.message_id))

@@ -38,9 +38,13 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
     let keys = match &callback {
         // TeleSign may leave sender_id empty; the account's number is then
         // known only after the account is read.
-        Ok(Callback::Message(sms)) if !sms.to.is_empty() => {
-            thread_keys(&org, account_id, "telesign", &inbound(sms, &sms.to))
-        }
+        Ok(Callback::Message(sms)) if !sms.to.is_empty() => thread_keys(
+            &org,
+            account_id,
+            "telesign",
+            &inbound(sms, &sms.to),
+            ports.clock.now_millis(),
+        ),
         Ok(Callback::Status(report)) => {
             vec![provider_message_key(&org, "telesign", &report.reference_id)]
         }
@@ -69,7 +73,13 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
             }
             let (inbound, found) = if sms.to.is_empty() {
                 let inbound = inbound(&sms, &only_number(&account)?);
-                let found = kv.get_many(&thread_keys(&org, account_id, "telesign", &inbound))?;
+                let found = kv.get_many(&thread_keys(
+                    &org,
+                    account_id,
+                    "telesign",
+                    &inbound,
+                    ports.clock.now_millis(),
+                ))?;
                 (inbound, found)
             } else {
                 (inbound(&sms, &sms.to), found.collect())

@@ -57,7 +57,13 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
     };
     let mut keys = Vec::new();
     if let Some(inbound) = &inbound {
-        keys.extend(thread_keys(&org, account_id, "twilio", inbound));
+        keys.extend(thread_keys(
+            &org,
+            account_id,
+            "twilio",
+            inbound,
+            ports.clock.now_millis(),
+        ));
     }
     if let Some(update) = status {
         keys.push(provider_message_key(&org, "twilio", &update.message_sid));

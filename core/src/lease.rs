@@ -1,0 +1,273 @@
+//! Leases: exclusive claims that a dead holder cannot keep (ARCHITECTURE.md
+//! principle 7, SPEC.md R-OPS-4).
+//!
+//! A request may die between any two store calls, so a claim taken with a
+//! bare `increment` ("the caller that gets 1 wins") is held for ever by a
+//! request that died after taking it. A lease is that same claim, made in
+//! time windows of [`LEASE_MILLIS`]: the claim counter of a name is
+//! `{name}/lease/{window}`, and a claim in window `w` blocks claimants of
+//! windows `w` and `w + 1` only. Whoever claims after that takes over.
+//!
+//! The store offers `increment` and plain reads only (no compare-and-swap
+//! on an absent key, principle 4), so a claim is three steps:
+//! 1. *probe*: read the markers of windows `w - 1` and `w`; either present
+//!    means someone holds it (or held it moments ago): busy, and nothing is
+//!    written, so a stream of retries cannot keep a dead claim alive;
+//! 2. *take*: `increment` the marker of `w`; anything but 1 is busy;
+//! 3. *confirm*: read the markers of `w - 1` and `w + 1`; either present
+//!    means a claimant of a neighbouring window raced us: back off.
+//!
+//! Two claimants of neighbouring windows cannot both confirm (each one's
+//! confirm read follows its own take, so at least one sees the other), and a
+//! claimant two windows on only starts once the earlier claim's window has
+//! ended. So a holder owns the name until [`Lease::expires_at`], at least one
+//! full window after it took it; it must not write as the holder after
+//! that, which [`Lease::keep`] checks (and renews the lease into the next
+//! window for work that takes longer). A request that needs longer than a
+//! window between two of its checks loses its lease, as with any lease.
+//!
+//! The probe and confirm reads are plain key reads, so callers on a hot path
+//! fold them into reads they make anyway ([`probe_keys`], [`Taken`]).
+
+use crate::ports::{KeyValue, StoreError, UnixMillis};
+
+/// The length of a lease window. A claim lasts from one to two windows: long
+/// enough for any request (hosts end requests well before), short enough
+/// that a provider's or flow's retry after a crash finds it expired.
+pub const LEASE_MILLIS: i64 = 30_000;
+/// A holder stops this long before its lease ends: a write sent at the last
+/// moment must not land after someone else took over.
+const SAFETY_MILLIS: i64 = 5_000;
+
+fn window_of(now: UnixMillis) -> i64 {
+    now.div_euclid(LEASE_MILLIS)
+}
+
+fn marker(name: &str, window: i64) -> String {
+    format!("{name}/lease/{window}")
+}
+
+/// The keys to read before claiming `name` at `now`; pass their values to
+/// [`take`].
+pub fn probe_keys(name: &str, now: UnixMillis) -> [String; 2] {
+    let window = window_of(now);
+    [marker(name, window - 1), marker(name, window)]
+}
+
+/// When a busy claim is sure to have expired: the caller's `Retry-After`.
+pub fn retry_after_seconds() -> u64 {
+    (2 * LEASE_MILLIS / 1000) as u64
+}
+
+/// A claim taken but not yet confirmed: read [`Taken::confirm_keys`], then
+/// [`Taken::confirm`].
+#[derive(Debug)]
+#[must_use]
+pub struct Taken {
+    name: String,
+    window: i64,
+}
+
+/// A confirmed claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    name: String,
+    /// The window the claim was taken in.
+    first: i64,
+    /// The latest window it was renewed into.
+    window: i64,
+}
+
+/// Step 2: takes the claim unless the probe (the values of [`probe_keys`])
+/// found a holder. `None` is busy.
+pub fn take(
+    kv: &dyn KeyValue,
+    name: &str,
+    now: UnixMillis,
+    probed: &[Option<Vec<u8>>],
+) -> Result<Option<Taken>, StoreError> {
+    if probed.iter().any(Option::is_some) {
+        return Ok(None);
+    }
+    let window = window_of(now);
+    if kv.increment(&marker(name, window), 1)? != 1 {
+        return Ok(None);
+    }
+    Ok(Some(Taken {
+        name: name.to_owned(),
+        window,
+    }))
+}
+
+impl Taken {
+    pub fn confirm_keys(&self) -> [String; 2] {
+        [
+            marker(&self.name, self.window - 1),
+            marker(&self.name, self.window + 1),
+        ]
+    }
+
+    /// Step 3: the lease, unless a claimant of a neighbouring window raced
+    /// this one (`found` are the values of [`Taken::confirm_keys`]).
+    pub fn confirm(self, found: &[Option<Vec<u8>>]) -> Option<Lease> {
+        found.iter().all(Option::is_none).then_some(Lease {
+            name: self.name,
+            first: self.window,
+            window: self.window,
+        })
+    }
+}
+
+/// All three steps with reads of their own; `None` is busy.
+pub fn acquire(
+    kv: &dyn KeyValue,
+    name: &str,
+    now: UnixMillis,
+) -> Result<Option<Lease>, StoreError> {
+    let probed = kv.get_many(&probe_keys(name, now))?;
+    let Some(taken) = take(kv, name, now, &probed)? else {
+        return Ok(None);
+    };
+    let found = kv.get_many(&taken.confirm_keys())?;
+    Ok(taken.confirm(&found))
+}
+
+impl Lease {
+    /// Until when the holder owns the name: the end of the window after the
+    /// one it last claimed.
+    pub fn expires_at(&self) -> UnixMillis {
+        (self.window + 2) * LEASE_MILLIS
+    }
+
+    /// Whether the holder may still act as the holder at `now`, renewing
+    /// the lease into the current window first when it has moved on (one
+    /// `increment`). `false`: the lease is lost; stop without writing.
+    pub fn keep(&mut self, kv: &dyn KeyValue, now: UnixMillis) -> Result<bool, StoreError> {
+        if now >= self.expires_at() - SAFETY_MILLIS {
+            return Ok(false);
+        }
+        let window = window_of(now);
+        if window > self.window {
+            // Only the holder claims the window after its own: claimants
+            // of it see the holder's marker in their probe.
+            if kv.increment(&marker(&self.name, window), 1)? != 1 {
+                return Ok(false);
+            }
+            self.window = window;
+        }
+        Ok(true)
+    }
+
+    /// Gives the name back now instead of at expiry, for work that the
+    /// next claimant should continue at once. Best effort: a lease that
+    /// cannot be released still expires.
+    pub fn release(self, kv: &dyn KeyValue) {
+        let keys: Vec<String> = (self.first..=self.window)
+            .map(|window| marker(&self.name, window))
+            .collect();
+        let _ = kv.delete_many(&keys);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryKeyValue;
+
+    const T0: i64 = 1_800_000_000_000 - 1_800_000_000_000 % LEASE_MILLIS;
+
+    #[test]
+    fn one_claimant_holds_a_name_until_its_lease_ends_then_anyone_may_take_it() {
+        let kv = MemoryKeyValue::default();
+        let lease = acquire(&kv, "n", T0 + 10).unwrap().expect("the first wins");
+        assert_eq!(acquire(&kv, "n", T0 + 20).unwrap(), None, "same window");
+        assert_eq!(
+            acquire(&kv, "n", T0 + LEASE_MILLIS + 5).unwrap(),
+            None,
+            "the next window"
+        );
+        // The holder died: two windows on, a retry takes over.
+        let later = T0 + 2 * LEASE_MILLIS;
+        assert!(lease.expires_at() <= later);
+        assert!(acquire(&kv, "n", later).unwrap().is_some());
+        assert_eq!(acquire(&kv, "n", later + 1).unwrap(), None);
+    }
+
+    #[test]
+    fn retries_during_a_dead_claim_do_not_keep_it_alive() {
+        let kv = MemoryKeyValue::default();
+        let _dead = acquire(&kv, "n", T0).unwrap().unwrap();
+        // A retry every few seconds for a minute and a half: every one is
+        // busy until the dead claim's second window has passed, then one wins.
+        let mut winner = None;
+        for step in 0..30 {
+            let now = T0 + step * 3_000;
+            if let Some(lease) = acquire(&kv, "n", now).unwrap() {
+                winner = Some(now);
+                drop(lease);
+                break;
+            }
+        }
+        assert_eq!(winner, Some(T0 + 2 * LEASE_MILLIS));
+    }
+
+    #[test]
+    fn claimants_of_neighbouring_windows_never_both_hold() {
+        // Every interleaving of A (window w) and B (window w + 1): probe,
+        // take, confirm each, in any order that keeps each one's own steps
+        // in order.
+        let now = [T0 + LEASE_MILLIS - 1, T0 + LEASE_MILLIS];
+        for order in interleavings(3, 3) {
+            let kv = MemoryKeyValue::default();
+            let mut probed: [Vec<Option<Vec<u8>>>; 2] = Default::default();
+            let mut taken: [Option<Taken>; 2] = [None, None];
+            let mut held = [false, false];
+            let mut step = [0, 0];
+            for who in order {
+                match step[who] {
+                    0 => probed[who] = kv.get_many(&probe_keys("n", now[who])).unwrap(),
+                    1 => taken[who] = take(&kv, "n", now[who], &probed[who]).unwrap(),
+                    _ => {
+                        if let Some(t) = taken[who].take() {
+                            let found = kv.get_many(&t.confirm_keys()).unwrap();
+                            held[who] = t.confirm(&found).is_some();
+                        }
+                    }
+                }
+                step[who] += 1;
+            }
+            assert!(!(held[0] && held[1]), "both hold");
+        }
+    }
+
+    fn interleavings(a: usize, b: usize) -> Vec<Vec<usize>> {
+        if a == 0 || b == 0 {
+            return vec![[vec![0; a], vec![1; b]].concat()];
+        }
+        let mut all = Vec::new();
+        for mut rest in interleavings(a - 1, b) {
+            rest.insert(0, 0);
+            all.push(rest);
+        }
+        for mut rest in interleavings(a, b - 1) {
+            rest.insert(0, 1);
+            all.push(rest);
+        }
+        all
+    }
+
+    #[test]
+    fn a_holder_renews_into_the_next_window_and_stops_when_its_lease_is_over() {
+        let kv = MemoryKeyValue::default();
+        let mut lease = acquire(&kv, "n", T0).unwrap().unwrap();
+        assert!(lease.keep(&kv, T0 + LEASE_MILLIS + 1).unwrap());
+        // Renewed: a claimant two windows after the first is still busy.
+        assert_eq!(acquire(&kv, "n", T0 + 2 * LEASE_MILLIS).unwrap(), None);
+        assert!(lease.keep(&kv, T0 + 2 * LEASE_MILLIS + 1).unwrap());
+        // Too late to renew: it is lost, whatever the store says.
+        assert!(!lease.keep(&kv, lease.expires_at()).unwrap());
+        let released = acquire(&kv, "m", T0).unwrap().unwrap();
+        released.release(&kv);
+        assert!(acquire(&kv, "m", T0 + 1).unwrap().is_some(), "given back");
+    }
+}
