@@ -224,7 +224,7 @@ impl ApiError {
 }
 
 /// How long a caller waits before retrying after the store failed.
-const STORE_RETRY_AFTER_SECONDS: u64 = 5;
+pub const STORE_RETRY_AFTER_SECONDS: u64 = 5;
 
 impl From<crate::ports::StoreError> for ApiError {
     fn from(error: crate::ports::StoreError) -> ApiError {

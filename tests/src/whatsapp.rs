@@ -36,7 +36,8 @@ pub fn twilio_signature(token: &str, url: &str, params: &[(String, String)]) -> 
     STANDARD.encode(mac.finalize().into_bytes())
 }
 
-fn form_encode(params: &[(String, String)]) -> String {
+/// `application/x-www-form-urlencoded` as Twilio posts it.
+pub fn form_encode(params: &[(String, String)]) -> String {
     let encode = |text: &str| -> String {
         text.bytes()
             .map(|b| match b {

@@ -160,6 +160,38 @@ pub fn set_presence(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, 
     agent.presence = presence.to_owned();
     agent.updated_at = ctx.now.clone();
     store::save(ctx.kv(), ctx.org(), &agent, Vec::new())?;
-    agent.after_save(ctx);
+    offer_waiting(ctx, &agent)?;
     Ok(Response::json(200, &agent))
+}
+
+/// After a presence change (saved already): the agent's load recounted,
+/// then what waits in its queues offered to it. Unlike other saves, this
+/// is part of the answer: the agent (or its console) retries the same
+/// request until it is done, so no conversation keeps waiting for an agent
+/// with room.
+fn offer_waiting(ctx: &Ctx, agent: &Agent) -> Result<(), ApiError> {
+    let unfinished = |why: String| ApiError {
+        status: 503,
+        code: "offer_incomplete",
+        message: format!("the presence is saved, but {why}; send the same request again"),
+        field: None,
+    };
+    let pulled = reconcile(ctx.kv(), ctx.org(), &agent.id)
+        .and_then(|_| pull_waiting(ctx.kv(), ctx.org(), agent, ctx.now_millis))
+        .map_err(|error| {
+            unfinished(format!(
+                "offering the conversations waiting in its queues failed ({})",
+                error.message
+            ))
+        })?;
+    if pulled.passed_over > 0 {
+        return Err(ApiError {
+            code: "in_progress",
+            ..unfinished(format!(
+                "{} waiting conversation(s) were being changed by another request and could not be offered yet",
+                pulled.passed_over
+            ))
+        });
+    }
+    Ok(())
 }

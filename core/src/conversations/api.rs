@@ -339,6 +339,26 @@ fn holder(conversation: &Conversation) -> Option<String> {
         .filter(|_| conversation.state == State::Active)
 }
 
+/// Commits a change that takes the conversation from `held_by`, then frees
+/// that agent.
+fn commit_freeing(
+    ctx: &Ctx,
+    conversation: &mut Conversation,
+    held_by: Option<String>,
+) -> Result<(), ApiError> {
+    commit(
+        ctx.kv(),
+        ctx.org(),
+        conversation,
+        ctx.now_millis,
+        Vec::new(),
+    )?;
+    if let Some(agent) = held_by {
+        free_agent(ctx.kv(), ctx.org(), &agent, ctx.now_millis);
+    }
+    Ok(())
+}
+
 /// Frees an agent's capacity and lets it take what waits in its queues.
 /// Runs after a committed change, so it is best effort: a capacity unit
 /// not given back is recovered by the agent's next recount
@@ -458,18 +478,10 @@ fn wait(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiE
     Object::root(body).only(&[])?;
     let (mut conversation, last) = require_in(ctx, id, &[State::Active], "wait")?;
     require_owner(ctx, &conversation)?;
+    let held_by = holder(&conversation);
     conversation.state = State::Waiting;
     conversation.updated_at = now(ctx);
-    commit(
-        ctx.kv(),
-        ctx.org(),
-        &mut conversation,
-        ctx.now_millis,
-        Vec::new(),
-    )?;
-    if let Some(agent) = &conversation.agent_id {
-        free_agent(ctx.kv(), ctx.org(), agent, ctx.now_millis);
-    }
+    commit_freeing(ctx, &mut conversation, held_by)?;
     answer(&conversation, last.as_deref())
 }
 
@@ -495,16 +507,7 @@ fn close(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Api
     conversation.with_bot = false;
     conversation.closed_at = Some(now(ctx));
     conversation.updated_at = now(ctx);
-    commit(
-        ctx.kv(),
-        ctx.org(),
-        &mut conversation,
-        ctx.now_millis,
-        Vec::new(),
-    )?;
-    if let Some(agent) = held_by {
-        free_agent(ctx.kv(), ctx.org(), &agent, ctx.now_millis);
-    }
+    commit_freeing(ctx, &mut conversation, held_by)?;
     answer(&conversation, last.as_deref())
 }
 

@@ -183,24 +183,13 @@ fn held_by(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<i64, ApiError> {
     const CHUNK: i64 = 100;
     let log = agent_log(org, agent);
     let head_key = agent_head_key(org, agent);
-    let head: i64 = kv
-        .get(&head_key)?
-        .and_then(|bytes| String::from_utf8_lossy(&bytes).parse().ok())
-        .unwrap_or(0);
+    let head = read_head(kv, &head_key)?;
     let count = log.len(kv)?;
     let (mut position, mut new_head, mut held) = (head, head, 0);
     while position < count {
         let end = (position + CHUNK).min(count);
-        let entries: Vec<(i64, String, u64)> = log
-            .read(kv, position + 1, end)?
-            .into_iter()
-            .filter_map(|(slot, bytes)| {
-                parse_log_entry(&bytes).map(|(id, version)| (slot, id, version))
-            })
-            .collect();
-        let ids: Vec<String> = entries.iter().map(|(_, id, _)| id.clone()).collect();
-        let conversations: Vec<Conversation> = store::load_many(kv, org, &ids)?;
-        for (slot, id, version) in &entries {
+        let (entries, conversations) = entries_between(kv, org, &log, position + 1, end)?;
+        for Entry { slot, id, version } in &entries {
             let holds = conversations.iter().any(|c| {
                 c.id == *id
                     && c.state == State::Active
@@ -223,6 +212,44 @@ fn held_by(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<i64, ApiError> {
         let _ = kv.set(&head_key, new_head.to_string().as_bytes());
     }
     Ok(held)
+}
+
+/// Where a log of `{conversation}:{version}` entries (a queue's waiting
+/// line, an agent's assignments) starts to matter: the entries before it
+/// no longer stand for anything.
+fn read_head(kv: &dyn KeyValue, head_key: &str) -> Result<i64, ApiError> {
+    Ok(kv
+        .get(head_key)?
+        .and_then(|bytes| String::from_utf8_lossy(&bytes).parse().ok())
+        .unwrap_or(0))
+}
+
+/// An entry of such a log: a conversation at a version, in its slot.
+struct Entry {
+    slot: i64,
+    id: String,
+    version: u64,
+}
+
+/// A log's entries in `from..=to`, and the conversations they name, in two
+/// reads.
+fn entries_between(
+    kv: &dyn KeyValue,
+    org: &str,
+    log: &Log,
+    from: i64,
+    to: i64,
+) -> Result<(Vec<Entry>, Vec<Conversation>), ApiError> {
+    let entries: Vec<Entry> = log
+        .read(kv, from, to)?
+        .into_iter()
+        .filter_map(|(slot, bytes)| {
+            parse_log_entry(&bytes).map(|(id, version)| Entry { slot, id, version })
+        })
+        .collect();
+    let ids: Vec<String> = entries.iter().map(|entry| entry.id.clone()).collect();
+    let conversations = store::load_many(kv, org, &ids)?;
+    Ok((entries, conversations))
 }
 
 /// The agents serving `queue` now, in id order.
@@ -392,41 +419,38 @@ fn waits_in(conversation: &Conversation, queue: &str, version: u64) -> bool {
         && conversation.queued_at == version
 }
 
+/// What [`pull_waiting`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pulled {
+    pub taken: usize,
+    /// Waiting conversations another request was changing (or died
+    /// changing, until its lease ends): a later pull may take them.
+    pub passed_over: usize,
+}
+
 /// Lets an agent who freed up or became available take waiting
 /// conversations from its queues, oldest first, while it has room.
-/// Returns how many it took.
 pub fn pull_waiting(
     kv: &dyn KeyValue,
     org: &str,
     agent: &Agent,
     now: UnixMillis,
-) -> Result<usize, ApiError> {
+) -> Result<Pulled, ApiError> {
     const CHUNK: i64 = 50;
-    let mut taken = 0;
+    let mut pulled = Pulled::default();
     if agent.presence != "available" {
-        return Ok(0);
+        return Ok(pulled);
     }
     for queue in &agent.queues {
         let log = queue_log(org, queue);
         let head_key = queue_head_key(org, queue);
-        let head: i64 = kv
-            .get(&head_key)?
-            .and_then(|bytes| String::from_utf8_lossy(&bytes).parse().ok())
-            .unwrap_or(0);
+        let head = read_head(kv, &head_key)?;
         let count = log.len(kv)?;
         let (mut position, mut new_head, mut all_stale) = (head, head, true);
         'scan: while position < count {
             let end = (position + CHUNK).min(count);
-            let entries: Vec<(i64, String, u64)> = log
-                .read(kv, position + 1, end)?
-                .into_iter()
-                .filter_map(|(slot, bytes)| {
-                    parse_log_entry(&bytes).map(|(id, version)| (slot, id, version))
-                })
-                .collect();
-            let ids: Vec<String> = entries.iter().map(|(_, id, _)| id.clone()).collect();
-            let mut conversations: Vec<Conversation> = store::load_many(kv, org, &ids)?;
-            for (slot, id, version) in &entries {
+            let (entries, mut conversations) = entries_between(kv, org, &log, position + 1, end)?;
+            for Entry { slot, id, version } in &entries {
                 let Some(conversation) = conversations
                     .iter_mut()
                     .find(|c| c.id == *id && waits_in(c, queue, *version))
@@ -440,11 +464,12 @@ pub fn pull_waiting(
                     break 'scan;
                 }
                 if assign(kv, org, conversation, agent, now)? {
-                    taken += 1;
+                    pulled.taken += 1;
                     if all_stale {
                         new_head = *slot;
                     }
                 } else {
+                    pulled.passed_over += 1;
                     all_stale = false;
                 }
             }
@@ -457,7 +482,7 @@ pub fn pull_waiting(
             kv.set(&head_key, new_head.to_string().as_bytes())?;
         }
     }
-    Ok(taken)
+    Ok(pulled)
 }
 
 #[cfg(test)]

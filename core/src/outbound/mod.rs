@@ -133,15 +133,24 @@ async fn send_now(
         "summary": Summary::of(&run.results),
         "results": run.results,
     });
-    let Some(retry_after) = run.retry_after_seconds else {
-        return Ok((Response::json(200, &body), run.interrupted.is_empty()));
-    };
-    let not_attempted: Vec<usize> = run
+    // A retry of the whole call is safe with a key, and without one when
+    // nothing went: then the answer is a 503 to retry. Otherwise, like a
+    // partly rate-limited call, it names the contacts to send again.
+    let nothing_sent = !run
         .results
         .iter()
-        .filter(|result| result.status == Status::NotAttempted)
-        .map(|result| result.index)
-        .collect();
+        .any(|r| matches!(r.status, Status::Sent | Status::Unknown));
+    if !run.interrupted.is_empty() && (progress.is_some() || nothing_sent) {
+        return Ok((interrupted(body, &run, batches.len()), false));
+    }
+    let Some(retry_after) = run.retry_after_seconds else {
+        if !run.interrupted.is_empty() {
+            body["error"] = interrupted_error(&run, batches.len());
+            body["not_attempted"] = json!(not_attempted(&run));
+        }
+        return Ok((Response::json(200, &body), run.interrupted.is_empty()));
+    };
+    let not_attempted = not_attempted(&run);
     body["error"] = json!({
         "code": "rate_limited",
         "message": format!(
@@ -152,8 +161,36 @@ async fn send_now(
     body["retry_after_seconds"] = json!(retry_after);
     body["not_attempted"] = json!(not_attempted);
     let response = Response::json(429, &body).with_header("retry-after", &retry_after.to_string());
-    Ok((
-        response,
-        run.refused.len() < batches.len() && run.interrupted.is_empty(),
-    ))
+    Ok((response, run.refused.len() < batches.len()))
+}
+
+fn interrupted_error(run: &send::Run, batches: usize) -> serde_json::Value {
+    json!({
+        "code": "store_unavailable",
+        "message": format!(
+            "the key-value store failed before {} of {batches} batches were sent; nothing of those was sent. Retry the call with the same Idempotency-Key to send only them, or send the contacts in \"not_attempted\" again",
+            run.interrupted.len()
+        ),
+    })
+}
+
+/// The contacts of batches that did not go.
+fn not_attempted(run: &send::Run) -> Vec<usize> {
+    run.results
+        .iter()
+        .filter(|result| result.status == Status::NotAttempted)
+        .map(|result| result.index)
+        .collect()
+}
+
+/// 503 for a call some of whose batches the store kept from going: the
+/// body still says what became of every contact, and a retry (with the same
+/// `Idempotency-Key`, only the batches not sent go) finishes the call.
+fn interrupted(mut body: serde_json::Value, run: &send::Run, batches: usize) -> Response {
+    body["error"] = interrupted_error(run, batches);
+    body["not_attempted"] = json!(not_attempted(run));
+    Response::json(503, &body).with_header(
+        "retry-after",
+        &crate::api::STORE_RETRY_AFTER_SECONDS.to_string(),
+    )
 }
