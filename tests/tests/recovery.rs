@@ -1035,11 +1035,13 @@ fn check_results(
     }
 }
 
-async fn outbound_case(keyed: bool, fault: Option<Fault>) -> Outcome {
+/// A flow's call for `contacts` contacts (more than 100 make two batches,
+/// which run at once: one's store steps fall while the other is sending).
+async fn outbound_case(keyed: bool, contacts: usize, fault: Option<Fault>) -> Outcome {
     let mut out = Outcome::default();
     let site = Site::open().await;
     let (config, flow) = sms_flow(&site).await;
-    let numbers = [1, 2, 3];
+    let numbers: Vec<usize> = (1..=contacts).collect();
     let body = json!({"ContactList": numbers.iter().map(|n| contact(*n)).collect::<Vec<_>>()});
     let send = |body: &Value, key: Option<&str>| {
         let call = Call::new("POST", &format!("/api/outbound/{config}/send"))
@@ -1117,7 +1119,8 @@ async fn outbound_case(keyed: bool, fault: Option<Fault>) -> Outcome {
     );
     // Nothing left stuck: a new call (new key) sends a new contact once.
     site.past_leases();
-    let next = json!({"ContactList": [contact(4)]});
+    let newcomer = contacts + 1;
+    let next = json!({"ContactList": [contact(newcomer)]});
     let later = site
         .send(&send(&next, keyed.then_some("flow-run-2")), None)
         .await;
@@ -1130,7 +1133,7 @@ async fn outbound_case(keyed: bool, fault: Option<Fault>) -> Outcome {
     check_results(
         &site,
         "a new call afterwards",
-        &[4],
+        &[newcomer],
         later.json()["results"].as_array(),
         &mut out,
     );
@@ -1141,11 +1144,19 @@ async fn outbound_case(keyed: bool, fault: Option<Fault>) -> Outcome {
 async fn outbound_sends_survive_a_fault_at_any_step_and_send_at_most_once() {
     let reports = vec![
         run_sweep("outbound send with Idempotency-Key", ALL, |fault| {
-            outbound_case(true, fault)
+            outbound_case(true, 3, fault)
         })
         .await,
+        // Store faults only: the provider faults of a batch are the
+        // one-batch sweep's, a hundred times over.
+        run_sweep(
+            "outbound send with Idempotency-Key, two batches (101 contacts)",
+            STORE,
+            |fault| outbound_case(true, 101, fault),
+        )
+        .await,
         run_sweep("outbound send without Idempotency-Key", ALL, |fault| {
-            outbound_case(false, fault)
+            outbound_case(false, 3, fault)
         })
         .await,
     ];
