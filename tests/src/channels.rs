@@ -338,3 +338,44 @@ pub fn gbm_text(conversation: &str, message_id: &str, text: &str, name: &str) ->
         "sendTime": "2026-11-22T10:00:00.100000Z",
     })
 }
+
+/// An SMS template in English (default), Norwegian and Swedish, and an
+/// outbound configuration using it, for an organisation with an SMS account
+/// for `SMS_NUMBER`; returns (configuration id, flow key).
+pub async fn sms_flow_of(gateway: &Gateway, key: &str, show_on_timeline: bool) -> (String, String) {
+    let template = gateway
+        .create(
+            key,
+            "/api/templates",
+            json!({
+                "name": "Case updated", "channel_types": ["sms"], "default_locale": "en",
+                "versions": {
+                    "en": "Hi {{CustomerName}}, case {{CaseName}} was updated.",
+                    "nb": "Hei {{CustomerName}}, saken {{CaseName}} er oppdatert.",
+                    "sv-SE": "Hej {{CustomerName}}, ärendet {{CaseName}} har uppdaterats.",
+                },
+            }),
+        )
+        .await;
+    let config = gateway
+        .create(
+            key,
+            "/api/outbound-configs",
+            json!({
+                "name": "Case updated", "show_on_timeline": show_on_timeline, "channel_type": "sms",
+                "channel": SMS_NUMBER, "template_id": template["id"],
+            }),
+        )
+        .await;
+    let flow = gateway
+        .create(
+            key,
+            "/api/keys",
+            json!({"name": "Power Automate", "role": "flow"}),
+        )
+        .await;
+    (
+        config["id"].as_str().unwrap().to_owned(),
+        flow["key"].as_str().unwrap().to_owned(),
+    )
+}

@@ -50,27 +50,12 @@ impl Desk {
     /// An available agent serving `queues` (by name), with its own key.
     pub async fn agent(&self, name: &str, capacity: i64, queues: &[&str]) -> AgentKey {
         let queue_ids: Vec<String> = queues.iter().map(|q| self.queue(q)).collect();
-        let agent = self
-            .gateway
-            .create(
-                &self.org.key,
-                "/api/agents",
-                json!({"name": name, "capacity": capacity, "presence": "available", "queues": queue_ids}),
-            )
-            .await;
-        let id = agent["id"].as_str().unwrap().to_owned();
-        let key = self
-            .gateway
-            .create(
-                &self.org.key,
-                "/api/keys",
-                json!({"name": name, "role": "agent", "agent_id": id}),
-            )
-            .await;
-        AgentKey {
-            id,
-            key: key["key"].as_str().unwrap().to_owned(),
-        }
+        agent_with_key(
+            &self.gateway,
+            &self.org.key,
+            json!({"name": name, "capacity": capacity, "presence": "available", "queues": queue_ids}),
+        )
+        .await
     }
 
     pub async fn get(&self, key: &str, path: &str) -> Value {
@@ -105,5 +90,23 @@ impl Desk {
                 Some(&body),
             )
             .await
+    }
+}
+
+/// Creates the agent `body` describes, and a key of its own.
+pub async fn agent_with_key(gateway: &Gateway, admin_key: &str, body: Value) -> AgentKey {
+    let agent = gateway.create(admin_key, "/api/agents", body).await;
+    let id = agent["id"].as_str().unwrap().to_owned();
+    let name = agent["name"].clone();
+    let key = gateway
+        .create(
+            admin_key,
+            "/api/keys",
+            json!({"name": name, "role": "agent", "agent_id": id}),
+        )
+        .await;
+    AgentKey {
+        id,
+        key: key["key"].as_str().unwrap().to_owned(),
     }
 }

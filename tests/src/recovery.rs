@@ -575,27 +575,12 @@ impl Site {
         presence: &str,
     ) -> AgentKey {
         let queue_ids: Vec<String> = queues.iter().map(|q| self.queue(q)).collect();
-        let agent = self
-            .gateway
-            .create(
-                self.admin(),
-                "/api/agents",
-                json!({"name": name, "capacity": capacity, "presence": presence, "queues": queue_ids}),
-            )
-            .await;
-        let id = agent["id"].as_str().unwrap().to_owned();
-        let key = self
-            .gateway
-            .create(
-                self.admin(),
-                "/api/keys",
-                json!({"name": name, "role": "agent", "agent_id": id}),
-            )
-            .await;
-        AgentKey {
-            id,
-            key: key["key"].as_str().unwrap().to_owned(),
-        }
+        crate::desk::agent_with_key(
+            &self.gateway,
+            self.admin(),
+            json!({"name": name, "capacity": capacity, "presence": presence, "queues": queue_ids}),
+        )
+        .await
     }
 
     // -------------------------------------------------------- webhooks

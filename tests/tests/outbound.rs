@@ -6,7 +6,9 @@
 //! dispatched exactly once, and replies threading into conversations.
 
 use e2e::api::{Gateway, OPERATOR_TOKEN};
-use e2e::channels::{delivery_report, mo_sms, posts, Omni, API_KEY, CUSTOMER_ID, SMS_NUMBER};
+use e2e::channels::{
+    delivery_report, mo_sms, posts, sms_flow_of, Omni, API_KEY, CUSTOMER_ID, SMS_NUMBER,
+};
 use e2e::sim;
 use e2e::sim::Recorded;
 use e2e::whatsapp::{field, Centre, ACCOUNT_SID, BUSINESS_NUMBER};
@@ -21,45 +23,6 @@ const CONTENT_SID: &str = "HX0123456789abcdef0123456789abcdef";
 /// outbound configuration using it; returns (configuration id, flow key).
 async fn sms_flow(omni: &Omni, show_on_timeline: bool) -> (String, String) {
     sms_flow_of(&omni.gateway, &omni.org.key, show_on_timeline).await
-}
-
-/// [`sms_flow`] for any organisation with an SMS account for `SMS_NUMBER`.
-async fn sms_flow_of(gateway: &Gateway, key: &str, show_on_timeline: bool) -> (String, String) {
-    let template = gateway
-        .create(
-            key,
-            "/api/templates",
-            json!({
-                "name": "Case updated", "channel_types": ["sms"], "default_locale": "en",
-                "versions": {
-                    "en": "Hi {{CustomerName}}, case {{CaseName}} was updated.",
-                    "nb": "Hei {{CustomerName}}, saken {{CaseName}} er oppdatert.",
-                    "sv-SE": "Hej {{CustomerName}}, ärendet {{CaseName}} har uppdaterats.",
-                },
-            }),
-        )
-        .await;
-    let config = gateway
-        .create(
-            key,
-            "/api/outbound-configs",
-            json!({
-                "name": "Case updated", "show_on_timeline": show_on_timeline, "channel_type": "sms",
-                "channel": SMS_NUMBER, "template_id": template["id"],
-            }),
-        )
-        .await;
-    let flow = gateway
-        .create(
-            key,
-            "/api/keys",
-            json!({"name": "Power Automate", "role": "flow"}),
-        )
-        .await;
-    (
-        config["id"].as_str().unwrap().to_owned(),
-        flow["key"].as_str().unwrap().to_owned(),
-    )
 }
 
 fn number(n: usize) -> String {

@@ -38,7 +38,7 @@
 //! (30) tune the run.
 
 use devhost::Fault;
-use e2e::channels::SMS_NUMBER;
+use e2e::channels::sms_flow_of;
 use e2e::desk::AgentKey;
 use e2e::recovery::{
     clip, conclude, dispatch_call, json_difference, retry, run_sweep, Answer, Call, Kind, Outcome,
@@ -288,20 +288,7 @@ async fn inbound_case(provider: Provider, existing: bool, fault: Option<Fault>) 
     }
     let message_id = provider.message_id(2);
     let call = site.inbound(provider, &customer, &message_id, "My parcel never arrived");
-    let answer = site.send(&call, fault).await;
-    out.faulted(&answer, fault);
-    if !answer.ok() {
-        let (settled, last) = retry(&site, &call, &mut out, async |a: &Answer| a.ok()).await;
-        if !settled {
-            out.problem(
-                "redelivery-refused",
-                format!(
-                    "every redelivery was refused, the last with {}",
-                    last.map(|a| clip(&a.body, 200)).unwrap_or_default()
-                ),
-            );
-        }
-    }
+    deliver_until_stored(&site, &call, fault, "message", &mut out).await;
     let Some(conversation) = the_conversation(&site, provider, &customer, &mut out).await else {
         return out;
     };
@@ -356,20 +343,7 @@ async fn messenger_batch_case(fault: Option<Fault>) -> Outcome {
         (&customers[0], &ids[0], "My parcel never arrived"),
         (&customers[1], &ids[1], "Where is my refund?"),
     ]);
-    let answer = site.send(&call, fault).await;
-    out.faulted(&answer, fault);
-    if !answer.ok() {
-        let (settled, last) = retry(&site, &call, &mut out, async |a: &Answer| a.ok()).await;
-        if !settled {
-            out.problem(
-                "redelivery-refused",
-                format!(
-                    "every redelivery was refused, the last with {}",
-                    last.map(|a| clip(&a.body, 200)).unwrap_or_default()
-                ),
-            );
-        }
-    }
+    deliver_until_stored(&site, &call, fault, "batch", &mut out).await;
     let mut conversations = Vec::new();
     for (customer, id) in customers.iter().zip(&ids) {
         let Some(conversation) = the_conversation(&site, provider, customer, &mut out).await else {
@@ -437,14 +411,48 @@ async fn inbound_messages_survive_a_fault_at_any_step() {
 
 // ================================================================ status
 
-/// A site where the customer wrote on `provider` and Ann replied; returns
-/// Ann, the conversation id and the reply's provider message id.
-async fn replied(
+/// Sends a provider's callback with `fault`, then redelivers it as the
+/// provider would until it is accepted; a callback never accepted is a
+/// problem (`what` names it).
+async fn deliver_until_stored(
+    site: &Site,
+    call: &Call,
+    fault: Option<Fault>,
+    what: &str,
+    out: &mut Outcome,
+) {
+    let answer = site.send(call, fault).await;
+    out.faulted(&answer, fault);
+    if !answer.ok() {
+        let (settled, last) = retry(site, call, out, async |a: &Answer| a.ok()).await;
+        if !settled {
+            out.problem(
+                "redelivery-refused",
+                format!(
+                    "every redelivery of the {what} was refused, the last with {}",
+                    last.map(|a| clip(&a.body, 200)).unwrap_or_default()
+                ),
+            );
+        }
+    }
+}
+
+/// After recovery: Ann's load is right, the conversation still takes a
+/// change, and her load is right after that too.
+async fn still_sound(site: &Site, provider: Provider, id: &str, ann: &AgentKey, out: &mut Outcome) {
+    loads(site, &[ann], "after recovery", out).await;
+    still_changes(site, provider, id, ann, None, out).await;
+    loads(site, &[ann], "after a later change", out).await;
+}
+
+/// A site where Ann is available and the customer said hello on
+/// `provider`; returns Ann and the conversation id.
+async fn greeted(
     site: &Site,
     provider: Provider,
     customer: &str,
     out: &mut Outcome,
-) -> Option<(AgentKey, String, String)> {
+) -> Option<(AgentKey, String)> {
     let ann = site
         .agent(
             "Ann",
@@ -453,14 +461,26 @@ async fn replied(
             "available",
         )
         .await;
-    let first = site.inbound(provider, customer, &provider.message_id(1), "Hello");
-    let answer = site.send(&first, None).await;
+    let hello = site.inbound(provider, customer, &provider.message_id(1), "Hello");
+    let answer = site.send(&hello, None).await;
     if !answer.ok() {
-        out.problem("setup", format!("first message: {}", answer.brief()));
+        out.problem("setup", format!("customer message: {}", answer.brief()));
         return None;
     }
     let conversation = the_conversation(site, provider, customer, out).await?;
     let id = conversation["id"].as_str().unwrap_or_default().to_owned();
+    Some((ann, id))
+}
+
+/// A site where the customer wrote on `provider` and Ann replied; returns
+/// Ann, the conversation id and the reply's provider message id.
+async fn replied(
+    site: &Site,
+    provider: Provider,
+    customer: &str,
+    out: &mut Outcome,
+) -> Option<(AgentKey, String, String)> {
+    let (ann, id) = greeted(site, provider, customer, out).await?;
     let reply = Call::new("POST", &format!("/api/conversations/{id}/messages"))
         .bearer(&ann.key)
         .json(&json!({"text": "We are on it"}));
@@ -484,20 +504,7 @@ async fn status_case(provider: Provider, fault: Option<Fault>) -> Outcome {
         return out;
     };
     let call = site.delivered(provider, &customer, &pmid);
-    let answer = site.send(&call, fault).await;
-    out.faulted(&answer, fault);
-    if !answer.ok() {
-        let (settled, last) = retry(&site, &call, &mut out, async |a: &Answer| a.ok()).await;
-        if !settled {
-            out.problem(
-                "redelivery-refused",
-                format!(
-                    "every redelivery of the status was refused, the last with {}",
-                    last.map(|a| clip(&a.body, 200)).unwrap_or_default()
-                ),
-            );
-        }
-    }
+    deliver_until_stored(&site, &call, fault, "status", &mut out).await;
     match site
         .read(site.admin(), &format!("/api/conversations/{id}"))
         .await
@@ -527,9 +534,7 @@ async fn status_case(provider: Provider, fault: Option<Fault>) -> Outcome {
         }
         Err(error) => out.problem("unreadable", error),
     }
-    loads(&site, &[&ann], "after recovery", &mut out).await;
-    still_changes(&site, provider, &id, &ann, None, &mut out).await;
-    loads(&site, &[&ann], "after a later change", &mut out).await;
+    still_sound(&site, provider, &id, &ann, &mut out).await;
     out
 }
 
@@ -556,7 +561,7 @@ async fn status_callbacks_survive_a_fault_at_any_step() {
 async fn activity_status_case(fault: Option<Fault>) -> Outcome {
     let mut out = Outcome::default();
     let site = Site::open().await;
-    let (config, flow) = sms_flow(&site).await;
+    let (config, flow) = sms_flow_of(&site.gateway, site.admin(), false).await;
     let sent = site
         .send(
             &Call::new("POST", &format!("/api/outbound/{config}/send"))
@@ -576,20 +581,7 @@ async fn activity_status_case(fault: Option<Fault>) -> Outcome {
         result["activity_id"].as_str().unwrap_or_default()
     );
     let call = site.delivered(Provider::Telesign, &number(1), reference);
-    let answer = site.send(&call, fault).await;
-    out.faulted(&answer, fault);
-    if !answer.ok() {
-        let (settled, last) = retry(&site, &call, &mut out, async |a: &Answer| a.ok()).await;
-        if !settled {
-            out.problem(
-                "redelivery-refused",
-                format!(
-                    "every redelivery of the report was refused, the last with {}",
-                    last.map(|a| clip(&a.body, 200)).unwrap_or_default()
-                ),
-            );
-        }
-    }
+    deliver_until_stored(&site, &call, fault, "report", &mut out).await;
     match site.read(&flow, &activity).await {
         Ok(read) if read["status"] == "delivered" => {}
         Ok(read) => out.problem(
@@ -843,25 +835,10 @@ const REPLY: &str = "Your refund is on its way";
 async fn reply_case(provider: Provider, fault: Option<Fault>) -> Outcome {
     let mut out = Outcome::default();
     let site = Site::open().await;
-    let ann = site
-        .agent(
-            "Ann",
-            5,
-            &["general", "billing", "escalations"],
-            "available",
-        )
-        .await;
     let customer = provider.customer(1);
-    let hello = site.inbound(provider, &customer, &provider.message_id(1), "Hello");
-    let answer = site.send(&hello, None).await;
-    if !answer.ok() {
-        out.problem("setup", format!("customer message: {}", answer.brief()));
-        return out;
-    }
-    let Some(conversation) = the_conversation(&site, provider, &customer, &mut out).await else {
+    let Some((ann, id)) = greeted(&site, provider, &customer, &mut out).await else {
         return out;
     };
-    let id = conversation["id"].as_str().unwrap_or_default().to_owned();
     let path = format!("/api/conversations/{id}");
     let call = Call::new("POST", &format!("{path}/messages"))
         .bearer(&ann.key)
@@ -925,9 +902,7 @@ async fn reply_case(provider: Provider, fault: Option<Fault>) -> Outcome {
         ),
         _ => {}
     }
-    loads(&site, &[&ann], "after recovery", &mut out).await;
-    still_changes(&site, provider, &id, &ann, None, &mut out).await;
-    loads(&site, &[&ann], "after a later change", &mut out).await;
+    still_sound(&site, provider, &id, &ann, &mut out).await;
     out
 }
 
@@ -942,41 +917,6 @@ async fn replies_survive_a_fault_at_any_step_and_are_sent_at_most_once() {
 }
 
 // ================================================================ outbound
-
-/// An SMS template, an outbound configuration and a flow key on the site;
-/// returns (configuration id, flow key).
-async fn sms_flow(site: &Site) -> (String, String) {
-    let template = site
-        .gateway
-        .create(
-            site.admin(),
-            "/api/templates",
-            json!({"name": "Case updated", "channel_types": ["sms"], "default_locale": "en",
-                   "versions": {"en": "Hi {{CustomerName}}, case {{CaseName}} was updated."}}),
-        )
-        .await;
-    let config = site
-        .gateway
-        .create(
-            site.admin(),
-            "/api/outbound-configs",
-            json!({"name": "Case updated", "show_on_timeline": false, "channel_type": "sms",
-                   "channel": SMS_NUMBER, "template_id": template["id"]}),
-        )
-        .await;
-    let flow = site
-        .gateway
-        .create(
-            site.admin(),
-            "/api/keys",
-            json!({"name": "Power Automate", "role": "flow"}),
-        )
-        .await;
-    (
-        config["id"].as_str().unwrap().to_owned(),
-        flow["key"].as_str().unwrap().to_owned(),
-    )
-}
 
 fn number(n: usize) -> String {
     format!("+4790{n:06}")
@@ -1040,7 +980,7 @@ fn check_results(
 async fn outbound_case(keyed: bool, contacts: usize, fault: Option<Fault>) -> Outcome {
     let mut out = Outcome::default();
     let site = Site::open().await;
-    let (config, flow) = sms_flow(&site).await;
+    let (config, flow) = sms_flow_of(&site.gateway, site.admin(), false).await;
     let numbers: Vec<usize> = (1..=contacts).collect();
     let body = json!({"ContactList": numbers.iter().map(|n| contact(*n)).collect::<Vec<_>>()});
     let send = |body: &Value, key: Option<&str>| {
@@ -1170,7 +1110,7 @@ async fn outbound_sends_survive_a_fault_at_any_step_and_send_at_most_once() {
 async fn dispatch_case(sizes: &[usize], fault: Option<Fault>) -> Outcome {
     let mut out = Outcome::default();
     let site = Site::open().await;
-    let (config, flow) = sms_flow(&site).await;
+    let (config, flow) = sms_flow_of(&site.gateway, site.admin(), false).await;
     let mut jobs: Vec<(String, Vec<usize>)> = Vec::new();
     let mut next = 1;
     for size in sizes {

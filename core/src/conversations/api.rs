@@ -8,7 +8,8 @@
 
 use super::contacts::{address_key, Contact, ContactAddress};
 use super::reply::{
-    deliver, free_form_window, window_closes_at, Content, Undelivered, Window, MAX_TEXT_CHARS,
+    deliver, free_form_window, may_have_been_sent, window_closes_at, Content, Undelivered, Window,
+    MAX_TEXT_CHARS, OUTCOME_UNKNOWN,
 };
 use super::routing::{assign, pull_waiting, release, reserve, route_to_queue};
 use super::{
@@ -695,8 +696,8 @@ async fn send_reply(
             let _ = record_outcome(kv, ctx.org(), &conversation.id, provider, &message);
             Ok(Response::json(201, &message))
         }
-        Err(undelivered) if undelivered.error.code == "provider_unreachable" => {
-            message.error_code = Some("outcome_unknown".to_owned());
+        Err(undelivered) if may_have_been_sent(&undelivered.error) => {
+            message.error_code = Some(OUTCOME_UNKNOWN.to_owned());
             let _ = record_outcome(kv, ctx.org(), &conversation.id, provider, &message);
             Err(ApiError {
                 status: 502,

@@ -18,7 +18,7 @@
 //! stored message is never answered with a 5xx.
 
 use super::contacts::{address_key, opt_keyword, Contact};
-use super::reply::{deliver, Content, Window};
+use super::reply::{deliver, may_have_been_sent, Content, Window, OUTCOME_UNKNOWN};
 use super::routing::{assignment_entry, classify, release, reserve, route_to_queue};
 use super::{
     commit, last_customer_key, messages, pending_outbound_key, provider_message_key, record_intent,
@@ -88,14 +88,15 @@ pub fn thread_keys(
         &inbound.customer_address,
     );
     let record = provider_message_key(org, provider, &inbound.provider_message_id);
+    let probe = lease::probe_keys(&delivery_lease(&record), now);
     let mut keys = vec![
+        record,
         store::owner_key(&channel_claim(org, account_id, &inbound.channel_address)),
         address_key(org, channel, &inbound.customer_address),
         store::document_key::<Conversation>(org, &thread),
         pending_outbound_key(org, &thread),
     ];
-    keys.extend(lease::probe_keys(&delivery_lease(&record), now));
-    keys.insert(0, record);
+    keys.extend(probe);
     keys
 }
 
@@ -589,8 +590,8 @@ async fn say(
             message.provider_message_id = Some(sent.provider_message_id);
             message.status = Some(sent.status);
         }
-        Err(undelivered) if undelivered.error.code == "provider_unreachable" => {
-            message.error_code = Some("outcome_unknown".to_owned());
+        Err(undelivered) if may_have_been_sent(&undelivered.error) => {
+            message.error_code = Some(OUTCOME_UNKNOWN.to_owned());
         }
         Err(undelivered) => {
             message.status = Some("failed".to_owned());

@@ -263,7 +263,7 @@ pub fn parse_log_entry(bytes: &[u8]) -> Option<(String, u64)> {
 /// Writes a changed conversation with `extra` keys in one transaction,
 /// provided nobody changed it since it was read: the writer of version `v`
 /// must hold the lease of `…/v/{v}` ([`crate::lease`]), which only one
-/// writer gets. Others get [`Changed`] and reload. A writer that died
+/// writer gets. Others get [`changed`] and reload. A writer that died
 /// holding it blocks the conversation only until its lease ends (R-OPS-4).
 pub fn commit(
     kv: &dyn KeyValue,

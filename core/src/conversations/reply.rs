@@ -362,6 +362,17 @@ struct CachedToken {
     expires_at_millis: i64,
 }
 
+/// The error code of a message of ours handed to a provider whose answer
+/// never came: it may have reached the customer (R-OPS-4).
+pub const OUTCOME_UNKNOWN: &str = "outcome_unknown";
+
+/// Whether a send that failed may still have reached the customer: the
+/// provider was asked, but no answer came back. Such a message is shown as
+/// unknown and never sent again on its own.
+pub fn may_have_been_sent(error: &ApiError) -> bool {
+    error.code == "provider_unreachable"
+}
+
 /// The provider's answer as the API reports it.
 fn outcome_to_result(
     account: &Account,

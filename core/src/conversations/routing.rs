@@ -131,18 +131,14 @@ pub fn load_of(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<i64, ApiErro
 /// ([`reconcile`]): its counter may hold units of requests that died.
 pub fn reserve(kv: &dyn KeyValue, org: &str, agent: &Agent) -> Result<bool, ApiError> {
     let key = load_key(org, &agent.id);
-    if kv.increment(&key, 1)? <= agent.capacity {
-        return Ok(true);
-    }
-    kv.increment(&key, -1)?;
-    if reconcile(kv, org, &agent.id)? >= agent.capacity {
-        return Ok(false);
-    }
-    if kv.increment(&key, 1)? <= agent.capacity {
-        return Ok(true);
-    }
-    kv.increment(&key, -1)?;
-    Ok(false)
+    let take = || -> Result<bool, ApiError> {
+        if kv.increment(&key, 1)? <= agent.capacity {
+            return Ok(true);
+        }
+        kv.increment(&key, -1)?;
+        Ok(false)
+    };
+    Ok(take()? || reconcile(kv, org, &agent.id)? < agent.capacity && take()?)
 }
 
 /// Gives back one unit of the agent's capacity.
@@ -315,40 +311,10 @@ pub fn route_to_queue(
     queue: &str,
     distribution: &str,
     now: UnixMillis,
-    mut extra: Vec<(String, Vec<u8>)>,
+    extra: Vec<(String, Vec<u8>)>,
 ) -> Result<(), ApiError> {
     let agent = pick_agent(kv, org, queue, distribution)?;
-    let version = conversation.version + 1;
-    let queued = queue_log(org, queue)
-        .reserve(kv)
-        .and_then(|slot| match &agent {
-            Some(agent) => Ok((slot, Some(assignment_entry(kv, org, conversation, agent)?))),
-            None => Ok((slot, None)),
-        });
-    let (slot, assignment) = match queued {
-        Ok(queued) => queued,
-        Err(error) => {
-            if let Some(agent) = &agent {
-                let _ = release(kv, org, &agent.id);
-            }
-            return Err(error);
-        }
-    };
-    extra.push((
-        queue_log(org, queue).slot_key(slot),
-        log_entry(&conversation.id, version),
-    ));
-    extra.extend(assignment);
-    conversation.queue_id = Some(queue.to_owned());
-    conversation.queued_at = version;
-    conversation.with_bot = false;
-    conversation.closed_at = None;
-    conversation.updated_at = crate::time::rfc3339(now);
-    if agent.is_none() {
-        conversation.state = State::Open;
-        conversation.agent_id = None;
-    }
-    if let Err(error) = commit(kv, org, conversation, now, extra) {
+    if let Err(error) = enqueue(kv, org, conversation, queue, agent.as_ref(), now, extra) {
         if let Some(agent) = &agent {
             let _ = release(kv, org, &agent.id);
         }
@@ -360,6 +326,38 @@ pub fn route_to_queue(
         }
     }
     Ok(())
+}
+
+/// Commits the conversation into `queue`'s log, with `agent` (whose
+/// capacity is taken) or waiting.
+fn enqueue(
+    kv: &dyn KeyValue,
+    org: &str,
+    conversation: &mut Conversation,
+    queue: &str,
+    agent: Option<&Agent>,
+    now: UnixMillis,
+    mut extra: Vec<(String, Vec<u8>)>,
+) -> Result<(), ApiError> {
+    let version = conversation.version + 1;
+    let log = queue_log(org, queue);
+    extra.push((
+        log.slot_key(log.reserve(kv)?),
+        log_entry(&conversation.id, version),
+    ));
+    match agent {
+        Some(agent) => extra.push(assignment_entry(kv, org, conversation, agent)?),
+        None => {
+            conversation.state = State::Open;
+            conversation.agent_id = None;
+        }
+    }
+    conversation.queue_id = Some(queue.to_owned());
+    conversation.queued_at = version;
+    conversation.with_bot = false;
+    conversation.closed_at = None;
+    conversation.updated_at = crate::time::rfc3339(now);
+    commit(kv, org, conversation, now, extra)
 }
 
 /// Makes `agent` the conversation's owner at the next version; returns the

@@ -90,16 +90,16 @@ fn run_lease(org: &str, job_id: &str) -> String {
 }
 
 /// Where a job keeps the results of its batches.
-fn progress<'a>(org: &str, job_id: &str, lease: &'a RefCell<Lease>) -> Progress<'a> {
-    Progress {
-        prefix: format!("{}/batch", store::document_key::<Job>(org, job_id)),
-        lease,
-    }
+fn records_prefix(org: &str, job_id: &str) -> String {
+    format!("{}/batch", store::document_key::<Job>(org, job_id))
 }
 
-/// Where a job keeps the results of its batch `batch`.
-pub fn batch_key(org: &str, job_id: &str, batch: usize) -> String {
-    format!("{}/batch/{batch}", store::document_key::<Job>(org, job_id))
+/// The job's batch records, written under `lease`.
+fn progress<'a>(org: &str, job_id: &str, lease: &'a RefCell<Lease>) -> Progress<'a> {
+    Progress {
+        prefix: records_prefix(org, job_id),
+        lease,
+    }
 }
 
 /// Stores a job to send `contacts` with `config_id` at `send_at_millis`.
@@ -149,8 +149,9 @@ pub fn schedule(
 /// far (one read of the job, one of its batches' results).
 pub fn read(kv: &dyn KeyValue, org: &str, id: &str) -> Result<Response, ApiError> {
     let job: Job = store::require(kv, org, id)?;
+    let prefix = records_prefix(org, id);
     let keys: Vec<String> = (0..batch_count(job.contacts.len()))
-        .map(|batch| batch_key(org, id, batch))
+        .map(|batch| send::batch_record_key(&prefix, batch))
         .collect();
     let mut results = Vec::new();
     for (key, found) in keys.iter().zip(kv.get_many(&keys)?) {

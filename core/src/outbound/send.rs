@@ -20,7 +20,7 @@ use crate::api::ApiError;
 use crate::config::accounts::Account;
 use crate::config::outbound_configs::OutboundConfig;
 use crate::conversations::contacts::{address_key, Contact};
-use crate::conversations::reply::{deliver, Content, Window};
+use crate::conversations::reply::{deliver, may_have_been_sent, Content, Window, OUTCOME_UNKNOWN};
 use crate::conversations::{pending_outbound_key, provider_message_key, thread_id, Author, Thread};
 use crate::lease::Lease;
 use crate::ports::Ports;
@@ -244,8 +244,13 @@ pub struct Progress<'a> {
 
 impl Progress<'_> {
     pub fn batch_key(&self, batch: usize) -> String {
-        format!("{}/{batch}", self.prefix)
+        batch_record_key(&self.prefix, batch)
     }
+}
+
+/// Where a run recording under `prefix` keeps batch `batch`'s results.
+pub fn batch_record_key(prefix: &str, batch: usize) -> String {
+    format!("{prefix}/{batch}")
 }
 
 pub fn batch_count(contacts: usize) -> usize {
@@ -432,7 +437,7 @@ async fn run_batch(
             }
             // No answer: the provider may have the message. It stays
             // `unknown`, and is not sent again.
-            Err(error) if error.code == "provider_unreachable" => {
+            Err(error) if may_have_been_sent(&error) => {
                 activity.error = Some(error.message.clone());
                 result.reason = Some(Reason {
                     message: format!("{} ({})", outcome_unknown().message, error.message),
@@ -489,7 +494,7 @@ async fn run_batch(
 
 fn outcome_unknown() -> Reason {
     reason(
-        "outcome_unknown",
+        OUTCOME_UNKNOWN,
         "the message was handed to the provider but no answer was recorded: it may have reached the customer; check the provider's logs before sending it again",
         None,
     )

@@ -88,10 +88,11 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
     let kv = ports.kv;
     let org = organisation_of(kv, account_id, "facebook")?;
     let events = facebook::parse_webhook(&request.body);
+    let now = ports.clock.now_millis();
     let keys_per_event: Vec<Vec<String>> = events
         .iter()
         .flatten()
-        .map(|event| event_keys(&org, account_id, event, ports.clock.now_millis()))
+        .map(|event| event_keys(&org, account_id, event, now))
         .collect();
     let key_counts: Vec<usize> = keys_per_event.iter().map(Vec::len).collect();
     let keys = keys_per_event.into_iter().flatten().collect();
