@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what is needed,
 # builds the components once, starts a loopback Redis for the Redis-backed
-# cases, checks formatting and lints, and runs every test.
+# cases, checks formatting and lints, runs every test, then audits the log
+# lines the app wrote during the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -40,4 +41,8 @@ cargo fmt --all --check
 build_wasm
 cargo clippy --locked --all-targets -- -D warnings
 cargo clippy --locked --target wasm32-wasip2 --release "${WASM_PACKAGES[@]}" -- -D warnings
+# Every line the guests write goes to one file, which the log audit reads
+# after the suite (R-OPS-2: no secret or customer data in any of them).
+export DEVHOST_GUEST_LOG_FILE="$redis_dir/guest.log"
 cargo test --locked --release
+cargo test --locked --release -p e2e --test operations -- --ignored --exact log_audit_of_the_whole_suite

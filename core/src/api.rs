@@ -31,7 +31,25 @@ impl Method {
             _ => Method::Other,
         }
     }
+
+    /// The method as HTTP spells it (`OTHER` for one the app does not serve).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Head => "HEAD",
+            Method::Options => "OPTIONS",
+            Method::Other => "OTHER",
+        }
+    }
 }
+
+/// The largest request body the app reads (SPEC.md R-OPS-3); the component
+/// shells refuse a larger one with [`ApiError::too_large`] before reading it.
+pub const MAX_REQUEST_BODY: usize = 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -181,6 +199,19 @@ impl ApiError {
             status: 503,
             code: "store_unavailable",
             message: format!("{error}; nothing was changed, retry later"),
+            field: None,
+        }
+    }
+
+    /// 413: the body is over [`MAX_REQUEST_BODY`]; nothing of it was used.
+    pub fn too_large() -> ApiError {
+        ApiError {
+            status: 413,
+            code: "payload_too_large",
+            message: format!(
+                "the request body is over {} bytes (1 MiB); send less per request (outbound lists are sent in batches of 100 contacts)",
+                MAX_REQUEST_BODY
+            ),
             field: None,
         }
     }

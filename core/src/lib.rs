@@ -18,6 +18,7 @@ pub mod input;
 pub mod lease;
 pub mod locale;
 pub mod memory;
+pub mod observe;
 pub mod outbound;
 pub mod phone;
 pub mod ports;

@@ -41,6 +41,10 @@ pub struct Options {
     /// the process environment (tests pass their own to stay independent).
     pub environment: Option<HashMap<String, String>>,
     pub max_request_body: usize,
+    /// A file guests' output lines are appended to instead of stderr; by
+    /// default `$DEVHOST_GUEST_LOG_FILE` when set (the test suite sets it to
+    /// audit every line the guests wrote).
+    pub guest_log_file: Option<PathBuf>,
     /// Faults applied to every matching request, as `devhost up --fault`
     /// arms them; tests arm one-shot faults with [`crate::App::inject`].
     pub faults: Vec<FaultSpec>,
@@ -54,6 +58,7 @@ impl Options {
             variables: HashMap::new(),
             environment: None,
             max_request_body: DEFAULT_MAX_REQUEST_BODY,
+            guest_log_file: std::env::var_os("DEVHOST_GUEST_LOG_FILE").map(Into::into),
             faults: Vec::new(),
         }
     }
@@ -110,6 +115,7 @@ pub(crate) struct AppInner {
     components: HashMap<String, LoadedComponent>,
     clock: GuestClock,
     pub(crate) max_request_body: usize,
+    guest_log: Option<crate::guest_log::LogFile>,
     faults: Armed,
 }
 
@@ -284,6 +290,12 @@ impl AppInner {
             components,
             clock: GuestClock::default(),
             max_request_body: options.max_request_body,
+            guest_log: match &options.guest_log_file {
+                Some(path) => Some(crate::guest_log::open(path).with_context(|| {
+                    format!("cannot open the guest log file {}", path.display())
+                })?),
+                None => None,
+            },
             faults: Armed::default(),
         };
         for spec in &options.faults {
@@ -422,8 +434,9 @@ impl AppInner {
 
             let context = component.context.clone();
             let mut wasi = WasiCtx::builder();
-            wasi.stdout(crate::guest_log::GuestLog::new(&context.id))
-                .stderr(crate::guest_log::GuestLog::new(&context.id))
+            let log = || crate::guest_log::GuestLog::new(&context.id, self.guest_log.clone());
+            wasi.stdout(log())
+                .stderr(log())
                 .wall_clock(self.clock.clone())
                 .envs(&context.environment);
             let state = HostState {

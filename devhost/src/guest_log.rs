@@ -1,21 +1,42 @@
-//! Guests' stdout and stderr, written line by line to the host's stderr with
-//! the component's id in front, so interleaved requests stay readable.
+//! Guests' stdout and stderr, written line by line with the component's id
+//! in front, so interleaved requests stay readable: to the host's stderr, or
+//! appended to the log file the host was given, so a test run can read back
+//! every line its guests wrote (the log audit does) and keep its output
+//! readable.
 
+use std::fs::File;
 use std::io::Write;
+use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
+/// A file every app of the process may append guests' lines to.
+pub type LogFile = Arc<Mutex<File>>;
+
+/// Opens `path` for appending (creating it), shared by the lines of all
+/// requests; each line is one write, so processes appending to the same file
+/// do not tear each other's lines.
+pub fn open(path: &Path) -> std::io::Result<LogFile> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    Ok(Arc::new(Mutex::new(file)))
+}
+
 pub struct GuestLog {
     prefix: Arc<str>,
+    file: Option<LogFile>,
 }
 
 impl GuestLog {
-    pub fn new(component: &str) -> GuestLog {
+    pub fn new(component: &str, file: Option<LogFile>) -> GuestLog {
         GuestLog {
             prefix: format!("[{component}] ").into(),
+            file,
         }
     }
 }
@@ -30,6 +51,7 @@ impl StdoutStream for GuestLog {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
         Box::new(LineWriter {
             prefix: self.prefix.clone(),
+            file: self.file.clone(),
             pending: Vec::new(),
         })
     }
@@ -37,6 +59,7 @@ impl StdoutStream for GuestLog {
 
 struct LineWriter {
     prefix: Arc<str>,
+    file: Option<LogFile>,
     pending: Vec<u8>,
 }
 
@@ -49,11 +72,21 @@ impl LineWriter {
     }
 
     fn emit(&self, line: &[u8]) {
-        let mut stderr = std::io::stderr().lock();
-        let _ = stderr.write_all(self.prefix.as_bytes());
-        let _ = stderr.write_all(line);
+        let mut whole = Vec::with_capacity(self.prefix.len() + line.len() + 1);
+        whole.extend_from_slice(self.prefix.as_bytes());
+        whole.extend_from_slice(line);
         if !line.ends_with(b"\n") {
-            let _ = stderr.write_all(b"\n");
+            whole.push(b'\n');
+        }
+        match &self.file {
+            Some(file) => {
+                if let Ok(mut file) = file.lock() {
+                    let _ = file.write_all(&whole);
+                }
+            }
+            None => {
+                let _ = std::io::stderr().lock().write_all(&whole);
+            }
         }
     }
 }

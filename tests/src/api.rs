@@ -28,6 +28,15 @@ impl Gateway {
 
     /// [`Gateway::start`] on another key-value backend.
     pub async fn start_on(backend: &Backend, variables: &[(&str, &str)]) -> Gateway {
+        Gateway::start_with(backend, variables, |_| {}).await
+    }
+
+    /// [`Gateway::start_on`] with the dev host's options adjusted by `tweak`.
+    pub async fn start_with(
+        backend: &Backend,
+        variables: &[(&str, &str)],
+        tweak: impl FnOnce(&mut devhost::Options),
+    ) -> Gateway {
         for component in [
             "admin",
             "templates",
@@ -54,6 +63,7 @@ impl Gateway {
                 .variables
                 .insert(name.to_string(), value.to_string());
         }
+        tweak(&mut options);
         Gateway {
             app: App::load(options).await.expect("the app loads"),
             _scratch: scratch,

@@ -4,9 +4,11 @@
 //! request with [`to_core_request`], calls a core handler and converts back
 //! with [`to_spin_response`]. Nothing here makes a decision.
 
-use spin_sdk::http::{Request, Response};
+use futures::StreamExt;
+use spin_sdk::http::{IncomingRequest, Request, Response};
 use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
 use switchboard_core::api;
+use switchboard_core::observe::{self, ObservedStore};
 use switchboard_core::ports::{
     Clock, KeyValue, OutboundError, OutboundHttp, OutboundRequest, OutboundResponse, PortFuture,
     Ports, Randomness, StoreError, UnixMillis, Variables,
@@ -181,46 +183,166 @@ impl SpinPorts {
             kv: SpinKeyValue::open_default()?,
         })
     }
-
-    pub fn ports(&self) -> Ports<'_> {
-        Ports {
-            kv: &self.kv,
-            http: &SpinHttp,
-            clock: &WallClock,
-            random: &HostRandomness,
-            variables: &SpinVariables,
-        }
-    }
 }
 
-/// Serves one request with a core `handler`: the ports opened for it, the
-/// request and response translated, and a 503 the caller may retry when the
-/// store cannot even be opened. Every component is this one call.
+/// Serves one request with a core `handler`: the body read up to the app's
+/// limit, the ports opened for it, the request and response translated, a
+/// 503 the caller may retry when the store cannot even be opened, and the
+/// request's log line (R-OPS-2) on stdout. Every component is this one call.
 pub async fn serve(
-    request: Request,
+    component: &'static str,
+    request: IncomingRequest,
     handler: impl AsyncFn(&api::Request, &Ports<'_>) -> api::Response,
 ) -> Response {
-    match SpinPorts::open() {
-        Ok(ports) => to_spin_response(handler(&to_core_request(request), &ports.ports()).await),
-        Err(error) => store_unavailable(error),
+    let started = Started::now();
+    let mut core_request = to_core_request(&request);
+    let request_id = observe::request_id(&core_request, &HostRandomness);
+    let log = Log {
+        component,
+        request_id: &request_id,
+    };
+    let opened = match read_body(request).await {
+        Ok(body) => {
+            core_request.body = body;
+            SpinPorts::open().map_err(store_unavailable)
+        }
+        Err(refusal) => Err(refusal),
+    };
+    let (response, store) = match &opened {
+        Ok(opened) => {
+            let store = ObservedStore::new(&opened.kv);
+            let http = LoggedHttp(log);
+            let ports = Ports {
+                kv: &store,
+                http: &http,
+                clock: &WallClock,
+                random: &HostRandomness,
+                variables: &SpinVariables,
+            };
+            (handler(&core_request, &ports).await, Some(store))
+        }
+        Err(refusal) => (refusal.clone().into_response(), None),
+    };
+    let (response, line) = observe::finish(
+        response,
+        &observe::RequestDone {
+            component,
+            request_id: &request_id,
+            started_at: started.wall,
+            method: core_request.method,
+            path: &core_request.path,
+            duration_micros: started.elapsed_micros(),
+            store: store.as_ref(),
+        },
+    );
+    println!("{line}");
+    to_spin_response(response)
+}
+
+/// The request body, refused (413) past [`api::MAX_REQUEST_BODY`] without
+/// reading further: by its declared length when it has one, else as soon as
+/// the stream passes the limit. Spin sets no limit of its own.
+async fn read_body(request: IncomingRequest) -> Result<Vec<u8>, api::ApiError> {
+    let declared = request
+        .headers()
+        .get(&"content-length".to_owned())
+        .first()
+        .and_then(|value| std::str::from_utf8(value).ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > api::MAX_REQUEST_BODY as u64) {
+        return Err(api::ApiError::too_large());
+    }
+    let mut stream = request.into_body_stream();
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|error| api::ApiError {
+            status: 400,
+            code: "unreadable_body",
+            message: format!("the request body could not be read ({error}); send it again"),
+            field: None,
+        })?;
+        if body.len() + chunk.len() > api::MAX_REQUEST_BODY {
+            return Err(api::ApiError::too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// When a request began: wall time for the log, monotonic time to measure.
+struct Started {
+    wall: UnixMillis,
+    monotonic: u64,
+}
+
+impl Started {
+    fn now() -> Started {
+        Started {
+            wall: WallClock.now_millis(),
+            monotonic: wasi::clocks::monotonic_clock::now(),
+        }
+    }
+
+    fn elapsed_micros(&self) -> u64 {
+        wasi::clocks::monotonic_clock::now().saturating_sub(self.monotonic) / 1_000
     }
 }
 
-fn to_core_request(request: Request) -> api::Request {
+/// Who is logging: every line of a request carries both.
+#[derive(Clone, Copy)]
+struct Log<'a> {
+    component: &'static str,
+    request_id: &'a str,
+}
+
+/// Outbound HTTP that logs each provider call: provider, status, latency.
+struct LoggedHttp<'a>(Log<'a>);
+
+impl OutboundHttp for LoggedHttp<'_> {
+    fn send(
+        &self,
+        request: OutboundRequest,
+    ) -> PortFuture<'_, Result<OutboundResponse, OutboundError>> {
+        Box::pin(async move {
+            let started = Started::now();
+            let provider = observe::provider_of(&request.url, &SpinVariables);
+            let method = request.method;
+            let result = SpinHttp.send(request).await;
+            let line = observe::provider_line(&observe::ProviderCall {
+                component: self.0.component,
+                request_id: self.0.request_id,
+                started_at: started.wall,
+                provider,
+                method,
+                status: result.as_ref().ok().map(|response| response.status),
+                duration_micros: started.elapsed_micros(),
+            });
+            println!("{line}");
+            result
+        })
+    }
+}
+
+fn to_core_request(request: &IncomingRequest) -> api::Request {
+    let path_with_query = request.path_with_query().unwrap_or_default();
+    let (path, query) = path_with_query
+        .split_once('?')
+        .unwrap_or((&path_with_query, ""));
     api::Request {
         method: api::Method::parse(&request.method().to_string()),
-        path: request.path().to_owned(),
-        query: request.query().to_owned(),
+        path: path.to_owned(),
+        query: query.to_owned(),
         headers: request
             .headers()
+            .entries()
+            .into_iter()
             .map(|(name, value)| {
                 (
                     name.to_ascii_lowercase(),
-                    value.as_str().unwrap_or_default().to_owned(),
+                    String::from_utf8(value).unwrap_or_default(),
                 )
             })
             .collect(),
-        body: request.into_body(),
+        body: Vec::new(),
     }
 }
 
@@ -234,14 +356,11 @@ fn to_spin_response(response: api::Response) -> Response {
 }
 
 /// The answer when the store cannot even be opened: a 503 the caller may retry.
-fn store_unavailable(error: StoreError) -> Response {
-    to_spin_response(
-        api::ApiError {
-            status: 503,
-            code: "store_unavailable",
-            message: format!("{error}; retry later"),
-            field: None,
-        }
-        .into_response(),
-    )
+fn store_unavailable(error: StoreError) -> api::ApiError {
+    api::ApiError {
+        status: 503,
+        code: "store_unavailable",
+        message: format!("{error}; retry later"),
+        field: None,
+    }
 }

@@ -1,9 +1,14 @@
 //! The Facebook webhook component: a shell around `switchboard_core::webhooks::facebook`.
 
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
 
 #[http_component]
-async fn handle(request: Request) -> Response {
-    spin_ports::serve(request, switchboard_core::webhooks::facebook::handle).await
+async fn handle(request: IncomingRequest) -> Response {
+    spin_ports::serve(
+        "webhook-facebook",
+        request,
+        switchboard_core::webhooks::facebook::handle,
+    )
+    .await
 }

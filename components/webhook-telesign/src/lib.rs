@@ -1,9 +1,14 @@
 //! The TeleSign webhook component: a shell around `switchboard_core::webhooks::telesign`.
 
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
 
 #[http_component]
-async fn handle(request: Request) -> Response {
-    spin_ports::serve(request, switchboard_core::webhooks::telesign::handle).await
+async fn handle(request: IncomingRequest) -> Response {
+    spin_ports::serve(
+        "webhook-telesign",
+        request,
+        switchboard_core::webhooks::telesign::handle,
+    )
+    .await
 }
