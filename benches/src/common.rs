@@ -87,8 +87,14 @@ pub async fn dev_host(
             .variables
             .insert((*name).to_owned(), (*value).to_owned());
     }
+    // The app logs a line per request (R-OPS-2), as it does in production;
+    // into a file that is unlinked once open, so the bench's output stays
+    // readable and nothing is left behind.
+    let log = std::env::temp_dir().join(format!("{name}-{}.log", std::process::id()));
+    options.guest_log_file = Some(log.clone());
     let app = devhost::App::load(options).await?;
     std::fs::remove_file(&config)?;
+    std::fs::remove_file(&log)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let served = app.clone();
