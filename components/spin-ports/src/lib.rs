@@ -245,7 +245,7 @@ pub async fn serve(
 async fn read_body(request: IncomingRequest) -> Result<Vec<u8>, api::ApiError> {
     let declared = request
         .headers()
-        .get(&"content-length".to_owned())
+        .get("content-length")
         .first()
         .and_then(|value| std::str::from_utf8(value).ok()?.trim().parse::<u64>().ok());
     if declared.is_some_and(|length| length > api::MAX_REQUEST_BODY as u64) {
