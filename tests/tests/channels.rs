@@ -149,6 +149,13 @@ async fn sms_arrives_signed_is_routed_answered_and_reported() {
         .await;
     assert_eq!(long.status(), 422, "{}", long.text());
     assert_eq!(long.json()["error"]["code"], "text_too_long");
+    assert_eq!(
+        posts(&omni.telesign, "/v1/messaging").len(),
+        1,
+        "nothing more was sent"
+    );
+    // A longer inbound SMS is kept, cut to 1,600 characters with a note,
+    // rather than refused and lost.
     let inbound_long = omni
         .telesign_callback(&mo_sms(
             "0123456789ABCDEF0123456789ABCDE2",
@@ -156,16 +163,14 @@ async fn sms_arrives_signed_is_routed_answered_and_reported() {
             &"é".repeat(1601),
         ))
         .await;
-    assert_eq!(inbound_long.status(), 422, "{}", inbound_long.text());
-    assert_eq!(
-        posts(&omni.telesign, "/v1/messaging").len(),
-        1,
-        "nothing more was sent"
-    );
-    assert_eq!(
-        messages(&omni.conversation(id).await).len(),
-        2,
-        "nothing more was stored"
+    assert_eq!(inbound_long.status(), 200, "{}", inbound_long.text());
+    let stored = texts(&omni.conversation(id).await);
+    assert_eq!(stored.len(), 3, "{stored:?}");
+    assert_eq!(stored[2].chars().count(), 1600);
+    assert!(
+        stored[2].ends_with(" [… cut: the message had 1601 characters, this channel carries 1600]"),
+        "{}",
+        stored[2]
     );
 
     // STOP opts the customer out of SMS.

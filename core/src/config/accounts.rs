@@ -1,10 +1,11 @@
 //! Messaging accounts (R-CFG-1 … R-CFG-4): one per provider account, with
 //! exactly the fields the seeds' admin pages ask for, secrets write-only.
 //!
-//! Each account has a global record `account/{id}` → its organisation, so a
-//! webhook (whose URL carries only the account id) finds its tenant in one
-//! read; a deleted account leaves a tombstone there, so its webhooks answer
-//! 410 Gone instead of looking like a typo (R-CFG-7).
+//! Each account has a global record `account/{id}` → its organisation and
+//! webhook secret, so a webhook (whose URL carries only the account id)
+//! finds its tenant and checks the provider's signature after one read; a
+//! deleted account leaves a tombstone there, so its webhooks answer 410
+//! Gone instead of looking like a typo (R-CFG-7).
 //!
 //! A Facebook page can feed only one account: Facebook delivers a page's
 //! events to every app that subscribes to it. The first account to save a
@@ -134,6 +135,17 @@ impl Settings {
             Settings::Gbm { .. } => "gbm",
         }
     }
+
+    /// The secret the provider signs this account's webhooks with
+    /// (providers.md 1.3, 2.5, 3.2, 4.2).
+    pub fn webhook_secret(&self) -> &str {
+        match self {
+            Settings::Telesign { api_key, .. } => api_key,
+            Settings::Twilio { auth_token, .. } => auth_token,
+            Settings::Facebook { app_secret, .. } => app_secret,
+            Settings::Gbm { client_token, .. } => client_token,
+        }
+    }
 }
 
 impl Account {
@@ -237,7 +249,8 @@ pub fn page_token_warnings(kv: &dyn KeyValue, now_millis: i64) -> Result<Vec<Str
         .collect())
 }
 
-/// The global record a webhook reads first.
+/// The global record a webhook reads first: the account's organisation,
+/// provider and webhook secret, or its tombstone.
 pub fn global_key(account_id: &str) -> String {
     format!("account/{account_id}")
 }
@@ -574,16 +587,23 @@ impl Resource for Account {
         previous: Option<&Self>,
         effects: &mut Effects,
     ) -> Result<(), ApiError> {
-        match previous {
-            None => effects.writes.push((
-                global_key(&self.id),
-                store::encode(&json!({"org": ctx.org(), "provider": self.settings.provider()})),
-            )),
-            Some(Account {
-                settings: Settings::Gbm { .. },
-                ..
-            }) => effects.deletes.push(google::token_cache_key(&self.id)),
-            Some(_) => {}
+        // The webhook secret rides along so that a webhook checks the
+        // provider's signature after this one read, before reading anything
+        // a forged request could make it read.
+        effects.writes.push((
+            global_key(&self.id),
+            store::encode(&json!({
+                "org": ctx.org(),
+                "provider": self.settings.provider(),
+                "secret": self.settings.webhook_secret(),
+            })),
+        ));
+        if let Some(Account {
+            settings: Settings::Gbm { .. },
+            ..
+        }) = previous
+        {
+            effects.deletes.push(google::token_cache_key(&self.id));
         }
         let kept = self
             .addresses()

@@ -1,7 +1,10 @@
 //! Routing (R-CONV-3): classification to a queue, distribution to agents.
 //!
 //! Classification tries the workstream's rules in order; the first whose
-//! conditions all hold names the queue, else the fallback queue does.
+//! conditions all hold names the queue, else the fallback queue does. The
+//! message is split into words once per decision ([`Words`]), so a
+//! workstream's many keywords cost a lookup each, not a pass over the text
+//! each.
 //!
 //! Distribution gives a conversation to an available agent of its queue
 //! with free capacity. Capacity is a counter per agent (`agent/{a}/load`):
@@ -24,6 +27,7 @@ use crate::config::workstreams::{ChannelInstance, Conditions, Workstream};
 use crate::conversations::Contact;
 use crate::ports::{KeyValue, UnixMillis};
 use crate::store::{self, Log};
+use std::collections::HashMap;
 
 /// Where classification sent a conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,11 +43,12 @@ pub fn classify(
     text: &str,
     contact: &Contact,
 ) -> Classified {
+    let words = Words::of(text);
     workstream
         .routing_rules
         .iter()
         .enumerate()
-        .find(|(_, rule)| matches(&rule.conditions, instance, text, contact))
+        .find(|(_, rule)| matches(&rule.conditions, instance, &words, contact))
         .map(|(index, rule)| Classified {
             queue_id: rule.queue.clone(),
             routed_by: if rule.name.is_empty() {
@@ -61,7 +66,7 @@ pub fn classify(
 fn matches(
     conditions: &Conditions,
     instance: &ChannelInstance,
-    text: &str,
+    words: &Words,
     contact: &Contact,
 ) -> bool {
     let channel = conditions
@@ -76,7 +81,7 @@ fn matches(
         || conditions
             .keywords
             .iter()
-            .any(|keyword| contains_words(text, keyword));
+            .any(|keyword| words.contain(keyword));
     let field = conditions.contact_field.as_ref().is_none_or(|field| {
         contact
             .fields
@@ -86,17 +91,43 @@ fn matches(
     channel && language && keywords && field
 }
 
-/// Whether `text` contains `keyword` (lowercase, maybe several words) as
-/// whole words: "refund" matches "Refund please!" but not "refunded".
-fn contains_words(text: &str, keyword: &str) -> bool {
-    let words = |s: &str| -> Vec<String> {
-        s.split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
-            .collect()
-    };
-    let (text, keyword) = (words(text), words(keyword));
-    !keyword.is_empty() && text.windows(keyword.len()).any(|window| window == keyword)
+/// A message's words, lowercased, with where each occurs.
+struct Words {
+    words: Vec<String>,
+    starts: HashMap<String, Vec<usize>>,
+}
+
+/// The words of `text`: runs of letters and digits, lowercased.
+fn split_words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(str::to_lowercase)
+}
+
+impl Words {
+    fn of(text: &str) -> Words {
+        let words: Vec<String> = split_words(text).collect();
+        let mut starts: HashMap<String, Vec<usize>> = HashMap::new();
+        for (at, word) in words.iter().enumerate() {
+            starts.entry(word.clone()).or_default().push(at);
+        }
+        Words { words, starts }
+    }
+
+    /// Whether `keyword` (maybe several words) occurs as whole words, in
+    /// sequence, whatever the case: "refund" matches "Refund please!" but
+    /// not "refunded"; "my order" matches "where is MY order?".
+    fn contain(&self, keyword: &str) -> bool {
+        let keyword: Vec<String> = split_words(keyword).collect();
+        let Some(first) = keyword.first() else {
+            return false;
+        };
+        self.starts.get(first).is_some_and(|starts| {
+            starts
+                .iter()
+                .any(|&at| self.words.get(at..at + keyword.len()) == Some(&keyword[..]))
+        })
+    }
 }
 
 fn load_key(org: &str, agent: &str) -> String {
@@ -698,6 +729,10 @@ mod tests {
         assert_eq!(first.id, b.id);
     }
 
+    fn contains_words(text: &str, keyword: &str) -> bool {
+        Words::of(text).contain(keyword)
+    }
+
     #[test]
     fn keywords_match_whole_words() {
         assert!(contains_words("I want a REFUND, please", "refund"));
@@ -705,5 +740,64 @@ mod tests {
         assert!(contains_words("where is my order?", "my order"));
         assert!(!contains_words("order my", "my order"));
         assert!(contains_words("Zwrot pieniędzy", "pieniędzy"));
+        assert!(contains_words("my my order", "my order"));
+        assert!(contains_words("ORDER-status: late", "order status"));
+        assert!(!contains_words("my", "my order"));
+        assert!(!contains_words("anything at all", "?!"));
+        assert!(!contains_words("", "refund"));
+    }
+
+    /// Today's rule, as it was written before words were split once: the
+    /// keyword's words appear as a window of the text's words.
+    fn window_of_words(text: &str, keyword: &str) -> bool {
+        let text: Vec<String> = split_words(text).collect();
+        let keyword: Vec<String> = split_words(keyword).collect();
+        !keyword.is_empty() && text.windows(keyword.len()).any(|window| window == keyword)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn splitting_once_matches_as_windows_of_words_did(
+            text in "[aAbBß .,!-]{0,40}",
+            keyword in "[aAbß -]{0,8}",
+        ) {
+            proptest::prop_assert_eq!(
+                contains_words(&text, &keyword),
+                window_of_words(&text, &keyword)
+            );
+        }
+    }
+
+    #[test]
+    fn many_rules_of_many_keywords_route_a_long_message_by_its_words() {
+        let rules = (0..300)
+            .map(|r| {
+                let keywords = (0..50).map(|k| format!("topic{r}x{k} now")).collect();
+                let conditions = Conditions { keywords, ..none() };
+                rule(&format!("r{r}"), &format!("q{r}"), conditions)
+            })
+            .collect();
+        let ws = workstream(rules);
+        let contact = Contact::for_sender(ORG, "whatsapp", "+1", None, "t");
+        let long = format!(
+            "{} Topic299x49 NOW {}",
+            "blah ".repeat(10_000),
+            "x".repeat(50_000)
+        );
+        let routed = classify(&ws, &instance("nb-NO"), &long, &contact);
+        assert_eq!(
+            (routed.queue_id.as_str(), routed.routed_by.as_str()),
+            ("q299", "r299")
+        );
+        let unmatched = classify(
+            &ws,
+            &instance("nb-NO"),
+            &"topic1x1 ".repeat(1_000),
+            &contact,
+        );
+        assert_eq!(
+            unmatched.routed_by, "fallback",
+            "half a keyword is not the keyword"
+        );
     }
 }

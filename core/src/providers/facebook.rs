@@ -165,6 +165,15 @@ pub fn signature_valid(app_secret: &str, body: &[u8], header: Option<&str>) -> b
 
 // ---------------------------------------------------------------- events
 
+/// Events one webhook POST may carry. Meta batches at most 1,000 updates
+/// into a POST, and a Page entry's `messaging` holds one event; twice that
+/// leaves room, and still bounds what one signed POST may cost.
+pub const MAX_EVENTS: usize = 2_000;
+
+/// The longest text a person's message carries: people may write 20,000
+/// characters in Messenger (a page sends at most 2,000).
+pub const MAX_TEXT_CHARS: usize = 20_000;
+
 /// One event of a webhook delivery, for one page and one customer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {

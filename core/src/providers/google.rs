@@ -340,6 +340,10 @@ pub fn signature_valid(client_token: &str, body: &[u8], header: Option<&str>) ->
     constant_time_eq(expected.as_bytes(), given.trim().as_bytes())
 }
 
+/// The longest text a user's message carries: Business Messages' limit
+/// for a message's text, 3,072 characters.
+pub const MAX_TEXT_CHARS: usize = 3_072;
+
 /// What a Business Messages webhook delivered (providers.md 4.1, 4.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Webhook {

@@ -394,6 +394,10 @@ pub enum Callback {
     Status(DeliveryReport),
 }
 
+/// The longest text an inbound SMS carries: TeleSign's 1,600 characters,
+/// the SMS limit everywhere in the product (R-IN-5).
+pub const MAX_MO_CHARS: usize = crate::template_text::SMS_MAX_CHARS;
+
 /// An SMS a customer sent to one of our numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MoSms {

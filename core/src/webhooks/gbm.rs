@@ -8,11 +8,11 @@
 //! customer is a Business Messages conversation: its id is their address.
 
 use super::{
-    bad_signature, echo, invalid_callback, organisation_of, read_account, unknown_account,
+    bad_signature, customer_text, echo, invalid_callback, read_account, signer, too_many,
+    MAX_RECEIPT_IDS,
 };
 use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
 use crate::auth::constant_time_eq;
-use crate::config::accounts::Settings;
 use crate::conversations::ingest::{apply_status, ingest, thread_keys, Inbound};
 use crate::conversations::provider_message_key;
 use crate::ports::Ports;
@@ -34,29 +34,14 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiErro
         return Err(ApiError::not_found(&request.path));
     };
     let kv = ports.kv;
-    let org = organisation_of(kv, account_id, "gbm")?;
+    let signer = signer(kv, account_id, "gbm")?;
     let webhook = google::parse_webhook(&request.body);
-    let message = webhook.as_ref().ok().and_then(inbound);
-    let keys = match (&message, &webhook) {
-        (Some(inbound), _) => {
-            thread_keys(&org, account_id, "gbm", inbound, ports.clock.now_millis())
-        }
-        (None, Ok(Webhook::Receipts { receipts, .. })) => receipts
-            .iter()
-            .map(|receipt| provider_message_key(&org, "gbm", &receipt.message_id))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let (account, found) = read_account(kv, &org, account_id, "gbm", keys)?;
-    let Settings::Gbm { client_token, .. } = &account.settings else {
-        return Err(unknown_account(account_id, "gbm"));
-    };
     if let Ok(Webhook::Verification {
         client_token: given,
         secret,
     }) = &webhook
     {
-        return if constant_time_eq(given.as_bytes(), client_token.as_bytes()) {
+        return if constant_time_eq(given.as_bytes(), signer.secret.as_bytes()) {
             Ok(echo(secret))
         } else {
             Err(ApiError {
@@ -68,22 +53,31 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiErro
         };
     }
     let signature = request.header("x-goog-signature");
-    if !google::signature_valid(client_token, &request.body, signature) {
+    if !google::signature_valid(&signer.secret, &request.body, signature) {
         return Err(bad_signature("X-Goog-Signature"));
     }
-    match (message, webhook.map_err(invalid_callback)?) {
-        (Some(inbound), _) => {
-            ingest(ports, &org, &account, &inbound, found.collect()).await?;
+    let org = &signer.org;
+    let webhook = webhook.map_err(invalid_callback)?;
+    if let Some(inbound) = inbound(&webhook) {
+        let now = ports.clock.now_millis();
+        let keys = thread_keys(org, account_id, "gbm", &inbound, now);
+        let (account, found) = read_account(kv, org, account_id, "gbm", keys)?;
+        ingest(ports, org, &account, &inbound, found.collect()).await?;
+    } else if let Webhook::Receipts { receipts, .. } = webhook {
+        if receipts.len() > MAX_RECEIPT_IDS {
+            let (count, limit) = (receipts.len(), MAX_RECEIPT_IDS);
+            return Err(too_many("too_many_receipts", "receipts", count, limit));
         }
-        (None, Webhook::Receipts { receipts, .. }) => {
-            for (receipt, value) in receipts.iter().zip(found) {
-                apply_status(kv, &org, value, &receipt.status, None, receipt_rank)?;
-            }
+        let keys: Vec<String> = receipts
+            .iter()
+            .map(|receipt| provider_message_key(org, "gbm", &receipt.message_id))
+            .collect();
+        for (receipt, value) in receipts.iter().zip(kv.get_many(&keys)?) {
+            apply_status(kv, org, value, &receipt.status, None, receipt_rank)?;
         }
-        // Typing and live-agent requests change nothing stored: every
-        // conversation not with a bot is already routed to agents.
-        _ => {}
     }
+    // Typing and live-agent requests change nothing stored: every
+    // conversation not with a bot is already routed to agents.
     Ok(Response::json(200, &json!({"received": true})))
 }
 
@@ -104,7 +98,7 @@ fn inbound(webhook: &Webhook) -> Option<Inbound> {
         provider_message_id: message_id.clone(),
         customer_address: conversation_id.clone(),
         channel_address: agent_id.clone(),
-        text: text.clone(),
+        text: customer_text(text, google::MAX_TEXT_CHARS),
         attachments: attachments.clone(),
         profile_name: display_name.clone(),
     })

@@ -8,12 +8,11 @@
 //! TeleSign retries anything but 200, so every accepted callback — stored,
 //! duplicate or about a message we never sent — answers 200.
 
-use super::{bad_signature, invalid_callback, organisation_of, read_account, unknown_account};
+use super::{bad_signature, customer_text, invalid_callback, read_account, signer};
 use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
-use crate::config::accounts::{Account, Settings};
+use crate::config::accounts::Account;
 use crate::conversations::ingest::{apply_status, ingest, thread_keys, Inbound};
 use crate::conversations::provider_message_key;
-use crate::conversations::reply::MAX_TEXT_CHARS;
 use crate::ports::Ports;
 use crate::providers::telesign::{self, Callback};
 use serde_json::json;
@@ -33,66 +32,38 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
         return Err(ApiError::not_found(&request.path));
     };
     let kv = ports.kv;
-    let org = organisation_of(kv, account_id, "telesign")?;
-    let callback = telesign::parse_callback(&request.body);
-    let keys = match &callback {
-        // TeleSign may leave sender_id empty; the account's number is then
-        // known only after the account is read.
-        Ok(Callback::Message(sms)) if !sms.to.is_empty() => thread_keys(
-            &org,
-            account_id,
-            "telesign",
-            &inbound(sms, &sms.to),
-            ports.clock.now_millis(),
-        ),
-        Ok(Callback::Status(report)) => {
-            vec![provider_message_key(&org, "telesign", &report.reference_id)]
-        }
-        _ => Vec::new(),
-    };
-    let (account, mut found) = read_account(kv, &org, account_id, "telesign", keys)?;
-    let Settings::Telesign { api_key, .. } = &account.settings else {
-        return Err(unknown_account(account_id, "telesign"));
-    };
+    let signer = signer(kv, account_id, "telesign")?;
     let signed = ["authorization", "x-ts-authorization"].iter().any(|name| {
-        telesign::callback_signature_valid(api_key, &request.body, request.header(name))
+        telesign::callback_signature_valid(&signer.secret, &request.body, request.header(name))
     });
     if !signed {
         return Err(bad_signature("Authorization"));
     }
-    match callback.map_err(invalid_callback)? {
+    let org = &signer.org;
+    match telesign::parse_callback(&request.body).map_err(invalid_callback)? {
+        // TeleSign may leave sender_id empty; the account's number is then
+        // known only after the account is read.
+        Callback::Message(sms) if sms.to.is_empty() => {
+            let (account, _) = read_account(kv, org, account_id, "telesign", Vec::new())?;
+            let inbound = inbound(&sms, &only_number(&account)?);
+            let now = ports.clock.now_millis();
+            let found = kv.get_many(&thread_keys(org, account_id, "telesign", &inbound, now))?;
+            ingest(ports, org, &account, &inbound, found).await?;
+        }
         Callback::Message(sms) => {
-            let characters = sms.text.chars().count();
-            if characters > MAX_TEXT_CHARS {
-                return Err(ApiError {
-                    status: 422,
-                    code: "text_too_long",
-                    message: format!("the SMS has {characters} characters; SMS messages are at most {MAX_TEXT_CHARS}, so it was not stored"),
-                    field: Some("user_response.mo_message".into()),
-                });
-            }
-            let (inbound, found) = if sms.to.is_empty() {
-                let inbound = inbound(&sms, &only_number(&account)?);
-                let found = kv.get_many(&thread_keys(
-                    &org,
-                    account_id,
-                    "telesign",
-                    &inbound,
-                    ports.clock.now_millis(),
-                ))?;
-                (inbound, found)
-            } else {
-                (inbound(&sms, &sms.to), found.collect())
-            };
-            ingest(ports, &org, &account, &inbound, found).await?;
+            let inbound = inbound(&sms, &sms.to);
+            let now = ports.clock.now_millis();
+            let keys = thread_keys(org, account_id, "telesign", &inbound, now);
+            let (account, found) = read_account(kv, org, account_id, "telesign", keys)?;
+            ingest(ports, org, &account, &inbound, found.collect()).await?;
         }
         Callback::Status(report) => {
             let status = telesign::status_name(report.code);
             let code = report.code.to_string();
             apply_status(
                 kv,
-                &org,
-                found.next().flatten(),
+                org,
+                kv.get(&provider_message_key(org, "telesign", &report.reference_id))?,
                 status,
                 (status == "failed").then_some(code.as_str()),
                 telesign::status_rank,
@@ -107,7 +78,7 @@ fn inbound(sms: &telesign::MoSms, to: &str) -> Inbound {
         provider_message_id: sms.reference_id.clone(),
         customer_address: sms.from.clone(),
         channel_address: to.to_owned(),
-        text: sms.text.clone(),
+        text: customer_text(&sms.text, telesign::MAX_MO_CHARS),
         attachments: Vec::new(),
         profile_name: None,
     }

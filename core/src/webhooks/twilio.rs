@@ -6,9 +6,8 @@
 //! `public_base_url`. Twilio waits for TwiML; an empty `<Response/>` accepts
 //! the message without an automatic reply.
 
-use super::{bad_signature, invalid_callback, organisation_of, read_account, unknown_account};
+use super::{bad_signature, customer_text, invalid_callback, read_account, signer};
 use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
-use crate::config::accounts::Settings;
 use crate::conversations::ingest::{apply_status, ingest, thread_keys, Inbound};
 use crate::conversations::{provider_message_key, Attachment};
 use crate::encoding::form_pairs;
@@ -47,31 +46,8 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
         return Err(ApiError::not_found(&request.path));
     };
     let kv = ports.kv;
-    let org = organisation_of(kv, account_id, "twilio")?;
+    let signer = signer(kv, account_id, "twilio")?;
     let params = form_pairs(&String::from_utf8_lossy(&request.body));
-    let callback = twilio::parse_callback(&params);
-    let (inbound, status) = match &callback {
-        Ok(Callback::Message(message)) => (Some(normalize(message)), None),
-        Ok(Callback::Status(update)) => (None, Some(update)),
-        Err(_) => (None, None),
-    };
-    let mut keys = Vec::new();
-    if let Some(inbound) = &inbound {
-        keys.extend(thread_keys(
-            &org,
-            account_id,
-            "twilio",
-            inbound,
-            ports.clock.now_millis(),
-        ));
-    }
-    if let Some(update) = status {
-        keys.push(provider_message_key(&org, "twilio", &update.message_sid));
-    }
-    let (account, mut found) = read_account(kv, &org, account_id, "twilio", keys)?;
-    let Settings::Twilio { auth_token, .. } = &account.settings else {
-        return Err(unknown_account(account_id, "twilio"));
-    };
     let base = crate::config::public_base_url(ports.variables);
     let url = match request.query.as_str() {
         "" => format!("{base}{}", request.path),
@@ -79,24 +55,30 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
     };
     let signed = request
         .header("x-twilio-signature")
-        .is_some_and(|given| twilio::signature_valid(auth_token, &url, &params, given));
+        .is_some_and(|given| twilio::signature_valid(&signer.secret, &url, &params, given));
     if !signed {
         return Err(bad_signature("X-Twilio-Signature"));
     }
-    if let Err(message) = callback {
-        return Err(invalid_callback(message));
-    }
-    if let Some(inbound) = inbound {
-        ingest(ports, &org, &account, &inbound, found.collect()).await?;
-    } else if let Some(update) = status {
-        apply_status(
-            kv,
-            &org,
-            found.next().flatten(),
-            &update.status,
-            update.error_code.as_deref(),
-            twilio::status_rank,
-        )?;
+    let org = &signer.org;
+    match twilio::parse_callback(&params).map_err(invalid_callback)? {
+        Callback::Message(message) => {
+            let inbound = normalize(&message);
+            let now = ports.clock.now_millis();
+            let keys = thread_keys(org, account_id, "twilio", &inbound, now);
+            let (account, found) = read_account(kv, org, account_id, "twilio", keys)?;
+            ingest(ports, org, &account, &inbound, found.collect()).await?;
+        }
+        Callback::Status(update) => {
+            let sent = kv.get(&provider_message_key(org, "twilio", &update.message_sid))?;
+            apply_status(
+                kv,
+                org,
+                sent,
+                &update.status,
+                update.error_code.as_deref(),
+                twilio::status_rank,
+            )?;
+        }
     }
     Ok(())
 }
@@ -106,7 +88,7 @@ fn normalize(message: &twilio::InboundMessage) -> Inbound {
         provider_message_id: message.message_sid.clone(),
         customer_address: number(&message.from),
         channel_address: number(&message.to),
-        text: message.body.clone(),
+        text: customer_text(&message.body, twilio::MAX_BODY_CHARS),
         attachments: message
             .media
             .iter()
