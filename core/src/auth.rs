@@ -194,20 +194,64 @@ pub fn authenticate(request: &Request, kv: &dyn KeyValue) -> Result<Principal, A
     })
 }
 
+/// A bearer token of the app's own, set by whoever runs it as a Spin
+/// variable. Each opens one door: a scheduler holds the token that sends
+/// due jobs, not the one that creates organisations.
+struct AppToken {
+    variable: &'static str,
+    /// What the token opens, as messages name it.
+    opens: &'static str,
+    /// The code of the 403 while the variable is empty.
+    closed: &'static str,
+}
+
+/// Creates organisations (R-TEN-2).
+const OPERATOR: AppToken = AppToken {
+    variable: "admin_token",
+    opens: "the operator API",
+    closed: "operator_api_disabled",
+};
+
+/// Runs `POST /api/outbound/dispatch`, and nothing else.
+const DISPATCHER: AppToken = AppToken {
+    variable: "dispatch_token",
+    opens: "the dispatch of scheduled jobs",
+    closed: "dispatch_disabled",
+};
+
 /// Checks the operator token (Spin variable `admin_token`, R-TEN-2).
 pub fn require_operator(request: &Request, variables: &dyn Variables) -> Result<(), ApiError> {
-    let expected = variables.get("admin_token").unwrap_or_default();
+    require_token(&OPERATOR, request, variables)
+}
+
+/// Checks the scheduler's token (Spin variable `dispatch_token`).
+pub fn require_dispatcher(request: &Request, variables: &dyn Variables) -> Result<(), ApiError> {
+    require_token(&DISPATCHER, request, variables)
+}
+
+/// An empty variable keeps the door closed: there is no default credential.
+fn require_token(
+    token: &AppToken,
+    request: &Request,
+    variables: &dyn Variables,
+) -> Result<(), ApiError> {
+    let AppToken {
+        variable,
+        opens,
+        closed,
+    } = token;
+    let expected = variables.get(variable).unwrap_or_default();
     if expected.is_empty() {
         return Err(ApiError {
             status: 403,
-            code: "operator_api_disabled",
-            message: "the operator API is off: set the Spin variable admin_token (SPIN_VARIABLE_ADMIN_TOKEN) to a secret and send it as \"Authorization: Bearer <token>\"".into(),
+            code: closed,
+            message: format!("{opens} is off: set the Spin variable {variable} (SPIN_VARIABLE_{}) to a secret and send it as \"Authorization: Bearer <token>\"", variable.to_ascii_uppercase()),
             field: None,
         });
     }
     match bearer(request) {
-        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
-        _ => Err(unauthorized("this route needs the operator token (the Spin variable admin_token) as \"Authorization: Bearer <token>\"")),
+        Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),
+        _ => Err(unauthorized(&format!("{opens} needs the token in the Spin variable {variable} as \"Authorization: Bearer <token>\""))),
     }
 }
 
@@ -277,6 +321,30 @@ mod tests {
                 .status,
             401
         );
+    }
+
+    #[test]
+    fn the_dispatch_token_and_the_operator_token_open_one_door_each() {
+        let both = MapVariables::from([("admin_token", "operator"), ("dispatch_token", "cron")]);
+        assert!(require_dispatcher(&with_bearer("cron"), &both).is_ok());
+        assert!(require_operator(&with_bearer("operator"), &both).is_ok());
+        let refused = require_dispatcher(&with_bearer("operator"), &both).unwrap_err();
+        assert_eq!(refused.status, 401);
+        assert!(
+            refused.message.contains("dispatch_token"),
+            "{}",
+            refused.message
+        );
+        assert_eq!(
+            require_operator(&with_bearer("cron"), &both)
+                .unwrap_err()
+                .status,
+            401
+        );
+        let closed = MapVariables::from([("admin_token", "operator")]);
+        let refused = require_dispatcher(&with_bearer("operator"), &closed).unwrap_err();
+        assert_eq!((refused.status, refused.code), (403, "dispatch_disabled"));
+        assert!(refused.message.contains("SPIN_VARIABLE_DISPATCH_TOKEN"));
     }
 
     #[test]

@@ -81,9 +81,14 @@ type Responder =
     Box<dyn Fn(&OutboundRequest) -> Result<OutboundResponse, OutboundError> + Send + Sync>;
 
 /// Outbound HTTP that answers from a test's script and records every request.
+///
+/// It keeps the port's bounds as a host would: an answer slower than the
+/// request's `timeout` (see [`ScriptedHttp::answering_after`]), or with a
+/// body over its `max_response_bytes`, is an [`OutboundError`].
 pub struct ScriptedHttp {
     respond: Responder,
     sent: Mutex<Vec<OutboundRequest>>,
+    latency: std::time::Duration,
 }
 
 impl ScriptedHttp {
@@ -96,7 +101,13 @@ impl ScriptedHttp {
         ScriptedHttp {
             respond: Box::new(respond),
             sent: Mutex::new(Vec::new()),
+            latency: std::time::Duration::ZERO,
         }
+    }
+
+    /// The same script, each answer taking `latency` to arrive.
+    pub fn answering_after(self, latency: std::time::Duration) -> ScriptedHttp {
+        ScriptedHttp { latency, ..self }
     }
 
     /// Every request sent so far, in order.
@@ -117,7 +128,21 @@ impl OutboundHttp for ScriptedHttp {
         &self,
         request: OutboundRequest,
     ) -> PortFuture<'_, Result<OutboundResponse, OutboundError>> {
-        let answer = (self.respond)(&request);
+        let answer = (self.respond)(&request).and_then(|response| {
+            if request
+                .timeout
+                .is_some_and(|timeout| timeout < self.latency)
+            {
+                return Err(OutboundError(format!("{} timed out", request.url)));
+            }
+            match request.max_response_bytes {
+                Some(limit) if response.body.len() > limit => Err(OutboundError(format!(
+                    "{} answered more than {limit} bytes",
+                    request.url
+                ))),
+                _ => Ok(response),
+            }
+        });
         self.sent
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -299,6 +324,8 @@ mod tests {
             url: url.into(),
             headers: vec![("authorization".into(), "Basic x".into())],
             body: b"ping".to_vec(),
+            timeout: None,
+            max_response_bytes: None,
         };
         let (ok, down) = block_on(async {
             (

@@ -9,6 +9,7 @@ use crate::api::Method;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 /// A key-value store failure. The message is meant for logs and operators;
 /// callers decide what status a failure maps to.
@@ -57,6 +58,13 @@ pub struct OutboundRequest {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The longest the whole exchange may take, connecting to reading the
+    /// last byte; past it the request fails with an [`OutboundError`] and
+    /// is abandoned. `None` leaves it to the host.
+    pub timeout: Option<Duration>,
+    /// The longest response body taken; a longer one fails the request
+    /// with an [`OutboundError`] without more than this being read.
+    pub max_response_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

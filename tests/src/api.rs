@@ -1,5 +1,6 @@
 //! Driving the app's HTTP API as a user would: the repository's `spin.toml`
-//! on an in-memory store, the operator token set, an organisation per test.
+//! on an in-memory store, the operator's and the scheduler's tokens set, an
+//! organisation per test.
 
 use crate::{options, repo_root, send, wasm, Backend, Scratch};
 use bytes::Bytes;
@@ -7,6 +8,8 @@ use devhost::{App, Handled};
 use serde_json::Value;
 
 pub const OPERATOR_TOKEN: &str = "operator-test-token";
+/// The scheduler's token (`dispatch_token`).
+pub const DISPATCH_TOKEN: &str = "dispatch-test-token";
 pub const PUBLIC_BASE_URL: &str = "https://switchboard.example.com";
 
 /// The app as deployed, with `variables` on top of the test defaults.
@@ -55,6 +58,9 @@ impl Gateway {
         options
             .variables
             .insert("admin_token".into(), OPERATOR_TOKEN.into());
+        options
+            .variables
+            .insert("dispatch_token".into(), DISPATCH_TOKEN.into());
         options
             .variables
             .insert("public_base_url".into(), PUBLIC_BASE_URL.into());

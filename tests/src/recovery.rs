@@ -10,7 +10,7 @@
 //! organisation with all four channels, and whatever the request needs
 //! before it. Cases of one sweep run a few at a time ([`run_sweep`]).
 
-use crate::api::{Gateway, OPERATOR_TOKEN, PUBLIC_BASE_URL};
+use crate::api::{Gateway, DISPATCH_TOKEN, PUBLIC_BASE_URL};
 use crate::channels::{
     fixture, gbm_text, messenger, messenger_text, mo_sms, API_KEY, APP_SECRET, CLIENT_TOKEN,
     CUSTOMER_ID, GBM_AGENT, PLAIN_PAGE, PLAIN_TOKEN, SA_EMAIL, SMS_NUMBER, TAGGED_PAGE,
@@ -1152,9 +1152,9 @@ pub fn conclude(test: &str, reports: &[SweepReport]) {
     panic!("{text}");
 }
 
-/// The operator's dispatch call.
+/// The scheduler's dispatch call.
 pub fn dispatch_call() -> Call {
-    Call::new("POST", "/api/outbound/dispatch").bearer(OPERATOR_TOKEN)
+    Call::new("POST", "/api/outbound/dispatch").bearer(DISPATCH_TOKEN)
 }
 
 /// Sends `call` again as its sender would after a failure: once at once,

@@ -100,6 +100,8 @@ pub struct Centre {
     pub script: Script,
     pub account_id: String,
     pub workstream_id: String,
+    /// The bot's secret, as the workstream's creation showed it.
+    pub bot_secret: Option<String>,
 }
 
 impl Deref for Centre {
@@ -187,6 +189,7 @@ impl Centre {
             .await;
         Centre {
             workstream_id: workstream["id"].as_str().unwrap().to_owned(),
+            bot_secret: workstream["bot_secret"].as_str().map(str::to_owned),
             desk,
             twilio,
             script,

@@ -58,5 +58,20 @@ fn provider_endpoints_are_variables_defaulting_to_the_real_hosts() {
         assert_eq!(variables[name]["default"].as_str(), Some(host), "{name}");
     }
     assert_eq!(variables["admin_token"]["secret"].as_bool(), Some(true));
+    assert_eq!(variables["dispatch_token"]["secret"].as_bool(), Some(true));
     assert!(variables.contains_key("public_base_url"));
+}
+
+#[test]
+fn each_app_token_reaches_only_the_component_it_opens() {
+    for (id, component) in manifest()["component"].as_table().unwrap() {
+        let variables = component.get("variables").and_then(toml::Value::as_table);
+        let has = |name: &str| variables.is_some_and(|v| v.contains_key(name));
+        assert_eq!(has("admin_token"), id == "admin", "{id}: admin_token");
+        assert_eq!(
+            has("dispatch_token"),
+            id == "outbound",
+            "{id}: dispatch_token"
+        );
+    }
 }

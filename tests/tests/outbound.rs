@@ -5,7 +5,7 @@
 //! across two dev hosts on one Redis), idempotency keys, scheduled jobs
 //! dispatched exactly once, and replies threading into conversations.
 
-use e2e::api::{Gateway, OPERATOR_TOKEN};
+use e2e::api::{Gateway, DISPATCH_TOKEN, OPERATOR_TOKEN};
 use e2e::channels::{
     delivery_report, mo_sms, posts, sms_flow_of, Omni, API_KEY, CUSTOMER_ID, SMS_NUMBER,
 };
@@ -516,6 +516,42 @@ async fn an_idempotency_key_sends_once_even_when_retried_concurrently() {
     assert_eq!(replayed.iter().filter(|h| h.is_some()).count(), 1);
 }
 
+/// A cron host holds `dispatch_token`, which sends due jobs and nothing
+/// else; the operator's `admin_token` does not send them.
+#[tokio::test]
+async fn dispatch_takes_the_schedulers_own_token_which_creates_no_organisation() {
+    let gateway = Gateway::start(&[]).await;
+    let dispatched = gateway
+        .call("POST", "/api/outbound/dispatch", Some(DISPATCH_TOKEN), None)
+        .await;
+    assert_eq!(dispatched.status(), 200, "{}", dispatched.text());
+    let refused = gateway
+        .refused(401, "POST", "/api/outbound/dispatch", OPERATOR_TOKEN, None)
+        .await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("dispatch_token"),
+        "{refused}"
+    );
+    let org = json!({"name": "Contoso"});
+    let refused = gateway
+        .refused(401, "POST", "/api/orgs", DISPATCH_TOKEN, Some(&org))
+        .await;
+    assert!(refused["message"].as_str().unwrap().contains("admin_token"));
+
+    let closed = Gateway::start(&[("dispatch_token", "")]).await;
+    let refused = closed
+        .refused(403, "POST", "/api/outbound/dispatch", OPERATOR_TOKEN, None)
+        .await;
+    assert_eq!(refused["code"], "dispatch_disabled");
+    assert!(refused["message"]
+        .as_str()
+        .unwrap()
+        .contains("SPIN_VARIABLE_DISPATCH_TOKEN"));
+}
+
 #[tokio::test]
 async fn a_scheduled_job_is_sent_once_by_concurrent_dispatchers() {
     let omni = Omni::start().await;
@@ -529,7 +565,7 @@ async fn a_scheduled_job_is_sent_once_by_concurrent_dispatchers() {
     let job_path = format!("/api/outbound/jobs/{}", job["id"].as_str().unwrap());
     let dispatch = || {
         omni.gateway
-            .call("POST", "/api/outbound/dispatch", Some(OPERATOR_TOKEN), None)
+            .call("POST", "/api/outbound/dispatch", Some(DISPATCH_TOKEN), None)
     };
 
     // Not due yet: nothing goes.

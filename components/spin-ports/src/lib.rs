@@ -10,9 +10,11 @@ use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
 use switchboard_core::api;
 use switchboard_core::observe::{self, ObservedStore};
 use switchboard_core::ports::{
-    Clock, KeyValue, OutboundError, OutboundHttp, OutboundRequest, OutboundResponse, PortFuture,
-    Ports, Randomness, StoreError, UnixMillis, Variables,
+    Clock, KeyValue, Ports, Randomness, StoreError, UnixMillis, Variables,
 };
+
+mod http;
+pub use http::SpinHttp;
 
 /// `wasi:keyvalue` on the app's `default` store: it has the batch and atomic
 /// operations the core's write budget depends on. The flag remembers, for
@@ -84,56 +86,6 @@ impl KeyValue for SpinKeyValue {
 
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
         atomics::increment(&self.0, key, delta).map_err(store_error)
-    }
-}
-
-/// Outbound `wasi:http`; the host enforces `allowed_outbound_hosts`.
-pub struct SpinHttp;
-
-impl OutboundHttp for SpinHttp {
-    fn send(
-        &self,
-        request: OutboundRequest,
-    ) -> PortFuture<'_, Result<OutboundResponse, OutboundError>> {
-        Box::pin(async move {
-            let mut builder = Request::builder();
-            builder
-                .method(spin_method(request.method))
-                .uri(&request.url);
-            for (name, value) in &request.headers {
-                builder.header(name, value);
-            }
-            let response: Response = spin_sdk::http::send(builder.body(request.body).build())
-                .await
-                .map_err(|e| OutboundError(e.to_string()))?;
-            Ok(OutboundResponse {
-                status: *response.status(),
-                headers: response
-                    .headers()
-                    .map(|(name, value)| {
-                        (
-                            name.to_owned(),
-                            value.as_str().unwrap_or_default().to_owned(),
-                        )
-                    })
-                    .collect(),
-                body: response.into_body(),
-            })
-        })
-    }
-}
-
-fn spin_method(method: api::Method) -> spin_sdk::http::Method {
-    use spin_sdk::http::Method as M;
-    match method {
-        api::Method::Get => M::Get,
-        api::Method::Post => M::Post,
-        api::Method::Put => M::Put,
-        api::Method::Patch => M::Patch,
-        api::Method::Delete => M::Delete,
-        api::Method::Head => M::Head,
-        api::Method::Options => M::Options,
-        api::Method::Other => M::Other("OTHER".into()),
     }
 }
 

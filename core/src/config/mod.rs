@@ -282,6 +282,9 @@ pub async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Api
         ["agents", id, "presence"] => agents::set_presence(&ctx, request, id),
         ["workstreams"] => serve::<workstreams::Workstream>(&ctx, request, None),
         ["workstreams", id] => serve::<workstreams::Workstream>(&ctx, request, Some(id)),
+        ["workstreams", id, "rotate-bot-secret"] => {
+            workstreams::rotate_bot_secret(&ctx, request, id)
+        }
         ["outbound-configs"] => serve::<outbound_configs::OutboundConfig>(&ctx, request, None),
         ["outbound-configs", id] => {
             serve::<outbound_configs::OutboundConfig>(&ctx, request, Some(id))

@@ -6,14 +6,21 @@
 //! routing would be ambiguous: each instance claims
 //! `org/{org}/channel/{account}/{address}`, and the claim's owner key — the
 //! workstream id — is the direct lookup inbound messages use.
+//!
+//! A workstream may have a bot (R-CONV-7). Its calls are signed with a
+//! secret Switchboard makes (see `conversations::bot`): an admin never
+//! chooses it, so it is never weak, and it is shown once — in the response
+//! of the save that made it, or of `rotate-bot-secret` — and masked in
+//! every read after.
 
 use super::accounts::{Account, Settings};
 use super::queues::require_queue;
 use super::{Ctx, Effects, Resource};
-use crate::api::ApiError;
-use crate::auth::Role;
+use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::auth::{mask, Role};
 use crate::input::Object;
 use crate::locale::Locale;
+use crate::ports::Randomness;
 use crate::store::{self, Claim};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -28,12 +35,52 @@ pub struct Workstream {
     pub channel: String,
     pub fallback_queue: String,
     pub distribution: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bot_url: Option<String>,
+    #[serde(flatten)]
+    pub bot: Option<Bot>,
     pub routing_rules: Vec<RoutingRule>,
     pub channels: Vec<ChannelInstance>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// The bot that sees a workstream's new conversations first, and the secret
+/// its calls are signed with; stored (and shown) as `bot_url` and
+/// `bot_secret`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Bot {
+    #[serde(rename = "bot_url")]
+    pub url: String,
+    #[serde(rename = "bot_secret")]
+    pub secret: String,
+    /// The secret was made by this request, whose response shows it: the
+    /// only time it is shown whole.
+    #[serde(skip)]
+    made_now: bool,
+}
+
+impl Bot {
+    /// A bot at `url` with a new secret of 256 random bits.
+    pub fn new(url: String, random: &dyn Randomness) -> Bot {
+        Bot {
+            url,
+            secret: format!("sbbot_{}{}", random.id128(), random.id128()),
+            made_now: true,
+        }
+    }
+
+    /// The same bot with a new secret.
+    fn rotated(&self, random: &dyn Randomness) -> Bot {
+        Bot::new(self.url.clone(), random)
+    }
+
+    /// The secret as a response may show it: whole once, masked after.
+    fn shown_secret(&self) -> String {
+        if self.made_now {
+            self.secret.clone()
+        } else {
+            mask(&self.secret)
+        }
+    }
 }
 
 /// Conditions that must all hold for a new conversation to go to `queue`;
@@ -225,6 +272,38 @@ fn read_rule(
     })
 }
 
+/// The bot a save leaves: the URL given, keeping the stored secret, or
+/// with a new one when the workstream had no bot.
+fn read_bot(
+    ctx: &Ctx,
+    input: &Object,
+    existing: Option<&Workstream>,
+) -> Result<Option<Bot>, ApiError> {
+    let Some(url) = input.optional_parsed("bot_url", bot_url)? else {
+        return Ok(None);
+    };
+    Ok(Some(match existing.and_then(|e| e.bot.as_ref()) {
+        Some(stored) => Bot {
+            url,
+            ..stored.clone()
+        },
+        None => Bot::new(url, ctx.ports.random),
+    }))
+}
+
+/// A body carrying `bot_secret` (say, a read sent back) is told where
+/// secrets come from, rather than that the field is unknown.
+fn refuse_bot_secret(input: &Object) -> Result<(), ApiError> {
+    if input.has("bot_secret") {
+        return Err(input.error(
+            "bot_secret",
+            "read_only",
+            "bot_secret is made by Switchboard and shown once; leave it out (POST /api/workstreams/<id>/rotate-bot-secret makes a new one)",
+        ));
+    }
+    Ok(())
+}
+
 fn bot_url(text: &str) -> Result<String, String> {
     let rest = text
         .strip_prefix("https://")
@@ -246,7 +325,7 @@ impl Resource for Workstream {
             "channel": self.channel,
             "fallback_queue": self.fallback_queue,
             "distribution": self.distribution,
-            "bot_url": self.bot_url,
+            "bot_url": self.bot.as_ref().map(|bot| &bot.url),
             "routing_rules": self.routing_rules,
             "channels": self.channels,
         })
@@ -258,6 +337,7 @@ impl Resource for Workstream {
         input: Object,
         existing: Option<&Self>,
     ) -> Result<Self, ApiError> {
+        refuse_bot_secret(&input)?;
         input.only(&[
             "name",
             "channel",
@@ -306,12 +386,20 @@ impl Resource for Workstream {
                 .choice("distribution", DISTRIBUTIONS)?
                 .unwrap_or("round_robin")
                 .to_owned(),
-            bot_url: input.optional_parsed("bot_url", bot_url)?,
+            bot: read_bot(ctx, &input, existing)?,
             routing_rules,
             channels,
             created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
             updated_at: ctx.now.clone(),
         })
+    }
+
+    fn view(&self, _ctx: &Ctx) -> Value {
+        let mut view = serde_json::to_value(self).expect("documents serialize to JSON");
+        if let Some(bot) = &self.bot {
+            view["bot_secret"] = json!(bot.shown_secret());
+        }
+        view
     }
 
     fn on_save(
@@ -359,5 +447,129 @@ impl Resource for Workstream {
             .iter()
             .map(|c| store::owner_key(&channel_claim(ctx.org(), &c.account_id, &c.address)))
             .collect())
+    }
+}
+
+/// `POST /api/workstreams/{id}/rotate-bot-secret` (admin): a new secret for
+/// the workstream's bot, shown in this response only. The old one signs
+/// nothing from now on, so the bot should take the new one at once.
+pub fn rotate_bot_secret(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError> {
+    if request.method != Method::Post {
+        return Ok(method_not_allowed(&["POST"]));
+    }
+    ctx.principal.require(Workstream::WRITERS)?;
+    let existing: Workstream = store::require(ctx.kv(), ctx.org(), id)?;
+    let Some(bot) = &existing.bot else {
+        return Err(ApiError::conflict(
+            "no_bot",
+            format!("workstream {id} has no bot to rotate a secret for; set its bot_url with PATCH /api/workstreams/{id}, which makes a secret"),
+        ));
+    };
+    let mut rotated = existing.clone();
+    rotated.bot = Some(bot.rotated(ctx.ports.random));
+    rotated.updated_at = ctx.now.clone();
+    let saved = super::write(ctx, rotated, Some(&existing))?;
+    Ok(Response::json(200, &saved.view(ctx)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Principal;
+    use crate::config::queues::Queue;
+    use crate::memory::MemoryPorts;
+
+    fn admin<'a>(ports: &'a crate::ports::Ports<'a>) -> Ctx<'a> {
+        Ctx {
+            ports,
+            principal: Principal {
+                org: "0".repeat(32),
+                key_id: "1".repeat(32),
+                role: Role::Admin,
+                agent_id: None,
+            },
+            now: "2026-01-01T00:00:00.000Z".into(),
+            now_millis: 1_767_225_600_000,
+        }
+    }
+
+    /// `method path` with a JSON `body`: the status and the answer.
+    fn call(ctx: &Ctx, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = Request::new(method, path);
+        request.body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let response = match request.segments()[..] {
+            ["api", "queues"] => super::super::serve::<Queue>(ctx, &request, None),
+            ["api", "workstreams"] => super::super::serve::<Workstream>(ctx, &request, None),
+            ["api", "workstreams", id] => {
+                super::super::serve::<Workstream>(ctx, &request, Some(id))
+            }
+            ["api", "workstreams", id, "rotate-bot-secret"] => rotate_bot_secret(ctx, &request, id),
+            _ => panic!("no route {path}"),
+        }
+        .unwrap_or_else(ApiError::into_response);
+        let answer = serde_json::from_slice(&response.body).unwrap_or_default();
+        (response.status, answer)
+    }
+
+    #[test]
+    fn a_bot_secret_is_shown_by_the_save_that_made_it_and_masked_after() {
+        let memory = MemoryPorts::default();
+        let ports = memory.ports();
+        let ctx = admin(&ports);
+        let (_, queue) = call(
+            &ctx,
+            Method::Post,
+            "/api/queues",
+            Some(json!({"name": "q"})),
+        );
+        let body = json!({
+            "name": "w", "channel": "whatsapp", "fallback_queue": queue["id"],
+            "bot_url": "https://bot.example.com/sb", "channels": [],
+        });
+        let (status, created) = call(&ctx, Method::Post, "/api/workstreams", Some(body));
+        assert_eq!(status, 201, "{created}");
+        let secret = created["bot_secret"].as_str().unwrap().to_owned();
+        assert!(
+            secret.starts_with("sbbot_") && secret.len() == 70,
+            "{secret}"
+        );
+        let path = format!("/api/workstreams/{}", created["id"].as_str().unwrap());
+        let masked = json!(mask(&secret));
+        assert_eq!(call(&ctx, Method::Get, &path, None).1["bot_secret"], masked);
+
+        // Another URL keeps the secret; a read sent back is refused.
+        let moved = json!({"bot_url": "https://bot.example.com/v2"});
+        let (status, patched) = call(&ctx, Method::Patch, &path, Some(moved));
+        assert_eq!((status, &patched["bot_secret"]), (200, &masked));
+        let (status, refused) = call(
+            &ctx,
+            Method::Patch,
+            &path,
+            Some(json!({"bot_secret": "mine"})),
+        );
+        assert_eq!(
+            (status, &refused["error"]["code"]),
+            (422, &json!("read_only"))
+        );
+
+        // Rotated: a new secret, shown this once.
+        let rotate = format!("{path}/rotate-bot-secret");
+        let (status, rotated) = call(&ctx, Method::Post, &rotate, None);
+        assert_eq!(status, 200, "{rotated}");
+        let new_secret = rotated["bot_secret"].as_str().unwrap();
+        assert_ne!(new_secret, secret);
+        let stored: Workstream =
+            store::require(ctx.kv(), ctx.org(), rotated["id"].as_str().unwrap()).unwrap();
+        assert_eq!(stored.bot.unwrap().secret, new_secret);
+
+        // Without a bot, no secret; a new bot gets a new one.
+        let (_, removed) = call(&ctx, Method::Patch, &path, Some(json!({"bot_url": null})));
+        assert!(removed.get("bot_secret").is_none(), "{removed}");
+        let (status, refused) = call(&ctx, Method::Post, &rotate, None);
+        assert_eq!((status, &refused["error"]["code"]), (409, &json!("no_bot")));
+        let again = json!({"bot_url": "https://bot.example.com/sb"});
+        let (_, added) = call(&ctx, Method::Patch, &path, Some(again));
+        let added = added["bot_secret"].as_str().unwrap();
+        assert!(added != secret && added != new_secret && !added.starts_with("****"));
     }
 }

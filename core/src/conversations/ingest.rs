@@ -17,6 +17,7 @@
 //! notice, the bot, routing after a hand-over) is best effort, so a
 //! stored message is never answered with a 5xx.
 
+use super::bot;
 use super::contacts::{address_key, opt_keyword, Contact};
 use super::reply::{deliver, may_have_been_sent, Content, Window, OUTCOME_UNKNOWN};
 use super::routing::{assignment_entry, classify, release, reserve, route_to_queue};
@@ -25,13 +26,12 @@ use super::{
     record_outcome, thread_id, Attachment, Author, Conversation, Message, State,
 };
 use crate::api::ApiError;
-use crate::api::Method;
 use crate::config::accounts::Account;
 use crate::config::agents::Agent;
-use crate::config::workstreams::{channel_claim, ChannelInstance, Workstream};
+use crate::config::workstreams::{channel_claim, Bot, ChannelInstance, Workstream};
 use crate::lease::{self, Lease};
 use crate::outbound::activity::Activity;
-use crate::ports::{KeyValue, OutboundRequest, Ports, UnixMillis};
+use crate::ports::{KeyValue, Ports, UnixMillis};
 use crate::store;
 
 /// A customer's message as every webhook normalizes it.
@@ -252,7 +252,7 @@ pub async fn ingest(
         notify_attachments_refused(ports, org, account, &conversation, &now).await;
     }
     if conversation.with_bot {
-        if let Some(url) = &workstream.bot_url {
+        if let Some(bot) = &workstream.bot {
             let handoff = converse_with_bot(
                 ports,
                 org,
@@ -260,7 +260,7 @@ pub async fn ingest(
                 &conversation,
                 &contact,
                 inbound,
-                url,
+                bot,
                 &now,
             )
             .await;
@@ -461,7 +461,7 @@ fn store_message(
     }
     let result = match back_to_its_agent(kv, org, &conversation)? {
         // A new or reopened conversation meets the bot first (R-CONV-7).
-        None if workstream.bot_url.is_some() && conversation.state != State::Waiting => {
+        None if workstream.bot.is_some() && conversation.state != State::Waiting => {
             conversation.state = State::Open;
             conversation.with_bot = true;
             conversation.queue_id = None;
@@ -700,11 +700,8 @@ fn advance(message: &mut Message, status: &str, rank: fn(&str) -> u8) -> bool {
 
 /// Shows the customer's message to the workstream's bot (R-CONV-7) and
 /// sends its reply; returns whether the bot hands the conversation over.
-///
-/// The bot answers `{"reply": "…"}` to say something, `{"handoff": true}`
-/// to pass the customer to an agent, or both. A bot that cannot be reached
-/// or answers anything else hands over: a customer is never left with a
-/// broken bot.
+/// A bot that gives no usable answer (see [`bot::answer`]) hands over: a
+/// customer is never left with a broken bot.
 #[allow(clippy::too_many_arguments)]
 async fn converse_with_bot(
     ports: &Ports<'_>,
@@ -713,39 +710,23 @@ async fn converse_with_bot(
     conversation: &Conversation,
     contact: &Contact,
     inbound: &Inbound,
-    url: &str,
+    bot: &Bot,
     now: &str,
 ) -> bool {
-    let question = serde_json::json!({
-        "conversation_id": conversation.id,
-        "channel": conversation.channel,
-        "language": conversation.language,
-        "customer": {
-            "address": conversation.customer_address,
-            "name": contact.name,
-            "contact_id": contact.id,
-        },
-        "message": {"text": inbound.text, "attachments": inbound.attachments},
-    });
-    let request = OutboundRequest {
-        method: Method::Post,
-        url: url.to_owned(),
-        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
-        body: question.to_string().into_bytes(),
-    };
-    let answer: Option<serde_json::Value> = match ports.http.send(request).await {
-        Ok(response) if (200..300).contains(&response.status) => {
-            serde_json::from_slice(&response.body).ok()
-        }
-        _ => None,
-    };
-    let Some(answer) = answer.filter(serde_json::Value::is_object) else {
+    let question = bot::question(
+        bot,
+        conversation,
+        contact,
+        inbound,
+        ports.clock.now_millis(),
+    );
+    let Some(answer) = bot::answer(ports.http.send(question).await) else {
         return true;
     };
-    if let Some(text) = answer["reply"].as_str().filter(|t| !t.trim().is_empty()) {
+    if let Some(text) = &answer.reply {
         say(ports, org, account, conversation, Author::Bot, text, now).await;
     }
-    answer["handoff"].as_bool().unwrap_or(false)
+    answer.handoff
 }
 
 #[cfg(test)]
@@ -777,7 +758,7 @@ mod tests {
             channel: "whatsapp".into(),
             fallback_queue: "q".into(),
             distribution: "round_robin".into(),
-            bot_url: None,
+            bot: None,
             routing_rules: Vec::new(),
             channels: vec![ChannelInstance {
                 account_id: ACCOUNT.into(),

@@ -23,6 +23,7 @@
 //! agents accepting at once cannot both win.
 
 pub mod api;
+pub mod bot;
 pub mod contacts;
 pub mod ingest;
 pub mod reply;

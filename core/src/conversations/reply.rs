@@ -235,7 +235,7 @@ pub async fn deliver(
                 external_id: None,
                 callback_url: Some(&callback),
             };
-            let nonce = ports.random.id128();
+            let nonce = ports.random.uuid();
             telesign::send_sms(
                 ports.http,
                 &api_base,

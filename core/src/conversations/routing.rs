@@ -558,7 +558,7 @@ mod tests {
             channel: "whatsapp".into(),
             fallback_queue: "fallback".into(),
             distribution: "round_robin".into(),
-            bot_url: None,
+            bot: None,
             routing_rules: rules,
             channels: vec![instance("nb-NO")],
             created_at: String::new(),

@@ -1,7 +1,7 @@
 //! Scheduled sends (R-OUT-7): a call with `send_at` or `delay_seconds` is
 //! stored as a job and sent later by `POST /api/outbound/dispatch`, which an
 //! operator's scheduler (a cron trigger, a Kubernetes CronJob, `cron` and
-//! `curl`) calls every minute or so.
+//! `curl`) calls every minute or so with its own token (`dispatch_token`).
 //!
 //! Jobs of every organisation are listed in one global log
 //! (`outbound/jobs/{n}` → `{org}/{job}`), so dispatch finds due jobs with
@@ -201,7 +201,7 @@ struct Dispatch {
     batches_left: usize,
 }
 
-/// `POST /api/outbound/dispatch` (operator): runs (or resumes) due jobs, at
+/// `POST /api/outbound/dispatch` (`dispatch_token`): runs (or resumes) due jobs, at
 /// most [`BATCHES_PER_DISPATCH`] batches per call.
 pub async fn dispatch(ports: &Ports<'_>) -> Result<Response, ApiError> {
     let kv = ports.kv;

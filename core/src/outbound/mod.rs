@@ -5,7 +5,8 @@
 //!   `{"ContactList": […]}` sent now in batches of 100 ([`send`]), or with
 //!   `send_at` / `delay_seconds` stored as a job ([`jobs`]); an
 //!   `Idempotency-Key` makes retries safe ([`idempotency`]).
-//! - `POST /api/outbound/dispatch` (operator token): sends the due jobs.
+//! - `POST /api/outbound/dispatch` (the scheduler's `dispatch_token`):
+//!   sends the due jobs.
 //! - `GET /api/outbound/jobs/{id}`, `GET /api/outbound/activities/{id}`.
 //!
 //! The contact's timeline (`GET /api/contacts/{id}/timeline`) is served by
@@ -42,7 +43,7 @@ async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiErro
             if request.method != Method::Post {
                 return Ok(method_not_allowed(&["POST"]));
             }
-            crate::auth::require_operator(request, ports.variables)?;
+            crate::auth::require_dispatcher(request, ports.variables)?;
             jobs::dispatch(ports).await
         }
         ["api", "outbound", config_id, "send"] => {

@@ -73,6 +73,8 @@ pub async fn check_page(
         url: endpoint(api_base, &path),
         headers: Vec::new(),
         body: Vec::new(),
+        timeout: None,
+        max_response_bytes: None,
     };
     match http.send(request).await {
         Ok(response) => read(page_id, &response, &secrets),
@@ -568,6 +570,8 @@ async fn post(
         url: url.to_owned(),
         headers: vec![("Content-Type".to_owned(), "application/json".to_owned())],
         body: serde_json::to_vec(&body).expect("a send request always serialises"),
+        timeout: None,
+        max_response_bytes: None,
     };
     match http.send(request).await {
         Ok(response) => outcome(&response, secrets),

@@ -176,6 +176,8 @@ fn token_request(
             "application/x-www-form-urlencoded".to_owned(),
         )],
         body: body.into_bytes(),
+        timeout: None,
+        max_response_bytes: None,
     };
     (request, assertion)
 }
@@ -597,6 +599,8 @@ pub async fn send(http: &dyn OutboundHttp, api_base: &str, message: &Outgoing<'_
                 ("Content-Type".to_owned(), "application/json".to_owned()),
             ],
             body: body.to_string().into_bytes(),
+            timeout: None,
+            max_response_bytes: None,
         };
         match http.send(request).await {
             Ok(response) => {

@@ -113,7 +113,8 @@ fn path_of(url: &str) -> &str {
 }
 
 /// Asks TeleSign whether it accepts `customer_id` + `api_key`; `nonce` must
-/// be fresh (TeleSign refuses a nonce reused recently) and `now_millis`
+/// be a fresh UUID ([`crate::ports::Randomness::uuid`], the form TeleSign's
+/// SDKs send; TeleSign refuses a nonce reused recently) and `now_millis`
 /// within TeleSign's clock tolerance.
 pub async fn check_credentials(
     http: &dyn OutboundHttp,
@@ -152,6 +153,8 @@ pub async fn check_credentials(
             ("x-ts-nonce".to_owned(), nonce.to_owned()),
         ],
         body: Vec::new(),
+        timeout: None,
+        max_response_bytes: None,
     };
     match http.send(request).await {
         Ok(response) => read(&response, &secrets),
@@ -217,7 +220,8 @@ pub struct Sms<'a> {
 }
 
 /// Sends `sms` with a TSA-signed `POST /v1/messaging` (providers.md 2.1);
-/// `nonce` must be fresh and `now_millis` within TeleSign's clock tolerance.
+/// `nonce` must be a fresh UUID, as for [`check_credentials`], and
+/// `now_millis` within TeleSign's clock tolerance.
 /// A key that cannot sign anything is refused here, without a request.
 pub async fn send_sms(
     http: &dyn OutboundHttp,
@@ -261,6 +265,8 @@ pub async fn send_sms(
             ("x-ts-nonce".to_owned(), nonce.to_owned()),
         ],
         body: body.into_bytes(),
+        timeout: None,
+        max_response_bytes: None,
     };
     match http.send(request).await {
         Ok(response) => send_outcome(&response, &secrets),

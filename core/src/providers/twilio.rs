@@ -49,6 +49,8 @@ pub async fn check_credentials(
             basic_auth(account_sid, auth_token),
         )],
         body: Vec::new(),
+        timeout: None,
+        max_response_bytes: None,
     };
     match http.send(request).await {
         Ok(response) => read(&response, &secrets),
@@ -431,6 +433,8 @@ pub async fn send(http: &dyn OutboundHttp, api_base: &str, message: &Outgoing<'_
             ),
         ],
         body: form_body(message).into_bytes(),
+        timeout: None,
+        max_response_bytes: None,
     };
     match http.send(request).await {
         Ok(response) => outcome(&response, &secrets),

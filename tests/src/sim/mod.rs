@@ -30,11 +30,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+mod bot;
 mod google;
 mod graph;
 mod telesign;
 mod twilio;
 
+pub use bot::*;
 pub use google::*;
 pub use graph::*;
 pub use telesign::*;
@@ -103,6 +105,8 @@ pub struct Reply {
     pub content_type: &'static str,
     pub body: String,
     /// Sent after `Content-Type` and `Content-Length`, e.g. `Retry-After`.
+    /// `Transfer-Encoding: chunked` sends the body in chunks instead, with
+    /// no `Content-Length`, as a streaming server would.
     pub headers: Vec<(String, String)>,
 }
 
@@ -243,22 +247,44 @@ fn serve(
             .iter()
             .map(|(name, value)| format!("{name}: {value}\r\n"))
             .collect();
+        let chunked = reply.headers.iter().any(|(name, value)| {
+            name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked")
+        });
+        let (length, body) = if chunked {
+            (String::new(), chunks(reply.body.as_bytes()))
+        } else {
+            (
+                format!("Content-Length: {}\r\n", reply.body.len()),
+                reply.body.into_bytes(),
+            )
+        };
         let head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{extra}{}\r\n",
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n{length}{extra}{}\r\n",
             reply.status,
             reason(reply.status),
             reply.content_type,
-            reply.body.len(),
             if close { "Connection: close\r\n" } else { "" },
         );
         let sent = writer
             .write_all(head.as_bytes())
-            .and_then(|()| writer.write_all(reply.body.as_bytes()))
+            .and_then(|()| writer.write_all(&body))
             .and_then(|()| writer.flush());
         if sent.is_err() || close {
             return;
         }
     }
+}
+
+/// `body` in the chunked transfer coding, 8 KiB a chunk.
+fn chunks(body: &[u8]) -> Vec<u8> {
+    let mut coded = Vec::new();
+    for chunk in body.chunks(8 * 1024) {
+        coded.extend(format!("{:x}\r\n", chunk.len()).into_bytes());
+        coded.extend(chunk);
+        coded.extend(b"\r\n");
+    }
+    coded.extend(b"0\r\n\r\n");
+    coded
 }
 
 /// The next request on the connection and whether to close after it; `None`
