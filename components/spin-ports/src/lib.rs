@@ -5,12 +5,13 @@
 //! with [`to_spin_response`]. Nothing here makes a decision.
 
 use futures::StreamExt;
-use spin_sdk::http::{IncomingRequest, Request, Response};
+use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
 use switchboard_core::api;
 use switchboard_core::observe::{self, ObservedStore};
 use switchboard_core::ports::{
-    Clock, KeyValue, Ports, Randomness, StoreError, UnixMillis, Variables,
+    Clock, KeyValue, OutboundError, OutboundHttp, OutboundRequest, OutboundResponse, PortFuture,
+    Ports, Randomness, StoreError, UnixMillis, Variables,
 };
 
 mod http;
