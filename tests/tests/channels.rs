@@ -192,8 +192,113 @@ async fn sms_arrives_signed_is_routed_answered_and_reported() {
         )
         .await;
     assert!(
-        contact["opted_out"]["sms"].is_string(),
+        contact["addresses"][0]["opted_out_at"].is_string(),
         "opted out since: {contact}"
+    );
+}
+
+/// The README's example that starts with `request` (`POST /api/…`): its
+/// JSON body, and the JSON of the answer shown after it.
+fn readme_example(request: &str) -> (Value, Value) {
+    let readme = std::fs::read_to_string(e2e::repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find(request)
+        .unwrap_or_else(|| panic!("README.md has no example {request}"));
+    let (block, after) = readme[start..].split_once("```").unwrap();
+    let body = block.split_once("\n\n").unwrap().1;
+    let answer = after.split_once("```json").unwrap().1;
+    let answer = answer.split_once("```").unwrap().0.trim();
+    let answer = answer.split_once('\n').unwrap().1;
+    (
+        serde_json::from_str(body).unwrap(),
+        serde_json::from_str(answer).unwrap(),
+    )
+}
+
+/// Issue 14 point 8: the README's "Case created" template, which uses
+/// `{{CaseName}}`, goes out as an agent's reply as the README shows it.
+#[tokio::test]
+async fn the_readmes_case_created_template_goes_out_as_a_reply() {
+    let omni = Omni::start().await;
+    let agent = omni.agent("Bea", 2, &["general"]).await;
+    let (template, _) = readme_example("POST /api/templates\n");
+    assert_eq!(template["name"], "Case created");
+    let template = omni
+        .gateway
+        .create(&omni.org.key, "/api/templates", template)
+        .await;
+    let handled = omni
+        .telesign_callback(&mo_sms(
+            "0123456789ABCDEF0123456789ABCDEF",
+            "15557654321",
+            "Any news on my case?",
+        ))
+        .await;
+    assert_eq!(handled.status(), 200, "{}", handled.text());
+    let id = omni.only_conversation("sms").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (mut reply, shown) = readme_example("POST /api/conversations/4f1c…/messages");
+    reply["template_id"] = template["id"].clone();
+
+    // Without its CaseName the reply is refused, saying where it goes; a
+    // context item of that name is not it.
+    for body in [
+        json!({"template_id": template["id"]}),
+        json!({"template_id": template["id"], "context_items": {"CaseName": "CAS-01042"}}),
+    ] {
+        let refused = omni.act(&agent.key, &id, "messages", body).await;
+        assert_eq!(refused.status(), 422, "{}", refused.text());
+        let error = &refused.json()["error"];
+        assert_eq!(
+            (error["code"].as_str(), error["field"].as_str()),
+            (Some("missing_placeholder"), Some("CaseName"))
+        );
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("give \"CaseName\" in the reply"),
+            "{error}"
+        );
+    }
+    assert!(posts(&omni.telesign, "/v1/messaging").is_empty());
+
+    // As the README sends it: TeleSign gets the rendered text.
+    let sent = omni.act(&agent.key, &id, "messages", reply).await;
+    assert_eq!(sent.status(), 201, "{}", sent.text());
+    let sent = sent.json();
+    assert_eq!(sent["text"], shown["text"]);
+    assert_eq!(sent["template_id"], template["id"]);
+    let sends = posts(&omni.telesign, "/v1/messaging");
+    assert_eq!(sends.len(), 1);
+    assert_eq!(
+        sends[0].form_value("message").as_deref(),
+        Some("Hi Kari, we opened case CAS-01042 for you.")
+    );
+
+    // Without CustomerName, the contact's name fills it (an SMS sender's
+    // contact is named after the number until someone renames it).
+    let contact = omni.conversation(&id).await["contact_id"].clone();
+    let renamed = omni
+        .gateway
+        .call(
+            "PATCH",
+            &format!("/api/contacts/{}", contact.as_str().unwrap()),
+            Some(&agent.key),
+            Some(&json!({"name": "Kari Nordmann"})),
+        )
+        .await;
+    assert_eq!(renamed.status(), 200, "{}", renamed.text());
+    let body = json!({"template_id": template["id"], "CaseName": "CAS-7", "context_items": {}});
+    let sent = omni.act(&agent.key, &id, "messages", body).await;
+    assert_eq!(sent.status(), 201, "{}", sent.text());
+    assert_eq!(
+        posts(&omni.telesign, "/v1/messaging")[1]
+            .form_value("message")
+            .as_deref(),
+        Some("Hi Kari Nordmann, we opened case CAS-7 for you.")
     );
 }
 

@@ -54,7 +54,7 @@ async fn a_signed_message_creates_a_contact_and_a_conversation_routed_by_rule_an
     assert_eq!(contact["name"], "Jane Doe");
     assert_eq!(
         contact["addresses"],
-        json!([{"channel": "whatsapp", "address": CUSTOMER}])
+        json!([{"channel": "whatsapp", "address": CUSTOMER, "opted_out_at": null}])
     );
 
     // The second message threads into the same conversation, within the
@@ -507,10 +507,13 @@ async fn attachments_opt_outs_and_provider_errors() {
     centre.customer_says(&sid(2), CUSTOMER, "STOP").await;
     let contact_path = format!("/api/contacts/{}", read["contact_id"].as_str().unwrap());
     let contact = centre.get(&agent.key, &contact_path).await;
-    assert!(contact["opted_out"]["whatsapp"].is_string(), "{contact}");
+    assert!(
+        contact["addresses"][0]["opted_out_at"].is_string(),
+        "{contact}"
+    );
     centre.customer_says(&sid(3), CUSTOMER, "start").await;
     let contact = centre.get(&agent.key, &contact_path).await;
-    assert_eq!(contact["opted_out"], json!({}));
+    assert_eq!(contact["addresses"][0]["opted_out_at"], Value::Null);
 
     // Agents' attachments are allowed on this channel.
     let with_media = centre
@@ -751,4 +754,192 @@ async fn the_manual_signing_script_posts_messages_the_webhook_accepts() {
     );
     let self_test = run(vec!["--self-test".into()]).await.unwrap();
     assert!(self_test.status.success());
+}
+
+/// What an action may change of a conversation, as the admin reads it.
+async fn snapshot(centre: &Centre, id: &str) -> Value {
+    let read = centre.conversation(id).await;
+    json!({
+        "state": read["state"], "agent_id": read["agent_id"], "queue_id": read["queue_id"],
+        "contact_id": read["contact_id"], "updated_at": read["updated_at"],
+        "messages": messages(&read).len(),
+    })
+}
+
+/// Each of `actions` (`read` or an action's name, with its body) by `key`
+/// on conversation `id` is refused with 403 `code`, changing and sending
+/// nothing.
+async fn refused_each(centre: &Centre, key: &str, id: &str, actions: &[(&str, Value)], code: &str) {
+    let before = snapshot(centre, id).await;
+    let sends = centre.sends().len();
+    for (action, body) in actions {
+        let answer = match *action {
+            "read" => {
+                let path = format!("/api/conversations/{id}");
+                centre.gateway.call("GET", &path, Some(key), None).await
+            }
+            _ => centre.act(key, id, action, body.clone()).await,
+        };
+        assert_eq!(answer.status(), 403, "{action}: {}", answer.text());
+        assert_eq!(answer.json()["error"]["code"], code, "{action}");
+        assert_eq!(snapshot(centre, id).await, before, "{action} changed it");
+        assert_eq!(centre.sends().len(), sends, "{action} sent a message");
+    }
+}
+
+/// One agent action (or `read`) that must answer `status`.
+async fn works(centre: &Centre, key: &str, id: &str, action: &str, body: Value, status: u16) {
+    let answer = match action {
+        "read" => {
+            let path = format!("/api/conversations/{id}");
+            centre.gateway.call("GET", &path, Some(key), None).await
+        }
+        _ => centre.act(key, id, action, body).await,
+    };
+    assert_eq!(answer.status(), status, "{action}: {}", answer.text());
+}
+
+/// R-CONV-5: an agent works its own conversations and accepts open ones
+/// from its queues; every route refuses the rest, and admins may do all.
+#[tokio::test]
+async fn agents_act_only_on_their_own_conversations_and_accept_from_their_queues() {
+    let centre = Centre::start("round_robin", false).await;
+    let admin = centre.org.key.clone();
+    let ann = centre.agent("Ann", 3, &["general"]).await;
+    centre.customer_says(&sid(1), CUSTOMER, "Hello").await;
+    let id = centre.conversations("").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(snapshot(&centre, &id).await["agent_id"], ann.id.as_str());
+    // Bob serves the same queue, Eve another.
+    let bob = centre.agent("Bob", 3, &["general"]).await;
+    let eve = centre.agent("Eve", 3, &["escalations"]).await;
+    let jane = centre
+        .gateway
+        .create(&admin, "/api/contacts", json!({"name": "Jane Doe"}))
+        .await;
+    let every_action = |target: &str| {
+        vec![
+            ("read", json!(null)),
+            ("messages", json!({"text": "Hi, someone else here"})),
+            ("accept", json!({})),
+            ("transfer", json!({"agent_id": target})),
+            ("wait", json!({})),
+            ("resume", json!({})),
+            ("close", json!({})),
+            ("link", json!({"contact_id": jane["id"]})),
+        ]
+    };
+    let code = "not_your_conversation";
+
+    // Active with Ann: nobody else's, whatever the queue.
+    for other in [&bob, &eve] {
+        refused_each(&centre, &other.key, &id, &every_action(&other.id), code).await;
+    }
+    let anns = format!("/api/conversations?agent={}", ann.id);
+    for (other, path) in [(&bob, anns.as_str()), (&eve, "/api/conversations")] {
+        let listed = centre.get(&other.key, path).await;
+        assert_eq!(listed["items"], json!([]), "{path} for another agent");
+    }
+    let mine = centre.get(&ann.key, "/api/conversations?agent=me").await;
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+
+    // Ann works it in every state; the others stay refused.
+    works(&centre, &ann.key, &id, "read", json!(null), 200).await;
+    works(
+        &centre,
+        &ann.key,
+        &id,
+        "messages",
+        json!({"text": "Hi"}),
+        201,
+    )
+    .await;
+    works(&centre, &ann.key, &id, "wait", json!({}), 200).await;
+    refused_each(&centre, &bob.key, &id, &every_action(&bob.id), code).await;
+    works(&centre, &ann.key, &id, "resume", json!({}), 200).await;
+    let link = json!({"contact_id": jane["id"]});
+    works(&centre, &ann.key, &id, "link", link, 200).await;
+    works(&centre, &ann.key, &id, "close", json!({}), 200).await;
+    refused_each(&centre, &bob.key, &id, &every_action(&bob.id), code).await;
+    works(&centre, &ann.key, &id, "resume", json!({}), 200).await;
+    let to_bob = json!({"agent_id": bob.id});
+    works(&centre, &ann.key, &id, "transfer", to_bob, 200).await;
+    // Now it is Bob's, and no longer Ann's.
+    refused_each(&centre, &ann.key, &id, &every_action(&ann.id), code).await;
+    works(&centre, &bob.key, &id, "read", json!(null), 200).await;
+
+    // Admins may do anything.
+    let to_ann = json!({"agent_id": ann.id});
+    works(&centre, &admin, &id, "transfer", to_ann.clone(), 200).await;
+    works(
+        &centre,
+        &admin,
+        &id,
+        "messages",
+        json!({"text": "Admin"}),
+        201,
+    )
+    .await;
+    works(&centre, &admin, &id, "wait", json!({}), 200).await;
+    works(&centre, &admin, &id, "resume", json!({}), 200).await;
+    works(
+        &centre,
+        &admin,
+        &id,
+        "link",
+        json!({"contact_id": jane["id"]}),
+        200,
+    )
+    .await;
+    works(&centre, &admin, &id, "close", json!({}), 200).await;
+    works(&centre, &admin, &id, "resume", to_ann, 200).await;
+    works(&centre, &admin, &id, "read", json!(null), 200).await;
+
+    // Open in `general`: agents of that queue may read and accept it, and
+    // nothing else until they do; other agents may not even read it.
+    for agent in [&ann, &bob] {
+        let path = format!("/api/agents/{}/presence", agent.id);
+        let away = centre
+            .gateway
+            .call(
+                "POST",
+                &path,
+                Some(&admin),
+                Some(&json!({"presence": "away"})),
+            )
+            .await;
+        assert_eq!(away.status(), 200, "{}", away.text());
+    }
+    centre
+        .customer_says(&sid(2), "+4917600000002", "Anyone?")
+        .await;
+    let open = centre.conversations("state=open").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let in_queue = [("read", json!(null)), ("accept", json!({}))];
+    refused_each(&centre, &eve.key, &open, &in_queue, "not_in_queue").await;
+    let listed = centre.get(&eve.key, "/api/conversations?state=open").await;
+    assert_eq!(listed["items"], json!([]));
+    let unaccepted: Vec<(&str, Value)> = every_action(&bob.id)
+        .into_iter()
+        .filter(|(action, _)| !["read", "accept"].contains(action))
+        .collect();
+    refused_each(&centre, &bob.key, &open, &unaccepted, code).await;
+    works(&centre, &bob.key, &open, "read", json!(null), 200).await;
+    let listed = centre.get(&bob.key, "/api/conversations?state=open").await;
+    assert_eq!(listed["items"][0]["id"], open.as_str());
+    works(&centre, &bob.key, &open, "accept", json!({}), 200).await;
+    works(&centre, &bob.key, &open, "close", json!({}), 200).await;
+    // An admin closes an open conversation outright.
+    centre
+        .customer_says(&sid(3), "+4917600000003", "Hello?")
+        .await;
+    let open = centre.conversations("state=open").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    works(&centre, &admin, &open, "close", json!({}), 200).await;
 }

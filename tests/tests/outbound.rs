@@ -678,3 +678,133 @@ async fn bad_calls_are_refused_with_nothing_sent() {
     assert_eq!(get.header("allow"), Some("POST"));
     assert!(sms_sends(&omni).is_empty());
 }
+
+/// Sends one contact of `sms_flow` to `address`; returns its result and
+/// whether TeleSign received a message for it.
+async fn send_to(omni: &Omni, flow: &str, config: &str, address: &str) -> (Value, bool) {
+    let before = sms_sends(omni).len();
+    let mut one = contact(0, None);
+    one["tocontactid"] = json!(address);
+    let sent = send(&omni.gateway, flow, config, &list(vec![one]), None).await;
+    assert_eq!(sent.status(), 200, "{}", sent.text());
+    let reached = sms_sends(omni)[before..]
+        .iter()
+        .any(|r| r.form_value("phone_number").as_deref() == Some(&address[1..]));
+    (sent.json()["results"][0].clone(), reached)
+}
+
+/// R-IN-8: the customer's STOP stays with their address whatever is done
+/// to their contact, and only their own START or UNSTOP undoes it.
+#[tokio::test]
+async fn a_stop_stays_with_the_address_until_the_customer_opts_back_in() {
+    let omni = Omni::start().await;
+    let agent = omni.agent("Gus", 5, &["general"]).await;
+    let (config, flow) = sms_flow(&omni, false).await;
+    let address = "+15557654321";
+    let customer_says = async |n: u32, text: &str| {
+        let reference = format!("BBBB{n:028}");
+        let handled = omni
+            .telesign_callback(&mo_sms(&reference, &address[1..], text))
+            .await;
+        assert_eq!(handled.status(), 200, "{}", handled.text());
+        handled
+    };
+    let skipped = async |when: &str| {
+        let (result, reached) = send_to(&omni, &flow, &config, address).await;
+        assert_eq!(
+            (result["status"].as_str(), result["reason"]["code"].as_str()),
+            (Some("skipped"), Some("opted_out")),
+            "{when}: {result}"
+        );
+        assert!(!reached, "{when}: TeleSign got a message");
+        result
+    };
+    customer_says(1, "Hello").await;
+    let conversation = conversation_with(&omni, address).await;
+    let id = conversation["id"].as_str().unwrap().to_owned();
+    let first_contact = conversation["contact_id"].as_str().unwrap().to_owned();
+
+    // STOP, on a live conversation, within its budget: the opt-out is
+    // read with the thread's keys and written with the message.
+    let stop = customer_says(2, "Stop").await;
+    assert!(stop.kv.reads <= 3, "reads: {:?}", stop.kv);
+    assert!(stop.kv.writes <= 3, "writes: {:?}", stop.kv);
+    let contact = omni
+        .get(&agent.key, &format!("/api/contacts/{first_contact}"))
+        .await;
+    assert!(
+        contact["addresses"][0]["opted_out_at"].is_string(),
+        "{contact}"
+    );
+    skipped("after STOP").await;
+
+    // The agent links the address to another contact: still skipped.
+    let kari = omni
+        .gateway
+        .create(
+            &omni.org.key,
+            "/api/contacts",
+            json!({"name": "Kari Nordmann"}),
+        )
+        .await;
+    let kari_id = kari["id"].as_str().unwrap();
+    let linked = omni
+        .act(&agent.key, &id, "link", json!({"contact_id": kari_id}))
+        .await;
+    assert_eq!(linked.status(), 200, "{}", linked.text());
+    let result = skipped("after a link").await;
+    assert_eq!(result["contact_id"], kari_id);
+    let kari = omni
+        .get(&agent.key, &format!("/api/contacts/{kari_id}"))
+        .await;
+    assert_eq!(kari["addresses"][0]["address"], address);
+    assert!(kari["addresses"][0]["opted_out_at"].is_string(), "{kari}");
+
+    // Nothing an admin, agent or flow does through the API clears it.
+    let patched = omni
+        .gateway
+        .call(
+            "PATCH",
+            &format!("/api/contacts/{kari_id}"),
+            Some(&omni.org.key),
+            Some(&json!({"opted_out": {}})),
+        )
+        .await;
+    assert_eq!(patched.status(), 422, "{}", patched.text());
+    assert_eq!(patched.json()["error"]["code"], "unknown_field");
+    let deleted = omni
+        .gateway
+        .call(
+            "DELETE",
+            &format!("/api/contacts/{kari_id}"),
+            Some(&agent.key),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status(), 204, "{}", deleted.text());
+    skipped("after the contact was deleted").await;
+    // The next message re-creates a contact for the address: still out.
+    customer_says(3, "Are you there?").await;
+    let result = skipped("after the contact was re-created").await;
+    let recreated = result["contact_id"].as_str().unwrap();
+    assert_ne!(recreated, kari_id);
+    let recreated = omni
+        .get(&agent.key, &format!("/api/contacts/{recreated}"))
+        .await;
+    assert!(
+        recreated["addresses"][0]["opted_out_at"].is_string(),
+        "{recreated}"
+    );
+
+    // Only the customer opts back in.
+    customer_says(4, "START").await;
+    let (result, reached) = send_to(&omni, &flow, &config, address).await;
+    assert_eq!(result["status"], "sent", "{result}");
+    assert!(reached);
+    customer_says(5, "quit").await;
+    skipped("after QUIT").await;
+    customer_says(6, "Unstop").await;
+    let (result, reached) = send_to(&omni, &flow, &config, address).await;
+    assert_eq!(result["status"], "sent", "{result}");
+    assert!(reached);
+}

@@ -20,7 +20,8 @@
 //! - nobody is sent a message twice; what the app reports as sent reached
 //!   the provider once; what it could not know is `unknown`; every contact
 //!   of a call or job has a result, and the job finishes;
-//! - a configuration save either holds its unique name or left it free.
+//! - a configuration save either holds its unique name or left it free;
+//! - a customer's STOP, once accepted, keeps outbound messages from them.
 //!
 //! Un-keyed outbound calls are not retried: without an `Idempotency-Key`
 //! (R-OUT-6) a retry is a new send; their sweep checks that the one call
@@ -407,6 +408,73 @@ async fn inbound_messages_survive_a_fault_at_any_step() {
         .await,
     );
     conclude("inbound", &reports);
+}
+
+/// A customer's STOP on SMS, opening a conversation or on one the customer
+/// opened before: once the provider's delivery is accepted, the message
+/// shows once and outbound messages skip the address (R-IN-8).
+async fn stop_case(existing: bool, fault: Option<Fault>) -> Outcome {
+    let mut out = Outcome::default();
+    let provider = Provider::Telesign;
+    let site = Site::open().await;
+    let customer = provider.customer(1);
+    if existing {
+        let hello = site.inbound(provider, &customer, &provider.message_id(1), "Hello");
+        let answer = site.send(&hello, None).await;
+        if !answer.ok() {
+            out.problem("setup", format!("first message: {}", answer.brief()));
+            return out;
+        }
+    }
+    let stop_id = provider.message_id(2);
+    let call = site.inbound(provider, &customer, &stop_id, "STOP");
+    deliver_until_stored(&site, &call, fault, "STOP", &mut out).await;
+    if let Some(conversation) = the_conversation(&site, provider, &customer, &mut out).await {
+        match with_pmid(&conversation, &stop_id) {
+            1 => {}
+            0 => out.problem("lost", "the STOP is not in the conversation"),
+            n => out.problem("duplicate", format!("the STOP is stored {n} times")),
+        }
+    }
+    let (config, flow) = sms_flow_of(&site.gateway, site.admin(), false).await;
+    let mut to_customer = contact(1);
+    to_customer["tocontactid"] = json!(customer);
+    let sent = site
+        .send(
+            &Call::new("POST", &format!("/api/outbound/{config}/send"))
+                .bearer(&flow)
+                .json(&json!({"ContactList": [to_customer]})),
+            None,
+        )
+        .await;
+    let result = sent.json()["results"][0].clone();
+    if sent.status != 200
+        || result["status"] != "skipped"
+        || result["reason"]["code"] != "opted_out"
+    {
+        out.problem(
+            "stop-lost",
+            format!(
+                "an outbound message after the accepted STOP answered {}: {}",
+                sent.brief(),
+                clip(&result.to_string(), 300)
+            ),
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_stop_is_kept_whatever_fails() {
+    let mut reports = Vec::new();
+    for existing in [false, true] {
+        let name = format!(
+            "STOP on sms ({} conversation)",
+            if existing { "existing" } else { "new" }
+        );
+        reports.push(run_sweep(&name, STORE, |fault| stop_case(existing, fault)).await);
+    }
+    conclude("STOP", &reports);
 }
 
 // ================================================================ status

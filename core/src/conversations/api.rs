@@ -4,8 +4,11 @@
 //! Every action is a state transition committed with the conversation's
 //! version check, so two agents pressing "accept" at once get one 200 and
 //! one 409, and capacity is taken before a conversation is given and given
-//! back when it is parked, closed or moved on.
+//! back when it is parked, closed or moved on. Every route that names a
+//! conversation asks [`access`] whether the caller may, through
+//! [`conversation_for`]; listings show an agent only what it may read.
 
+use super::access::{self, Need};
 use super::contacts::{address_key, Contact, ContactAddress};
 use super::reply::{
     deliver, free_form_window, may_have_been_sent, window_closes_at, Content, Undelivered, Window,
@@ -27,18 +30,21 @@ use crate::input::{self, Object};
 use crate::locale::Locale;
 use crate::ports::{KeyValue, Ports, UnixMillis};
 use crate::store::{self, Log, Page};
-use crate::template_text::RenderContext;
-use crate::templates::Template;
+use crate::template_text::{RenderContext, RenderError};
+use crate::templates::{RenderFailure, Template};
 use serde_json::{json, Map, Value};
 
 const READERS: &[Role] = &[Role::Admin, Role::Agent];
 /// The states of a conversation that is not closed.
 const LIVE: &[State] = &[State::Open, State::Active, State::Waiting];
+const ANY: &[State] = &[State::Open, State::Active, State::Waiting, State::Closed];
 
 /// A state transition: the caller's context, the conversation id, the body.
 type Action = fn(&Ctx, &str, &Map<String, Value>) -> Result<Response, ApiError>;
 /// Whether a log entry (conversation, version) still stands for it.
 type EntryHolds = Box<dyn Fn(&Conversation, u64) -> bool>;
+/// Whether the caller may see a conversation in a listing.
+type Readable<'a> = Box<dyn Fn(&Conversation) -> bool + 'a>;
 
 pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
     route(request, ports)
@@ -81,6 +87,9 @@ async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Undeliv
             send_reply(&ctx, id, &body).await
         }
         ["api", "contacts"] => Ok(serve::<Contact>(&ctx, request, None)?),
+        ["api", "contacts", id] if request.method == Method::Get => {
+            Ok(super::contacts::read(&ctx, id)?)
+        }
         ["api", "contacts", id] => Ok(serve::<Contact>(&ctx, request, Some(id))?),
         ["api", "contacts", id, "timeline"] => {
             if request.method != Method::Get {
@@ -166,6 +175,7 @@ fn list(ctx: &Ctx, request: &Request) -> Result<Response, ApiError> {
     }
     let org = ctx.org();
     let kv = ctx.kv();
+    let readable = readable_by(ctx)?;
     // Which log to walk, and which of its entries still count.
     let (log, entry_holds): (Log, EntryHolds) = match (&queue, &agent) {
         (Some(_), Some(_)) => {
@@ -219,7 +229,7 @@ fn list(ctx: &Ctx, request: &Request) -> Result<Response, ApiError> {
             let conversation: Conversation =
                 store::decode(&store::document_key::<Conversation>(org, id), bytes)?;
             let holds = entry_holds(&conversation, *version);
-            if holds && state.is_none_or(|s| s == conversation.state) {
+            if holds && state.is_none_or(|s| s == conversation.state) && readable(&conversation) {
                 let last = pair[1]
                     .as_ref()
                     .map(|b| String::from_utf8_lossy(b).into_owned());
@@ -239,7 +249,7 @@ fn list(ctx: &Ctx, request: &Request) -> Result<Response, ApiError> {
 fn read(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError> {
     ctx.principal.require(READERS)?;
     let (cursor, limit) = store::paging(request)?;
-    let (conversation, last) = super::require(ctx.kv(), ctx.org(), id)?;
+    let (conversation, last) = conversation_for(ctx, id, Need::Read, ANY, "reading")?;
     let log = messages(ctx.org(), id);
     let page = store::scan(&log, ctx.kv(), cursor, limit, |entries| {
         entries
@@ -253,14 +263,19 @@ fn read(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError> {
     Ok(Response::json(200, &body))
 }
 
-/// The conversation, refused with 409 unless its state is one of `states`.
-fn require_in(
+/// The conversation a request names, refused unless the caller may
+/// `need` it ([`access`]) and its state is one of `states` (409).
+fn conversation_for(
     ctx: &Ctx,
     id: &str,
+    need: Need,
     states: &[State],
     action: &str,
 ) -> Result<(Conversation, Option<String>), ApiError> {
     let (conversation, last) = super::require(ctx.kv(), ctx.org(), id)?;
+    if let Some(agent) = calling_agent(ctx) {
+        access::check(agent, || queues_of(ctx, agent), &conversation, need)?;
+    }
     if !states.contains(&conversation.state) {
         let allowed: Vec<&str> = states.iter().map(|s| s.name()).collect();
         return Err(ApiError::conflict(
@@ -275,18 +290,29 @@ fn require_in(
     Ok((conversation, last))
 }
 
-/// Agents act on their own conversations; admins on any.
-fn require_owner(ctx: &Ctx, conversation: &Conversation) -> Result<(), ApiError> {
-    match (&ctx.principal.agent_id, &conversation.agent_id) {
-        (None, _) => Ok(()),
-        (Some(me), Some(owner)) if me == owner => Ok(()),
-        _ => Err(ApiError {
-            status: 403,
-            code: "not_your_conversation",
-            message: "this conversation is not assigned to you; accept it first, or ask its agent or an admin".into(),
-            field: None,
-        }),
-    }
+/// The agent behind an agent key; `None` for an admin, who may do
+/// anything (only admins and agents reach these routes).
+fn calling_agent<'a>(ctx: &'a Ctx) -> Option<&'a str> {
+    (ctx.principal.role == Role::Agent)
+        .then(|| ctx.principal.agent_id.as_deref().unwrap_or_default())
+}
+
+fn queues_of(ctx: &Ctx, agent: &str) -> Result<Vec<String>, ApiError> {
+    Ok(store::load::<Agent>(ctx.kv(), ctx.org(), agent)?
+        .map(|agent| agent.queues)
+        .unwrap_or_default())
+}
+
+/// Which conversations a listing shows the caller: an agent sees those
+/// [`access`] lets it read.
+fn readable_by<'a>(ctx: &'a Ctx) -> Result<Readable<'a>, ApiError> {
+    let Some(agent) = calling_agent(ctx) else {
+        return Ok(Box::new(|_| true));
+    };
+    let queues = queues_of(ctx, agent)?;
+    Ok(Box::new(move |conversation| {
+        access::check(agent, || Ok(queues.clone()), conversation, Need::Read).is_ok()
+    }))
 }
 
 /// The agent an action is for: the caller, or for an admin the body's
@@ -392,22 +418,9 @@ fn give(ctx: &Ctx, conversation: &mut Conversation, agent: &Agent) -> Result<(),
 /// `accept`: an agent takes an open conversation from the queue.
 fn accept(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
     Object::root(body).only(&["agent_id"])?;
-    let (mut conversation, last) = require_in(ctx, id, &[State::Open], "accept")?;
+    let (mut conversation, last) =
+        conversation_for(ctx, id, Need::Accept, &[State::Open], "accept")?;
     let agent = acting_agent(ctx, body, None)?;
-    if ctx.principal.role == Role::Agent {
-        if let Some(queue) = &conversation.queue_id {
-            if !agent.queues.contains(queue) {
-                return Err(ApiError {
-                    status: 403,
-                    code: "not_in_queue",
-                    message: format!(
-                        "you do not serve queue {queue}; an admin can add it to your queues"
-                    ),
-                    field: None,
-                });
-            }
-        }
-    }
     give(ctx, &mut conversation, &agent)?;
     answer(&conversation, last.as_deref())
 }
@@ -416,8 +429,7 @@ fn accept(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Ap
 fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
     let input = Object::root(body);
     input.only(&["queue_id", "agent_id"])?;
-    let (mut conversation, last) = require_in(ctx, id, LIVE, "a transfer")?;
-    require_owner(ctx, &conversation)?;
+    let (mut conversation, last) = conversation_for(ctx, id, Need::Work, LIVE, "a transfer")?;
     let held_by = holder(&conversation);
     match (input.str("queue_id")?, input.str("agent_id")?) {
         (Some(queue), None) => {
@@ -477,8 +489,7 @@ fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, 
 /// `wait`: the agent parks the conversation until the customer writes.
 fn wait(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
     Object::root(body).only(&[])?;
-    let (mut conversation, last) = require_in(ctx, id, &[State::Active], "wait")?;
-    require_owner(ctx, &conversation)?;
+    let (mut conversation, last) = conversation_for(ctx, id, Need::Work, &[State::Active], "wait")?;
     let held_by = holder(&conversation);
     conversation.state = State::Waiting;
     conversation.updated_at = now(ctx);
@@ -489,7 +500,8 @@ fn wait(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiE
 /// `resume`: an agent takes back a waiting or closed conversation.
 fn resume(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
     Object::root(body).only(&["agent_id"])?;
-    let (mut conversation, last) = require_in(ctx, id, &[State::Waiting, State::Closed], "resume")?;
+    let states = [State::Waiting, State::Closed];
+    let (mut conversation, last) = conversation_for(ctx, id, Need::Work, &states, "resume")?;
     let agent = acting_agent(ctx, body, conversation.agent_id.as_deref())?;
     conversation.closed_at = None;
     give(ctx, &mut conversation, &agent)?;
@@ -499,10 +511,7 @@ fn resume(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Ap
 /// `close`: resolved. A later customer message reopens it.
 fn close(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
     Object::root(body).only(&[])?;
-    let (mut conversation, last) = require_in(ctx, id, LIVE, "close")?;
-    if conversation.state != State::Open {
-        require_owner(ctx, &conversation)?;
-    }
+    let (mut conversation, last) = conversation_for(ctx, id, Need::Work, LIVE, "close")?;
     let held_by = holder(&conversation);
     conversation.state = State::Closed;
     conversation.with_bot = false;
@@ -518,7 +527,7 @@ fn link(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiE
     let input = Object::root(body);
     input.only(&["contact_id"])?;
     let target_id = input.required_str("contact_id")?;
-    let (mut conversation, last) = super::require(ctx.kv(), ctx.org(), id)?;
+    let (mut conversation, last) = conversation_for(ctx, id, Need::Work, ANY, "link")?;
     let mut target: Contact = store::load(ctx.kv(), ctx.org(), target_id)?.ok_or_else(|| {
         input.error("contact_id", "unknown_contact", format!("no contact with id {target_id} in this organisation (POST /api/contacts creates one)"))
     })?;
@@ -536,6 +545,8 @@ fn link(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiE
     if let Some(mut previous) =
         store::load::<Contact>(ctx.kv(), ctx.org(), &conversation.contact_id)?
     {
+        // The address's opt-out stays with it; a legacy one is copied there.
+        super::consent::keep_legacy(ctx.kv(), ctx.org(), &previous)?;
         previous.addresses.retain(|a| *a != address);
         previous.updated_at = now(ctx);
         writes.push((
@@ -575,23 +586,12 @@ async fn send_reply(
         "text",
         "attachments",
         "template_id",
+        "CustomerName",
+        "CaseName",
         "context_items",
         "locale",
     ])?;
-    let (conversation, last) = require_in(
-        ctx,
-        id,
-        &[State::Active, State::Waiting, State::Open],
-        "a reply",
-    )?;
-    if conversation.state == State::Open && ctx.principal.role == Role::Agent {
-        return Err(ApiError::conflict(
-            "not_assigned",
-            "the conversation waits in its queue; accept it before replying",
-        )
-        .into());
-    }
-    require_owner(ctx, &conversation)?;
+    let (conversation, last) = conversation_for(ctx, id, Need::Work, LIVE, "a reply")?;
     let kv = ctx.kv();
     let workstream: Workstream = store::require(kv, ctx.org(), &conversation.workstream_id)?;
     let instance = workstream
@@ -735,7 +735,9 @@ fn read_attachments(input: &Object) -> Result<Vec<Attachment>, ApiError> {
     })
 }
 
-/// A template rendered for the conversation's channel and customer.
+/// A template rendered for the conversation's channel and customer: the
+/// reply gives `CaseName`, `context_items` and, if the contact's name will
+/// not do, `CustomerName`.
 fn render_template(
     ctx: &Ctx,
     input: &Object,
@@ -753,19 +755,21 @@ fn render_template(
         .optional_parsed("locale", |text| Locale::parse(text).map_err(|e| e.message))?
         .unwrap_or_else(|| conversation.language.clone());
     let contact: Option<Contact> = store::load(ctx.kv(), ctx.org(), &conversation.contact_id)?;
-    let customer_name = contact
-        .as_ref()
-        .map(|c| c.name.clone())
-        .or_else(|| conversation.profile_name.clone());
+    let customer_name = match input.str("CustomerName")? {
+        Some(name) => Some(name.to_owned()),
+        None => contact
+            .map(|c| c.name)
+            .or_else(|| conversation.profile_name.clone()),
+    };
     let context_items = input.object("context_items")?;
     let context = RenderContext {
         customer_name: customer_name.as_deref(),
-        case_name: None,
+        case_name: input.str("CaseName")?,
         context_items: context_items.as_ref(),
     };
     let rendered = template
         .render(&conversation.channel, Some(&locale), &context)
-        .map_err(|failure| input.error("template_id", failure.code(), failure.to_string()))?;
+        .map_err(|failure| reply_render_error(input, &failure))?;
     if conversation.channel == "whatsapp" && rendered.content_sid.is_none() {
         return Err(input.error(
             "template_id",
@@ -777,4 +781,81 @@ fn render_template(
         template_id: template_id.to_owned(),
         rendered,
     })
+}
+
+/// A template that does not render for a reply, said in the reply's terms:
+/// a missing value names the body field that gives it.
+fn reply_render_error(input: &Object, failure: &RenderFailure) -> ApiError {
+    let RenderFailure::Placeholder(error) = failure else {
+        return input.error("template_id", failure.code(), failure.to_string());
+    };
+    let placeholder = error.placeholder();
+    let key = placeholder
+        .strip_prefix("contextitems.")
+        .unwrap_or(placeholder);
+    let (field, message) = match (error, placeholder) {
+        (RenderError::Missing { .. }, "CustomerName" | "CaseName") => (
+            placeholder.to_owned(),
+            format!("no value for {{{{{placeholder}}}}}: give \"{placeholder}\" in the reply, next to \"template_id\""),
+        ),
+        (RenderError::Missing { .. }, _) => (
+            format!("context_items.{key}"),
+            format!("no value for {{{{{placeholder}}}}}: give \"{key}\" in the reply's \"context_items\""),
+        ),
+        (RenderError::NotText { .. }, _) => (
+            format!("context_items.{key}"),
+            format!("\"context_items.{key}\" is an object or array: give {{{{{placeholder}}}}} a text, number or true/false value"),
+        ),
+    };
+    ApiError::invalid(field, failure.code(), message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_missing_from_a_reply_names_the_reply_field_that_gives_it() {
+        let body = Map::new();
+        let input = Object::root(&body);
+        for (placeholder, field, hint) in [
+            ("CaseName", "CaseName", "give \"CaseName\" in the reply"),
+            (
+                "CustomerName",
+                "CustomerName",
+                "give \"CustomerName\" in the reply",
+            ),
+            (
+                "contextitems.OrderId",
+                "context_items.OrderId",
+                "give \"OrderId\" in the reply's \"context_items\"",
+            ),
+            (
+                "OrderId",
+                "context_items.OrderId",
+                "give \"OrderId\" in the reply's \"context_items\"",
+            ),
+        ] {
+            let missing = RenderFailure::Placeholder(RenderError::Missing {
+                placeholder: placeholder.into(),
+            });
+            let error = reply_render_error(&input, &missing);
+            assert_eq!(
+                (error.status, error.code, error.field.as_deref()),
+                (422, "missing_placeholder", Some(field))
+            );
+            assert!(error.message.contains(hint), "{}", error.message);
+        }
+        let list = RenderFailure::Placeholder(RenderError::NotText {
+            placeholder: "Items".into(),
+        });
+        let error = reply_render_error(&input, &list);
+        assert_eq!(error.field.as_deref(), Some("context_items.Items"));
+        let too_long = RenderFailure::SmsTooLong { characters: 1700 };
+        let error = reply_render_error(&input, &too_long);
+        assert_eq!(
+            (error.code, error.field.as_deref()),
+            ("sms_too_long", Some("template_id"))
+        );
+    }
 }

@@ -7,13 +7,16 @@
 //! agent who recognises the customer links the conversation to an existing
 //! contact record; the address then points there, and later conversations
 //! from that address attach to it. Contact fields (`"tier": "gold"`) are what
-//! routing rules' `contact_field` conditions read; opt-outs (R-IN-8) are kept
-//! per channel type.
+//! routing rules' `contact_field` conditions read. Opt-outs (R-IN-8) belong
+//! to the addresses, not to contacts ([`super::consent`]), so no change to a
+//! contact can undo one.
 
-use crate::api::ApiError;
+use super::consent::{self, keep_legacy, Standing};
+use crate::api::{ApiError, Response};
 use crate::auth::Role;
 use crate::config::{Ctx, Resource};
 use crate::input::Object;
+use crate::store;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -27,8 +30,10 @@ pub struct Contact {
     /// Values routing rules can match (`contact_field`), all strings.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
-    /// Channel type → when the customer opted out (STOP, …).
-    #[serde(default)]
+    /// Channel type → when the customer opted out, as contacts kept it
+    /// before opt-outs moved to their addresses ([`super::consent`]): read
+    /// and kept, never added to.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub opted_out: BTreeMap<String, String>,
     pub created_at: String,
     pub updated_at: String,
@@ -55,34 +60,6 @@ pub fn contact_id_for(org: &str, channel: &str, address: &str) -> String {
     crate::auth::sha256_hex(&format!("contact\n{org}\n{channel}\n{address}"))[..32].to_owned()
 }
 
-/// Words that opt a customer out of a channel, and back in (R-IN-8), as
-/// carriers and WhatsApp Business practice define them.
-const OPT_OUT_WORDS: &[&str] = &["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"];
-const OPT_IN_WORDS: &[&str] = &["START", "UNSTOP"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OptKeyword {
-    Out,
-    In,
-}
-
-/// A message that is exactly one of the keywords (any case, surrounding
-/// blanks and a final full stop or exclamation mark ignored).
-pub fn opt_keyword(text: &str) -> Option<OptKeyword> {
-    let word = text
-        .trim()
-        .trim_end_matches(['.', '!'])
-        .trim()
-        .to_ascii_uppercase();
-    if OPT_OUT_WORDS.contains(&word.as_str()) {
-        Some(OptKeyword::Out)
-    } else if OPT_IN_WORDS.contains(&word.as_str()) {
-        Some(OptKeyword::In)
-    } else {
-        None
-    }
-}
-
 impl Contact {
     /// A contact for a sender seen for the first time.
     pub fn for_sender(
@@ -104,26 +81,6 @@ impl Contact {
             created_at: now.to_owned(),
             updated_at: now.to_owned(),
         }
-    }
-
-    pub fn is_opted_out(&self, channel: &str) -> bool {
-        self.opted_out.contains_key(channel)
-    }
-
-    /// Applies an opt-out or opt-in keyword; `true` when something changed.
-    pub fn apply(&mut self, keyword: OptKeyword, channel: &str, now: &str) -> bool {
-        let changed = match keyword {
-            OptKeyword::Out if !self.is_opted_out(channel) => {
-                self.opted_out.insert(channel.to_owned(), now.to_owned());
-                true
-            }
-            OptKeyword::In => self.opted_out.remove(channel).is_some(),
-            OptKeyword::Out => false,
-        };
-        if changed {
-            self.updated_at = now.to_owned();
-        }
-        changed
     }
 }
 
@@ -154,15 +111,55 @@ impl Resource for Contact {
         })
     }
 
+    /// Shown without the legacy `opted_out`: [`read`] tells each
+    /// address's opt-out, wherever it is kept.
+    fn view(&self, _ctx: &Ctx) -> Value {
+        let mut view = serde_json::to_value(self).expect("documents serialize to JSON");
+        if let Some(fields) = view.as_object_mut() {
+            fields.remove("opted_out");
+        }
+        view
+    }
+
     /// The addresses stop pointing here; their next message makes a new
-    /// contact.
+    /// contact. Their opt-outs stay where they are, legacy ones copied to
+    /// them first.
     fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+        keep_legacy(ctx.kv(), ctx.org(), self)?;
         Ok(self
             .addresses
             .iter()
             .map(|a| address_key(ctx.org(), &a.channel, &a.address))
             .collect())
     }
+}
+
+/// `GET /api/contacts/{id}`: the contact, each address with
+/// `opted_out_at` (when its customer opted out of that channel, or null).
+pub fn read(ctx: &Ctx, id: &str) -> Result<Response, ApiError> {
+    ctx.principal.require(Contact::READERS)?;
+    let contact: Contact = store::require(ctx.kv(), ctx.org(), id)?;
+    let addresses: Vec<(&str, &str)> = contact
+        .addresses
+        .iter()
+        .map(|a| (a.channel.as_str(), a.address.as_str()))
+        .collect();
+    let records = consent::read_many(ctx.kv(), ctx.org(), &addresses)?;
+    let mut view = contact.view(ctx);
+    view["addresses"] = contact
+        .addresses
+        .iter()
+        .zip(records)
+        .map(|(address, record)| {
+            let standing = Standing::of(record, Some(&contact), &address.channel);
+            json!({
+                "channel": address.channel,
+                "address": address.address,
+                "opted_out_at": standing.opted_out_since(),
+            })
+        })
+        .collect();
+    Ok(Response::json(200, &view))
 }
 
 fn read_fields(
@@ -186,28 +183,6 @@ fn read_fields(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keywords_are_whole_messages_in_any_case() {
-        assert_eq!(opt_keyword("stop"), Some(OptKeyword::Out));
-        assert_eq!(opt_keyword("  Unsubscribe. "), Some(OptKeyword::Out));
-        assert_eq!(opt_keyword("STOPALL"), Some(OptKeyword::Out));
-        assert_eq!(opt_keyword("start"), Some(OptKeyword::In));
-        assert_eq!(opt_keyword("Unstop!"), Some(OptKeyword::In));
-        assert_eq!(opt_keyword("please stop calling"), None);
-        assert_eq!(opt_keyword(""), None);
-    }
-
-    #[test]
-    fn opting_out_is_per_channel_and_reversible() {
-        let mut contact = Contact::for_sender("o", "whatsapp", "+4712345678", None, "t0");
-        assert!(contact.apply(OptKeyword::Out, "whatsapp", "t1"));
-        assert!(!contact.apply(OptKeyword::Out, "whatsapp", "t2"));
-        assert!(contact.is_opted_out("whatsapp") && !contact.is_opted_out("sms"));
-        assert_eq!(contact.opted_out["whatsapp"], "t1");
-        assert!(contact.apply(OptKeyword::In, "whatsapp", "t3"));
-        assert!(!contact.is_opted_out("whatsapp"));
-    }
 
     #[test]
     fn senders_get_one_contact_per_address() {

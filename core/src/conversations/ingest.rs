@@ -6,7 +6,9 @@
 //! three read round trips — the account's record (the webhook's), then one
 //! `get-many` of everything the thread's keys name, then one of the
 //! workstream, contact and the lease's confirmation — and three writes: the
-//! dedupe lease, the message's position, one `set-many`.
+//! dedupe lease, the message's position, one `set-many`. An opt-out or
+//! opt-in keyword adds nothing: its record is read with the thread's keys
+//! and written in the message's `set-many` (R-IN-8).
 //!
 //! Exactly once: the provider's message id is claimed with a lease
 //! ([`crate::lease`]) before anything is written, and the holder alone
@@ -18,7 +20,8 @@
 //! stored message is never answered with a 5xx.
 
 use super::bot;
-use super::contacts::{address_key, opt_keyword, Contact};
+use super::consent::{self, Consent, Standing};
+use super::contacts::{address_key, Contact, ContactAddress};
 use super::reply::{deliver, may_have_been_sent, Content, Window, OUTCOME_UNKNOWN};
 use super::routing::{assignment_entry, classify, release, reserve, route_to_queue};
 use super::{
@@ -71,8 +74,9 @@ pub fn channel_of(provider: &str) -> &'static str {
 /// What ingestion reads in the webhook's second round trip, after the
 /// account document: the dedupe record, the workstream serving the address,
 /// the sender's contact, the thread's conversation, the outbound messages
-/// sent on the thread since the customer last wrote, and the probe of the
-/// message's delivery lease. `now` is the time the lease is probed at.
+/// sent on the thread since the customer last wrote, the sender's opt-out
+/// record, and the probe of the message's delivery lease. `now` is the time
+/// the lease is probed at.
 pub fn thread_keys(
     org: &str,
     account_id: &str,
@@ -95,6 +99,7 @@ pub fn thread_keys(
         address_key(org, channel, &inbound.customer_address),
         store::document_key::<Conversation>(org, &thread),
         pending_outbound_key(org, &thread),
+        consent::key(org, channel, &inbound.customer_address),
     ];
     keys.extend(probe);
     keys
@@ -107,6 +112,7 @@ struct ThreadFacts {
     known_contact: Option<String>,
     conversation: Option<Vec<u8>>,
     pending: Vec<String>,
+    consent: Option<Vec<u8>>,
     probed: Vec<Option<Vec<u8>>>,
 }
 
@@ -122,6 +128,7 @@ impl ThreadFacts {
             pending: next()
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok())
                 .unwrap_or_default(),
+            consent: next(),
             probed: vec![next(), next()],
         }
     }
@@ -180,6 +187,8 @@ pub async fn ingest(
     let conversation_key = store::document_key::<Conversation>(org, &thread);
     let conversation: Option<Conversation> =
         store::decode_found(&conversation_key, facts.conversation)?;
+    let consent_key = consent::key(org, channel, &inbound.customer_address);
+    let consent: Option<Consent> = store::decode_found(&consent_key, facts.consent)?;
     let contact_id = facts.known_contact.clone().unwrap_or_else(|| {
         super::contacts::contact_id_for(org, channel, &inbound.customer_address)
     });
@@ -240,6 +249,7 @@ pub async fn ingest(
             conversation,
             contact: stored_contact,
             contact_is_new: facts.known_contact.is_none(),
+            consent,
             outbound,
             now: &now,
             now_millis,
@@ -327,6 +337,8 @@ struct Arrival<'a> {
     conversation: Option<Conversation>,
     contact: Option<Contact>,
     contact_is_new: bool,
+    /// The sender's opt-out record.
+    consent: Option<Consent>,
     /// Outbound messages to show before this one (R-OUT-8).
     outbound: Vec<Activity>,
     now: &'a str,
@@ -352,6 +364,7 @@ fn store_message(
         conversation,
         contact,
         contact_is_new,
+        consent,
         outbound,
         now,
         now_millis,
@@ -366,29 +379,17 @@ fn store_message(
         message.attachments_refused = inbound.attachments.len();
     }
 
-    let mut contact = contact.unwrap_or_else(|| {
-        Contact::for_sender(
-            org,
-            channel,
-            &inbound.customer_address,
-            inbound.profile_name.as_deref(),
-            now,
-        )
-    });
-    let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
-    let opted = opt_keyword(&inbound.text).is_some_and(|k| contact.apply(k, channel, now));
-    if contact_is_new {
-        writes.push((
-            address_key(org, channel, &inbound.customer_address),
-            contact.id.as_bytes().to_vec(),
-        ));
-    }
-    if contact_is_new || opted {
-        writes.push((
-            store::document_key::<Contact>(org, &contact.id),
-            store::encode(&contact),
-        ));
-    }
+    let (contact, mut writes) = sender_writes(
+        org,
+        channel,
+        inbound,
+        Sender {
+            contact,
+            is_new: contact_is_new,
+            consent,
+        },
+        now,
+    );
     let conversation_id = thread_id(
         org,
         &account.id,
@@ -507,6 +508,66 @@ fn store_message(
         }
         Err(error) => Err(error),
     }
+}
+
+/// What the store holds of a message's sender.
+struct Sender {
+    /// Their contact's document, if it exists.
+    contact: Option<Contact>,
+    /// Their address points at no contact yet.
+    is_new: bool,
+    /// Their address's opt-out record.
+    consent: Option<Consent>,
+}
+
+/// The sender's contact, and what the message writes of it: a new
+/// contact's address and document, and the opt-out record a keyword
+/// changes, with the message or not at all, so a STOP the provider got
+/// its 2xx for is never lost (R-IN-8).
+fn sender_writes(
+    org: &str,
+    channel: &str,
+    inbound: &Inbound,
+    sender: Sender,
+    now: &str,
+) -> (Contact, Vec<(String, Vec<u8>)>) {
+    let mut writes = Vec::new();
+    let standing = Standing::of(sender.consent, sender.contact.as_ref(), channel);
+    if let Some(record) = consent::keyword(&inbound.text).and_then(|k| standing.after(k, now)) {
+        writes.push((
+            consent::key(org, channel, &inbound.customer_address),
+            store::encode(&record),
+        ));
+    }
+    let mut contact = sender.contact.unwrap_or_else(|| {
+        Contact::for_sender(
+            org,
+            channel,
+            &inbound.customer_address,
+            inbound.profile_name.as_deref(),
+            now,
+        )
+    });
+    if sender.is_new {
+        // The sender's own contact may exist without the address, which a
+        // link moved away before its new contact was deleted.
+        let address = ContactAddress {
+            channel: channel.to_owned(),
+            address: inbound.customer_address.clone(),
+        };
+        if !contact.addresses.contains(&address) {
+            contact.addresses.push(address);
+        }
+        writes.push((
+            address_key(org, channel, &inbound.customer_address),
+            contact.id.as_bytes().to_vec(),
+        ));
+        writes.push((
+            store::document_key::<Contact>(org, &contact.id),
+            store::encode(&contact),
+        ));
+    }
+    (contact, writes)
 }
 
 /// A waiting conversation goes back to the agent who parked it, if that
@@ -851,6 +912,46 @@ mod tests {
         assert_eq!(conversation.state, State::Open, "no agents: it waits");
         assert_eq!(conversation.queue_id.as_deref(), Some("q"));
         assert!(last.is_some());
+    }
+
+    #[test]
+    fn a_stop_is_stored_with_its_message_or_not_at_all_and_start_reverses_it() {
+        let memory = MemoryPorts::default();
+        let kv = FailingOnce::default();
+        let ports = Ports {
+            kv: &kv,
+            ..memory.ports()
+        };
+        let account = setup(&kv);
+        let record_key = consent::key(ORG, "whatsapp", "+4917612345678");
+        let record = || -> Option<Consent> {
+            let found = kv.get(&record_key).unwrap();
+            store::decode_found(&record_key, found).unwrap()
+        };
+        deliver(&ports, &account, &message("SM1")).unwrap();
+        assert_eq!(record(), None, "an ordinary message writes no record");
+        let says = |sid: &str, text: &str| Inbound {
+            text: text.into(),
+            ..message(sid)
+        };
+        kv.fail_next_write.set(true);
+        assert_eq!(
+            deliver(&ports, &account, &says("SM2", "Stop"))
+                .unwrap_err()
+                .status,
+            503
+        );
+        assert_eq!(record(), None, "neither the message nor the opt-out");
+        memory.clock.advance_millis(2 * crate::lease::LEASE_MILLIS);
+        deliver(&ports, &account, &says("SM2", "Stop")).unwrap();
+        let stopped = record().expect("the redelivery stores the opt-out");
+        assert!(stopped.opted_out);
+        // A second STOP keeps the first one's time; START reverses it.
+        memory.clock.advance_millis(1_000);
+        deliver(&ports, &account, &says("SM3", "STOPALL")).unwrap();
+        assert_eq!(record().as_ref(), Some(&stopped));
+        deliver(&ports, &account, &says("SM4", "start")).unwrap();
+        assert!(!record().unwrap().opted_out);
     }
 
     #[test]

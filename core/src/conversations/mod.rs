@@ -15,6 +15,7 @@
 //! - `provider-message/{provider}/{id}`: `{conversation}/{n}` for a provider
 //!   message id, the dedupe record (R-IN-3) and the status lookup (R-IN-7).
 //! - `contact/{id}` and `address/{channel}/{address}` → contact id (R-CONV-2).
+//! - `opt-out/{channel}/{address}`: the address's opt-out ([`consent`]).
 //! - `queue/{q}/conversations`, `agent/{a}/conversations`: logs of who
 //!   entered a queue or was assigned, for listings and for the waiting line.
 //!
@@ -22,8 +23,10 @@
 //! optimistic version check built from `increment` (principle 4), so two
 //! agents accepting at once cannot both win.
 
+pub mod access;
 pub mod api;
 pub mod bot;
+pub mod consent;
 pub mod contacts;
 pub mod ingest;
 pub mod reply;

@@ -3,7 +3,8 @@
 //! batch recorded in one write.
 //!
 //! A batch's key-value cost is fixed, whatever its size: one `get-many` of
-//! its contacts' address and thread keys, one of their contact documents,
+//! its contacts' address, thread and opt-out keys, one of their contact
+//! documents,
 //! and one `set-many` with every activity, provider-message pointer, new
 //! contact and thread entry (ARCHITECTURE.md principle 3). Only
 //! show-on-timeline adds a write per contact: the slot in the contact's
@@ -19,6 +20,7 @@ use super::contact_list::{recipient, Recipient, BATCH_SIZE};
 use crate::api::ApiError;
 use crate::config::accounts::Account;
 use crate::config::outbound_configs::OutboundConfig;
+use crate::conversations::consent::{self, Consent, Standing};
 use crate::conversations::contacts::{address_key, Contact};
 use crate::conversations::reply::{deliver, may_have_been_sent, Content, Window, OUTCOME_UNKNOWN};
 use crate::conversations::{pending_outbound_key, provider_message_key, thread_id, Author, Thread};
@@ -640,7 +642,9 @@ fn not_recorded(results: &mut [ContactResult], error: &ApiError) {
     }
 }
 
-type Prepared = (Vec<Ready>, Vec<ContactResult>, HashMap<String, Vec<String>>);
+/// Each thread's outbound messages not yet threaded into its conversation.
+type Pending = HashMap<String, Vec<String>>;
+type Prepared = (Vec<Ready>, Vec<ContactResult>, Pending);
 
 /// Reads what the batch's contacts need (two round trips), skips those who
 /// may not be contacted and renders the rest. Also returns each thread's
@@ -652,123 +656,271 @@ fn prepare(
     recipients: Vec<Recipient>,
     now: &str,
 ) -> Result<Prepared, ApiError> {
-    let kv = ports.kv;
-    let config = &setup.config;
+    let (addressees, pending) = read_addressees(ports.kv, org, &setup.config, &recipients)?;
+    let mut ready = Vec::new();
+    let mut others = Vec::new();
+    for (recipient, addressee) in recipients.into_iter().zip(addressees) {
+        match check(org, setup, recipient, addressee, now) {
+            Ok(one) => ready.push(one),
+            Err(result) => others.push(*result),
+        }
+    }
+    Ok((ready, others, pending))
+}
+
+/// What the store knows of one recipient's address.
+struct Addressee {
+    thread: String,
+    /// The contact id the address points to, if any.
+    known: Option<String>,
+    /// That contact, unless it was deleted.
+    contact: Option<Contact>,
+    /// The address's opt-out record.
+    consent: Option<Consent>,
+}
+
+/// Reads the recipients' addresses, threads and opt-outs in one round
+/// trip and their contacts in a second; also returns each thread's
+/// pending outbound messages.
+fn read_addressees(
+    kv: &dyn crate::ports::KeyValue,
+    org: &str,
+    config: &OutboundConfig,
+    recipients: &[Recipient],
+) -> Result<(Vec<Addressee>, Pending), ApiError> {
     let channel = config.channel_type.as_str();
-    let threads: Vec<String> = recipients
-        .iter()
-        .map(|r| thread_id(org, &config.account_id, &config.channel, r.to.as_str()))
-        .collect();
-    let keys: Vec<String> = recipients
-        .iter()
-        .zip(&threads)
-        .flat_map(|(r, thread)| {
-            [
-                address_key(org, channel, r.to.as_str()),
-                pending_outbound_key(org, thread),
-            ]
-        })
-        .collect();
+    let mut keys = Vec::with_capacity(recipients.len() * 3);
+    let mut threads = Vec::with_capacity(recipients.len());
+    for recipient in recipients {
+        let to = recipient.to.as_str();
+        let thread = thread_id(org, &config.account_id, &config.channel, to);
+        keys.push(address_key(org, channel, to));
+        keys.push(pending_outbound_key(org, &thread));
+        keys.push(consent::key(org, channel, to));
+        threads.push(thread);
+    }
     let found = kv.get_many(&keys)?;
-    let mut known_ids = Vec::new();
-    let mut pending: HashMap<String, Vec<String>> = HashMap::new();
-    for (thread, pair) in threads.iter().zip(found.chunks(2)) {
-        let known = pair[0]
-            .as_ref()
-            .map(|bytes| String::from_utf8_lossy(bytes).into_owned());
-        known_ids.push(known);
-        let ids: Vec<String> = pair[1]
+    let mut addressees = Vec::with_capacity(recipients.len());
+    let mut pending = Pending::new();
+    for ((thread, values), keys) in threads.into_iter().zip(found.chunks(3)).zip(keys.chunks(3)) {
+        let ids: Vec<String> = values[1]
             .as_ref()
             .and_then(|bytes| serde_json::from_slice(bytes).ok())
             .unwrap_or_default();
         pending.insert(thread.clone(), ids);
+        addressees.push(Addressee {
+            thread,
+            known: values[0]
+                .as_ref()
+                .map(|bytes| String::from_utf8_lossy(bytes).into_owned()),
+            contact: None,
+            consent: store::decode_found(&keys[2], values[2].clone())?,
+        });
     }
-    let contact_keys: Vec<String> = known_ids
+    let contact_keys: Vec<String> = addressees
         .iter()
-        .flatten()
+        .filter_map(|a| a.known.as_ref())
         .map(|id| store::document_key::<Contact>(org, id))
         .collect();
-    let documents = kv.get_many(&contact_keys)?;
     let mut contacts: HashMap<String, Contact> = HashMap::new();
-    for (key, found) in contact_keys.iter().zip(documents) {
+    for (key, found) in contact_keys.iter().zip(kv.get_many(&contact_keys)?) {
         if let Some(contact) = found.and_then(|bytes| store::decode::<Contact>(key, &bytes).ok()) {
             contacts.insert(contact.id.clone(), contact);
         }
     }
-
-    let mut ready = Vec::new();
-    let mut others = Vec::new();
-    for ((recipient, thread), known) in recipients.into_iter().zip(threads).zip(known_ids) {
-        let to = recipient.to.to_string();
-        let contact = known.as_ref().and_then(|id| contacts.get(id));
-        if !recipient.opt_in {
-            others.push(
-                ContactResult::new(recipient.index, Some(to), Status::Skipped).because(reason(
-                    "opted_out",
-                    "\"optin\" is false: the customer does not want to be contacted",
-                    Some(format!("ContactList[{}].optin", recipient.index)),
-                )),
-            );
-            continue;
-        }
-        if let Some(contact) = contact.filter(|c| c.is_opted_out(channel)) {
-            let mut result = ContactResult::new(recipient.index, Some(to), Status::Skipped).because(
-                reason(
-                    "opted_out",
-                    format!(
-                        "the customer opted out of {channel} on {} (they can send START to opt back in)",
-                        contact.opted_out[channel]
-                    ),
-                    None,
-                ),
-            );
-            result.contact_id = Some(contact.id.clone());
-            others.push(result);
-            continue;
-        }
-        let context = RenderContext {
-            customer_name: Some(&recipient.customer_name),
-            case_name: Some(&recipient.case_name),
-            context_items: Some(&recipient.context_items),
-        };
-        let rendered =
-            match setup
-                .template
-                .render(channel, recipient.locale.as_ref(), &context)
-            {
-                Ok(rendered) => rendered,
-                Err(failure) => {
-                    let field =
-                        match failure.field() {
-                            "CustomerName" | "CaseName" | "contextitems" | "locale" => Some(
-                                format!("ContactList[{}].{}", recipient.index, failure.field()),
-                            ),
-                            _ => None,
-                        };
-                    others.push(
-                        ContactResult::new(recipient.index, Some(to), Status::Failed)
-                            .because(reason(failure.code(), failure.to_string(), field)),
-                    );
-                    continue;
-                }
-            };
-        let (contact_id, new_contact) = match (contact, known) {
-            (Some(contact), _) => (contact.id.clone(), None),
-            // An address pointing at a deleted contact, or none: the
-            // contact is (re)created, as an inbound message would.
-            _ => {
-                let contact =
-                    Contact::for_sender(org, channel, &to, Some(&recipient.customer_name), now);
-                (contact.id.clone(), Some(contact))
-            }
-        };
-        ready.push(Ready {
-            recipient,
-            contact_id,
-            new_contact,
-            thread,
-            rendered,
-        });
+    for addressee in &mut addressees {
+        addressee.contact = addressee
+            .known
+            .as_ref()
+            .and_then(|id| contacts.get(id).cloned());
     }
-    Ok((ready, others, pending))
+    Ok((addressees, pending))
+}
+
+/// Why a recipient may not be contacted, if they may not: the flow says
+/// so, or the customer opted out of the channel (R-IN-8).
+fn skipped(recipient: &Recipient, addressee: &Addressee, channel: &str) -> Option<ContactResult> {
+    let to = Some(recipient.to.to_string());
+    if !recipient.opt_in {
+        return Some(
+            ContactResult::new(recipient.index, to, Status::Skipped).because(reason(
+                "opted_out",
+                "\"optin\" is false: the customer does not want to be contacted",
+                Some(format!("ContactList[{}].optin", recipient.index)),
+            )),
+        );
+    }
+    let standing = Standing::of(
+        addressee.consent.clone(),
+        addressee.contact.as_ref(),
+        channel,
+    );
+    let since = standing.opted_out_since()?;
+    let mut result = ContactResult::new(recipient.index, to, Status::Skipped).because(reason(
+        "opted_out",
+        format!(
+            "the customer opted out of {channel} on {since}; only they can opt back in, by sending START"
+        ),
+        None,
+    ));
+    result.contact_id = addressee.contact.as_ref().map(|c| c.id.clone());
+    Some(result)
+}
+
+/// The recipient's message, or its failed result naming the field to fix.
+fn render_for(setup: &Setup, recipient: &Recipient) -> Result<Rendered, Box<ContactResult>> {
+    let context = RenderContext {
+        customer_name: Some(&recipient.customer_name),
+        case_name: Some(&recipient.case_name),
+        context_items: Some(&recipient.context_items),
+    };
+    let channel = setup.config.channel_type.as_str();
+    setup
+        .template
+        .render(channel, recipient.locale.as_ref(), &context)
+        .map_err(|failure| {
+            let field = match failure.field() {
+                "CustomerName" | "CaseName" | "contextitems" | "locale" => Some(format!(
+                    "ContactList[{}].{}",
+                    recipient.index,
+                    failure.field()
+                )),
+                _ => None,
+            };
+            let to = Some(recipient.to.to_string());
+            let result = ContactResult::new(recipient.index, to, Status::Failed);
+            Box::new(result.because(reason(failure.code(), failure.to_string(), field)))
+        })
+}
+
+/// One recipient, ready to send, or its result: skipped, or failed because
+/// the template does not render for it.
+fn check(
+    org: &str,
+    setup: &Setup,
+    recipient: Recipient,
+    addressee: Addressee,
+    now: &str,
+) -> Result<Ready, Box<ContactResult>> {
+    let channel = setup.config.channel_type.as_str();
+    if let Some(result) = skipped(&recipient, &addressee, channel) {
+        return Err(Box::new(result));
+    }
+    let rendered = render_for(setup, &recipient)?;
+    let (contact_id, new_contact) = match addressee.contact {
+        Some(contact) => (contact.id, None),
+        // An address pointing at a deleted contact, or none: the contact
+        // is (re)created, as an inbound message would.
+        None => {
+            let to = recipient.to.to_string();
+            let contact =
+                Contact::for_sender(org, channel, &to, Some(&recipient.customer_name), now);
+            (contact.id.clone(), Some(contact))
+        }
+    };
+    Ok(Ready {
+        recipient,
+        contact_id,
+        new_contact,
+        thread: addressee.thread,
+        rendered,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryPorts;
+    use crate::phone::E164;
+    use crate::ports::KeyValue;
+
+    const ORG: &str = "0123456789abcdef0123456789abcdef";
+    const TO: &str = "+4790000001";
+    const CONTACT: &str = "c0000000000000000000000000000000";
+
+    fn config() -> OutboundConfig {
+        OutboundConfig {
+            id: "f".repeat(32),
+            name: "Case updated".into(),
+            show_on_timeline: false,
+            channel_type: "sms".into(),
+            channel: "14252306549".into(),
+            account_id: "a".repeat(32),
+            template_id: "e".repeat(32),
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    fn recipient() -> Recipient {
+        Recipient {
+            index: 0,
+            to: E164::parse(TO).unwrap(),
+            opt_in: true,
+            locale: None,
+            context_items: serde_json::Map::new(),
+            entity_relationship: None,
+            customer_name: "Kari".into(),
+            case_name: "CAS-1".into(),
+        }
+    }
+
+    /// Why the recipient is skipped, if they are.
+    fn skipped_because(kv: &dyn KeyValue) -> Option<String> {
+        let (addressees, _) = read_addressees(kv, ORG, &config(), &[recipient()]).unwrap();
+        skipped(&recipient(), &addressees[0], "sms").map(|result| result.reason.unwrap().message)
+    }
+
+    fn record(opted_out: bool) -> Vec<u8> {
+        store::encode(&Consent {
+            opted_out,
+            at: "2026-02-01T00:00:00.000Z".into(),
+        })
+    }
+
+    #[test]
+    fn a_contact_stored_with_an_opt_out_before_addresses_kept_them_still_skips() {
+        let memory = MemoryPorts::default();
+        let kv = memory.ports().kv;
+        // As the code before opt-out records wrote it.
+        let legacy = format!(
+            r#"{{"id":"{CONTACT}","name":"Kari","addresses":[{{"channel":"sms","address":"{TO}"}}],"fields":{{}},"opted_out":{{"sms":"2026-01-01T00:00:00.000Z"}},"created_at":"2026-01-01T00:00:00.000Z","updated_at":"2026-01-01T00:00:00.000Z"}}"#
+        );
+        kv.set(&address_key(ORG, "sms", TO), CONTACT.as_bytes())
+            .unwrap();
+        kv.set(
+            &store::document_key::<Contact>(ORG, CONTACT),
+            legacy.as_bytes(),
+        )
+        .unwrap();
+        let because = skipped_because(kv).expect("skipped");
+        assert!(because.contains("2026-01-01T00:00:00.000Z"), "{because}");
+        // The customer's START is the address's record, which wins.
+        kv.set(&consent::key(ORG, "sms", TO), &record(false))
+            .unwrap();
+        assert_eq!(skipped_because(kv), None);
+    }
+
+    #[test]
+    fn an_address_opted_out_is_skipped_whatever_contact_it_has() {
+        let memory = MemoryPorts::default();
+        let kv = memory.ports().kv;
+        kv.set(&consent::key(ORG, "sms", TO), &record(true))
+            .unwrap();
+        assert!(skipped_because(kv).is_some(), "no contact at all");
+        let linked = Contact::for_sender(ORG, "sms", "+4790000002", Some("Ola"), "t");
+        kv.set(&address_key(ORG, "sms", TO), linked.id.as_bytes())
+            .unwrap();
+        kv.set(
+            &store::document_key::<Contact>(ORG, &linked.id),
+            &store::encode(&linked),
+        )
+        .unwrap();
+        assert!(skipped_because(kv).is_some(), "linked to another contact");
+        kv.set(&consent::key(ORG, "sms", "+4790000002"), &record(true))
+            .unwrap();
+        kv.set(&consent::key(ORG, "sms", TO), &record(false))
+            .unwrap();
+        assert_eq!(skipped_because(kv), None, "another address's STOP");
+    }
 }

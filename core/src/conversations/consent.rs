@@ -1,0 +1,277 @@
+//! Opt-outs (SPEC.md R-IN-8): a customer's STOP belongs to the address it
+//! was sent from, on that channel, and nothing but the customer undoes it.
+//!
+//! Contacts are the organisation's own bookkeeping: agents link an address
+//! to another contact, admins delete and re-create contacts. None of that
+//! may bring a message to someone who said STOP, so the opt-out is not a
+//! contact field but a small key of its own, `opt-out/{channel}/{address}`.
+//! It is written in the same transaction as the customer's message that
+//! says the keyword, so a STOP the provider got its 2xx for is stored
+//! (R-OPS-4), and it is never rewritten with the contact. The customer's
+//! START (or another opt-in word) writes it back as opted in: a batch write
+//! cannot delete, and a record that says so costs nothing to read.
+//!
+//! The key names the channel type, as the contact index does: SMS STOP
+//! means no more SMS from this organisation, whichever number or provider
+//! would send it (each channel type has one provider today, so this is the
+//! provider's address too).
+//!
+//! Contacts saved before opt-outs moved here carry `opted_out` (channel →
+//! when) for all their addresses on a channel. That is honoured for an
+//! address without a record of its own, and copied onto the addresses
+//! ([`keep_legacy`]) before a link or a delete would part it from them.
+
+use super::contacts::Contact;
+use crate::api::ApiError;
+use crate::ports::KeyValue;
+use crate::store;
+use serde::{Deserialize, Serialize};
+
+/// An address's opt-out record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    pub opted_out: bool,
+    /// When the customer's keyword set it (RFC 3339).
+    pub at: String,
+}
+
+pub fn key(org: &str, channel: &str, address: &str) -> String {
+    format!(
+        "org/{org}/opt-out/{channel}/{}",
+        crate::encoding::percent_encode(address)
+    )
+}
+
+/// Words that opt a customer out, and back in: Twilio's defaults (its
+/// Advanced Opt-Out documentation), which carriers and TeleSign's keyword
+/// handling share.
+const OPT_OUT_WORDS: &[&str] = &[
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "REVOKE",
+    "OPTOUT",
+];
+const OPT_IN_WORDS: &[&str] = &["START", "YES", "UNSTOP"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keyword {
+    OptOut,
+    OptIn,
+}
+
+/// A message that is exactly one of the keywords (any case, surrounding
+/// blanks and a final full stop or exclamation mark ignored).
+pub fn keyword(text: &str) -> Option<Keyword> {
+    let word = text
+        .trim()
+        .trim_end_matches(['.', '!'])
+        .trim()
+        .to_ascii_uppercase();
+    if OPT_OUT_WORDS.contains(&word.as_str()) {
+        Some(Keyword::OptOut)
+    } else if OPT_IN_WORDS.contains(&word.as_str()) {
+        Some(Keyword::OptIn)
+    } else {
+        None
+    }
+}
+
+/// Where an address stands: its own record, else the legacy flag of the
+/// contact it points to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    record: Option<Consent>,
+    legacy_since: Option<String>,
+}
+
+impl Standing {
+    /// `record` is the value of the address's [`key`]; `contact` the
+    /// contact the address points to, if any.
+    pub fn of(record: Option<Consent>, contact: Option<&Contact>, channel: &str) -> Standing {
+        Standing {
+            record,
+            legacy_since: contact.and_then(|c| c.opted_out.get(channel).cloned()),
+        }
+    }
+
+    /// When the customer opted out, if they are opted out now.
+    pub fn opted_out_since(&self) -> Option<&str> {
+        match &self.record {
+            Some(record) => record.opted_out.then_some(record.at.as_str()),
+            None => self.legacy_since.as_deref(),
+        }
+    }
+
+    /// The record to write for the customer's `keyword` at `now`, if it
+    /// changes anything. A STOP on a legacy opt-out makes it the address's
+    /// own, keeping its time.
+    pub fn after(&self, keyword: Keyword, now: &str) -> Option<Consent> {
+        let since = self.opted_out_since();
+        match keyword {
+            Keyword::OptOut if self.record.as_ref().is_some_and(|r| r.opted_out) => None,
+            Keyword::OptOut => Some(Consent {
+                opted_out: true,
+                at: since.unwrap_or(now).to_owned(),
+            }),
+            Keyword::OptIn => since.is_some().then(|| Consent {
+                opted_out: false,
+                at: now.to_owned(),
+            }),
+        }
+    }
+}
+
+/// Copies a contact's legacy opt-outs onto those of its addresses that
+/// have no record of their own, before a link or a delete parts them. It
+/// only writes what already holds, so it may run again, or before a
+/// change that then fails.
+pub fn keep_legacy(kv: &dyn KeyValue, org: &str, contact: &Contact) -> Result<(), ApiError> {
+    let flagged: Vec<(String, &str)> = contact
+        .addresses
+        .iter()
+        .filter_map(|a| {
+            let since = contact.opted_out.get(&a.channel)?;
+            Some((key(org, &a.channel, &a.address), since.as_str()))
+        })
+        .collect();
+    if flagged.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<String> = flagged.iter().map(|(key, _)| key.clone()).collect();
+    let writes: Vec<(String, Vec<u8>)> = flagged
+        .into_iter()
+        .zip(kv.get_many(&keys)?)
+        .filter(|(_, found)| found.is_none())
+        .map(|((key, since), _)| {
+            let record = Consent {
+                opted_out: true,
+                at: since.to_owned(),
+            };
+            (key, store::encode(&record))
+        })
+        .collect();
+    if !writes.is_empty() {
+        kv.set_many(&writes)?;
+    }
+    Ok(())
+}
+
+/// The records of `addresses` (channel, address) in one read.
+pub fn read_many(
+    kv: &dyn KeyValue,
+    org: &str,
+    addresses: &[(&str, &str)],
+) -> Result<Vec<Option<Consent>>, ApiError> {
+    if addresses.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<String> = addresses
+        .iter()
+        .map(|(channel, address)| key(org, channel, address))
+        .collect();
+    keys.iter()
+        .zip(kv.get_many(&keys)?)
+        .map(|(key, found)| store::decode_found(key, found))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryPorts;
+
+    #[test]
+    fn keywords_are_whole_messages_in_any_case() {
+        assert_eq!(keyword("stop"), Some(Keyword::OptOut));
+        assert_eq!(keyword("  Unsubscribe. "), Some(Keyword::OptOut));
+        assert_eq!(keyword("STOPALL"), Some(Keyword::OptOut));
+        assert_eq!(keyword("optout"), Some(Keyword::OptOut));
+        assert_eq!(keyword("start"), Some(Keyword::OptIn));
+        assert_eq!(keyword("Yes!"), Some(Keyword::OptIn));
+        assert_eq!(keyword("Unstop!"), Some(Keyword::OptIn));
+        assert_eq!(keyword("please stop calling"), None);
+        assert_eq!(keyword(""), None);
+    }
+
+    fn record(opted_out: bool, at: &str) -> Option<Consent> {
+        Some(Consent {
+            opted_out,
+            at: at.into(),
+        })
+    }
+
+    #[test]
+    fn stop_and_start_change_the_record_only_when_they_change_something() {
+        let fresh = Standing::of(None, None, "sms");
+        assert_eq!(fresh.opted_out_since(), None);
+        assert_eq!(fresh.after(Keyword::OptIn, "t1"), None);
+        assert_eq!(fresh.after(Keyword::OptOut, "t1"), record(true, "t1"));
+        let out = Standing::of(record(true, "t1"), None, "sms");
+        assert_eq!(out.opted_out_since(), Some("t1"));
+        assert_eq!(out.after(Keyword::OptOut, "t2"), None);
+        assert_eq!(out.after(Keyword::OptIn, "t2"), record(false, "t2"));
+        let back_in = Standing::of(record(false, "t2"), None, "sms");
+        assert_eq!(back_in.opted_out_since(), None);
+        assert_eq!(back_in.after(Keyword::OptOut, "t3"), record(true, "t3"));
+    }
+
+    #[test]
+    fn a_legacy_contact_flag_counts_until_the_address_has_a_record() {
+        let mut contact = Contact::for_sender("o", "sms", "+4712345678", None, "t0");
+        contact.opted_out.insert("sms".into(), "t1".into());
+        let legacy = Standing::of(None, Some(&contact), "sms");
+        assert_eq!(legacy.opted_out_since(), Some("t1"));
+        assert_eq!(
+            Standing::of(None, Some(&contact), "whatsapp").opted_out_since(),
+            None
+        );
+        // STOP again pins it to the address with its first time; START
+        // reverses it, and the address's record then wins.
+        assert_eq!(legacy.after(Keyword::OptOut, "t2"), record(true, "t1"));
+        assert_eq!(legacy.after(Keyword::OptIn, "t2"), record(false, "t2"));
+        let reversed = Standing::of(record(false, "t2"), Some(&contact), "sms");
+        assert_eq!(reversed.opted_out_since(), None);
+    }
+
+    #[test]
+    fn legacy_opt_outs_are_copied_to_addresses_without_a_record() {
+        let memory = MemoryPorts::default();
+        let kv = memory.ports().kv;
+        let mut contact = Contact::for_sender("o", "sms", "+4711111111", None, "t0");
+        contact
+            .addresses
+            .push(super::super::contacts::ContactAddress {
+                channel: "sms".into(),
+                address: "+4722222222".into(),
+            });
+        contact
+            .addresses
+            .push(super::super::contacts::ContactAddress {
+                channel: "whatsapp".into(),
+                address: "+4711111111".into(),
+            });
+        contact.opted_out.insert("sms".into(), "t1".into());
+        let opted_in = Consent {
+            opted_out: false,
+            at: "t2".into(),
+        };
+        kv.set(&key("o", "sms", "+4722222222"), &store::encode(&opted_in))
+            .unwrap();
+        keep_legacy(kv, "o", &contact).unwrap();
+        let found = read_many(
+            kv,
+            "o",
+            &[
+                ("sms", "+4711111111"),
+                ("sms", "+4722222222"),
+                ("whatsapp", "+4711111111"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(found, vec![record(true, "t1"), Some(opted_in), None]);
+    }
+}
