@@ -286,8 +286,17 @@ fn pages_of(warnings: &[Value]) -> Vec<(String, String)> {
     pages
 }
 
-#[tokio::test]
-async fn page_token_warnings_show_each_admin_its_own_and_the_operator_all() {
+/// Contoso's page and Fabrikam's two, connected, then 61 days later.
+struct DuePages {
+    gateway: Gateway,
+    contoso: Org,
+    fabrikam: Org,
+    contoso_account: Value,
+    fabrikam_account: Value,
+    _graph: Simulator,
+}
+
+async fn due_pages() -> DuePages {
     let graph = graph();
     let (gateway, contoso, fabrikam) = tenants(&graph).await;
     let contoso_account = gateway
@@ -310,15 +319,28 @@ async fn page_token_warnings_show_each_admin_its_own_and_the_operator_all() {
     for key in [&contoso.key, &fabrikam.key, OPERATOR_TOKEN] {
         assert_eq!(warnings(&gateway, key).await, Vec::<Value>::new());
     }
-
     gateway
         .app
         .clock()
         .advance(Duration::from_secs(61 * 86_400));
-    let contoso_id = |org: &Org| (org.id.clone(), CONTOSO_PAGE.to_owned());
-    let own = warnings(&gateway, &contoso.key).await;
-    assert_eq!(pages_of(&own), [contoso_id(&contoso)]);
-    assert_eq!(own[0]["account_id"], contoso_account["id"]);
+    DuePages {
+        gateway,
+        contoso,
+        fabrikam,
+        contoso_account,
+        fabrikam_account,
+        _graph: graph,
+    }
+}
+
+#[tokio::test]
+async fn page_token_warnings_show_each_admin_its_own_and_the_operator_all() {
+    let due = due_pages().await;
+    let (gateway, contoso, fabrikam) = (&due.gateway, &due.contoso, &due.fabrikam);
+    let own = warnings(gateway, &contoso.key).await;
+    let contoso_page = (contoso.id.clone(), CONTOSO_PAGE.to_owned());
+    assert_eq!(pages_of(&own), [contoso_page.clone()]);
+    assert_eq!(own[0]["account_id"], due.contoso_account["id"]);
     let message = own[0]["message"].as_str().unwrap();
     assert!(
         message.contains("61 days") && message.contains("PATCH /api/accounts/"),
@@ -327,13 +349,13 @@ async fn page_token_warnings_show_each_admin_its_own_and_the_operator_all() {
     let text = serde_json::to_string(&own).unwrap();
     for foreign in [
         fabrikam.id.as_str(),
-        fabrikam_account["id"].as_str().unwrap(),
+        due.fabrikam_account["id"].as_str().unwrap(),
         FABRIKAM_PAGE,
         OUTLET_PAGE,
     ] {
         assert!(!text.contains(foreign), "Contoso sees {foreign}: {text}");
     }
-    let theirs = warnings(&gateway, &fabrikam.key).await;
+    let theirs = warnings(gateway, &fabrikam.key).await;
     let fabrikam_pages = [
         (fabrikam.id.clone(), FABRIKAM_PAGE.to_owned()),
         (fabrikam.id.clone(), OUTLET_PAGE.to_owned()),
@@ -343,21 +365,25 @@ async fn page_token_warnings_show_each_admin_its_own_and_the_operator_all() {
         .unwrap()
         .contains(&contoso.id));
     let mut every = fabrikam_pages.to_vec();
-    every.push(contoso_id(&contoso));
+    every.push(contoso_page);
     every.sort();
-    assert_eq!(pages_of(&warnings(&gateway, OPERATOR_TOKEN).await), every);
+    assert_eq!(pages_of(&warnings(gateway, OPERATOR_TOKEN).await), every);
+}
 
-    // Refreshed, disconnected or deleted: no longer due.
+#[tokio::test]
+async fn refreshed_disconnected_or_deleted_pages_are_no_longer_due() {
+    let due = due_pages().await;
+    let (gateway, contoso, fabrikam) = (&due.gateway, &due.contoso, &due.fabrikam);
     let path = |account: &Value| format!("/api/accounts/{}", account["id"].as_str().unwrap());
     for (org, account, pages) in [
         (
-            &contoso,
-            &contoso_account,
+            contoso,
+            &due.contoso_account,
             json!([{"name": "P", "page_id": CONTOSO_PAGE, "access_token": CONTOSO_RENEWED}]),
         ),
         (
-            &fabrikam,
-            &fabrikam_account,
+            fabrikam,
+            &due.fabrikam_account,
             json!([{"name": "P", "page_id": OUTLET_PAGE}]),
         ),
     ] {
@@ -371,23 +397,20 @@ async fn page_token_warnings_show_each_admin_its_own_and_the_operator_all() {
             .await;
         assert_eq!(patched.status(), 200, "{}", patched.text());
     }
-    assert_eq!(warnings(&gateway, &contoso.key).await, Vec::<Value>::new());
+    assert_eq!(warnings(gateway, &contoso.key).await, Vec::<Value>::new());
     let outlet = [(fabrikam.id.clone(), OUTLET_PAGE.to_owned())];
-    assert_eq!(pages_of(&warnings(&gateway, &fabrikam.key).await), outlet);
-    assert_eq!(pages_of(&warnings(&gateway, OPERATOR_TOKEN).await), outlet);
+    assert_eq!(pages_of(&warnings(gateway, &fabrikam.key).await), outlet);
+    assert_eq!(pages_of(&warnings(gateway, OPERATOR_TOKEN).await), outlet);
     let deleted = gateway
         .call(
             "DELETE",
-            &path(&fabrikam_account),
+            &path(&due.fabrikam_account),
             Some(&fabrikam.key),
             None,
         )
         .await;
     assert_eq!(deleted.status(), 204, "{}", deleted.text());
-    assert_eq!(
-        warnings(&gateway, OPERATOR_TOKEN).await,
-        Vec::<Value>::new()
-    );
+    assert_eq!(warnings(gateway, OPERATOR_TOKEN).await, Vec::<Value>::new());
 }
 
 #[tokio::test]

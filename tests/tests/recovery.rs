@@ -1559,20 +1559,21 @@ async fn page_case(create: bool, fault: Option<Fault>) -> Outcome {
             );
         }
     }
-    let holders = match connected_to(&site, PLAIN_PAGE).await {
+    let saver = (!create).then_some(site.facebook_account.as_str());
+    connected_once(&site, saver, &mut out).await;
+    out
+}
+
+/// The site's Messenger account and one more (`saver`: the site's account
+/// when it added the page, else the new one) hold their pages once each: no
+/// duplicate account, the site's page still connected, the new page held.
+async fn connected_once(site: &Site, saver: Option<&str>, out: &mut Outcome) {
+    let holders = match connected_to(site, PLAIN_PAGE).await {
         Ok(found) => found,
-        Err(error) => {
-            out.problem("unreadable", error);
-            return out;
-        }
-    };
-    let expected = if create {
-        None
-    } else {
-        Some(site.facebook_account.as_str())
+        Err(error) => return out.problem("unreadable", error),
     };
     match holders.as_slice() {
-        [holder] if expected.is_none_or(|id| holder["id"] == id) => {}
+        [holder] if saver.is_none_or(|id| holder["id"] == id) => {}
         _ => out.problem(
             "duplicate",
             format!(
@@ -1585,10 +1586,10 @@ async fn page_case(create: bool, fault: Option<Fault>) -> Outcome {
         .read(site.admin(), "/api/accounts?limit=200")
         .await
         .map(|listed| listed["items"].as_array().map_or(0, Vec::len));
-    if accounts != Ok(if create { 5 } else { 4 }) {
+    if accounts != Ok(if saver.is_none() { 5 } else { 4 }) {
         out.problem("duplicate", format!("the site has {accounts:?} accounts"));
     }
-    if connected_to(&site, TAGGED_PAGE)
+    if connected_to(site, TAGGED_PAGE)
         .await
         .map(|found| found.len())
         != Ok(1)
@@ -1613,7 +1614,6 @@ async fn page_case(create: bool, fault: Option<Fault>) -> Outcome {
             ),
         );
     }
-    out
 }
 
 #[tokio::test]
