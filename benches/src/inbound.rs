@@ -271,6 +271,7 @@ async fn serve_native(variables: &[(&str, &str)]) -> Result<SocketAddr> {
             "/api/agents",
             "/api/workstreams",
             "/api/outbound-configs",
+            "/api/warnings",
         ];
         if admin.iter().any(|prefix| under(prefix)) {
             block_on(switchboard_core::admin::handle(&request, &ports))

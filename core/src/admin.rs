@@ -7,11 +7,7 @@ use crate::ports::Ports;
 pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
     match request.path.as_str() {
         "/health" => match request.method {
-            Method::Get => health::respond(&health::check(
-                ports.kv,
-                ports.random,
-                ports.clock.now_millis(),
-            )),
+            Method::Get => health::respond(&health::check(ports.kv)),
             _ => method_not_allowed(&["GET"]),
         },
         _ => crate::config::route(request, ports)

@@ -23,7 +23,11 @@ async fn app_against(variable: &str, simulator: &Simulator) -> (Gateway, Org) {
 /// Creates the account and validates it; returns the validation answer.
 async fn validate(gateway: &Gateway, org: &Org, account: Value) -> Value {
     let created = gateway.create(&org.key, "/api/accounts", account).await;
-    let id = created["id"].as_str().unwrap();
+    validate_saved(gateway, org, created["id"].as_str().unwrap()).await
+}
+
+/// Validates the saved account `id`; returns the validation answer.
+async fn validate_saved(gateway: &Gateway, org: &Org, id: &str) -> Value {
     let checked = gateway
         .call(
             "POST",
@@ -144,27 +148,52 @@ async fn twilio_credentials_fetch_the_account_with_basic_auth() {
 }
 
 #[tokio::test]
-async fn facebook_pages_are_read_with_their_tokens_and_the_app_secret_proof() {
+async fn facebook_pages_are_checked_with_their_tokens_and_the_app_secret_proof() {
     let simulator = sim::graph(APP_SECRET, &[("4000000001", "EAAB-good", "Contoso")]);
     let (gateway, org) = app_against("graph_api_base", &simulator).await;
-    let valid = validate(&gateway, &org, facebook_account("EAAB-good")).await;
+    let account = gateway
+        .create(&org.key, "/api/accounts", facebook_account("EAAB-good"))
+        .await;
+    let id = account["id"].as_str().unwrap();
+    let checks_before = simulator.requests().len();
+    let valid = validate_saved(&gateway, &org, id).await;
     assert_eq!(valid["status"], "valid", "{valid}");
     assert_eq!(valid["pages"][0]["status"], "valid");
-    let query = simulator.requests()[0].query_pairs();
-    assert!(
-        query.iter().any(|(name, _)| name == "appsecret_proof"),
-        "{query:?}"
+    let asked = &simulator.requests()[checks_before];
+    assert_eq!(
+        asked.path, "/v21.0/me",
+        "whose token it is, not a page read"
     );
-    let wrong = validate(&gateway, &org, facebook_account("EAAB-expired")).await;
-    assert_verdict(&wrong, "invalid", "Invalid OAuth access token");
+    assert!(
+        asked
+            .query_pairs()
+            .iter()
+            .any(|(name, _)| name == "appsecret_proof"),
+        "{asked:?}"
+    );
+
+    // A secret of another app: the page's token no longer proves anything.
+    let patched = gateway
+        .call(
+            "PATCH",
+            &format!("/api/accounts/{id}"),
+            Some(&org.key),
+            Some(&json!({"app_secret": "another-apps-secret"})),
+        )
+        .await;
+    assert_eq!(patched.status(), 200, "{}", patched.text());
+    let wrong = validate_saved(&gateway, &org, id).await;
+    assert_verdict(&wrong, "invalid", "Invalid appsecret_proof");
     assert_eq!(wrong["pages"][0]["page_id"], "4000000001");
 
-    let down = Simulator::failing(502);
-    let (gateway, org) = app_against("graph_api_base", &down).await;
-    assert_eq!(
-        validate(&gateway, &org, facebook_account("EAAB-good")).await["status"],
-        "unreachable"
-    );
+    // Graph unreachable: the dev host refuses the connection.
+    gateway
+        .app
+        .inject(devhost::Fault::HttpError { at: 1 })
+        .unwrap();
+    let down = validate_saved(&gateway, &org, id).await;
+    gateway.app.clear_faults();
+    assert_eq!(down["status"], "unreachable", "{down}");
 }
 
 #[tokio::test]

@@ -21,7 +21,8 @@
 //!   the provider once; what it could not know is `unknown`; every contact
 //!   of a call or job has a result, and the job finishes;
 //! - a configuration save either holds its unique name or left it free;
-//! - a customer's STOP, once accepted, keeps outbound messages from them.
+//! - a customer's STOP, once accepted, keeps outbound messages from them;
+//! - a Facebook page ends up connected to the account that saved it, once.
 //!
 //! Un-keyed outbound calls are not retried: without an `Idempotency-Key`
 //! (R-OUT-6) a retry is a new send; their sweep checks that the one call
@@ -39,7 +40,7 @@
 //! (30) tune the run.
 
 use devhost::Fault;
-use e2e::channels::sms_flow_of;
+use e2e::channels::{sms_flow_of, APP_SECRET, PLAIN_PAGE, PLAIN_TOKEN, TAGGED_PAGE};
 use e2e::desk::AgentKey;
 use e2e::recovery::{
     clip, conclude, dispatch_call, json_difference, retry, run_sweep, Answer, Call, Kind, Outcome,
@@ -1553,4 +1554,147 @@ async fn configuration_saves_hold_or_free_their_unique_names_whatever_fails() {
         reports.push(run_sweep(name, STORE, |fault| config_case(save, fault)).await);
     }
     conclude("configuration", &reports);
+}
+
+/// A Messenger account body connecting `pages` (`(id, token)`).
+fn messenger_body(name: &str, pages: &[(&str, &str)]) -> Value {
+    json!({"provider": "facebook", "name": name, "app_id": "1234567890", "app_secret": APP_SECRET,
+           "pages": pages.iter().map(|(id, token)| json!({"name": name, "page_id": id, "access_token": token})).collect::<Vec<_>>()})
+}
+
+/// The site's accounts connected to `page` (given its callback values).
+async fn connected_to(site: &Site, page: &str) -> Result<Vec<Value>, String> {
+    let listed = site.read(site.admin(), "/api/accounts?limit=200").await?;
+    Ok(listed["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|account| {
+            account["pages"].as_array().is_some_and(|pages| {
+                pages
+                    .iter()
+                    .any(|p| p["page_id"] == page && p["callback_url"].is_string())
+            })
+        })
+        .collect())
+}
+
+/// Connecting a page: a new account with it, or the site's account adding
+/// it. Graph confirms its token first; then the page is claimed.
+async fn page_case(create: bool, fault: Option<Fault>) -> Outcome {
+    let mut out = Outcome::default();
+    let site = Site::open().await;
+    let account_path = format!("/api/accounts/{}", site.facebook_account);
+    let call = if create {
+        Call::new("POST", "/api/accounts")
+            .bearer(site.admin())
+            .json(&messenger_body("Outlet", &[(PLAIN_PAGE, PLAIN_TOKEN)]))
+    } else {
+        Call::new("PATCH", &account_path)
+            .bearer(site.admin())
+            .json(&json!({"pages": [{"name": "Contoso", "page_id": TAGGED_PAGE},
+                                    {"name": "Outlet", "page_id": PLAIN_PAGE, "access_token": PLAIN_TOKEN}]}))
+    };
+    let before = site.provider_requests(Provider::Facebook);
+    let answer = site.send(&call, fault).await;
+    out.faulted(&answer, fault);
+    out.http = (site.provider_requests(Provider::Facebook) - before) as u64;
+    let landed = async || {
+        connected_to(&site, PLAIN_PAGE)
+            .await
+            .is_ok_and(|found| !found.is_empty())
+    };
+    if answer.ok() && !landed().await {
+        out.problem(
+            "answer-untrue",
+            format!(
+                "the save answered {} but the page is not connected",
+                answer.brief()
+            ),
+        );
+    }
+    if !answer.ok() && !landed().await {
+        let (done, last) = retry(&site, &call, &mut out, async |_: &Answer| landed().await).await;
+        if !done {
+            out.problem(
+                "save-never-lands",
+                format!(
+                    "every retry failed, the last with {}",
+                    last.map(|a| format!("{} {}", a.brief(), clip(&a.body, 160)))
+                        .unwrap_or_default()
+                ),
+            );
+        }
+    }
+    let saver = (!create).then_some(site.facebook_account.as_str());
+    connected_once(&site, saver, &mut out).await;
+    out
+}
+
+/// The site's Messenger account and one more (`saver`: the site's account
+/// when it added the page, else the new one) hold their pages once each: no
+/// duplicate account, the site's page still connected, the new page held.
+async fn connected_once(site: &Site, saver: Option<&str>, out: &mut Outcome) {
+    let holders = match connected_to(site, PLAIN_PAGE).await {
+        Ok(found) => found,
+        Err(error) => return out.problem("unreadable", error),
+    };
+    match holders.as_slice() {
+        [holder] if saver.is_none_or(|id| holder["id"] == id) => {}
+        _ => out.problem(
+            "duplicate",
+            format!(
+                "page {PLAIN_PAGE} is connected to accounts {:?}",
+                holders.iter().map(|a| a["id"].clone()).collect::<Vec<_>>()
+            ),
+        ),
+    }
+    let accounts = site
+        .read(site.admin(), "/api/accounts?limit=200")
+        .await
+        .map(|listed| listed["items"].as_array().map_or(0, Vec::len));
+    if accounts != Ok(if saver.is_none() { 5 } else { 4 }) {
+        out.problem("duplicate", format!("the site has {accounts:?} accounts"));
+    }
+    if connected_to(site, TAGGED_PAGE)
+        .await
+        .map(|found| found.len())
+        != Ok(1)
+    {
+        out.problem(
+            "page-lost",
+            format!("page {TAGGED_PAGE} is no longer connected once"),
+        );
+    }
+    // Held: another account naming the page gets no callback values.
+    let intruder = Call::new("POST", "/api/accounts")
+        .bearer(site.admin())
+        .json(&messenger_body("Intruder", &[(PLAIN_PAGE, PLAIN_TOKEN)]));
+    let answer = site.send(&intruder, None).await;
+    if answer.status != 201 || !answer.json()["pages"][0]["callback_withheld"].is_string() {
+        out.problem(
+            "name-not-held",
+            format!(
+                "another account connecting {PLAIN_PAGE} answered {} {}",
+                answer.brief(),
+                clip(&answer.body, 160)
+            ),
+        );
+    }
+}
+
+#[tokio::test]
+async fn facebook_pages_are_connected_once_whatever_fails() {
+    let mut reports = Vec::new();
+    for (create, name) in [
+        (
+            true,
+            "facebook account create (page confirmed, then claimed)",
+        ),
+        (false, "facebook account update (page added)"),
+    ] {
+        reports.push(run_sweep(name, ALL, |fault| page_case(create, fault)).await);
+    }
+    conclude("facebook pages", &reports);
 }

@@ -424,7 +424,7 @@ fn twilio_answers_scripted_replies_first() {
 }
 
 #[test]
-fn graph_checks_the_page_token_and_appsecret_proof() {
+fn graph_checks_the_page_token_and_appsecret_proof_and_knows_whose_token_it_is() {
     let sim = sim::graph(
         "app-secret",
         &[("111", "token-111", "Acme"), ("222", "token-222", "Other")],
@@ -465,9 +465,32 @@ fn graph_checks_the_page_token_and_appsecret_proof() {
         "Invalid appsecret_proof provided in the API argument"
     );
 
-    // Another page's token.
+    // Another page's token reads a public page too: that proves nothing.
     let (status, body) = get("111", "token-222", &proof("token-222"));
+    assert_eq!((status, body), (200, json!({"id": "111", "name": "Acme"})));
+
+    // `/me` is the token's own page, with the fields asked for.
+    let me = |fields: &str, token: &str, proof: &str| {
+        call(
+            &sim,
+            "GET",
+            &format!("/v21.0/me?fields={fields}&access_token={token}&appsecret_proof={proof}"),
+            &[],
+            "",
+        )
+    };
+    assert_eq!(
+        me("id", "token-222", &proof("token-222")),
+        (200, json!({"id": "222"}))
+    );
+    assert_eq!(
+        me("id,name", "token-111", &proof("token-111")),
+        (200, json!({"id": "111", "name": "Acme"}))
+    );
+    let (status, body) = me("id", "token-222", &proof("token-111"));
     assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(100)));
+    let (status, body) = me("id", "nonsense", &proof("nonsense"));
+    assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(190)));
 
     let recorded = &sim.requests()[0];
     assert_eq!(recorded.path, "/v21.0/111");

@@ -10,9 +10,13 @@
 //! A Facebook page can feed only one account: Facebook delivers a page's
 //! events to every app that subscribes to it. The first account to save a
 //! page claims it; any other gets no callback values for that page, and the
-//! response says why (R-CFG-2).
+//! response says why (R-CFG-2). Claims are global, so a claim needs proof:
+//! before a save claims a page whose token is new, Graph must say that the
+//! token is that page's own (`/me` with the token answers the page's id).
+//! Anyone can read a public page by its id; only the page's admins hold its
+//! token. Without that proof one tenant could claim another's page first.
 
-use super::{in_use, Ctx, Effects, Resource};
+use super::{in_use, Ctx, Effects, Resource, Save};
 use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
 use crate::auth::{mask, Role};
 use crate::config::outbound_configs::OutboundConfig;
@@ -183,36 +187,56 @@ impl Account {
         )
     }
 
-    fn warnings(&self, now_millis: i64) -> Vec<String> {
+    /// The R-CFG-4 warnings of this account's pages, in `org`.
+    fn token_warnings(&self, org: &str, now_millis: i64) -> Vec<PageTokenWarning> {
         self.pages()
             .iter()
             .filter_map(|page| {
-                token_warning(&page.page_id, &self.id, &page.token_set_at, now_millis)
+                PageTokenWarning::due(org, &self.id, &page.page_id, &page.token_set_at, now_millis)
             })
             .collect()
     }
 }
 
-/// The R-CFG-4 warning for a page token set at `token_set_at`, once it is
-/// 60 days old.
-fn token_warning(
-    page_id: &str,
-    account_id: &str,
-    token_set_at: &str,
-    now_millis: i64,
-) -> Option<String> {
-    let set = crate::time::parse_rfc3339(token_set_at).ok()?;
-    let age_days = (now_millis - set) / DAY_MILLIS;
-    (age_days >= PAGE_TOKEN_REFRESH_DAYS).then(|| {
-        format!(
-            "the access token of Facebook page {page_id} was set {age_days} days ago: refresh it (Facebook page tokens are due every {PAGE_TOKEN_REFRESH_DAYS} days) and save it with PATCH /api/accounts/{account_id}"
-        )
-    })
+/// A Facebook page token due for refresh (R-CFG-4), as `GET /api/warnings`
+/// lists it; an account's read shows its `message`s.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct PageTokenWarning {
+    pub org_id: String,
+    pub account_id: String,
+    pub page_id: String,
+    pub token_set_at: String,
+    pub message: String,
 }
 
-/// Every connected page, for `/health`, which sees no organisation: the
-/// page ids in the order they were first connected (a page connected again
-/// appears again), each with its token record while it stays connected.
+impl PageTokenWarning {
+    /// The warning for a page token set at `token_set_at`, once it is 60
+    /// days old.
+    fn due(
+        org_id: &str,
+        account_id: &str,
+        page_id: &str,
+        token_set_at: &str,
+        now_millis: i64,
+    ) -> Option<PageTokenWarning> {
+        let set = crate::time::parse_rfc3339(token_set_at).ok()?;
+        let age_days = (now_millis - set) / DAY_MILLIS;
+        (age_days >= PAGE_TOKEN_REFRESH_DAYS).then(|| PageTokenWarning {
+            org_id: org_id.to_owned(),
+            account_id: account_id.to_owned(),
+            page_id: page_id.to_owned(),
+            token_set_at: token_set_at.to_owned(),
+            message: format!(
+                "the access token of Facebook page {page_id} was set {age_days} days ago: refresh it (Facebook page tokens are due every {PAGE_TOKEN_REFRESH_DAYS} days) and save it with PATCH /api/accounts/{account_id}"
+            ),
+        })
+    }
+}
+
+/// Every connected page, for the operator's warnings, which span
+/// organisations: the page ids in the order they were first connected (a
+/// page connected again appears again), each with its token record while it
+/// stays connected.
 fn page_log() -> Log {
     Log::new("fbpages")
 }
@@ -227,9 +251,32 @@ struct PageToken {
     token_set_at: String,
 }
 
-/// The R-CFG-4 warnings of every organisation's connected pages: the log's
-/// count, then its entries and their token records, one round trip each.
-pub fn page_token_warnings(kv: &dyn KeyValue, now_millis: i64) -> Result<Vec<String>, ApiError> {
+/// The organisation an account's global record names.
+#[derive(Deserialize)]
+struct AccountOwner {
+    org: String,
+}
+
+/// The R-CFG-4 warnings of `org`'s accounts: its own account index and
+/// documents, nothing of other organisations.
+pub fn org_page_token_warnings(
+    kv: &dyn KeyValue,
+    org: &str,
+    now_millis: i64,
+) -> Result<Vec<PageTokenWarning>, ApiError> {
+    Ok(store::list_all::<Account>(kv, org)?
+        .iter()
+        .flat_map(|account| account.token_warnings(org, now_millis))
+        .collect())
+}
+
+/// The R-CFG-4 warnings of every organisation's connected pages, for the
+/// operator: the log's count, then its entries, their token records and
+/// their accounts' global records, one round trip each.
+pub fn every_page_token_warning(
+    kv: &dyn KeyValue,
+    now_millis: i64,
+) -> Result<Vec<PageTokenWarning>, ApiError> {
     let log = page_log();
     let mut pages: Vec<String> = log
         .read(kv, 1, log.len(kv)?)?
@@ -239,12 +286,27 @@ pub fn page_token_warnings(kv: &dyn KeyValue, now_millis: i64) -> Result<Vec<Str
     pages.sort();
     pages.dedup();
     let keys: Vec<String> = pages.iter().map(|page| page_token_key(page)).collect();
-    Ok(pages
+    let tokens: Vec<(&String, PageToken)> = pages
         .iter()
         .zip(kv.get_many(&keys)?)
-        .filter_map(|(page_id, bytes)| {
-            let token: PageToken = serde_json::from_slice(&bytes?).ok()?;
-            token_warning(page_id, &token.account_id, &token.token_set_at, now_millis)
+        .filter_map(|(page_id, bytes)| Some((page_id, serde_json::from_slice(&bytes?).ok()?)))
+        .collect();
+    let accounts: Vec<String> = tokens
+        .iter()
+        .map(|(_, token)| global_key(&token.account_id))
+        .collect();
+    Ok(tokens
+        .iter()
+        .zip(kv.get_many(&accounts)?)
+        .filter_map(|((page_id, token), owner)| {
+            let owner: AccountOwner = serde_json::from_slice(&owner?).ok()?;
+            PageTokenWarning::due(
+                &owner.org,
+                &token.account_id,
+                page_id,
+                &token.token_set_at,
+                now_millis,
+            )
         })
         .collect())
 }
@@ -451,6 +513,91 @@ fn read_page(ctx: &Ctx, page: Object, previous: &[FacebookPage]) -> Result<Faceb
     })
 }
 
+/// `/api/accounts` and `/api/accounts/{id}`: the generic routes, except
+/// that a save first has Graph confirm the page tokens it brings.
+pub async fn serve(
+    ctx: &Ctx<'_>,
+    request: &Request,
+    id: Option<&str>,
+) -> Result<Response, ApiError> {
+    let Some(save) = Save::<Account>::read(ctx, request, id)? else {
+        return super::serve::<Account>(ctx, request, id);
+    };
+    confirm_new_tokens(ctx, &save.document, save.existing.as_ref()).await?;
+    save.commit(ctx)
+}
+
+/// Asks Graph about each page of `account` whose token `previous` did not
+/// have (a new page, or a new token; a confirmed one is not asked about
+/// again), and refuses the save unless every such token is its page's own.
+/// Runs before the save claims or writes anything.
+async fn confirm_new_tokens(
+    ctx: &Ctx<'_>,
+    account: &Account,
+    previous: Option<&Account>,
+) -> Result<(), ApiError> {
+    let Settings::Facebook {
+        app_id,
+        app_secret,
+        pages,
+        ..
+    } = &account.settings
+    else {
+        return Ok(());
+    };
+    let confirmed = previous.map(Account::pages).unwrap_or_default();
+    for (index, page) in pages.iter().enumerate() {
+        let known = confirmed
+            .iter()
+            .any(|old| old.page_id == page.page_id && old.access_token == page.access_token);
+        if known {
+            continue;
+        }
+        let check = providers::facebook::check_page(
+            ctx.ports.http,
+            &providers::api_base(ctx.ports.variables, "graph_api_base")?,
+            app_secret,
+            &page.page_id,
+            &page.access_token,
+        )
+        .await;
+        if let Some(refusal) = unconfirmed(&check, index, &page.page_id, app_id) {
+            return Err(refusal);
+        }
+    }
+    Ok(())
+}
+
+/// Why Graph's answer `check` does not let page `page_id` (at `pages[index]`)
+/// be claimed, if it does not.
+fn unconfirmed(
+    check: &CredentialCheck,
+    index: usize,
+    page_id: &str,
+    app_id: &str,
+) -> Option<ApiError> {
+    match check.verdict {
+        Verdict::Valid => None,
+        Verdict::Invalid => Some(ApiError::invalid(
+            format!("pages[{index}].access_token"),
+            "page_token_mismatch",
+            format!(
+                "Facebook did not confirm that this is the access token of page {page_id}: {}. A page is connected only with its own page access token: paste page {page_id}'s token, issued to app {app_id}, and check that app_secret is that app's secret. Nothing was saved",
+                check.message
+            ),
+        )),
+        Verdict::Unreachable => Some(ApiError {
+            status: 502,
+            code: "provider_unreachable",
+            message: format!(
+                "Facebook's Graph API could not be asked whether this is the access token of page {page_id} ({}); nothing was saved, retry later",
+                check.message
+            ),
+            field: None,
+        }),
+    }
+}
+
 /// 422 when a list names the same number or page twice.
 fn unique<'a>(
     input: &Object,
@@ -575,7 +722,11 @@ impl Resource for Account {
                 "created_at": self.created_at,
                 "updated_at": self.updated_at,
                 "last_validation": self.last_validation,
-                "warnings": self.warnings(ctx.ports.clock.now_millis()),
+                "warnings": self
+                    .token_warnings(ctx.org(), ctx.ports.clock.now_millis())
+                    .into_iter()
+                    .map(|warning| warning.message)
+                    .collect::<Vec<_>>(),
             }),
         );
         view
@@ -621,7 +772,15 @@ impl Resource for Account {
         if let Settings::Facebook { pages, .. } = &mut self.settings {
             for page in pages.iter_mut() {
                 match effects.claim(ctx, page_claim(&page.page_id), &self.id)? {
-                    Claim::Taken(_) => {
+                    // A save connecting it right now, or one that died doing
+                    // so: the page is nobody's yet, so nothing is withheld.
+                    Claim::Taken(None) => {
+                        return Err(ApiError::in_progress(format!(
+                            "another save is connecting page {} right now; retry after the Retry-After delay",
+                            page.page_id
+                        )))
+                    }
+                    Claim::Taken(Some(_)) => {
                         page.withheld = Some(format!(
                             "page {} is already connected to another account, which receives its messages; no callback values were generated for it here. Remove the page from that account first, then save this one again",
                             page.page_id
@@ -850,5 +1009,241 @@ fn summarize_pages(pages: &[PageValidation]) -> CredentialCheck {
             .find(|page| page.status == worst)
             .and_then(|page| page.provider_status),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Principal;
+    use crate::memory::{block_on, reply, MapVariables, MemoryPorts, ScriptedHttp};
+    use crate::ports::{OutboundError, Ports};
+
+    const APP_SECRET: &str = "app-secret";
+
+    /// Graph as seen by `/me`: token `T-{id}` (or `T-{id}-…`) is page `id`'s.
+    fn graph() -> ScriptedHttp {
+        ScriptedHttp::new(|request| {
+            let token = request
+                .url
+                .split("access_token=")
+                .nth(1)
+                .and_then(|rest| rest.split('&').next())
+                .unwrap_or("");
+            match token.strip_prefix("T-") {
+                Some(page) => {
+                    let page = page.split('-').next().unwrap_or(page);
+                    reply(200, &format!(r#"{{"id":"{page}","name":"Page {page}"}}"#))
+                }
+                None => reply(
+                    400,
+                    r#"{"error":{"message":"Invalid OAuth access token - Cannot parse access token","type":"OAuthException","code":190}}"#,
+                ),
+            }
+        })
+    }
+
+    fn ports_with(http: ScriptedHttp) -> MemoryPorts {
+        MemoryPorts {
+            http,
+            variables: MapVariables::from([("graph_api_base", "https://graph.facebook.com")]),
+            ..MemoryPorts::default()
+        }
+    }
+
+    fn admin_of<'a>(ports: &'a Ports<'a>, org: char) -> Ctx<'a> {
+        let now_millis = ports.clock.now_millis();
+        Ctx {
+            ports,
+            principal: Principal {
+                org: org.to_string().repeat(32),
+                key_id: "1".repeat(32),
+                role: Role::Admin,
+                agent_id: None,
+            },
+            now: crate::time::rfc3339(now_millis),
+            now_millis,
+        }
+    }
+
+    fn call(ctx: &Ctx, method: Method, path: &str, body: Value) -> (u16, Value) {
+        let mut request = Request::new(method, path);
+        request.body = body.to_string().into_bytes();
+        let id = path.strip_prefix("/api/accounts/");
+        let response = block_on(serve(ctx, &request, id)).unwrap_or_else(ApiError::into_response);
+        let body = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        (response.status, body)
+    }
+
+    fn messenger(pages: &[(&str, &str)]) -> Value {
+        json!({
+            "provider": "facebook", "name": "Messenger", "app_id": "1", "app_secret": APP_SECRET,
+            "pages": pages.iter().map(|(id, token)| json!({"name": "P", "page_id": id, "access_token": token})).collect::<Vec<_>>(),
+        })
+    }
+
+    fn claim_holder(kv: &dyn KeyValue, page_id: &str) -> Option<String> {
+        kv.get(&store::owner_key(&page_claim(page_id)))
+            .unwrap()
+            .as_deref()
+            .and_then(store::holder)
+    }
+
+    #[test]
+    fn a_page_is_claimed_only_with_its_own_token() {
+        let memory = ports_with(graph());
+        let ports = memory.ports();
+        let (status, error) = call(
+            &admin_of(&ports, 'a'),
+            Method::Post,
+            "/api/accounts",
+            messenger(&[("42", "T-7")]),
+        );
+        assert_eq!(status, 422, "{error}");
+        assert_eq!(error["error"]["field"], "pages[0].access_token");
+        assert_eq!(error["error"]["code"], "page_token_mismatch");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains("belongs to page 7"), "{message}");
+        assert_eq!(claim_holder(&memory.kv, "42"), None);
+        let (status, _) = call(
+            &admin_of(&ports, 'a'),
+            Method::Post,
+            "/api/accounts",
+            messenger(&[("42", "nonsense")]),
+        );
+        assert_eq!(status, 422);
+        assert!(store::list_all::<Account>(&memory.kv, &"a".repeat(32))
+            .unwrap()
+            .is_empty());
+
+        let (status, account) = call(
+            &admin_of(&ports, 'b'),
+            Method::Post,
+            "/api/accounts",
+            messenger(&[("42", "T-42")]),
+        );
+        assert_eq!(status, 201, "{account}");
+        assert!(account["pages"][0]["callback_url"].is_string(), "{account}");
+        assert_eq!(
+            claim_holder(&memory.kv, "42").as_deref(),
+            account["id"].as_str()
+        );
+        let sent = memory.http.sent();
+        assert!(sent[0].url.starts_with(
+            "https://graph.facebook.com/v21.0/me?fields=id,name&access_token=T-7&appsecret_proof="
+        ));
+    }
+
+    #[test]
+    fn only_new_pages_and_new_tokens_are_asked_about() {
+        let memory = ports_with(graph());
+        let ports = memory.ports();
+        let ctx = admin_of(&ports, 'a');
+        let (status, account) = call(
+            &ctx,
+            Method::Post,
+            "/api/accounts",
+            messenger(&[("42", "T-42")]),
+        );
+        assert_eq!(status, 201);
+        let path = format!("/api/accounts/{}", account["id"].as_str().unwrap());
+        let asked = || memory.http.sent().len();
+        assert_eq!(asked(), 1);
+        let unchanged = [
+            json!({"name": "Renamed"}),
+            json!({"app_secret": "rotated-secret"}),
+            json!({"pages": [{"name": "Renamed page", "page_id": "42"}]}),
+        ];
+        for patch in unchanged {
+            assert_eq!(call(&ctx, Method::Patch, &path, patch).0, 200);
+        }
+        assert_eq!(asked(), 1, "a page kept as it was is not asked about");
+        let added = messenger(&[("42", "T-42"), ("7", "T-7")])["pages"].clone();
+        assert_eq!(
+            call(&ctx, Method::Patch, &path, json!({ "pages": added })).0,
+            200
+        );
+        assert_eq!(asked(), 2);
+        assert!(memory.http.sent()[1].url.contains("access_token=T-7&"));
+        let renewed = messenger(&[("42", "T-42-renewed"), ("7", "T-7")])["pages"].clone();
+        assert_eq!(
+            call(&ctx, Method::Patch, &path, json!({ "pages": renewed })).0,
+            200
+        );
+        assert_eq!(asked(), 3);
+        let stolen = messenger(&[("42", "T-9"), ("7", "T-7")])["pages"].clone();
+        let (status, error) = call(&ctx, Method::Patch, &path, json!({ "pages": stolen }));
+        assert_eq!(
+            (status, error["error"]["field"].as_str()),
+            (422, Some("pages[0].access_token"))
+        );
+    }
+
+    #[test]
+    fn an_unreachable_graph_refuses_the_save_with_a_502_and_changes_nothing() {
+        let memory = ports_with(ScriptedHttp::new(|request| {
+            Err(OutboundError(format!("{} timed out", request.url)))
+        }));
+        let ports = memory.ports();
+        let (status, error) = call(
+            &admin_of(&ports, 'a'),
+            Method::Post,
+            "/api/accounts",
+            messenger(&[("42", "T-42")]),
+        );
+        assert_eq!(status, 502, "{error}");
+        assert_eq!(error["error"]["code"], "provider_unreachable");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains("retry later"), "{message}");
+        assert!(
+            !message.contains("T-42"),
+            "the token is scrubbed: {message}"
+        );
+        assert_eq!(claim_holder(&memory.kv, "42"), None);
+        assert!(store::list_all::<Account>(&memory.kv, &"a".repeat(32))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn warnings_show_an_admin_its_own_pages_and_the_operator_every_page() {
+        let memory = ports_with(graph());
+        let ports = memory.ports();
+        for (org, page) in [('a', "41"), ('b', "42")] {
+            let token = format!("T-{page}");
+            let (status, _) = call(
+                &admin_of(&ports, org),
+                Method::Post,
+                "/api/accounts",
+                messenger(&[(page, &token)]),
+            );
+            assert_eq!(status, 201);
+        }
+        let now = ports.clock.now_millis();
+        assert!(every_page_token_warning(&memory.kv, now)
+            .unwrap()
+            .is_empty());
+        let later = now + 61 * DAY_MILLIS;
+        let own = org_page_token_warnings(&memory.kv, &"a".repeat(32), later).unwrap();
+        assert_eq!(
+            own.iter()
+                .map(|w| (w.org_id.as_str(), w.page_id.as_str()))
+                .collect::<Vec<_>>(),
+            [("a".repeat(32).as_str(), "41")]
+        );
+        assert!(own[0].message.contains("61 days"), "{}", own[0].message);
+        let mut all: Vec<(String, String)> = every_page_token_warning(&memory.kv, later)
+            .unwrap()
+            .into_iter()
+            .map(|w| (w.org_id, w.page_id))
+            .collect();
+        all.sort();
+        assert_eq!(
+            all,
+            [
+                ("a".repeat(32), "41".to_owned()),
+                ("b".repeat(32), "42".to_owned())
+            ]
+        );
     }
 }

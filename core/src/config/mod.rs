@@ -13,6 +13,7 @@ pub mod keys;
 pub mod orgs;
 pub mod outbound_configs;
 pub mod queues;
+pub mod warnings;
 pub mod workstreams;
 
 use crate::api::{ApiError, Method, Request, Response};
@@ -170,31 +171,18 @@ pub fn serve<R: Resource>(
     request: &Request,
     id: Option<&str>,
 ) -> Result<Response, ApiError> {
+    if let Some(save) = Save::<R>::read(ctx, request, id)? {
+        return save.commit(ctx);
+    }
     match (id, request.method) {
         (None, Method::Get) => {
             ctx.principal.require(R::READERS)?;
             list_page(ctx, request, |item: &R| item.view(ctx))
         }
-        (None, Method::Post) => {
-            ctx.principal.require(R::WRITERS)?;
-            let body = input::json_object(&request.body)?;
-            let document = R::build(ctx, ctx.ports.random.id128(), Object::root(&body), None)?;
-            let document = write(ctx, document, None)?;
-            Ok(Response::json(201, &document.view(ctx)))
-        }
         (None, _) => Ok(crate::api::method_not_allowed(&["GET", "POST"])),
         (Some(id), Method::Get) => {
             ctx.principal.require(R::READERS)?;
             let document: R = store::require(ctx.kv(), ctx.org(), id)?;
-            Ok(Response::json(200, &document.view(ctx)))
-        }
-        (Some(id), Method::Patch) => {
-            ctx.principal.require(R::WRITERS)?;
-            let patch = input::json_object(&request.body)?;
-            let existing: R = store::require(ctx.kv(), ctx.org(), id)?;
-            let merged = input::merge(&existing.input(), patch);
-            let document = R::build(ctx, id.to_owned(), Object::root(&merged), Some(&existing))?;
-            let document = write(ctx, document, Some(&existing))?;
             Ok(Response::json(200, &document.view(ctx)))
         }
         (Some(id), Method::Delete) => {
@@ -210,6 +198,54 @@ pub fn serve<R: Resource>(
             Ok(Response::no_content())
         }
         (Some(_), _) => Ok(crate::api::method_not_allowed(&["GET", "PATCH", "DELETE"])),
+    }
+}
+
+/// A create (`POST` on the collection) or an update (`PATCH` on an item),
+/// built and validated but not written: a resource that must ask a
+/// provider before saving does so between [`Save::read`] and
+/// [`Save::commit`], with nothing written yet.
+pub struct Save<R> {
+    pub document: R,
+    /// The stored version an update replaces.
+    pub existing: Option<R>,
+}
+
+impl<R: Resource> Save<R> {
+    /// The save `request` asks for, if it is one.
+    pub fn read(ctx: &Ctx, request: &Request, id: Option<&str>) -> Result<Option<Self>, ApiError> {
+        Ok(Some(match (id, request.method) {
+            (None, Method::Post) => {
+                ctx.principal.require(R::WRITERS)?;
+                let body = input::json_object(&request.body)?;
+                let document = R::build(ctx, ctx.ports.random.id128(), Object::root(&body), None)?;
+                Save {
+                    document,
+                    existing: None,
+                }
+            }
+            (Some(id), Method::Patch) => {
+                ctx.principal.require(R::WRITERS)?;
+                let patch = input::json_object(&request.body)?;
+                let existing: R = store::require(ctx.kv(), ctx.org(), id)?;
+                let merged = input::merge(&existing.input(), patch);
+                let document =
+                    R::build(ctx, id.to_owned(), Object::root(&merged), Some(&existing))?;
+                Save {
+                    document,
+                    existing: Some(existing),
+                }
+            }
+            _ => return Ok(None),
+        }))
+    }
+
+    /// Writes the save: `201` with the new document, or `200` with the
+    /// updated one.
+    pub fn commit(self, ctx: &Ctx) -> Result<Response, ApiError> {
+        let status = if self.existing.is_some() { 200 } else { 201 };
+        let document = write(ctx, self.document, self.existing.as_ref())?;
+        Ok(Response::json(status, &document.view(ctx)))
     }
 }
 
@@ -263,16 +299,19 @@ pub async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Api
     if segments.first() != Some(&"api") {
         return Err(ApiError::not_found(&request.path));
     }
-    if segments.get(1) == Some(&"orgs") && segments.len() == 2 {
-        return orgs::create(request, ports);
+    // Routes the operator token opens: they authenticate themselves.
+    match segments[1..] {
+        ["orgs"] => return orgs::create(request, ports),
+        ["warnings"] => return warnings::serve(request, ports),
+        _ => {}
     }
     let ctx = Ctx::authenticate(request, ports)?;
     match segments[1..] {
         ["orgs", id] => orgs::read(&ctx, request, id),
         ["keys"] => keys::serve(&ctx, request, None),
         ["keys", id] => keys::serve(&ctx, request, Some(id)),
-        ["accounts"] => serve::<accounts::Account>(&ctx, request, None),
-        ["accounts", id] => serve::<accounts::Account>(&ctx, request, Some(id)),
+        ["accounts"] => accounts::serve(&ctx, request, None).await,
+        ["accounts", id] => accounts::serve(&ctx, request, Some(id)).await,
         ["accounts", id, "validate"] => accounts::validate(&ctx, request, id).await,
         ["queues"] => serve::<queues::Queue>(&ctx, request, None),
         ["queues", id] => serve::<queues::Queue>(&ctx, request, Some(id)),

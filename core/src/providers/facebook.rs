@@ -1,11 +1,13 @@
 //! Facebook Messenger (providers.md 3): the page-token check, webhook
 //! signatures and events, and the Send API.
 //!
-//! Reading the page with its own token proves three things the Send API
-//! needs: the token is alive (else Graph error 190), it belongs to this page
-//! (Graph answers with the page the token is for), and the app secret matches
-//! the app the token was issued to (every call carries `appsecret_proof`,
-//! which apps requiring it refuse without and Graph checks when present).
+//! Asking Graph who the token is (`/me`) proves three things the Send API
+//! needs, and that the admin saving it holds the page: the token is alive
+//! (else Graph error 190), it belongs to this page (`/me` of a page token is
+//! that page), and the app secret matches the app the token was issued to
+//! (every call carries `appsecret_proof`, which apps requiring it refuse
+//! without and Graph checks when present). Reading the page by its id would
+//! prove none of the middle: any token may read a public page.
 //!
 //! Webhooks are signed with the app secret over the raw body, so the
 //! signature is checked on the bytes as received, before any parsing. One
@@ -53,7 +55,7 @@ pub fn appsecret_proof(app_secret: &str, access_token: &str) -> String {
 }
 
 /// Asks Graph whether `page_token` is a live token of page `page_id` for the
-/// app whose secret is `app_secret`.
+/// app whose secret is `app_secret`: `/me` with the token must be the page.
 pub async fn check_page(
     http: &dyn OutboundHttp,
     api_base: &str,
@@ -64,8 +66,7 @@ pub async fn check_page(
     let proof = appsecret_proof(app_secret, page_token);
     let secrets = [page_token, app_secret, proof.as_str()];
     let path = format!(
-        "/{GRAPH_API_VERSION}/{}?fields=id,name&access_token={}&appsecret_proof={proof}",
-        percent_encode(page_id),
+        "/{GRAPH_API_VERSION}/me?fields=id,name&access_token={}&appsecret_proof={proof}",
         percent_encode(page_token),
     );
     let request = OutboundRequest {
@@ -658,7 +659,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_page_with_its_token_and_proof() {
+    fn asks_whose_token_it_is_with_the_proof() {
         let http =
             ScriptedHttp::new(|_| reply(200, r#"{"id":"1234567890","name":"Acme Support"}"#));
         assert_eq!(
@@ -675,7 +676,7 @@ mod tests {
         assert_eq!(
             sent[0].url,
             format!(
-                "https://graph.facebook.com/v21.0/1234567890?fields=id,name\
+                "https://graph.facebook.com/v21.0/me?fields=id,name\
                  &access_token=EAAB-page-token&appsecret_proof={PROOF}"
             )
         );

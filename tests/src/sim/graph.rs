@@ -1,5 +1,6 @@
-//! Facebook's Graph API (providers.md 3): the page read the credential check
-//! uses, the Send API, and the webhook signature tests sign deliveries with.
+//! Facebook's Graph API (providers.md 3): `/me` and page reads, which the
+//! token check uses, the Send API, and the webhook signature tests sign
+//! deliveries with.
 
 use super::*;
 
@@ -29,12 +30,14 @@ pub fn hub_signature(app_secret: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-/// The Graph API for one app and its pages (`(id, token, name)`). Every
-/// request needs `access_token` (a page's token) and `appsecret_proof` (hex
-/// HMAC-SHA256 of the token keyed with the app secret) in the query.
-/// `GET /v21.0/{page}` answers the token's own page as `{"id","name"}`;
-/// `POST /v21.0/me/messages` sends as the token's page (see
-/// [`graph_scripted`]).
+/// The Graph API for one app and its pages (`(id, token, name)`; a page may
+/// be listed once per token it has). Every request needs `access_token` (a
+/// page's token) and `appsecret_proof` (hex HMAC-SHA256 of the token keyed
+/// with the app secret) in the query. `GET /v21.0/me` answers the token's
+/// own page; `GET /v21.0/{page}` answers any known page, whoever's token
+/// asks, as Graph does for public pages; both as `{"id","name"}`, or the
+/// `fields` asked for. `POST /v21.0/me/messages` sends as the token's page
+/// (see [`graph_scripted`]).
 pub fn graph(app_secret: &str, pages: &[(&str, &str, &str)]) -> Simulator {
     graph_scripted(app_secret, pages, Script::default())
 }
@@ -87,10 +90,13 @@ pub fn graph_scripted(app_secret: &str, pages: &[(&str, &str, &str)], script: Sc
             return scripted
                 .unwrap_or_else(|| graph_send(request, sent.fetch_add(1, Ordering::SeqCst) + 1));
         }
-        let requested = request.path.strip_prefix("/v21.0/").unwrap_or("");
+        let requested = match request.path.strip_prefix("/v21.0/").unwrap_or("") {
+            "me" => token_page.as_str(),
+            page => page,
+        };
         match pages.iter().find(|(id, _, _)| id == requested) {
-            Some((id, _, name)) if request.method == "GET" && id == token_page => {
-                Reply::json(200, json!({"id": id, "name": name}))
+            Some((id, _, name)) if request.method == "GET" => {
+                Reply::json(200, page_fields(request, id, name))
             }
             _ => graph_error(
                 &format!(
@@ -104,6 +110,22 @@ pub fn graph_scripted(app_secret: &str, pages: &[(&str, &str, &str)], script: Sc
             ),
         }
     })
+}
+
+/// A page read: the `fields` asked for among `id` and `name`, both by default.
+fn page_fields(request: &Recorded, id: &str, name: &str) -> Value {
+    let fields = request
+        .query_value("fields")
+        .unwrap_or_else(|| "id,name".to_owned());
+    let mut page = serde_json::Map::new();
+    for field in fields.split(',') {
+        match field {
+            "id" => page.insert("id".into(), json!(id)),
+            "name" => page.insert("name".into(), json!(name)),
+            _ => None,
+        };
+    }
+    Value::Object(page)
 }
 
 /// The tags a `MESSAGE_TAG` send may carry (providers.md 3.4).
