@@ -339,7 +339,7 @@ async fn page_token_warnings_show_each_admin_its_own_and_the_operator_all() {
     let (gateway, contoso, fabrikam) = (&due.gateway, &due.contoso, &due.fabrikam);
     let own = warnings(gateway, &contoso.key).await;
     let contoso_page = (contoso.id.clone(), CONTOSO_PAGE.to_owned());
-    assert_eq!(pages_of(&own), [contoso_page.clone()]);
+    assert_eq!(pages_of(&own), std::slice::from_ref(&contoso_page));
     assert_eq!(own[0]["account_id"], due.contoso_account["id"]);
     let message = own[0]["message"].as_str().unwrap();
     assert!(
