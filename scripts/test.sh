@@ -45,4 +45,4 @@ cargo clippy --locked --target wasm32-wasip2 --release "${WASM_PACKAGES[@]}" -- 
 # after the suite (R-OPS-2: no secret or customer data in any of them).
 export DEVHOST_GUEST_LOG_FILE="$redis_dir/guest.log"
 cargo test --locked --release
-cargo test --locked --release -p e2e --test operations -- --ignored --exact log_audit_of_the_whole_suite
+cargo test --locked --release -p e2e --test e2e -- --ignored --exact operations::log_audit_of_the_whole_suite

@@ -499,8 +499,8 @@ fn graph_checks_the_page_token_and_appsecret_proof_and_knows_whose_token_it_is()
         .contains(&("fields".to_owned(), "id,name".to_owned())));
 }
 
-const KEY_FILE: &str = include_str!("../fixtures/google-service-account.json");
-const PUBLIC_KEY: &str = include_str!("../fixtures/google-service-account.pub.pem");
+const KEY_FILE: &str = include_str!("../../fixtures/google-service-account.json");
+const PUBLIC_KEY: &str = include_str!("../../fixtures/google-service-account.pub.pem");
 const EMAIL: &str = "gbm-test@switchboard-test.iam.gserviceaccount.com";
 
 /// A service-account JWT signed here, independently of the core.
