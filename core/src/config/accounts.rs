@@ -25,7 +25,7 @@ use crate::input::Object;
 use crate::phone::{DigitsNumber, E164};
 use crate::ports::KeyValue;
 use crate::providers::google::{self, ServiceAccount};
-use crate::providers::{self, CredentialCheck, Verdict};
+use crate::providers::{self, CredentialCheck, Provider, Verdict};
 use crate::store::{self, Claim, Log};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -77,7 +77,6 @@ pub enum Settings {
     },
 }
 
-pub const PROVIDERS: &[&str] = &["telesign", "twilio", "facebook", "gbm"];
 const NUMBER_TYPES: &[&str] = &["long_code", "short_code", "toll_free"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,12 +130,12 @@ pub struct PageValidation {
 crate::document!(Account, "account");
 
 impl Settings {
-    pub fn provider(&self) -> &'static str {
+    pub fn provider(&self) -> Provider {
         match self {
-            Settings::Telesign { .. } => "telesign",
-            Settings::Twilio { .. } => "twilio",
-            Settings::Facebook { .. } => "facebook",
-            Settings::Gbm { .. } => "gbm",
+            Settings::Telesign { .. } => Provider::Telesign,
+            Settings::Twilio { .. } => Provider::Twilio,
+            Settings::Facebook { .. } => Provider::Facebook,
+            Settings::Gbm { .. } => Provider::Google,
         }
     }
 
@@ -392,7 +391,8 @@ fn read_settings(
     existing: Option<&Account>,
 ) -> Result<Settings, ApiError> {
     let provider = input
-        .choice("provider", PROVIDERS)?
+        .choice("provider", &Provider::NAMES)?
+        .and_then(Provider::parse)
         .ok_or_else(|| input.missing("provider"))?;
     if let Some(existing) = existing {
         if existing.settings.provider() != provider {
@@ -406,7 +406,7 @@ fn read_settings(
     let common = ["provider", "name"];
     let allow = |fields: &[&str]| input.only(&[&common[..], fields].concat());
     Ok(match provider {
-        "telesign" => {
+        Provider::Telesign => {
             allow(&["customer_id", "api_key", "numbers"])?;
             let numbers = input.objects("numbers", |n| {
                 n.only(&["number", "type", "description"])?;
@@ -426,7 +426,7 @@ fn read_settings(
                 numbers,
             }
         }
-        "twilio" => {
+        Provider::Twilio => {
             allow(&["account_sid", "auth_token", "numbers"])?;
             let numbers = input.objects("numbers", |n| {
                 n.only(&["name", "number"])?;
@@ -442,7 +442,7 @@ fn read_settings(
                 numbers,
             }
         }
-        "facebook" => {
+        Provider::Facebook => {
             allow(&["app_id", "app_secret", "pages"])?;
             let previous_pages = existing.map(Account::pages).unwrap_or_default();
             let pages = input.objects("pages", |p| read_page(ctx, p, previous_pages))?;
@@ -458,7 +458,7 @@ fn read_settings(
                 pages,
             }
         }
-        _ => {
+        Provider::Google => {
             allow(&[
                 "partner_id",
                 "client_token",

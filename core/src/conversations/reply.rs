@@ -9,6 +9,7 @@
 
 use super::{Attachment, Author, Thread};
 use crate::api::{ApiError, Response};
+use crate::channel::Channel;
 use crate::config::accounts::{Account, Settings};
 use crate::ports::Ports;
 use crate::providers::{self, facebook, google, telesign, twilio, SendOutcome};
@@ -17,11 +18,6 @@ use crate::templates::Rendered;
 use serde_json::json;
 
 const HOUR_MILLIS: i64 = 3_600_000;
-/// WhatsApp and Messenger accept free-form messages for 24 hours after the
-/// customer's last message.
-pub const STANDARD_WINDOW_HOURS: i64 = 24;
-/// Messenger's HUMAN_AGENT tag lets a person (never a bot) answer for 7 days.
-pub const HUMAN_AGENT_WINDOW_HOURS: i64 = 7 * 24;
 /// Twilio's limit for a message body, and SMS's (R-IN-5).
 pub const MAX_TEXT_CHARS: usize = 1600;
 /// How long before its expiry a cached Google access token is replaced, so
@@ -59,9 +55,9 @@ impl Content {
 
 /// The end of the channel's standard free-form window after the customer's
 /// last message, for channels that have one.
-pub fn window_closes_at(channel: &str, last_customer_millis: i64) -> Option<i64> {
-    matches!(channel, "whatsapp" | "facebook")
-        .then_some(last_customer_millis + STANDARD_WINDOW_HOURS * HOUR_MILLIS)
+pub fn window_closes_at(channel: Channel, last_customer_millis: i64) -> Option<i64> {
+    let hours = channel.reply_window().free_form_hours?;
+    Some(last_customer_millis + hours * HOUR_MILLIS)
 }
 
 /// How a free-form message may go out now.
@@ -78,7 +74,7 @@ pub enum Window {
 /// `now_millis`, and how (R-CONV-6). `human_agent_tag` is the channel's
 /// setting; `by_human` says an agent, not the bot, writes it.
 pub fn free_form_window(
-    channel: &str,
+    channel: Channel,
     human_agent_tag: bool,
     by_human: bool,
     last_customer_millis: Option<i64>,
@@ -93,10 +89,10 @@ pub fn free_form_window(
     if now_millis < closes {
         return Ok(Window::Open);
     }
-    if channel != "facebook" {
+    let Some(tagged_hours) = channel.reply_window().human_agent_hours else {
         return Err(Undelivered::window_closed(channel, closes, false));
-    }
-    let tagged_until = last + HUMAN_AGENT_WINDOW_HOURS * HOUR_MILLIS;
+    };
+    let tagged_until = last + tagged_hours * HOUR_MILLIS;
     match (human_agent_tag && by_human, now_millis < tagged_until) {
         (true, true) => Ok(Window::HumanAgentTag),
         (true, false) => Err(Undelivered::window_closed(channel, tagged_until, false)),
@@ -145,18 +141,10 @@ impl Undelivered {
 
     /// 409: the channel's window for free-form messages closed at
     /// `closed_millis` (or, `by_provider`, the provider says so now).
-    pub fn window_closed(channel: &str, closed_millis: i64, by_provider: bool) -> Undelivered {
+    pub fn window_closed(channel: Channel, closed_millis: i64, by_provider: bool) -> Undelivered {
         let closed_at = crate::time::rfc3339(closed_millis);
-        let (who, what) = match channel {
-            "facebook" => (
-                "Facebook refused the message: ",
-                "Messenger's window for replies closed at {closed_at} (24 hours after the customer's last message, or 7 days for a human agent when the channel's human_agent_tag is on); wait for the customer to write",
-            ),
-            _ => (
-                "WhatsApp refused the message: ",
-                "the 24-hour window for free-form WhatsApp messages closed at {closed_at}, 24 hours after the customer's last message; send an approved template instead ({\"template_id\": …}) or wait for the customer to write",
-            ),
-        };
+        let rule = channel.reply_window();
+        let (who, what) = (rule.refused_by, rule.closed);
         Undelivered {
             error: ApiError::conflict(
                 "reply_window_closed",
@@ -379,19 +367,14 @@ fn outcome_to_result(
     outcome: SendOutcome,
     now_millis: i64,
 ) -> Result<Sent, Undelivered> {
-    let provider = match account.settings.provider() {
-        "twilio" => "Twilio",
-        "telesign" => "TeleSign",
-        "facebook" => "Facebook",
-        _ => "Google",
-    };
+    let provider = account.settings.provider().display_name();
     match outcome {
         SendOutcome::Sent { id, status } => Ok(Sent {
             provider_message_id: id,
             status,
         }),
         SendOutcome::OutsideWindow { .. } => Err(Undelivered::window_closed(
-            crate::conversations::ingest::channel_of(account.settings.provider()),
+            account.settings.provider().channel(),
             now_millis,
             true,
         )),
@@ -442,7 +425,7 @@ mod tests {
 
     fn window(channel: &str, tag: bool, by_human: bool, hours: i64) -> Result<Window, String> {
         free_form_window(
-            channel,
+            Channel::parse(channel).expect("a channel"),
             tag,
             by_human,
             Some(LAST),
@@ -488,7 +471,7 @@ mod tests {
         }
         assert!(
             matches!(
-                free_form_window("whatsapp", false, true, None, LAST),
+                free_form_window(Channel::Whatsapp, false, true, None, LAST),
                 Ok(Window::Open)
             ),
             "no customer message yet: nothing to measure from"

@@ -23,9 +23,10 @@
 //! may quote back.
 
 use super::{endpoint, http_status, json, scrub, text, verdict_for};
-use super::{retry_after, CredentialCheck, SendOutcome, Verdict};
+use super::{retry_after, CredentialCheck, ReplyWindow, SendOutcome, Verdict};
 use crate::api::Method;
 use crate::auth::constant_time_eq;
+use crate::channel::Channel;
 use crate::conversations::Attachment;
 use crate::encoding::{hex, percent_encode};
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
@@ -172,6 +173,18 @@ pub fn signature_valid(app_secret: &str, body: &[u8], header: Option<&str>) -> b
 /// into a POST, and a Page entry's `messaging` holds one event; twice that
 /// leaves room, and still bounds what one signed POST may cost.
 pub const MAX_EVENTS: usize = 2_000;
+
+/// Messenger takes free-form messages for 24 hours after the customer's
+/// last message, and a human agent's reply with the HUMAN_AGENT tag for 7
+/// days.
+pub fn reply_window(_channel: Channel) -> ReplyWindow {
+    ReplyWindow {
+        free_form_hours: Some(24),
+        human_agent_hours: Some(7 * 24),
+        refused_by: "Facebook refused the message: ",
+        closed: "Messenger's window for replies closed at {closed_at} (24 hours after the customer's last message, or 7 days for a human agent when the channel's human_agent_tag is on); wait for the customer to write",
+    }
+}
 
 /// The longest text a person's message carries: people may write 20,000
 /// characters in Messenger (a page sends at most 2,000).

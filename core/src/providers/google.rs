@@ -18,9 +18,10 @@
 //!   whole send repeats nothing that already went out.
 
 use super::{endpoint, http_status, json, retry_after, scrub, text, verdict_for};
-use super::{CredentialCheck, SendOutcome, Verdict};
+use super::{CredentialCheck, ReplyWindow, SendOutcome, Verdict};
 use crate::api::Method;
 use crate::auth::constant_time_eq;
+use crate::channel::Channel;
 use crate::conversations::Attachment;
 use crate::encoding::percent_encode;
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
@@ -35,6 +36,11 @@ use sha2::{Digest, Sha256, Sha512};
 use std::fmt;
 
 /// The OAuth scope of the Business Messages API.
+/// Business Messages has no window: a reply may go out at any time.
+pub fn reply_window(_channel: Channel) -> ReplyWindow {
+    ReplyWindow::NONE
+}
+
 pub const BUSINESS_MESSAGES_SCOPE: &str = "https://www.googleapis.com/auth/businessmessages";
 
 /// RFC 7523's grant type for trading a signed JWT for an access token.
@@ -388,7 +394,7 @@ pub struct Receipt {
     /// (`conversations/{c}/messages/{id}`): the id the gateway sent it with.
     pub message_id: String,
     /// `delivered` or `read` (the `receiptType`, lowercased, as
-    /// [`super::receipt_rank`] reads it); other types keep their lowercase
+    /// [`super::receipt_status`] reads it); other types keep their lowercase
     /// name.
     pub status: String,
 }

@@ -17,11 +17,167 @@ pub mod google;
 pub mod telesign;
 pub mod twilio;
 
+use crate::channel::Channel;
 use crate::encoding::percent_encode;
 use crate::ports::OutboundError;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::Serialize;
+
+/// The providers, with the spellings stored in accounts and keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+pub enum Provider {
+    #[serde(rename = "telesign")]
+    Telesign,
+    #[serde(rename = "twilio")]
+    Twilio,
+    #[serde(rename = "facebook")]
+    Facebook,
+    /// Google's Business Messages, stored as `gbm`.
+    #[serde(rename = "gbm")]
+    Google,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 4] = [
+        Provider::Telesign,
+        Provider::Twilio,
+        Provider::Facebook,
+        Provider::Google,
+    ];
+
+    /// The stored spellings, for inputs that choose one.
+    pub const NAMES: [&'static str; 4] = [
+        Provider::Telesign.as_str(),
+        Provider::Twilio.as_str(),
+        Provider::Facebook.as_str(),
+        Provider::Google.as_str(),
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Provider::Telesign => "telesign",
+            Provider::Twilio => "twilio",
+            Provider::Facebook => "facebook",
+            Provider::Google => "gbm",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Provider> {
+        Provider::ALL
+            .into_iter()
+            .find(|provider| provider.as_str() == text)
+    }
+
+    /// The provider's name as people write it, for messages.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Provider::Telesign => "TeleSign",
+            Provider::Twilio => "Twilio",
+            Provider::Facebook => "Facebook",
+            Provider::Google => "Google",
+        }
+    }
+
+    /// The channel this provider's accounts carry.
+    pub fn channel(self) -> Channel {
+        match self {
+            Provider::Telesign => Channel::Sms,
+            Provider::Twilio => Channel::Whatsapp,
+            Provider::Facebook => Channel::Messenger,
+            Provider::Google => Channel::Gbm,
+        }
+    }
+
+    /// Whether this provider's accounts carry `channel`.
+    pub fn serves(self, channel: Channel) -> bool {
+        self.channel() == channel
+    }
+
+    /// When free-form messages may reach a customer on `channel` through
+    /// this provider (R-CONV-6).
+    pub fn reply_window(self, channel: Channel) -> ReplyWindow {
+        match self {
+            Provider::Telesign => telesign::reply_window(channel),
+            Provider::Twilio => twilio::reply_window(channel),
+            Provider::Facebook => facebook::reply_window(channel),
+            Provider::Google => google::reply_window(channel),
+        }
+    }
+
+    /// Where one of this provider's status words stands in a sent
+    /// message's life.
+    pub fn delivery_status(self, word: &str) -> DeliveryStatus {
+        match self {
+            Provider::Telesign => telesign::delivery_status(word),
+            Provider::Twilio => twilio::delivery_status(word),
+            Provider::Facebook | Provider::Google => receipt_status(word),
+        }
+    }
+
+    /// Whether the status word `status` is further along than `current`:
+    /// status callbacks arrive out of order and must never move a message
+    /// back, and an unknown word never wins.
+    pub fn moves_forward(self, current: Option<&str>, status: &str) -> bool {
+        let current = current.map_or(DeliveryStatus::Unknown, |word| self.delivery_status(word));
+        self.delivery_status(status) > current
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// When free-form messages may reach a customer, counted from the
+/// customer's last message, and what a refusal says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyWindow {
+    /// How long free-form messages may go out; `None`: any time.
+    pub free_form_hours: Option<i64>,
+    /// How long a human agent's reply may still go out, tagged, after the
+    /// free-form window closed (Messenger's HUMAN_AGENT tag).
+    pub human_agent_hours: Option<i64>,
+    /// How a refusal that comes from the provider starts.
+    pub refused_by: &'static str,
+    /// What a refusal says; `{closed_at}` stands for when it closed.
+    pub closed: &'static str,
+}
+
+impl ReplyWindow {
+    /// A channel without a window: messages may go out at any time.
+    pub const NONE: ReplyWindow = ReplyWindow {
+        free_form_hours: None,
+        human_agent_hours: None,
+        refused_by: "The provider refused the message: ",
+        closed:
+            "the channel's window for replies closed at {closed_at}; wait for the customer to write",
+    };
+}
+
+/// Where a message we sent stands, in the order a message moves through:
+/// a status only ever moves forward (`>`). Each provider maps its own
+/// status words onto it; the words themselves are what is stored and
+/// shown. Words a provider does not send for our messages are `Unknown`,
+/// the lowest, so they never win.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DeliveryStatus {
+    Unknown,
+    /// Handed over, outcome not yet known (TeleSign's `pending`).
+    Pending,
+    Accepted,
+    Scheduled,
+    Queued,
+    Sending,
+    Sent,
+    PartiallyDelivered,
+    Delivered,
+    Read,
+    /// Settled for good: failed, or (for providers that report no more
+    /// than that) delivered. Final states never overwrite each other.
+    Final,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -156,13 +312,13 @@ pub(crate) fn retry_after(headers: &[(String, String)]) -> Option<u64> {
 
 /// Where a Messenger or Business Messages message is, by its receipts:
 /// `sent` < `delivered` < `read`. Receipts arrive out of order, so a status
-/// only ever moves up this order; unknown statuses rank lowest.
-pub fn receipt_rank(status: &str) -> u8 {
+/// only ever moves up this order.
+pub fn receipt_status(status: &str) -> DeliveryStatus {
     match status {
-        "sent" => 1,
-        "delivered" => 2,
-        "read" => 3,
-        _ => 0,
+        "sent" => DeliveryStatus::Sent,
+        "delivered" => DeliveryStatus::Delivered,
+        "read" => DeliveryStatus::Read,
+        _ => DeliveryStatus::Unknown,
     }
 }
 

@@ -17,9 +17,11 @@
 //! numbers grouped by meaning rather than by range, so [`status_name`] folds
 //! them into the three states the rest of the gateway tracks.
 
+use super::ReplyWindow;
 use super::{endpoint, http_status, json, retry_after, scrub, text, verdict_for};
-use super::{CredentialCheck, SendOutcome, Verdict};
+use super::{CredentialCheck, DeliveryStatus, SendOutcome, Verdict};
 use crate::api::Method;
+use crate::channel::Channel;
 use crate::encoding::form_encode;
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
 use crate::time::http_date;
@@ -507,13 +509,18 @@ pub fn status_name(code: i64) -> &'static str {
 }
 
 /// Where a [`status_name`] stands, so a late report cannot move a message
-/// back: pending < delivered = failed. Both final states rank alike, so
-/// neither overwrites the other; unknown names are 0 and never win.
-pub fn status_rank(status: &str) -> u8 {
+/// back: pending < delivered = failed. Both are final, so neither
+/// overwrites the other; unknown names never win.
+/// SMS has no window: a text may go out at any time.
+pub fn reply_window(_channel: Channel) -> ReplyWindow {
+    ReplyWindow::NONE
+}
+
+pub fn delivery_status(status: &str) -> DeliveryStatus {
     match status {
-        "pending" => 1,
-        "delivered" | "failed" => 2,
-        _ => 0,
+        "pending" => DeliveryStatus::Pending,
+        "delivered" | "failed" => DeliveryStatus::Final,
+        _ => DeliveryStatus::Unknown,
     }
 }
 
@@ -1154,9 +1161,9 @@ mod tests {
 
     #[test]
     fn final_states_outrank_pending_and_not_each_other() {
-        assert!(status_rank("pending") < status_rank("delivered"));
-        assert_eq!(status_rank("delivered"), status_rank("failed"));
-        assert_eq!(status_rank("read"), 0);
-        assert!(status_rank("") < status_rank("pending"));
+        assert!(delivery_status("pending") < delivery_status("delivered"));
+        assert_eq!(delivery_status("delivered"), delivery_status("failed"));
+        assert_eq!(delivery_status("read"), DeliveryStatus::Unknown);
+        assert!(delivery_status("") < delivery_status("pending"));
     }
 }

@@ -14,17 +14,19 @@
 //!   percent normalisation), since that is what Twilio signed.
 //! - Callbacks are parsed into typed messages and status updates here, so the
 //!   rest of the core never sees Twilio's parameter names. Status callbacks
-//!   arrive out of order, so [`status_rank`] gives the order a message's
+//!   arrive out of order, so [`delivery_status`] gives the order a message's
 //!   status may only move forward in.
 //! - Sending maps Twilio's answers onto the decisions the caller has to make:
 //!   done, needs a template (outside WhatsApp's 24-hour window), retry later
 //!   (rate limited, or no answer at all), or refused for good. Every message
 //!   is scrubbed of the auth token, which hosts and Twilio may echo.
 
+use super::ReplyWindow;
 use super::{basic_auth, endpoint, http_status, json, scrub, text, verdict_for};
-use super::{retry_after, CredentialCheck, SendOutcome, Verdict};
+use super::{retry_after, CredentialCheck, DeliveryStatus, SendOutcome, Verdict};
 use crate::api::Method;
 use crate::auth::constant_time_eq;
+use crate::channel::Channel;
 use crate::encoding::{form_encode, percent_encode};
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
 use base64::engine::general_purpose::STANDARD;
@@ -263,7 +265,7 @@ pub struct InboundMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusUpdate {
     pub message_sid: String,
-    /// Twilio's `MessageStatus`, e.g. `delivered`; see [`status_rank`].
+    /// Twilio's `MessageStatus`, e.g. `delivered`; see [`delivery_status`].
     pub status: String,
     /// Twilio's `ErrorCode` for `failed`/`undelivered`, e.g. `63016`.
     pub error_code: Option<String>,
@@ -353,23 +355,34 @@ fn optional(params: &[(String, String)], name: &str) -> Option<String> {
 }
 
 /// Where `status` stands in a sent message's life (providers.md 1.2), so a
-/// late callback cannot move it back: apply an update only if its rank is
-/// higher than the stored one's. `accepted` < `scheduled` < `queued` <
+/// late callback cannot move it back: apply an update only if it is
+/// further along than the stored one. `accepted` < `scheduled` < `queued` <
 /// `sending` < `sent` < `partially_delivered` < `delivered` < `read` <
 /// `failed` = `undelivered` = `canceled` (terminal). Unknown statuses and
-/// the inbound-only `receiving`/`received` are 0: they never win.
-pub fn status_rank(status: &str) -> u8 {
+/// the inbound-only `receiving`/`received` are unknown: they never win.
+/// WhatsApp takes free-form messages for 24 hours after the customer's
+/// last message; after that only approved templates.
+pub fn reply_window(_channel: Channel) -> ReplyWindow {
+    ReplyWindow {
+        free_form_hours: Some(24),
+        human_agent_hours: None,
+        refused_by: "WhatsApp refused the message: ",
+        closed: "the 24-hour window for free-form WhatsApp messages closed at {closed_at}, 24 hours after the customer's last message; send an approved template instead ({\"template_id\": …}) or wait for the customer to write",
+    }
+}
+
+pub fn delivery_status(status: &str) -> DeliveryStatus {
     match status {
-        "accepted" => 1,
-        "scheduled" => 2,
-        "queued" => 3,
-        "sending" => 4,
-        "sent" => 5,
-        "partially_delivered" => 6,
-        "delivered" => 7,
-        "read" => 8,
-        "failed" | "undelivered" | "canceled" => 9,
-        _ => 0,
+        "accepted" => DeliveryStatus::Accepted,
+        "scheduled" => DeliveryStatus::Scheduled,
+        "queued" => DeliveryStatus::Queued,
+        "sending" => DeliveryStatus::Sending,
+        "sent" => DeliveryStatus::Sent,
+        "partially_delivered" => DeliveryStatus::PartiallyDelivered,
+        "delivered" => DeliveryStatus::Delivered,
+        "read" => DeliveryStatus::Read,
+        "failed" | "undelivered" | "canceled" => DeliveryStatus::Final,
+        _ => DeliveryStatus::Unknown,
     }
 }
 
@@ -1172,18 +1185,25 @@ mod tests {
             "read",
         ];
         for pair in order.windows(2) {
-            assert!(status_rank(pair[0]) < status_rank(pair[1]), "{pair:?}");
+            assert!(
+                delivery_status(pair[0]) < delivery_status(pair[1]),
+                "{pair:?}"
+            );
         }
         for terminal in ["failed", "undelivered", "canceled"] {
-            assert!(status_rank("read") < status_rank(terminal));
-            assert_eq!(status_rank(terminal), status_rank("failed"));
+            assert!(delivery_status("read") < delivery_status(terminal));
+            assert_eq!(delivery_status(terminal), delivery_status("failed"));
         }
         // A late `sent` cannot overwrite `delivered`.
-        assert!(status_rank("sent") < status_rank("delivered"));
+        assert!(delivery_status("sent") < delivery_status("delivered"));
         for unknown in ["", "received", "receiving", "Delivered", "exploded"] {
-            assert_eq!(status_rank(unknown), 0, "{unknown}");
+            assert_eq!(
+                delivery_status(unknown),
+                DeliveryStatus::Unknown,
+                "{unknown}"
+            );
         }
-        assert!(status_rank("accepted") > 0);
+        assert!(delivery_status("accepted") > DeliveryStatus::Unknown);
     }
 
     // ---------------------------------------------------------- sending

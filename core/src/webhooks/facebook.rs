@@ -24,7 +24,7 @@ use crate::conversations::ingest::{apply_status, apply_watermark, ingest, thread
 use crate::conversations::{provider_message_key, thread_id, Attachment};
 use crate::ports::{Ports, UnixMillis};
 use crate::providers::facebook::{self, Event, EventKind};
-use crate::providers::receipt_rank;
+use crate::providers::Provider;
 
 pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
     let answer = match request.method {
@@ -46,10 +46,10 @@ fn account_id(request: &Request) -> Result<&str, ApiError> {
 /// is the token generated for this account.
 fn verify(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiError> {
     let account_id = account_id(request)?;
-    let org = signer(ports.kv, account_id, "facebook")?.org;
-    let (account, _) = read_account(ports.kv, &org, account_id, "facebook", Vec::new())?;
+    let org = signer(ports.kv, account_id, Provider::Facebook)?.org;
+    let (account, _) = read_account(ports.kv, &org, account_id, Provider::Facebook, Vec::new())?;
     let Settings::Facebook { verify_token, .. } = &account.settings else {
-        return Err(unknown_account(account_id, "facebook"));
+        return Err(unknown_account(account_id, Provider::Facebook));
     };
     let subscribing = request.query_param("hub.mode").as_deref() == Some("subscribe");
     let token_matches = request
@@ -76,13 +76,13 @@ fn event_keys(org: &str, account: &str, event: &Event, now: UnixMillis) -> Vec<S
         } => thread_keys(
             org,
             account,
-            "facebook",
+            Provider::Facebook,
             &inbound(event, mid, text, attachments),
             now,
         ),
         EventKind::Delivery { mids, .. } => mids
             .iter()
-            .map(|mid| provider_message_key(org, "facebook", mid))
+            .map(|mid| provider_message_key(org, Provider::Facebook, mid))
             .collect(),
         EventKind::Echo { .. } | EventKind::Read { .. } => Vec::new(),
     }
@@ -91,7 +91,7 @@ fn event_keys(org: &str, account: &str, event: &Event, now: UnixMillis) -> Vec<S
 async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
     let account_id = account_id(request)?;
     let kv = ports.kv;
-    let signer = signer(kv, account_id, "facebook")?;
+    let signer = signer(kv, account_id, Provider::Facebook)?;
     let signature = request.header("x-hub-signature-256");
     if !facebook::signature_valid(&signer.secret, &request.body, signature) {
         return Err(bad_signature("X-Hub-Signature-256"));
@@ -110,7 +110,7 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
         .collect();
     let key_counts: Vec<usize> = keys_per_event.iter().map(Vec::len).collect();
     let keys = keys_per_event.into_iter().flatten().collect();
-    let (account, mut found) = read_account(kv, org, account_id, "facebook", keys)?;
+    let (account, mut found) = read_account(kv, org, account_id, Provider::Facebook, keys)?;
     let pages = account.addresses();
     // One batch carries events of many pages and customers: each stands on
     // its own. An event refused for good (a page no workstream serves) is
@@ -174,12 +174,12 @@ async fn apply(
                 &conversation(),
                 *watermark,
                 "delivered",
-                receipt_rank,
+                Provider::Facebook,
             )?;
         }
         EventKind::Delivery { .. } => {
             for value in found {
-                apply_status(ports.kv, org, value, "delivered", None, receipt_rank)?;
+                apply_status(ports.kv, org, value, "delivered", None, Provider::Facebook)?;
             }
         }
         EventKind::Read { watermark } => {
@@ -189,7 +189,7 @@ async fn apply(
                 &conversation(),
                 *watermark,
                 "read",
-                receipt_rank,
+                Provider::Facebook,
             )?;
         }
     }

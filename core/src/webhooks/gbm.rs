@@ -17,7 +17,7 @@ use crate::conversations::ingest::{apply_status, ingest, thread_keys, Inbound};
 use crate::conversations::provider_message_key;
 use crate::ports::Ports;
 use crate::providers::google::{self, Webhook};
-use crate::providers::receipt_rank;
+use crate::providers::Provider;
 use serde_json::json;
 
 pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
@@ -34,7 +34,7 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiErro
         return Err(ApiError::not_found(&request.path));
     };
     let kv = ports.kv;
-    let signer = signer(kv, account_id, "gbm")?;
+    let signer = signer(kv, account_id, Provider::Google)?;
     let webhook = google::parse_webhook(&request.body);
     if let Ok(Webhook::Verification {
         client_token: given,
@@ -60,8 +60,8 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiErro
     let webhook = webhook.map_err(invalid_callback)?;
     if let Some(inbound) = inbound(&webhook) {
         let now = ports.clock.now_millis();
-        let keys = thread_keys(org, account_id, "gbm", &inbound, now);
-        let (account, found) = read_account(kv, org, account_id, "gbm", keys)?;
+        let keys = thread_keys(org, account_id, Provider::Google, &inbound, now);
+        let (account, found) = read_account(kv, org, account_id, Provider::Google, keys)?;
         ingest(ports, org, &account, &inbound, found.collect()).await?;
     } else if let Webhook::Receipts { receipts, .. } = webhook {
         if receipts.len() > MAX_RECEIPT_IDS {
@@ -70,10 +70,10 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiErro
         }
         let keys: Vec<String> = receipts
             .iter()
-            .map(|receipt| provider_message_key(org, "gbm", &receipt.message_id))
+            .map(|receipt| provider_message_key(org, Provider::Google, &receipt.message_id))
             .collect();
         for (receipt, value) in receipts.iter().zip(kv.get_many(&keys)?) {
-            apply_status(kv, org, value, &receipt.status, None, receipt_rank)?;
+            apply_status(kv, org, value, &receipt.status, None, Provider::Google)?;
         }
     }
     // Typing and live-agent requests change nothing stored: every

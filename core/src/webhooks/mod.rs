@@ -38,13 +38,14 @@ pub mod twilio;
 use crate::api::{ApiError, Response};
 use crate::config::accounts::{global_key, Account};
 use crate::ports::KeyValue;
+use crate::providers::Provider;
 use crate::store;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
 struct GlobalRecord {
     org: String,
-    provider: String,
+    provider: Provider,
     #[serde(default)]
     deleted_at: Option<String>,
     #[serde(default)]
@@ -61,7 +62,7 @@ pub struct Signer {
 /// The [`Signer`] of a `provider` account named in a webhook URL: one read
 /// of its global record. A record written before it carried the secret
 /// takes a second read, of the account document itself.
-pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: &str) -> Result<Signer, ApiError> {
+pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: Provider) -> Result<Signer, ApiError> {
     let unknown = || unknown_account(account_id, provider);
     if !crate::store::is_id(account_id) {
         return Err(unknown());
@@ -94,7 +95,7 @@ pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: &str) -> Result<Sig
     })
 }
 
-pub fn unknown_account(account_id: &str, provider: &str) -> ApiError {
+pub fn unknown_account(account_id: &str, provider: Provider) -> ApiError {
     ApiError {
         status: 404,
         code: "unknown_account",
@@ -122,7 +123,7 @@ pub fn read_account(
     kv: &dyn KeyValue,
     org: &str,
     account_id: &str,
-    provider: &str,
+    provider: Provider,
     keys: Vec<String>,
 ) -> Result<(Account, Found), ApiError> {
     let account_key = store::document_key::<Account>(org, account_id);
@@ -235,14 +236,19 @@ mod tests {
         let kv = with_account(
             json!({"org": ORG, "provider": "twilio", "secret": "token-in-the-record"}),
         );
-        let found = signer(&kv, ACCOUNT, "twilio").unwrap();
+        let found = signer(&kv, ACCOUNT, Provider::Twilio).unwrap();
         assert_eq!(
             (found.org.as_str(), found.secret.as_str()),
             (ORG, "token-in-the-record")
         );
-        assert_eq!(signer_error(&kv, "telesign"), (404, "unknown_account"));
         assert_eq!(
-            signer(&kv, "not-an-id", "twilio").err().map(|e| e.status),
+            signer_error(&kv, Provider::Telesign),
+            (404, "unknown_account")
+        );
+        assert_eq!(
+            signer(&kv, "not-an-id", Provider::Twilio)
+                .err()
+                .map(|e| e.status),
             Some(404)
         );
     }
@@ -251,7 +257,7 @@ mod tests {
     fn a_record_written_before_it_held_the_secret_reads_the_account() {
         let kv = with_account(json!({"org": ORG, "provider": "twilio"}));
         assert_eq!(
-            signer(&kv, ACCOUNT, "twilio").unwrap().secret,
+            signer(&kv, ACCOUNT, Provider::Twilio).unwrap().secret,
             "token-in-the-account"
         );
     }
@@ -261,10 +267,13 @@ mod tests {
         let kv = with_account(
             json!({"org": ORG, "provider": "twilio", "deleted_at": "2026-01-01T00:00:00Z"}),
         );
-        assert_eq!(signer_error(&kv, "twilio"), (410, "account_deleted"));
+        assert_eq!(
+            signer_error(&kv, Provider::Twilio),
+            (410, "account_deleted")
+        );
     }
 
-    fn signer_error(kv: &MemoryKeyValue, provider: &str) -> (u16, &'static str) {
+    fn signer_error(kv: &MemoryKeyValue, provider: Provider) -> (u16, &'static str) {
         let error = signer(kv, ACCOUNT, provider).err().expect("refused");
         (error.status, error.code)
     }

@@ -15,6 +15,7 @@ use crate::conversations::ingest::{apply_status, ingest, thread_keys, Inbound};
 use crate::conversations::provider_message_key;
 use crate::ports::Ports;
 use crate::providers::telesign::{self, Callback};
+use crate::providers::Provider;
 use serde_json::json;
 
 pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
@@ -32,7 +33,7 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
         return Err(ApiError::not_found(&request.path));
     };
     let kv = ports.kv;
-    let signer = signer(kv, account_id, "telesign")?;
+    let signer = signer(kv, account_id, Provider::Telesign)?;
     let signed = ["authorization", "x-ts-authorization"].iter().any(|name| {
         telesign::callback_signature_valid(&signer.secret, &request.body, request.header(name))
     });
@@ -44,17 +45,23 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
         // TeleSign may leave sender_id empty; the account's number is then
         // known only after the account is read.
         Callback::Message(sms) if sms.to.is_empty() => {
-            let (account, _) = read_account(kv, org, account_id, "telesign", Vec::new())?;
+            let (account, _) = read_account(kv, org, account_id, Provider::Telesign, Vec::new())?;
             let inbound = inbound(&sms, &only_number(&account)?);
             let now = ports.clock.now_millis();
-            let found = kv.get_many(&thread_keys(org, account_id, "telesign", &inbound, now))?;
+            let found = kv.get_many(&thread_keys(
+                org,
+                account_id,
+                Provider::Telesign,
+                &inbound,
+                now,
+            ))?;
             ingest(ports, org, &account, &inbound, found).await?;
         }
         Callback::Message(sms) => {
             let inbound = inbound(&sms, &sms.to);
             let now = ports.clock.now_millis();
-            let keys = thread_keys(org, account_id, "telesign", &inbound, now);
-            let (account, found) = read_account(kv, org, account_id, "telesign", keys)?;
+            let keys = thread_keys(org, account_id, Provider::Telesign, &inbound, now);
+            let (account, found) = read_account(kv, org, account_id, Provider::Telesign, keys)?;
             ingest(ports, org, &account, &inbound, found.collect()).await?;
         }
         Callback::Status(report) => {
@@ -63,10 +70,14 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
             apply_status(
                 kv,
                 org,
-                kv.get(&provider_message_key(org, "telesign", &report.reference_id))?,
+                kv.get(&provider_message_key(
+                    org,
+                    Provider::Telesign,
+                    &report.reference_id,
+                ))?,
                 status,
                 (status == "failed").then_some(code.as_str()),
-                telesign::status_rank,
+                Provider::Telesign,
             )?;
         }
     }

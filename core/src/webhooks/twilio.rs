@@ -13,6 +13,7 @@ use crate::conversations::{provider_message_key, Attachment};
 use crate::encoding::form_pairs;
 use crate::ports::Ports;
 use crate::providers::twilio::{self, Callback};
+use crate::providers::Provider;
 
 pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
     if request.method != Method::Post {
@@ -46,7 +47,7 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
         return Err(ApiError::not_found(&request.path));
     };
     let kv = ports.kv;
-    let signer = signer(kv, account_id, "twilio")?;
+    let signer = signer(kv, account_id, Provider::Twilio)?;
     let params = form_pairs(&String::from_utf8_lossy(&request.body));
     let base = crate::config::public_base_url(ports.variables);
     let url = match request.query.as_str() {
@@ -64,19 +65,23 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
         Callback::Message(message) => {
             let inbound = normalize(&message);
             let now = ports.clock.now_millis();
-            let keys = thread_keys(org, account_id, "twilio", &inbound, now);
-            let (account, found) = read_account(kv, org, account_id, "twilio", keys)?;
+            let keys = thread_keys(org, account_id, Provider::Twilio, &inbound, now);
+            let (account, found) = read_account(kv, org, account_id, Provider::Twilio, keys)?;
             ingest(ports, org, &account, &inbound, found.collect()).await?;
         }
         Callback::Status(update) => {
-            let sent = kv.get(&provider_message_key(org, "twilio", &update.message_sid))?;
+            let sent = kv.get(&provider_message_key(
+                org,
+                Provider::Twilio,
+                &update.message_sid,
+            ))?;
             apply_status(
                 kv,
                 org,
                 sent,
                 &update.status,
                 update.error_code.as_deref(),
-                twilio::status_rank,
+                Provider::Twilio,
             )?;
         }
     }
