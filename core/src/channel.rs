@@ -65,7 +65,8 @@ impl Channel {
     /// The providers whose accounts carry this channel.
     pub fn providers(self) -> impl Iterator<Item = Provider> {
         Provider::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter(move |provider| provider.serves(self))
     }
 }

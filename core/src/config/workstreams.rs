@@ -13,7 +13,7 @@
 //! of the save that made it, or of `rotate-bot-secret` — and masked in
 //! every read after.
 
-use super::accounts::{Account, Settings};
+use super::accounts::Account;
 use super::queues::require_queue;
 use super::{Ctx, Effects, Resource};
 use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
@@ -168,11 +168,7 @@ fn read_channel(ctx: &Ctx, channel: Channel, item: Object) -> Result<ChannelInst
         })?;
     let address = item.required_str("address")?;
     if !account.addresses().contains(&address) {
-        let what = match &account.settings {
-            Settings::Telesign { .. } | Settings::Twilio { .. } => "one of the account's numbers",
-            Settings::Facebook { .. } => "the page id of one of the account's connected pages",
-            Settings::Gbm { .. } => "the account's GBM agent id",
-        };
+        let what = account.settings.address_kind();
         return Err(item.error(
             "address",
             "unknown_address",
@@ -183,7 +179,7 @@ fn read_channel(ctx: &Ctx, channel: Channel, item: Object) -> Result<ChannelInst
         ));
     }
     let human_agent_tag = item.bool("human_agent_tag")?.unwrap_or(false);
-    if human_agent_tag && channel != Channel::Messenger {
+    if human_agent_tag && channel.reply_window().human_agent_hours.is_none() {
         return Err(item.error(
             "human_agent_tag",
             "not_allowed",

@@ -789,11 +789,11 @@ mod tests {
         let account = Account {
             id: ACCOUNT.into(),
             name: "WhatsApp".into(),
-            settings: Settings::Twilio {
+            settings: Settings::Twilio(crate::providers::twilio::Settings {
                 account_sid: "AC".into(),
                 auth_token: "token".into(),
                 numbers: Vec::new(),
-            },
+            }),
             created_at: String::new(),
             updated_at: String::new(),
             last_validation: None,

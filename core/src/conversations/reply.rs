@@ -10,19 +10,15 @@
 use super::{Attachment, Author, Thread};
 use crate::api::{ApiError, Response};
 use crate::channel::Channel;
-use crate::config::accounts::{Account, Settings};
+use crate::config::accounts::Account;
 use crate::ports::Ports;
-use crate::providers::{self, facebook, google, telesign, twilio, SendOutcome};
-use crate::store;
+use crate::providers::{Outgoing, SendOutcome};
 use crate::templates::Rendered;
 use serde_json::json;
 
 const HOUR_MILLIS: i64 = 3_600_000;
 /// Twilio's limit for a message body, and SMS's (R-IN-5).
 pub const MAX_TEXT_CHARS: usize = 1600;
-/// How long before its expiry a cached Google access token is replaced, so
-/// a token never expires between the check and Google's.
-const TOKEN_MARGIN_MILLIS: i64 = 5 * 60_000;
 
 /// What goes to the customer.
 #[derive(Debug, Clone)]
@@ -45,7 +41,7 @@ impl Content {
         }
     }
 
-    fn attachments(&self) -> &[Attachment] {
+    pub fn attachments(&self) -> &[Attachment] {
         match self {
             Content::Text { attachments, .. } => attachments,
             Content::Template { .. } => &[],
@@ -177,177 +173,15 @@ pub async fn deliver(
     author: Author,
     window: Window,
 ) -> Result<Sent, Undelivered> {
-    let outcome = match &account.settings {
-        Settings::Twilio {
-            account_sid,
-            auth_token,
-            ..
-        } => {
-            let api_base = providers::api_base(ports.variables, "twilio_api_base")?;
-            let body = match content {
-                Content::Text { text, attachments } => twilio::Content::Text {
-                    body: text.clone(),
-                    media_urls: attachments.iter().map(|a| a.url.clone()).collect(),
-                },
-                Content::Template { rendered, .. } => twilio::Content::Template {
-                    content_sid: rendered.content_sid.clone().unwrap_or_default(),
-                    variables: rendered.content_variables.clone().unwrap_or_default(),
-                },
-            };
-            let from = format!("whatsapp:{}", thread.ours);
-            let to = format!("whatsapp:{}", thread.customer);
-            let callback = callback_url(ports, account);
-            let outgoing = twilio::Outgoing {
-                account_sid,
-                auth_token,
-                from: &from,
-                to: &to,
-                content: &body,
-                status_callback: Some(&callback),
-            };
-            twilio::send(ports.http, &api_base, &outgoing).await
-        }
-        Settings::Telesign {
-            customer_id,
-            api_key,
-            ..
-        } => {
-            let api_base = providers::api_base(ports.variables, "telesign_api_base")?;
-            let callback = callback_url(ports, account);
-            let sms = telesign::Sms {
-                customer_id,
-                api_key,
-                phone_number: thread.customer.trim_start_matches('+'),
-                sender_id: thread.ours,
-                message: content.text(),
-                external_id: None,
-                callback_url: Some(&callback),
-            };
-            let nonce = ports.random.uuid();
-            telesign::send_sms(
-                ports.http,
-                &api_base,
-                &sms,
-                ports.clock.now_millis(),
-                &nonce,
-            )
-            .await
-        }
-        Settings::Facebook {
-            app_secret, pages, ..
-        } => {
-            let api_base = providers::api_base(ports.variables, "graph_api_base")?;
-            let page = pages
-                .iter()
-                .find(|page| page.page_id == thread.ours)
-                .ok_or_else(|| page_removed(account, thread))?;
-            let outgoing = facebook::Outgoing {
-                page_token: &page.access_token,
-                app_secret,
-                psid: thread.customer,
-                text: content.text(),
-                attachments: content.attachments(),
-                messaging_type: match window {
-                    Window::Open => facebook::MessagingType::Response,
-                    Window::HumanAgentTag => facebook::MessagingType::HumanAgent,
-                },
-            };
-            facebook::send(ports.http, &api_base, &outgoing).await
-        }
-        Settings::Gbm {
-            service_account, ..
-        } => {
-            let api_base = providers::api_base(ports.variables, "gbm_api_base")?;
-            let token = match google_token(ports, account, service_account).await? {
-                Ok(token) => token,
-                Err(outcome) => {
-                    return outcome_to_result(account, outcome, ports.clock.now_millis())
-                }
-            };
-            let message_id = ports.random.id128();
-            let outgoing = google::Outgoing {
-                access_token: &token,
-                conversation_id: thread.customer,
-                message_id: &message_id,
-                text: content.text(),
-                attachments: content.attachments(),
-                representative: match author {
-                    Author::Agent => google::Representative::Human,
-                    _ => google::Representative::Bot,
-                },
-                display_name: None,
-            };
-            google::send(ports.http, &api_base, &outgoing).await
-        }
+    let outgoing = Outgoing {
+        account_id: &account.id,
+        thread,
+        content,
+        author,
+        window,
     };
+    let outcome = account.settings.send(ports, &outgoing).await?;
     outcome_to_result(account, outcome, ports.clock.now_millis())
-}
-
-/// Where the provider posts this account's status callbacks.
-fn callback_url(ports: &Ports<'_>, account: &Account) -> String {
-    format!(
-        "{}/webhooks/{}/{}",
-        crate::config::public_base_url(ports.variables),
-        account.settings.provider(),
-        account.id
-    )
-}
-
-fn page_removed(account: &Account, thread: Thread<'_>) -> ApiError {
-    ApiError::conflict(
-        "channel_removed",
-        format!(
-            "page {} is no longer connected to account {}; replies cannot be sent from it",
-            thread.ours, account.id
-        ),
-    )
-}
-
-/// A Business Messages access token for the account: the cached one while
-/// it has more than a few minutes left, else a new one from Google, cached
-/// for the next sends (by any instance) until shortly before it expires.
-async fn google_token(
-    ports: &Ports<'_>,
-    account: &Account,
-    service_account: &str,
-) -> Result<Result<String, SendOutcome>, ApiError> {
-    let key = google::token_cache_key(&account.id);
-    let now = ports.clock.now_millis();
-    if let Some(bytes) = ports.kv.get(&key)? {
-        if let Ok(cached) = serde_json::from_slice::<CachedToken>(&bytes) {
-            if cached.expires_at_millis - TOKEN_MARGIN_MILLIS > now {
-                return Ok(Ok(cached.token));
-            }
-        }
-    }
-    let service_account = google::ServiceAccount::parse(service_account).map_err(|message| {
-        ApiError::conflict(
-            "invalid_service_account",
-            format!(
-                "account {} cannot reach Google: {message} (PATCH /api/accounts/{})",
-                account.id, account.id
-            ),
-        )
-    })?;
-    let oauth_base = providers::api_base(ports.variables, "google_oauth_base")?;
-    match google::fetch_token(ports.http, &oauth_base, &service_account, now).await {
-        Ok(token) => {
-            let cached = CachedToken {
-                token: token.token.clone(),
-                expires_at_millis: token.expires_at_millis,
-            };
-            // A failed cache write costs the next send a token request only.
-            let _ = ports.kv.set(&key, &store::encode(&cached));
-            Ok(Ok(token.token))
-        }
-        Err(outcome) => Ok(Err(outcome)),
-    }
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct CachedToken {
-    token: String,
-    expires_at_millis: i64,
 }
 
 /// The error code of a message of ours handed to a provider whose answer

@@ -13,106 +13,253 @@
 //! providers may quote a URL or a header back in an error.
 
 pub mod facebook;
+pub mod fields;
 pub mod google;
 pub mod telesign;
 pub mod twilio;
 
+use crate::api::{ApiError, Request, Response};
 use crate::channel::Channel;
+use crate::config::accounts::PageValidation;
+use crate::config::{Ctx, Effects};
+use crate::conversations::ingest::Inbound;
+use crate::conversations::reply::{Content, Window};
+use crate::conversations::{Author, Thread};
 use crate::encoding::percent_encode;
+use crate::input::Object;
 use crate::ports::OutboundError;
+use crate::ports::Ports;
+use crate::webhooks::Signer;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use facebook::PageTokenWarning;
 use serde::Serialize;
+use serde_json::Value;
 
-/// The providers, with the spellings stored in accounts and keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-pub enum Provider {
-    #[serde(rename = "telesign")]
-    Telesign,
-    #[serde(rename = "twilio")]
-    Twilio,
-    #[serde(rename = "facebook")]
-    Facebook,
-    /// Google's Business Messages, stored as `gbm`.
-    #[serde(rename = "gbm")]
-    Google,
+/// The providers: the one list a new provider joins. Each entry names the
+/// variant, the module folder (whose `Settings` implements [`Seam`]) and
+/// the spelling stored in accounts, keys and webhook URLs.
+macro_rules! providers {
+    ($($variant:ident => $module:ident = $spelling:literal,)*) => {
+        /// A provider, as stored.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+        pub enum Provider {
+            $(#[serde(rename = $spelling)] $variant,)*
+        }
+
+        /// An account's provider-specific fields, tagged by `provider` as
+        /// stored (the account document flattens them).
+        #[derive(Debug, Clone, Serialize, serde::Deserialize)]
+        #[serde(tag = "provider")]
+        pub enum Settings {
+            $(#[serde(rename = $spelling)] $variant($module::Settings),)*
+        }
+
+        impl Provider {
+            pub const ALL: &'static [Provider] = &[$(Provider::$variant,)*];
+
+            /// The stored spellings, for inputs that choose one.
+            pub const NAMES: &'static [&'static str] = &[$($spelling,)*];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Provider::$variant => $spelling,)*
+                }
+            }
+
+            /// The provider's name as people write it, for messages.
+            pub fn display_name(self) -> &'static str {
+                match self {
+                    $(Provider::$variant => <$module::Settings as Seam>::DISPLAY_NAME,)*
+                }
+            }
+
+            /// The channel this provider's accounts carry.
+            pub fn channel(self) -> Channel {
+                match self {
+                    $(Provider::$variant => <$module::Settings as Seam>::CHANNEL,)*
+                }
+            }
+
+            /// Whether this provider's accounts carry `channel`.
+            pub fn serves(self, channel: Channel) -> bool {
+                match self {
+                    $(Provider::$variant => <$module::Settings as Seam>::serves(channel),)*
+                }
+            }
+
+            /// When free-form messages may reach a customer on `channel`
+            /// through this provider (R-CONV-6).
+            pub fn reply_window(self, channel: Channel) -> ReplyWindow {
+                match self {
+                    $(Provider::$variant => <$module::Settings as Seam>::reply_window(channel),)*
+                }
+            }
+
+            /// Where one of this provider's status words stands in a sent
+            /// message's life.
+            pub fn delivery_status(self, word: &str) -> DeliveryStatus {
+                match self {
+                    $(Provider::$variant => <$module::Settings as Seam>::delivery_status(word),)*
+                }
+            }
+
+            /// Answers a request to this provider's webhook
+            /// (`/webhooks/{provider}/{account}`).
+            pub async fn webhook(self, request: &Request, ports: &Ports<'_>) -> Response {
+                match self {
+                    $(Provider::$variant => crate::webhooks::serve::<$module::Settings>(request, ports).await,)*
+                }
+            }
+
+            /// Reads an account's settings of this provider from `input`;
+            /// `existing` is the account's current settings, if any, of the
+            /// same provider.
+            pub fn read_settings(
+                self,
+                ctx: &Ctx,
+                input: &Object,
+                existing: Option<&Settings>,
+            ) -> Result<Settings, ApiError> {
+                match self {
+                    $(Provider::$variant => {
+                        let fields = [&["provider", "name"][..], <$module::Settings as Seam>::FIELDS].concat();
+                        input.only(&fields)?;
+                        let existing = existing.and_then(<$module::Settings as Variant>::of);
+                        Ok(Settings::$variant(<$module::Settings as Seam>::read(ctx, input, existing)?))
+                    })*
+                }
+            }
+        }
+
+        /// The Spin variable holding each API base the providers call, by
+        /// the name logs use.
+        pub fn api_bases() -> Vec<(&'static str, &'static str)> {
+            [$(<$module::Settings as Seam>::API_BASES,)*].concat()
+        }
+
+        impl Settings {
+            pub fn provider(&self) -> Provider {
+                match self {
+                    $(Settings::$variant(_) => Provider::$variant,)*
+                }
+            }
+
+            /// The secret the provider signs this account's webhooks with
+            /// (providers.md 1.3, 2.5, 3.2, 4.2).
+            pub fn webhook_secret(&self) -> &str {
+                match self {
+                    $(Settings::$variant(settings) => settings.webhook_secret(),)*
+                }
+            }
+
+            /// The addresses customers reach the account at.
+            pub fn addresses(&self) -> Vec<&str> {
+                match self {
+                    $(Settings::$variant(settings) => settings.addresses(),)*
+                }
+            }
+
+            /// What one of [`Settings::addresses`] is, for messages.
+            pub fn address_kind(&self) -> &'static str {
+                match self {
+                    $(Settings::$variant(_) => <$module::Settings as Seam>::ADDRESS_KIND,)*
+                }
+            }
+
+            /// The settings as an account's read shows them, secrets masked.
+            pub fn view(&self, callback_url: &str) -> Value {
+                match self {
+                    $(Settings::$variant(settings) => settings.view(callback_url),)*
+                }
+            }
+
+            /// The provider-specific part of saving an account.
+            pub fn on_save(
+                &mut self,
+                ctx: &Ctx,
+                account_id: &str,
+                previous: Option<&Settings>,
+                effects: &mut Effects,
+            ) -> Result<(), ApiError> {
+                match self {
+                    $(Settings::$variant(settings) => {
+                        let previous = previous.and_then(<$module::Settings as Variant>::of);
+                        settings.on_save(ctx, account_id, previous, effects)
+                    })*
+                }
+            }
+
+            /// Checks what a save brings with the provider, before the save
+            /// claims or writes anything; `previous` is the account's
+            /// settings before it.
+            pub async fn confirm(&self, ctx: &Ctx<'_>, previous: Option<&Settings>) -> Result<(), ApiError> {
+                match self {
+                    $(Settings::$variant(settings) => {
+                        let previous = previous.and_then(<$module::Settings as Variant>::of);
+                        settings.confirm(ctx, previous).await
+                    })*
+                }
+            }
+
+            /// The account's warnings (R-CFG-4), in `org`.
+            pub fn warnings(&self, org: &str, account_id: &str, now_millis: i64) -> Vec<PageTokenWarning> {
+                match self {
+                    $(Settings::$variant(settings) => settings.warnings(org, account_id, now_millis),)*
+                }
+            }
+
+            /// What deleting the account deletes besides its document.
+            pub fn on_delete(&self, account_id: &str) -> Vec<String> {
+                match self {
+                    $(Settings::$variant(settings) => settings.on_delete(account_id),)*
+                }
+            }
+
+            /// Asks the provider whether the credentials work (R-CFG-3).
+            pub async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, ApiError> {
+                match self {
+                    $(Settings::$variant(settings) => settings.check_credentials(ctx).await,)*
+                }
+            }
+
+            /// Sends `outgoing` through the account.
+            pub async fn send(
+                &self,
+                ports: &Ports<'_>,
+                outgoing: &Outgoing<'_>,
+            ) -> Result<SendOutcome, ApiError> {
+                match self {
+                    $(Settings::$variant(settings) => settings.send(ports, outgoing).await,)*
+                }
+            }
+        }
+
+        $(impl Variant for $module::Settings {
+            fn of(settings: &Settings) -> Option<&Self> {
+                if let Settings::$variant(settings) = settings {
+                    Some(settings)
+                } else {
+                    None
+                }
+            }
+        })*
+    };
+}
+
+providers! {
+    Telesign => telesign = "telesign",
+    Twilio => twilio = "twilio",
+    Facebook => facebook = "facebook",
+    Google => google = "gbm",
 }
 
 impl Provider {
-    pub const ALL: [Provider; 4] = [
-        Provider::Telesign,
-        Provider::Twilio,
-        Provider::Facebook,
-        Provider::Google,
-    ];
-
-    /// The stored spellings, for inputs that choose one.
-    pub const NAMES: [&'static str; 4] = [
-        Provider::Telesign.as_str(),
-        Provider::Twilio.as_str(),
-        Provider::Facebook.as_str(),
-        Provider::Google.as_str(),
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Provider::Telesign => "telesign",
-            Provider::Twilio => "twilio",
-            Provider::Facebook => "facebook",
-            Provider::Google => "gbm",
-        }
-    }
-
     pub fn parse(text: &str) -> Option<Provider> {
         Provider::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|provider| provider.as_str() == text)
-    }
-
-    /// The provider's name as people write it, for messages.
-    pub fn display_name(self) -> &'static str {
-        match self {
-            Provider::Telesign => "TeleSign",
-            Provider::Twilio => "Twilio",
-            Provider::Facebook => "Facebook",
-            Provider::Google => "Google",
-        }
-    }
-
-    /// The channel this provider's accounts carry.
-    pub fn channel(self) -> Channel {
-        match self {
-            Provider::Telesign => Channel::Sms,
-            Provider::Twilio => Channel::Whatsapp,
-            Provider::Facebook => Channel::Messenger,
-            Provider::Google => Channel::Gbm,
-        }
-    }
-
-    /// Whether this provider's accounts carry `channel`.
-    pub fn serves(self, channel: Channel) -> bool {
-        self.channel() == channel
-    }
-
-    /// When free-form messages may reach a customer on `channel` through
-    /// this provider (R-CONV-6).
-    pub fn reply_window(self, channel: Channel) -> ReplyWindow {
-        match self {
-            Provider::Telesign => telesign::reply_window(channel),
-            Provider::Twilio => twilio::reply_window(channel),
-            Provider::Facebook => facebook::reply_window(channel),
-            Provider::Google => google::reply_window(channel),
-        }
-    }
-
-    /// Where one of this provider's status words stands in a sent
-    /// message's life.
-    pub fn delivery_status(self, word: &str) -> DeliveryStatus {
-        match self {
-            Provider::Telesign => telesign::delivery_status(word),
-            Provider::Twilio => twilio::delivery_status(word),
-            Provider::Facebook | Provider::Google => receipt_status(word),
-        }
     }
 
     /// Whether the status word `status` is further along than `current`:
@@ -128,6 +275,185 @@ impl std::fmt::Display for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// What the core asks of a provider, implemented by its account settings
+/// (`providers/<name>/`): the account's fields and their validation, the
+/// webhook's signature check and parsing into [`Event`]s, the sender, the
+/// credential check, the delivery-status order and the reply window. The
+/// core never matches on a provider: it asks this.
+/// A provider's settings among [`Settings`]' variants.
+pub trait Variant: Sized {
+    /// These settings, if `settings` are this provider's.
+    fn of(settings: &Settings) -> Option<&Self>;
+}
+
+#[allow(async_fn_in_trait)]
+pub trait Seam: Variant {
+    const PROVIDER: Provider;
+    /// The provider's name as people write it.
+    const DISPLAY_NAME: &'static str;
+    /// An account's input fields besides `provider` and `name`.
+    const FIELDS: &'static [&'static str];
+    /// What an address of the account is, for messages.
+    const ADDRESS_KIND: &'static str;
+    /// The channel the provider's accounts carry.
+    const CHANNEL: Channel;
+    /// The Spin variables holding the provider's API bases, each with the
+    /// name logs give the calls to it.
+    const API_BASES: &'static [(&'static str, &'static str)];
+
+    fn serves(channel: Channel) -> bool {
+        channel == Self::CHANNEL
+    }
+    fn reply_window(channel: Channel) -> ReplyWindow;
+    fn delivery_status(word: &str) -> DeliveryStatus;
+
+    // ---- account settings
+    fn read(ctx: &Ctx, input: &Object, existing: Option<&Self>) -> Result<Self, ApiError>;
+    fn view(&self, callback_url: &str) -> Value;
+    fn webhook_secret(&self) -> &str;
+    fn addresses(&self) -> Vec<&str>;
+    fn on_save(
+        &mut self,
+        _ctx: &Ctx,
+        _account_id: &str,
+        _previous: Option<&Self>,
+        _effects: &mut Effects,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn on_delete(&self, _account_id: &str) -> Vec<String> {
+        Vec::new()
+    }
+    async fn confirm(&self, _ctx: &Ctx<'_>, _previous: Option<&Self>) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn warnings(&self, _org: &str, _account_id: &str, _now_millis: i64) -> Vec<PageTokenWarning> {
+        Vec::new()
+    }
+
+    // ---- credentials and sending
+    async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, ApiError>;
+    async fn send(
+        &self,
+        ports: &Ports<'_>,
+        outgoing: &Outgoing<'_>,
+    ) -> Result<SendOutcome, ApiError>;
+
+    // ---- webhook (driven by [`crate::webhooks`])
+    /// What is read of a request before its signature is checked, so the
+    /// check and the parse share one pass.
+    type Unverified;
+    /// The methods the webhook answers.
+    const METHODS: &'static [&'static str] = &["POST"];
+    /// The header whose signature is checked, for the 403.
+    const SIGNATURE_HEADER: &'static str;
+    /// One request carries events for addresses of other accounts too
+    /// (Facebook delivers a page's events to every app subscribed to it):
+    /// the account is always read, those events are skipped, and an event
+    /// refused for good does not refuse the others.
+    const BATCHES: bool = false;
+
+    fn unverified(request: &Request) -> Self::Unverified;
+    /// The answer to a subscription handshake, if the request is one:
+    /// checked right after the account's global record is read.
+    fn handshake(
+        _unverified: &Self::Unverified,
+        _request: &Request,
+        _ports: &Ports<'_>,
+        _signer: &Signer,
+    ) -> Option<Result<Response, ApiError>> {
+        None
+    }
+    fn signed(
+        unverified: &Self::Unverified,
+        request: &Request,
+        ports: &Ports<'_>,
+        secret: &str,
+    ) -> bool;
+    fn events(unverified: Self::Unverified, request: &Request) -> Result<Vec<Event>, ApiError>;
+    /// Fills in the address of a message whose callback did not name it,
+    /// from the account.
+    fn complete(inbound: &mut Inbound, account_id: &str, _settings: &Self) -> Result<(), ApiError> {
+        Err(crate::webhooks::invalid_callback(format!(
+            "the callback names no address of account {account_id} ({}); nothing was stored",
+            inbound.provider_message_id
+        )))
+    }
+    /// The answer to a callback that was taken.
+    fn accepted() -> Response;
+}
+
+/// What a webhook request tells the core, once verified and parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A customer's message.
+    Message(Inbound),
+    /// A status of one of our messages, by the provider's id for it.
+    Status {
+        message_id: String,
+        status: String,
+        error_code: Option<String>,
+        /// Our address the message went from, when the callback says.
+        channel_address: Option<String>,
+    },
+    /// A receipt that covers every message we sent on a thread up to a
+    /// time (Messenger's watermarks).
+    Watermark {
+        channel_address: String,
+        customer_address: String,
+        watermark_millis: i64,
+        status: &'static str,
+    },
+    /// Nothing to store (our own sends echoed, typing).
+    Nothing,
+}
+
+impl Event {
+    /// Our address the event concerns, when it names one.
+    pub fn channel_address(&self) -> Option<&str> {
+        match self {
+            Event::Message(inbound) => Some(&inbound.channel_address),
+            Event::Status {
+                channel_address, ..
+            } => channel_address.as_deref(),
+            Event::Watermark {
+                channel_address, ..
+            } => Some(channel_address),
+            Event::Nothing => None,
+        }
+    }
+}
+
+/// A message for a provider to send.
+pub struct Outgoing<'a> {
+    pub account_id: &'a str,
+    pub thread: Thread<'a>,
+    pub content: &'a Content,
+    pub author: Author,
+    pub window: Window,
+}
+
+/// The outcome of a credential check, with each page's for accounts that
+/// have pages.
+pub struct Checked {
+    pub check: CredentialCheck,
+    pub pages: Vec<PageValidation>,
+}
+
+impl From<CredentialCheck> for Checked {
+    fn from(check: CredentialCheck) -> Checked {
+        Checked {
+            check,
+            pages: Vec::new(),
+        }
+    }
+}
+
+/// Where the provider posts an account's callbacks.
+pub fn callback_url(public_base_url: &str, provider: Provider, account_id: &str) -> String {
+    format!("{public_base_url}/webhooks/{provider}/{account_id}")
 }
 
 /// When free-form messages may reach a customer, counted from the

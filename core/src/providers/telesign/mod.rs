@@ -17,12 +17,23 @@
 //! numbers grouped by meaning rather than by range, so [`status_name`] folds
 //! them into the three states the rest of the gateway tracks.
 
-use super::ReplyWindow;
+mod send;
+mod settings;
+mod webhook;
+
+pub use settings::{Settings, TelesignNumber};
+
 use super::{endpoint, http_status, json, retry_after, scrub, text, verdict_for};
+use super::{Checked, Event, Provider, ReplyWindow, Seam};
 use super::{CredentialCheck, DeliveryStatus, SendOutcome, Verdict};
 use crate::api::Method;
+use crate::api::{ApiError, Request, Response};
 use crate::channel::Channel;
+use crate::config::Ctx;
+use crate::conversations::ingest::Inbound;
 use crate::encoding::form_encode;
+use crate::input::Object;
+use crate::ports::Ports;
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
 use crate::time::http_date;
 use base64::alphabet;
@@ -30,6 +41,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
 use sha2::Sha256;
 use std::fmt;
 
@@ -521,6 +533,82 @@ pub fn delivery_status(status: &str) -> DeliveryStatus {
         "pending" => DeliveryStatus::Pending,
         "delivered" | "failed" => DeliveryStatus::Final,
         _ => DeliveryStatus::Unknown,
+    }
+}
+
+impl Seam for Settings {
+    const PROVIDER: Provider = Provider::Telesign;
+    const DISPLAY_NAME: &'static str = "TeleSign";
+    const FIELDS: &'static [&'static str] = settings::FIELDS;
+    const CHANNEL: Channel = Channel::Sms;
+    const API_BASES: &'static [(&'static str, &'static str)] = &[("telesign", "telesign_api_base")];
+    const ADDRESS_KIND: &'static str = "one of the account's numbers";
+
+    fn reply_window(channel: Channel) -> ReplyWindow {
+        reply_window(channel)
+    }
+
+    fn delivery_status(word: &str) -> DeliveryStatus {
+        delivery_status(word)
+    }
+
+    fn read(_ctx: &Ctx, input: &Object, _existing: Option<&Self>) -> Result<Self, ApiError> {
+        Settings::read(input)
+    }
+
+    fn view(&self, callback_url: &str) -> Value {
+        Settings::view(self, callback_url)
+    }
+
+    fn webhook_secret(&self) -> &str {
+        &self.api_key
+    }
+
+    fn addresses(&self) -> Vec<&str> {
+        Settings::addresses(self)
+    }
+
+    async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, ApiError> {
+        let api_base = super::api_base(ctx.ports.variables, "telesign_api_base")?;
+        let check = check_credentials(
+            ctx.ports.http,
+            &api_base,
+            &self.customer_id,
+            &self.api_key,
+            ctx.ports.clock.now_millis(),
+            &ctx.ports.random.uuid(),
+        )
+        .await;
+        Ok(check.into())
+    }
+
+    async fn send(
+        &self,
+        ports: &Ports<'_>,
+        outgoing: &super::Outgoing<'_>,
+    ) -> Result<SendOutcome, ApiError> {
+        send::message(self, ports, outgoing).await
+    }
+
+    type Unverified = ();
+    const SIGNATURE_HEADER: &'static str = "Authorization";
+
+    fn unverified(_request: &Request) {}
+
+    fn signed(_: &(), request: &Request, _ports: &Ports<'_>, secret: &str) -> bool {
+        webhook::signed(request, secret)
+    }
+
+    fn events(_: (), request: &Request) -> Result<Vec<Event>, ApiError> {
+        webhook::events(request)
+    }
+
+    fn complete(inbound: &mut Inbound, account_id: &str, settings: &Self) -> Result<(), ApiError> {
+        webhook::complete(inbound, account_id, settings)
+    }
+
+    fn accepted() -> Response {
+        Response::json(200, &json!({"received": true}))
     }
 }
 

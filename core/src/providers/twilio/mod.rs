@@ -21,17 +21,29 @@
 //!   (rate limited, or no answer at all), or refused for good. Every message
 //!   is scrubbed of the auth token, which hosts and Twilio may echo.
 
-use super::ReplyWindow;
+mod send;
+mod settings;
+mod webhook;
+
+pub use settings::{Settings, WhatsAppNumber};
+
 use super::{basic_auth, endpoint, http_status, json, scrub, text, verdict_for};
-use super::{retry_after, CredentialCheck, DeliveryStatus, SendOutcome, Verdict};
+use super::{retry_after, CredentialCheck, SendOutcome, Verdict};
+use super::{Checked, DeliveryStatus, Event, Provider, ReplyWindow, Seam};
 use crate::api::Method;
+use crate::api::{ApiError, Request, Response};
 use crate::auth::constant_time_eq;
 use crate::channel::Channel;
+use crate::config::Ctx;
+use crate::encoding::form_pairs;
 use crate::encoding::{form_encode, percent_encode};
+use crate::input::Object;
+use crate::ports::Ports;
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use serde_json::Value;
 use sha1::Sha1;
 
 /// Asks Twilio whether `auth_token` opens account `account_sid`.
@@ -542,6 +554,83 @@ fn number(value: &serde_json::Value, pointer: &str) -> Option<i64> {
     value
         .as_i64()
         .or_else(|| value.as_str().and_then(|text| text.trim().parse().ok()))
+}
+
+impl Seam for Settings {
+    const PROVIDER: Provider = Provider::Twilio;
+    const DISPLAY_NAME: &'static str = "Twilio";
+    const FIELDS: &'static [&'static str] = settings::FIELDS;
+    const CHANNEL: Channel = Channel::Whatsapp;
+    const API_BASES: &'static [(&'static str, &'static str)] = &[("twilio", "twilio_api_base")];
+    const ADDRESS_KIND: &'static str = "one of the account's numbers";
+
+    fn reply_window(channel: Channel) -> ReplyWindow {
+        reply_window(channel)
+    }
+
+    fn delivery_status(word: &str) -> DeliveryStatus {
+        delivery_status(word)
+    }
+
+    fn read(_ctx: &Ctx, input: &Object, _existing: Option<&Self>) -> Result<Self, ApiError> {
+        Settings::read(input)
+    }
+
+    fn view(&self, callback_url: &str) -> Value {
+        Settings::view(self, callback_url)
+    }
+
+    fn webhook_secret(&self) -> &str {
+        &self.auth_token
+    }
+
+    fn addresses(&self) -> Vec<&str> {
+        Settings::addresses(self)
+    }
+
+    async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, ApiError> {
+        let api_base = super::api_base(ctx.ports.variables, "twilio_api_base")?;
+        let check = check_credentials(
+            ctx.ports.http,
+            &api_base,
+            &self.account_sid,
+            &self.auth_token,
+        )
+        .await;
+        Ok(check.into())
+    }
+
+    async fn send(
+        &self,
+        ports: &Ports<'_>,
+        outgoing: &super::Outgoing<'_>,
+    ) -> Result<SendOutcome, ApiError> {
+        send::message(self, ports, outgoing).await
+    }
+
+    type Unverified = Vec<(String, String)>;
+    const SIGNATURE_HEADER: &'static str = "X-Twilio-Signature";
+
+    fn unverified(request: &Request) -> Self::Unverified {
+        form_pairs(&String::from_utf8_lossy(&request.body))
+    }
+
+    fn signed(
+        params: &Self::Unverified,
+        request: &Request,
+        ports: &Ports<'_>,
+        secret: &str,
+    ) -> bool {
+        webhook::signed(params, request, ports, secret)
+    }
+
+    fn events(params: Self::Unverified, _request: &Request) -> Result<Vec<Event>, ApiError> {
+        webhook::events(&params)
+    }
+
+    fn accepted() -> Response {
+        webhook::twiml()
+    }
 }
 
 #[cfg(test)]

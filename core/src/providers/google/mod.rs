@@ -17,13 +17,24 @@
 //!   ours: the message id is Google's idempotency key, so a retry of the
 //!   whole send repeats nothing that already went out.
 
+mod send;
+mod settings;
+mod webhook;
+
+pub use settings::Settings;
+
 use super::{endpoint, http_status, json, retry_after, scrub, text, verdict_for};
+use super::{receipt_status, Checked, DeliveryStatus, Event, Provider, Seam};
 use super::{CredentialCheck, ReplyWindow, SendOutcome, Verdict};
 use crate::api::Method;
+use crate::api::{ApiError, Request, Response};
 use crate::auth::constant_time_eq;
 use crate::channel::Channel;
+use crate::config::{Ctx, Effects};
 use crate::conversations::Attachment;
 use crate::encoding::percent_encode;
+use crate::input::Object;
+use crate::ports::Ports;
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -682,6 +693,107 @@ fn failure(response: &OutboundResponse, secrets: &[&str]) -> Option<SendOutcome>
     )
 }
 
+impl Seam for Settings {
+    const PROVIDER: Provider = Provider::Google;
+    const DISPLAY_NAME: &'static str = "Google";
+    const FIELDS: &'static [&'static str] = settings::FIELDS;
+    const CHANNEL: Channel = Channel::Gbm;
+    const API_BASES: &'static [(&'static str, &'static str)] = &[
+        ("gbm", "gbm_api_base"),
+        ("google_oauth", "google_oauth_base"),
+    ];
+    const ADDRESS_KIND: &'static str = "the account's GBM agent id";
+
+    fn reply_window(channel: Channel) -> ReplyWindow {
+        reply_window(channel)
+    }
+
+    fn delivery_status(word: &str) -> DeliveryStatus {
+        receipt_status(word)
+    }
+
+    fn read(_ctx: &Ctx, input: &Object, _existing: Option<&Self>) -> Result<Self, ApiError> {
+        Settings::read(input)
+    }
+
+    fn view(&self, callback_url: &str) -> Value {
+        Settings::view(self, callback_url)
+    }
+
+    fn webhook_secret(&self) -> &str {
+        &self.client_token
+    }
+
+    fn addresses(&self) -> Vec<&str> {
+        vec![self.agent_id.as_str()]
+    }
+
+    /// A saved account may hold a new service account: the cached token is
+    /// dropped.
+    fn on_save(
+        &mut self,
+        _ctx: &Ctx,
+        account_id: &str,
+        previous: Option<&Self>,
+        effects: &mut Effects,
+    ) -> Result<(), ApiError> {
+        if previous.is_some() {
+            effects.deletes.push(token_cache_key(account_id));
+        }
+        Ok(())
+    }
+
+    fn on_delete(&self, account_id: &str) -> Vec<String> {
+        vec![token_cache_key(account_id)]
+    }
+
+    async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, ApiError> {
+        let parsed = ServiceAccount::parse(&self.service_account)
+            .map_err(|message| ApiError::invalid("service_account", "invalid_format", message))?;
+        let oauth_base = super::api_base(ctx.ports.variables, "google_oauth_base")?;
+        let now = ctx.ports.clock.now_millis();
+        Ok(check_credentials(ctx.ports.http, &oauth_base, &parsed, now)
+            .await
+            .into())
+    }
+
+    async fn send(
+        &self,
+        ports: &Ports<'_>,
+        outgoing: &super::Outgoing<'_>,
+    ) -> Result<SendOutcome, ApiError> {
+        send::message(self, ports, outgoing).await
+    }
+
+    type Unverified = Result<Webhook, String>;
+    const SIGNATURE_HEADER: &'static str = "X-Goog-Signature";
+
+    fn unverified(request: &Request) -> Self::Unverified {
+        parse_webhook(&request.body)
+    }
+
+    fn handshake(
+        webhook: &Self::Unverified,
+        _request: &Request,
+        _ports: &Ports<'_>,
+        signer: &crate::webhooks::Signer,
+    ) -> Option<Result<Response, ApiError>> {
+        webhook::handshake(webhook, signer)
+    }
+
+    fn signed(_: &Self::Unverified, request: &Request, _ports: &Ports<'_>, secret: &str) -> bool {
+        signature_valid(secret, &request.body, request.header("x-goog-signature"))
+    }
+
+    fn events(webhook: Self::Unverified, _request: &Request) -> Result<Vec<Event>, ApiError> {
+        webhook::events(webhook)
+    }
+
+    fn accepted() -> Response {
+        Response::json(200, &serde_json::json!({"received": true}))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -691,8 +803,9 @@ mod tests {
     use rsa::pkcs8::DecodePublicKey;
     use rsa::RsaPublicKey;
 
-    const KEY_FILE: &str = include_str!("../../../tests/fixtures/google-service-account.json");
-    const PUBLIC_KEY: &str = include_str!("../../../tests/fixtures/google-service-account.pub.pem");
+    const KEY_FILE: &str = include_str!("../../../../tests/fixtures/google-service-account.json");
+    const PUBLIC_KEY: &str =
+        include_str!("../../../../tests/fixtures/google-service-account.pub.pem");
     const EMAIL: &str = "gbm-test@switchboard-test.iam.gserviceaccount.com";
     const TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
     const NOW: i64 = 1_700_000_000;

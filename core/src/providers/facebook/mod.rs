@@ -22,14 +22,30 @@
 //! of the page token, the app secret and the proof, which hosts and Graph
 //! may quote back.
 
+mod pages;
+mod send;
+mod settings;
+mod webhook;
+
+pub use pages::{every_page_token_warning, PageTokenWarning};
+#[cfg(test)]
+pub(crate) use pages::{page_claim, DAY_MILLIS};
+pub use settings::{FacebookPage, Settings};
+
 use super::{endpoint, http_status, json, scrub, text, verdict_for};
+use super::{receipt_status, Checked, DeliveryStatus, Provider, Seam};
 use super::{retry_after, CredentialCheck, ReplyWindow, SendOutcome, Verdict};
 use crate::api::Method;
+use crate::api::{ApiError, Request, Response};
 use crate::auth::constant_time_eq;
 use crate::channel::Channel;
+use crate::config::{Ctx, Effects};
 use crate::conversations::Attachment;
 use crate::encoding::{hex, percent_encode};
+use crate::input::Object;
+use crate::ports::Ports;
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
+use crate::webhooks::{echo, Signer};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use serde_json::Value;
@@ -641,6 +657,101 @@ fn outcome(response: &OutboundResponse, secrets: &[&str]) -> SendOutcome {
         status,
         code,
         message,
+    }
+}
+
+impl Seam for Settings {
+    const PROVIDER: Provider = Provider::Facebook;
+    const DISPLAY_NAME: &'static str = "Facebook";
+    const FIELDS: &'static [&'static str] = settings::FIELDS;
+    const CHANNEL: Channel = Channel::Messenger;
+    const API_BASES: &'static [(&'static str, &'static str)] = &[("facebook", "graph_api_base")];
+    const ADDRESS_KIND: &'static str = "the page id of one of the account's connected pages";
+
+    fn reply_window(channel: Channel) -> ReplyWindow {
+        reply_window(channel)
+    }
+
+    fn delivery_status(word: &str) -> DeliveryStatus {
+        receipt_status(word)
+    }
+
+    fn read(ctx: &Ctx, input: &Object, existing: Option<&Self>) -> Result<Self, ApiError> {
+        Settings::read(ctx, input, existing)
+    }
+
+    fn view(&self, callback_url: &str) -> Value {
+        Settings::view(self, callback_url)
+    }
+
+    fn webhook_secret(&self) -> &str {
+        &self.app_secret
+    }
+
+    fn addresses(&self) -> Vec<&str> {
+        Settings::addresses(self)
+    }
+
+    async fn confirm(&self, ctx: &Ctx<'_>, previous: Option<&Self>) -> Result<(), ApiError> {
+        pages::confirm_new_tokens(ctx, self, previous).await
+    }
+
+    fn on_save(
+        &mut self,
+        ctx: &Ctx,
+        account_id: &str,
+        previous: Option<&Self>,
+        effects: &mut Effects,
+    ) -> Result<(), ApiError> {
+        pages::claim_pages(ctx, account_id, self, previous, effects)
+    }
+
+    fn on_delete(&self, _account_id: &str) -> Vec<String> {
+        pages::released(self)
+    }
+
+    fn warnings(&self, org: &str, account_id: &str, now_millis: i64) -> Vec<PageTokenWarning> {
+        pages::token_warnings(self, org, account_id, now_millis)
+    }
+
+    async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, ApiError> {
+        pages::check_pages(ctx, self).await
+    }
+
+    async fn send(
+        &self,
+        ports: &Ports<'_>,
+        outgoing: &super::Outgoing<'_>,
+    ) -> Result<SendOutcome, ApiError> {
+        send::message(self, ports, outgoing).await
+    }
+
+    type Unverified = ();
+    const METHODS: &'static [&'static str] = &["GET", "POST"];
+    const SIGNATURE_HEADER: &'static str = "X-Hub-Signature-256";
+    const BATCHES: bool = true;
+
+    fn unverified(_request: &Request) {}
+
+    fn handshake(
+        _: &(),
+        request: &Request,
+        ports: &Ports<'_>,
+        signer: &Signer,
+    ) -> Option<Result<Response, ApiError>> {
+        webhook::handshake(request, ports, signer)
+    }
+
+    fn signed(_: &(), request: &Request, _ports: &Ports<'_>, secret: &str) -> bool {
+        webhook::signed(request, secret)
+    }
+
+    fn events(_: (), request: &Request) -> Result<Vec<super::Event>, ApiError> {
+        webhook::events(request)
+    }
+
+    fn accepted() -> Response {
+        echo("EVENT_RECEIVED")
     }
 }
 
