@@ -1,16 +1,23 @@
-//! The providers' HTTP APIs as the core calls them: credential checks (R-CFG-3) now, senders later.
+//! The provider seam: everything the core needs from a provider, behind one
+//! trait ([`Seam`]), with one folder per provider and one list of them
+//! (the `providers!` list). The rest of the core never names a provider: it asks
+//! [`Provider`] and [`Settings`], whose dispatch the list generates.
 //!
-//! Each module builds the exact request its provider expects (providers.md)
-//! and reads the answer into a [`CredentialCheck`]. The host hands in the
-//! time, nonces and the HTTP port, so every request is deterministic and the
-//! tests pin it byte for byte.
+//! Each folder holds the provider's account settings and their checks
+//! (`settings.rs`), its webhook's signature and parsing into [`Event`]s
+//! (`webhook.rs`, driven by the one pipeline in [`crate::webhooks`]), its
+//! sender (`send.rs`), its credential check (`credentials.rs`), and in
+//! `mod.rs` its delivery-status order and reply window. Each builds the
+//! exact requests its provider expects (providers.md); the host hands in
+//! the time, nonces and the HTTP port, so every request is deterministic
+//! and the tests pin it byte for byte.
 //!
-//! A check has three outcomes because they call for different actions: the
-//! provider refused the credentials (the user must fix them), accepted them,
-//! or could not be asked (try again later; nothing is known about them).
-//! Messages carry the provider's own words so the user sees what the provider
-//! saw, with every secret of the request scrubbed out first: hosts and
-//! providers may quote a URL or a header back in an error.
+//! A credential check has three outcomes because they call for different
+//! actions: the provider refused the credentials (the user must fix them),
+//! accepted them, or could not be asked (try again later; nothing is known
+//! about them). Messages carry the provider's own words so the user sees
+//! what the provider saw, with every secret of the request scrubbed out
+//! first: hosts and providers may quote a URL or a header back in an error.
 
 pub mod facebook;
 pub mod fields;

@@ -9,9 +9,7 @@
 //! ids are applied by their watermark, which covers the conversation's
 //! latest messages at a fixed cost.
 
-use super::{
-    parse_webhook, signature_valid, Event, EventKind, Settings, MAX_EVENTS, MAX_TEXT_CHARS,
-};
+use super::*;
 use crate::api::{ApiError, Method, Request, Response};
 use crate::auth::constant_time_eq;
 use crate::conversations::ingest::Inbound;
@@ -22,6 +20,276 @@ use crate::webhooks::{
     customer_text, echo, invalid_callback, read_account, too_many, unknown_account, Signer,
     MAX_RECEIPT_IDS,
 };
+
+/// Whether `header` (`X-Hub-Signature-256`) is `sha256=` and the hex
+/// HMAC-SHA256 of the raw `body` keyed with the app secret (providers.md
+/// 3.2), compared in constant time. Hex digits of either case are accepted.
+/// An empty app secret validates nothing: anyone could sign with it.
+pub fn signature_valid(app_secret: &str, body: &[u8], header: Option<&str>) -> bool {
+    let Some(given) = header.and_then(|header| header.trim().strip_prefix("sha256=")) else {
+        return false;
+    };
+    if app_secret.is_empty() {
+        return false;
+    }
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(app_secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(body);
+    let expected = hex(&mac.finalize().into_bytes());
+    constant_time_eq(expected.as_bytes(), given.to_ascii_lowercase().as_bytes())
+}
+
+/// Events one webhook POST may carry. Meta batches at most 1,000 updates
+/// into a POST, and a Page entry's `messaging` holds one event; twice that
+/// leaves room, and still bounds what one signed POST may cost.
+pub const MAX_EVENTS: usize = 2_000;
+
+/// The longest text a person's message carries: people may write 20,000
+/// characters in Messenger (a page sends at most 2,000).
+pub const MAX_TEXT_CHARS: usize = 20_000;
+
+/// One event of a webhook delivery, for one page and one customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub page_id: String,
+    /// The customer's page-scoped id: the sender of customer events, the
+    /// recipient of echoes.
+    pub psid: String,
+    /// Milliseconds since the epoch (the event's timestamp).
+    pub timestamp: i64,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    /// A customer's message; postbacks (button taps) also arrive as
+    /// messages: text = the button's title, id = its mid, or
+    /// `postback:{psid}:{timestamp}` when Facebook sent none.
+    Message {
+        mid: String,
+        text: String,
+        attachments: Vec<Attachment>,
+    },
+    /// Our own send, echoed back (`message.is_echo`): never a customer
+    /// message.
+    Echo { mid: String },
+    /// Everything up to `watermark` (ms) is delivered; `mids` names some of
+    /// them when Facebook sends them.
+    Delivery { mids: Vec<String>, watermark: i64 },
+    /// Everything up to `watermark` (ms) is read.
+    Read { watermark: i64 },
+}
+
+/// All events of a delivery, in order, across every entry (Facebook batches
+/// several pages and events into one POST; providers.md 3.3). `object` must
+/// be `page`. Events of other kinds (optins, referrals, reactions …) and
+/// entries without `messaging` (e.g. `standby` for another app's thread)
+/// are skipped, not errors.
+///
+/// An event without `timestamp` takes its entry's `time`: Facebook's
+/// delivery samples leave the event's out.
+///
+/// Attachments keep their `payload.url`, typed by Facebook's `type` (see
+/// `content_type`). A shared location has coordinates and no URL; it is
+/// kept as a `Location: lat, long` line after the text, so the agent still
+/// sees where the customer is. Other attachments without a URL are dropped.
+///
+/// Err = a sentence naming the field that is malformed or missing.
+pub fn parse_webhook(body: &[u8]) -> Result<Vec<Event>, String> {
+    let delivery: Value = serde_json::from_slice(body)
+        .map_err(|error| format!("the webhook body is not JSON: {error}"))?;
+    match delivery.get("object").and_then(Value::as_str) {
+        Some("page") => {}
+        Some(other) => {
+            return Err(format!(
+                "the webhook is about {other:?} objects, not \"page\": subscribe this \
+                 endpoint to Page events only"
+            ))
+        }
+        None => return Err("the webhook has no \"object\" (Messenger sends \"page\")".into()),
+    }
+    let entries = delivery
+        .get("entry")
+        .and_then(Value::as_array)
+        .ok_or("the webhook has no \"entry\" array")?;
+    let mut events = Vec::new();
+    for (e, entry) in entries.iter().enumerate() {
+        let at = format!("entry[{e}]");
+        let page_id = string(entry, &at, "id")?;
+        let time = entry.get("time").and_then(Value::as_i64);
+        let Some(messaging) = entry.get("messaging") else {
+            continue;
+        };
+        let messaging = messaging
+            .as_array()
+            .ok_or_else(|| format!("{at}.messaging is not an array"))?;
+        for (m, event) in messaging.iter().enumerate() {
+            let at = format!("{at}.messaging[{m}]");
+            events.extend(parse_event(event, &at, page_id, time)?);
+        }
+    }
+    Ok(events)
+}
+
+/// One `messaging[]` event, or `None` for a kind the gateway skips.
+pub(super) fn parse_event(
+    event: &Value,
+    at: &str,
+    page_id: &str,
+    entry_time: Option<i64>,
+) -> Result<Option<Event>, String> {
+    let known = ["message", "postback", "delivery", "read"];
+    if !known.iter().any(|kind| event.get(kind).is_some()) {
+        return Ok(None);
+    }
+    let timestamp = match (event.get("timestamp"), entry_time) {
+        (None, Some(time)) => time,
+        _ => integer(event, at, "timestamp")?,
+    };
+    let (psid, kind) = if let Some(message) = event.get("message") {
+        let inside = format!("{at}.message");
+        let mid = string(message, &inside, "mid")?.to_owned();
+        if message.get("is_echo").and_then(Value::as_bool) == Some(true) {
+            (string(event, at, "recipient.id")?, EventKind::Echo { mid })
+        } else {
+            let (attachments, locations) = attachments(message, &inside)?;
+            let text = message.get("text").and_then(Value::as_str).unwrap_or("");
+            let text = std::iter::once(text.to_owned())
+                .chain(locations)
+                .filter(|line| !line.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n");
+            let kind = EventKind::Message {
+                mid,
+                text,
+                attachments,
+            };
+            (sender(event, at)?, kind)
+        }
+    } else if let Some(postback) = event.get("postback") {
+        let psid = sender(event, at)?;
+        let mid = postback
+            .get("mid")
+            .and_then(Value::as_str)
+            .filter(|mid| !mid.is_empty())
+            .map_or_else(|| format!("postback:{psid}:{timestamp}"), str::to_owned);
+        let title = postback.get("title").and_then(Value::as_str).unwrap_or("");
+        let kind = EventKind::Message {
+            mid,
+            text: title.to_owned(),
+            attachments: Vec::new(),
+        };
+        (psid, kind)
+    } else if let Some(delivery) = event.get("delivery") {
+        let inside = format!("{at}.delivery");
+        let mids = match delivery.get("mids") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(mids) => mids
+                .as_array()
+                .and_then(|mids| {
+                    mids.iter()
+                        .map(|mid| mid.as_str().map(str::to_owned))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .ok_or_else(|| format!("{inside}.mids must be an array of message ids"))?,
+        };
+        let watermark = integer(delivery, &inside, "watermark")?;
+        (sender(event, at)?, EventKind::Delivery { mids, watermark })
+    } else {
+        let read = &event["read"];
+        let watermark = integer(read, &format!("{at}.read"), "watermark")?;
+        (sender(event, at)?, EventKind::Read { watermark })
+    };
+    Ok(Some(Event {
+        page_id: page_id.to_owned(),
+        psid: psid.to_owned(),
+        timestamp,
+        kind,
+    }))
+}
+
+/// The customer of a customer event.
+pub(super) fn sender<'a>(event: &'a Value, at: &str) -> Result<&'a str, String> {
+    string(event, at, "sender.id")
+}
+
+/// A message's attachments that have a URL, and a text line for each
+/// shared location.
+pub(super) fn attachments(
+    message: &Value,
+    at: &str,
+) -> Result<(Vec<Attachment>, Vec<String>), String> {
+    let Some(list) = message.get("attachments") else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let list = list
+        .as_array()
+        .ok_or_else(|| format!("{at}.attachments is not an array"))?;
+    let mut kept = Vec::new();
+    let mut locations = Vec::new();
+    for attachment in list {
+        let kind = attachment.get("type").and_then(Value::as_str).unwrap_or("");
+        let payload = attachment.get("payload");
+        let url = payload
+            .and_then(|payload| payload.get("url"))
+            .and_then(Value::as_str)
+            .filter(|url| !url.is_empty());
+        let coordinates = payload.and_then(|payload| payload.get("coordinates"));
+        let degrees = |name: &str| coordinates?.get(name)?.as_f64();
+        if let Some(url) = url {
+            kept.push(Attachment {
+                url: url.to_owned(),
+                content_type: content_type(kind).to_owned(),
+            });
+        } else if let (Some(lat), Some(long)) = (degrees("lat"), degrees("long")) {
+            locations.push(format!("Location: {lat}, {long}"));
+        }
+    }
+    Ok((kept, locations))
+}
+
+/// The content type of an inbound attachment by Facebook's `type`: Graph
+/// gives only the kind, so the subtype is left open; files and the kinds
+/// that are not media (fallback links, reels …) are opaque bytes.
+pub(super) fn content_type(kind: &str) -> &'static str {
+    match kind {
+        "image" => "image/*",
+        "video" => "video/*",
+        "audio" => "audio/*",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The value at the dotted `path` under `value` (e.g. `sender.id`).
+pub(super) fn field<'a>(value: &'a Value, at: &str, path: &str) -> Result<&'a Value, String> {
+    path.split('.')
+        .try_fold(value, |value, key| value.get(key))
+        .ok_or_else(|| format!("{} is missing", dotted(at, path)))
+}
+
+pub(super) fn string<'a>(value: &'a Value, at: &str, path: &str) -> Result<&'a str, String> {
+    field(value, at, path)?
+        .as_str()
+        .filter(|text| !text.is_empty())
+        .ok_or_else(|| format!("{} must be a non-empty string", dotted(at, path)))
+}
+
+pub(super) fn integer(value: &Value, at: &str, path: &str) -> Result<i64, String> {
+    field(value, at, path)?.as_i64().ok_or_else(|| {
+        format!(
+            "{} must be a whole number of milliseconds",
+            dotted(at, path)
+        )
+    })
+}
+
+pub(super) fn dotted(at: &str, path: &str) -> String {
+    if at.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{at}.{path}")
+    }
+}
 
 /// The subscription handshake (`GET`): echo `hub.challenge` when
 /// `hub.verify_token` is the token generated for this account.

@@ -8,12 +8,214 @@
 //! customer is a Business Messages conversation: its id is their address.
 //! One request may carry many receipts: at most [`MAX_RECEIPT_IDS`].
 
-use super::{Webhook, MAX_TEXT_CHARS};
+use super::*;
 use crate::api::{ApiError, Response};
 use crate::auth::constant_time_eq;
 use crate::conversations::ingest::Inbound;
 use crate::providers::Event;
 use crate::webhooks::{customer_text, echo, invalid_callback, too_many, Signer, MAX_RECEIPT_IDS};
+
+/// Whether `header` (`X-Goog-Signature`) is the base64 HMAC-SHA512 of the
+/// raw `body` keyed with the webhook's client token (providers.md 4.2),
+/// compared in constant time. No token configured means nothing verifies:
+/// an empty key is one anyone can sign with.
+pub fn signature_valid(client_token: &str, body: &[u8], header: Option<&str>) -> bool {
+    let Some(given) = header else {
+        return false;
+    };
+    if client_token.is_empty() {
+        return false;
+    }
+    let mut mac = Hmac::<Sha512>::new_from_slice(client_token.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(body);
+    let expected = STANDARD.encode(mac.finalize().into_bytes());
+    constant_time_eq(expected.as_bytes(), given.trim().as_bytes())
+}
+
+/// The longest text a user's message carries: Business Messages' limit
+/// for a message's text, 3,072 characters.
+pub const MAX_TEXT_CHARS: usize = 3_072;
+
+/// What a Business Messages webhook delivered (providers.md 4.1, 4.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Webhook {
+    /// The console's webhook check `{"clientToken","secret"}`: answer the
+    /// secret, as plain text, when the token is the configured one.
+    Verification {
+        client_token: String,
+        secret: String,
+    },
+    /// A user's message: text, an image (as an attachment, with empty text)
+    /// or the text of a suggestion the user tapped.
+    Message {
+        agent_id: String,
+        conversation_id: String,
+        message_id: String,
+        text: String,
+        attachments: Vec<Attachment>,
+        display_name: Option<String>,
+    },
+    /// Delivery and read receipts for messages the gateway sent.
+    Receipts {
+        agent_id: String,
+        conversation_id: String,
+        receipts: Vec<Receipt>,
+    },
+    /// Typing, or a request for a live agent.
+    UserStatus {
+        agent_id: String,
+        conversation_id: String,
+        requested_live_agent: bool,
+    },
+    /// Anything else (authentication responses, Dialogflow answers …):
+    /// acknowledged, not stored.
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The last segment of the receipt's `message`
+    /// (`conversations/{c}/messages/{id}`): the id the gateway sent it with.
+    pub message_id: String,
+    /// `delivered` or `read` (the `receiptType`, lowercased, as
+    /// [`super::receipt_status`] reads it); other types keep their lowercase
+    /// name.
+    pub status: String,
+}
+
+/// Where Google keeps the images users send; it delivers an image as a
+/// message whose text is a signed URL there (providers.md 4.3).
+pub(super) const USER_IMAGES: &str = "https://storage.googleapis.com/";
+
+/// Reads a webhook body whose signature has been checked. Google adds
+/// fields without notice, so unknown ones are ignored, and a payload of a
+/// kind the gateway does not handle is [`Webhook::Other`].
+///
+/// Err = a sentence naming the missing or malformed field (a 400 body).
+pub fn parse_webhook(body: &[u8]) -> Result<Webhook, String> {
+    let value: Value = serde_json::from_slice(body).map_err(|error| {
+        format!("the webhook body is not JSON ({error}); Google Business Messages posts JSON")
+    })?;
+    if !value.is_object() {
+        return Err("the webhook body is not a JSON object".to_owned());
+    }
+    if value.get("clientToken").is_some() {
+        return Ok(Webhook::Verification {
+            client_token: required(&value, "clientToken")?.to_owned(),
+            secret: required(&value, "secret")?.to_owned(),
+        });
+    }
+    let agent = required(&value, "agent")?;
+    let agent_id = agent
+        .strip_prefix("brands/")
+        .and_then(|rest| rest.split_once("/agents/"))
+        .map(|(_, id)| id)
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+        .ok_or_else(|| {
+            format!("the webhook's \"agent\" is {agent:?}, not brands/BRAND_ID/agents/AGENT_ID")
+        })?
+        .to_owned();
+    let conversation_id = required(&value, "conversationId")?.to_owned();
+    let display_name = text(&value, "/context/userInfo/displayName").map(str::to_owned);
+
+    if value.get("message").is_some() {
+        let message_id = required(&value, "message.messageId")?.to_owned();
+        let said = required(&value, "message.text")?;
+        let (text, attachments) = match user_image(said) {
+            Some(url) => (
+                String::new(),
+                vec![Attachment {
+                    url: url.to_owned(),
+                    content_type: "image/*".to_owned(),
+                }],
+            ),
+            None => (said.to_owned(), Vec::new()),
+        };
+        return Ok(Webhook::Message {
+            agent_id,
+            conversation_id,
+            message_id,
+            text,
+            attachments,
+            display_name,
+        });
+    }
+    if value.get("suggestionResponse").is_some() {
+        // `suggestionResponse.message` may name the message the suggestion
+        // came with, which two taps share; `requestId` is this delivery's
+        // own, and Google keeps it when it retries.
+        let message_id = text(&value, "/requestId")
+            .or_else(|| text(&value, "/suggestionResponse/message").map(last_segment))
+            .ok_or_else(|| {
+                "the suggestion response has neither \"requestId\" nor \
+                 \"suggestionResponse.message\" to identify it"
+                    .to_owned()
+            })?
+            .to_owned();
+        return Ok(Webhook::Message {
+            agent_id,
+            conversation_id,
+            message_id,
+            text: required(&value, "suggestionResponse.text")?.to_owned(),
+            attachments: Vec::new(),
+            display_name,
+        });
+    }
+    if value.get("receipts").is_some() {
+        let receipts = value
+            .pointer("/receipts/receipts")
+            .and_then(Value::as_array)
+            .ok_or("the webhook's \"receipts.receipts\" is missing or not a list")?
+            .iter()
+            .enumerate()
+            .map(|(n, receipt)| {
+                let field = |name: &str| {
+                    text(receipt, &format!("/{name}")).ok_or_else(|| {
+                        format!(
+                            "the webhook's \"receipts.receipts[{n}].{name}\" is missing or empty"
+                        )
+                    })
+                };
+                Ok(Receipt {
+                    message_id: last_segment(field("message")?).to_owned(),
+                    status: field("receiptType")?.to_ascii_lowercase(),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        return Ok(Webhook::Receipts {
+            agent_id,
+            conversation_id,
+            receipts,
+        });
+    }
+    if let Some(status) = value.get("userStatus") {
+        return Ok(Webhook::UserStatus {
+            agent_id,
+            conversation_id,
+            requested_live_agent: status.get("requestedLiveAgent").and_then(Value::as_bool)
+                == Some(true),
+        });
+    }
+    Ok(Webhook::Other)
+}
+
+/// The non-empty string at `path` (dot-separated), or a sentence naming it.
+pub(super) fn required<'a>(value: &'a Value, path: &str) -> Result<&'a str, String> {
+    text(value, &format!("/{}", path.replace('.', "/")))
+        .ok_or_else(|| format!("the webhook's \"{path}\" is missing or empty"))
+}
+
+/// `id` of `conversations/{c}/messages/{id}`.
+pub(super) fn last_segment(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+/// The URL, if a message's text is nothing but a link to a user's image.
+pub(super) fn user_image(text: &str) -> Option<&str> {
+    let text = text.trim();
+    (text.starts_with(USER_IMAGES) && !text.contains(char::is_whitespace)).then_some(text)
+}
 
 /// The console's verification: answered with its secret when its client
 /// token is the account's.

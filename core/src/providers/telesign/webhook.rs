@@ -9,12 +9,155 @@
 //! TeleSign retries anything but 200, so every accepted callback — stored,
 //! duplicate or about a message we never sent — answers 200.
 
-use super::MAX_MO_CHARS;
-use super::{callback_signature_valid, parse_callback, status_name, Callback, Settings};
+use super::*;
 use crate::api::{ApiError, Request};
 use crate::conversations::ingest::Inbound;
 use crate::providers::Event;
 use crate::webhooks::{customer_text, invalid_callback};
+
+/// Whether `header` (`Authorization` or `X-TS-Authorization`) carries
+/// base64(HMAC-SHA256(key, body)) for this API key (providers.md 2.5). The
+/// comparison is constant-time; a missing or unreadable header is invalid.
+pub fn callback_signature_valid(api_key: &str, body: &[u8], header: Option<&str>) -> bool {
+    let Some(given) = header.and_then(|header| STANDARD.decode(signature_in(header)).ok()) else {
+        return false;
+    };
+    let Ok(key) = decode_api_key(api_key) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&given).is_ok()
+}
+
+/// The signature in `TSA {customer_id}:{signature}`, `TSA {signature}` or
+/// a bare `{signature}`: base64 has no `:`, so it is whatever follows the
+/// last one.
+pub(super) fn signature_in(header: &str) -> &str {
+    let value = header.trim();
+    if let Some((_, signature)) = value.rsplit_once(':') {
+        return signature.trim();
+    }
+    match value.get(..4) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("TSA ") => value[4..].trim(),
+        _ => value,
+    }
+}
+
+/// What TeleSign posted to the callback URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Callback {
+    Message(MoSms),
+    Status(DeliveryReport),
+}
+
+/// The longest text an inbound SMS carries: TeleSign's 1,600 characters,
+/// the SMS limit everywhere in the product (R-IN-5).
+pub const MAX_MO_CHARS: usize = crate::template_text::SMS_MAX_CHARS;
+
+/// An SMS a customer sent to one of our numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoSms {
+    pub reference_id: String,
+    /// "+" and the digits of user_response.phone_number
+    pub from: String,
+    /// user_response.sender_id as sent (digits; may be empty)
+    pub to: String,
+    pub text: String,
+}
+
+/// A delivery report for a message we sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub reference_id: String,
+    /// TeleSign's status code, e.g. 200; see [`status_name`].
+    pub code: i64,
+    pub description: String,
+}
+
+/// Reads a (signature-checked) callback body. MOs are told from delivery
+/// reports by `sub_resource` or their `user_response`, not by status code,
+/// which has changed across TeleSign's docs. Unknown fields are ignored.
+///
+/// Err = a sentence naming the missing or invalid field (used as a 400 body).
+pub fn parse_callback(body: &[u8]) -> Result<Callback, String> {
+    let body: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|error| format!("the TeleSign callback is not JSON: {error}"))?;
+    if !body.is_object() {
+        return Err("the TeleSign callback is not a JSON object".to_owned());
+    }
+    let reference_id = text(&body, "/reference_id")
+        .ok_or("the TeleSign callback has no reference_id")?
+        .to_owned();
+    let is_mo = body.get("sub_resource").and_then(serde_json::Value::as_str) == Some("mo_sms")
+        || body
+            .get("user_response")
+            .is_some_and(serde_json::Value::is_object);
+    if is_mo {
+        mo_sms(&body, reference_id).map(Callback::Message)
+    } else {
+        delivery_report(&body, reference_id).map(Callback::Status)
+    }
+}
+
+pub(super) fn mo_sms(body: &serde_json::Value, reference_id: String) -> Result<MoSms, String> {
+    let phone_number = body
+        .pointer("/user_response/phone_number")
+        .and_then(serde_json::Value::as_str)
+        .ok_or("the inbound SMS has no user_response.phone_number")?;
+    let digits = phone_number.trim().trim_start_matches('+');
+    if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(format!(
+            "user_response.phone_number must be digits with the country code, not {phone_number:?}"
+        ));
+    }
+    let text = body
+        .pointer("/user_response/mo_message")
+        .and_then(serde_json::Value::as_str)
+        .ok_or("the inbound SMS has no user_response.mo_message")?;
+    let to = body
+        .pointer("/user_response/sender_id")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    Ok(MoSms {
+        reference_id,
+        from: format!("+{digits}"),
+        to: to.to_owned(),
+        text: text.to_owned(),
+    })
+}
+
+pub(super) fn delivery_report(
+    body: &serde_json::Value,
+    reference_id: String,
+) -> Result<DeliveryReport, String> {
+    let code =
+        integer(body, "/status/code").ok_or("the delivery report has no numeric status.code")?;
+    Ok(DeliveryReport {
+        reference_id,
+        code,
+        description: text(body, "/status/description")
+            .unwrap_or_default()
+            .to_owned(),
+    })
+}
+
+/// TeleSign's status code as "delivered", "failed" or "pending".
+///
+/// 200 (delivered to handset) and 201 (completed) are delivered. 203, 290,
+/// 292 and 295 are TeleSign's intermediate states, and 250, 251 and 599 say
+/// the outcome is unknown, not that delivery failed, so all are pending: a
+/// later report may still settle them. Every other code is a refusal or a
+/// final failure.
+pub fn status_name(code: i64) -> &'static str {
+    match code {
+        200 | 201 => "delivered",
+        203 | 290 | 292 | 295 | 250 | 251 | 599 => "pending",
+        _ => "failed",
+    }
+}
 
 pub(super) fn signed(request: &Request, api_key: &str) -> bool {
     ["authorization", "x-ts-authorization"]
