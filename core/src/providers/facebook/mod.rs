@@ -28,10 +28,13 @@ mod send;
 mod settings;
 mod webhook;
 
+pub use credentials::*;
 pub use pages::{every_page_token_warning, PageTokenWarning};
 #[cfg(test)]
 pub(crate) use pages::{page_claim, DAY_MILLIS};
+pub use send::*;
 pub use settings::{FacebookPage, Settings};
+pub use webhook::*;
 
 use super::{endpoint, http_status, json, scrub, text, verdict_for};
 use super::{receipt_status, Checked, DeliveryStatus, Provider, Seam};
@@ -46,13 +49,10 @@ use crate::input::Object;
 use crate::ports::Ports;
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
 use crate::webhooks::{echo, Signer};
-pub use credentials::*;
 use hmac::{Hmac, Mac};
-pub use send::*;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::Sha256;
-pub use webhook::*;
 
 /// Messenger takes free-form messages for 24 hours after the customer's
 /// last message, and a human agent's reply with the HUMAN_AGENT tag for 7

@@ -22,7 +22,10 @@ mod send;
 mod settings;
 mod webhook;
 
+pub use credentials::*;
+pub use send::*;
 pub use settings::Settings;
+pub use webhook::*;
 
 use super::{endpoint, http_status, json, retry_after, scrub, text, verdict_for};
 use super::{receipt_status, Checked, DeliveryStatus, Event, Provider, Seam};
@@ -38,16 +41,13 @@ use crate::ports::Ports;
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-pub use credentials::*;
 use hmac::{Hmac, Mac};
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::traits::PublicKeyParts;
 use rsa::{Pkcs1v15Sign, RsaPrivateKey};
-pub use send::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256, Sha512};
 use std::fmt;
-pub use webhook::*;
 
 /// Business Messages has no window: a reply may go out at any time.
 pub fn reply_window(_channel: Channel) -> ReplyWindow {

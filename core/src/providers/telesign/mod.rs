@@ -22,7 +22,10 @@ mod send;
 mod settings;
 mod webhook;
 
+pub use credentials::*;
+pub use send::*;
 pub use settings::{Settings, TelesignNumber};
+pub use webhook::*;
 
 use super::{endpoint, http_status, json, retry_after, scrub, text, verdict_for};
 use super::{Checked, Event, Provider, ReplyWindow, Seam};
@@ -41,13 +44,10 @@ use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
-pub use credentials::*;
 use hmac::{Hmac, Mac};
-pub use send::*;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use std::fmt;
-pub use webhook::*;
 
 /// SMS has no window: a text may go out at any time.
 pub fn reply_window(_channel: Channel) -> ReplyWindow {

@@ -26,7 +26,10 @@ mod send;
 mod settings;
 mod webhook;
 
+pub use credentials::*;
+pub use send::*;
 pub use settings::{Settings, WhatsAppNumber};
+pub use webhook::*;
 
 use super::{basic_auth, endpoint, http_status, json, scrub, text, verdict_for};
 use super::{retry_after, CredentialCheck, SendOutcome, Verdict};
@@ -43,12 +46,9 @@ use crate::ports::Ports;
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-pub use credentials::*;
 use hmac::{Hmac, Mac};
-pub use send::*;
 use serde_json::Value;
 use sha1::Sha1;
-pub use webhook::*;
 
 /// WhatsApp takes free-form messages for 24 hours after the customer's
 /// last message; after that only approved templates.
