@@ -22,8 +22,7 @@ use crate::store;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub use crate::providers::facebook::{every_page_token_warning, PageTokenWarning};
-pub use crate::providers::Settings;
+pub use crate::providers::{PageTokenWarning, Settings};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Account {
@@ -75,6 +74,15 @@ impl Account {
     fn warnings(&self, org: &str, now_millis: i64) -> Vec<PageTokenWarning> {
         self.settings.warnings(org, &self.id, now_millis)
     }
+}
+
+/// The R-CFG-4 warnings of every organisation's accounts, for the
+/// operator.
+pub fn every_page_token_warning(
+    kv: &dyn KeyValue,
+    now_millis: i64,
+) -> Result<Vec<PageTokenWarning>, ApiError> {
+    providers::every_warning(kv, now_millis)
 }
 
 /// The R-CFG-4 warnings of `org`'s accounts: its own account index and

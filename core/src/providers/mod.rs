@@ -35,11 +35,11 @@ use crate::conversations::{Author, Thread};
 use crate::encoding::percent_encode;
 use crate::input::Object;
 use crate::ports::OutboundError;
-use crate::ports::Ports;
+use crate::ports::{KeyValue, Ports};
 use crate::webhooks::Signer;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use facebook::PageTokenWarning;
+pub use facebook::PageTokenWarning;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -137,6 +137,14 @@ macro_rules! providers {
                     })*
                 }
             }
+        }
+
+        /// Every organisation's account warnings, for the operator
+        /// (R-CFG-4).
+        pub fn every_warning(kv: &dyn KeyValue, now_millis: i64) -> Result<Vec<PageTokenWarning>, ApiError> {
+            let mut warnings = Vec::new();
+            $(warnings.extend(<$module::Settings as Seam>::every_warning(kv, now_millis)?);)*
+            Ok(warnings)
         }
 
         /// The Spin variable holding each API base the providers call, by
@@ -338,6 +346,13 @@ pub trait Seam: Variant {
     }
     fn warnings(&self, _org: &str, _account_id: &str, _now_millis: i64) -> Vec<PageTokenWarning> {
         Vec::new()
+    }
+    /// The warnings of every organisation's accounts, for the operator.
+    fn every_warning(
+        _kv: &dyn KeyValue,
+        _now_millis: i64,
+    ) -> Result<Vec<PageTokenWarning>, ApiError> {
+        Ok(Vec::new())
     }
 
     // ---- credentials and sending

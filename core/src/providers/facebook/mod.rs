@@ -46,7 +46,7 @@ use crate::config::{Ctx, Effects};
 use crate::conversations::Attachment;
 use crate::encoding::{hex, percent_encode};
 use crate::input::Object;
-use crate::ports::Ports;
+use crate::ports::{KeyValue, Ports};
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
 use crate::webhooks::{echo, Signer};
 use hmac::{Hmac, Mac};
@@ -118,6 +118,13 @@ impl Seam for Settings {
 
     fn warnings(&self, org: &str, account_id: &str, now_millis: i64) -> Vec<PageTokenWarning> {
         pages::token_warnings(self, org, account_id, now_millis)
+    }
+
+    fn every_warning(
+        kv: &dyn KeyValue,
+        now_millis: i64,
+    ) -> Result<Vec<PageTokenWarning>, ApiError> {
+        every_page_token_warning(kv, now_millis)
     }
 
     async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, ApiError> {
