@@ -418,6 +418,324 @@ fn inbound(event: &Event, mid: &str, text: &str, attachments: &[Attachment]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::facebook::tests::*;
+
+    /// providers.md 3.2 (self-computed; Meta publishes no vector).
+    const SIGNED_BODY: &str = r#"{"object":"page","entry":[{"id":"PAGE_ID","time":1458692752478,"messaging":[{"sender":{"id":"PSID"},"recipient":{"id":"PAGE_ID"},"timestamp":1458692752478,"message":{"mid":"mid.1457764197618:41d102a3e1ae206a38","text":"hello, world!"}}]}]}"#;
+    const SIGNATURE: &str =
+        "sha256=eec1906d2e5dc1a43a1014f196b421cf9d7b6696ead890eadf906dbbfe03f791";
+
+    #[test]
+    fn the_signature_vector_is_valid() {
+        assert_eq!(SIGNED_BODY.len(), 239);
+        assert!(signature_valid(
+            SECRET,
+            SIGNED_BODY.as_bytes(),
+            Some(SIGNATURE)
+        ));
+    }
+
+    #[test]
+    fn a_wrong_secret_or_tampered_body_is_invalid() {
+        let body = SIGNED_BODY.as_bytes();
+        assert!(!signature_valid("other_secret", body, Some(SIGNATURE)));
+        let tampered = SIGNED_BODY.replace("hello", "hullo");
+        assert!(!signature_valid(
+            SECRET,
+            tampered.as_bytes(),
+            Some(SIGNATURE)
+        ));
+        assert!(!signature_valid("", body, Some(SIGNATURE)));
+    }
+
+    #[test]
+    fn a_missing_or_unprefixed_signature_is_invalid() {
+        let body = SIGNED_BODY.as_bytes();
+        assert!(!signature_valid(SECRET, body, None));
+        assert!(!signature_valid(SECRET, body, Some("")));
+        let bare = SIGNATURE.trim_start_matches("sha256=");
+        assert!(!signature_valid(SECRET, body, Some(bare)));
+        assert!(!signature_valid(
+            SECRET,
+            body,
+            Some(&format!("sha1={bare}"))
+        ));
+        assert!(!signature_valid(
+            SECRET,
+            body,
+            Some(&SIGNATURE[..SIGNATURE.len() - 2])
+        ));
+    }
+
+    #[test]
+    fn uppercase_hex_is_accepted() {
+        let upper = format!("sha256={}", SIGNATURE[7..].to_ascii_uppercase());
+        assert!(signature_valid(
+            SECRET,
+            SIGNED_BODY.as_bytes(),
+            Some(&upper)
+        ));
+    }
+
+    #[test]
+    fn parses_a_batched_delivery_in_order() {
+        let body = r#"{
+            "object": "page",
+            "entry": [
+                {"id": "PAGE_A", "time": 1700000000999, "messaging": [
+                    {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE_A"},
+                     "timestamp": 1700000000001,
+                     "message": {"mid": "m_1", "text": "hello",
+                                 "quick_reply": {"payload": "HI"}}},
+                    {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE_A"},
+                     "timestamp": 1700000000002,
+                     "message": {"mid": "m_2", "attachments": [
+                        {"type": "image", "payload": {"url": "https://cdn.fb/i.jpg", "sticker_id": 369239263222822}},
+                        {"type": "video", "payload": {"url": "https://cdn.fb/v.mp4"}},
+                        {"type": "audio", "payload": {"url": "https://cdn.fb/a.mp4"}},
+                        {"type": "file", "payload": {"url": "https://cdn.fb/f.pdf"}},
+                        {"type": "fallback", "payload": {"url": "https://example.com/page", "title": "A page"}},
+                        {"type": "location", "payload": {"coordinates": {"lat": 48.8584, "long": 2.2945}}},
+                        {"type": "template", "payload": {"template_type": "generic"}}
+                     ]}},
+                    {"sender": {"id": "PAGE_A"}, "recipient": {"id": "PSID1"},
+                     "timestamp": 1700000000003,
+                     "message": {"mid": "m_3", "is_echo": true, "app_id": 1517776481860111,
+                                 "text": "our reply"}},
+                    {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE_A"},
+                     "delivery": {"mids": ["m_3"], "watermark": 1700000000003, "seq": 37}},
+                    {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE_A"},
+                     "timestamp": 1700000000005,
+                     "optin": {"ref": "newsletter"}}
+                ]},
+                {"id": "PAGE_B", "time": 1700000000998, "messaging": [
+                    {"sender": {"id": "PSID2"}, "recipient": {"id": "PAGE_B"},
+                     "timestamp": 1700000000006,
+                     "delivery": {"watermark": 1700000000004}},
+                    {"sender": {"id": "PSID2"}, "recipient": {"id": "PAGE_B"},
+                     "timestamp": 1700000000007,
+                     "read": {"watermark": 1700000000006}},
+                    {"sender": {"id": "PSID2"}, "recipient": {"id": "PAGE_B"},
+                     "timestamp": 1700000000008,
+                     "postback": {"mid": "m_8", "title": "Talk to a human", "payload": "HUMAN"}},
+                    {"sender": {"id": "PSID2"}, "recipient": {"id": "PAGE_B"},
+                     "timestamp": 1700000000009,
+                     "postback": {"title": "Get Started", "payload": "START"}},
+                    {"sender": {"id": "PSID2"}, "recipient": {"id": "PAGE_B"},
+                     "timestamp": 1700000000010,
+                     "reaction": {"mid": "m_3", "action": "react", "emoji": "👍"}}
+                ]},
+                {"id": "PAGE_C", "time": 1700000000997, "standby": [
+                    {"sender": {"id": "PSID3"}, "recipient": {"id": "PAGE_C"},
+                     "timestamp": 1700000000011, "message": {"mid": "m_11", "text": "x"}}
+                ]}
+            ]
+        }"#;
+        let event = |page: &str, psid: &str, timestamp: i64, kind: EventKind| Event {
+            page_id: page.into(),
+            psid: psid.into(),
+            timestamp,
+            kind,
+        };
+        let attachment = |url: &str, content_type: &str| Attachment {
+            url: url.into(),
+            content_type: content_type.into(),
+        };
+        assert_eq!(
+            parse_webhook(body.as_bytes()),
+            Ok(vec![
+                event(
+                    "PAGE_A",
+                    "PSID1",
+                    1700000000001,
+                    EventKind::Message {
+                        mid: "m_1".into(),
+                        text: "hello".into(),
+                        attachments: Vec::new(),
+                    }
+                ),
+                event(
+                    "PAGE_A",
+                    "PSID1",
+                    1700000000002,
+                    EventKind::Message {
+                        mid: "m_2".into(),
+                        text: "Location: 48.8584, 2.2945".into(),
+                        attachments: vec![
+                            image("https://cdn.fb/i.jpg"),
+                            attachment("https://cdn.fb/v.mp4", "video/*"),
+                            attachment("https://cdn.fb/a.mp4", "audio/*"),
+                            attachment("https://cdn.fb/f.pdf", "application/octet-stream"),
+                            attachment("https://example.com/page", "application/octet-stream"),
+                        ],
+                    }
+                ),
+                event(
+                    "PAGE_A",
+                    "PSID1",
+                    1700000000003,
+                    EventKind::Echo { mid: "m_3".into() }
+                ),
+                // No event timestamp: the entry's time.
+                event(
+                    "PAGE_A",
+                    "PSID1",
+                    1700000000999,
+                    EventKind::Delivery {
+                        mids: vec!["m_3".into()],
+                        watermark: 1700000000003
+                    }
+                ),
+                event(
+                    "PAGE_B",
+                    "PSID2",
+                    1700000000006,
+                    EventKind::Delivery {
+                        mids: Vec::new(),
+                        watermark: 1700000000004
+                    }
+                ),
+                event(
+                    "PAGE_B",
+                    "PSID2",
+                    1700000000007,
+                    EventKind::Read {
+                        watermark: 1700000000006
+                    }
+                ),
+                event(
+                    "PAGE_B",
+                    "PSID2",
+                    1700000000008,
+                    EventKind::Message {
+                        mid: "m_8".into(),
+                        text: "Talk to a human".into(),
+                        attachments: Vec::new(),
+                    }
+                ),
+                event(
+                    "PAGE_B",
+                    "PSID2",
+                    1700000000009,
+                    EventKind::Message {
+                        mid: "postback:PSID2:1700000000009".into(),
+                        text: "Get Started".into(),
+                        attachments: Vec::new(),
+                    }
+                ),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_location_follows_the_text() {
+        let body = r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"sender":{"id":"U"},"recipient":{"id":"P"},"timestamp":2,"message":{"mid":"m","text":"I am here","attachments":[{"type":"location","payload":{"coordinates":{"lat":-33.5,"long":151}}}]}}]}]}"#;
+        let events = parse_webhook(body.as_bytes()).unwrap();
+        assert_eq!(
+            events[0].kind,
+            EventKind::Message {
+                mid: "m".into(),
+                text: "I am here\nLocation: -33.5, 151".into(),
+                attachments: Vec::new(),
+            }
+        );
+    }
+
+    #[test]
+    fn the_signed_vector_parses() {
+        assert_eq!(
+            parse_webhook(SIGNED_BODY.as_bytes()),
+            Ok(vec![Event {
+                page_id: "PAGE_ID".into(),
+                psid: "PSID".into(),
+                timestamp: 1458692752478,
+                kind: EventKind::Message {
+                    mid: "mid.1457764197618:41d102a3e1ae206a38".into(),
+                    text: "hello, world!".into(),
+                    attachments: Vec::new(),
+                },
+            }])
+        );
+    }
+
+    #[test]
+    fn only_page_webhooks_are_accepted() {
+        assert_eq!(
+            parse_webhook(br#"{"object":"instagram","entry":[]}"#),
+            Err("the webhook is about \"instagram\" objects, not \"page\": subscribe this endpoint to Page events only".into())
+        );
+        assert_eq!(
+            parse_webhook(br#"{"entry":[]}"#),
+            Err("the webhook has no \"object\" (Messenger sends \"page\")".into())
+        );
+        assert_eq!(
+            parse_webhook(br#"{"object":"page","entry":[]}"#),
+            Ok(Vec::new())
+        );
+    }
+
+    #[test]
+    fn malformed_deliveries_name_the_field() {
+        let error = parse_webhook(b"{\"object\":\"page\",").unwrap_err();
+        assert!(
+            error.starts_with("the webhook body is not JSON: "),
+            "{error}"
+        );
+        let cases = [
+            (r#"{"object":"page"}"#, "the webhook has no \"entry\" array"),
+            (
+                r#"{"object":"page","entry":[{"messaging":[]}]}"#,
+                "entry[0].id is missing",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","messaging":{}}]}"#,
+                "entry[0].messaging is not an array",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"read":{"watermark":1}},{"recipient":{"id":"P"},"message":{"mid":"m"}}]}]}"#,
+                "entry[0].messaging[0].sender.id is missing",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"sender":{"id":"U"},"message":{"text":"hi"}}]}]}"#,
+                "entry[0].messaging[0].message.mid is missing",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"sender":{"id":"U"},"message":{"mid":"m","is_echo":true}}]}]}"#,
+                "entry[0].messaging[0].recipient.id is missing",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"sender":{"id":""},"read":{"watermark":1}}]}]}"#,
+                "entry[0].messaging[0].sender.id must be a non-empty string",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"sender":{"id":"U"},"delivery":{"mids":["m"]}}]}]}"#,
+                "entry[0].messaging[0].delivery.watermark is missing",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"sender":{"id":"U"},"delivery":{"mids":"m","watermark":1}}]}]}"#,
+                "entry[0].messaging[0].delivery.mids must be an array of message ids",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"sender":{"id":"U"},"read":{"watermark":"1"}}]}]}"#,
+                "entry[0].messaging[0].read.watermark must be a whole number of milliseconds",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","messaging":[{"sender":{"id":"U"},"read":{"watermark":1}}]}]}"#,
+                "entry[0].messaging[0].timestamp is missing",
+            ),
+            (
+                r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"sender":{"id":"U"},"message":{"mid":"m","attachments":{}}}]}]}"#,
+                "entry[0].messaging[0].message.attachments is not an array",
+            ),
+        ];
+        for (body, error) in cases {
+            assert_eq!(
+                parse_webhook(body.as_bytes()),
+                Err(error.to_owned()),
+                "{body}"
+            );
+        }
+    }
 
     fn receipt(mids: usize) -> Event {
         Event {

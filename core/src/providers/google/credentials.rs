@@ -288,3 +288,117 @@ pub async fn fetch_token(
         expires_at_millis: now_millis + lifetime * 1000,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::reply;
+    use crate::memory::{block_on, ScriptedHttp};
+    use crate::ports::OutboundError;
+    use crate::providers::google::tests::*;
+
+    #[test]
+    fn fetch_token_sends_the_check_request_and_dates_the_expiry() {
+        let http = ScriptedHttp::new(|_| {
+            reply(
+                200,
+                r#"{"access_token":"ya29.token","expires_in":3599,"token_type":"Bearer"}"#,
+            )
+        });
+        let token = block_on(fetch_token(
+            &http,
+            "https://oauth2.googleapis.com",
+            &account(),
+            NOW * 1000 + 999,
+        ));
+        assert_eq!(
+            token,
+            Ok(AccessToken {
+                token: "ya29.token".into(),
+                expires_at_millis: NOW * 1000 + 999 + 3_599_000,
+            })
+        );
+        let checked = ScriptedHttp::new(|_| reply(200, r#"{"access_token":"x"}"#));
+        check(&checked);
+        assert_eq!(http.sent(), checked.sent());
+        // No expires_in: Google's hour.
+        let token = block_on(fetch_token(
+            &checked,
+            "https://oauth2.googleapis.com",
+            &account(),
+            0,
+        ));
+        assert_eq!(token.unwrap().expires_at_millis, 3_600_000);
+    }
+
+    fn fetch(http: &ScriptedHttp) -> Result<AccessToken, SendOutcome> {
+        block_on(fetch_token(
+            http,
+            "https://oauth2.googleapis.com",
+            &account(),
+            NOW * 1000,
+        ))
+    }
+
+    #[test]
+    fn fetch_token_failures_say_what_google_said_without_the_assertion() {
+        let http = ScriptedHttp::new(|_| {
+            reply(
+                400,
+                r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#,
+            )
+        });
+        assert_eq!(
+            fetch(&http),
+            Err(SendOutcome::Rejected {
+                status: 400,
+                code: None,
+                message: "invalid_grant: Invalid JWT Signature.".into()
+            })
+        );
+        let http = ScriptedHttp::new(|_| {
+            Ok(OutboundResponse {
+                status: 429,
+                headers: vec![("Retry-After".into(), "30".into())],
+                body: br#"{"error":{"code":429,"message":"Quota exceeded"}}"#.to_vec(),
+            })
+        });
+        assert_eq!(
+            fetch(&http),
+            Err(SendOutcome::RateLimited {
+                retry_after_seconds: Some(30),
+                message: "Quota exceeded".into()
+            })
+        );
+        let http = ScriptedHttp::new(|_| reply(200, r#"{"token_type":"Bearer"}"#));
+        assert_eq!(
+            fetch(&http),
+            Err(SendOutcome::Rejected {
+                status: 200,
+                code: None,
+                message: "Google's token endpoint answered HTTP 200 without an access token".into()
+            })
+        );
+        let http = ScriptedHttp::new(|request| {
+            Err(OutboundError(format!(
+                "refused {}",
+                String::from_utf8_lossy(&request.body)
+            )))
+        });
+        let Err(SendOutcome::Unreachable { message }) = fetch(&http) else {
+            panic!("a transport error is unreachable");
+        };
+        assert!(message.ends_with("&assertion=[redacted]"), "{message}");
+        let assertion = account().jwt_assertion(TOKEN_URL, NOW);
+        let http = ScriptedHttp::new(move |_| {
+            reply(
+                400,
+                &format!(r#"{{"error":"invalid_grant","error_description":"bad {assertion}"}}"#),
+            )
+        });
+        assert!(matches!(
+            fetch(&http),
+            Err(SendOutcome::Rejected { message, .. }) if message == "invalid_grant: bad [redacted]"
+        ));
+    }
+}

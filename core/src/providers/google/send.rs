@@ -234,3 +234,286 @@ struct CachedToken {
     token: String,
     expires_at_millis: i64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::reply;
+    use crate::memory::{block_on, ScriptedHttp};
+    use crate::ports::OutboundError;
+
+    const API: &str = "https://businessmessages.googleapis.com/";
+    const ACCESS_TOKEN: &str = "ya29.a0Af-secret+token";
+
+    fn outgoing<'a>(
+        text: &'a str,
+        attachments: &'a [Attachment],
+        representative: Representative,
+        display_name: Option<&'a str>,
+    ) -> Outgoing<'a> {
+        Outgoing {
+            access_token: ACCESS_TOKEN,
+            conversation_id: "conv/1 ü",
+            message_id: "out-1",
+            text,
+            attachments,
+            representative,
+            display_name,
+        }
+    }
+
+    fn created(request: &OutboundRequest) -> Result<OutboundResponse, OutboundError> {
+        let mut message: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        let name = format!(
+            "conversations/c/messages/{}",
+            message["messageId"].as_str().unwrap()
+        );
+        message["name"] = name.into();
+        reply(200, &message.to_string())
+    }
+
+    const MESSAGES_URL: &str =
+        "https://businessmessages.googleapis.com/v1/conversations/conv%2F1%20%C3%BC/messages";
+
+    fn sent_text(request: &OutboundRequest) -> String {
+        assert_eq!(request.method, Method::Post);
+        assert_eq!(request.url, MESSAGES_URL);
+        assert_eq!(
+            request.headers,
+            vec![
+                ("Authorization".to_owned(), format!("Bearer {ACCESS_TOKEN}")),
+                ("Content-Type".to_owned(), "application/json".to_owned()),
+            ]
+        );
+        String::from_utf8(request.body.clone()).unwrap()
+    }
+
+    #[test]
+    fn sends_a_humans_text_with_a_bearer_token() {
+        let http = ScriptedHttp::new(created);
+        let message = outgoing("Hi \"there\" 👋", &[], Representative::Human, Some("Ana"));
+        assert_eq!(
+            block_on(send(&http, API, &message)),
+            SendOutcome::Sent {
+                id: "out-1".into(),
+                status: "sent".into()
+            }
+        );
+        let sent = http.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            sent_text(&sent[0]),
+            r#"{"messageId":"out-1","representative":{"representativeType":"HUMAN","displayName":"Ana"},"text":"Hi \"there\" 👋"}"#
+        );
+    }
+
+    #[test]
+    fn sends_a_bots_text_without_a_display_name() {
+        let http = ScriptedHttp::new(created);
+        block_on(send(
+            &http,
+            API,
+            &outgoing("Hello", &[], Representative::Bot, None),
+        ));
+        assert_eq!(
+            sent_text(&http.sent()[0]),
+            r#"{"messageId":"out-1","representative":{"representativeType":"BOT"},"text":"Hello"}"#
+        );
+    }
+
+    fn attachments() -> Vec<Attachment> {
+        ["https://cdn.example/a.jpg", "https://cdn.example/b.png?x=1"]
+            .map(|url| Attachment {
+                url: url.into(),
+                content_type: "image/jpeg".into(),
+            })
+            .to_vec()
+    }
+
+    #[test]
+    fn each_attachment_is_an_image_message_after_the_text() {
+        let http = ScriptedHttp::new(created);
+        let attachments = attachments();
+        let outcome = block_on(send(
+            &http,
+            API,
+            &outgoing("Look", &attachments, Representative::Human, None),
+        ));
+        assert_eq!(
+            outcome,
+            SendOutcome::Sent {
+                id: "out-1".into(),
+                status: "sent".into()
+            }
+        );
+        let bodies: Vec<String> = http.sent().iter().map(sent_text).collect();
+        assert_eq!(
+            bodies,
+            [
+                r#"{"messageId":"out-1","representative":{"representativeType":"HUMAN"},"text":"Look"}"#,
+                r#"{"messageId":"out-1-1","representative":{"representativeType":"HUMAN"},"image":{"contentInfo":{"fileUrl":"https://cdn.example/a.jpg"}}}"#,
+                r#"{"messageId":"out-1-2","representative":{"representativeType":"HUMAN"},"image":{"contentInfo":{"fileUrl":"https://cdn.example/b.png?x=1"}}}"#,
+            ]
+        );
+
+        // Without text the first image takes the message id.
+        let http = ScriptedHttp::new(created);
+        block_on(send(
+            &http,
+            API,
+            &outgoing("", &attachments, Representative::Bot, None),
+        ));
+        let ids: Vec<String> = http
+            .sent()
+            .iter()
+            .map(|request| serde_json::from_slice::<serde_json::Value>(&request.body).unwrap())
+            .map(|body| body["messageId"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids, ["out-1", "out-1-1"]);
+    }
+
+    fn google_error(status: u16, google_status: &str, message: &str) -> OutboundResponse {
+        OutboundResponse {
+            status,
+            headers: Vec::new(),
+            body: json!({"error": {"code": status, "message": message, "status": google_status}})
+                .to_string()
+                .into_bytes(),
+        }
+    }
+
+    #[test]
+    fn already_exists_is_a_retry_that_counts_as_sent() {
+        let http = ScriptedHttp::new(|_| {
+            Ok(google_error(
+                409,
+                "ALREADY_EXISTS",
+                "Message with id out-1 already exists.",
+            ))
+        });
+        let attachments = attachments();
+        assert_eq!(
+            block_on(send(
+                &http,
+                API,
+                &outgoing("Look", &attachments, Representative::Bot, None)
+            )),
+            SendOutcome::Sent {
+                id: "out-1".into(),
+                status: "sent".into()
+            }
+        );
+        assert_eq!(http.sent().len(), 3);
+    }
+
+    #[test]
+    fn the_first_failure_stops_the_send() {
+        let http = ScriptedHttp::new(|request| {
+            if String::from_utf8_lossy(&request.body).contains("\"image\"") {
+                Ok(google_error(
+                    400,
+                    "FAILED_PRECONDITION",
+                    "The device cannot render this message.",
+                ))
+            } else {
+                created(request)
+            }
+        });
+        let attachments = attachments();
+        assert_eq!(
+            block_on(send(
+                &http,
+                API,
+                &outgoing("Look", &attachments, Representative::Bot, None)
+            )),
+            SendOutcome::Rejected {
+                status: 400,
+                code: None,
+                message: "The device cannot render this message. (FAILED_PRECONDITION)".into()
+            }
+        );
+        assert_eq!(http.sent().len(), 2);
+    }
+
+    fn send_answered(response: OutboundResponse) -> SendOutcome {
+        let http = ScriptedHttp::new(move |_| Ok(response.clone()));
+        block_on(send(
+            &http,
+            API,
+            &outgoing("Hi", &[], Representative::Bot, None),
+        ))
+    }
+
+    #[test]
+    fn rate_limits_and_refusals_carry_googles_words() {
+        let mut limited = google_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded.");
+        limited.headers = vec![("retry-after".into(), "12".into())];
+        assert_eq!(
+            send_answered(limited),
+            SendOutcome::RateLimited {
+                retry_after_seconds: Some(12),
+                message: "Quota exceeded. (RESOURCE_EXHAUSTED)".into()
+            }
+        );
+        assert_eq!(
+            send_answered(google_error(403, "RESOURCE_EXHAUSTED", "Per-user limit.")),
+            SendOutcome::RateLimited {
+                retry_after_seconds: None,
+                message: "Per-user limit. (RESOURCE_EXHAUSTED)".into()
+            }
+        );
+        assert_eq!(
+            send_answered(google_error(
+                401,
+                "UNAUTHENTICATED",
+                "Request had invalid authentication credentials."
+            )),
+            SendOutcome::Rejected {
+                status: 401,
+                code: None,
+                message: "Request had invalid authentication credentials. (UNAUTHENTICATED)".into()
+            }
+        );
+        assert_eq!(
+            send_answered(OutboundResponse {
+                status: 502,
+                headers: Vec::new(),
+                body: b"<html>Bad Gateway</html>".to_vec(),
+            }),
+            SendOutcome::Rejected {
+                status: 502,
+                code: None,
+                message: "HTTP 502".into()
+            }
+        );
+    }
+
+    #[test]
+    fn send_messages_never_carry_the_access_token() {
+        assert_eq!(
+            send_answered(google_error(
+                403,
+                "PERMISSION_DENIED",
+                &format!("token {ACCESS_TOKEN} may not")
+            )),
+            SendOutcome::Rejected {
+                status: 403,
+                code: None,
+                message: "token [redacted] may not (PERMISSION_DENIED)".into()
+            }
+        );
+        let http = ScriptedHttp::new(|request| {
+            Err(OutboundError(format!("refused {:?}", request.headers[0].1)))
+        });
+        assert_eq!(
+            block_on(send(
+                &http,
+                API,
+                &outgoing("Hi", &[], Representative::Bot, None)
+            )),
+            SendOutcome::Unreachable {
+                message: "outbound HTTP failed: refused \"Bearer [redacted]\"".into()
+            }
+        );
+    }
+}

@@ -282,3 +282,244 @@ pub(super) fn events(webhook: Result<Webhook, String>) -> Result<Vec<Event>, Api
         Webhook::Verification { .. } | Webhook::UserStatus { .. } | Webhook::Other => Vec::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLIENT_TOKEN: &str = "SJENCPGJESMGUFPY";
+    /// providers.md 4.2's self-computed vector (390 bytes).
+    const SIGNED_BODY: &str = r#"{"agent":"brands/BRAND_ID/agents/AGENT_ID","conversationId":"CONVERSATION_ID","customAgentId":"CUSTOM_AGENT_ID","requestId":"REQUEST_ID","message":{"messageId":"MESSAGE_ID","name":"conversations/CONVERSATION_ID/messages/MESSAGE_ID","text":"MESSAGE_TEXT","createTime":"2024-01-01T00:00:00.000000Z"},"context":{"userInfo":{"displayName":"USER_NAME"}},"sendTime":"2024-01-01T00:00:00.100000Z"}"#;
+    const SIGNATURE: &str =
+        "lJcRH8EnfXlgPDh8iaDWvPRg9asKkoYMEPKdLvZTbTYBIfxA7uRGxQ0zc/XWryCjF4e/w+/jvVf9Wz2GF24mEQ==";
+
+    #[test]
+    fn goog_signatures_verify_only_the_signed_body_and_token() {
+        let body = SIGNED_BODY.as_bytes();
+        assert_eq!(body.len(), 390);
+        assert!(signature_valid(CLIENT_TOKEN, body, Some(SIGNATURE)));
+        assert!(!signature_valid("SJENCPGJESMGUFPZ", body, Some(SIGNATURE)));
+        let tampered = SIGNED_BODY.replace("MESSAGE_TEXT", "MESSAGE_TEXt");
+        assert!(!signature_valid(
+            CLIENT_TOKEN,
+            tampered.as_bytes(),
+            Some(SIGNATURE)
+        ));
+        assert!(!signature_valid(CLIENT_TOKEN, body, None));
+        assert!(!signature_valid(CLIENT_TOKEN, body, Some("")));
+        assert!(!signature_valid("", body, Some(SIGNATURE)));
+    }
+
+    #[test]
+    fn parses_the_console_verification() {
+        assert_eq!(
+            parse_webhook(br#"{"clientToken":"SJENCPGJESMGUFPY","secret":"0123456789"}"#),
+            Ok(Webhook::Verification {
+                client_token: "SJENCPGJESMGUFPY".into(),
+                secret: "0123456789".into()
+            })
+        );
+        assert_eq!(
+            parse_webhook(br#"{"clientToken":"SJENCPGJESMGUFPY"}"#),
+            Err("the webhook's \"secret\" is missing or empty".into())
+        );
+    }
+
+    #[test]
+    fn parses_a_text_message() {
+        assert_eq!(
+            parse_webhook(SIGNED_BODY.as_bytes()),
+            Ok(Webhook::Message {
+                agent_id: "AGENT_ID".into(),
+                conversation_id: "CONVERSATION_ID".into(),
+                message_id: "MESSAGE_ID".into(),
+                text: "MESSAGE_TEXT".into(),
+                attachments: Vec::new(),
+                display_name: Some("USER_NAME".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn an_image_link_is_an_attachment() {
+        let url = "https://storage.googleapis.com/business-messages-us/936640919331/jzsu6cdguNGsBhmGJGuLs1DS?x-goog-algorithm=GOOG4-RSA-SHA256&x-goog-signature=89dbf7";
+        let body = json!({
+            "agent": "brands/b1/agents/a1",
+            "conversationId": "c1",
+            "message": {"messageId": "m1", "text": url},
+        });
+        assert_eq!(
+            parse_webhook(body.to_string().as_bytes()),
+            Ok(Webhook::Message {
+                agent_id: "a1".into(),
+                conversation_id: "c1".into(),
+                message_id: "m1".into(),
+                text: String::new(),
+                attachments: vec![Attachment {
+                    url: url.into(),
+                    content_type: "image/*".into()
+                }],
+                display_name: None,
+            })
+        );
+        // Words around a link are a text message.
+        let body = json!({
+            "agent": "brands/b1/agents/a1",
+            "conversationId": "c1",
+            "message": {"messageId": "m1", "text": format!("see {url}")},
+        });
+        let Ok(Webhook::Message { attachments, .. }) = parse_webhook(body.to_string().as_bytes())
+        else {
+            panic!("a message");
+        };
+        assert!(attachments.is_empty());
+    }
+
+    #[test]
+    fn a_suggestion_tap_is_a_message_with_its_text() {
+        let body = json!({
+            "agent": "brands/BRAND_ID/agents/AGENT_ID",
+            "conversationId": "CONVERSATION_ID",
+            "requestId": "REQUEST_ID",
+            "suggestionResponse": {
+                "message": "conversations/CONVERSATION_ID/messages/MESSAGE_ID",
+                "postbackData": "POSTBACK_DATA",
+                "text": "Yes please",
+                "suggestionType": "REPLY",
+            },
+            "context": {"userInfo": {"displayName": "USER_NAME"}},
+        });
+        let expected = |message_id: &str| {
+            Ok(Webhook::Message {
+                agent_id: "AGENT_ID".into(),
+                conversation_id: "CONVERSATION_ID".into(),
+                message_id: message_id.into(),
+                text: "Yes please".into(),
+                attachments: Vec::new(),
+                display_name: Some("USER_NAME".into()),
+            })
+        };
+        assert_eq!(
+            parse_webhook(body.to_string().as_bytes()),
+            expected("REQUEST_ID")
+        );
+        let mut without_request = body.clone();
+        without_request.as_object_mut().unwrap().remove("requestId");
+        assert_eq!(
+            parse_webhook(without_request.to_string().as_bytes()),
+            expected("MESSAGE_ID")
+        );
+    }
+
+    #[test]
+    fn parses_delivered_and_read_receipts() {
+        let body = json!({
+            "agent": "brands/BRAND_ID/agents/AGENT_ID",
+            "conversationId": "CONVERSATION_ID",
+            "receipts": {
+                "receipts": [
+                    {"message": "conversations/CONVERSATION_ID/messages/out-1", "receiptType": "DELIVERED"},
+                    {"message": "conversations/CONVERSATION_ID/messages/out-1-1", "receiptType": "READ"},
+                ],
+                "createTime": "2024-01-01T00:00:00Z",
+            },
+        });
+        assert_eq!(
+            parse_webhook(body.to_string().as_bytes()),
+            Ok(Webhook::Receipts {
+                agent_id: "AGENT_ID".into(),
+                conversation_id: "CONVERSATION_ID".into(),
+                receipts: vec![
+                    Receipt {
+                        message_id: "out-1".into(),
+                        status: "delivered".into()
+                    },
+                    Receipt {
+                        message_id: "out-1-1".into(),
+                        status: "read".into()
+                    },
+                ],
+            })
+        );
+    }
+
+    #[test]
+    fn parses_user_status() {
+        let status = |user_status: serde_json::Value| {
+            parse_webhook(
+                json!({
+                    "agent": "brands/b/agents/a",
+                    "conversationId": "c",
+                    "userStatus": user_status,
+                })
+                .to_string()
+                .as_bytes(),
+            )
+        };
+        assert_eq!(
+            status(json!({"requestedLiveAgent": true, "createTime": "t"})),
+            Ok(Webhook::UserStatus {
+                agent_id: "a".into(),
+                conversation_id: "c".into(),
+                requested_live_agent: true
+            })
+        );
+        assert_eq!(
+            status(json!({"isTyping": true})),
+            Ok(Webhook::UserStatus {
+                agent_id: "a".into(),
+                conversation_id: "c".into(),
+                requested_live_agent: false
+            })
+        );
+    }
+
+    #[test]
+    fn other_payloads_are_acknowledged() {
+        let body = json!({
+            "agent": "brands/b/agents/a",
+            "conversationId": "c",
+            "authenticationResponse": {"code": "x", "redirect_uri": "https://x"},
+        });
+        assert_eq!(
+            parse_webhook(body.to_string().as_bytes()),
+            Ok(Webhook::Other)
+        );
+    }
+
+    #[test]
+    fn malformed_webhooks_name_the_field() {
+        let cases: [(&[u8], &str); 8] = [
+            (b"not json", "the webhook body is not JSON"),
+            (b"[1]", "the webhook body is not a JSON object"),
+            (
+                br#"{"conversationId":"c","message":{}}"#,
+                "the webhook's \"agent\" is missing or empty",
+            ),
+            (
+                br#"{"agent":"agents/a","conversationId":"c"}"#,
+                "the webhook's \"agent\" is \"agents/a\", not brands/BRAND_ID/agents/AGENT_ID",
+            ),
+            (
+                br#"{"agent":"brands/b/agents/a","message":{}}"#,
+                "the webhook's \"conversationId\" is missing or empty",
+            ),
+            (
+                br#"{"agent":"brands/b/agents/a","conversationId":"c","message":{"text":"hi"}}"#,
+                "the webhook's \"message.messageId\" is missing or empty",
+            ),
+            (
+                br#"{"agent":"brands/b/agents/a","conversationId":"c","receipts":{}}"#,
+                "the webhook's \"receipts.receipts\" is missing or not a list",
+            ),
+            (
+                br#"{"agent":"brands/b/agents/a","conversationId":"c","receipts":{"receipts":[{"message":"conversations/c/messages/m"}]}}"#,
+                "the webhook's \"receipts.receipts[0].receiptType\" is missing or empty",
+            ),
+        ];
+        for (body, expected) in cases {
+            let error = parse_webhook(body).unwrap_err();
+            assert!(error.starts_with(expected), "{error}");
+        }
+    }
+}

@@ -186,3 +186,269 @@ pub(super) async fn message(
     let now = ports.clock.now_millis();
     Ok(send_sms(ports.http, &api_base, &sms, now, &nonce).await)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::reply;
+    use crate::memory::{block_on, ScriptedHttp};
+    use crate::ports::OutboundError;
+    use crate::providers::telesign::tests::*;
+
+    const SENT: &str = r#"{"reference_id":"B56259E45884010488343BAA15FB0002","external_id":"msg-1","status":{"code":290,"description":"Message in progress","updated_on":"2016-12-14T18:20:12.000000Z"},"errors":[]}"#;
+
+    fn sms(callback_url: Option<&'static str>) -> Sms<'static> {
+        Sms {
+            customer_id: CUSTOMER_ID,
+            api_key: API_KEY,
+            phone_number: "15551234567",
+            sender_id: "15557654321",
+            message: "1+1=2 & ünïcode 👋",
+            external_id: Some("msg-1"),
+            callback_url,
+        }
+    }
+
+    fn send(http: &ScriptedHttp, sms: &Sms<'_>) -> SendOutcome {
+        block_on(send_sms(
+            http,
+            "https://rest-ww.telesign.com/",
+            sms,
+            1_481_739_612_000,
+            NONCE,
+        ))
+    }
+
+    fn answered(status: u16, body: &str) -> ScriptedHttp {
+        let body = body.to_owned();
+        ScriptedHttp::new(move |_| reply(status, &body))
+    }
+
+    #[test]
+    fn sends_a_tsa_signed_form_and_reads_the_reference_id() {
+        let http = answered(200, SENT);
+        let outcome = send(&http, &sms(Some("https://gw.example/webhooks/telesign")));
+        assert_eq!(
+            outcome,
+            SendOutcome::Sent {
+                id: "B56259E45884010488343BAA15FB0002".into(),
+                status: "pending".into()
+            }
+        );
+        let sent = http.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].method, Method::Post);
+        assert_eq!(sent[0].url, "https://rest-ww.telesign.com/v1/messaging");
+        let body = "phone_number=15551234567\
+            &message=1%2B1%3D2%20%26%20%C3%BCn%C3%AFcode%20%F0%9F%91%8B\
+            &message_type=ARN&sender_id=15557654321&external_id=msg-1\
+            &callback_url=https%3A%2F%2Fgw.example%2Fwebhooks%2Ftelesign";
+        assert_eq!(String::from_utf8(sent[0].body.clone()).unwrap(), body);
+        let expected = authorization(
+            CUSTOMER_ID,
+            API_KEY,
+            "POST",
+            FORM,
+            DATE,
+            NONCE,
+            body,
+            "/v1/messaging",
+        );
+        assert_eq!(
+            sent[0].headers,
+            vec![
+                ("Authorization".to_owned(), expected.unwrap()),
+                ("Date".to_owned(), DATE.to_owned()),
+                ("Content-Type".to_owned(), FORM.to_owned()),
+                ("x-ts-auth-method".to_owned(), "HMAC-SHA256".to_owned()),
+                ("x-ts-nonce".to_owned(), NONCE.to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn leaves_out_absent_optional_fields_and_signs_a_prefixed_path() {
+        let http = answered(200, SENT);
+        let message = Sms {
+            external_id: None,
+            ..sms(None)
+        };
+        block_on(send_sms(&http, "http://127.0.0.1:9/ts", &message, 0, "n"));
+        let sent = http.sent();
+        let body = "phone_number=15551234567\
+            &message=1%2B1%3D2%20%26%20%C3%BCn%C3%AFcode%20%F0%9F%91%8B\
+            &message_type=ARN&sender_id=15557654321";
+        assert_eq!(String::from_utf8(sent[0].body.clone()).unwrap(), body);
+        assert_eq!(sent[0].url, "http://127.0.0.1:9/ts/v1/messaging");
+        let date = "Thu, 01 Jan 1970 00:00:00 GMT";
+        let expected = authorization(
+            CUSTOMER_ID,
+            API_KEY,
+            "POST",
+            FORM,
+            date,
+            "n",
+            body,
+            "/ts/v1/messaging",
+        );
+        assert_eq!(sent[0].headers[0].1, expected.unwrap());
+    }
+
+    #[test]
+    fn the_first_status_comes_from_telesigns_status_code() {
+        let http = answered(201, r#"{"reference_id":"R1","status":{"code":"203"}}"#);
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Sent {
+                id: "R1".into(),
+                status: "pending".into()
+            }
+        );
+        let http = answered(200, r#"{"reference_id":"R2","status":{"code":10030}}"#);
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Sent {
+                id: "R2".into(),
+                status: "failed".into()
+            }
+        );
+        let http = answered(202, r#"{"reference_id":"R3"}"#);
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Sent {
+                id: "R3".into(),
+                status: "pending".into()
+            }
+        );
+        let http = answered(200, r#"{"status":{"code":290}}"#);
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Rejected {
+                status: 200,
+                code: None,
+                message: "TeleSign answered HTTP 200 without a reference_id".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_429_is_rate_limited_with_retry_after() {
+        let http = ScriptedHttp::new(|_| {
+            Ok(OutboundResponse {
+                status: 429,
+                headers: vec![("Retry-After".into(), "12".into())],
+                body:
+                    br#"{"status":{"code":10019,"description":"Rate limit exceeded."},"errors":[]}"#
+                        .to_vec(),
+            })
+        });
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::RateLimited {
+                retry_after_seconds: Some(12),
+                message: "Rate limit exceeded.".into()
+            }
+        );
+        let http = answered(429, "");
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::RateLimited {
+                retry_after_seconds: None,
+                message: "HTTP 429".into()
+            }
+        );
+    }
+
+    #[test]
+    fn refusals_carry_telesigns_error_code_and_description() {
+        let http = answered(
+            400,
+            r#"{"status":{"code":11000,"description":"Invalid value for parameter phone_number."},"errors":[{"code":11000,"description":"Invalid value for parameter phone_number."}]}"#,
+        );
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Rejected {
+                status: 400,
+                code: Some(11000),
+                message: "Invalid value for parameter phone_number.".into()
+            }
+        );
+        let http = answered(
+            401,
+            r#"{"status":{"code":501,"description":"Not authorized"},"errors":[{"code":-30006,"description":"Invalid Signature."},{"code":-30012,"description":"Nonce has been used recently."}]}"#,
+        );
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Rejected {
+                status: 401,
+                code: Some(-30006),
+                message: "Invalid Signature.; Nonce has been used recently.".into()
+            }
+        );
+        let http = answered(
+            500,
+            r#"{"status":{"code":500,"description":"Transaction not attempted"},"errors":[]}"#,
+        );
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Rejected {
+                status: 500,
+                code: Some(500),
+                message: "Transaction not attempted".into()
+            }
+        );
+        let http = answered(502, "<html>Bad Gateway</html>");
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Rejected {
+                status: 502,
+                code: None,
+                message: "HTTP 502".into()
+            }
+        );
+    }
+
+    #[test]
+    fn outcome_messages_never_carry_the_api_key() {
+        let http = answered(
+            401,
+            &format!(
+                r#"{{"errors":[{{"code":-30015,"description":"Invalid API key {API_KEY}"}}]}}"#
+            ),
+        );
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Rejected {
+                status: 401,
+                code: Some(-30015),
+                message: "Invalid API key [redacted]".into()
+            }
+        );
+        let http = ScriptedHttp::new(|_| Err(OutboundError(format!("{API_KEY} refused"))));
+        assert_eq!(
+            send(&http, &sms(None)),
+            SendOutcome::Unreachable {
+                message: "outbound HTTP failed: [redacted] refused".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_key_that_is_not_base64_is_refused_without_sending() {
+        let http = ScriptedHttp::default();
+        let message = Sms {
+            api_key: "%%%%",
+            ..sms(None)
+        };
+        let outcome = send(&http, &message);
+        assert!(
+            matches!(
+                &outcome,
+                SendOutcome::Rejected { status: 0, code: None, message }
+                    if message.contains("copy it again from the TeleSign portal")
+            ),
+            "{outcome:?}"
+        );
+        assert!(http.sent().is_empty());
+    }
+}

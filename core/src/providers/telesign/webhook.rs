@@ -207,3 +207,173 @@ pub(super) fn complete(
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::telesign::tests::*;
+
+    const MO_BODY: &str = r#"{"reference_id":"0123456789ABCDEF0123456789ABCDEF","status":{"code":1500,"description":"Delivered","updated_on":"2023-10-31T14:47:10.490130Z"},"user_response":{"sender_id":"4442","iso_country_code":"US","phone_number":"11234567890","mo_message":"Hello"},"sub_resource":"mo_sms","errors":[],"submit_timestamp":"2023-10-31T14:47:10.154000Z"}"#;
+    const MO_SIGNATURE: &str = "XlqwDsG27wwBi8vZj/3AQKvCvfzLxCNcNm1pzLPW0FQ=";
+    const SDK_SIGNATURE: &str = "B97g3N9lPdVaptvifxRau7bzVAC5hhRBZ6HKXABN744=";
+
+    #[test]
+    fn callback_signatures_match_the_sdk_and_mo_vectors_in_every_header_form() {
+        let sdk_body = b"{'test': 123}";
+        let mo_body = MO_BODY.as_bytes();
+        for (key, body, signature) in [
+            (SDK_KEY, &sdk_body[..], SDK_SIGNATURE),
+            (API_KEY, mo_body, MO_SIGNATURE),
+        ] {
+            for header in [
+                format!("TSA {CUSTOMER_ID}:{signature}"),
+                format!("TSA {signature}"),
+                format!(" {signature} "),
+                signature.to_owned(),
+            ] {
+                assert!(
+                    callback_signature_valid(key, body, Some(&header)),
+                    "{header}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn callback_signatures_refuse_other_keys_bodies_and_headers() {
+        let body = MO_BODY.as_bytes();
+        let header = format!("TSA cust:{MO_SIGNATURE}");
+        assert!(!callback_signature_valid(SDK_KEY, body, Some(&header)));
+        assert!(!callback_signature_valid(
+            API_KEY,
+            MO_BODY.replace("Hello", "Hellp").as_bytes(),
+            Some(&header)
+        ));
+        assert!(!callback_signature_valid(API_KEY, body, None));
+        for garbage in [
+            "",
+            "TSA ",
+            "TSA cust:",
+            "not base64!",
+            "AAAA",
+            "TSA cust:AAAA",
+        ] {
+            assert!(
+                !callback_signature_valid(API_KEY, body, Some(garbage)),
+                "{garbage}"
+            );
+        }
+        assert!(!callback_signature_valid("%%%%", body, Some(&header)));
+    }
+
+    #[test]
+    fn parses_an_inbound_sms() {
+        assert_eq!(
+            parse_callback(MO_BODY.as_bytes()),
+            Ok(Callback::Message(MoSms {
+                reference_id: "0123456789ABCDEF0123456789ABCDEF".into(),
+                from: "+11234567890".into(),
+                to: "4442".into(),
+                text: "Hello".into(),
+            }))
+        );
+        // No sub_resource, a leading +, no sender_id and an empty message.
+        let body = r#"{"reference_id":"R","user_response":{"phone_number":"+4915112345678","mo_message":""}}"#;
+        assert_eq!(
+            parse_callback(body.as_bytes()),
+            Ok(Callback::Message(MoSms {
+                reference_id: "R".into(),
+                from: "+4915112345678".into(),
+                to: String::new(),
+                text: String::new(),
+            }))
+        );
+    }
+
+    #[test]
+    fn an_incomplete_inbound_sms_names_the_missing_field() {
+        let error = |body: &str| parse_callback(body.as_bytes()).unwrap_err();
+        assert_eq!(
+            error(r#"{"reference_id":"R","sub_resource":"mo_sms"}"#),
+            "the inbound SMS has no user_response.phone_number"
+        );
+        assert_eq!(
+            error(r#"{"reference_id":"R","user_response":{"phone_number":"1555"}}"#),
+            "the inbound SMS has no user_response.mo_message"
+        );
+        assert_eq!(
+            error(
+                r#"{"reference_id":"R","user_response":{"phone_number":"1-555","mo_message":"x"}}"#
+            ),
+            r#"user_response.phone_number must be digits with the country code, not "1-555""#
+        );
+        assert_eq!(
+            error(r#"{"sub_resource":"mo_sms","user_response":{}}"#),
+            "the TeleSign callback has no reference_id"
+        );
+    }
+
+    #[test]
+    fn parses_a_delivery_report() {
+        let body = r#"{"reference_id":"B56259E45884010488343BAA15FB0002","status":{"code":200,"description":"Delivered to handset","updated_on":"2016-10-21T14:05:36.181346Z"},"external_id":"CustomExternalID7349"}"#;
+        assert_eq!(
+            parse_callback(body.as_bytes()),
+            Ok(Callback::Status(DeliveryReport {
+                reference_id: "B56259E45884010488343BAA15FB0002".into(),
+                code: 200,
+                description: "Delivered to handset".into(),
+            }))
+        );
+        let body = r#"{"reference_id":"R","status":{"code":"207"}}"#;
+        assert_eq!(
+            parse_callback(body.as_bytes()),
+            Ok(Callback::Status(DeliveryReport {
+                reference_id: "R".into(),
+                code: 207,
+                description: String::new(),
+            }))
+        );
+    }
+
+    #[test]
+    fn an_unreadable_delivery_report_says_why() {
+        let error = |body: &str| parse_callback(body.as_bytes()).unwrap_err();
+        assert_eq!(
+            error(r#"{"reference_id":"R","status":{"description":"x"}}"#),
+            "the delivery report has no numeric status.code"
+        );
+        assert_eq!(
+            error(r#"{"reference_id":"R","status":{"code":"soon"}}"#),
+            "the delivery report has no numeric status.code"
+        );
+        assert_eq!(
+            error(r#"{"status":{"code":200}}"#),
+            "the TeleSign callback has no reference_id"
+        );
+        assert_eq!(error("[]"), "the TeleSign callback is not a JSON object");
+        assert!(error("reference_id=R").starts_with("the TeleSign callback is not JSON: "));
+    }
+
+    #[test]
+    fn status_codes_fold_into_three_states() {
+        for code in [200, 201] {
+            assert_eq!(status_name(code), "delivered", "{code}");
+        }
+        for code in [203, 290, 292, 295, 250, 251, 599] {
+            assert_eq!(status_name(code), "pending", "{code}");
+        }
+        for code in [
+            207, 210, 211, 220, 221, 230, 286, 500, 502, 503, 1500, 10030, 11000, -1,
+        ] {
+            assert_eq!(status_name(code), "failed", "{code}");
+        }
+    }
+
+    #[test]
+    fn final_states_outrank_pending_and_not_each_other() {
+        assert!(delivery_status("pending") < delivery_status("delivered"));
+        assert_eq!(delivery_status("delivered"), delivery_status("failed"));
+        assert_eq!(delivery_status("read"), DeliveryStatus::Unknown);
+        assert!(delivery_status("") < delivery_status("pending"));
+    }
+}
