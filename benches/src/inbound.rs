@@ -21,7 +21,7 @@
 //! round trips.
 //!
 //! The native side is `switchboard_core::admin::handle` for the
-//! configuration API and `switchboard_core::webhooks::twilio::handle` for
+//! configuration API and `switchboard_core::webhooks::handle` for
 //! the webhook, routed by path prefix as spin.toml routes them to the admin
 //! and webhook-twilio components, on one `MemoryPorts` shared by every
 //! connection. `MemoryPorts` is `Sync` (its store is a `Mutex`ed map, its
@@ -276,7 +276,7 @@ async fn serve_native(variables: &[(&str, &str)]) -> Result<SocketAddr> {
         if admin.iter().any(|prefix| under(prefix)) {
             block_on(switchboard_core::admin::handle(&request, &ports))
         } else if under("/webhooks/twilio") {
-            block_on(switchboard_core::webhooks::twilio::handle(&request, &ports))
+            block_on(switchboard_core::webhooks::handle(&request, &ports))
         } else {
             ApiError::not_found(&request.path).into_response()
         }

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod channel;
 pub mod config;
 pub mod conversations;
 pub mod encoding;

@@ -254,21 +254,12 @@ pub fn provider_line(call: &ProviderCall<'_>) -> String {
     })
 }
 
-/// The Spin variable holding each provider's API base, by the name logs use.
-const PROVIDER_BASES: [(&str, &str); 5] = [
-    ("twilio", "twilio_api_base"),
-    ("telesign", "telesign_api_base"),
-    ("facebook", "graph_api_base"),
-    ("gbm", "gbm_api_base"),
-    ("google_oauth", "google_oauth_base"),
-];
-
 /// Which provider a URL goes to; anything else the app calls is a
 /// workstream's bot. Logs name the provider, never the URL, whose query may
 /// carry a token.
 pub fn provider_of(url: &str, variables: &dyn Variables) -> &'static str {
-    PROVIDER_BASES
-        .iter()
+    crate::providers::api_bases()
+        .into_iter()
         .find(|(_, variable)| {
             variables
                 .get(variable)

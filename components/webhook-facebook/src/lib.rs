@@ -1,4 +1,4 @@
-//! The Facebook webhook component: a shell around `switchboard_core::webhooks::facebook`.
+//! The Facebook webhook component: a shell around the core's webhook pipeline for `providers::facebook`.
 
 use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
@@ -8,7 +8,7 @@ async fn handle(request: IncomingRequest) -> Response {
     spin_ports::serve(
         "webhook-facebook",
         request,
-        switchboard_core::webhooks::facebook::handle,
+        switchboard_core::webhooks::serve::<switchboard_core::providers::facebook::Settings>,
     )
     .await
 }

@@ -1,4 +1,4 @@
-//! The Business Messages webhook component: a shell around `switchboard_core::webhooks::gbm`.
+//! The Business Messages webhook component: a shell around the core's webhook pipeline for `providers::google`.
 
 use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
@@ -8,7 +8,7 @@ async fn handle(request: IncomingRequest) -> Response {
     spin_ports::serve(
         "webhook-gbm",
         request,
-        switchboard_core::webhooks::gbm::handle,
+        switchboard_core::webhooks::serve::<switchboard_core::providers::google::Settings>,
     )
     .await
 }

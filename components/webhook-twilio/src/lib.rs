@@ -1,4 +1,4 @@
-//! The Twilio webhook component: a shell around `switchboard_core::webhooks::twilio`.
+//! The Twilio webhook component: a shell around the core's webhook pipeline for `providers::twilio`.
 
 use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
@@ -8,7 +8,7 @@ async fn handle(request: IncomingRequest) -> Response {
     spin_ports::serve(
         "webhook-twilio",
         request,
-        switchboard_core::webhooks::twilio::handle,
+        switchboard_core::webhooks::serve::<switchboard_core::providers::twilio::Settings>,
     )
     .await
 }

@@ -7,9 +7,10 @@ use super::accounts::Account;
 use super::{Ctx, Resource};
 use crate::api::ApiError;
 use crate::auth::Role;
-use crate::config::workstreams::provider_of;
+use crate::channel::Channel;
 use crate::input::Object;
 use crate::phone::{DigitsNumber, E164};
+use crate::providers::Provider;
 use crate::store;
 use crate::templates::{Template, CHANNEL_TYPES};
 use serde::{Deserialize, Serialize};
@@ -90,16 +91,24 @@ impl Resource for OutboundConfig {
         let name = input.name("name", 100)?;
         let channel_type = input
             .choice("channel_type", CHANNEL_TYPES)?
+            .and_then(Channel::parse)
             .ok_or_else(|| input.missing("channel_type"))?;
+        // SMS numbers are stored as digits; the other channels' as +E.164.
         let channel = match channel_type {
-            "sms" => input.parsed("channel", DigitsNumber::parse)?.to_string(),
-            _ => input.parsed("channel", E164::parse)?.to_string(),
+            Channel::Sms => input.parsed("channel", DigitsNumber::parse)?.to_string(),
+            Channel::Whatsapp | Channel::Messenger | Channel::Gbm => {
+                input.parsed("channel", E164::parse)?.to_string()
+            }
         };
-        let provider = provider_of(channel_type);
+        let provider = channel_type
+            .providers()
+            .map(Provider::as_str)
+            .collect::<Vec<_>>()
+            .join(" or ");
         let owners: Vec<Account> = store::list_all::<Account>(ctx.kv(), ctx.org())?
             .into_iter()
             .filter(|account| {
-                account.settings.provider() == provider
+                account.settings.provider().serves(channel_type)
                     && account.addresses().contains(&channel.as_str())
             })
             .collect();
@@ -133,7 +142,7 @@ impl Resource for OutboundConfig {
             id,
             name,
             show_on_timeline: input.bool("show_on_timeline")?.unwrap_or(false),
-            channel_type: channel_type.to_owned(),
+            channel_type: channel_type.as_str().to_owned(),
             channel,
             account_id,
             template_id: template_id.to_owned(),

@@ -13,19 +13,20 @@
 //! of the save that made it, or of `rotate-bot-secret` — and masked in
 //! every read after.
 
-use super::accounts::{Account, Settings};
+use super::accounts::Account;
 use super::queues::require_queue;
 use super::{Ctx, Effects, Resource};
 use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
 use crate::auth::{mask, Role};
+use crate::channel::Channel;
 use crate::input::Object;
 use crate::locale::Locale;
 use crate::ports::Randomness;
+use crate::providers::Provider;
 use crate::store::{self, Claim};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub const CHANNELS: &[&str] = &["whatsapp", "sms", "facebook", "gbm"];
 pub const DISTRIBUTIONS: &[&str] = &["round_robin", "least_active"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,22 +137,12 @@ impl Workstream {
     }
 }
 
-/// The provider whose accounts serve a channel type.
-pub fn provider_of(channel: &str) -> &'static str {
-    match channel {
-        "whatsapp" => "twilio",
-        "sms" => "telesign",
-        "facebook" => "facebook",
-        _ => "gbm",
-    }
-}
-
 /// The claim of one address; its owner key names the workstream.
 pub fn channel_claim(org: &str, account_id: &str, address: &str) -> String {
     format!("org/{org}/channel/{account_id}/{address}")
 }
 
-fn read_channel(ctx: &Ctx, channel: &str, item: Object) -> Result<ChannelInstance, ApiError> {
+fn read_channel(ctx: &Ctx, channel: Channel, item: Object) -> Result<ChannelInstance, ApiError> {
     item.only(&[
         "account_id",
         "address",
@@ -161,10 +152,14 @@ fn read_channel(ctx: &Ctx, channel: &str, item: Object) -> Result<ChannelInstanc
         "human_agent_tag",
     ])?;
     let account_id = item.required_str("account_id")?;
-    let provider = provider_of(channel);
     let account: Account = store::load(ctx.kv(), ctx.org(), account_id)?
-        .filter(|account: &Account| account.settings.provider() == provider)
+        .filter(|account: &Account| account.settings.provider().serves(channel))
         .ok_or_else(|| {
+            let provider = channel
+                .providers()
+                .map(Provider::as_str)
+                .collect::<Vec<_>>()
+                .join(" or ");
             item.error(
                 "account_id",
                 "unknown_account",
@@ -173,11 +168,7 @@ fn read_channel(ctx: &Ctx, channel: &str, item: Object) -> Result<ChannelInstanc
         })?;
     let address = item.required_str("address")?;
     if !account.addresses().contains(&address) {
-        let what = match &account.settings {
-            Settings::Telesign { .. } | Settings::Twilio { .. } => "one of the account's numbers",
-            Settings::Facebook { .. } => "the page id of one of the account's connected pages",
-            Settings::Gbm { .. } => "the account's GBM agent id",
-        };
+        let what = account.settings.address_kind();
         return Err(item.error(
             "address",
             "unknown_address",
@@ -188,7 +179,7 @@ fn read_channel(ctx: &Ctx, channel: &str, item: Object) -> Result<ChannelInstanc
         ));
     }
     let human_agent_tag = item.bool("human_agent_tag")?.unwrap_or(false);
-    if human_agent_tag && channel != "facebook" {
+    if human_agent_tag && channel.reply_window().human_agent_hours.is_none() {
         return Err(item.error(
             "human_agent_tag",
             "not_allowed",
@@ -349,10 +340,11 @@ impl Resource for Workstream {
         ])?;
         let name = input.name("name", 100)?;
         let channel = input
-            .choice("channel", CHANNELS)?
+            .choice("channel", &Channel::NAMES)?
+            .and_then(Channel::parse)
             .ok_or_else(|| input.missing("channel"))?;
         if let Some(existing) = existing {
-            if existing.channel != channel {
+            if existing.channel != channel.as_str() {
                 return Err(input.error(
                     "channel",
                     "immutable",
@@ -380,7 +372,7 @@ impl Resource for Workstream {
         Ok(Workstream {
             id,
             name,
-            channel: channel.to_owned(),
+            channel: channel.as_str().to_owned(),
             fallback_queue: fallback_queue.to_owned(),
             distribution: input
                 .choice("distribution", DISTRIBUTIONS)?

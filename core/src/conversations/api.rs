@@ -21,6 +21,7 @@ use super::{
 };
 use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
 use crate::auth::Role;
+use crate::channel::Channel;
 use crate::config::accounts::Account;
 use crate::config::agents::Agent;
 use crate::config::queues::Queue;
@@ -125,7 +126,7 @@ fn now(ctx: &Ctx) -> String {
 fn view(conversation: &Conversation, last_customer: Option<&str>) -> Value {
     let closes = last_customer
         .and_then(|at| crate::time::parse_rfc3339(at).ok())
-        .and_then(|millis| window_closes_at(&conversation.channel, millis))
+        .and_then(|millis| window_closes_at(Channel::parse(&conversation.channel)?, millis))
         .map(crate::time::rfc3339);
     json!({
         "id": conversation.id,
@@ -660,7 +661,7 @@ async fn send_reply(
         // Approved WhatsApp templates are what goes out after the window.
         Content::Template { .. } if conversation.channel == "whatsapp" => Window::Open,
         _ => free_form_window(
-            &conversation.channel,
+            account.settings.provider().channel(),
             instance.human_agent_tag,
             true,
             last.as_deref()

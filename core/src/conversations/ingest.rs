@@ -35,6 +35,7 @@ use crate::config::workstreams::{channel_claim, Bot, ChannelInstance, Workstream
 use crate::lease::{self, Lease};
 use crate::outbound::activity::Activity;
 use crate::ports::{KeyValue, Ports, UnixMillis};
+use crate::providers::Provider;
 use crate::store;
 
 /// A customer's message as every webhook normalizes it.
@@ -61,16 +62,6 @@ pub enum Ingested {
     },
 }
 
-/// The channel type an account's provider serves.
-pub fn channel_of(provider: &str) -> &'static str {
-    match provider {
-        "twilio" => "whatsapp",
-        "telesign" => "sms",
-        "facebook" => "facebook",
-        _ => "gbm",
-    }
-}
-
 /// What ingestion reads in the webhook's second round trip, after the
 /// account document: the dedupe record, the workstream serving the address,
 /// the sender's contact, the thread's conversation, the outbound messages
@@ -80,11 +71,11 @@ pub fn channel_of(provider: &str) -> &'static str {
 pub fn thread_keys(
     org: &str,
     account_id: &str,
-    provider: &str,
+    provider: Provider,
     inbound: &Inbound,
     now: UnixMillis,
 ) -> Vec<String> {
-    let channel = channel_of(provider);
+    let channel = provider.channel().as_str();
     let thread = thread_id(
         org,
         account_id,
@@ -165,7 +156,7 @@ pub async fn ingest(
 ) -> Result<Ingested, ApiError> {
     let kv = ports.kv;
     let provider = account.settings.provider();
-    let channel = channel_of(provider);
+    let channel = provider.channel().as_str();
     let facts = ThreadFacts::read(found);
     if facts.stored_at.is_some() {
         return Ok(Ingested::Duplicate);
@@ -669,7 +660,7 @@ async fn say(
 }
 
 /// Applies a provider's status callback to the outbound message it names
-/// (R-IN-7). Statuses only move forward by `rank` — callbacks arrive out of
+/// (R-IN-7). Statuses only move forward by `provider`'s order — callbacks arrive out of
 /// order — and an unknown message id is ignored: it may be another
 /// system's message on the same account. `found` is the value of the
 /// message's [`provider_message_key`].
@@ -679,14 +670,14 @@ pub fn apply_status(
     found: Option<Vec<u8>>,
     status: &str,
     error_code: Option<&str>,
-    rank: fn(&str) -> u8,
+    provider: Provider,
 ) -> Result<bool, ApiError> {
     let Some(found) = found else {
         return Ok(false);
     };
     if let Some(activity) = crate::outbound::activity::parse_pointer(&found) {
         return crate::outbound::activity::apply_status(
-            kv, org, activity, status, error_code, rank,
+            kv, org, activity, status, error_code, provider,
         );
     }
     let Some((conversation, position)) = super::parse_location(&found) else {
@@ -697,7 +688,7 @@ pub fn apply_status(
         return Ok(false);
     };
     let mut message: Message = store::decode(&key, &bytes)?;
-    if !advance(&mut message, status, rank) {
+    if !advance(&mut message, status, provider) {
         return Ok(false);
     }
     if let Some(code) = error_code {
@@ -722,7 +713,7 @@ pub fn apply_watermark(
     conversation: &str,
     watermark_millis: i64,
     status: &str,
-    rank: fn(&str) -> u8,
+    provider: Provider,
 ) -> Result<(), ApiError> {
     let log = messages(org, conversation);
     let last = log.len(kv)?;
@@ -734,7 +725,7 @@ pub fn apply_watermark(
             message.author != Author::Customer && message.provider_message_id.is_some();
         let covered =
             crate::time::parse_rfc3339(&message.at).is_ok_and(|sent| sent <= watermark_millis);
-        if sent_by_us && covered && advance(&mut message, status, rank) {
+        if sent_by_us && covered && advance(&mut message, status, provider) {
             changed.push((key, store::encode(&message)));
         }
     }
@@ -744,15 +735,9 @@ pub fn apply_watermark(
     Ok(())
 }
 
-/// Whether `status` is further along than `current` by `rank`: status
-/// callbacks arrive out of order and must never move a message back.
-pub fn moves_forward(current: Option<&str>, status: &str, rank: fn(&str) -> u8) -> bool {
-    rank(status) > current.map_or(0, rank)
-}
-
-/// Moves `message` to `status` if that [`moves_forward`].
-fn advance(message: &mut Message, status: &str, rank: fn(&str) -> u8) -> bool {
-    if !moves_forward(message.status.as_deref(), status, rank) {
+/// Moves `message` to `status` if that [`Provider::moves_forward`].
+fn advance(message: &mut Message, status: &str, provider: Provider) -> bool {
+    if !provider.moves_forward(message.status.as_deref(), status) {
         return false;
     }
     message.status = Some(status.to_owned());
@@ -804,11 +789,11 @@ mod tests {
         let account = Account {
             id: ACCOUNT.into(),
             name: "WhatsApp".into(),
-            settings: Settings::Twilio {
+            settings: Settings::Twilio(crate::providers::twilio::Settings {
                 account_sid: "AC".into(),
                 auth_token: "token".into(),
                 numbers: Vec::new(),
-            },
+            }),
             created_at: String::new(),
             updated_at: String::new(),
             last_validation: None,
@@ -864,7 +849,7 @@ mod tests {
             .get_many(&thread_keys(
                 ORG,
                 ACCOUNT,
-                "twilio",
+                Provider::Twilio,
                 inbound,
                 ports.clock.now_millis(),
             ))

@@ -35,6 +35,7 @@ pub mod routing;
 use crate::api::ApiError;
 use crate::locale::Locale;
 use crate::ports::{KeyValue, UnixMillis};
+use crate::providers::Provider;
 use crate::store::{self, Log};
 use serde::{Deserialize, Serialize};
 
@@ -227,7 +228,7 @@ pub fn last_customer_key(org: &str, conversation: &str) -> String {
     format!("org/{org}/conversation/{conversation}/last-customer")
 }
 
-pub fn provider_message_key(org: &str, provider: &str, id: &str) -> String {
+pub fn provider_message_key(org: &str, provider: Provider, id: &str) -> String {
     format!(
         "org/{org}/provider-message/{provider}/{}",
         crate::encoding::percent_encode(id)
@@ -370,7 +371,7 @@ pub fn record_outcome(
     kv: &dyn KeyValue,
     org: &str,
     conversation: &str,
-    provider: &str,
+    provider: Provider,
     message: &Message,
 ) -> Result<(), ApiError> {
     let mut writes = vec![(

@@ -9,24 +9,16 @@
 
 use super::{Attachment, Author, Thread};
 use crate::api::{ApiError, Response};
-use crate::config::accounts::{Account, Settings};
+use crate::channel::Channel;
+use crate::config::accounts::Account;
 use crate::ports::Ports;
-use crate::providers::{self, facebook, google, telesign, twilio, SendOutcome};
-use crate::store;
+use crate::providers::{Outgoing, SendOutcome};
 use crate::templates::Rendered;
 use serde_json::json;
 
 const HOUR_MILLIS: i64 = 3_600_000;
-/// WhatsApp and Messenger accept free-form messages for 24 hours after the
-/// customer's last message.
-pub const STANDARD_WINDOW_HOURS: i64 = 24;
-/// Messenger's HUMAN_AGENT tag lets a person (never a bot) answer for 7 days.
-pub const HUMAN_AGENT_WINDOW_HOURS: i64 = 7 * 24;
 /// Twilio's limit for a message body, and SMS's (R-IN-5).
 pub const MAX_TEXT_CHARS: usize = 1600;
-/// How long before its expiry a cached Google access token is replaced, so
-/// a token never expires between the check and Google's.
-const TOKEN_MARGIN_MILLIS: i64 = 5 * 60_000;
 
 /// What goes to the customer.
 #[derive(Debug, Clone)]
@@ -49,7 +41,7 @@ impl Content {
         }
     }
 
-    fn attachments(&self) -> &[Attachment] {
+    pub fn attachments(&self) -> &[Attachment] {
         match self {
             Content::Text { attachments, .. } => attachments,
             Content::Template { .. } => &[],
@@ -59,9 +51,9 @@ impl Content {
 
 /// The end of the channel's standard free-form window after the customer's
 /// last message, for channels that have one.
-pub fn window_closes_at(channel: &str, last_customer_millis: i64) -> Option<i64> {
-    matches!(channel, "whatsapp" | "facebook")
-        .then_some(last_customer_millis + STANDARD_WINDOW_HOURS * HOUR_MILLIS)
+pub fn window_closes_at(channel: Channel, last_customer_millis: i64) -> Option<i64> {
+    let hours = channel.reply_window().free_form_hours?;
+    Some(last_customer_millis + hours * HOUR_MILLIS)
 }
 
 /// How a free-form message may go out now.
@@ -78,7 +70,7 @@ pub enum Window {
 /// `now_millis`, and how (R-CONV-6). `human_agent_tag` is the channel's
 /// setting; `by_human` says an agent, not the bot, writes it.
 pub fn free_form_window(
-    channel: &str,
+    channel: Channel,
     human_agent_tag: bool,
     by_human: bool,
     last_customer_millis: Option<i64>,
@@ -93,10 +85,10 @@ pub fn free_form_window(
     if now_millis < closes {
         return Ok(Window::Open);
     }
-    if channel != "facebook" {
+    let Some(tagged_hours) = channel.reply_window().human_agent_hours else {
         return Err(Undelivered::window_closed(channel, closes, false));
-    }
-    let tagged_until = last + HUMAN_AGENT_WINDOW_HOURS * HOUR_MILLIS;
+    };
+    let tagged_until = last + tagged_hours * HOUR_MILLIS;
     match (human_agent_tag && by_human, now_millis < tagged_until) {
         (true, true) => Ok(Window::HumanAgentTag),
         (true, false) => Err(Undelivered::window_closed(channel, tagged_until, false)),
@@ -145,18 +137,10 @@ impl Undelivered {
 
     /// 409: the channel's window for free-form messages closed at
     /// `closed_millis` (or, `by_provider`, the provider says so now).
-    pub fn window_closed(channel: &str, closed_millis: i64, by_provider: bool) -> Undelivered {
+    pub fn window_closed(channel: Channel, closed_millis: i64, by_provider: bool) -> Undelivered {
         let closed_at = crate::time::rfc3339(closed_millis);
-        let (who, what) = match channel {
-            "facebook" => (
-                "Facebook refused the message: ",
-                "Messenger's window for replies closed at {closed_at} (24 hours after the customer's last message, or 7 days for a human agent when the channel's human_agent_tag is on); wait for the customer to write",
-            ),
-            _ => (
-                "WhatsApp refused the message: ",
-                "the 24-hour window for free-form WhatsApp messages closed at {closed_at}, 24 hours after the customer's last message; send an approved template instead ({\"template_id\": …}) or wait for the customer to write",
-            ),
-        };
+        let rule = channel.reply_window();
+        let (who, what) = (rule.refused_by, rule.closed);
         Undelivered {
             error: ApiError::conflict(
                 "reply_window_closed",
@@ -189,177 +173,15 @@ pub async fn deliver(
     author: Author,
     window: Window,
 ) -> Result<Sent, Undelivered> {
-    let outcome = match &account.settings {
-        Settings::Twilio {
-            account_sid,
-            auth_token,
-            ..
-        } => {
-            let api_base = providers::api_base(ports.variables, "twilio_api_base")?;
-            let body = match content {
-                Content::Text { text, attachments } => twilio::Content::Text {
-                    body: text.clone(),
-                    media_urls: attachments.iter().map(|a| a.url.clone()).collect(),
-                },
-                Content::Template { rendered, .. } => twilio::Content::Template {
-                    content_sid: rendered.content_sid.clone().unwrap_or_default(),
-                    variables: rendered.content_variables.clone().unwrap_or_default(),
-                },
-            };
-            let from = format!("whatsapp:{}", thread.ours);
-            let to = format!("whatsapp:{}", thread.customer);
-            let callback = callback_url(ports, account);
-            let outgoing = twilio::Outgoing {
-                account_sid,
-                auth_token,
-                from: &from,
-                to: &to,
-                content: &body,
-                status_callback: Some(&callback),
-            };
-            twilio::send(ports.http, &api_base, &outgoing).await
-        }
-        Settings::Telesign {
-            customer_id,
-            api_key,
-            ..
-        } => {
-            let api_base = providers::api_base(ports.variables, "telesign_api_base")?;
-            let callback = callback_url(ports, account);
-            let sms = telesign::Sms {
-                customer_id,
-                api_key,
-                phone_number: thread.customer.trim_start_matches('+'),
-                sender_id: thread.ours,
-                message: content.text(),
-                external_id: None,
-                callback_url: Some(&callback),
-            };
-            let nonce = ports.random.uuid();
-            telesign::send_sms(
-                ports.http,
-                &api_base,
-                &sms,
-                ports.clock.now_millis(),
-                &nonce,
-            )
-            .await
-        }
-        Settings::Facebook {
-            app_secret, pages, ..
-        } => {
-            let api_base = providers::api_base(ports.variables, "graph_api_base")?;
-            let page = pages
-                .iter()
-                .find(|page| page.page_id == thread.ours)
-                .ok_or_else(|| page_removed(account, thread))?;
-            let outgoing = facebook::Outgoing {
-                page_token: &page.access_token,
-                app_secret,
-                psid: thread.customer,
-                text: content.text(),
-                attachments: content.attachments(),
-                messaging_type: match window {
-                    Window::Open => facebook::MessagingType::Response,
-                    Window::HumanAgentTag => facebook::MessagingType::HumanAgent,
-                },
-            };
-            facebook::send(ports.http, &api_base, &outgoing).await
-        }
-        Settings::Gbm {
-            service_account, ..
-        } => {
-            let api_base = providers::api_base(ports.variables, "gbm_api_base")?;
-            let token = match google_token(ports, account, service_account).await? {
-                Ok(token) => token,
-                Err(outcome) => {
-                    return outcome_to_result(account, outcome, ports.clock.now_millis())
-                }
-            };
-            let message_id = ports.random.id128();
-            let outgoing = google::Outgoing {
-                access_token: &token,
-                conversation_id: thread.customer,
-                message_id: &message_id,
-                text: content.text(),
-                attachments: content.attachments(),
-                representative: match author {
-                    Author::Agent => google::Representative::Human,
-                    _ => google::Representative::Bot,
-                },
-                display_name: None,
-            };
-            google::send(ports.http, &api_base, &outgoing).await
-        }
+    let outgoing = Outgoing {
+        account_id: &account.id,
+        thread,
+        content,
+        author,
+        window,
     };
+    let outcome = account.settings.send(ports, &outgoing).await?;
     outcome_to_result(account, outcome, ports.clock.now_millis())
-}
-
-/// Where the provider posts this account's status callbacks.
-fn callback_url(ports: &Ports<'_>, account: &Account) -> String {
-    format!(
-        "{}/webhooks/{}/{}",
-        crate::config::public_base_url(ports.variables),
-        account.settings.provider(),
-        account.id
-    )
-}
-
-fn page_removed(account: &Account, thread: Thread<'_>) -> ApiError {
-    ApiError::conflict(
-        "channel_removed",
-        format!(
-            "page {} is no longer connected to account {}; replies cannot be sent from it",
-            thread.ours, account.id
-        ),
-    )
-}
-
-/// A Business Messages access token for the account: the cached one while
-/// it has more than a few minutes left, else a new one from Google, cached
-/// for the next sends (by any instance) until shortly before it expires.
-async fn google_token(
-    ports: &Ports<'_>,
-    account: &Account,
-    service_account: &str,
-) -> Result<Result<String, SendOutcome>, ApiError> {
-    let key = google::token_cache_key(&account.id);
-    let now = ports.clock.now_millis();
-    if let Some(bytes) = ports.kv.get(&key)? {
-        if let Ok(cached) = serde_json::from_slice::<CachedToken>(&bytes) {
-            if cached.expires_at_millis - TOKEN_MARGIN_MILLIS > now {
-                return Ok(Ok(cached.token));
-            }
-        }
-    }
-    let service_account = google::ServiceAccount::parse(service_account).map_err(|message| {
-        ApiError::conflict(
-            "invalid_service_account",
-            format!(
-                "account {} cannot reach Google: {message} (PATCH /api/accounts/{})",
-                account.id, account.id
-            ),
-        )
-    })?;
-    let oauth_base = providers::api_base(ports.variables, "google_oauth_base")?;
-    match google::fetch_token(ports.http, &oauth_base, &service_account, now).await {
-        Ok(token) => {
-            let cached = CachedToken {
-                token: token.token.clone(),
-                expires_at_millis: token.expires_at_millis,
-            };
-            // A failed cache write costs the next send a token request only.
-            let _ = ports.kv.set(&key, &store::encode(&cached));
-            Ok(Ok(token.token))
-        }
-        Err(outcome) => Ok(Err(outcome)),
-    }
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct CachedToken {
-    token: String,
-    expires_at_millis: i64,
 }
 
 /// The error code of a message of ours handed to a provider whose answer
@@ -379,19 +201,14 @@ fn outcome_to_result(
     outcome: SendOutcome,
     now_millis: i64,
 ) -> Result<Sent, Undelivered> {
-    let provider = match account.settings.provider() {
-        "twilio" => "Twilio",
-        "telesign" => "TeleSign",
-        "facebook" => "Facebook",
-        _ => "Google",
-    };
+    let provider = account.settings.provider().display_name();
     match outcome {
         SendOutcome::Sent { id, status } => Ok(Sent {
             provider_message_id: id,
             status,
         }),
         SendOutcome::OutsideWindow { .. } => Err(Undelivered::window_closed(
-            crate::conversations::ingest::channel_of(account.settings.provider()),
+            account.settings.provider().channel(),
             now_millis,
             true,
         )),
@@ -442,7 +259,7 @@ mod tests {
 
     fn window(channel: &str, tag: bool, by_human: bool, hours: i64) -> Result<Window, String> {
         free_form_window(
-            channel,
+            Channel::parse(channel).expect("a channel"),
             tag,
             by_human,
             Some(LAST),
@@ -488,7 +305,7 @@ mod tests {
         }
         assert!(
             matches!(
-                free_form_window("whatsapp", false, true, None, LAST),
+                free_form_window(Channel::Whatsapp, false, true, None, LAST),
                 Ok(Window::Open)
             ),
             "no customer message yet: nothing to measure from"

@@ -11,10 +11,10 @@
 //! what keeps those free of per-contact writes.
 
 use crate::api::{ApiError, Request, Response};
-use crate::conversations::ingest::moves_forward;
 use crate::conversations::{messages, Author, Message};
 use crate::locale::Locale;
 use crate::ports::KeyValue;
+use crate::providers::Provider;
 use crate::store::{self, Log};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -101,14 +101,14 @@ pub fn apply_status(
     activity_id: &str,
     status: &str,
     error_code: Option<&str>,
-    rank: fn(&str) -> u8,
+    provider: Provider,
 ) -> Result<bool, ApiError> {
     let key = store::document_key::<Activity>(org, activity_id);
     let Some(bytes) = kv.get(&key)? else {
         return Ok(false);
     };
     let mut activity: Activity = store::decode(&key, &bytes)?;
-    if !moves_forward(Some(&activity.status), status, rank) {
+    if !provider.moves_forward(Some(&activity.status), status) {
         return Ok(false);
     }
     activity.status = status.to_owned();

@@ -478,14 +478,14 @@ mod tests {
         let account = Account {
             id: "a0000000000000000000000000000000".into(),
             name: "SMS".into(),
-            settings: Settings::Telesign {
+            settings: Settings::Telesign(crate::providers::telesign::Settings {
                 customer_id: "customer".into(),
                 api_key: "a2V5".into(),
                 numbers: vec![serde_json::from_value(
                     serde_json::json!({"number": "14252306549", "type": "long_code"}),
                 )
                 .unwrap()],
-            },
+            }),
             created_at: String::new(),
             updated_at: String::new(),
             last_validation: None,

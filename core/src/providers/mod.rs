@@ -1,27 +1,531 @@
-//! The providers' HTTP APIs as the core calls them: credential checks (R-CFG-3) now, senders later.
+//! The provider seam: everything the core needs from a provider, behind one
+//! trait ([`Seam`]), with one folder per provider and one list of them
+//! (the `providers!` list). The rest of the core never names a provider: it asks
+//! [`Provider`] and [`Settings`], whose dispatch the list generates.
 //!
-//! Each module builds the exact request its provider expects (providers.md)
-//! and reads the answer into a [`CredentialCheck`]. The host hands in the
-//! time, nonces and the HTTP port, so every request is deterministic and the
-//! tests pin it byte for byte.
+//! Each folder holds the provider's account settings and their checks
+//! (`settings.rs`), its webhook's signature and parsing into [`Event`]s
+//! (`webhook.rs`, driven by the one pipeline in [`crate::webhooks`]), its
+//! sender (`send.rs`), its credential check (`credentials.rs`), and in
+//! `mod.rs` its delivery-status order and reply window. Each builds the
+//! exact requests its provider expects (providers.md); the host hands in
+//! the time, nonces and the HTTP port, so every request is deterministic
+//! and the tests pin it byte for byte.
 //!
-//! A check has three outcomes because they call for different actions: the
-//! provider refused the credentials (the user must fix them), accepted them,
-//! or could not be asked (try again later; nothing is known about them).
-//! Messages carry the provider's own words so the user sees what the provider
-//! saw, with every secret of the request scrubbed out first: hosts and
-//! providers may quote a URL or a header back in an error.
+//! A credential check has three outcomes because they call for different
+//! actions: the provider refused the credentials (the user must fix them),
+//! accepted them, or could not be asked (try again later; nothing is known
+//! about them). Messages carry the provider's own words so the user sees
+//! what the provider saw, with every secret of the request scrubbed out
+//! first: hosts and providers may quote a URL or a header back in an error.
 
 pub mod facebook;
+pub mod fields;
 pub mod google;
 pub mod telesign;
 pub mod twilio;
 
+use crate::api::{ApiError, Request, Response};
+use crate::channel::Channel;
+use crate::config::accounts::PageValidation;
+use crate::config::{Ctx, Effects};
+use crate::conversations::ingest::Inbound;
+use crate::conversations::reply::{Content, Window};
+use crate::conversations::{Author, Thread};
 use crate::encoding::percent_encode;
+use crate::input::Object;
 use crate::ports::OutboundError;
+use crate::ports::{KeyValue, Ports};
+use crate::webhooks::Signer;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+pub use facebook::PageTokenWarning;
 use serde::Serialize;
+use serde_json::Value;
+
+/// The providers: the one list a new provider joins. Each entry names the
+/// variant, the module folder (whose `Settings` implements [`Seam`]) and
+/// the spelling stored in accounts, keys and webhook URLs.
+macro_rules! providers {
+    ($($variant:ident => $module:ident = $spelling:literal,)*) => {
+        /// A provider, as stored.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+        pub enum Provider {
+            $(#[serde(rename = $spelling)] $variant,)*
+        }
+
+        /// An account's provider-specific fields, tagged by `provider` as
+        /// stored (the account document flattens them).
+        #[derive(Debug, Clone, Serialize, serde::Deserialize)]
+        #[serde(tag = "provider")]
+        pub enum Settings {
+            $(#[serde(rename = $spelling)] $variant($module::Settings),)*
+        }
+
+        impl Provider {
+            pub const ALL: &'static [Provider] = &[$(Provider::$variant,)*];
+
+            /// The stored spellings, for inputs that choose one.
+            pub const NAMES: &'static [&'static str] = &[$($spelling,)*];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Provider::$variant => $spelling,)*
+                }
+            }
+
+            /// The provider's name as people write it, for messages.
+            pub fn display_name(self) -> &'static str {
+                match self {
+                    $(Provider::$variant => <$module::Settings as Seam>::DISPLAY_NAME,)*
+                }
+            }
+
+            /// The channel this provider's accounts carry.
+            pub fn channel(self) -> Channel {
+                match self {
+                    $(Provider::$variant => <$module::Settings as Seam>::CHANNEL,)*
+                }
+            }
+
+            /// Whether this provider's accounts carry `channel`.
+            pub fn serves(self, channel: Channel) -> bool {
+                match self {
+                    $(Provider::$variant => <$module::Settings as Seam>::serves(channel),)*
+                }
+            }
+
+            /// When free-form messages may reach a customer on `channel`
+            /// through this provider (R-CONV-6).
+            pub fn reply_window(self, channel: Channel) -> ReplyWindow {
+                match self {
+                    $(Provider::$variant => <$module::Settings as Seam>::reply_window(channel),)*
+                }
+            }
+
+            /// Where one of this provider's status words stands in a sent
+            /// message's life.
+            pub fn delivery_status(self, word: &str) -> DeliveryStatus {
+                match self {
+                    $(Provider::$variant => <$module::Settings as Seam>::delivery_status(word),)*
+                }
+            }
+
+            /// Answers a request to this provider's webhook
+            /// (`/webhooks/{provider}/{account}`).
+            pub async fn webhook(self, request: &Request, ports: &Ports<'_>) -> Response {
+                match self {
+                    $(Provider::$variant => crate::webhooks::serve::<$module::Settings>(request, ports).await,)*
+                }
+            }
+
+            /// Reads an account's settings of this provider from `input`;
+            /// `existing` is the account's current settings, if any, of the
+            /// same provider.
+            pub fn read_settings(
+                self,
+                ctx: &Ctx,
+                input: &Object,
+                existing: Option<&Settings>,
+            ) -> Result<Settings, ApiError> {
+                match self {
+                    $(Provider::$variant => {
+                        let fields = [&["provider", "name"][..], <$module::Settings as Seam>::FIELDS].concat();
+                        input.only(&fields)?;
+                        let existing = existing.and_then(<$module::Settings as Variant>::of);
+                        Ok(Settings::$variant(<$module::Settings as Seam>::read(ctx, input, existing)?))
+                    })*
+                }
+            }
+        }
+
+        /// Every organisation's account warnings, for the operator
+        /// (R-CFG-4).
+        pub fn every_warning(kv: &dyn KeyValue, now_millis: i64) -> Result<Vec<PageTokenWarning>, ApiError> {
+            let mut warnings = Vec::new();
+            $(warnings.extend(<$module::Settings as Seam>::every_warning(kv, now_millis)?);)*
+            Ok(warnings)
+        }
+
+        /// The Spin variable holding each API base the providers call, by
+        /// the name logs use.
+        pub fn api_bases() -> Vec<(&'static str, &'static str)> {
+            [$(<$module::Settings as Seam>::API_BASES,)*].concat()
+        }
+
+        impl Settings {
+            pub fn provider(&self) -> Provider {
+                match self {
+                    $(Settings::$variant(_) => Provider::$variant,)*
+                }
+            }
+
+            /// The secret the provider signs this account's webhooks with
+            /// (providers.md 1.3, 2.5, 3.2, 4.2).
+            pub fn webhook_secret(&self) -> &str {
+                match self {
+                    $(Settings::$variant(settings) => settings.webhook_secret(),)*
+                }
+            }
+
+            /// The addresses customers reach the account at.
+            pub fn addresses(&self) -> Vec<&str> {
+                match self {
+                    $(Settings::$variant(settings) => settings.addresses(),)*
+                }
+            }
+
+            /// What one of [`Settings::addresses`] is, for messages.
+            pub fn address_kind(&self) -> &'static str {
+                match self {
+                    $(Settings::$variant(_) => <$module::Settings as Seam>::ADDRESS_KIND,)*
+                }
+            }
+
+            /// The settings as an account's read shows them, secrets masked.
+            pub fn view(&self, callback_url: &str) -> Value {
+                match self {
+                    $(Settings::$variant(settings) => settings.view(callback_url),)*
+                }
+            }
+
+            /// The provider-specific part of saving an account.
+            pub fn on_save(
+                &mut self,
+                ctx: &Ctx,
+                account_id: &str,
+                previous: Option<&Settings>,
+                effects: &mut Effects,
+            ) -> Result<(), ApiError> {
+                match self {
+                    $(Settings::$variant(settings) => {
+                        let previous = previous.and_then(<$module::Settings as Variant>::of);
+                        settings.on_save(ctx, account_id, previous, effects)
+                    })*
+                }
+            }
+
+            /// Checks what a save brings with the provider, before the save
+            /// claims or writes anything; `previous` is the account's
+            /// settings before it.
+            pub async fn confirm(&self, ctx: &Ctx<'_>, previous: Option<&Settings>) -> Result<(), ApiError> {
+                match self {
+                    $(Settings::$variant(settings) => {
+                        let previous = previous.and_then(<$module::Settings as Variant>::of);
+                        settings.confirm(ctx, previous).await
+                    })*
+                }
+            }
+
+            /// The account's warnings (R-CFG-4), in `org`.
+            pub fn warnings(&self, org: &str, account_id: &str, now_millis: i64) -> Vec<PageTokenWarning> {
+                match self {
+                    $(Settings::$variant(settings) => settings.warnings(org, account_id, now_millis),)*
+                }
+            }
+
+            /// What deleting the account deletes besides its document.
+            pub fn on_delete(&self, account_id: &str) -> Vec<String> {
+                match self {
+                    $(Settings::$variant(settings) => settings.on_delete(account_id),)*
+                }
+            }
+
+            /// Asks the provider whether the credentials work (R-CFG-3).
+            pub async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, ApiError> {
+                match self {
+                    $(Settings::$variant(settings) => settings.check_credentials(ctx).await,)*
+                }
+            }
+
+            /// Sends `outgoing` through the account.
+            pub async fn send(
+                &self,
+                ports: &Ports<'_>,
+                outgoing: &Outgoing<'_>,
+            ) -> Result<SendOutcome, ApiError> {
+                match self {
+                    $(Settings::$variant(settings) => settings.send(ports, outgoing).await,)*
+                }
+            }
+        }
+
+        $(impl Variant for $module::Settings {
+            fn of(settings: &Settings) -> Option<&Self> {
+                if let Settings::$variant(settings) = settings {
+                    Some(settings)
+                } else {
+                    None
+                }
+            }
+        })*
+    };
+}
+
+providers! {
+    Telesign => telesign = "telesign",
+    Twilio => twilio = "twilio",
+    Facebook => facebook = "facebook",
+    Google => google = "gbm",
+}
+
+impl Provider {
+    pub fn parse(text: &str) -> Option<Provider> {
+        Provider::ALL
+            .iter()
+            .copied()
+            .find(|provider| provider.as_str() == text)
+    }
+
+    /// Whether the status word `status` is further along than `current`:
+    /// status callbacks arrive out of order and must never move a message
+    /// back, and an unknown word never wins.
+    pub fn moves_forward(self, current: Option<&str>, status: &str) -> bool {
+        let current = current.map_or(DeliveryStatus::Unknown, |word| self.delivery_status(word));
+        self.delivery_status(status) > current
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the core asks of a provider, implemented by its account settings
+/// (`providers/<name>/`): the account's fields and their validation, the
+/// webhook's signature check and parsing into [`Event`]s, the sender, the
+/// credential check, the delivery-status order and the reply window. The
+/// core never matches on a provider: it asks this.
+/// A provider's settings among [`Settings`]' variants.
+pub trait Variant: Sized {
+    /// These settings, if `settings` are this provider's.
+    fn of(settings: &Settings) -> Option<&Self>;
+}
+
+#[allow(async_fn_in_trait)]
+pub trait Seam: Variant {
+    const PROVIDER: Provider;
+    /// The provider's name as people write it.
+    const DISPLAY_NAME: &'static str;
+    /// An account's input fields besides `provider` and `name`.
+    const FIELDS: &'static [&'static str];
+    /// What an address of the account is, for messages.
+    const ADDRESS_KIND: &'static str;
+    /// The channel the provider's accounts carry.
+    const CHANNEL: Channel;
+    /// The Spin variables holding the provider's API bases, each with the
+    /// name logs give the calls to it.
+    const API_BASES: &'static [(&'static str, &'static str)];
+
+    fn serves(channel: Channel) -> bool {
+        channel == Self::CHANNEL
+    }
+    fn reply_window(channel: Channel) -> ReplyWindow;
+    fn delivery_status(word: &str) -> DeliveryStatus;
+
+    // ---- account settings
+    fn read(ctx: &Ctx, input: &Object, existing: Option<&Self>) -> Result<Self, ApiError>;
+    fn view(&self, callback_url: &str) -> Value;
+    fn webhook_secret(&self) -> &str;
+    fn addresses(&self) -> Vec<&str>;
+    fn on_save(
+        &mut self,
+        _ctx: &Ctx,
+        _account_id: &str,
+        _previous: Option<&Self>,
+        _effects: &mut Effects,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn on_delete(&self, _account_id: &str) -> Vec<String> {
+        Vec::new()
+    }
+    async fn confirm(&self, _ctx: &Ctx<'_>, _previous: Option<&Self>) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn warnings(&self, _org: &str, _account_id: &str, _now_millis: i64) -> Vec<PageTokenWarning> {
+        Vec::new()
+    }
+    /// The warnings of every organisation's accounts, for the operator.
+    fn every_warning(
+        _kv: &dyn KeyValue,
+        _now_millis: i64,
+    ) -> Result<Vec<PageTokenWarning>, ApiError> {
+        Ok(Vec::new())
+    }
+
+    // ---- credentials and sending
+    async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, ApiError>;
+    async fn send(
+        &self,
+        ports: &Ports<'_>,
+        outgoing: &Outgoing<'_>,
+    ) -> Result<SendOutcome, ApiError>;
+
+    // ---- webhook (driven by [`crate::webhooks`])
+    /// What is read of a request before its signature is checked, so the
+    /// check and the parse share one pass.
+    type Unverified;
+    /// The methods the webhook answers.
+    const METHODS: &'static [&'static str] = &["POST"];
+    /// The header whose signature is checked, for the 403.
+    const SIGNATURE_HEADER: &'static str;
+    /// One request carries events for addresses of other accounts too
+    /// (Facebook delivers a page's events to every app subscribed to it):
+    /// the account is always read, those events are skipped, and an event
+    /// refused for good does not refuse the others.
+    const BATCHES: bool = false;
+
+    fn unverified(request: &Request) -> Self::Unverified;
+    /// The answer to a subscription handshake, if the request is one:
+    /// checked right after the account's global record is read.
+    fn handshake(
+        _unverified: &Self::Unverified,
+        _request: &Request,
+        _ports: &Ports<'_>,
+        _signer: &Signer,
+    ) -> Option<Result<Response, ApiError>> {
+        None
+    }
+    fn signed(
+        unverified: &Self::Unverified,
+        request: &Request,
+        ports: &Ports<'_>,
+        secret: &str,
+    ) -> bool;
+    fn events(unverified: Self::Unverified, request: &Request) -> Result<Vec<Event>, ApiError>;
+    /// Fills in the address of a message whose callback did not name it,
+    /// from the account.
+    fn complete(inbound: &mut Inbound, account_id: &str, _settings: &Self) -> Result<(), ApiError> {
+        Err(crate::webhooks::invalid_callback(format!(
+            "the callback names no address of account {account_id} ({}); nothing was stored",
+            inbound.provider_message_id
+        )))
+    }
+    /// The answer to a callback that was taken.
+    fn accepted() -> Response;
+}
+
+/// What a webhook request tells the core, once verified and parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A customer's message.
+    Message(Inbound),
+    /// A status of one of our messages, by the provider's id for it.
+    Status {
+        message_id: String,
+        status: String,
+        error_code: Option<String>,
+        /// Our address the message went from, when the callback says.
+        channel_address: Option<String>,
+    },
+    /// A receipt that covers every message we sent on a thread up to a
+    /// time (Messenger's watermarks).
+    Watermark {
+        channel_address: String,
+        customer_address: String,
+        watermark_millis: i64,
+        status: &'static str,
+    },
+    /// Nothing to store (our own sends echoed, typing).
+    Nothing,
+}
+
+impl Event {
+    /// Our address the event concerns, when it names one.
+    pub fn channel_address(&self) -> Option<&str> {
+        match self {
+            Event::Message(inbound) => Some(&inbound.channel_address),
+            Event::Status {
+                channel_address, ..
+            } => channel_address.as_deref(),
+            Event::Watermark {
+                channel_address, ..
+            } => Some(channel_address),
+            Event::Nothing => None,
+        }
+    }
+}
+
+/// A message for a provider to send.
+pub struct Outgoing<'a> {
+    pub account_id: &'a str,
+    pub thread: Thread<'a>,
+    pub content: &'a Content,
+    pub author: Author,
+    pub window: Window,
+}
+
+/// The outcome of a credential check, with each page's for accounts that
+/// have pages.
+pub struct Checked {
+    pub check: CredentialCheck,
+    pub pages: Vec<PageValidation>,
+}
+
+impl From<CredentialCheck> for Checked {
+    fn from(check: CredentialCheck) -> Checked {
+        Checked {
+            check,
+            pages: Vec::new(),
+        }
+    }
+}
+
+/// Where the provider posts an account's callbacks.
+pub fn callback_url(public_base_url: &str, provider: Provider, account_id: &str) -> String {
+    format!("{public_base_url}/webhooks/{provider}/{account_id}")
+}
+
+/// When free-form messages may reach a customer, counted from the
+/// customer's last message, and what a refusal says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyWindow {
+    /// How long free-form messages may go out; `None`: any time.
+    pub free_form_hours: Option<i64>,
+    /// How long a human agent's reply may still go out, tagged, after the
+    /// free-form window closed (Messenger's HUMAN_AGENT tag).
+    pub human_agent_hours: Option<i64>,
+    /// How a refusal that comes from the provider starts.
+    pub refused_by: &'static str,
+    /// What a refusal says; `{closed_at}` stands for when it closed.
+    pub closed: &'static str,
+}
+
+impl ReplyWindow {
+    /// A channel without a window: messages may go out at any time.
+    pub const NONE: ReplyWindow = ReplyWindow {
+        free_form_hours: None,
+        human_agent_hours: None,
+        refused_by: "The provider refused the message: ",
+        closed:
+            "the channel's window for replies closed at {closed_at}; wait for the customer to write",
+    };
+}
+
+/// Where a message we sent stands, in the order a message moves through:
+/// a status only ever moves forward (`>`). Each provider maps its own
+/// status words onto it; the words themselves are what is stored and
+/// shown. Words a provider does not send for our messages are `Unknown`,
+/// the lowest, so they never win.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DeliveryStatus {
+    Unknown,
+    /// Handed over, outcome not yet known (TeleSign's `pending`).
+    Pending,
+    Accepted,
+    Scheduled,
+    Queued,
+    Sending,
+    Sent,
+    PartiallyDelivered,
+    Delivered,
+    Read,
+    /// Settled for good: failed, or (for providers that report no more
+    /// than that) delivered. Final states never overwrite each other.
+    Final,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -156,13 +660,13 @@ pub(crate) fn retry_after(headers: &[(String, String)]) -> Option<u64> {
 
 /// Where a Messenger or Business Messages message is, by its receipts:
 /// `sent` < `delivered` < `read`. Receipts arrive out of order, so a status
-/// only ever moves up this order; unknown statuses rank lowest.
-pub fn receipt_rank(status: &str) -> u8 {
+/// only ever moves up this order.
+pub fn receipt_status(status: &str) -> DeliveryStatus {
     match status {
-        "sent" => 1,
-        "delivered" => 2,
-        "read" => 3,
-        _ => 0,
+        "sent" => DeliveryStatus::Sent,
+        "delivered" => DeliveryStatus::Delivered,
+        "read" => DeliveryStatus::Read,
+        _ => DeliveryStatus::Unknown,
     }
 }
 

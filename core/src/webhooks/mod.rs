@@ -1,5 +1,7 @@
-//! The providers' webhooks (R-IN): one module per provider, each turning
-//! its provider's callbacks into [`crate::conversations::ingest`] calls.
+//! The providers' webhooks (R-IN): one pipeline for every provider, each
+//! provider's part (signature, parsing into [`Event`]s, handshakes) behind
+//! [`Seam`]; the events become [`crate::conversations::ingest`] calls and
+//! status updates.
 //!
 //! A webhook URL carries only the account id, so the first read is the
 //! account's global record, which names the organisation and holds the
@@ -10,6 +12,10 @@
 //! post to it, and what an unsigned request costs must not grow with what
 //! it carries. A check is one pass over the body (and one sort of
 //! Twilio's parameters), done once.
+//!
+//! Then every key the request's events need is read in one round trip,
+//! with the account document when a message needs it, and each event is
+//! applied in order.
 //!
 //! What a signed request may cost is bounded too: the provider signs it,
 //! but a leaked secret, a replay or a provider's bug must not multiply the
@@ -30,30 +36,223 @@
 //! is at least the provider's own, so no text a provider legitimately sends
 //! is ever cut.
 
-pub mod facebook;
-pub mod gbm;
-pub mod telesign;
-pub mod twilio;
-
-use crate::api::{ApiError, Response};
+use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
 use crate::config::accounts::{global_key, Account};
-use crate::ports::KeyValue;
+use crate::conversations::ingest::{apply_status, apply_watermark, ingest, thread_keys};
+use crate::conversations::{provider_message_key, thread_id};
+use crate::ports::{KeyValue, Ports, UnixMillis};
+use crate::providers::{Event, Provider, Seam};
 use crate::store;
 use serde::Deserialize;
+
+/// `/webhooks/{provider}/{accountId}`, for every provider.
+pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
+    match request.segments()[..] {
+        ["webhooks", provider, _] => match Provider::parse(provider) {
+            Some(provider) => provider.webhook(request, ports).await,
+            None => ApiError::not_found(&request.path).into_response(),
+        },
+        _ => ApiError::not_found(&request.path).into_response(),
+    }
+}
+
+/// The pipeline for provider `S`: global record → handshake or signature
+/// → events → one read of what they need → each applied.
+pub async fn serve<S: Seam>(request: &Request, ports: &Ports<'_>) -> Response {
+    if !S::METHODS
+        .iter()
+        .any(|m| Method::parse(m) == request.method)
+    {
+        return method_not_allowed(S::METHODS);
+    }
+    verified::<S>(request, ports)
+        .await
+        .unwrap_or_else(ApiError::into_response)
+}
+
+async fn verified<S: Seam>(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiError> {
+    let ["webhooks", _, account_id] = request.segments()[..] else {
+        return Err(ApiError::not_found(&request.path));
+    };
+    let signer = signer(ports.kv, account_id, S::PROVIDER)?;
+    let unverified = S::unverified(request);
+    if let Some(answer) = S::handshake(&unverified, request, ports, &signer) {
+        return answer;
+    }
+    if !S::signed(&unverified, request, ports, &signer.secret) {
+        return Err(bad_signature(S::SIGNATURE_HEADER));
+    }
+    let events = S::events(unverified, request)?;
+    apply_events::<S>(ports, &signer, events).await?;
+    Ok(S::accepted())
+}
+
+/// Reads everything `events` need in one round trip (after the account
+/// alone, when a message's address must come from it) and applies them in
+/// order.
+async fn apply_events<S: Seam>(
+    ports: &Ports<'_>,
+    signer: &Signer,
+    mut events: Vec<Event>,
+) -> Result<(), ApiError> {
+    let (kv, org, account_id) = (ports.kv, signer.org.as_str(), signer.account_id.as_str());
+    let first = complete_addresses::<S>(kv, signer, &mut events)?;
+    let now = ports.clock.now_millis();
+    let keys_per_event: Vec<Vec<String>> = events
+        .iter()
+        .map(|event| event_keys(org, account_id, S::PROVIDER, event, now))
+        .collect();
+    let key_counts: Vec<usize> = keys_per_event.iter().map(Vec::len).collect();
+    let keys: Vec<String> = keys_per_event.into_iter().flatten().collect();
+    let needs_account = S::BATCHES || events.iter().any(|e| matches!(e, Event::Message(_)));
+    let (account, mut found) = match first {
+        Some(account) => (Some(account), read_keys(kv, &keys)?),
+        None if needs_account => {
+            let (account, found) = read_account(kv, org, account_id, S::PROVIDER, keys)?;
+            (Some(account), found)
+        }
+        None => (None, read_keys(kv, &keys)?),
+    };
+    let ours: Option<Vec<&str>> = S::BATCHES
+        .then(|| account.as_ref().map(Account::addresses))
+        .flatten();
+    // A batch carries events of many addresses and customers: each stands
+    // on its own. An event refused for good (a page no workstream serves)
+    // is skipped so that the others are stored; an event that failed for
+    // now fails the batch after the others ran, and the provider's
+    // redelivery stores it (the others are duplicates by then).
+    let mut retry = None;
+    for (event, count) in events.iter().zip(key_counts) {
+        let values: Vec<Option<Vec<u8>>> = found.by_ref().take(count).collect();
+        if let (Some(ours), Some(address)) = (&ours, event.channel_address()) {
+            if !ours.contains(&address) {
+                continue;
+            }
+        }
+        match apply(ports, signer, account.as_ref(), S::PROVIDER, event, values).await {
+            Ok(()) => {}
+            Err(error) if !S::BATCHES => return Err(error),
+            Err(error) if error.status >= 500 => {
+                retry.get_or_insert(error);
+            }
+            Err(_) => {}
+        }
+    }
+    retry.map_or(Ok(()), Err)
+}
+
+/// Messages whose callback named no address of ours get it from the
+/// account, read first (TeleSign may leave `sender_id` out); the account,
+/// if it was read.
+fn complete_addresses<S: Seam>(
+    kv: &dyn KeyValue,
+    signer: &Signer,
+    events: &mut [Event],
+) -> Result<Option<Account>, ApiError> {
+    let incomplete =
+        |event: &Event| matches!(event, Event::Message(m) if m.channel_address.is_empty());
+    if !events.iter().any(incomplete) {
+        return Ok(None);
+    }
+    let (account_id, provider) = (signer.account_id.as_str(), S::PROVIDER);
+    let (account, _) = read_account(kv, &signer.org, account_id, provider, Vec::new())?;
+    let settings = S::of(&account.settings).ok_or_else(|| unknown_account(account_id, provider))?;
+    for event in events.iter_mut() {
+        if let Event::Message(inbound) = event {
+            if inbound.channel_address.is_empty() {
+                S::complete(inbound, account_id, settings)?;
+            }
+        }
+    }
+    Ok(Some(account))
+}
+
+fn read_keys(kv: &dyn KeyValue, keys: &[String]) -> Result<Found, ApiError> {
+    if keys.is_empty() {
+        return Ok(Vec::new().into_iter());
+    }
+    Ok(kv.get_many(keys)?.into_iter())
+}
+
+/// The keys an event needs read.
+fn event_keys(
+    org: &str,
+    account_id: &str,
+    provider: Provider,
+    event: &Event,
+    now: UnixMillis,
+) -> Vec<String> {
+    match event {
+        Event::Message(inbound) => thread_keys(org, account_id, provider, inbound, now),
+        Event::Status { message_id, .. } => vec![provider_message_key(org, provider, message_id)],
+        Event::Watermark { .. } | Event::Nothing => Vec::new(),
+    }
+}
+
+/// Applies one event; `found` holds the values of its [`event_keys`].
+async fn apply(
+    ports: &Ports<'_>,
+    signer: &Signer,
+    account: Option<&Account>,
+    provider: Provider,
+    event: &Event,
+    found: Vec<Option<Vec<u8>>>,
+) -> Result<(), ApiError> {
+    let (org, account_id) = (signer.org.as_str(), signer.account_id.as_str());
+    match event {
+        Event::Message(inbound) => {
+            let account = account.ok_or_else(|| unknown_account(account_id, provider))?;
+            ingest(ports, org, account, inbound, found).await?;
+        }
+        Event::Status {
+            status, error_code, ..
+        } => {
+            for value in found {
+                apply_status(
+                    ports.kv,
+                    org,
+                    value,
+                    status,
+                    error_code.as_deref(),
+                    provider,
+                )?;
+            }
+        }
+        Event::Watermark {
+            channel_address,
+            customer_address,
+            watermark_millis,
+            status,
+        } => {
+            let conversation = thread_id(org, account_id, channel_address, customer_address);
+            apply_watermark(
+                ports.kv,
+                org,
+                &conversation,
+                *watermark_millis,
+                status,
+                provider,
+            )?;
+        }
+        Event::Nothing => {}
+    }
+    Ok(())
+}
 
 #[derive(Deserialize)]
 struct GlobalRecord {
     org: String,
-    provider: String,
+    provider: Provider,
     #[serde(default)]
     deleted_at: Option<String>,
     #[serde(default)]
     secret: Option<String>,
 }
 
-/// The tenant of a webhook's account and the secret its provider signs the
+/// A webhook's account, its tenant and the secret its provider signs the
 /// account's requests with.
 pub struct Signer {
+    pub account_id: String,
     pub org: String,
     pub secret: String,
 }
@@ -61,7 +260,7 @@ pub struct Signer {
 /// The [`Signer`] of a `provider` account named in a webhook URL: one read
 /// of its global record. A record written before it carried the secret
 /// takes a second read, of the account document itself.
-pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: &str) -> Result<Signer, ApiError> {
+pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: Provider) -> Result<Signer, ApiError> {
     let unknown = || unknown_account(account_id, provider);
     if !crate::store::is_id(account_id) {
         return Err(unknown());
@@ -89,12 +288,13 @@ pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: &str) -> Result<Sig
         }
     };
     Ok(Signer {
+        account_id: account_id.to_owned(),
         org: record.org,
         secret,
     })
 }
 
-pub fn unknown_account(account_id: &str, provider: &str) -> ApiError {
+pub fn unknown_account(account_id: &str, provider: Provider) -> ApiError {
     ApiError {
         status: 404,
         code: "unknown_account",
@@ -122,7 +322,7 @@ pub fn read_account(
     kv: &dyn KeyValue,
     org: &str,
     account_id: &str,
-    provider: &str,
+    provider: Provider,
     keys: Vec<String>,
 ) -> Result<(Account, Found), ApiError> {
     let account_key = store::document_key::<Account>(org, account_id);
@@ -211,11 +411,11 @@ mod tests {
         let account = Account {
             id: ACCOUNT.into(),
             name: "WhatsApp".into(),
-            settings: Settings::Twilio {
+            settings: Settings::Twilio(crate::providers::twilio::Settings {
                 account_sid: "AC00000000000000000000000000000000".into(),
                 auth_token: "token-in-the-account".into(),
                 numbers: Vec::new(),
-            },
+            }),
             created_at: String::new(),
             updated_at: String::new(),
             last_validation: None,
@@ -235,14 +435,19 @@ mod tests {
         let kv = with_account(
             json!({"org": ORG, "provider": "twilio", "secret": "token-in-the-record"}),
         );
-        let found = signer(&kv, ACCOUNT, "twilio").unwrap();
+        let found = signer(&kv, ACCOUNT, Provider::Twilio).unwrap();
         assert_eq!(
             (found.org.as_str(), found.secret.as_str()),
             (ORG, "token-in-the-record")
         );
-        assert_eq!(signer_error(&kv, "telesign"), (404, "unknown_account"));
         assert_eq!(
-            signer(&kv, "not-an-id", "twilio").err().map(|e| e.status),
+            signer_error(&kv, Provider::Telesign),
+            (404, "unknown_account")
+        );
+        assert_eq!(
+            signer(&kv, "not-an-id", Provider::Twilio)
+                .err()
+                .map(|e| e.status),
             Some(404)
         );
     }
@@ -251,7 +456,7 @@ mod tests {
     fn a_record_written_before_it_held_the_secret_reads_the_account() {
         let kv = with_account(json!({"org": ORG, "provider": "twilio"}));
         assert_eq!(
-            signer(&kv, ACCOUNT, "twilio").unwrap().secret,
+            signer(&kv, ACCOUNT, Provider::Twilio).unwrap().secret,
             "token-in-the-account"
         );
     }
@@ -261,10 +466,13 @@ mod tests {
         let kv = with_account(
             json!({"org": ORG, "provider": "twilio", "deleted_at": "2026-01-01T00:00:00Z"}),
         );
-        assert_eq!(signer_error(&kv, "twilio"), (410, "account_deleted"));
+        assert_eq!(
+            signer_error(&kv, Provider::Twilio),
+            (410, "account_deleted")
+        );
     }
 
-    fn signer_error(kv: &MemoryKeyValue, provider: &str) -> (u16, &'static str) {
+    fn signer_error(kv: &MemoryKeyValue, provider: Provider) -> (u16, &'static str) {
         let error = signer(kv, ACCOUNT, provider).err().expect("refused");
         (error.status, error.code)
     }

@@ -1,0 +1,125 @@
+//! A Facebook account's fields (R-CFG-1, R-CFG-2): the app, its secret
+//! (write-only; it also signs the webhooks), the verify token generated for
+//! the subscription handshake, and the connected pages with their tokens.
+
+use crate::api::ApiError;
+use crate::auth::mask;
+use crate::config::Ctx;
+use crate::input::Object;
+use crate::providers::fields::{digits, no_whitespace, unique};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    pub app_id: String,
+    pub app_secret: String,
+    /// Generated once; Facebook echoes it in the webhook handshake.
+    pub verify_token: String,
+    pub pages: Vec<FacebookPage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FacebookPage {
+    pub name: String,
+    pub page_id: String,
+    pub access_token: String,
+    /// When the token was set (RFC 3339): tokens are due every 60 days.
+    pub token_set_at: String,
+    /// Why this page gets no callback values, when another account has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<String>,
+}
+
+pub const FIELDS: &[&str] = &["app_id", "app_secret", "pages"];
+
+impl Settings {
+    pub(super) fn read(
+        ctx: &Ctx,
+        input: &Object,
+        existing: Option<&Settings>,
+    ) -> Result<Settings, ApiError> {
+        let previous_pages = existing.map(|e| e.pages.as_slice()).unwrap_or_default();
+        let pages = input.objects("pages", |p| read_page(ctx, p, previous_pages))?;
+        unique(input, "pages", pages.iter().map(|p| p.page_id.as_str()))?;
+        let verify_token = match existing {
+            Some(existing) => existing.verify_token.clone(),
+            None => ctx.ports.random.id128(),
+        };
+        Ok(Settings {
+            app_id: input.parsed("app_id", digits("Facebook app ID"))?,
+            app_secret: input.parsed("app_secret", no_whitespace("app secret"))?,
+            verify_token,
+            pages,
+        })
+    }
+
+    /// The connected pages' ids: a withheld page is another account's.
+    pub(super) fn addresses(&self) -> Vec<&str> {
+        self.pages
+            .iter()
+            .filter(|page| page.withheld.is_none())
+            .map(|page| page.page_id.as_str())
+            .collect()
+    }
+
+    pub(super) fn view(&self, callback_url: &str) -> Value {
+        let verify_token = &self.verify_token;
+        json!({
+            "app_id": self.app_id,
+            "app_secret": mask(&self.app_secret),
+            "pages": self.pages.iter().map(|page| {
+                let callback = match &page.withheld {
+                    None => json!({"callback_url": callback_url, "verify_token": verify_token}),
+                    Some(reason) => json!({"callback_url": null, "verify_token": null, "callback_withheld": reason}),
+                };
+                let mut shown = json!({
+                    "name": page.name,
+                    "page_id": page.page_id,
+                    "access_token": mask(&page.access_token),
+                    "token_set_at": page.token_set_at,
+                });
+                if let (Some(shown), Value::Object(callback)) = (shown.as_object_mut(), callback) {
+                    shown.extend(callback);
+                }
+                shown
+            }).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn read_page(ctx: &Ctx, page: Object, previous: &[FacebookPage]) -> Result<FacebookPage, ApiError> {
+    page.only(&["name", "page_id", "access_token", "token_set_at"])?;
+    let page_id = page.parsed("page_id", digits("Facebook page ID"))?;
+    let before = previous.iter().find(|p| p.page_id == page_id);
+    let access_token = match (
+        page.optional_parsed("access_token", no_whitespace("page access token"))?,
+        before,
+    ) {
+        (Some(token), _) => token,
+        (None, Some(before)) => before.access_token.clone(),
+        (None, None) => return Err(page.missing("access_token")),
+    };
+    let token_set_at = match page.optional_parsed("token_set_at", crate::time::parse_rfc3339)? {
+        Some(millis) if millis > ctx.ports.clock.now_millis() => {
+            return Err(page.error(
+                "token_set_at",
+                "in_future",
+                "\"token_set_at\" cannot be in the future",
+            ))
+        }
+        Some(millis) => crate::time::rfc3339(millis),
+        // A new token starts its 60 days now; an unchanged one keeps its date.
+        None => match before {
+            Some(before) if before.access_token == access_token => before.token_set_at.clone(),
+            _ => ctx.now.clone(),
+        },
+    };
+    Ok(FacebookPage {
+        name: page.name("name", 100)?,
+        page_id,
+        access_token,
+        token_set_at,
+        withheld: None,
+    })
+}
