@@ -7,10 +7,11 @@
 //! carries `approved` and `content_sid` beside its text, and rendering for
 //! WhatsApp walks the fallback chain over approved versions only.
 
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::Role;
 use crate::config::outbound_configs::OutboundConfig;
 use crate::config::{in_use, serve, Ctx, Resource};
+use crate::error::Error;
 use crate::input::{self, Object};
 use crate::locale::{fallback_chain, Locale};
 use crate::ports::Ports;
@@ -189,7 +190,7 @@ fn content_sid(text: &str) -> Result<String, String> {
     }
 }
 
-fn read_versions(input: &Object, whatsapp: bool) -> Result<BTreeMap<Locale, Version>, ApiError> {
+fn read_versions(input: &Object, whatsapp: bool) -> Result<BTreeMap<Locale, Version>, Error> {
     let map = input.object("versions")?.unwrap_or_default();
     if map.is_empty() {
         return Err(input.error(
@@ -202,9 +203,9 @@ fn read_versions(input: &Object, whatsapp: bool) -> Result<BTreeMap<Locale, Vers
     for (tag, value) in &map {
         let path = input.path_of(&format!("versions.{tag}"));
         let locale = Locale::parse(tag)
-            .map_err(|e| ApiError::invalid(path.clone(), "invalid_locale", e.message))?;
+            .map_err(|e| Error::invalid(path.clone(), "invalid_locale", e.message))?;
         let text_error = |path: &str, error: crate::template_text::TextError| {
-            ApiError::invalid(path, "invalid_template_text", error.to_string())
+            Error::invalid(path, "invalid_template_text", error.to_string())
         };
         let version = match value {
             Value::String(text) => Version {
@@ -236,7 +237,7 @@ fn read_versions(input: &Object, whatsapp: bool) -> Result<BTreeMap<Locale, Vers
                 }
             }
             _ => {
-                return Err(ApiError::invalid(
+                return Err(Error::invalid(
                     path.clone(),
                     "wrong_type",
                     format!(
@@ -246,7 +247,7 @@ fn read_versions(input: &Object, whatsapp: bool) -> Result<BTreeMap<Locale, Vers
             }
         };
         if versions.insert(locale.clone(), version).is_some() {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 path,
                 "duplicate",
                 format!("two versions are for locale {locale}"),
@@ -268,12 +269,7 @@ impl Resource for Template {
         })
     }
 
-    fn build(
-        ctx: &Ctx,
-        id: String,
-        input: Object,
-        existing: Option<&Self>,
-    ) -> Result<Self, ApiError> {
+    fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {
         input.only(&["name", "channel_types", "default_locale", "versions"])?;
         let name = input.name("name", 100)?;
         let mut channel_types: Vec<String> = Vec::new();
@@ -323,13 +319,13 @@ impl Resource for Template {
         ctx: &Ctx,
         previous: Option<&Self>,
         _effects: &mut crate::config::Effects,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         if previous.is_some() {
             // An outbound configuration relies on the channel and approval it
             // was saved with.
             for config in users(ctx, &self.id)? {
                 if let Err(reason) = config.check_template(self) {
-                    return Err(ApiError::conflict(
+                    return Err(Error::conflict(
                         "in_use",
                         format!(
                             "outbound configuration {} ({}) uses this template: {reason}",
@@ -342,7 +338,7 @@ impl Resource for Template {
         Ok(())
     }
 
-    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, Error> {
         let names: Vec<String> = users(ctx, &self.id)?
             .iter()
             .map(|config| format!("outbound configuration {} ({})", config.id, config.name))
@@ -359,7 +355,7 @@ impl Resource for Template {
     }
 }
 
-fn users(ctx: &Ctx, template_id: &str) -> Result<Vec<OutboundConfig>, ApiError> {
+fn users(ctx: &Ctx, template_id: &str) -> Result<Vec<OutboundConfig>, Error> {
     Ok(store::list_all::<OutboundConfig>(ctx.kv(), ctx.org())?
         .into_iter()
         .filter(|config| config.template_id == template_id)
@@ -368,21 +364,21 @@ fn users(ctx: &Ctx, template_id: &str) -> Result<Vec<OutboundConfig>, ApiError> 
 
 /// The templates component: `/api/templates/...`.
 pub fn handle(request: &Request, ports: &Ports) -> Response {
-    route(request, ports).unwrap_or_else(ApiError::into_response)
+    route(request, ports).unwrap_or_else(Error::into_response)
 }
 
-fn route(request: &Request, ports: &Ports) -> Result<Response, ApiError> {
+fn route(request: &Request, ports: &Ports) -> Result<Response, Error> {
     let ctx = Ctx::authenticate(request, ports)?;
     match request.segments()[..] {
         ["api", "templates"] => serve::<Template>(&ctx, request, None),
         ["api", "templates", id] => serve::<Template>(&ctx, request, Some(id)),
         ["api", "templates", id, "render"] => render(&ctx, request, id),
-        _ => Err(ApiError::not_found(&request.path)),
+        _ => Err(Error::no_route(&request.path)),
     }
 }
 
 /// `POST /api/templates/{id}/render` (R-TPL-3): a preview for one contact.
-fn render(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError> {
+fn render(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, Error> {
     if request.method != Method::Post {
         return Ok(method_not_allowed(&["POST"]));
     }
@@ -409,9 +405,7 @@ fn render(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError> 
     };
     let rendered = template
         .render(channel_type, locale.as_ref(), &context)
-        .map_err(|failure| {
-            ApiError::invalid(failure.field(), failure.code(), failure.to_string())
-        })?;
+        .map_err(|failure| Error::invalid(failure.field(), failure.code(), failure.to_string()))?;
     Ok(Response::json(200, &rendered))
 }
 

@@ -17,10 +17,11 @@
 //! token. Without that proof one tenant could claim another's page first.
 
 use super::{in_use, Ctx, Effects, Resource, Save};
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::{mask, Role};
 use crate::config::outbound_configs::OutboundConfig;
 use crate::config::workstreams::Workstream;
+use crate::error::{Error, ProviderFailure};
 use crate::input::Object;
 use crate::phone::{DigitsNumber, E164};
 use crate::ports::KeyValue;
@@ -263,7 +264,7 @@ pub fn org_page_token_warnings(
     kv: &dyn KeyValue,
     org: &str,
     now_millis: i64,
-) -> Result<Vec<PageTokenWarning>, ApiError> {
+) -> Result<Vec<PageTokenWarning>, Error> {
     Ok(store::list_all::<Account>(kv, org)?
         .iter()
         .flat_map(|account| account.token_warnings(org, now_millis))
@@ -276,7 +277,7 @@ pub fn org_page_token_warnings(
 pub fn every_page_token_warning(
     kv: &dyn KeyValue,
     now_millis: i64,
-) -> Result<Vec<PageTokenWarning>, ApiError> {
+) -> Result<Vec<PageTokenWarning>, Error> {
     let log = page_log();
     let mut pages: Vec<String> = log
         .read(kv, 1, log.len(kv)?)?
@@ -374,7 +375,7 @@ fn digits(what: &'static str) -> impl Fn(&str) -> Result<String, String> {
     }
 }
 
-fn service_account(input: &Object) -> Result<String, ApiError> {
+fn service_account(input: &Object) -> Result<String, Error> {
     // Accepted as the JSON object itself or as its text.
     let text = match input.object("service_account") {
         Ok(Some(object)) => Value::Object(object).to_string(),
@@ -386,11 +387,7 @@ fn service_account(input: &Object) -> Result<String, ApiError> {
     Ok(text)
 }
 
-fn read_settings(
-    ctx: &Ctx,
-    input: &Object,
-    existing: Option<&Account>,
-) -> Result<Settings, ApiError> {
+fn read_settings(ctx: &Ctx, input: &Object, existing: Option<&Account>) -> Result<Settings, Error> {
     let provider = input
         .choice("provider", PROVIDERS)?
         .ok_or_else(|| input.missing("provider"))?;
@@ -477,7 +474,7 @@ fn read_settings(
     })
 }
 
-fn read_page(ctx: &Ctx, page: Object, previous: &[FacebookPage]) -> Result<FacebookPage, ApiError> {
+fn read_page(ctx: &Ctx, page: Object, previous: &[FacebookPage]) -> Result<FacebookPage, Error> {
     page.only(&["name", "page_id", "access_token", "token_set_at"])?;
     let page_id = page.parsed("page_id", digits("Facebook page ID"))?;
     let before = previous.iter().find(|p| p.page_id == page_id);
@@ -515,11 +512,7 @@ fn read_page(ctx: &Ctx, page: Object, previous: &[FacebookPage]) -> Result<Faceb
 
 /// `/api/accounts` and `/api/accounts/{id}`: the generic routes, except
 /// that a save first has Graph confirm the page tokens it brings.
-pub async fn serve(
-    ctx: &Ctx<'_>,
-    request: &Request,
-    id: Option<&str>,
-) -> Result<Response, ApiError> {
+pub async fn serve(ctx: &Ctx<'_>, request: &Request, id: Option<&str>) -> Result<Response, Error> {
     let Some(save) = Save::<Account>::read(ctx, request, id)? else {
         return super::serve::<Account>(ctx, request, id);
     };
@@ -535,7 +528,7 @@ async fn confirm_new_tokens(
     ctx: &Ctx<'_>,
     account: &Account,
     previous: Option<&Account>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let Settings::Facebook {
         app_id,
         app_secret,
@@ -575,10 +568,10 @@ fn unconfirmed(
     index: usize,
     page_id: &str,
     app_id: &str,
-) -> Option<ApiError> {
+) -> Option<Error> {
     match check.verdict {
         Verdict::Valid => None,
-        Verdict::Invalid => Some(ApiError::invalid(
+        Verdict::Invalid => Some(Error::invalid(
             format!("pages[{index}].access_token"),
             "page_token_mismatch",
             format!(
@@ -586,15 +579,10 @@ fn unconfirmed(
                 check.message
             ),
         )),
-        Verdict::Unreachable => Some(ApiError {
-            status: 502,
-            code: "provider_unreachable",
-            message: format!(
+        Verdict::Unreachable => Some(Error::Provider(ProviderFailure::Unreachable(format!(
                 "Facebook's Graph API could not be asked whether this is the access token of page {page_id} ({}); nothing was saved, retry later",
                 check.message
-            ),
-            field: None,
-        }),
+            )))),
     }
 }
 
@@ -603,7 +591,7 @@ fn unique<'a>(
     input: &Object,
     field: &str,
     values: impl Iterator<Item = &'a str>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let mut seen = std::collections::HashSet::new();
     for (index, value) in values.enumerate() {
         if !seen.insert(value) {
@@ -631,12 +619,7 @@ impl Resource for Account {
         fields
     }
 
-    fn build(
-        ctx: &Ctx,
-        id: String,
-        input: Object,
-        existing: Option<&Self>,
-    ) -> Result<Self, ApiError> {
+    fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {
         Ok(Account {
             id,
             name: input.name("name", 100)?,
@@ -737,7 +720,7 @@ impl Resource for Account {
         ctx: &Ctx,
         previous: Option<&Self>,
         effects: &mut Effects,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         // The webhook secret rides along so that a webhook checks the
         // provider's signature after this one read, before reading anything
         // a forged request could make it read.
@@ -775,7 +758,7 @@ impl Resource for Account {
                     // A save connecting it right now, or one that died doing
                     // so: the page is nobody's yet, so nothing is withheld.
                     Claim::Taken(None) => {
-                        return Err(ApiError::in_progress(format!(
+                        return Err(Error::InProgress(format!(
                             "another save is connecting page {} right now; retry after the Retry-After delay",
                             page.page_id
                         )))
@@ -815,7 +798,7 @@ impl Resource for Account {
         Ok(())
     }
 
-    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, Error> {
         refuse_if_routed(ctx, &self.id, &self.addresses())?;
         if let Settings::Gbm { .. } = self.settings {
             return Ok(vec![google::token_cache_key(&self.id)]);
@@ -851,7 +834,7 @@ fn merge_into(target: &mut Value, extra: Value) {
 
 /// 409 while a workstream or an outbound configuration uses any of
 /// `addresses` of the account.
-fn refuse_if_routed(ctx: &Ctx, account_id: &str, addresses: &[&str]) -> Result<(), ApiError> {
+fn refuse_if_routed(ctx: &Ctx, account_id: &str, addresses: &[&str]) -> Result<(), Error> {
     if addresses.is_empty() {
         return Ok(());
     }
@@ -897,7 +880,7 @@ fn refuse_if_routed(ctx: &Ctx, account_id: &str, addresses: &[&str]) -> Result<(
 
 /// `POST /api/accounts/{id}/validate` (R-CFG-3): asks the provider whether
 /// the stored credentials work, and records the answer on the account.
-pub async fn validate(ctx: &Ctx<'_>, request: &Request, id: &str) -> Result<Response, ApiError> {
+pub async fn validate(ctx: &Ctx<'_>, request: &Request, id: &str) -> Result<Response, Error> {
     if request.method != Method::Post {
         return Ok(method_not_allowed(&["POST"]));
     }
@@ -963,9 +946,8 @@ pub async fn validate(ctx: &Ctx<'_>, request: &Request, id: &str) -> Result<Resp
         Settings::Gbm {
             service_account, ..
         } => {
-            let parsed = ServiceAccount::parse(service_account).map_err(|message| {
-                ApiError::invalid("service_account", "invalid_format", message)
-            })?;
+            let parsed = ServiceAccount::parse(service_account)
+                .map_err(|message| Error::invalid("service_account", "invalid_format", message))?;
             providers::google::check_credentials(http, &base("google_oauth_base")?, &parsed, now)
                 .await
         }
@@ -1070,7 +1052,7 @@ mod tests {
         let mut request = Request::new(method, path);
         request.body = body.to_string().into_bytes();
         let id = path.strip_prefix("/api/accounts/");
-        let response = block_on(serve(ctx, &request, id)).unwrap_or_else(ApiError::into_response);
+        let response = block_on(serve(ctx, &request, id)).unwrap_or_else(Error::into_response);
         let body = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
         (response.status, body)
     }

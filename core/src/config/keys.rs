@@ -2,13 +2,14 @@
 //! revoke them. The token is in the create response and nowhere else.
 
 use super::Ctx;
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::{ApiKey, Role};
 use crate::config::agents::Agent;
+use crate::error::Error;
 use crate::input::{self, Object};
 use crate::store;
 
-pub fn serve(ctx: &Ctx, request: &Request, id: Option<&str>) -> Result<Response, ApiError> {
+pub fn serve(ctx: &Ctx, request: &Request, id: Option<&str>) -> Result<Response, Error> {
     ctx.principal.require(&[Role::Admin])?;
     match (id, request.method) {
         (None, Method::Post) => create(ctx, request),
@@ -23,7 +24,7 @@ pub fn serve(ctx: &Ctx, request: &Request, id: Option<&str>) -> Result<Response,
         (Some(id), Method::Delete) => {
             let key: ApiKey = store::require(ctx.kv(), ctx.org(), id)?;
             if key.id == ctx.principal.key_id {
-                return Err(ApiError::conflict(
+                return Err(Error::conflict(
                     "own_key",
                     "a key cannot revoke itself; revoke it with another admin key",
                 ));
@@ -35,7 +36,7 @@ pub fn serve(ctx: &Ctx, request: &Request, id: Option<&str>) -> Result<Response,
     }
 }
 
-fn create(ctx: &Ctx, request: &Request) -> Result<Response, ApiError> {
+fn create(ctx: &Ctx, request: &Request) -> Result<Response, Error> {
     let body = input::json_object(&request.body)?;
     let fields = Object::root(&body);
     fields.only(&["name", "role", "agent_id"])?;

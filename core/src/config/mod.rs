@@ -16,8 +16,9 @@ pub mod queues;
 pub mod warnings;
 pub mod workstreams;
 
-use crate::api::{ApiError, Method, Request, Response};
+use crate::api::{Method, Request, Response};
 use crate::auth::{Principal, Role};
+use crate::error::Error;
 use crate::input::{self, Object};
 use crate::lease::Lease;
 use crate::ports::{Ports, UnixMillis};
@@ -36,7 +37,7 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// The context of a request made with an API key.
-    pub fn authenticate(request: &Request, ports: &'a Ports<'a>) -> Result<Ctx<'a>, ApiError> {
+    pub fn authenticate(request: &Request, ports: &'a Ports<'a>) -> Result<Ctx<'a>, Error> {
         let now_millis = ports.clock.now_millis();
         Ok(Ctx {
             ports,
@@ -90,7 +91,7 @@ pub struct Effects {
 impl Effects {
     /// Claims the unique `name` for `owner`; a name won is written with the
     /// document (its owner record).
-    pub fn claim(&mut self, ctx: &Ctx, name: String, owner: &str) -> Result<Claim<()>, ApiError> {
+    pub fn claim(&mut self, ctx: &Ctx, name: String, owner: &str) -> Result<Claim<()>, Error> {
         let claim = store::claim(ctx.kv(), &name, owner, ctx.ports.clock.now_millis())?;
         Ok(match claim {
             Claim::Won(lease) => {
@@ -124,12 +125,7 @@ pub trait Resource: Document + Clone {
 
     /// Builds the document from a create body, or from a merged PATCH
     /// (`existing` is then the stored version).
-    fn build(
-        ctx: &Ctx,
-        id: String,
-        input: Object,
-        existing: Option<&Self>,
-    ) -> Result<Self, ApiError>;
+    fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error>;
 
     /// The document as the API shows it, secrets masked; documents without
     /// secrets show as they are stored.
@@ -145,7 +141,7 @@ pub trait Resource: Document + Clone {
         _ctx: &Ctx,
         _previous: Option<&Self>,
         _effects: &mut Effects,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         Ok(())
     }
 
@@ -155,7 +151,7 @@ pub trait Resource: Document + Clone {
 
     /// Refuses a delete while something depends on the document (409), and
     /// returns the keys to delete with it.
-    fn on_delete(&self, _ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+    fn on_delete(&self, _ctx: &Ctx) -> Result<Vec<String>, Error> {
         Ok(Vec::new())
     }
 
@@ -170,7 +166,7 @@ pub fn serve<R: Resource>(
     ctx: &Ctx,
     request: &Request,
     id: Option<&str>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     if let Some(save) = Save::<R>::read(ctx, request, id)? {
         return save.commit(ctx);
     }
@@ -213,7 +209,7 @@ pub struct Save<R> {
 
 impl<R: Resource> Save<R> {
     /// The save `request` asks for, if it is one.
-    pub fn read(ctx: &Ctx, request: &Request, id: Option<&str>) -> Result<Option<Self>, ApiError> {
+    pub fn read(ctx: &Ctx, request: &Request, id: Option<&str>) -> Result<Option<Self>, Error> {
         Ok(Some(match (id, request.method) {
             (None, Method::Post) => {
                 ctx.principal.require(R::WRITERS)?;
@@ -242,7 +238,7 @@ impl<R: Resource> Save<R> {
 
     /// Writes the save: `201` with the new document, or `200` with the
     /// updated one.
-    pub fn commit(self, ctx: &Ctx) -> Result<Response, ApiError> {
+    pub fn commit(self, ctx: &Ctx) -> Result<Response, Error> {
         let status = if self.existing.is_some() { 200 } else { 201 };
         let document = write(ctx, self.document, self.existing.as_ref())?;
         Ok(Response::json(status, &document.view(ctx)))
@@ -254,7 +250,7 @@ pub fn list_page<D: Document>(
     ctx: &Ctx,
     request: &Request,
     view: impl Fn(&D) -> Value,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let (cursor, limit) = store::paging(request)?;
     let page = store::list::<D>(ctx.kv(), ctx.org(), cursor, limit)?;
     let items: Vec<Value> = page.items.iter().map(view).collect();
@@ -265,7 +261,7 @@ pub fn list_page<D: Document>(
 }
 
 /// Saves a built document with its effects in one transaction.
-fn write<R: Resource>(ctx: &Ctx, mut document: R, previous: Option<&R>) -> Result<R, ApiError> {
+fn write<R: Resource>(ctx: &Ctx, mut document: R, previous: Option<&R>) -> Result<R, Error> {
     let mut effects = Effects::default();
     let result = document
         .on_save(ctx, previous, &mut effects)
@@ -286,18 +282,18 @@ fn write<R: Resource>(ctx: &Ctx, mut document: R, previous: Option<&R>) -> Resul
 }
 
 /// 409 naming what still uses a document.
-pub fn in_use(what: &str, users: &[String], fix: &str) -> ApiError {
-    ApiError::conflict(
+pub fn in_use(what: &str, users: &[String], fix: &str) -> Error {
+    Error::conflict(
         "in_use",
         format!("{what} is still used by {}; {fix}", users.join(", ")),
     )
 }
 
 /// The routes of the admin component, after `/health`.
-pub async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiError> {
+pub async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Error> {
     let segments = request.segments();
     if segments.first() != Some(&"api") {
-        return Err(ApiError::not_found(&request.path));
+        return Err(Error::no_route(&request.path));
     }
     // Routes the operator token opens: they authenticate themselves.
     match segments[1..] {
@@ -328,7 +324,7 @@ pub async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Api
         ["outbound-configs", id] => {
             serve::<outbound_configs::OutboundConfig>(&ctx, request, Some(id))
         }
-        _ => Err(ApiError::not_found(&request.path)),
+        _ => Err(Error::no_route(&request.path)),
     }
 }
 
@@ -351,7 +347,7 @@ mod tests {
         };
         let mut request = Request::new(Method::Post, "/api/accounts");
         request.body = body.to_string().into_bytes();
-        serve::<accounts::Account>(&ctx, &request, None).unwrap_or_else(ApiError::into_response)
+        serve::<accounts::Account>(&ctx, &request, None).unwrap_or_else(Error::into_response)
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! its first admin key; its admins read it.
 
 use super::Ctx;
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::{self, ApiKey, Role};
+use crate::error::Error;
 use crate::input::{self, Object};
 use crate::ports::Ports;
 use crate::store;
@@ -21,7 +22,7 @@ fn org_key(id: &str) -> String {
 }
 
 /// `POST /api/orgs` with the operator token.
-pub fn create(request: &Request, ports: &Ports) -> Result<Response, ApiError> {
+pub fn create(request: &Request, ports: &Ports) -> Result<Response, Error> {
     if request.method != Method::Post {
         return Ok(method_not_allowed(&["POST"]));
     }
@@ -56,7 +57,7 @@ pub fn create(request: &Request, ports: &Ports) -> Result<Response, ApiError> {
 }
 
 /// `GET /api/orgs/{id}`: any key of the organisation; other ids are 404.
-pub fn read(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError> {
+pub fn read(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, Error> {
     if request.method != Method::Get {
         return Ok(method_not_allowed(&["GET"]));
     }
@@ -67,6 +68,6 @@ pub fn read(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError
     };
     let org: Org = stored
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or_else(|| ApiError::not_found(&request.path))?;
+        .ok_or_else(|| Error::no_route(&request.path))?;
     Ok(Response::json(200, &org))
 }

@@ -5,9 +5,9 @@
 
 use super::accounts::Account;
 use super::{Ctx, Resource};
-use crate::api::ApiError;
 use crate::auth::Role;
 use crate::config::workstreams::provider_of;
+use crate::error::Error;
 use crate::input::Object;
 use crate::phone::{DigitsNumber, E164};
 use crate::store;
@@ -73,12 +73,7 @@ impl Resource for OutboundConfig {
         })
     }
 
-    fn build(
-        ctx: &Ctx,
-        id: String,
-        input: Object,
-        existing: Option<&Self>,
-    ) -> Result<Self, ApiError> {
+    fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {
         input.only(&[
             "name",
             "show_on_timeline",

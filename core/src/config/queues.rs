@@ -1,9 +1,9 @@
 //! Queues (R-CFG-5): where classified conversations wait for agents.
 
 use super::{in_use, Ctx, Resource};
-use crate::api::ApiError;
 use crate::auth::Role;
 use crate::config::{agents::Agent, workstreams::Workstream};
+use crate::error::Error;
 use crate::input::Object;
 use crate::store;
 use serde::{Deserialize, Serialize};
@@ -28,12 +28,7 @@ impl Resource for Queue {
         json!({"name": self.name, "description": self.description})
     }
 
-    fn build(
-        ctx: &Ctx,
-        id: String,
-        input: Object,
-        existing: Option<&Self>,
-    ) -> Result<Self, ApiError> {
+    fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {
         input.only(&["name", "description"])?;
         Ok(Queue {
             id,
@@ -48,7 +43,7 @@ impl Resource for Queue {
         })
     }
 
-    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, Error> {
         let mut users: Vec<String> = store::list_all::<Workstream>(ctx.kv(), ctx.org())?
             .into_iter()
             .filter(|w| w.uses_queue(&self.id))
@@ -74,7 +69,7 @@ impl Resource for Queue {
 
 /// 422 unless `id` is a queue of the organisation; `field` names where the
 /// id was given (e.g. `queues[1]`).
-pub fn require_queue(ctx: &Ctx, input: &Object, field: &str, id: &str) -> Result<(), ApiError> {
+pub fn require_queue(ctx: &Ctx, input: &Object, field: &str, id: &str) -> Result<(), Error> {
     match store::load::<Queue>(ctx.kv(), ctx.org(), id)? {
         Some(_) => Ok(()),
         None => Err(input.error(

@@ -16,8 +16,9 @@
 use super::accounts::{Account, Settings};
 use super::queues::require_queue;
 use super::{Ctx, Effects, Resource};
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::{mask, Role};
+use crate::error::Error;
 use crate::input::Object;
 use crate::locale::Locale;
 use crate::ports::Randomness;
@@ -151,7 +152,7 @@ pub fn channel_claim(org: &str, account_id: &str, address: &str) -> String {
     format!("org/{org}/channel/{account_id}/{address}")
 }
 
-fn read_channel(ctx: &Ctx, channel: &str, item: Object) -> Result<ChannelInstance, ApiError> {
+fn read_channel(ctx: &Ctx, channel: &str, item: Object) -> Result<ChannelInstance, Error> {
     item.only(&[
         "account_id",
         "address",
@@ -207,11 +208,7 @@ fn read_channel(ctx: &Ctx, channel: &str, item: Object) -> Result<ChannelInstanc
     })
 }
 
-fn read_rule(
-    ctx: &Ctx,
-    channels: &[ChannelInstance],
-    rule: Object,
-) -> Result<RoutingRule, ApiError> {
+fn read_rule(ctx: &Ctx, channels: &[ChannelInstance], rule: Object) -> Result<RoutingRule, Error> {
     rule.only(&["name", "queue", "conditions"])?;
     let queue = rule.required_str("queue")?;
     require_queue(ctx, &rule, "queue", queue)?;
@@ -278,7 +275,7 @@ fn read_bot(
     ctx: &Ctx,
     input: &Object,
     existing: Option<&Workstream>,
-) -> Result<Option<Bot>, ApiError> {
+) -> Result<Option<Bot>, Error> {
     let Some(url) = input.optional_parsed("bot_url", bot_url)? else {
         return Ok(None);
     };
@@ -293,7 +290,7 @@ fn read_bot(
 
 /// A body carrying `bot_secret` (say, a read sent back) is told where
 /// secrets come from, rather than that the field is unknown.
-fn refuse_bot_secret(input: &Object) -> Result<(), ApiError> {
+fn refuse_bot_secret(input: &Object) -> Result<(), Error> {
     if input.has("bot_secret") {
         return Err(input.error(
             "bot_secret",
@@ -331,12 +328,7 @@ impl Resource for Workstream {
         })
     }
 
-    fn build(
-        ctx: &Ctx,
-        id: String,
-        input: Object,
-        existing: Option<&Self>,
-    ) -> Result<Self, ApiError> {
+    fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {
         refuse_bot_secret(&input)?;
         input.only(&[
             "name",
@@ -407,7 +399,7 @@ impl Resource for Workstream {
         ctx: &Ctx,
         previous: Option<&Self>,
         effects: &mut Effects,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         for (index, instance) in self.channels.iter().enumerate() {
             let name = channel_claim(ctx.org(), &instance.account_id, &instance.address);
             if let Claim::Taken(holder) = effects.claim(ctx, name, &self.id)? {
@@ -415,14 +407,13 @@ impl Resource for Workstream {
                     || "another request saving right now".to_owned(),
                     |id| format!("workstream {id}"),
                 );
-                return Err(ApiError {
-                    status: 409,
+                return Err(Error::Conflict {
+                    field: Some(format!("channels[{index}].address")),
                     code: "channel_in_use",
                     message: format!(
                         "{} is already a channel of {whom}; remove it there first",
                         instance.address
                     ),
-                    field: Some(format!("channels[{index}].address")),
                 });
             }
         }
@@ -441,7 +432,7 @@ impl Resource for Workstream {
         Ok(())
     }
 
-    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, Error> {
         Ok(self
             .channels
             .iter()
@@ -453,14 +444,14 @@ impl Resource for Workstream {
 /// `POST /api/workstreams/{id}/rotate-bot-secret` (admin): a new secret for
 /// the workstream's bot, shown in this response only. The old one signs
 /// nothing from now on, so the bot should take the new one at once.
-pub fn rotate_bot_secret(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError> {
+pub fn rotate_bot_secret(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, Error> {
     if request.method != Method::Post {
         return Ok(method_not_allowed(&["POST"]));
     }
     ctx.principal.require(Workstream::WRITERS)?;
     let existing: Workstream = store::require(ctx.kv(), ctx.org(), id)?;
     let Some(bot) = &existing.bot else {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "no_bot",
             format!("workstream {id} has no bot to rotate a secret for; set its bot_url with PATCH /api/workstreams/{id}, which makes a secret"),
         ));
@@ -506,7 +497,7 @@ mod tests {
             ["api", "workstreams", id, "rotate-bot-secret"] => rotate_bot_secret(ctx, &request, id),
             _ => panic!("no route {path}"),
         }
-        .unwrap_or_else(ApiError::into_response);
+        .unwrap_or_else(Error::into_response);
         let answer = serde_json::from_slice(&response.body).unwrap_or_default();
         (response.status, answer)
     }

@@ -22,7 +22,7 @@
 //! ([`keep_legacy`]) before a link or a delete would part it from them.
 
 use super::contacts::Contact;
-use crate::api::ApiError;
+use crate::error::Error;
 use crate::ports::KeyValue;
 use crate::store;
 use serde::{Deserialize, Serialize};
@@ -129,7 +129,7 @@ impl Standing {
 /// have no record of their own, before a link or a delete parts them. It
 /// only writes what already holds, so it may run again, or before a
 /// change that then fails.
-pub fn keep_legacy(kv: &dyn KeyValue, org: &str, contact: &Contact) -> Result<(), ApiError> {
+pub fn keep_legacy(kv: &dyn KeyValue, org: &str, contact: &Contact) -> Result<(), Error> {
     let flagged: Vec<(String, &str)> = contact
         .addresses
         .iter()
@@ -165,7 +165,7 @@ pub fn read_many(
     kv: &dyn KeyValue,
     org: &str,
     addresses: &[(&str, &str)],
-) -> Result<Vec<Option<Consent>>, ApiError> {
+) -> Result<Vec<Option<Consent>>, Error> {
     if addresses.is_empty() {
         return Ok(Vec::new());
     }

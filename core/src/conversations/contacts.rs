@@ -12,9 +12,10 @@
 //! contact can undo one.
 
 use super::consent::{self, keep_legacy, Standing};
-use crate::api::{ApiError, Response};
+use crate::api::Response;
 use crate::auth::Role;
 use crate::config::{Ctx, Resource};
+use crate::error::Error;
 use crate::input::Object;
 use crate::store;
 use serde::{Deserialize, Serialize};
@@ -92,12 +93,7 @@ impl Resource for Contact {
         json!({"name": self.name, "fields": self.fields})
     }
 
-    fn build(
-        ctx: &Ctx,
-        id: String,
-        input: Object,
-        existing: Option<&Self>,
-    ) -> Result<Self, ApiError> {
+    fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {
         input.only(&["name", "fields"])?;
         let fields = input.object("fields")?.unwrap_or_default();
         Ok(Contact {
@@ -124,7 +120,7 @@ impl Resource for Contact {
     /// The addresses stop pointing here; their next message makes a new
     /// contact. Their opt-outs stay where they are, legacy ones copied to
     /// them first.
-    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, Error> {
         keep_legacy(ctx.kv(), ctx.org(), self)?;
         Ok(self
             .addresses
@@ -136,7 +132,7 @@ impl Resource for Contact {
 
 /// `GET /api/contacts/{id}`: the contact, each address with
 /// `opted_out_at` (when its customer opted out of that channel, or null).
-pub fn read(ctx: &Ctx, id: &str) -> Result<Response, ApiError> {
+pub fn read(ctx: &Ctx, id: &str) -> Result<Response, Error> {
     ctx.principal.require(Contact::READERS)?;
     let contact: Contact = store::require(ctx.kv(), ctx.org(), id)?;
     let addresses: Vec<(&str, &str)> = contact
@@ -165,13 +161,13 @@ pub fn read(ctx: &Ctx, id: &str) -> Result<Response, ApiError> {
 fn read_fields(
     input: &Object,
     fields: &Map<String, Value>,
-) -> Result<BTreeMap<String, String>, ApiError> {
+) -> Result<BTreeMap<String, String>, Error> {
     let path = input.path_of("fields");
     fields
         .iter()
         .map(|(name, value)| match value {
             Value::String(text) if text.chars().count() <= 1000 => Ok((name.clone(), text.clone())),
-            _ => Err(ApiError::invalid(
+            _ => Err(Error::invalid(
                 format!("{path}.{name}"),
                 "wrong_type",
                 format!("\"{path}.{name}\" must be a string of at most 1000 characters"),

@@ -8,8 +8,9 @@
 //! the way to reach the customer now.
 
 use super::{Attachment, Author, Thread};
-use crate::api::{ApiError, Response};
+use crate::api::Response;
 use crate::config::accounts::{Account, Settings};
+use crate::error::{Error, ProviderFailure};
 use crate::ports::Ports;
 use crate::providers::{self, facebook, google, telesign, twilio, SendOutcome};
 use crate::store;
@@ -107,15 +108,15 @@ pub fn free_form_window(
 /// A send that did not happen, with what the caller should be told.
 #[derive(Debug)]
 pub struct Undelivered {
-    pub error: ApiError,
+    pub error: Error,
     /// Seconds the provider asked us to wait (429).
     pub retry_after: Option<u64>,
     /// When the free-form window closed, for 409 `reply_window_closed`.
     pub window_closed_at: Option<String>,
 }
 
-impl From<ApiError> for Undelivered {
-    fn from(error: ApiError) -> Undelivered {
+impl From<Error> for Undelivered {
+    fn from(error: Error) -> Undelivered {
         Undelivered {
             error,
             retry_after: None,
@@ -129,14 +130,15 @@ impl Undelivered {
         if self.retry_after.is_none() && self.window_closed_at.is_none() {
             return self.error.into_response();
         }
-        let mut body = json!({"error": {"code": self.error.code, "message": self.error.message}});
-        if let Some(field) = &self.error.field {
+        let mut body =
+            json!({"error": {"code": self.error.code(), "message": self.error.message()}});
+        if let Some(field) = &self.error.field() {
             body["error"]["field"] = json!(field);
         }
         if let Some(closed_at) = self.window_closed_at {
             body["error"]["window_closed_at"] = json!(closed_at);
         }
-        let response = Response::json(self.error.status, &body);
+        let response = Response::json(self.error.status(), &body);
         match self.retry_after {
             Some(seconds) => response.with_header("retry-after", &seconds.to_string()),
             None => response,
@@ -158,7 +160,7 @@ impl Undelivered {
             ),
         };
         Undelivered {
-            error: ApiError::conflict(
+            error: Error::conflict(
                 "reply_window_closed",
                 format!(
                     "{}{}",
@@ -305,8 +307,8 @@ fn callback_url(ports: &Ports<'_>, account: &Account) -> String {
     )
 }
 
-fn page_removed(account: &Account, thread: Thread<'_>) -> ApiError {
-    ApiError::conflict(
+fn page_removed(account: &Account, thread: Thread<'_>) -> Error {
+    Error::conflict(
         "channel_removed",
         format!(
             "page {} is no longer connected to account {}; replies cannot be sent from it",
@@ -322,7 +324,7 @@ async fn google_token(
     ports: &Ports<'_>,
     account: &Account,
     service_account: &str,
-) -> Result<Result<String, SendOutcome>, ApiError> {
+) -> Result<Result<String, SendOutcome>, Error> {
     let key = google::token_cache_key(&account.id);
     let now = ports.clock.now_millis();
     if let Some(bytes) = ports.kv.get(&key)? {
@@ -333,7 +335,7 @@ async fn google_token(
         }
     }
     let service_account = google::ServiceAccount::parse(service_account).map_err(|message| {
-        ApiError::conflict(
+        Error::conflict(
             "invalid_service_account",
             format!(
                 "account {} cannot reach Google: {message} (PATCH /api/accounts/{})",
@@ -369,8 +371,8 @@ pub const OUTCOME_UNKNOWN: &str = "outcome_unknown";
 /// Whether a send that failed may still have reached the customer: the
 /// provider was asked, but no answer came back. Such a message is shown as
 /// unknown and never sent again on its own.
-pub fn may_have_been_sent(error: &ApiError) -> bool {
-    error.code == "provider_unreachable"
+pub fn may_have_been_sent(error: &Error) -> bool {
+    matches!(error, Error::Provider(ProviderFailure::Unreachable(_)))
 }
 
 /// The provider's answer as the API reports it.
@@ -399,12 +401,7 @@ fn outcome_to_result(
             retry_after_seconds,
             message,
         } => Err(Undelivered {
-            error: ApiError {
-                status: 429,
-                code: "provider_rate_limited",
-                message: format!("{provider} is rate limiting this account ({message}); retry after the Retry-After delay"),
-                field: None,
-            },
+            error: Error::Provider(ProviderFailure::RateLimited(format!("{provider} is rate limiting this account ({message}); retry after the Retry-After delay"))),
             retry_after: Some(retry_after_seconds.unwrap_or(1)),
             window_closed_at: None,
         }),
@@ -416,20 +413,10 @@ fn outcome_to_result(
             let code_text = code
                 .map(|c| format!(", {provider} error {c}"))
                 .unwrap_or_default();
-            Err(ApiError {
-                status: 502,
-                code: "provider_rejected",
-                message: format!("{provider} refused the message (HTTP {status}{code_text}): {message}"),
-                field: None,
-            }
+            Err(Error::Provider(ProviderFailure::Rejected(format!("{provider} refused the message (HTTP {status}{code_text}): {message}")))
             .into())
         }
-        SendOutcome::Unreachable { message } => Err(ApiError {
-            status: 502,
-            code: "provider_unreachable",
-            message: format!("{provider} could not be reached ({message}); retry later"),
-            field: None,
-        }
+        SendOutcome::Unreachable { message } => Err(Error::Provider(ProviderFailure::Unreachable(format!("{provider} could not be reached ({message}); retry later")))
         .into()),
     }
 }

@@ -10,9 +10,10 @@
 //! advises leaving show-on-timeline off for mass messages, which is also
 //! what keeps those free of per-contact writes.
 
-use crate::api::{ApiError, Request, Response};
+use crate::api::{Request, Response};
 use crate::conversations::ingest::moves_forward;
 use crate::conversations::{messages, Author, Message};
+use crate::error::Error;
 use crate::locale::Locale;
 use crate::ports::KeyValue;
 use crate::store::{self, Log};
@@ -102,7 +103,7 @@ pub fn apply_status(
     status: &str,
     error_code: Option<&str>,
     rank: fn(&str) -> u8,
-) -> Result<bool, ApiError> {
+) -> Result<bool, Error> {
     let key = store::document_key::<Activity>(org, activity_id);
     let Some(bytes) = kv.get(&key)? else {
         return Ok(false);
@@ -137,7 +138,7 @@ pub fn read_timeline(
     org: &str,
     request: &Request,
     contact_id: &str,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let (cursor, limit) = store::paging(request)?;
     store::require::<crate::conversations::Contact>(kv, org, contact_id)?;
     let log = timeline(org, contact_id);

@@ -17,13 +17,13 @@
 use super::activity::{self, Activity};
 use super::budget;
 use super::contact_list::{recipient, Recipient, BATCH_SIZE};
-use crate::api::ApiError;
 use crate::config::accounts::Account;
 use crate::config::outbound_configs::OutboundConfig;
 use crate::conversations::consent::{self, Consent, Standing};
 use crate::conversations::contacts::{address_key, Contact};
 use crate::conversations::reply::{deliver, may_have_been_sent, Content, Window, OUTCOME_UNKNOWN};
 use crate::conversations::{pending_outbound_key, provider_message_key, thread_id, Author, Thread};
+use crate::error::Error;
 use crate::lease::Lease;
 use crate::ports::Ports;
 use crate::store;
@@ -56,22 +56,20 @@ impl Setup {
         kv: &dyn crate::ports::KeyValue,
         org: &str,
         config_id: &str,
-    ) -> Result<Setup, ApiError> {
-        let config: OutboundConfig = store::load(kv, org, config_id)?.ok_or_else(|| ApiError {
-            status: 404,
-            code: "not_found",
-            message: format!(
+    ) -> Result<Setup, Error> {
+        let config: OutboundConfig = store::load(kv, org, config_id)?.ok_or_else(|| Error::NotFound {
+ code: "not_found",
+ message: format!(
                 "no outbound configuration with id {config_id} in this organisation; create one with POST /api/outbound-configs"
             ),
-            field: None,
-        })?;
+})?;
         let keys = [
             store::document_key::<Template>(org, &config.template_id),
             store::document_key::<Account>(org, &config.account_id),
         ];
         let mut found = kv.get_many(&keys)?.into_iter();
         let broken = |what: &str| {
-            ApiError::conflict(
+            Error::conflict(
                 "configuration_broken",
                 format!(
                     "outbound configuration {config_id}'s {what} no longer exists; fix it with PATCH /api/outbound-configs/{config_id}"
@@ -124,12 +122,12 @@ pub struct Reason {
     pub field: Option<String>,
 }
 
-impl From<&ApiError> for Reason {
-    fn from(error: &ApiError) -> Reason {
+impl From<&Error> for Reason {
+    fn from(error: &Error) -> Reason {
         Reason {
-            code: error.code.to_owned(),
-            message: error.message.clone(),
-            field: error.field.clone(),
+            code: error.code().to_owned(),
+            message: error.message(),
+            field: error.field().map(str::to_owned),
         }
     }
 }
@@ -271,7 +269,7 @@ pub async fn run(
     batches: &[usize],
     job_id: Option<&str>,
     progress: Option<&Progress<'_>>,
-) -> Result<Run, ApiError> {
+) -> Result<Run, Error> {
     let mut results: Vec<ContactResult> = Vec::new();
     let mut to_send: Vec<usize> = batches.to_vec();
     if let Some(progress) = progress {
@@ -440,16 +438,16 @@ async fn run_batch(
             // No answer: the provider may have the message. It stays
             // `unknown`, and is not sent again.
             Err(error) if may_have_been_sent(&error) => {
-                activity.error = Some(error.message.clone());
+                activity.error = Some(error.message());
                 result.reason = Some(Reason {
-                    message: format!("{} ({})", outcome_unknown().message, error.message),
+                    message: format!("{} ({})", outcome_unknown().message, error.message()),
                     ..outcome_unknown()
                 });
             }
             Err(error) => {
                 activity.status = "failed".to_owned();
-                activity.error_code = Some(error.code.to_owned());
-                activity.error = Some(error.message.clone());
+                activity.error_code = Some(error.code().to_owned());
+                activity.error = Some(error.message());
                 result.status = Status::Failed;
                 result.reason = Some(Reason::from(&error));
             }
@@ -489,7 +487,7 @@ async fn run_batch(
     if let Err(error) = ports.kv.set_many(&writes) {
         // The messages went out; only their record is behind. What is
         // stored still says `unknown`, so nothing is sent again.
-        not_recorded(&mut results, &ApiError::from(error));
+        not_recorded(&mut results, &Error::from(error));
     }
     Some(results)
 }
@@ -545,7 +543,7 @@ fn record_intent(
     activities: &[Activity],
     results: &[ContactResult],
     record_key: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let mut writes = timeline_slots(ports, org, activities)?;
     writes.extend(activities.iter().map(|activity| {
         (
@@ -580,9 +578,9 @@ async fn send_all(
     ports: &Ports<'_>,
     setup: &Setup,
     ready: &[Ready],
-) -> Vec<Result<crate::conversations::reply::Sent, ApiError>> {
+) -> Vec<Result<crate::conversations::reply::Sent, Error>> {
     let config = &setup.config;
-    let mut sends: Vec<(usize, Result<_, ApiError>)> = stream::iter(ready.iter().enumerate())
+    let mut sends: Vec<(usize, Result<_, Error>)> = stream::iter(ready.iter().enumerate())
         .map(|(n, ready)| async move {
             let content = Content::Template {
                 template_id: config.template_id.clone(),
@@ -617,7 +615,7 @@ fn timeline_slots(
     ports: &Ports<'_>,
     org: &str,
     activities: &[Activity],
-) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
+) -> Result<Vec<(String, Vec<u8>)>, Error> {
     let mut slots = Vec::new();
     for activity in activities.iter().filter(|a| a.show_on_timeline) {
         let log = activity::timeline(org, &activity.contact_id);
@@ -629,13 +627,13 @@ fn timeline_slots(
 
 /// The messages went out but their outcome could not be stored: the
 /// results say so, and keep what the provider answered.
-fn not_recorded(results: &mut [ContactResult], error: &ApiError) {
+fn not_recorded(results: &mut [ContactResult], error: &Error) {
     for result in results.iter_mut().filter(|r| r.activity_id.is_some()) {
         result.reason = Some(reason(
             "activity_not_recorded",
             format!(
                 "the message was handed to the provider, but the outcome could not be stored ({}); its activity says unknown",
-                error.message
+                error.message()
             ),
             None,
         ));
@@ -655,7 +653,7 @@ fn prepare(
     setup: &Setup,
     recipients: Vec<Recipient>,
     now: &str,
-) -> Result<Prepared, ApiError> {
+) -> Result<Prepared, Error> {
     let (addressees, pending) = read_addressees(ports.kv, org, &setup.config, &recipients)?;
     let mut ready = Vec::new();
     let mut others = Vec::new();
@@ -687,7 +685,7 @@ fn read_addressees(
     org: &str,
     config: &OutboundConfig,
     recipients: &[Recipient],
-) -> Result<(Vec<Addressee>, Pending), ApiError> {
+) -> Result<(Vec<Addressee>, Pending), Error> {
     let channel = config.channel_type.as_str();
     let mut keys = Vec::with_capacity(recipients.len() * 3);
     let mut threads = Vec::with_capacity(recipients.len());

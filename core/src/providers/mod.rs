@@ -18,6 +18,7 @@ pub mod telesign;
 pub mod twilio;
 
 use crate::encoding::percent_encode;
+use crate::error::Error;
 use crate::ports::OutboundError;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -107,18 +108,14 @@ fn http_status(status: u16) -> String {
 }
 
 /// A provider's API origin from its Spin variable (e.g. `twilio_api_base`).
-pub fn api_base(
-    variables: &dyn crate::ports::Variables,
-    name: &str,
-) -> Result<String, crate::api::ApiError> {
+pub fn api_base(variables: &dyn crate::ports::Variables, name: &str) -> Result<String, Error> {
     variables
         .get(name)
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| crate::api::ApiError {
-            status: 500,
-            code: "misconfigured",
-            message: format!("the Spin variable {name} is not set; the operator must set it"),
-            field: None,
+        .ok_or_else(|| {
+            Error::Misconfigured(format!(
+                "the Spin variable {name} is not set; the operator must set it"
+            ))
         })
 }
 

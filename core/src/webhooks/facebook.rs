@@ -17,11 +17,12 @@ use super::{
     bad_signature, customer_text, echo, invalid_callback, read_account, signer, too_many,
     unknown_account, MAX_RECEIPT_IDS,
 };
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::constant_time_eq;
 use crate::config::accounts::{Account, Settings};
 use crate::conversations::ingest::{apply_status, apply_watermark, ingest, thread_keys, Inbound};
 use crate::conversations::{provider_message_key, thread_id, Attachment};
+use crate::error::Error;
 use crate::ports::{Ports, UnixMillis};
 use crate::providers::facebook::{self, Event, EventKind};
 use crate::providers::receipt_rank;
@@ -32,19 +33,19 @@ pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
         Method::Post => serve(request, ports).await.map(|()| echo("EVENT_RECEIVED")),
         _ => return method_not_allowed(&["GET", "POST"]),
     };
-    answer.unwrap_or_else(ApiError::into_response)
+    answer.unwrap_or_else(Error::into_response)
 }
 
-fn account_id(request: &Request) -> Result<&str, ApiError> {
+fn account_id(request: &Request) -> Result<&str, Error> {
     match request.segments()[..] {
         ["webhooks", "facebook", account_id] => Ok(account_id),
-        _ => Err(ApiError::not_found(&request.path)),
+        _ => Err(Error::no_route(&request.path)),
     }
 }
 
 /// The subscription handshake: echo `hub.challenge` when `hub.verify_token`
 /// is the token generated for this account.
-fn verify(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiError> {
+fn verify(request: &Request, ports: &Ports<'_>) -> Result<Response, Error> {
     let account_id = account_id(request)?;
     let org = signer(ports.kv, account_id, "facebook")?.org;
     let (account, _) = read_account(ports.kv, &org, account_id, "facebook", Vec::new())?;
@@ -57,12 +58,11 @@ fn verify(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiError> {
         .is_some_and(|given| constant_time_eq(given.as_bytes(), verify_token.as_bytes()));
     match request.query_param("hub.challenge") {
         Some(challenge) if subscribing && token_matches => Ok(echo(&challenge)),
-        _ => Err(ApiError {
-            status: 403,
-            code: "verification_failed",
-            message: format!("hub.mode must be \"subscribe\" and hub.verify_token the verify_token of account {account_id} (GET /api/accounts/{account_id} shows it)"),
-            field: None,
-        }),
+        _ => Err(Error::Forbidden {
+ field: None,
+ code: "verification_failed",
+ message: format!("hub.mode must be \"subscribe\" and hub.verify_token the verify_token of account {account_id} (GET /api/accounts/{account_id} shows it)"),
+}),
     }
 }
 
@@ -88,7 +88,7 @@ fn event_keys(org: &str, account: &str, event: &Event, now: UnixMillis) -> Vec<S
     }
 }
 
-async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
+async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), Error> {
     let account_id = account_id(request)?;
     let kv = ports.kv;
     let signer = signer(kv, account_id, "facebook")?;
@@ -122,7 +122,7 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
         let values: Vec<Option<Vec<u8>>> = found.by_ref().take(count).collect();
         if pages.contains(&event.page_id.as_str()) {
             match apply(ports, org, &account, event, values).await {
-                Err(error) if error.status >= 500 => {
+                Err(error) if !error.is_refusal() => {
                     retry.get_or_insert(error);
                 }
                 Ok(()) | Err(_) => {}
@@ -154,7 +154,7 @@ async fn apply(
     account: &Account,
     event: &Event,
     found: Vec<Option<Vec<u8>>>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let conversation = || thread_id(org, &account.id, &event.page_id, &event.psid);
     match &event.kind {
         EventKind::Message {

@@ -11,10 +11,11 @@ use super::{
     bad_signature, customer_text, echo, invalid_callback, read_account, signer, too_many,
     MAX_RECEIPT_IDS,
 };
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::constant_time_eq;
 use crate::conversations::ingest::{apply_status, ingest, thread_keys, Inbound};
 use crate::conversations::provider_message_key;
+use crate::error::Error;
 use crate::ports::Ports;
 use crate::providers::google::{self, Webhook};
 use crate::providers::receipt_rank;
@@ -26,12 +27,12 @@ pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
     }
     serve(request, ports)
         .await
-        .unwrap_or_else(ApiError::into_response)
+        .unwrap_or_else(Error::into_response)
 }
 
-async fn serve(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiError> {
+async fn serve(request: &Request, ports: &Ports<'_>) -> Result<Response, Error> {
     let ["webhooks", "gbm", account_id] = request.segments()[..] else {
-        return Err(ApiError::not_found(&request.path));
+        return Err(Error::no_route(&request.path));
     };
     let kv = ports.kv;
     let signer = signer(kv, account_id, "gbm")?;
@@ -44,12 +45,11 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiErro
         return if constant_time_eq(given.as_bytes(), signer.secret.as_bytes()) {
             Ok(echo(secret))
         } else {
-            Err(ApiError {
-                status: 403,
-                code: "verification_failed",
-                message: format!("the clientToken does not match account {account_id}'s client_token; set the same token in the Business Communications console and in PATCH /api/accounts/{account_id}"),
-                field: None,
-            })
+            Err(Error::Forbidden {
+ field: None,
+ code: "verification_failed",
+ message: format!("the clientToken does not match account {account_id}'s client_token; set the same token in the Business Communications console and in PATCH /api/accounts/{account_id}"),
+})
         };
     }
     let signature = request.header("x-goog-signature");

@@ -35,8 +35,9 @@ pub mod gbm;
 pub mod telesign;
 pub mod twilio;
 
-use crate::api::{ApiError, Response};
+use crate::api::Response;
 use crate::config::accounts::{global_key, Account};
+use crate::error::Error;
 use crate::ports::KeyValue;
 use crate::store;
 use serde::Deserialize;
@@ -61,7 +62,7 @@ pub struct Signer {
 /// The [`Signer`] of a `provider` account named in a webhook URL: one read
 /// of its global record. A record written before it carried the secret
 /// takes a second read, of the account document itself.
-pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: &str) -> Result<Signer, ApiError> {
+pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: &str) -> Result<Signer, Error> {
     let unknown = || unknown_account(account_id, provider);
     if !crate::store::is_id(account_id) {
         return Err(unknown());
@@ -74,12 +75,10 @@ pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: &str) -> Result<Sig
         return Err(unknown());
     }
     if let Some(deleted_at) = record.deleted_at {
-        return Err(ApiError {
-            status: 410,
-            code: "account_deleted",
-            message: format!("account {account_id} was deleted at {deleted_at}; remove this callback URL at the provider"),
-            field: None,
-        });
+        return Err(Error::Gone {
+ code: "account_deleted",
+ message: format!("account {account_id} was deleted at {deleted_at}; remove this callback URL at the provider"),
+});
     }
     let secret = match record.secret {
         Some(secret) => secret,
@@ -94,23 +93,20 @@ pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: &str) -> Result<Sig
     })
 }
 
-pub fn unknown_account(account_id: &str, provider: &str) -> ApiError {
-    ApiError {
-        status: 404,
-        code: "unknown_account",
-        message: format!("no {provider} account {account_id}; check the callback URL configured at the provider (GET /api/accounts/{{id}} shows it)"),
-        field: None,
-    }
+pub fn unknown_account(account_id: &str, provider: &str) -> Error {
+    Error::NotFound {
+ code: "unknown_account",
+ message: format!("no {provider} account {account_id}; check the callback URL configured at the provider (GET /api/accounts/{{id}} shows it)"),
+}
 }
 
 /// 403 for a request whose signature does not check out.
-pub fn bad_signature(header: &str) -> ApiError {
-    ApiError {
-        status: 403,
-        code: "invalid_signature",
-        message: format!("the {header} header is missing or does not match this account's secret; nothing was stored"),
-        field: None,
-    }
+pub fn bad_signature(header: &str) -> Error {
+    Error::Forbidden {
+ field: None,
+ code: "invalid_signature",
+ message: format!("the {header} header is missing or does not match this account's secret; nothing was stored"),
+}
 }
 
 /// The values of keys read together, in the order asked for.
@@ -124,7 +120,7 @@ pub fn read_account(
     account_id: &str,
     provider: &str,
     keys: Vec<String>,
-) -> Result<(Account, Found), ApiError> {
+) -> Result<(Account, Found), Error> {
     let account_key = store::document_key::<Account>(org, account_id);
     let mut all = Vec::with_capacity(keys.len() + 1);
     all.push(account_key.clone());
@@ -147,13 +143,12 @@ pub const MAX_RECEIPT_IDS: usize = 1_000;
 
 /// 422 for a signed request that carries more than one request may: its
 /// redelivery would be refused the same way, so it is not a 5xx.
-pub fn too_many(code: &'static str, what: &str, count: usize, limit: usize) -> ApiError {
-    ApiError {
-        status: 422,
-        code,
-        message: format!("the request carries {count} {what}; one request may carry at most {limit}, so nothing was stored. Send them in several requests"),
-        field: None,
-    }
+pub fn too_many(code: &'static str, what: &str, count: usize, limit: usize) -> Error {
+    Error::Invalid {
+ field: None,
+ code: code,
+ message: format!("the request carries {count} {what}; one request may carry at most {limit}, so nothing was stored. Send them in several requests"),
+}
 }
 
 /// `text` as a customer's message keeps it: whole when it has at most
@@ -175,12 +170,11 @@ pub fn customer_text(text: &str, limit: usize) -> String {
 }
 
 /// 400 for a signed callback the gateway cannot read.
-pub fn invalid_callback(message: String) -> ApiError {
-    ApiError {
-        status: 400,
-        code: "invalid_callback",
-        message,
+pub fn invalid_callback(message: String) -> Error {
+    Error::Malformed {
         field: None,
+        code: "invalid_callback",
+        message: message,
     }
 }
 
@@ -242,7 +236,7 @@ mod tests {
         );
         assert_eq!(signer_error(&kv, "telesign"), (404, "unknown_account"));
         assert_eq!(
-            signer(&kv, "not-an-id", "twilio").err().map(|e| e.status),
+            signer(&kv, "not-an-id", "twilio").err().map(|e| e.status()),
             Some(404)
         );
     }
@@ -266,7 +260,7 @@ mod tests {
 
     fn signer_error(kv: &MemoryKeyValue, provider: &str) -> (u16, &'static str) {
         let error = signer(kv, ACCOUNT, provider).err().expect("refused");
-        (error.status, error.code)
+        (error.status(), error.code())
     }
 
     #[test]

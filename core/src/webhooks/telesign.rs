@@ -9,10 +9,11 @@
 //! duplicate or about a message we never sent — answers 200.
 
 use super::{bad_signature, customer_text, invalid_callback, read_account, signer};
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::config::accounts::Account;
 use crate::conversations::ingest::{apply_status, ingest, thread_keys, Inbound};
 use crate::conversations::provider_message_key;
+use crate::error::Error;
 use crate::ports::Ports;
 use crate::providers::telesign::{self, Callback};
 use serde_json::json;
@@ -27,9 +28,9 @@ pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
     }
 }
 
-async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
+async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), Error> {
     let ["webhooks", "telesign", account_id] = request.segments()[..] else {
-        return Err(ApiError::not_found(&request.path));
+        return Err(Error::no_route(&request.path));
     };
     let kv = ports.kv;
     let signer = signer(kv, account_id, "telesign")?;
@@ -85,7 +86,7 @@ fn inbound(sms: &telesign::MoSms, to: &str) -> Inbound {
 }
 
 /// The number an MO without `sender_id` was sent to: the account's only one.
-fn only_number(account: &Account) -> Result<String, ApiError> {
+fn only_number(account: &Account) -> Result<String, Error> {
     match account.addresses()[..] {
         [number] => Ok(number.to_owned()),
         _ => Err(invalid_callback(format!(

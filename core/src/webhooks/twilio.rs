@@ -7,10 +7,11 @@
 //! the message without an automatic reply.
 
 use super::{bad_signature, customer_text, invalid_callback, read_account, signer};
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::conversations::ingest::{apply_status, ingest, thread_keys, Inbound};
 use crate::conversations::{provider_message_key, Attachment};
 use crate::encoding::form_pairs;
+use crate::error::Error;
 use crate::ports::Ports;
 use crate::providers::twilio::{self, Callback};
 
@@ -41,9 +42,9 @@ fn number(address: &str) -> String {
         .to_owned()
 }
 
-async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), ApiError> {
+async fn serve(request: &Request, ports: &Ports<'_>) -> Result<(), Error> {
     let ["webhooks", "twilio", account_id] = request.segments()[..] else {
-        return Err(ApiError::not_found(&request.path));
+        return Err(Error::no_route(&request.path));
     };
     let kv = ports.kv;
     let signer = signer(kv, account_id, "twilio")?;
