@@ -9,8 +9,10 @@
 
 use crate::api::Request;
 use crate::error::Error;
+use crate::input::Word;
 use crate::ports::{KeyValue, Randomness, Variables};
 use crate::store;
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -25,21 +27,15 @@ pub enum Role {
     Flow,
 }
 
-impl Role {
-    const ALL: [Role; 3] = [Role::Admin, Role::Agent, Role::Flow];
-    pub const NAMES: &'static [&'static str] = &["admin", "agent", "flow"];
+impl Word for Role {
+    const ALL: &'static [Role] = &[Role::Admin, Role::Agent, Role::Flow];
 
-    /// The name the API uses, as serde writes it.
-    pub fn name(self) -> &'static str {
+    fn word(self) -> &'static str {
         match self {
             Role::Admin => "admin",
             Role::Agent => "agent",
             Role::Flow => "flow",
         }
-    }
-
-    pub fn parse(name: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|role| role.name() == name)
     }
 }
 
@@ -54,7 +50,7 @@ pub struct ApiKey {
     pub token_sha256: String,
     /// The token's last four characters, to tell keys apart in listings.
     pub hint: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 crate::document!(ApiKey, "api_key");
@@ -69,7 +65,7 @@ pub struct ApiKeyView<'a> {
     pub agent_id: Option<&'a str>,
     /// The token once, at creation; a mask afterwards.
     pub key: String,
-    pub created_at: &'a str,
+    pub created_at: Timestamp,
 }
 
 impl ApiKey {
@@ -80,7 +76,7 @@ impl ApiKey {
         name: String,
         role: Role,
         agent_id: Option<String>,
-        created_at: String,
+        created_at: Timestamp,
     ) -> (ApiKey, String) {
         let id = random.id128();
         let token = format!("sb_{org}_{id}_{}", random.id128());
@@ -103,7 +99,7 @@ impl ApiKey {
             role: self.role,
             agent_id: self.agent_id.as_deref(),
             key: token.map_or_else(|| mask_hint(&self.hint), str::to_owned),
-            created_at: &self.created_at,
+            created_at: self.created_at,
         }
     }
 }
@@ -146,7 +142,7 @@ impl Principal {
         if roles.contains(&self.role) {
             return Ok(());
         }
-        let names: Vec<&str> = roles.iter().map(|role| role.name()).collect();
+        let names: Vec<&str> = roles.iter().map(|role| role.word()).collect();
         Err(Error::Forbidden {
             field: None,
             code: "forbidden",
@@ -273,7 +269,7 @@ mod tests {
             "ci".into(),
             Role::Flow,
             None,
-            "t".into(),
+            Timestamp::from_millis(0),
         );
         assert!(!crate::store::encode(&key)
             .windows(token.len())

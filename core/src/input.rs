@@ -8,6 +8,14 @@
 use crate::error::Error;
 use serde_json::{Map, Value};
 
+/// A closed set of values the API spells as words (a role, a presence):
+/// reading them and naming them in a refusal use the one list.
+pub trait Word: Copy + 'static {
+    const ALL: &'static [Self];
+    /// The word the API and the stored documents use, as serde writes it.
+    fn word(self) -> &'static str;
+}
+
 /// Parses a request body that must be a JSON object.
 pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
     let malformed = |message: String| Error::Malformed {
@@ -172,6 +180,14 @@ impl<'a> Object<'a> {
     }
 
     /// One of a fixed set of strings.
+    /// One of the words of `T`, refused by the same rule as [`Object::choice`].
+    pub fn one_of<T: Word>(&self, name: &str) -> Result<Option<T>, Error> {
+        let words: Vec<&'static str> = T::ALL.iter().map(|value| value.word()).collect();
+        Ok(self
+            .choice(name, &words)?
+            .and_then(|word| T::ALL.iter().copied().find(|value| value.word() == word)))
+    }
+
     pub fn choice(
         &self,
         name: &str,

@@ -17,6 +17,7 @@ use crate::locale::{fallback_chain, Locale};
 use crate::ports::Ports;
 use crate::store;
 use crate::template_text::{RenderContext, RenderError, TemplateText, SMS_MAX_CHARS};
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -31,8 +32,8 @@ pub struct Template {
     pub channel_types: Vec<String>,
     pub default_locale: Locale,
     pub versions: BTreeMap<Locale, Version>,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -309,8 +310,8 @@ impl Resource for Template {
             channel_types,
             default_locale,
             versions,
-            created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
-            updated_at: ctx.now.clone(),
+            created_at: ctx.created_at(existing.map(|e| e.created_at)),
+            updated_at: ctx.now,
         })
     }
 
@@ -432,8 +433,8 @@ mod tests {
                     )
                 })
                 .collect(),
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
         }
     }
 

@@ -498,7 +498,7 @@ fn read_page(ctx: &Ctx, page: Object, previous: &[FacebookPage]) -> Result<Faceb
         // A new token starts its 60 days now; an unchanged one keeps its date.
         None => match before {
             Some(before) if before.access_token == access_token => before.token_set_at.clone(),
-            _ => ctx.now.clone(),
+            _ => ctx.now.to_string(),
         },
     };
     Ok(FacebookPage {
@@ -624,8 +624,8 @@ impl Resource for Account {
             id,
             name: input.name("name", 100)?,
             settings: read_settings(ctx, &input, existing)?,
-            created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
-            updated_at: ctx.now.clone(),
+            created_at: existing.map_or_else(|| ctx.now.to_string(), |e| e.created_at.clone()),
+            updated_at: ctx.now.to_string(),
             last_validation: existing.and_then(|e| e.last_validation.clone()),
         })
     }
@@ -956,7 +956,7 @@ pub async fn validate(ctx: &Ctx<'_>, request: &Request, id: &str) -> Result<Resp
         status: check.verdict,
         provider_status: check.provider_status,
         message: check.message,
-        checked_at: ctx.now.clone(),
+        checked_at: ctx.now.to_string(),
         pages,
     };
     account.last_validation = Some(validation.clone());
@@ -1043,8 +1043,7 @@ mod tests {
                 role: Role::Admin,
                 agent_id: None,
             },
-            now: crate::time::rfc3339(now_millis),
-            now_millis,
+            now: crate::time::Timestamp::from_millis(now_millis),
         }
     }
 

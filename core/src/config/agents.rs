@@ -12,13 +12,42 @@ use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::{ApiKey, Role};
 use crate::conversations::routing::{pull_waiting, queue_members, reconcile};
 use crate::error::Error;
-use crate::input::Object;
+use crate::input::{Object, Word};
 use crate::locale::Locale;
 use crate::store;
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub const PRESENCES: &[&str] = &["available", "busy", "away", "offline"];
+/// Whether an agent takes conversations now; only an available agent is
+/// offered any (R-CONV-3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Presence {
+    Available,
+    Busy,
+    Away,
+    Offline,
+}
+
+impl Word for Presence {
+    const ALL: &'static [Presence] = &[
+        Presence::Available,
+        Presence::Busy,
+        Presence::Away,
+        Presence::Offline,
+    ];
+
+    fn word(self) -> &'static str {
+        match self {
+            Presence::Available => "available",
+            Presence::Busy => "busy",
+            Presence::Away => "away",
+            Presence::Offline => "offline",
+        }
+    }
+}
+
 /// Conversations one agent may hold at once, at most.
 pub const MAX_CAPACITY: i64 = 100;
 
@@ -27,11 +56,11 @@ pub struct Agent {
     pub id: String,
     pub name: String,
     pub capacity: i64,
-    pub presence: String,
+    pub presence: Presence,
     pub queues: Vec<String>,
     pub languages: Vec<Locale>,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 crate::document!(Agent, "agent");
@@ -71,14 +100,11 @@ impl Resource for Agent {
             id,
             name: input.name("name", 100)?,
             capacity: input.integer("capacity", 1..=MAX_CAPACITY)?.unwrap_or(1),
-            presence: input
-                .choice("presence", PRESENCES)?
-                .unwrap_or("offline")
-                .to_owned(),
+            presence: input.one_of("presence")?.unwrap_or(Presence::Offline),
             queues,
             languages,
-            created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
-            updated_at: ctx.now.clone(),
+            created_at: ctx.created_at(existing.map(|e| e.created_at)),
+            updated_at: ctx.now,
         })
     }
 
@@ -107,7 +133,7 @@ impl Resource for Agent {
         // the agent's change itself is saved. The recount first, so that an
         // agent a dead request left looking full takes what waits.
         if reconcile(ctx.kv(), ctx.org(), &self.id).is_ok() {
-            let _ = pull_waiting(ctx.kv(), ctx.org(), self, ctx.now_millis);
+            let _ = pull_waiting(ctx.kv(), ctx.org(), self, ctx.now.millis());
         }
     }
 
@@ -149,11 +175,11 @@ pub fn set_presence(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, 
     let input = Object::root(&body);
     input.only(&["presence"])?;
     let presence = input
-        .choice("presence", PRESENCES)?
+        .one_of("presence")?
         .ok_or_else(|| input.missing("presence"))?;
     let mut agent: Agent = store::require(ctx.kv(), ctx.org(), id)?;
-    agent.presence = presence.to_owned();
-    agent.updated_at = ctx.now.clone();
+    agent.presence = presence;
+    agent.updated_at = ctx.now;
     store::save(ctx.kv(), ctx.org(), &agent, Vec::new())?;
     offer_waiting(ctx, &agent)?;
     Ok(Response::json(200, &agent))
@@ -168,7 +194,7 @@ fn offer_waiting(ctx: &Ctx, agent: &Agent) -> Result<(), Error> {
     let saved_but =
         |why: String| format!("the presence is saved, but {why}; send the same request again");
     let pulled = reconcile(ctx.kv(), ctx.org(), &agent.id)
-        .and_then(|_| pull_waiting(ctx.kv(), ctx.org(), agent, ctx.now_millis))
+        .and_then(|_| pull_waiting(ctx.kv(), ctx.org(), agent, ctx.now.millis()))
         .map_err(|error| Error::Unfinished {
             code: "offer_incomplete",
             message: saved_but(format!(

@@ -42,8 +42,7 @@ fn create(ctx: &Ctx, request: &Request) -> Result<Response, Error> {
     fields.only(&["name", "role", "agent_id"])?;
     let name = fields.name("name", 100)?;
     let role = fields
-        .choice("role", Role::NAMES)?
-        .and_then(Role::parse)
+        .one_of::<Role>("role")?
         .ok_or_else(|| fields.missing("role"))?;
     let agent_id = match (role, fields.str("agent_id")?) {
         (Role::Agent, Some(agent_id)) => {

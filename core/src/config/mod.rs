@@ -21,35 +21,33 @@ use crate::auth::{Principal, Role};
 use crate::error::Error;
 use crate::input::{self, Object};
 use crate::lease::Lease;
-use crate::ports::{Ports, UnixMillis};
+use crate::ports::Ports;
 use crate::store::{self, Claim, Document};
+use crate::time::Timestamp;
 use serde_json::Value;
 
 /// What a handler knows about the request it serves.
 pub struct Ctx<'a> {
     pub ports: &'a Ports<'a>,
     pub principal: Principal,
-    /// RFC 3339, for `created_at` / `updated_at`.
-    pub now: String,
-    /// The same instant, for leases and time arithmetic.
-    pub now_millis: UnixMillis,
+    /// When the request came, for `created_at` / `updated_at`, leases and
+    /// time arithmetic.
+    pub now: Timestamp,
 }
 
 impl<'a> Ctx<'a> {
     /// The context of a request made with an API key.
     pub fn authenticate(request: &Request, ports: &'a Ports<'a>) -> Result<Ctx<'a>, Error> {
-        let now_millis = ports.clock.now_millis();
         Ok(Ctx {
             ports,
             principal: crate::auth::authenticate(request, ports.kv)?,
-            now: crate::time::rfc3339(now_millis),
-            now_millis,
+            now: Timestamp::from_millis(ports.clock.now_millis()),
         })
     }
 
     /// `created_at` for a document: the stored one on an update.
-    pub fn created_at(&self, existing: Option<&str>) -> String {
-        existing.map_or_else(|| self.now.clone(), str::to_owned)
+    pub fn created_at(&self, existing: Option<Timestamp>) -> Timestamp {
+        existing.unwrap_or(self.now)
     }
 
     pub fn org(&self) -> &str {
@@ -342,8 +340,7 @@ mod tests {
                 role: Role::Admin,
                 agent_id: None,
             },
-            now: "2026-01-01T00:00:00.000Z".into(),
-            now_millis: 1_767_225_600_000,
+            now: Timestamp::from_millis(1_767_225_600_000),
         };
         let mut request = Request::new(Method::Post, "/api/accounts");
         request.body = body.to_string().into_bytes();

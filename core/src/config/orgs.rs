@@ -8,13 +8,14 @@ use crate::error::Error;
 use crate::input::{self, Object};
 use crate::ports::Ports;
 use crate::store;
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Org {
     pub id: String,
     pub name: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 fn org_key(id: &str) -> String {
@@ -30,11 +31,11 @@ pub fn create(request: &Request, ports: &Ports) -> Result<Response, Error> {
     let body = input::json_object(&request.body)?;
     let fields = Object::root(&body);
     fields.only(&["name"])?;
-    let now = crate::time::rfc3339(ports.clock.now_millis());
+    let now = Timestamp::from_millis(ports.clock.now_millis());
     let org = Org {
         id: ports.random.id128(),
         name: fields.name("name", 200)?,
-        created_at: now.clone(),
+        created_at: now,
     };
     let (key, token) = ApiKey::issue(
         ports.random,

@@ -12,6 +12,7 @@ use crate::input::Object;
 use crate::phone::{DigitsNumber, E164};
 use crate::store;
 use crate::templates::{Template, CHANNEL_TYPES};
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -26,8 +27,8 @@ pub struct OutboundConfig {
     /// The account that owns `channel`.
     pub account_id: String,
     pub template_id: String,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 crate::document!(OutboundConfig, "outbound_config");
@@ -132,8 +133,8 @@ impl Resource for OutboundConfig {
             channel,
             account_id,
             template_id: template_id.to_owned(),
-            created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
-            updated_at: ctx.now.clone(),
+            created_at: ctx.created_at(existing.map(|e| e.created_at)),
+            updated_at: ctx.now,
         };
         let template: Template = store::load(ctx.kv(), ctx.org(), template_id)?.ok_or_else(|| {
             input.error(

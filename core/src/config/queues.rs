@@ -6,6 +6,7 @@ use crate::config::{agents::Agent, workstreams::Workstream};
 use crate::error::Error;
 use crate::input::Object;
 use crate::store;
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -15,8 +16,8 @@ pub struct Queue {
     pub name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 crate::document!(Queue, "queue");
@@ -38,8 +39,8 @@ impl Resource for Queue {
                 .unwrap_or_default()
                 .trim()
                 .to_owned(),
-            created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
-            updated_at: ctx.now.clone(),
+            created_at: ctx.created_at(existing.map(|e| e.created_at)),
+            updated_at: ctx.now,
         })
     }
 

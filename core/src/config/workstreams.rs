@@ -23,6 +23,7 @@ use crate::input::Object;
 use crate::locale::Locale;
 use crate::ports::Randomness;
 use crate::store::{self, Claim};
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -40,8 +41,8 @@ pub struct Workstream {
     pub bot: Option<Bot>,
     pub routing_rules: Vec<RoutingRule>,
     pub channels: Vec<ChannelInstance>,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// The bot that sees a workstream's new conversations first, and the secret
@@ -381,8 +382,8 @@ impl Resource for Workstream {
             bot: read_bot(ctx, &input, existing)?,
             routing_rules,
             channels,
-            created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
-            updated_at: ctx.now.clone(),
+            created_at: ctx.created_at(existing.map(|e| e.created_at)),
+            updated_at: ctx.now,
         })
     }
 
@@ -458,7 +459,7 @@ pub fn rotate_bot_secret(ctx: &Ctx, request: &Request, id: &str) -> Result<Respo
     };
     let mut rotated = existing.clone();
     rotated.bot = Some(bot.rotated(ctx.ports.random));
-    rotated.updated_at = ctx.now.clone();
+    rotated.updated_at = ctx.now;
     let saved = super::write(ctx, rotated, Some(&existing))?;
     Ok(Response::json(200, &saved.view(ctx)))
 }
@@ -479,8 +480,7 @@ mod tests {
                 role: Role::Admin,
                 agent_id: None,
             },
-            now: "2026-01-01T00:00:00.000Z".into(),
-            now_millis: 1_767_225_600_000,
+            now: Timestamp::from_millis(1_767_225_600_000),
         }
     }
 

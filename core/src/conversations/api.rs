@@ -119,7 +119,7 @@ fn body_object(request: &Request) -> Result<Map<String, Value>, Error> {
 }
 
 fn now(ctx: &Ctx) -> String {
-    ctx.now.clone()
+    ctx.now.to_string()
 }
 
 /// The conversation as the API shows it.
@@ -377,11 +377,11 @@ fn commit_freeing(
         ctx.kv(),
         ctx.org(),
         conversation,
-        ctx.now_millis,
+        ctx.now.millis(),
         Vec::new(),
     )?;
     if let Some(agent) = held_by {
-        free_agent(ctx.kv(), ctx.org(), &agent, ctx.now_millis);
+        free_agent(ctx.kv(), ctx.org(), &agent, ctx.now.millis());
     }
     Ok(())
 }
@@ -409,7 +409,7 @@ fn give(ctx: &Ctx, conversation: &mut Conversation, agent: &Agent) -> Result<(),
     if !reserve(ctx.kv(), ctx.org(), agent)? {
         return Err(at_capacity(agent));
     }
-    if !assign(ctx.kv(), ctx.org(), conversation, agent, ctx.now_millis)? {
+    if !assign(ctx.kv(), ctx.org(), conversation, agent, ctx.now.millis())? {
         return Err(Error::ConversationChanged);
     }
     Ok(())
@@ -451,7 +451,7 @@ fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, 
                 &mut conversation,
                 queue,
                 &distribution,
-                ctx.now_millis,
+                ctx.now.millis(),
                 Vec::new(),
             )?;
         }
@@ -481,7 +481,7 @@ fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, 
         }
     }
     if let Some(previous) = held_by {
-        free_agent(ctx.kv(), ctx.org(), &previous, ctx.now_millis);
+        free_agent(ctx.kv(), ctx.org(), &previous, ctx.now.millis());
     }
     answer(&conversation, last.as_deref())
 }
@@ -568,7 +568,7 @@ fn link(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Erro
         ctx.kv(),
         ctx.org(),
         &mut conversation,
-        ctx.now_millis,
+        ctx.now.millis(),
         writes,
     )?;
     answer(&conversation, last.as_deref())

@@ -29,7 +29,7 @@ use super::{
     record_outcome, thread_id, Attachment, Author, Conversation, Message, State,
 };
 use crate::config::accounts::Account;
-use crate::config::agents::Agent;
+use crate::config::agents::{Agent, Presence};
 use crate::config::workstreams::{channel_claim, Bot, ChannelInstance, Workstream};
 use crate::error::Error;
 use crate::lease::{self, Lease};
@@ -586,7 +586,7 @@ fn back_to_its_agent(
     };
     let agent: Option<Agent> = store::load(kv, org, agent_id)?;
     match agent {
-        Some(agent) if agent.presence == "available" && reserve(kv, org, &agent)? => {
+        Some(agent) if agent.presence == Presence::Available && reserve(kv, org, &agent)? => {
             Ok(Some(agent))
         }
         _ => Ok(None),
@@ -829,8 +829,8 @@ mod tests {
                 agent_attachments: true,
                 human_agent_tag: false,
             }],
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
         };
         let owner = store::owner_key(&channel_claim(ORG, ACCOUNT, "+14155238886"));
         store::save(

@@ -21,7 +21,7 @@
 //! (`queue/{q}/head`) and takes what it has room for.
 
 use super::{agent_log, commit, log_entry, parse_log_entry, queue_log, Conversation, State};
-use crate::config::agents::Agent;
+use crate::config::agents::{Agent, Presence};
 use crate::config::workstreams::{ChannelInstance, Conditions, Workstream};
 use crate::conversations::Contact;
 use crate::error::Error;
@@ -303,7 +303,7 @@ pub fn pick_agent(
 ) -> Result<Option<Agent>, Error> {
     let mut candidates: Vec<Agent> = agents_of(kv, org, queue)?
         .into_iter()
-        .filter(|agent| agent.presence == "available")
+        .filter(|agent| agent.presence == Presence::Available)
         .collect();
     if candidates.is_empty() {
         return Ok(None);
@@ -466,7 +466,7 @@ pub fn pull_waiting(
 ) -> Result<Pulled, Error> {
     const CHUNK: i64 = 50;
     let mut pulled = Pulled::default();
-    if agent.presence != "available" {
+    if agent.presence != Presence::Available {
         return Ok(pulled);
     }
     for queue in &agent.queues {
@@ -560,8 +560,8 @@ mod tests {
             bot: None,
             routing_rules: rules,
             channels: vec![instance("nb-NO")],
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
         }
     }
 
@@ -610,16 +610,16 @@ mod tests {
         );
     }
 
-    fn agent(kv: &MemoryKeyValue, n: u8, capacity: i64, presence: &str) -> Agent {
+    fn agent(kv: &MemoryKeyValue, n: u8, capacity: i64, presence: Presence) -> Agent {
         let agent = Agent {
             id: format!("{n:032x}"),
             name: format!("agent {n}"),
             capacity,
-            presence: presence.into(),
+            presence,
             queues: vec!["q".into()],
             languages: Vec::new(),
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
         };
         let members = queue_members(ORG, "q");
         let slot = members.reserve(kv).unwrap();
@@ -679,9 +679,9 @@ mod tests {
     #[test]
     fn distribution_never_exceeds_capacity_and_skips_unavailable_agents() {
         let kv = MemoryKeyValue::default();
-        let a = agent(&kv, 1, 2, "available");
-        let b = agent(&kv, 2, 1, "available");
-        agent(&kv, 3, 5, "away");
+        let a = agent(&kv, 1, 2, Presence::Available);
+        let b = agent(&kv, 2, 1, Presence::Available);
+        agent(&kv, 3, 5, Presence::Away);
         let picked: Vec<Option<String>> = (0..5).map(|n| route(&kv, n)).collect();
         assert_eq!(
             picked[..3],
@@ -704,7 +704,7 @@ mod tests {
     #[test]
     fn capacity_a_dead_request_left_taken_is_recounted_from_the_conversations() {
         let kv = MemoryKeyValue::default();
-        let a = agent(&kv, 1, 2, "available");
+        let a = agent(&kv, 1, 2, Presence::Available);
         assert_eq!(route(&kv, 0), Some(a.id.clone()));
         // Two requests died after taking capacity: the agent looks full…
         assert!(reserve(&kv, ORG, &a).unwrap());
@@ -719,8 +719,8 @@ mod tests {
     #[test]
     fn least_active_asks_the_agent_holding_fewest_first() {
         let kv = MemoryKeyValue::default();
-        let a = agent(&kv, 1, 5, "available");
-        let b = agent(&kv, 2, 5, "available");
+        let a = agent(&kv, 1, 5, Presence::Available);
+        let b = agent(&kv, 2, 5, Presence::Available);
         assert!(reserve(&kv, ORG, &a).unwrap());
         assert!(reserve(&kv, ORG, &a).unwrap());
         assert_eq!(load_of(&kv, ORG, &a.id).unwrap(), 2);

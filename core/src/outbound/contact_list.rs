@@ -226,8 +226,8 @@ mod tests {
             channel: "4712345678".into(),
             account_id: "a".repeat(32),
             template_id: "t".repeat(32),
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
         }
     }
 

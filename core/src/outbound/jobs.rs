@@ -506,8 +506,8 @@ mod tests {
                 },
             )]
             .into(),
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
         };
         let config = OutboundConfig {
             id: CONFIG.into(),
@@ -517,8 +517,8 @@ mod tests {
             channel: "14252306549".into(),
             account_id: account.id.clone(),
             template_id: template.id.clone(),
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
         };
         store::save(kv, ORG, &account, Vec::new()).unwrap();
         store::save(kv, ORG, &template, Vec::new()).unwrap();

@@ -845,8 +845,8 @@ mod tests {
             channel: "14252306549".into(),
             account_id: "a".repeat(32),
             template_id: "e".repeat(32),
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
         }
     }
 
