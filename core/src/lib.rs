@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod conversations;
 pub mod encoding;
+pub mod entities;
 pub mod error;
 pub mod health;
 pub mod input;

@@ -9,8 +9,8 @@
 
 use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::Role;
-use crate::config::outbound_configs::OutboundConfig;
 use crate::config::{in_use, serve, Ctx, Resource};
+use crate::entities::outbound_config::OutboundConfig;
 use crate::error::Error;
 use crate::input::{self, Object};
 use crate::locale::{fallback_chain, Locale};
@@ -122,6 +122,31 @@ impl fmt::Display for RenderFailure {
 }
 
 impl Template {
+    /// Whether this template can serve `config`.
+    pub fn check_serves(&self, config: &OutboundConfig) -> Result<(), String> {
+        if !self.allows(&config.channel_type) {
+            return Err(format!(
+                "template {} is not for {} (its channel types: {})",
+                self.id,
+                config.channel_type,
+                self.channel_types.join(", ")
+            ));
+        }
+        // Outbound WhatsApp goes outside any session, so every contact must
+        // be able to fall back to an approved text.
+        let default_approved = self
+            .versions
+            .get(&self.default_locale)
+            .is_some_and(|version| version.approved);
+        if config.channel_type == "whatsapp" && !default_approved {
+            return Err(format!(
+                "template {}'s default-locale version ({}) is not WhatsApp-approved; mark it approved with its Content SID",
+                self.id, self.default_locale
+            ));
+        }
+        Ok(())
+    }
+
     /// Renders for one contact (R-TPL-2): the contact's locale, then its
     /// language, then the default locale; for WhatsApp, approved versions only.
     pub fn render(
@@ -325,7 +350,7 @@ impl Resource for Template {
             // An outbound configuration relies on the channel and approval it
             // was saved with.
             for config in users(ctx, &self.id)? {
-                if let Err(reason) = config.check_template(self) {
+                if let Err(reason) = self.check_serves(&config) {
                     return Err(Error::conflict(
                         "in_use",
                         format!(

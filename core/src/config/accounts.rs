@@ -19,8 +19,8 @@
 use super::{in_use, Ctx, Effects, Resource, Save};
 use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::{mask, Role};
-use crate::config::outbound_configs::OutboundConfig;
-use crate::config::workstreams::Workstream;
+use crate::entities::outbound_config::OutboundConfig;
+use crate::entities::workstream::Workstream;
 use crate::error::{Error, ProviderFailure};
 use crate::input::Object;
 use crate::phone::{DigitsNumber, E164};

@@ -11,59 +11,15 @@ use super::{queues::require_queue, Ctx, Effects, Resource};
 use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::{ApiKey, Role};
 use crate::conversations::routing::{pull_waiting, queue_members, reconcile};
+use crate::entities::agent::{Agent, Presence};
 use crate::error::Error;
-use crate::input::{Object, Word};
+use crate::input::Object;
 use crate::locale::Locale;
 use crate::store;
-use crate::time::Timestamp;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-
-/// Whether an agent takes conversations now; only an available agent is
-/// offered any (R-CONV-3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Presence {
-    Available,
-    Busy,
-    Away,
-    Offline,
-}
-
-impl Word for Presence {
-    const ALL: &'static [Presence] = &[
-        Presence::Available,
-        Presence::Busy,
-        Presence::Away,
-        Presence::Offline,
-    ];
-
-    fn word(self) -> &'static str {
-        match self {
-            Presence::Available => "available",
-            Presence::Busy => "busy",
-            Presence::Away => "away",
-            Presence::Offline => "offline",
-        }
-    }
-}
 
 /// Conversations one agent may hold at once, at most.
 pub const MAX_CAPACITY: i64 = 100;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Agent {
-    pub id: String,
-    pub name: String,
-    pub capacity: i64,
-    pub presence: Presence,
-    pub queues: Vec<String>,
-    pub languages: Vec<Locale>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
-
-crate::document!(Agent, "agent");
 
 impl Resource for Agent {
     const READERS: &'static [Role] = &[Role::Admin, Role::Agent];

@@ -4,7 +4,7 @@
 use super::Ctx;
 use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::{ApiKey, Role};
-use crate::config::agents::Agent;
+use crate::entities::agent::Agent;
 use crate::error::Error;
 use crate::input::{self, Object};
 use crate::store;

@@ -18,6 +18,10 @@ pub mod workstreams;
 
 use crate::api::{Method, Request, Response};
 use crate::auth::{Principal, Role};
+use crate::entities::agent::Agent;
+use crate::entities::outbound_config::OutboundConfig;
+use crate::entities::queue::Queue;
+use crate::entities::workstream::Workstream;
 use crate::error::Error;
 use crate::input::{self, Object};
 use crate::lease::Lease;
@@ -307,21 +311,19 @@ pub async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Err
         ["accounts"] => accounts::serve(&ctx, request, None).await,
         ["accounts", id] => accounts::serve(&ctx, request, Some(id)).await,
         ["accounts", id, "validate"] => accounts::validate(&ctx, request, id).await,
-        ["queues"] => serve::<queues::Queue>(&ctx, request, None),
-        ["queues", id] => serve::<queues::Queue>(&ctx, request, Some(id)),
-        ["agents"] => serve::<agents::Agent>(&ctx, request, None),
+        ["queues"] => serve::<Queue>(&ctx, request, None),
+        ["queues", id] => serve::<Queue>(&ctx, request, Some(id)),
+        ["agents"] => serve::<Agent>(&ctx, request, None),
         ["agents", id] if request.method == Method::Get => agents::read(&ctx, id),
-        ["agents", id] => serve::<agents::Agent>(&ctx, request, Some(id)),
+        ["agents", id] => serve::<Agent>(&ctx, request, Some(id)),
         ["agents", id, "presence"] => agents::set_presence(&ctx, request, id),
-        ["workstreams"] => serve::<workstreams::Workstream>(&ctx, request, None),
-        ["workstreams", id] => serve::<workstreams::Workstream>(&ctx, request, Some(id)),
+        ["workstreams"] => serve::<Workstream>(&ctx, request, None),
+        ["workstreams", id] => serve::<Workstream>(&ctx, request, Some(id)),
         ["workstreams", id, "rotate-bot-secret"] => {
             workstreams::rotate_bot_secret(&ctx, request, id)
         }
-        ["outbound-configs"] => serve::<outbound_configs::OutboundConfig>(&ctx, request, None),
-        ["outbound-configs", id] => {
-            serve::<outbound_configs::OutboundConfig>(&ctx, request, Some(id))
-        }
+        ["outbound-configs"] => serve::<OutboundConfig>(&ctx, request, None),
+        ["outbound-configs", id] => serve::<OutboundConfig>(&ctx, request, Some(id)),
         _ => Err(Error::no_route(&request.path)),
     }
 }

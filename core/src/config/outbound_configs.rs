@@ -7,58 +7,13 @@ use super::accounts::Account;
 use super::{Ctx, Resource};
 use crate::auth::Role;
 use crate::config::workstreams::provider_of;
+use crate::entities::outbound_config::OutboundConfig;
 use crate::error::Error;
 use crate::input::Object;
 use crate::phone::{DigitsNumber, E164};
 use crate::store;
 use crate::templates::{Template, CHANNEL_TYPES};
-use crate::time::Timestamp;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OutboundConfig {
-    pub id: String,
-    pub name: String,
-    pub show_on_timeline: bool,
-    pub channel_type: String,
-    /// The number messages are sent from.
-    pub channel: String,
-    /// The account that owns `channel`.
-    pub account_id: String,
-    pub template_id: String,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
-
-crate::document!(OutboundConfig, "outbound_config");
-
-impl OutboundConfig {
-    /// Whether `template` can serve this configuration.
-    pub fn check_template(&self, template: &Template) -> Result<(), String> {
-        if !template.allows(&self.channel_type) {
-            return Err(format!(
-                "template {} is not for {} (its channel types: {})",
-                template.id,
-                self.channel_type,
-                template.channel_types.join(", ")
-            ));
-        }
-        // Outbound WhatsApp goes outside any session, so every contact must
-        // be able to fall back to an approved text.
-        let default_approved = template
-            .versions
-            .get(&template.default_locale)
-            .is_some_and(|version| version.approved);
-        if self.channel_type == "whatsapp" && !default_approved {
-            return Err(format!(
-                "template {}'s default-locale version ({}) is not WhatsApp-approved; mark it approved with its Content SID",
-                template.id, template.default_locale
-            ));
-        }
-        Ok(())
-    }
-}
 
 impl Resource for OutboundConfig {
     const READERS: &'static [Role] = &[Role::Admin, Role::Flow];
@@ -143,8 +98,8 @@ impl Resource for OutboundConfig {
                 format!("no template with id {template_id} in this organisation; create it with POST /api/templates"),
             )
         })?;
-        config
-            .check_template(&template)
+        template
+            .check_serves(&config)
             .map_err(|reason| input.error("template_id", "template_mismatch", reason))?;
         Ok(config)
     }

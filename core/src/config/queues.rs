@@ -2,25 +2,13 @@
 
 use super::{in_use, Ctx, Resource};
 use crate::auth::Role;
-use crate::config::{agents::Agent, workstreams::Workstream};
+use crate::entities::agent::Agent;
+use crate::entities::queue::Queue;
+use crate::entities::workstream::Workstream;
 use crate::error::Error;
 use crate::input::Object;
 use crate::store;
-use crate::time::Timestamp;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Queue {
-    pub id: String,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub description: String,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
-
-crate::document!(Queue, "queue");
 
 impl Resource for Queue {
     const READERS: &'static [Role] = &[Role::Admin, Role::Agent];

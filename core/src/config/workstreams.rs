@@ -18,125 +18,18 @@ use super::queues::require_queue;
 use super::{Ctx, Effects, Resource};
 use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::{mask, Role};
+use crate::entities::workstream::{
+    channel_claim, Bot, ChannelInstance, Conditions, ContactField, RoutingRule, Workstream,
+};
 use crate::error::Error;
 use crate::input::Object;
 use crate::locale::Locale;
-use crate::ports::Randomness;
 use crate::store::{self, Claim};
 use crate::time::Timestamp;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 pub const CHANNELS: &[&str] = &["whatsapp", "sms", "facebook", "gbm"];
 pub const DISTRIBUTIONS: &[&str] = &["round_robin", "least_active"];
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Workstream {
-    pub id: String,
-    pub name: String,
-    pub channel: String,
-    pub fallback_queue: String,
-    pub distribution: String,
-    #[serde(flatten)]
-    pub bot: Option<Bot>,
-    pub routing_rules: Vec<RoutingRule>,
-    pub channels: Vec<ChannelInstance>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
-
-/// The bot that sees a workstream's new conversations first, and the secret
-/// its calls are signed with; stored (and shown) as `bot_url` and
-/// `bot_secret`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Bot {
-    #[serde(rename = "bot_url")]
-    pub url: String,
-    #[serde(rename = "bot_secret")]
-    pub secret: String,
-    /// The secret was made by this request, whose response shows it: the
-    /// only time it is shown whole.
-    #[serde(skip)]
-    made_now: bool,
-}
-
-impl Bot {
-    /// A bot at `url` with a new secret of 256 random bits.
-    pub fn new(url: String, random: &dyn Randomness) -> Bot {
-        Bot {
-            url,
-            secret: format!("sbbot_{}{}", random.id128(), random.id128()),
-            made_now: true,
-        }
-    }
-
-    /// The same bot with a new secret.
-    fn rotated(&self, random: &dyn Randomness) -> Bot {
-        Bot::new(self.url.clone(), random)
-    }
-
-    /// The secret as a response may show it: whole once, masked after.
-    fn shown_secret(&self) -> String {
-        if self.made_now {
-            self.secret.clone()
-        } else {
-            mask(&self.secret)
-        }
-    }
-}
-
-/// Conditions that must all hold for a new conversation to go to `queue`;
-/// rules are tried in order.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RoutingRule {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub name: String,
-    pub queue: String,
-    pub conditions: Conditions,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Conditions {
-    /// The channel instance's address the customer wrote to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channel: Option<String>,
-    /// The channel instance's language; `nb` also matches `nb-NO`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub language: Option<Locale>,
-    /// Any of these words in the first message (case-insensitive).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub keywords: Vec<String>,
-    /// A field of the customer's contact record equals a value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contact_field: Option<ContactField>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ContactField {
-    pub name: String,
-    pub equals: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ChannelInstance {
-    pub account_id: String,
-    /// The number (WhatsApp `+E.164`, SMS digits), Facebook page id or GBM agent id.
-    pub address: String,
-    pub language: Locale,
-    pub customer_attachments: bool,
-    pub agent_attachments: bool,
-    /// Facebook only: replies up to 7 days after the customer's last
-    /// message, sent with the HUMAN_AGENT tag.
-    pub human_agent_tag: bool,
-}
-
-crate::document!(Workstream, "workstream");
-
-impl Workstream {
-    pub fn uses_queue(&self, queue: &str) -> bool {
-        self.fallback_queue == queue || self.routing_rules.iter().any(|rule| rule.queue == queue)
-    }
-}
 
 /// The provider whose accounts serve a channel type.
 pub fn provider_of(channel: &str) -> &'static str {
@@ -146,11 +39,6 @@ pub fn provider_of(channel: &str) -> &'static str {
         "facebook" => "facebook",
         _ => "gbm",
     }
-}
-
-/// The claim of one address; its owner key names the workstream.
-pub fn channel_claim(org: &str, account_id: &str, address: &str) -> String {
-    format!("org/{org}/channel/{account_id}/{address}")
 }
 
 fn read_channel(ctx: &Ctx, channel: &str, item: Object) -> Result<ChannelInstance, Error> {
@@ -281,10 +169,7 @@ fn read_bot(
         return Ok(None);
     };
     Ok(Some(match existing.and_then(|e| e.bot.as_ref()) {
-        Some(stored) => Bot {
-            url,
-            ..stored.clone()
-        },
+        Some(stored) => stored.moved_to(url),
         None => Bot::new(url, ctx.ports.random),
     }))
 }
@@ -468,7 +353,7 @@ pub fn rotate_bot_secret(ctx: &Ctx, request: &Request, id: &str) -> Result<Respo
 mod tests {
     use super::*;
     use crate::auth::Principal;
-    use crate::config::queues::Queue;
+    use crate::entities::queue::Queue;
     use crate::memory::MemoryPorts;
 
     fn admin<'a>(ports: &'a crate::ports::Ports<'a>) -> Ctx<'a> {

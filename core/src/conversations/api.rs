@@ -9,7 +9,6 @@
 //! [`conversation_for`]; listings show an agent only what it may read.
 
 use super::access::{self, Need};
-use super::contacts::{address_key, Contact, ContactAddress};
 use super::reply::{
     deliver, free_form_window, may_have_been_sent, window_closes_at, Content, Undelivered, Window,
     MAX_TEXT_CHARS, OUTCOME_UNKNOWN,
@@ -22,10 +21,11 @@ use super::{
 use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::Role;
 use crate::config::accounts::Account;
-use crate::config::agents::Agent;
-use crate::config::queues::Queue;
-use crate::config::workstreams::Workstream;
 use crate::config::{serve, Ctx};
+use crate::entities::agent::Agent;
+use crate::entities::contact::{address_key, Contact, ContactAddress};
+use crate::entities::queue::Queue;
+use crate::entities::workstream::Workstream;
 use crate::error::{Error, ProviderFailure};
 use crate::input::{self, Object};
 use crate::locale::Locale;

@@ -21,7 +21,7 @@
 //! address without a record of its own, and copied onto the addresses
 //! ([`keep_legacy`]) before a link or a delete would part it from them.
 
-use super::contacts::Contact;
+use crate::entities::contact::Contact;
 use crate::error::Error;
 use crate::ports::KeyValue;
 use crate::store;
@@ -244,13 +244,13 @@ mod tests {
         let mut contact = Contact::for_sender("o", "sms", "+4711111111", None, "t0");
         contact
             .addresses
-            .push(super::super::contacts::ContactAddress {
+            .push(crate::entities::contact::ContactAddress {
                 channel: "sms".into(),
                 address: "+4722222222".into(),
             });
         contact
             .addresses
-            .push(super::super::contacts::ContactAddress {
+            .push(crate::entities::contact::ContactAddress {
                 channel: "whatsapp".into(),
                 address: "+4711111111".into(),
             });

@@ -21,7 +21,6 @@
 
 use super::bot;
 use super::consent::{self, Consent, Standing};
-use super::contacts::{address_key, Contact, ContactAddress};
 use super::reply::{deliver, may_have_been_sent, Content, Window, OUTCOME_UNKNOWN};
 use super::routing::{assignment_entry, classify, release, reserve, route_to_queue};
 use super::{
@@ -29,8 +28,9 @@ use super::{
     record_outcome, thread_id, Attachment, Author, Conversation, Message, State,
 };
 use crate::config::accounts::Account;
-use crate::config::agents::{Agent, Presence};
-use crate::config::workstreams::{channel_claim, Bot, ChannelInstance, Workstream};
+use crate::entities::agent::{Agent, Presence};
+use crate::entities::contact::{address_key, Contact, ContactAddress};
+use crate::entities::workstream::{channel_claim, Bot, ChannelInstance, Workstream};
 use crate::error::Error;
 use crate::lease::{self, Lease};
 use crate::outbound::activity::Activity;
@@ -190,7 +190,7 @@ pub async fn ingest(
     let consent_key = consent::key(org, channel, &inbound.customer_address);
     let consent: Option<Consent> = store::decode_found(&consent_key, facts.consent)?;
     let contact_id = facts.known_contact.clone().unwrap_or_else(|| {
-        super::contacts::contact_id_for(org, channel, &inbound.customer_address)
+        crate::entities::contact::contact_id_for(org, channel, &inbound.customer_address)
     });
     let mut keys = vec![
         store::document_key::<Workstream>(org, &workstream_id),

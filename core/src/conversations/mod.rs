@@ -38,8 +38,6 @@ use crate::ports::{KeyValue, UnixMillis};
 use crate::store::{self, Log};
 use serde::{Deserialize, Serialize};
 
-pub use contacts::Contact;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {

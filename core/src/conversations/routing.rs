@@ -21,9 +21,9 @@
 //! (`queue/{q}/head`) and takes what it has room for.
 
 use super::{agent_log, commit, log_entry, parse_log_entry, queue_log, Conversation, State};
-use crate::config::agents::{Agent, Presence};
-use crate::config::workstreams::{ChannelInstance, Conditions, Workstream};
-use crate::conversations::Contact;
+use crate::entities::agent::{Agent, Presence};
+use crate::entities::contact::Contact;
+use crate::entities::workstream::{ChannelInstance, Conditions, Workstream};
 use crate::error::Error;
 use crate::ports::{KeyValue, UnixMillis};
 use crate::store::{self, Log};
@@ -516,7 +516,7 @@ pub fn pull_waiting(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::workstreams::{ContactField, RoutingRule};
+    use crate::entities::workstream::{ContactField, RoutingRule};
     use crate::locale::Locale;
     use crate::memory::MemoryKeyValue;
 

@@ -140,7 +140,7 @@ pub fn read_timeline(
     contact_id: &str,
 ) -> Result<Response, Error> {
     let (cursor, limit) = store::paging(request)?;
-    store::require::<crate::conversations::Contact>(kv, org, contact_id)?;
+    store::require::<crate::entities::contact::Contact>(kv, org, contact_id)?;
     let log = timeline(org, contact_id);
     let newest = match cursor {
         0 => log.len(kv)?,

@@ -6,7 +6,7 @@
 //! when their batch runs: a bad contact fails alone (R-OUT-4), named by its
 //! index in the list (`ContactList[3].tocontactid`).
 
-use crate::config::outbound_configs::OutboundConfig;
+use crate::entities::outbound_config::OutboundConfig;
 use crate::error::Error;
 use crate::input::Object;
 use crate::locale::Locale;

@@ -450,7 +450,7 @@ fn save_holding(
 mod tests {
     use super::*;
     use crate::config::accounts::{Account, Settings};
-    use crate::config::outbound_configs::OutboundConfig;
+    use crate::entities::outbound_config::OutboundConfig;
     use crate::locale::Locale;
     use crate::memory::{block_on, reply, MapVariables, MemoryPorts, ScriptedHttp};
     use crate::template_text::TemplateText;
