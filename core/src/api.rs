@@ -5,6 +5,7 @@
 //! R-CFG-8 fixes: `{"error":{"code":"…","message":"…","field":"…"}}`.
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::error::{Error, ProviderFailure};
 
@@ -228,21 +229,44 @@ impl Error {
             Error::Store(_) | Error::NoStore(_) | Error::Unfinished { .. } => {
                 Some(STORE_RETRY_AFTER_SECONDS)
             }
-            _ => None,
+            Error::CorruptDocument { .. }
+            | Error::ConversationChanged
+            | Error::NotFound { .. }
+            | Error::MethodNotAllowed(_)
+            | Error::Invalid { .. }
+            | Error::Malformed { .. }
+            | Error::TooLarge { .. }
+            | Error::Unauthorized(_)
+            | Error::Forbidden { .. }
+            | Error::Conflict { .. }
+            | Error::Gone { .. }
+            | Error::Misconfigured(_)
+            | Error::Provider(_) => None,
         }
     }
 
     pub fn into_response(self) -> Response {
+        self.into_response_with(Map::new(), None)
+    }
+
+    /// The response with `extra` members beside the code and message, and
+    /// a `Retry-After` the caller knows better (a provider's), if any.
+    pub fn into_response_with(
+        self,
+        extra: Map<String, Value>,
+        retry_after: Option<u64>,
+    ) -> Response {
         let message = self.message();
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code(),
                 message: &message,
                 field: self.field(),
+                extra,
             },
         };
         let response = Response::json(self.status(), &body);
-        match self.retry_after_seconds() {
+        match retry_after.or_else(|| self.retry_after_seconds()) {
             Some(seconds) => response.with_header("retry-after", &seconds.to_string()),
             None => response,
         }
@@ -260,6 +284,8 @@ struct ErrorDetail<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
 }
 
 /// How long a caller waits before retrying after the store failed.
@@ -285,6 +311,34 @@ mod tests {
             body,
             serde_json::json!({"error": {"code": "invalid_phone", "message": "digits only", "field": "number"}})
         );
+    }
+
+    #[test]
+    fn extra_members_follow_the_spec_shape() {
+        let mut extra = Map::new();
+        extra.insert("window_closed_at".into(), "2026-01-01T00:00:00.000Z".into());
+        let response =
+            Error::conflict("reply_window_closed", "wait").into_response_with(extra, Some(7));
+        assert_eq!(
+            String::from_utf8(response.body).unwrap(),
+            r#"{"error":{"code":"reply_window_closed","message":"wait","window_closed_at":"2026-01-01T00:00:00.000Z"}}"#
+        );
+        assert!(response
+            .headers
+            .contains(&("retry-after".into(), "7".into())));
+    }
+
+    #[test]
+    fn a_lost_race_is_a_409_and_a_busy_lease_a_503_with_retry_after() {
+        let changed = Error::ConversationChanged.into_response();
+        assert_eq!(changed.status, 409);
+        assert!(!changed
+            .headers
+            .iter()
+            .any(|(name, _)| name == "retry-after"));
+        let busy = Error::InProgress("busy".into()).into_response();
+        assert_eq!(busy.status, 503);
+        assert!(busy.headers.iter().any(|(name, _)| name == "retry-after"));
     }
 
     #[test]

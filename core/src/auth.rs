@@ -143,11 +143,10 @@ impl Principal {
             return Ok(());
         }
         let names: Vec<&str> = roles.iter().map(|role| role.word()).collect();
-        Err(Error::Forbidden {
-            field: None,
-            code: "forbidden",
-            message: format!("this route needs a key with role {}", names.join(" or ")),
-        })
+        Err(Error::forbidden(
+            "forbidden",
+            format!("this route needs a key with role {}", names.join(" or ")),
+        ))
     }
 }
 
@@ -233,11 +232,10 @@ fn require_token(
     } = token;
     let expected = variables.get(variable).unwrap_or_default();
     if expected.is_empty() {
-        return Err(Error::Forbidden {
- field: None,
- code: closed,
- message: format!("{opens} is off: set the Spin variable {variable} (SPIN_VARIABLE_{}) to a secret and send it as \"Authorization: Bearer <token>\"", variable.to_ascii_uppercase()),
-});
+        return Err(Error::forbidden(
+            closed,
+            format!("{opens} is off: set the Spin variable {variable} (SPIN_VARIABLE_{}) to a secret and send it as \"Authorization: Bearer <token>\"", variable.to_ascii_uppercase())),
+        );
     }
     match bearer(request) {
         Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),

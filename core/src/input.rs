@@ -18,11 +18,7 @@ pub trait Word: Copy + 'static {
 
 /// Parses a request body that must be a JSON object.
 pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
-    let malformed = |message: String| Error::Malformed {
-        field: None,
-        code: "malformed_json",
-        message: message,
-    };
+    let malformed = |message: String| Error::malformed("malformed_json", message);
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(malformed(
@@ -322,7 +318,7 @@ mod tests {
                 page.required_str("page_id").map(str::to_owned)
             })
             .unwrap_err();
-        assert_eq!(error.field().as_deref(), Some("pages[1].page_id"));
+        assert_eq!(error.field(), Some("pages[1].page_id"));
         assert_eq!(error.code(), "wrong_type");
     }
 
@@ -331,11 +327,7 @@ mod tests {
         let body = map(json!({"capcity": 3, "presence": "sleeping"}));
         let object = Object::root(&body);
         assert_eq!(
-            object
-                .only(&["capacity", "presence"])
-                .unwrap_err()
-                .field()
-                .as_deref(),
+            object.only(&["capacity", "presence"]).unwrap_err().field(),
             Some("capcity")
         );
         let error = object

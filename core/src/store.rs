@@ -142,12 +142,14 @@ pub fn load<D: Document>(kv: &dyn KeyValue, org: &str, id: &str) -> Result<Optio
 
 /// Like [`load`], but a missing document is the 404 the API answers.
 pub fn require<D: Document>(kv: &dyn KeyValue, org: &str, id: &str) -> Result<D, Error> {
-    load(kv, org, id)?.ok_or_else(|| Error::NotFound {
-        code: "not_found",
-        message: format!(
-            "no {} with id {id} in this organisation",
-            D::KIND.replace('_', " ")
-        ),
+    load(kv, org, id)?.ok_or_else(|| {
+        Error::not_found(
+            "not_found",
+            format!(
+                "no {} with id {id} in this organisation",
+                D::KIND.replace('_', " ")
+            ),
+        )
     })
 }
 

@@ -208,10 +208,11 @@ async fn read_body(request: IncomingRequest) -> Result<Vec<u8>, Error> {
     let mut stream = request.into_body_stream();
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|error| Error::Malformed {
-            field: None,
-            code: "unreadable_body",
-            message: format!("the request body could not be read ({error}); send it again"),
+        let chunk = chunk.map_err(|error| {
+            Error::malformed(
+                "unreadable_body",
+                format!("the request body could not be read ({error}); send it again"),
+            )
         })?;
         if body.len() + chunk.len() > api::MAX_REQUEST_BODY {
             return Err(Error::too_large());

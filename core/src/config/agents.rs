@@ -121,11 +121,10 @@ pub fn set_presence(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, 
     }
     ctx.principal.require(&[Role::Admin, Role::Agent])?;
     if ctx.principal.role == Role::Agent && ctx.principal.agent_id.as_deref() != Some(id) {
-        return Err(Error::Forbidden {
-            field: None,
-            code: "forbidden",
-            message: "agents set their own presence only".into(),
-        });
+        return Err(Error::forbidden(
+            "forbidden",
+            "agents set their own presence only",
+        ));
     }
     let body = crate::input::json_object(&request.body)?;
     let input = Object::root(&body);

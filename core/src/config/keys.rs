@@ -71,14 +71,7 @@ fn create(ctx: &Ctx, request: &Request) -> Result<Response, Error> {
         }
         (_, None) => None,
     };
-    let (key, token) = ApiKey::issue(
-        ctx.ports.random,
-        ctx.org(),
-        name,
-        role,
-        agent_id,
-        ctx.now.clone(),
-    );
+    let (key, token) = ApiKey::issue(ctx.ports.random, ctx.org(), name, role, agent_id, ctx.now);
     store::insert(ctx.kv(), ctx.org(), &key, Vec::new())?;
     Ok(Response::json(201, &key.view(Some(&token))))
 }

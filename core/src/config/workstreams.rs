@@ -17,7 +17,7 @@ use super::accounts::{Account, Settings};
 use super::queues::require_queue;
 use super::{Ctx, Effects, Resource};
 use crate::api::{method_not_allowed, Method, Request, Response};
-use crate::auth::{mask, Role};
+use crate::auth::Role;
 use crate::entities::workstream::{
     channel_claim, Bot, ChannelInstance, Conditions, ContactField, RoutingRule, Workstream,
 };
@@ -25,7 +25,6 @@ use crate::error::Error;
 use crate::input::Object;
 use crate::locale::Locale;
 use crate::store::{self, Claim};
-use crate::time::Timestamp;
 use serde_json::{json, Value};
 
 pub const CHANNELS: &[&str] = &["whatsapp", "sms", "facebook", "gbm"];
@@ -352,9 +351,11 @@ pub fn rotate_bot_secret(ctx: &Ctx, request: &Request, id: &str) -> Result<Respo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::mask;
     use crate::auth::Principal;
     use crate::entities::queue::Queue;
     use crate::memory::MemoryPorts;
+    use crate::time::Timestamp;
 
     fn admin<'a>(ports: &'a crate::ports::Ports<'a>) -> Ctx<'a> {
         Ctx {

@@ -52,11 +52,10 @@ pub fn check(
 }
 
 fn not_in_queue(queue: &str) -> Error {
-    Error::Forbidden {
- field: None,
- code: "not_in_queue",
- message: format!("this conversation waits in queue {queue}, which you do not serve; an admin can add it to your queues"),
-}
+    Error::forbidden(
+        "not_in_queue",
+        format!("this conversation waits in queue {queue}, which you do not serve; an admin can add it to your queues"),
+    )
 }
 
 fn not_yours(conversation: &Conversation) -> Error {
@@ -64,14 +63,13 @@ fn not_yours(conversation: &Conversation) -> Error {
         State::Open => "accept it first if it waits in one of your queues, or ask an admin",
         _ => "ask its agent or an admin",
     };
-    Error::Forbidden {
-        field: None,
-        code: "not_your_conversation",
-        message: format!(
+    Error::forbidden(
+        "not_your_conversation",
+        format!(
             "this conversation is {} and not assigned to you; {fix}",
             conversation.state.name()
         ),
-    }
+    )
 }
 
 #[cfg(test)]

@@ -836,7 +836,7 @@ mod tests {
             });
             let error = reply_render_error(&input, &missing);
             assert_eq!(
-                (error.status(), error.code(), error.field().as_deref()),
+                (error.status(), error.code(), error.field()),
                 (422, "missing_placeholder", Some(field))
             );
             assert!(error.message().contains(hint), "{}", error.message());
@@ -845,11 +845,11 @@ mod tests {
             placeholder: "Items".into(),
         });
         let error = reply_render_error(&input, &list);
-        assert_eq!(error.field().as_deref(), Some("context_items.Items"));
+        assert_eq!(error.field(), Some("context_items.Items"));
         let too_long = RenderFailure::SmsTooLong { characters: 1700 };
         let error = reply_render_error(&input, &too_long);
         assert_eq!(
-            (error.code(), error.field().as_deref()),
+            (error.code(), error.field()),
             ("sms_too_long", Some("template_id"))
         );
     }

@@ -318,13 +318,13 @@ fn another_delivery(ports: &Ports<'_>, record: &str) -> Result<Ingested, Error> 
 /// 404 for a message to an address no workstream serves: the admin has to
 /// add it to one, and the provider's console shows this answer.
 fn no_workstream(account: &Account, inbound: &Inbound) -> Error {
-    Error::NotFound {
- code: "no_workstream",
- message: format!(
+    Error::not_found(
+        "no_workstream",
+        format!(
             "{} of account {} is not a channel of any workstream; add it to one (PATCH /api/workstreams/{{id}}, \"channels\")",
             inbound.channel_address, account.id
         ),
-}
+    )
 }
 
 struct Arrival<'a> {

@@ -325,9 +325,11 @@ pub fn require(
     org: &str,
     id: &str,
 ) -> Result<(Conversation, Option<String>), Error> {
-    load(kv, org, id)?.ok_or_else(|| Error::NotFound {
-        code: "not_found",
-        message: format!("no conversation with id {id} in this organisation"),
+    load(kv, org, id)?.ok_or_else(|| {
+        Error::not_found(
+            "not_found",
+            format!("no conversation with id {id} in this organisation"),
+        )
     })
 }
 

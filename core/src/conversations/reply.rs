@@ -127,22 +127,11 @@ impl From<Error> for Undelivered {
 
 impl Undelivered {
     pub fn into_response(self) -> Response {
-        if self.retry_after.is_none() && self.window_closed_at.is_none() {
-            return self.error.into_response();
-        }
-        let mut body =
-            json!({"error": {"code": self.error.code(), "message": self.error.message()}});
-        if let Some(field) = &self.error.field() {
-            body["error"]["field"] = json!(field);
-        }
+        let mut extra = serde_json::Map::new();
         if let Some(closed_at) = self.window_closed_at {
-            body["error"]["window_closed_at"] = json!(closed_at);
+            extra.insert("window_closed_at".into(), json!(closed_at));
         }
-        let response = Response::json(self.error.status(), &body);
-        match self.retry_after {
-            Some(seconds) => response.with_header("retry-after", &seconds.to_string()),
-            None => response,
-        }
+        self.error.into_response_with(extra, self.retry_after)
     }
 
     /// 409: the channel's window for free-form messages closed at

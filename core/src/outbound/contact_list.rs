@@ -42,11 +42,7 @@ pub struct SendBody {
 }
 
 fn not_a_contact_list(message: impl Into<String>) -> Error {
-    Error::Malformed {
-        field: None,
-        code: "not_a_contact_list",
-        message: message.into(),
-    }
+    Error::malformed("not_a_contact_list", message.into())
 }
 
 impl SendBody {
@@ -83,13 +79,13 @@ impl SendBody {
         }
         if contacts.len() > MAX_CONTACTS {
             return Err(Error::TooLarge {
- field: Some("ContactList".into()),
- code: "too_many_contacts",
- message: format!(
+                field: Some("ContactList".into()),
+                code: "too_many_contacts",
+                message: format!(
                     "\"ContactList\" has {} contacts; one call takes at most {MAX_CONTACTS}: split the list over several calls",
                     contacts.len()
                 ),
-});
+            });
         }
         let fields = Object::root(&map);
         let send_at = fields.optional_parsed("send_at", crate::time::parse_rfc3339)?;
@@ -391,10 +387,7 @@ mod tests {
             "too_far_ahead"
         );
         assert_eq!(
-            parse(json!({"delay_seconds": -1}))
-                .unwrap_err()
-                .field()
-                .as_deref(),
+            parse(json!({"delay_seconds": -1})).unwrap_err().field(),
             Some("delay_seconds")
         );
         assert_eq!(

@@ -38,10 +38,10 @@ pub fn key_of(header: Option<&str>) -> Result<Option<String>, Error> {
     let key = key.trim();
     if key.is_empty() || key.len() > MAX_KEY_LENGTH || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(Error::Malformed {
- field: Some("Idempotency-Key".into()),
- code: "invalid_idempotency_key",
- message: format!("Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters without spaces, e.g. a UUID"),
-});
+            field: Some("Idempotency-Key".into()),
+            code: "invalid_idempotency_key",
+            message: format!("Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters without spaces, e.g. a UUID"),
+        });
     }
     Ok(Some(key.to_owned()))
 }

@@ -59,12 +59,14 @@ impl Setup {
         org: &str,
         config_id: &str,
     ) -> Result<Setup, Error> {
-        let config: OutboundConfig = store::load(kv, org, config_id)?.ok_or_else(|| Error::NotFound {
- code: "not_found",
- message: format!(
-                "no outbound configuration with id {config_id} in this organisation; create one with POST /api/outbound-configs"
-            ),
-})?;
+        let config: OutboundConfig = store::load(kv, org, config_id)?.ok_or_else(|| {
+            Error::not_found(
+                "not_found",
+                format!(
+                    "no outbound configuration with id {config_id} in this organisation; create one with POST /api/outbound-configs"
+                ),
+            )
+        })?;
         let keys = [
             store::document_key::<Template>(org, &config.template_id),
             store::document_key::<Account>(org, &config.account_id),

@@ -58,11 +58,10 @@ fn verify(request: &Request, ports: &Ports<'_>) -> Result<Response, Error> {
         .is_some_and(|given| constant_time_eq(given.as_bytes(), verify_token.as_bytes()));
     match request.query_param("hub.challenge") {
         Some(challenge) if subscribing && token_matches => Ok(echo(&challenge)),
-        _ => Err(Error::Forbidden {
- field: None,
- code: "verification_failed",
- message: format!("hub.mode must be \"subscribe\" and hub.verify_token the verify_token of account {account_id} (GET /api/accounts/{account_id} shows it)"),
-}),
+        _ => Err(Error::forbidden(
+            "verification_failed",
+            format!("hub.mode must be \"subscribe\" and hub.verify_token the verify_token of account {account_id} (GET /api/accounts/{account_id} shows it)")),
+        ),
     }
 }
 

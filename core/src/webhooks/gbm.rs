@@ -45,11 +45,10 @@ async fn serve(request: &Request, ports: &Ports<'_>) -> Result<Response, Error> 
         return if constant_time_eq(given.as_bytes(), signer.secret.as_bytes()) {
             Ok(echo(secret))
         } else {
-            Err(Error::Forbidden {
- field: None,
- code: "verification_failed",
- message: format!("the clientToken does not match account {account_id}'s client_token; set the same token in the Business Communications console and in PATCH /api/accounts/{account_id}"),
-})
+            Err(Error::forbidden(
+                "verification_failed",
+                format!("the clientToken does not match account {account_id}'s client_token; set the same token in the Business Communications console and in PATCH /api/accounts/{account_id}")),
+            )
         };
     }
     let signature = request.header("x-goog-signature");

@@ -76,9 +76,9 @@ pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: &str) -> Result<Sig
     }
     if let Some(deleted_at) = record.deleted_at {
         return Err(Error::Gone {
- code: "account_deleted",
- message: format!("account {account_id} was deleted at {deleted_at}; remove this callback URL at the provider"),
-});
+            code: "account_deleted",
+            message: format!("account {account_id} was deleted at {deleted_at}; remove this callback URL at the provider"),
+        });
     }
     let secret = match record.secret {
         Some(secret) => secret,
@@ -94,19 +94,18 @@ pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: &str) -> Result<Sig
 }
 
 pub fn unknown_account(account_id: &str, provider: &str) -> Error {
-    Error::NotFound {
- code: "unknown_account",
- message: format!("no {provider} account {account_id}; check the callback URL configured at the provider (GET /api/accounts/{{id}} shows it)"),
-}
+    Error::not_found(
+        "unknown_account",
+        format!("no {provider} account {account_id}; check the callback URL configured at the provider (GET /api/accounts/{{id}} shows it)"),
+    )
 }
 
 /// 403 for a request whose signature does not check out.
 pub fn bad_signature(header: &str) -> Error {
-    Error::Forbidden {
- field: None,
- code: "invalid_signature",
- message: format!("the {header} header is missing or does not match this account's secret; nothing was stored"),
-}
+    Error::forbidden(
+        "invalid_signature",
+        format!("the {header} header is missing or does not match this account's secret; nothing was stored"),
+    )
 }
 
 /// The values of keys read together, in the order asked for.
@@ -145,10 +144,10 @@ pub const MAX_RECEIPT_IDS: usize = 1_000;
 /// redelivery would be refused the same way, so it is not a 5xx.
 pub fn too_many(code: &'static str, what: &str, count: usize, limit: usize) -> Error {
     Error::Invalid {
- field: None,
- code: code,
- message: format!("the request carries {count} {what}; one request may carry at most {limit}, so nothing was stored. Send them in several requests"),
-}
+        field: None,
+        code,
+        message: format!("the request carries {count} {what}; one request may carry at most {limit}, so nothing was stored. Send them in several requests"),
+    }
 }
 
 /// `text` as a customer's message keeps it: whole when it has at most
@@ -171,11 +170,7 @@ pub fn customer_text(text: &str, limit: usize) -> String {
 
 /// 400 for a signed callback the gateway cannot read.
 pub fn invalid_callback(message: String) -> Error {
-    Error::Malformed {
-        field: None,
-        code: "invalid_callback",
-        message: message,
-    }
+    Error::malformed("invalid_callback", message)
 }
 
 /// A handshake answer: the value the provider sent, echoed as plain text.
