@@ -48,7 +48,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard_core::api::{ApiError, Request};
+use switchboard_core::api::Request;
+use switchboard_core::error::Error;
 use switchboard_core::memory::{block_on, MapVariables, MemoryPorts};
 
 const ADMIN_TOKEN: &str = "bench-operator-token-0123456789abcdef";
@@ -278,7 +279,7 @@ async fn serve_native(variables: &[(&str, &str)]) -> Result<SocketAddr> {
         } else if under("/webhooks/twilio") {
             block_on(switchboard_core::webhooks::handle(&request, &ports))
         } else {
-            ApiError::not_found(&request.path).into_response()
+            Error::no_route(&request.path).into_response()
         }
     })
     .await

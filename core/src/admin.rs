@@ -1,6 +1,7 @@
 //! The admin component's routes: `/health` and the configuration API.
 
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
+use crate::error::Error;
 use crate::health;
 use crate::ports::Ports;
 
@@ -12,7 +13,7 @@ pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
         },
         _ => crate::config::route(request, ports)
             .await
-            .unwrap_or_else(ApiError::into_response),
+            .unwrap_or_else(Error::into_response),
     }
 }
 

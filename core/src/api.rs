@@ -5,50 +5,14 @@
 //! R-CFG-8 fixes: `{"error":{"code":"…","message":"…","field":"…"}}`.
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Get,
-    Post,
-    Put,
-    Patch,
-    Delete,
-    Head,
-    Options,
-    Other,
-}
+use crate::error::{Error, ProviderFailure};
 
-impl Method {
-    pub fn parse(method: &str) -> Method {
-        match method.to_ascii_uppercase().as_str() {
-            "GET" => Method::Get,
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "PATCH" => Method::Patch,
-            "DELETE" => Method::Delete,
-            "HEAD" => Method::Head,
-            "OPTIONS" => Method::Options,
-            _ => Method::Other,
-        }
-    }
-
-    /// The method as HTTP spells it (`OTHER` for one the app does not serve).
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Patch => "PATCH",
-            Method::Delete => "DELETE",
-            Method::Head => "HEAD",
-            Method::Options => "OPTIONS",
-            Method::Other => "OTHER",
-        }
-    }
-}
+pub use crate::ports::Method;
 
 /// The largest request body the app reads (SPEC.md R-OPS-3); the component
-/// shells refuse a larger one with [`ApiError::too_large`] before reading it.
+/// shells refuse a larger one with [`Error::too_large`] before reading it.
 pub const MAX_REQUEST_BODY: usize = 1024 * 1024;
 
 #[derive(Debug, Clone)]
@@ -128,13 +92,185 @@ impl Response {
 }
 
 /// A client-facing error: a status, a stable machine-readable code, a message
-/// that tells the caller what to do, and the offending field where there is one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    pub status: u16,
-    pub code: &'static str,
-    pub message: String,
-    pub field: Option<String>,
+/// that tells the caller what to do, and the offending field where there is
+/// one. The only place an [`Error`] becomes HTTP.
+impl Error {
+    /// 404 for a path no route serves.
+    pub fn no_route(path: &str) -> Error {
+        Error::not_found(
+            "not_found",
+            format!("no resource at {path}; see the API section of README.md"),
+        )
+    }
+
+    /// 413: the body is over [`MAX_REQUEST_BODY`]; nothing of it was used.
+    pub fn too_large() -> Error {
+        Error::TooLarge {
+            field: None,
+            code: "payload_too_large",
+            message: format!(
+                "the request body is over {} bytes (1 MiB); send less per request (outbound lists are sent in batches of 100 contacts)",
+                MAX_REQUEST_BODY
+            ),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Malformed { .. } => 400,
+            Error::Unauthorized(_) => 401,
+            Error::Forbidden { .. } => 403,
+            Error::NotFound { .. } => 404,
+            Error::MethodNotAllowed(_) => 405,
+            Error::Conflict { .. } | Error::ConversationChanged => 409,
+            Error::Gone { .. } => 410,
+            Error::TooLarge { .. } => 413,
+            Error::Invalid { .. } => 422,
+            Error::Provider(ProviderFailure::RateLimited(_)) => 429,
+            Error::CorruptDocument { .. } | Error::Misconfigured(_) => 500,
+            Error::Provider(
+                ProviderFailure::Rejected(_)
+                | ProviderFailure::Unreachable(_)
+                | ProviderFailure::OutcomeUnknown(_),
+            ) => 502,
+            Error::Store(_)
+            | Error::NoStore(_)
+            | Error::InProgress(_)
+            | Error::Unfinished { .. } => 503,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Store(_) | Error::NoStore(_) => "store_unavailable",
+            Error::CorruptDocument { .. } => "corrupt_document",
+            Error::ConversationChanged => "conversation_changed",
+            Error::InProgress(_) => "in_progress",
+            Error::MethodNotAllowed(_) => "method_not_allowed",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Misconfigured(_) => "misconfigured",
+            Error::Provider(ProviderFailure::RateLimited(_)) => "provider_rate_limited",
+            Error::Provider(ProviderFailure::Rejected(_)) => "provider_rejected",
+            Error::Provider(ProviderFailure::Unreachable(_)) => "provider_unreachable",
+            Error::Provider(ProviderFailure::OutcomeUnknown(_)) => "provider_outcome_unknown",
+            Error::Unfinished { code, .. }
+            | Error::NotFound { code, .. }
+            | Error::Invalid { code, .. }
+            | Error::Malformed { code, .. }
+            | Error::TooLarge { code, .. }
+            | Error::Forbidden { code, .. }
+            | Error::Conflict { code, .. }
+            | Error::Gone { code, .. } => code,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Error::Store(error) => format!("{error}; nothing was changed, retry later"),
+            Error::NoStore(error) => format!("{error}; retry later"),
+            Error::CorruptDocument { key, reason } => {
+                format!("the stored document {key} cannot be read ({reason})")
+            }
+            Error::ConversationChanged => {
+                "the conversation changed while this request was handled; read it again and retry"
+                    .into()
+            }
+            Error::MethodNotAllowed(allowed) => {
+                format!("this route answers {} only", allowed.join(", "))
+            }
+            Error::InProgress(message)
+            | Error::Unauthorized(message)
+            | Error::Misconfigured(message)
+            | Error::Provider(
+                ProviderFailure::RateLimited(message)
+                | ProviderFailure::Rejected(message)
+                | ProviderFailure::Unreachable(message)
+                | ProviderFailure::OutcomeUnknown(message),
+            )
+            | Error::Unfinished { message, .. }
+            | Error::NotFound { message, .. }
+            | Error::Invalid { message, .. }
+            | Error::Malformed { message, .. }
+            | Error::TooLarge { message, .. }
+            | Error::Forbidden { message, .. }
+            | Error::Conflict { message, .. }
+            | Error::Gone { message, .. } => message.clone(),
+        }
+    }
+
+    /// The request field at fault, where there is one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid { field, .. }
+            | Error::Malformed { field, .. }
+            | Error::Forbidden { field, .. }
+            | Error::Conflict { field, .. }
+            | Error::TooLarge { field, .. } => field.as_deref(),
+            Error::Store(_)
+            | Error::NoStore(_)
+            | Error::CorruptDocument { .. }
+            | Error::ConversationChanged
+            | Error::InProgress(_)
+            | Error::Unfinished { .. }
+            | Error::NotFound { .. }
+            | Error::MethodNotAllowed(_)
+            | Error::Unauthorized(_)
+            | Error::Gone { .. }
+            | Error::Misconfigured(_)
+            | Error::Provider(_) => None,
+        }
+    }
+
+    /// `Retry-After` for a 503: when a busy lease is sure to have expired,
+    /// or a moment for a store that failed.
+    fn retry_after_seconds(&self) -> Option<u64> {
+        match self {
+            Error::InProgress(_) => Some(crate::lease::retry_after_seconds()),
+            Error::Store(_) | Error::NoStore(_) | Error::Unfinished { .. } => {
+                Some(STORE_RETRY_AFTER_SECONDS)
+            }
+            Error::CorruptDocument { .. }
+            | Error::ConversationChanged
+            | Error::NotFound { .. }
+            | Error::MethodNotAllowed(_)
+            | Error::Invalid { .. }
+            | Error::Malformed { .. }
+            | Error::TooLarge { .. }
+            | Error::Unauthorized(_)
+            | Error::Forbidden { .. }
+            | Error::Conflict { .. }
+            | Error::Gone { .. }
+            | Error::Misconfigured(_)
+            | Error::Provider(_) => None,
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        self.into_response_with(Map::new(), None)
+    }
+
+    /// The response with `extra` members beside the code and message, and
+    /// a `Retry-After` the caller knows better (a provider's), if any.
+    pub fn into_response_with(
+        self,
+        extra: Map<String, Value>,
+        retry_after: Option<u64>,
+    ) -> Response {
+        let message = self.message();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: &message,
+                field: self.field(),
+                extra,
+            },
+        };
+        let response = Response::json(self.status(), &body);
+        match retry_after.or_else(|| self.retry_after_seconds()) {
+            Some(seconds) => response.with_header("retry-after", &seconds.to_string()),
+            None => response,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -148,124 +284,16 @@ struct ErrorDetail<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
-}
-
-impl ApiError {
-    pub fn not_found(path: &str) -> ApiError {
-        ApiError {
-            status: 404,
-            code: "not_found",
-            message: format!("no resource at {path}; see the API section of README.md"),
-            field: None,
-        }
-    }
-
-    pub fn method_not_allowed(allowed: &'static [&'static str]) -> ApiError {
-        ApiError {
-            status: 405,
-            code: "method_not_allowed",
-            message: format!("this route answers {} only", allowed.join(", ")),
-            field: None,
-        }
-    }
-
-    /// A 4xx for a request body or field that breaks a rule (R-CFG-8).
-    pub fn invalid(
-        field: impl Into<String>,
-        code: &'static str,
-        message: impl Into<String>,
-    ) -> ApiError {
-        ApiError {
-            status: 422,
-            code,
-            message: message.into(),
-            field: Some(field.into()),
-        }
-    }
-
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: 409,
-            code,
-            message: message.into(),
-            field: None,
-        }
-    }
-
-    /// The store failed: a 503 the caller may retry; nothing was half-written
-    /// because every change is one write transaction.
-    pub fn store(error: crate::ports::StoreError) -> ApiError {
-        ApiError {
-            status: 503,
-            code: "store_unavailable",
-            message: format!("{error}; nothing was changed, retry later"),
-            field: None,
-        }
-    }
-
-    /// 413: the body is over [`MAX_REQUEST_BODY`]; nothing of it was used.
-    pub fn too_large() -> ApiError {
-        ApiError {
-            status: 413,
-            code: "payload_too_large",
-            message: format!(
-                "the request body is over {} bytes (1 MiB); send less per request (outbound lists are sent in batches of 100 contacts)",
-                MAX_REQUEST_BODY
-            ),
-            field: None,
-        }
-    }
-
-    /// 503: another request holds the lease this one needs (or held it and
-    /// died); a retry after the lease is sure to find it free (R-OPS-4).
-    pub fn in_progress(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: 503,
-            code: "in_progress",
-            message: message.into(),
-            field: None,
-        }
-    }
-
-    /// `Retry-After` for a 503: when a busy lease is sure to have expired,
-    /// or a moment for a store that failed.
-    fn retry_after_seconds(&self) -> Option<u64> {
-        match (self.status, self.code) {
-            (503, "in_progress") => Some(crate::lease::retry_after_seconds()),
-            (503, _) => Some(STORE_RETRY_AFTER_SECONDS),
-            _ => None,
-        }
-    }
-
-    pub fn into_response(self) -> Response {
-        let retry_after = self.retry_after_seconds();
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code,
-                message: &self.message,
-                field: self.field.as_deref(),
-            },
-        };
-        let response = Response::json(self.status, &body);
-        match retry_after {
-            Some(seconds) => response.with_header("retry-after", &seconds.to_string()),
-            None => response,
-        }
-    }
+    #[serde(flatten)]
+    extra: Map<String, Value>,
 }
 
 /// How long a caller waits before retrying after the store failed.
 pub const STORE_RETRY_AFTER_SECONDS: u64 = 5;
 
-impl From<crate::ports::StoreError> for ApiError {
-    fn from(error: crate::ports::StoreError) -> ApiError {
-        ApiError::store(error)
-    }
-}
-
 /// Answers 405 with the `Allow` header HTTP requires.
 pub fn method_not_allowed(allowed: &'static [&'static str]) -> Response {
-    ApiError::method_not_allowed(allowed)
+    Error::MethodNotAllowed(allowed)
         .into_response()
         .with_header("allow", &allowed.join(", "))
 }
@@ -276,19 +304,41 @@ mod tests {
 
     #[test]
     fn errors_have_the_spec_shape() {
-        let response = ApiError {
-            status: 422,
-            code: "invalid_phone",
-            message: "digits only".into(),
-            field: Some("number".into()),
-        }
-        .into_response();
+        let response = Error::invalid("number", "invalid_phone", "digits only").into_response();
         assert_eq!(response.status, 422);
         let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
         assert_eq!(
             body,
             serde_json::json!({"error": {"code": "invalid_phone", "message": "digits only", "field": "number"}})
         );
+    }
+
+    #[test]
+    fn extra_members_follow_the_spec_shape() {
+        let mut extra = Map::new();
+        extra.insert("window_closed_at".into(), "2026-01-01T00:00:00.000Z".into());
+        let response =
+            Error::conflict("reply_window_closed", "wait").into_response_with(extra, Some(7));
+        assert_eq!(
+            String::from_utf8(response.body).unwrap(),
+            r#"{"error":{"code":"reply_window_closed","message":"wait","window_closed_at":"2026-01-01T00:00:00.000Z"}}"#
+        );
+        assert!(response
+            .headers
+            .contains(&("retry-after".into(), "7".into())));
+    }
+
+    #[test]
+    fn a_lost_race_is_a_409_and_a_busy_lease_a_503_with_retry_after() {
+        let changed = Error::ConversationChanged.into_response();
+        assert_eq!(changed.status, 409);
+        assert!(!changed
+            .headers
+            .iter()
+            .any(|(name, _)| name == "retry-after"));
+        let busy = Error::InProgress("busy".into()).into_response();
+        assert_eq!(busy.status, 503);
+        assert!(busy.headers.iter().any(|(name, _)| name == "retry-after"));
     }
 
     #[test]

@@ -7,9 +7,12 @@
 //! never stored. A key of another organisation finds nothing under this
 //! organisation's prefix, which is why foreign ids answer 404, never 403.
 
-use crate::api::{ApiError, Request};
+use crate::api::Request;
+use crate::error::Error;
+use crate::input::Word;
 use crate::ports::{KeyValue, Randomness, Variables};
 use crate::store;
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -24,21 +27,15 @@ pub enum Role {
     Flow,
 }
 
-impl Role {
-    const ALL: [Role; 3] = [Role::Admin, Role::Agent, Role::Flow];
-    pub const NAMES: &'static [&'static str] = &["admin", "agent", "flow"];
+impl Word for Role {
+    const ALL: &'static [Role] = &[Role::Admin, Role::Agent, Role::Flow];
 
-    /// The name the API uses, as serde writes it.
-    pub fn name(self) -> &'static str {
+    fn word(self) -> &'static str {
         match self {
             Role::Admin => "admin",
             Role::Agent => "agent",
             Role::Flow => "flow",
         }
-    }
-
-    pub fn parse(name: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|role| role.name() == name)
     }
 }
 
@@ -53,7 +50,7 @@ pub struct ApiKey {
     pub token_sha256: String,
     /// The token's last four characters, to tell keys apart in listings.
     pub hint: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 crate::document!(ApiKey, "api_key");
@@ -68,7 +65,7 @@ pub struct ApiKeyView<'a> {
     pub agent_id: Option<&'a str>,
     /// The token once, at creation; a mask afterwards.
     pub key: String,
-    pub created_at: &'a str,
+    pub created_at: Timestamp,
 }
 
 impl ApiKey {
@@ -79,7 +76,7 @@ impl ApiKey {
         name: String,
         role: Role,
         agent_id: Option<String>,
-        created_at: String,
+        created_at: Timestamp,
     ) -> (ApiKey, String) {
         let id = random.id128();
         let token = format!("sb_{org}_{id}_{}", random.id128());
@@ -102,7 +99,7 @@ impl ApiKey {
             role: self.role,
             agent_id: self.agent_id.as_deref(),
             key: token.map_or_else(|| mask_hint(&self.hint), str::to_owned),
-            created_at: &self.created_at,
+            created_at: self.created_at,
         }
     }
 }
@@ -141,27 +138,20 @@ pub struct Principal {
 
 impl Principal {
     /// 403 unless the key has one of `roles`.
-    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+    pub fn require(&self, roles: &[Role]) -> Result<(), Error> {
         if roles.contains(&self.role) {
             return Ok(());
         }
-        let names: Vec<&str> = roles.iter().map(|role| role.name()).collect();
-        Err(ApiError {
-            status: 403,
-            code: "forbidden",
-            message: format!("this route needs a key with role {}", names.join(" or ")),
-            field: None,
-        })
+        let names: Vec<&str> = roles.iter().map(|role| role.word()).collect();
+        Err(Error::forbidden(
+            "forbidden",
+            format!("this route needs a key with role {}", names.join(" or ")),
+        ))
     }
 }
 
-fn unauthorized(message: &str) -> ApiError {
-    ApiError {
-        status: 401,
-        code: "unauthorized",
-        message: message.into(),
-        field: None,
-    }
+fn unauthorized(message: &str) -> Error {
+    Error::Unauthorized(message.into())
 }
 
 fn bearer(request: &Request) -> Option<&str> {
@@ -171,7 +161,7 @@ fn bearer(request: &Request) -> Option<&str> {
 }
 
 /// Finds the organisation and role of the request's API key (one read).
-pub fn authenticate(request: &Request, kv: &dyn KeyValue) -> Result<Principal, ApiError> {
+pub fn authenticate(request: &Request, kv: &dyn KeyValue) -> Result<Principal, Error> {
     let token = bearer(request).ok_or_else(|| {
         unauthorized("send an API key as \"Authorization: Bearer sb_…\"; an admin creates keys with POST /api/keys")
     })?;
@@ -220,12 +210,12 @@ const DISPATCHER: AppToken = AppToken {
 };
 
 /// Checks the operator token (Spin variable `admin_token`, R-TEN-2).
-pub fn require_operator(request: &Request, variables: &dyn Variables) -> Result<(), ApiError> {
+pub fn require_operator(request: &Request, variables: &dyn Variables) -> Result<(), Error> {
     require_token(&OPERATOR, request, variables)
 }
 
 /// Checks the scheduler's token (Spin variable `dispatch_token`).
-pub fn require_dispatcher(request: &Request, variables: &dyn Variables) -> Result<(), ApiError> {
+pub fn require_dispatcher(request: &Request, variables: &dyn Variables) -> Result<(), Error> {
     require_token(&DISPATCHER, request, variables)
 }
 
@@ -234,7 +224,7 @@ fn require_token(
     token: &AppToken,
     request: &Request,
     variables: &dyn Variables,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let AppToken {
         variable,
         opens,
@@ -242,12 +232,10 @@ fn require_token(
     } = token;
     let expected = variables.get(variable).unwrap_or_default();
     if expected.is_empty() {
-        return Err(ApiError {
-            status: 403,
-            code: closed,
-            message: format!("{opens} is off: set the Spin variable {variable} (SPIN_VARIABLE_{}) to a secret and send it as \"Authorization: Bearer <token>\"", variable.to_ascii_uppercase()),
-            field: None,
-        });
+        return Err(Error::forbidden(
+            closed,
+            format!("{opens} is off: set the Spin variable {variable} (SPIN_VARIABLE_{}) to a secret and send it as \"Authorization: Bearer <token>\"", variable.to_ascii_uppercase())),
+        );
     }
     match bearer(request) {
         Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),
@@ -279,7 +267,7 @@ mod tests {
             "ci".into(),
             Role::Flow,
             None,
-            "t".into(),
+            Timestamp::from_millis(0),
         );
         assert!(!crate::store::encode(&key)
             .windows(token.len())
@@ -294,23 +282,27 @@ mod tests {
         forged.pop();
         forged.push('x');
         assert_eq!(
-            authenticate(&with_bearer(&forged), &kv).unwrap_err().status,
+            authenticate(&with_bearer(&forged), &kv)
+                .unwrap_err()
+                .status(),
             401
         );
         assert_eq!(
             authenticate(&Request::new(Method::Get, "/"), &kv)
                 .unwrap_err()
-                .status,
+                .status(),
             401
         );
-        assert_eq!(principal.require(&[Role::Admin]).unwrap_err().status, 403);
+        assert_eq!(principal.require(&[Role::Admin]).unwrap_err().status(), 403);
     }
 
     #[test]
     fn the_operator_api_is_closed_without_a_token() {
         let unset = MapVariables::default();
         assert_eq!(
-            require_operator(&with_bearer(""), &unset).unwrap_err().code,
+            require_operator(&with_bearer(""), &unset)
+                .unwrap_err()
+                .code(),
             "operator_api_disabled"
         );
         let set = MapVariables::from([("admin_token", "s3cret")]);
@@ -318,7 +310,7 @@ mod tests {
         assert_eq!(
             require_operator(&with_bearer("s3cre"), &set)
                 .unwrap_err()
-                .status,
+                .status(),
             401
         );
     }
@@ -329,22 +321,25 @@ mod tests {
         assert!(require_dispatcher(&with_bearer("cron"), &both).is_ok());
         assert!(require_operator(&with_bearer("operator"), &both).is_ok());
         let refused = require_dispatcher(&with_bearer("operator"), &both).unwrap_err();
-        assert_eq!(refused.status, 401);
+        assert_eq!(refused.status(), 401);
         assert!(
-            refused.message.contains("dispatch_token"),
+            refused.message().contains("dispatch_token"),
             "{}",
-            refused.message
+            refused.message()
         );
         assert_eq!(
             require_operator(&with_bearer("cron"), &both)
                 .unwrap_err()
-                .status,
+                .status(),
             401
         );
         let closed = MapVariables::from([("admin_token", "operator")]);
         let refused = require_dispatcher(&with_bearer("operator"), &closed).unwrap_err();
-        assert_eq!((refused.status, refused.code), (403, "dispatch_disabled"));
-        assert!(refused.message.contains("SPIN_VARIABLE_DISPATCH_TOKEN"));
+        assert_eq!(
+            (refused.status(), refused.code()),
+            (403, "dispatch_disabled")
+        );
+        assert!(refused.message().contains("SPIN_VARIABLE_DISPATCH_TOKEN"));
     }
 
     #[test]

@@ -5,17 +5,20 @@
 //! (`numbers[1].number`). Unknown fields are refused rather than ignored: a
 //! typo such as `"capcity"` would otherwise silently keep the old value.
 
-use crate::api::ApiError;
+use crate::error::Error;
 use serde_json::{Map, Value};
 
+/// A closed set of values the API spells as words (a role, a presence):
+/// reading them and naming them in a refusal use the one list.
+pub trait Word: Copy + 'static {
+    const ALL: &'static [Self];
+    /// The word the API and the stored documents use, as serde writes it.
+    fn word(self) -> &'static str;
+}
+
 /// Parses a request body that must be a JSON object.
-pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let malformed = |message: String| ApiError {
-        status: 400,
-        code: "malformed_json",
-        message,
-        field: None,
-    };
+pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
+    let malformed = |message: String| Error::malformed("malformed_json", message);
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(malformed(
@@ -58,10 +61,10 @@ impl<'a> Object<'a> {
     }
 
     /// Refuses fields this object does not define.
-    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+    pub fn only(&self, known: &[&str]) -> Result<(), Error> {
         match self.map.keys().find(|key| !known.contains(&key.as_str())) {
             None => Ok(()),
-            Some(unknown) => Err(ApiError::invalid(
+            Some(unknown) => Err(Error::invalid(
                 self.path_of(unknown),
                 "unknown_field",
                 format!(
@@ -76,16 +79,16 @@ impl<'a> Object<'a> {
         self.map.get(name).filter(|value| !value.is_null())
     }
 
-    fn wrong_type(&self, name: &str, expected: &str) -> ApiError {
-        ApiError::invalid(
+    fn wrong_type(&self, name: &str, expected: &str) -> Error {
+        Error::invalid(
             self.path_of(name),
             "wrong_type",
             format!("\"{}\" must be {expected}", self.path_of(name)),
         )
     }
 
-    pub fn missing(&self, name: &str) -> ApiError {
-        ApiError::invalid(
+    pub fn missing(&self, name: &str) -> Error {
+        Error::invalid(
             self.path_of(name),
             "required",
             format!("\"{}\" is required", self.path_of(name)),
@@ -93,11 +96,11 @@ impl<'a> Object<'a> {
     }
 
     /// An error about this field's value, for rules beyond its type.
-    pub fn error(&self, name: &str, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::invalid(self.path_of(name), code, message)
+    pub fn error(&self, name: &str, code: &'static str, message: impl Into<String>) -> Error {
+        Error::invalid(self.path_of(name), code, message)
     }
 
-    pub fn str(&self, name: &str) -> Result<Option<&'a str>, ApiError> {
+    pub fn str(&self, name: &str) -> Result<Option<&'a str>, Error> {
         match self.value(name) {
             None => Ok(None),
             Some(Value::String(text)) => Ok(Some(text)),
@@ -105,7 +108,7 @@ impl<'a> Object<'a> {
         }
     }
 
-    pub fn required_str(&self, name: &str) -> Result<&'a str, ApiError> {
+    pub fn required_str(&self, name: &str) -> Result<&'a str, Error> {
         match self.str(name)? {
             Some(text) if !text.trim().is_empty() => Ok(text),
             _ => Err(self.missing(name)),
@@ -113,7 +116,7 @@ impl<'a> Object<'a> {
     }
 
     /// A display name: required, trimmed, 1 to `max` characters.
-    pub fn name(&self, name: &str, max: usize) -> Result<String, ApiError> {
+    pub fn name(&self, name: &str, max: usize) -> Result<String, Error> {
         let text = self.required_str(name)?.trim();
         if text.chars().count() > max {
             return Err(self.error(
@@ -131,7 +134,7 @@ impl<'a> Object<'a> {
         &self,
         name: &str,
         parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, Error> {
         let text = self.required_str(name)?;
         parse(text).map_err(|message| self.error(name, "invalid_format", message))
     }
@@ -140,7 +143,7 @@ impl<'a> Object<'a> {
         &self,
         name: &str,
         parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, ApiError> {
+    ) -> Result<Option<T>, Error> {
         if self.has(name) {
             self.parsed(name, parse).map(Some)
         } else {
@@ -148,7 +151,7 @@ impl<'a> Object<'a> {
         }
     }
 
-    pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+    pub fn bool(&self, name: &str) -> Result<Option<bool>, Error> {
         match self.value(name) {
             None => Ok(None),
             Some(Value::Bool(flag)) => Ok(Some(*flag)),
@@ -161,7 +164,7 @@ impl<'a> Object<'a> {
         &self,
         name: &str,
         range: std::ops::RangeInclusive<i64>,
-    ) -> Result<Option<i64>, ApiError> {
+    ) -> Result<Option<i64>, Error> {
         let expected = format!("an integer from {} to {}", range.start(), range.end());
         match self.value(name) {
             None => Ok(None),
@@ -173,11 +176,19 @@ impl<'a> Object<'a> {
     }
 
     /// One of a fixed set of strings.
+    /// One of the words of `T`, refused by the same rule as [`Object::choice`].
+    pub fn one_of<T: Word>(&self, name: &str) -> Result<Option<T>, Error> {
+        let words: Vec<&'static str> = T::ALL.iter().map(|value| value.word()).collect();
+        Ok(self
+            .choice(name, &words)?
+            .and_then(|word| T::ALL.iter().copied().find(|value| value.word() == word)))
+    }
+
     pub fn choice(
         &self,
         name: &str,
         choices: &[&'static str],
-    ) -> Result<Option<&'static str>, ApiError> {
+    ) -> Result<Option<&'static str>, Error> {
         let Some(text) = self.str(name)? else {
             return Ok(None);
         };
@@ -199,7 +210,7 @@ impl<'a> Object<'a> {
             })
     }
 
-    pub fn object(&self, name: &str) -> Result<Option<Map<String, Value>>, ApiError> {
+    pub fn object(&self, name: &str) -> Result<Option<Map<String, Value>>, Error> {
         match self.value(name) {
             None => Ok(None),
             Some(Value::Object(map)) => Ok(Some(map.clone())),
@@ -208,7 +219,7 @@ impl<'a> Object<'a> {
     }
 
     /// The elements of an array field (empty when absent).
-    pub fn array(&self, name: &str) -> Result<&'a [Value], ApiError> {
+    pub fn array(&self, name: &str) -> Result<&'a [Value], Error> {
         match self.value(name) {
             None => Ok(&[]),
             Some(Value::Array(items)) => Ok(items),
@@ -217,7 +228,7 @@ impl<'a> Object<'a> {
     }
 
     /// An array of strings.
-    pub fn strings(&self, name: &str) -> Result<Vec<&'a str>, ApiError> {
+    pub fn strings(&self, name: &str) -> Result<Vec<&'a str>, Error> {
         self.array(name)?
             .iter()
             .map(|item| {
@@ -232,8 +243,8 @@ impl<'a> Object<'a> {
     pub fn objects<T>(
         &self,
         name: &str,
-        mut read: impl FnMut(Object<'_>) -> Result<T, ApiError>,
-    ) -> Result<Vec<T>, ApiError> {
+        mut read: impl FnMut(Object<'_>) -> Result<T, Error>,
+    ) -> Result<Vec<T>, Error> {
         self.array(name)?
             .iter()
             .enumerate()
@@ -241,7 +252,7 @@ impl<'a> Object<'a> {
                 let path = format!("{}[{index}]", self.path_of(name));
                 match item {
                     Value::Object(map) => read(Object { map, path: &path }),
-                    _ => Err(ApiError::invalid(
+                    _ => Err(Error::invalid(
                         path.clone(),
                         "wrong_type",
                         format!("\"{path}\" must be a JSON object"),
@@ -255,8 +266,8 @@ impl<'a> Object<'a> {
     pub fn nested<T>(
         &self,
         name: &str,
-        read: impl FnOnce(Object<'_>) -> Result<T, ApiError>,
-    ) -> Result<Option<T>, ApiError> {
+        read: impl FnOnce(Object<'_>) -> Result<T, Error>,
+    ) -> Result<Option<T>, Error> {
         match self.value(name) {
             None => Ok(None),
             Some(Value::Object(map)) => {
@@ -294,8 +305,8 @@ mod tests {
 
     #[test]
     fn malformed_bodies_are_400s() {
-        assert_eq!(json_object(b"{nope").unwrap_err().status, 400);
-        assert_eq!(json_object(b"[1]").unwrap_err().code, "malformed_json");
+        assert_eq!(json_object(b"{nope").unwrap_err().status(), 400);
+        assert_eq!(json_object(b"[1]").unwrap_err().code(), "malformed_json");
         assert!(json_object(b"{}").is_ok());
     }
 
@@ -307,8 +318,8 @@ mod tests {
                 page.required_str("page_id").map(str::to_owned)
             })
             .unwrap_err();
-        assert_eq!(error.field.as_deref(), Some("pages[1].page_id"));
-        assert_eq!(error.code, "wrong_type");
+        assert_eq!(error.field(), Some("pages[1].page_id"));
+        assert_eq!(error.code(), "wrong_type");
     }
 
     #[test]
@@ -316,18 +327,14 @@ mod tests {
         let body = map(json!({"capcity": 3, "presence": "sleeping"}));
         let object = Object::root(&body);
         assert_eq!(
-            object
-                .only(&["capacity", "presence"])
-                .unwrap_err()
-                .field
-                .as_deref(),
+            object.only(&["capacity", "presence"]).unwrap_err().field(),
             Some("capcity")
         );
         let error = object
             .choice("presence", &["available", "busy"])
             .unwrap_err();
-        assert_eq!(error.code, "invalid_choice");
-        assert!(error.message.contains("available, busy"));
+        assert_eq!(error.code(), "invalid_choice");
+        assert!(error.message().contains("available, busy"));
     }
 
     #[test]
@@ -335,9 +342,9 @@ mod tests {
         let body = map(json!({"a": "  Support ", "b": "   ", "c": "xxxxxx"}));
         let object = Object::root(&body);
         assert_eq!(object.name("a", 10).unwrap(), "Support");
-        assert_eq!(object.name("b", 10).unwrap_err().code, "required");
-        assert_eq!(object.name("c", 5).unwrap_err().code, "too_long");
-        assert_eq!(object.name("d", 5).unwrap_err().code, "required");
+        assert_eq!(object.name("b", 10).unwrap_err().code(), "required");
+        assert_eq!(object.name("c", 5).unwrap_err().code(), "too_long");
+        assert_eq!(object.name("d", 5).unwrap_err().code(), "required");
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub mod channel;
 pub mod config;
 pub mod conversations;
 pub mod encoding;
+pub mod entities;
+pub mod error;
 pub mod health;
 pub mod input;
 pub mod lease;

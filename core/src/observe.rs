@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn an_error_carries_the_request_id_and_the_line_its_code() {
         let response =
-            crate::api::ApiError::conflict("in_use", "delete what uses it first").into_response();
+            crate::error::Error::conflict("in_use", "delete what uses it first").into_response();
         let (response, line) = finish(
             response,
             &RequestDone {

@@ -5,11 +5,52 @@
 //! wall clock; randomness; variables) so that a component's adapter is a thin
 //! translation and the in-memory versions can honour the same contracts.
 
-use crate::api::Method;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
+
+/// An HTTP method: of a request the app serves, or one it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Head,
+    Options,
+    Other,
+}
+
+impl Method {
+    pub fn parse(method: &str) -> Method {
+        match method.to_ascii_uppercase().as_str() {
+            "GET" => Method::Get,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            "HEAD" => Method::Head,
+            "OPTIONS" => Method::Options,
+            _ => Method::Other,
+        }
+    }
+
+    /// The method as HTTP spells it (`OTHER` for one the app does not serve).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Head => "HEAD",
+            Method::Options => "OPTIONS",
+            Method::Other => "OTHER",
+        }
+    }
+}
 
 /// A key-value store failure. The message is meant for logs and operators;
 /// callers decide what status a failure maps to.

@@ -16,8 +16,8 @@
 //! free one. Spin's SQLite store cannot do an exclusive compare-and-swap on
 //! an absent key, so nothing here relies on one (principle 4).
 
-use crate::api::ApiError;
 use crate::encoding::hex;
+use crate::error::Error;
 use crate::lease::{self, Lease};
 use crate::ports::KeyValue;
 use serde::de::DeserializeOwned;
@@ -77,17 +77,17 @@ impl Log {
     }
 
     /// Takes the next slot (one write); the caller writes its entry there.
-    pub fn reserve(&self, kv: &dyn KeyValue) -> Result<i64, ApiError> {
+    pub fn reserve(&self, kv: &dyn KeyValue) -> Result<i64, Error> {
         Ok(kv.increment(&self.count_key(), 1)?)
     }
 
     /// Takes the next `count` slots in one write; returns the first.
-    pub fn reserve_many(&self, kv: &dyn KeyValue, count: i64) -> Result<i64, ApiError> {
+    pub fn reserve_many(&self, kv: &dyn KeyValue, count: i64) -> Result<i64, Error> {
         Ok(kv.increment(&self.count_key(), count)? - count + 1)
     }
 
     /// The number of slots taken so far.
-    pub fn len(&self, kv: &dyn KeyValue) -> Result<i64, ApiError> {
+    pub fn len(&self, kv: &dyn KeyValue) -> Result<i64, Error> {
         Ok(kv.increment(&self.count_key(), 0)?)
     }
 
@@ -97,7 +97,7 @@ impl Log {
         kv: &dyn KeyValue,
         from: i64,
         to: i64,
-    ) -> Result<Vec<(i64, Vec<u8>)>, ApiError> {
+    ) -> Result<Vec<(i64, Vec<u8>)>, Error> {
         let slots: Vec<i64> = (from.max(1)..=to).collect();
         if slots.is_empty() {
             return Ok(Vec::new());
@@ -115,12 +115,10 @@ pub fn encode(value: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(value).expect("documents serialize to JSON")
 }
 
-pub fn decode<D: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<D, ApiError> {
-    serde_json::from_slice(bytes).map_err(|error| ApiError {
-        status: 500,
-        code: "corrupt_document",
-        message: format!("the stored document {key} cannot be read ({error})"),
-        field: None,
+pub fn decode<D: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<D, Error> {
+    serde_json::from_slice(bytes).map_err(|error| Error::CorruptDocument {
+        key: key.to_owned(),
+        reason: error.to_string(),
     })
 }
 
@@ -128,13 +126,13 @@ pub fn decode<D: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<D, ApiErro
 pub fn decode_found<D: DeserializeOwned>(
     key: &str,
     found: Option<Vec<u8>>,
-) -> Result<Option<D>, ApiError> {
+) -> Result<Option<D>, Error> {
     found.map(|bytes| decode(key, &bytes)).transpose()
 }
 
 /// Reads one document of the organisation; `None` if it does not exist (in
 /// this organisation: another org's id is simply absent here).
-pub fn load<D: Document>(kv: &dyn KeyValue, org: &str, id: &str) -> Result<Option<D>, ApiError> {
+pub fn load<D: Document>(kv: &dyn KeyValue, org: &str, id: &str) -> Result<Option<D>, Error> {
     if !is_id(id) {
         return Ok(None);
     }
@@ -143,15 +141,15 @@ pub fn load<D: Document>(kv: &dyn KeyValue, org: &str, id: &str) -> Result<Optio
 }
 
 /// Like [`load`], but a missing document is the 404 the API answers.
-pub fn require<D: Document>(kv: &dyn KeyValue, org: &str, id: &str) -> Result<D, ApiError> {
-    load(kv, org, id)?.ok_or_else(|| ApiError {
-        status: 404,
-        code: "not_found",
-        message: format!(
-            "no {} with id {id} in this organisation",
-            D::KIND.replace('_', " ")
-        ),
-        field: None,
+pub fn require<D: Document>(kv: &dyn KeyValue, org: &str, id: &str) -> Result<D, Error> {
+    load(kv, org, id)?.ok_or_else(|| {
+        Error::not_found(
+            "not_found",
+            format!(
+                "no {} with id {id} in this organisation",
+                D::KIND.replace('_', " ")
+            ),
+        )
     })
 }
 
@@ -160,7 +158,7 @@ pub fn load_many<D: Document>(
     kv: &dyn KeyValue,
     org: &str,
     ids: &[String],
-) -> Result<Vec<D>, ApiError> {
+) -> Result<Vec<D>, Error> {
     let keys: Vec<String> = ids.iter().map(|id| document_key::<D>(org, id)).collect();
     if keys.is_empty() {
         return Ok(Vec::new());
@@ -179,7 +177,7 @@ pub fn insert<D: Document>(
     org: &str,
     document: &D,
     extra: Vec<(String, Vec<u8>)>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let index = index::<D>(org);
     let slot = index.reserve(kv)?;
     let mut entries = vec![
@@ -197,7 +195,7 @@ pub fn save<D: Document>(
     org: &str,
     document: &D,
     extra: Vec<(String, Vec<u8>)>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let mut entries = vec![(document_key::<D>(org, document.id()), encode(document))];
     entries.extend(extra);
     kv.set_many(&entries)?;
@@ -210,7 +208,7 @@ pub fn remove<D: Document>(
     org: &str,
     id: &str,
     extra: Vec<String>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let mut keys = vec![document_key::<D>(org, id)];
     keys.extend(extra);
     kv.delete_many(&keys)?;
@@ -234,7 +232,7 @@ pub fn list<D: Document>(
     org: &str,
     cursor: i64,
     limit: usize,
-) -> Result<Page<D>, ApiError> {
+) -> Result<Page<D>, Error> {
     scan(&index::<D>(org), kv, cursor, limit, |entries| {
         let ids: Vec<String> = entries
             .iter()
@@ -252,8 +250,8 @@ pub fn scan<T>(
     kv: &dyn KeyValue,
     cursor: i64,
     limit: usize,
-    mut load: impl FnMut(&[(i64, Vec<u8>)]) -> Result<Vec<T>, ApiError>,
-) -> Result<Page<T>, ApiError> {
+    mut load: impl FnMut(&[(i64, Vec<u8>)]) -> Result<Vec<T>, Error>,
+) -> Result<Page<T>, Error> {
     let count = log.len(kv)?;
     let mut items = Vec::new();
     let mut position = cursor.max(0);
@@ -270,7 +268,7 @@ pub fn scan<T>(
 
 /// Every document of a kind, for the admin paths that check references
 /// (never on a webhook, outbound or agent path).
-pub fn list_all<D: Document>(kv: &dyn KeyValue, org: &str) -> Result<Vec<D>, ApiError> {
+pub fn list_all<D: Document>(kv: &dyn KeyValue, org: &str) -> Result<Vec<D>, Error> {
     let mut all = Vec::new();
     let mut cursor = 0;
     loop {
@@ -284,7 +282,7 @@ pub fn list_all<D: Document>(kv: &dyn KeyValue, org: &str) -> Result<Vec<D>, Api
 }
 
 /// Reads `?cursor=` and `?limit=` of a listing request.
-pub fn paging(request: &crate::api::Request) -> Result<(i64, usize), ApiError> {
+pub fn paging(request: &crate::api::Request) -> Result<(i64, usize), Error> {
     let cursor = match request.query_param("cursor") {
         None => 0,
         Some(text) => text
@@ -292,7 +290,7 @@ pub fn paging(request: &crate::api::Request) -> Result<(i64, usize), ApiError> {
             .ok()
             .filter(|c| *c >= 0)
             .ok_or_else(|| {
-                ApiError::invalid(
+                Error::invalid(
                     "cursor",
                     "invalid_cursor",
                     "\"cursor\" must be the next_cursor of a previous page",
@@ -306,7 +304,7 @@ pub fn paging(request: &crate::api::Request) -> Result<(i64, usize), ApiError> {
             .ok()
             .filter(|l| (1..=MAX_PAGE_SIZE).contains(l))
             .ok_or_else(|| {
-                ApiError::invalid(
+                Error::invalid(
                     "limit",
                     "invalid_limit",
                     format!("\"limit\" must be from 1 to {MAX_PAGE_SIZE}"),
@@ -358,7 +356,7 @@ const RELEASED: &str = "released:";
 /// written, so a save that died holding it keeps nobody out for long. The
 /// lease's name follows the owner record, which every release changes, so a
 /// name given back is free at once.
-pub fn claim(kv: &dyn KeyValue, name: &str, owner: &str, now: i64) -> Result<Claim, ApiError> {
+pub fn claim(kv: &dyn KeyValue, name: &str, owner: &str, now: i64) -> Result<Claim, Error> {
     let record = kv.get(&owner_key(name))?;
     match record.as_deref().and_then(holder) {
         Some(current) if current == owner => return Ok(Claim::Held),

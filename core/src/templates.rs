@@ -7,15 +7,17 @@
 //! carries `approved` and `content_sid` beside its text, and rendering for
 //! WhatsApp walks the fallback chain over approved versions only.
 
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::Role;
-use crate::config::outbound_configs::OutboundConfig;
 use crate::config::{in_use, serve, Ctx, Resource};
+use crate::entities::outbound_config::OutboundConfig;
+use crate::error::Error;
 use crate::input::{self, Object};
 use crate::locale::{fallback_chain, Locale};
 use crate::ports::Ports;
 use crate::store;
 use crate::template_text::{RenderContext, RenderError, TemplateText, SMS_MAX_CHARS};
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -30,8 +32,8 @@ pub struct Template {
     pub channel_types: Vec<String>,
     pub default_locale: Locale,
     pub versions: BTreeMap<Locale, Version>,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,6 +122,31 @@ impl fmt::Display for RenderFailure {
 }
 
 impl Template {
+    /// Whether this template can serve `config`.
+    pub fn check_serves(&self, config: &OutboundConfig) -> Result<(), String> {
+        if !self.allows(&config.channel_type) {
+            return Err(format!(
+                "template {} is not for {} (its channel types: {})",
+                self.id,
+                config.channel_type,
+                self.channel_types.join(", ")
+            ));
+        }
+        // Outbound WhatsApp goes outside any session, so every contact must
+        // be able to fall back to an approved text.
+        let default_approved = self
+            .versions
+            .get(&self.default_locale)
+            .is_some_and(|version| version.approved);
+        if config.channel_type == "whatsapp" && !default_approved {
+            return Err(format!(
+                "template {}'s default-locale version ({}) is not WhatsApp-approved; mark it approved with its Content SID",
+                self.id, self.default_locale
+            ));
+        }
+        Ok(())
+    }
+
     /// Renders for one contact (R-TPL-2): the contact's locale, then its
     /// language, then the default locale; for WhatsApp, approved versions only.
     pub fn render(
@@ -189,7 +216,7 @@ fn content_sid(text: &str) -> Result<String, String> {
     }
 }
 
-fn read_versions(input: &Object, whatsapp: bool) -> Result<BTreeMap<Locale, Version>, ApiError> {
+fn read_versions(input: &Object, whatsapp: bool) -> Result<BTreeMap<Locale, Version>, Error> {
     let map = input.object("versions")?.unwrap_or_default();
     if map.is_empty() {
         return Err(input.error(
@@ -202,9 +229,9 @@ fn read_versions(input: &Object, whatsapp: bool) -> Result<BTreeMap<Locale, Vers
     for (tag, value) in &map {
         let path = input.path_of(&format!("versions.{tag}"));
         let locale = Locale::parse(tag)
-            .map_err(|e| ApiError::invalid(path.clone(), "invalid_locale", e.message))?;
+            .map_err(|e| Error::invalid(path.clone(), "invalid_locale", e.message))?;
         let text_error = |path: &str, error: crate::template_text::TextError| {
-            ApiError::invalid(path, "invalid_template_text", error.to_string())
+            Error::invalid(path, "invalid_template_text", error.to_string())
         };
         let version = match value {
             Value::String(text) => Version {
@@ -236,7 +263,7 @@ fn read_versions(input: &Object, whatsapp: bool) -> Result<BTreeMap<Locale, Vers
                 }
             }
             _ => {
-                return Err(ApiError::invalid(
+                return Err(Error::invalid(
                     path.clone(),
                     "wrong_type",
                     format!(
@@ -246,7 +273,7 @@ fn read_versions(input: &Object, whatsapp: bool) -> Result<BTreeMap<Locale, Vers
             }
         };
         if versions.insert(locale.clone(), version).is_some() {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 path,
                 "duplicate",
                 format!("two versions are for locale {locale}"),
@@ -268,12 +295,7 @@ impl Resource for Template {
         })
     }
 
-    fn build(
-        ctx: &Ctx,
-        id: String,
-        input: Object,
-        existing: Option<&Self>,
-    ) -> Result<Self, ApiError> {
+    fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {
         input.only(&["name", "channel_types", "default_locale", "versions"])?;
         let name = input.name("name", 100)?;
         let mut channel_types: Vec<String> = Vec::new();
@@ -313,8 +335,8 @@ impl Resource for Template {
             channel_types,
             default_locale,
             versions,
-            created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
-            updated_at: ctx.now.clone(),
+            created_at: ctx.created_at(existing.map(|e| e.created_at)),
+            updated_at: ctx.now,
         })
     }
 
@@ -323,13 +345,13 @@ impl Resource for Template {
         ctx: &Ctx,
         previous: Option<&Self>,
         _effects: &mut crate::config::Effects,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         if previous.is_some() {
             // An outbound configuration relies on the channel and approval it
             // was saved with.
             for config in users(ctx, &self.id)? {
-                if let Err(reason) = config.check_template(self) {
-                    return Err(ApiError::conflict(
+                if let Err(reason) = self.check_serves(&config) {
+                    return Err(Error::conflict(
                         "in_use",
                         format!(
                             "outbound configuration {} ({}) uses this template: {reason}",
@@ -342,7 +364,7 @@ impl Resource for Template {
         Ok(())
     }
 
-    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, Error> {
         let names: Vec<String> = users(ctx, &self.id)?
             .iter()
             .map(|config| format!("outbound configuration {} ({})", config.id, config.name))
@@ -359,7 +381,7 @@ impl Resource for Template {
     }
 }
 
-fn users(ctx: &Ctx, template_id: &str) -> Result<Vec<OutboundConfig>, ApiError> {
+fn users(ctx: &Ctx, template_id: &str) -> Result<Vec<OutboundConfig>, Error> {
     Ok(store::list_all::<OutboundConfig>(ctx.kv(), ctx.org())?
         .into_iter()
         .filter(|config| config.template_id == template_id)
@@ -368,21 +390,21 @@ fn users(ctx: &Ctx, template_id: &str) -> Result<Vec<OutboundConfig>, ApiError> 
 
 /// The templates component: `/api/templates/...`.
 pub fn handle(request: &Request, ports: &Ports) -> Response {
-    route(request, ports).unwrap_or_else(ApiError::into_response)
+    route(request, ports).unwrap_or_else(Error::into_response)
 }
 
-fn route(request: &Request, ports: &Ports) -> Result<Response, ApiError> {
+fn route(request: &Request, ports: &Ports) -> Result<Response, Error> {
     let ctx = Ctx::authenticate(request, ports)?;
     match request.segments()[..] {
         ["api", "templates"] => serve::<Template>(&ctx, request, None),
         ["api", "templates", id] => serve::<Template>(&ctx, request, Some(id)),
         ["api", "templates", id, "render"] => render(&ctx, request, id),
-        _ => Err(ApiError::not_found(&request.path)),
+        _ => Err(Error::no_route(&request.path)),
     }
 }
 
 /// `POST /api/templates/{id}/render` (R-TPL-3): a preview for one contact.
-fn render(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError> {
+fn render(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, Error> {
     if request.method != Method::Post {
         return Ok(method_not_allowed(&["POST"]));
     }
@@ -409,9 +431,7 @@ fn render(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError> 
     };
     let rendered = template
         .render(channel_type, locale.as_ref(), &context)
-        .map_err(|failure| {
-            ApiError::invalid(failure.field(), failure.code(), failure.to_string())
-        })?;
+        .map_err(|failure| Error::invalid(failure.field(), failure.code(), failure.to_string()))?;
     Ok(Response::json(200, &rendered))
 }
 
@@ -438,8 +458,8 @@ mod tests {
                     )
                 })
                 .collect(),
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
         }
     }
 

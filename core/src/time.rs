@@ -8,6 +8,43 @@ use crate::ports::UnixMillis;
 
 const MILLIS_PER_DAY: i64 = 86_400_000;
 
+/// An instant as the API and the stored documents show it: RFC 3339 in UTC
+/// with milliseconds ([`rfc3339`]). It holds the clock's milliseconds, so
+/// comparing and adding need no parsing and the text is written one way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(UnixMillis);
+
+impl Timestamp {
+    pub fn from_millis(millis: UnixMillis) -> Timestamp {
+        Timestamp(millis)
+    }
+
+    pub fn millis(self) -> UnixMillis {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&rfc3339(self.0))
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_rfc3339(&text)
+            .map(Timestamp)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// Days since 1970-01-01 → (year, month 1–12, day 1–31), proleptic Gregorian
 /// (Howard Hinnant's `civil_from_days`).
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -182,6 +219,18 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_481_739_612_000), "2016-12-14T18:20:12.000Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn timestamps_keep_the_stored_spelling() {
+        let stored = "\"2026-11-22T08:15:00.120Z\"";
+        let timestamp: Timestamp = serde_json::from_str(stored).unwrap();
+        assert_eq!(
+            timestamp.millis(),
+            parse_rfc3339("2026-11-22T08:15:00.120Z").unwrap()
+        );
+        assert_eq!(serde_json::to_string(&timestamp).unwrap(), stored);
+        assert!(serde_json::from_str::<Timestamp>("\"yesterday\"").is_err());
     }
 
     #[test]

@@ -443,12 +443,12 @@ impl AppInner {
                 wasi: wasi.build(),
                 http: WasiHttpCtx::new(),
                 table: ResourceTable::new(),
-                hooks: OutboundHooks {
+                hooks: Box::new(OutboundHooks {
                     app: self.clone(),
                     component: context.clone(),
                     counter: counter.clone(),
                     faults: faults.clone(),
-                },
+                }),
                 component: context,
                 counter: counter.clone(),
                 faults: faults.clone(),

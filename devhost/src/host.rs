@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -106,7 +106,9 @@ pub struct HostState {
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
     pub table: ResourceTable,
-    pub hooks: crate::app::OutboundHooks,
+    /// The outbound `wasi:http` policy, which the app that made this state
+    /// decides; a trait object, so that the host needs nothing of the app.
+    pub hooks: Box<dyn WasiHttpHooks + Send>,
     pub component: Arc<ComponentContext>,
     pub counter: Arc<KvCounter>,
     pub faults: InstanceFaults,
@@ -126,7 +128,7 @@ impl WasiHttpView for HostState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.hooks,
+            hooks: &mut *self.hooks,
         }
     }
 }

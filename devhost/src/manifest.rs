@@ -6,6 +6,7 @@
 //! Keys that only matter to other tools (`build`, `description`, `authors`…)
 //! are accepted and left alone.
 
+use crate::variables::VariableDecl;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -43,21 +44,6 @@ pub struct HttpTrigger {
 pub enum RouteDecl {
     Pattern(String),
     Private { private: bool },
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VariableDecl {
-    pub default: Option<String>,
-    #[serde(default)]
-    pub required: bool,
-    // Accepted because Spin accepts them; the dev host never prints variable
-    // values, so a secret needs no handling of its own.
-    #[serde(default)]
-    #[allow(dead_code)]
-    pub secret: bool,
-    #[allow(dead_code)]
-    pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -5,8 +5,8 @@
 //! the environment (`SPIN_VARIABLE_<NAME>`), then the manifest default. A
 //! required variable that nothing provides stops start-up, naming it.
 
-use crate::manifest::VariableDecl;
 use anyhow::{bail, Result};
+use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 
 /// Spin's name rule: lower-case letters, digits and `_`, starting with a
@@ -28,6 +28,22 @@ pub fn check_name(name: &str) -> Result<()> {
         bail!("{name:?}: variable names must not end with '_' or contain '__'");
     }
     Ok(())
+}
+
+/// A variable as `spin.toml` declares it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariableDecl {
+    pub default: Option<String>,
+    #[serde(default)]
+    pub required: bool,
+    // Accepted because Spin accepts them; the dev host never prints variable
+    // values, so a secret needs no handling of its own.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub secret: bool,
+    #[allow(dead_code)]
+    pub description: Option<String>,
 }
 
 /// The application variables' resolved values.

@@ -8,6 +8,7 @@ use futures::StreamExt;
 use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
 use switchboard_core::api;
+use switchboard_core::error::Error;
 use switchboard_core::observe::{self, ObservedStore};
 use switchboard_core::ports::{
     Clock, KeyValue, OutboundError, OutboundHttp, OutboundRequest, OutboundResponse, PortFuture,
@@ -195,26 +196,26 @@ pub async fn serve(
 /// The request body, refused (413) past [`api::MAX_REQUEST_BODY`] without
 /// reading further: by its declared length when it has one, else as soon as
 /// the stream passes the limit. Spin sets no limit of its own.
-async fn read_body(request: IncomingRequest) -> Result<Vec<u8>, api::ApiError> {
+async fn read_body(request: IncomingRequest) -> Result<Vec<u8>, Error> {
     let declared = request
         .headers()
         .get("content-length")
         .first()
         .and_then(|value| std::str::from_utf8(value).ok()?.trim().parse::<u64>().ok());
     if declared.is_some_and(|length| length > api::MAX_REQUEST_BODY as u64) {
-        return Err(api::ApiError::too_large());
+        return Err(Error::too_large());
     }
     let mut stream = request.into_body_stream();
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|error| api::ApiError {
-            status: 400,
-            code: "unreadable_body",
-            message: format!("the request body could not be read ({error}); send it again"),
-            field: None,
+        let chunk = chunk.map_err(|error| {
+            Error::malformed(
+                "unreadable_body",
+                format!("the request body could not be read ({error}); send it again"),
+            )
         })?;
         if body.len() + chunk.len() > api::MAX_REQUEST_BODY {
-            return Err(api::ApiError::too_large());
+            return Err(Error::too_large());
         }
         body.extend_from_slice(&chunk);
     }
@@ -309,11 +310,6 @@ fn to_spin_response(response: api::Response) -> Response {
 }
 
 /// The answer when the store cannot even be opened: a 503 the caller may retry.
-fn store_unavailable(error: StoreError) -> api::ApiError {
-    api::ApiError {
-        status: 503,
-        code: "store_unavailable",
-        message: format!("{error}; retry later"),
-        field: None,
-    }
+fn store_unavailable(error: StoreError) -> Error {
+    Error::NoStore(error)
 }

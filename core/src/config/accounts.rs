@@ -11,10 +11,11 @@
 //! Gone instead of looking like a typo (R-CFG-7).
 
 use super::{in_use, Ctx, Effects, Resource, Save};
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::Role;
-use crate::config::outbound_configs::OutboundConfig;
-use crate::config::workstreams::Workstream;
+use crate::entities::outbound_config::OutboundConfig;
+use crate::entities::workstream::Workstream;
+use crate::error::Error;
 use crate::input::Object;
 use crate::ports::KeyValue;
 use crate::providers::{self, Provider, Verdict};
@@ -81,7 +82,7 @@ impl Account {
 pub fn every_page_token_warning(
     kv: &dyn KeyValue,
     now_millis: i64,
-) -> Result<Vec<PageTokenWarning>, ApiError> {
+) -> Result<Vec<PageTokenWarning>, Error> {
     providers::every_warning(kv, now_millis)
 }
 
@@ -91,7 +92,7 @@ pub fn org_page_token_warnings(
     kv: &dyn KeyValue,
     org: &str,
     now_millis: i64,
-) -> Result<Vec<PageTokenWarning>, ApiError> {
+) -> Result<Vec<PageTokenWarning>, Error> {
     Ok(store::list_all::<Account>(kv, org)?
         .iter()
         .flat_map(|account| account.warnings(org, now_millis))
@@ -108,7 +109,7 @@ fn read_settings(
     ctx: &Ctx,
     input: &Object,
     existing: Option<&Account>,
-) -> Result<Settings, ApiError> {
+) -> Result<Settings, Error> {
     let provider = input
         .choice("provider", Provider::NAMES)?
         .and_then(Provider::parse)
@@ -132,7 +133,7 @@ pub async fn serve(
     ctx: &Ctx<'_>,
     request: &Request,
     id: Option<&str>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let Some(save) = Save::<Account>::read(ctx, request, id)? else {
         return super::serve::<Account>(ctx, request, id);
     };
@@ -155,18 +156,13 @@ impl Resource for Account {
         fields
     }
 
-    fn build(
-        ctx: &Ctx,
-        id: String,
-        input: Object,
-        existing: Option<&Self>,
-    ) -> Result<Self, ApiError> {
+    fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {
         Ok(Account {
             id,
             name: input.name("name", 100)?,
             settings: read_settings(ctx, &input, existing)?,
-            created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
-            updated_at: ctx.now.clone(),
+            created_at: existing.map_or_else(|| ctx.now.to_string(), |e| e.created_at.clone()),
+            updated_at: ctx.now.to_string(),
             last_validation: existing.and_then(|e| e.last_validation.clone()),
         })
     }
@@ -199,7 +195,7 @@ impl Resource for Account {
         ctx: &Ctx,
         previous: Option<&Self>,
         effects: &mut Effects,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         // The webhook secret rides along so that a webhook checks the
         // provider's signature after this one read, before reading anything
         // a forged request could make it read.
@@ -224,7 +220,7 @@ impl Resource for Account {
         self.settings.on_save(ctx, &self.id, previous, effects)
     }
 
-    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, Error> {
         refuse_if_routed(ctx, &self.id, &self.addresses())?;
         Ok(self.settings.on_delete(&self.id))
     }
@@ -247,7 +243,7 @@ fn merge_into(target: &mut Value, extra: Value) {
 
 /// 409 while a workstream or an outbound configuration uses any of
 /// `addresses` of the account.
-fn refuse_if_routed(ctx: &Ctx, account_id: &str, addresses: &[&str]) -> Result<(), ApiError> {
+fn refuse_if_routed(ctx: &Ctx, account_id: &str, addresses: &[&str]) -> Result<(), Error> {
     if addresses.is_empty() {
         return Ok(());
     }
@@ -293,7 +289,7 @@ fn refuse_if_routed(ctx: &Ctx, account_id: &str, addresses: &[&str]) -> Result<(
 
 /// `POST /api/accounts/{id}/validate` (R-CFG-3): asks the provider whether
 /// the stored credentials work, and records the answer on the account.
-pub async fn validate(ctx: &Ctx<'_>, request: &Request, id: &str) -> Result<Response, ApiError> {
+pub async fn validate(ctx: &Ctx<'_>, request: &Request, id: &str) -> Result<Response, Error> {
     if request.method != Method::Post {
         return Ok(method_not_allowed(&["POST"]));
     }
@@ -304,7 +300,7 @@ pub async fn validate(ctx: &Ctx<'_>, request: &Request, id: &str) -> Result<Resp
         status: checked.check.verdict,
         provider_status: checked.check.provider_status,
         message: checked.check.message,
-        checked_at: ctx.now.clone(),
+        checked_at: ctx.now.to_string(),
         pages: checked.pages,
     };
     account.last_validation = Some(validation.clone());
@@ -362,8 +358,7 @@ mod tests {
                 role: Role::Admin,
                 agent_id: None,
             },
-            now: crate::time::rfc3339(now_millis),
-            now_millis,
+            now: crate::time::Timestamp::from_millis(now_millis),
         }
     }
 
@@ -371,7 +366,7 @@ mod tests {
         let mut request = Request::new(method, path);
         request.body = body.to_string().into_bytes();
         let id = path.strip_prefix("/api/accounts/");
-        let response = block_on(serve(ctx, &request, id)).unwrap_or_else(ApiError::into_response);
+        let response = block_on(serve(ctx, &request, id)).unwrap_or_else(Error::into_response);
         let body = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
         (response.status, body)
     }

@@ -8,32 +8,18 @@
 //! `POST /api/agents/{id}/presence`.
 
 use super::{queues::require_queue, Ctx, Effects, Resource};
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::{ApiKey, Role};
 use crate::conversations::routing::{pull_waiting, queue_members, reconcile};
+use crate::entities::agent::{Agent, Presence};
+use crate::error::Error;
 use crate::input::Object;
 use crate::locale::Locale;
 use crate::store;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub const PRESENCES: &[&str] = &["available", "busy", "away", "offline"];
 /// Conversations one agent may hold at once, at most.
 pub const MAX_CAPACITY: i64 = 100;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Agent {
-    pub id: String,
-    pub name: String,
-    pub capacity: i64,
-    pub presence: String,
-    pub queues: Vec<String>,
-    pub languages: Vec<Locale>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-crate::document!(Agent, "agent");
 
 impl Resource for Agent {
     const READERS: &'static [Role] = &[Role::Admin, Role::Agent];
@@ -48,12 +34,7 @@ impl Resource for Agent {
         })
     }
 
-    fn build(
-        ctx: &Ctx,
-        id: String,
-        input: Object,
-        existing: Option<&Self>,
-    ) -> Result<Self, ApiError> {
+    fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {
         input.only(&["name", "capacity", "presence", "queues", "languages"])?;
         let mut queues: Vec<String> = Vec::new();
         for (index, queue) in input.strings("queues")?.into_iter().enumerate() {
@@ -75,14 +56,11 @@ impl Resource for Agent {
             id,
             name: input.name("name", 100)?,
             capacity: input.integer("capacity", 1..=MAX_CAPACITY)?.unwrap_or(1),
-            presence: input
-                .choice("presence", PRESENCES)?
-                .unwrap_or("offline")
-                .to_owned(),
+            presence: input.one_of("presence")?.unwrap_or(Presence::Offline),
             queues,
             languages,
-            created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
-            updated_at: ctx.now.clone(),
+            created_at: ctx.created_at(existing.map(|e| e.created_at)),
+            updated_at: ctx.now,
         })
     }
 
@@ -91,7 +69,7 @@ impl Resource for Agent {
         ctx: &Ctx,
         previous: Option<&Self>,
         effects: &mut Effects,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let joined = self
             .queues
             .iter()
@@ -111,11 +89,11 @@ impl Resource for Agent {
         // the agent's change itself is saved. The recount first, so that an
         // agent a dead request left looking full takes what waits.
         if reconcile(ctx.kv(), ctx.org(), &self.id).is_ok() {
-            let _ = pull_waiting(ctx.kv(), ctx.org(), self, ctx.now_millis);
+            let _ = pull_waiting(ctx.kv(), ctx.org(), self, ctx.now.millis());
         }
     }
 
-    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, Error> {
         Ok(store::list_all::<ApiKey>(ctx.kv(), ctx.org())?
             .into_iter()
             .filter(|key| key.agent_id.as_deref() == Some(self.id.as_str()))
@@ -127,7 +105,7 @@ impl Resource for Agent {
 /// `GET /api/agents/{id}`: the agent and its `load`, the conversations it
 /// holds, recounted from them (and the capacity counter corrected if a
 /// request that died left it off).
-pub fn read(ctx: &Ctx, id: &str) -> Result<Response, ApiError> {
+pub fn read(ctx: &Ctx, id: &str) -> Result<Response, Error> {
     ctx.principal.require(<Agent as Resource>::READERS)?;
     let agent: Agent = store::require(ctx.kv(), ctx.org(), id)?;
     let mut view = agent.view(ctx);
@@ -137,28 +115,26 @@ pub fn read(ctx: &Ctx, id: &str) -> Result<Response, ApiError> {
 
 /// `POST /api/agents/{id}/presence` `{"presence": "available"}`: agents
 /// set their own, admins anyone's.
-pub fn set_presence(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError> {
+pub fn set_presence(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, Error> {
     if request.method != Method::Post {
         return Ok(method_not_allowed(&["POST"]));
     }
     ctx.principal.require(&[Role::Admin, Role::Agent])?;
     if ctx.principal.role == Role::Agent && ctx.principal.agent_id.as_deref() != Some(id) {
-        return Err(ApiError {
-            status: 403,
-            code: "forbidden",
-            message: "agents set their own presence only".into(),
-            field: None,
-        });
+        return Err(Error::forbidden(
+            "forbidden",
+            "agents set their own presence only",
+        ));
     }
     let body = crate::input::json_object(&request.body)?;
     let input = Object::root(&body);
     input.only(&["presence"])?;
     let presence = input
-        .choice("presence", PRESENCES)?
+        .one_of("presence")?
         .ok_or_else(|| input.missing("presence"))?;
     let mut agent: Agent = store::require(ctx.kv(), ctx.org(), id)?;
-    agent.presence = presence.to_owned();
-    agent.updated_at = ctx.now.clone();
+    agent.presence = presence;
+    agent.updated_at = ctx.now;
     store::save(ctx.kv(), ctx.org(), &agent, Vec::new())?;
     offer_waiting(ctx, &agent)?;
     Ok(Response::json(200, &agent))
@@ -169,29 +145,23 @@ pub fn set_presence(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, 
 /// is part of the answer: the agent (or its console) retries the same
 /// request until it is done, so no conversation keeps waiting for an agent
 /// with room.
-fn offer_waiting(ctx: &Ctx, agent: &Agent) -> Result<(), ApiError> {
-    let unfinished = |why: String| ApiError {
-        status: 503,
-        code: "offer_incomplete",
-        message: format!("the presence is saved, but {why}; send the same request again"),
-        field: None,
-    };
+fn offer_waiting(ctx: &Ctx, agent: &Agent) -> Result<(), Error> {
+    let saved_but =
+        |why: String| format!("the presence is saved, but {why}; send the same request again");
     let pulled = reconcile(ctx.kv(), ctx.org(), &agent.id)
-        .and_then(|_| pull_waiting(ctx.kv(), ctx.org(), agent, ctx.now_millis))
-        .map_err(|error| {
-            unfinished(format!(
+        .and_then(|_| pull_waiting(ctx.kv(), ctx.org(), agent, ctx.now.millis()))
+        .map_err(|error| Error::Unfinished {
+            code: "offer_incomplete",
+            message: saved_but(format!(
                 "offering the conversations waiting in its queues failed ({})",
-                error.message
-            ))
+                error.message()
+            )),
         })?;
     if pulled.passed_over > 0 {
-        return Err(ApiError {
-            code: "in_progress",
-            ..unfinished(format!(
-                "{} waiting conversation(s) were being changed by another request and could not be offered yet",
-                pulled.passed_over
-            ))
-        });
+        return Err(Error::InProgress(saved_but(format!(
+            "{} waiting conversation(s) were being changed by another request and could not be offered yet",
+            pulled.passed_over
+        ))));
     }
     Ok(())
 }

@@ -2,13 +2,14 @@
 //! revoke them. The token is in the create response and nowhere else.
 
 use super::Ctx;
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::{ApiKey, Role};
-use crate::config::agents::Agent;
+use crate::entities::agent::Agent;
+use crate::error::Error;
 use crate::input::{self, Object};
 use crate::store;
 
-pub fn serve(ctx: &Ctx, request: &Request, id: Option<&str>) -> Result<Response, ApiError> {
+pub fn serve(ctx: &Ctx, request: &Request, id: Option<&str>) -> Result<Response, Error> {
     ctx.principal.require(&[Role::Admin])?;
     match (id, request.method) {
         (None, Method::Post) => create(ctx, request),
@@ -23,7 +24,7 @@ pub fn serve(ctx: &Ctx, request: &Request, id: Option<&str>) -> Result<Response,
         (Some(id), Method::Delete) => {
             let key: ApiKey = store::require(ctx.kv(), ctx.org(), id)?;
             if key.id == ctx.principal.key_id {
-                return Err(ApiError::conflict(
+                return Err(Error::conflict(
                     "own_key",
                     "a key cannot revoke itself; revoke it with another admin key",
                 ));
@@ -35,14 +36,13 @@ pub fn serve(ctx: &Ctx, request: &Request, id: Option<&str>) -> Result<Response,
     }
 }
 
-fn create(ctx: &Ctx, request: &Request) -> Result<Response, ApiError> {
+fn create(ctx: &Ctx, request: &Request) -> Result<Response, Error> {
     let body = input::json_object(&request.body)?;
     let fields = Object::root(&body);
     fields.only(&["name", "role", "agent_id"])?;
     let name = fields.name("name", 100)?;
     let role = fields
-        .choice("role", Role::NAMES)?
-        .and_then(Role::parse)
+        .one_of::<Role>("role")?
         .ok_or_else(|| fields.missing("role"))?;
     let agent_id = match (role, fields.str("agent_id")?) {
         (Role::Agent, Some(agent_id)) => {
@@ -71,14 +71,7 @@ fn create(ctx: &Ctx, request: &Request) -> Result<Response, ApiError> {
         }
         (_, None) => None,
     };
-    let (key, token) = ApiKey::issue(
-        ctx.ports.random,
-        ctx.org(),
-        name,
-        role,
-        agent_id,
-        ctx.now.clone(),
-    );
+    let (key, token) = ApiKey::issue(ctx.ports.random, ctx.org(), name, role, agent_id, ctx.now);
     store::insert(ctx.kv(), ctx.org(), &key, Vec::new())?;
     Ok(Response::json(201, &key.view(Some(&token))))
 }

@@ -16,39 +16,42 @@ pub mod queues;
 pub mod warnings;
 pub mod workstreams;
 
-use crate::api::{ApiError, Method, Request, Response};
+use crate::api::{Method, Request, Response};
 use crate::auth::{Principal, Role};
+use crate::entities::agent::Agent;
+use crate::entities::outbound_config::OutboundConfig;
+use crate::entities::queue::Queue;
+use crate::entities::workstream::Workstream;
+use crate::error::Error;
 use crate::input::{self, Object};
 use crate::lease::Lease;
-use crate::ports::{Ports, UnixMillis};
+use crate::ports::Ports;
 use crate::store::{self, Claim, Document};
+use crate::time::Timestamp;
 use serde_json::Value;
 
 /// What a handler knows about the request it serves.
 pub struct Ctx<'a> {
     pub ports: &'a Ports<'a>,
     pub principal: Principal,
-    /// RFC 3339, for `created_at` / `updated_at`.
-    pub now: String,
-    /// The same instant, for leases and time arithmetic.
-    pub now_millis: UnixMillis,
+    /// When the request came, for `created_at` / `updated_at`, leases and
+    /// time arithmetic.
+    pub now: Timestamp,
 }
 
 impl<'a> Ctx<'a> {
     /// The context of a request made with an API key.
-    pub fn authenticate(request: &Request, ports: &'a Ports<'a>) -> Result<Ctx<'a>, ApiError> {
-        let now_millis = ports.clock.now_millis();
+    pub fn authenticate(request: &Request, ports: &'a Ports<'a>) -> Result<Ctx<'a>, Error> {
         Ok(Ctx {
             ports,
             principal: crate::auth::authenticate(request, ports.kv)?,
-            now: crate::time::rfc3339(now_millis),
-            now_millis,
+            now: Timestamp::from_millis(ports.clock.now_millis()),
         })
     }
 
     /// `created_at` for a document: the stored one on an update.
-    pub fn created_at(&self, existing: Option<&str>) -> String {
-        existing.map_or_else(|| self.now.clone(), str::to_owned)
+    pub fn created_at(&self, existing: Option<Timestamp>) -> Timestamp {
+        existing.unwrap_or(self.now)
     }
 
     pub fn org(&self) -> &str {
@@ -90,7 +93,7 @@ pub struct Effects {
 impl Effects {
     /// Claims the unique `name` for `owner`; a name won is written with the
     /// document (its owner record).
-    pub fn claim(&mut self, ctx: &Ctx, name: String, owner: &str) -> Result<Claim<()>, ApiError> {
+    pub fn claim(&mut self, ctx: &Ctx, name: String, owner: &str) -> Result<Claim<()>, Error> {
         let claim = store::claim(ctx.kv(), &name, owner, ctx.ports.clock.now_millis())?;
         Ok(match claim {
             Claim::Won(lease) => {
@@ -124,12 +127,7 @@ pub trait Resource: Document + Clone {
 
     /// Builds the document from a create body, or from a merged PATCH
     /// (`existing` is then the stored version).
-    fn build(
-        ctx: &Ctx,
-        id: String,
-        input: Object,
-        existing: Option<&Self>,
-    ) -> Result<Self, ApiError>;
+    fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error>;
 
     /// The document as the API shows it, secrets masked; documents without
     /// secrets show as they are stored.
@@ -145,7 +143,7 @@ pub trait Resource: Document + Clone {
         _ctx: &Ctx,
         _previous: Option<&Self>,
         _effects: &mut Effects,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         Ok(())
     }
 
@@ -155,7 +153,7 @@ pub trait Resource: Document + Clone {
 
     /// Refuses a delete while something depends on the document (409), and
     /// returns the keys to delete with it.
-    fn on_delete(&self, _ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+    fn on_delete(&self, _ctx: &Ctx) -> Result<Vec<String>, Error> {
         Ok(Vec::new())
     }
 
@@ -170,7 +168,7 @@ pub fn serve<R: Resource>(
     ctx: &Ctx,
     request: &Request,
     id: Option<&str>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     if let Some(save) = Save::<R>::read(ctx, request, id)? {
         return save.commit(ctx);
     }
@@ -213,7 +211,7 @@ pub struct Save<R> {
 
 impl<R: Resource> Save<R> {
     /// The save `request` asks for, if it is one.
-    pub fn read(ctx: &Ctx, request: &Request, id: Option<&str>) -> Result<Option<Self>, ApiError> {
+    pub fn read(ctx: &Ctx, request: &Request, id: Option<&str>) -> Result<Option<Self>, Error> {
         Ok(Some(match (id, request.method) {
             (None, Method::Post) => {
                 ctx.principal.require(R::WRITERS)?;
@@ -242,7 +240,7 @@ impl<R: Resource> Save<R> {
 
     /// Writes the save: `201` with the new document, or `200` with the
     /// updated one.
-    pub fn commit(self, ctx: &Ctx) -> Result<Response, ApiError> {
+    pub fn commit(self, ctx: &Ctx) -> Result<Response, Error> {
         let status = if self.existing.is_some() { 200 } else { 201 };
         let document = write(ctx, self.document, self.existing.as_ref())?;
         Ok(Response::json(status, &document.view(ctx)))
@@ -254,7 +252,7 @@ pub fn list_page<D: Document>(
     ctx: &Ctx,
     request: &Request,
     view: impl Fn(&D) -> Value,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let (cursor, limit) = store::paging(request)?;
     let page = store::list::<D>(ctx.kv(), ctx.org(), cursor, limit)?;
     let items: Vec<Value> = page.items.iter().map(view).collect();
@@ -265,7 +263,7 @@ pub fn list_page<D: Document>(
 }
 
 /// Saves a built document with its effects in one transaction.
-fn write<R: Resource>(ctx: &Ctx, mut document: R, previous: Option<&R>) -> Result<R, ApiError> {
+fn write<R: Resource>(ctx: &Ctx, mut document: R, previous: Option<&R>) -> Result<R, Error> {
     let mut effects = Effects::default();
     let result = document
         .on_save(ctx, previous, &mut effects)
@@ -286,18 +284,18 @@ fn write<R: Resource>(ctx: &Ctx, mut document: R, previous: Option<&R>) -> Resul
 }
 
 /// 409 naming what still uses a document.
-pub fn in_use(what: &str, users: &[String], fix: &str) -> ApiError {
-    ApiError::conflict(
+pub fn in_use(what: &str, users: &[String], fix: &str) -> Error {
+    Error::conflict(
         "in_use",
         format!("{what} is still used by {}; {fix}", users.join(", ")),
     )
 }
 
 /// The routes of the admin component, after `/health`.
-pub async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiError> {
+pub async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Error> {
     let segments = request.segments();
     if segments.first() != Some(&"api") {
-        return Err(ApiError::not_found(&request.path));
+        return Err(Error::no_route(&request.path));
     }
     // Routes the operator token opens: they authenticate themselves.
     match segments[1..] {
@@ -313,22 +311,20 @@ pub async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Api
         ["accounts"] => accounts::serve(&ctx, request, None).await,
         ["accounts", id] => accounts::serve(&ctx, request, Some(id)).await,
         ["accounts", id, "validate"] => accounts::validate(&ctx, request, id).await,
-        ["queues"] => serve::<queues::Queue>(&ctx, request, None),
-        ["queues", id] => serve::<queues::Queue>(&ctx, request, Some(id)),
-        ["agents"] => serve::<agents::Agent>(&ctx, request, None),
+        ["queues"] => serve::<Queue>(&ctx, request, None),
+        ["queues", id] => serve::<Queue>(&ctx, request, Some(id)),
+        ["agents"] => serve::<Agent>(&ctx, request, None),
         ["agents", id] if request.method == Method::Get => agents::read(&ctx, id),
-        ["agents", id] => serve::<agents::Agent>(&ctx, request, Some(id)),
+        ["agents", id] => serve::<Agent>(&ctx, request, Some(id)),
         ["agents", id, "presence"] => agents::set_presence(&ctx, request, id),
-        ["workstreams"] => serve::<workstreams::Workstream>(&ctx, request, None),
-        ["workstreams", id] => serve::<workstreams::Workstream>(&ctx, request, Some(id)),
+        ["workstreams"] => serve::<Workstream>(&ctx, request, None),
+        ["workstreams", id] => serve::<Workstream>(&ctx, request, Some(id)),
         ["workstreams", id, "rotate-bot-secret"] => {
             workstreams::rotate_bot_secret(&ctx, request, id)
         }
-        ["outbound-configs"] => serve::<outbound_configs::OutboundConfig>(&ctx, request, None),
-        ["outbound-configs", id] => {
-            serve::<outbound_configs::OutboundConfig>(&ctx, request, Some(id))
-        }
-        _ => Err(ApiError::not_found(&request.path)),
+        ["outbound-configs"] => serve::<OutboundConfig>(&ctx, request, None),
+        ["outbound-configs", id] => serve::<OutboundConfig>(&ctx, request, Some(id)),
+        _ => Err(Error::no_route(&request.path)),
     }
 }
 
@@ -346,12 +342,11 @@ mod tests {
                 role: Role::Admin,
                 agent_id: None,
             },
-            now: "2026-01-01T00:00:00.000Z".into(),
-            now_millis: 1_767_225_600_000,
+            now: Timestamp::from_millis(1_767_225_600_000),
         };
         let mut request = Request::new(Method::Post, "/api/accounts");
         request.body = body.to_string().into_bytes();
-        serve::<accounts::Account>(&ctx, &request, None).unwrap_or_else(ApiError::into_response)
+        serve::<accounts::Account>(&ctx, &request, None).unwrap_or_else(Error::into_response)
     }
 
     #[test]

@@ -2,18 +2,20 @@
 //! its first admin key; its admins read it.
 
 use super::Ctx;
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::{self, ApiKey, Role};
+use crate::error::Error;
 use crate::input::{self, Object};
 use crate::ports::Ports;
 use crate::store;
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Org {
     pub id: String,
     pub name: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 fn org_key(id: &str) -> String {
@@ -21,7 +23,7 @@ fn org_key(id: &str) -> String {
 }
 
 /// `POST /api/orgs` with the operator token.
-pub fn create(request: &Request, ports: &Ports) -> Result<Response, ApiError> {
+pub fn create(request: &Request, ports: &Ports) -> Result<Response, Error> {
     if request.method != Method::Post {
         return Ok(method_not_allowed(&["POST"]));
     }
@@ -29,11 +31,11 @@ pub fn create(request: &Request, ports: &Ports) -> Result<Response, ApiError> {
     let body = input::json_object(&request.body)?;
     let fields = Object::root(&body);
     fields.only(&["name"])?;
-    let now = crate::time::rfc3339(ports.clock.now_millis());
+    let now = Timestamp::from_millis(ports.clock.now_millis());
     let org = Org {
         id: ports.random.id128(),
         name: fields.name("name", 200)?,
-        created_at: now.clone(),
+        created_at: now,
     };
     let (key, token) = ApiKey::issue(
         ports.random,
@@ -56,7 +58,7 @@ pub fn create(request: &Request, ports: &Ports) -> Result<Response, ApiError> {
 }
 
 /// `GET /api/orgs/{id}`: any key of the organisation; other ids are 404.
-pub fn read(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError> {
+pub fn read(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, Error> {
     if request.method != Method::Get {
         return Ok(method_not_allowed(&["GET"]));
     }
@@ -67,6 +69,6 @@ pub fn read(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError
     };
     let org: Org = stored
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or_else(|| ApiError::not_found(&request.path))?;
+        .ok_or_else(|| Error::no_route(&request.path))?;
     Ok(Response::json(200, &org))
 }

@@ -5,60 +5,16 @@
 
 use super::accounts::Account;
 use super::{Ctx, Resource};
-use crate::api::ApiError;
 use crate::auth::Role;
 use crate::channel::Channel;
+use crate::entities::outbound_config::OutboundConfig;
+use crate::error::Error;
 use crate::input::Object;
 use crate::phone::{DigitsNumber, E164};
 use crate::providers::Provider;
 use crate::store;
 use crate::templates::{Template, CHANNEL_TYPES};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OutboundConfig {
-    pub id: String,
-    pub name: String,
-    pub show_on_timeline: bool,
-    pub channel_type: String,
-    /// The number messages are sent from.
-    pub channel: String,
-    /// The account that owns `channel`.
-    pub account_id: String,
-    pub template_id: String,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-crate::document!(OutboundConfig, "outbound_config");
-
-impl OutboundConfig {
-    /// Whether `template` can serve this configuration.
-    pub fn check_template(&self, template: &Template) -> Result<(), String> {
-        if !template.allows(&self.channel_type) {
-            return Err(format!(
-                "template {} is not for {} (its channel types: {})",
-                template.id,
-                self.channel_type,
-                template.channel_types.join(", ")
-            ));
-        }
-        // Outbound WhatsApp goes outside any session, so every contact must
-        // be able to fall back to an approved text.
-        let default_approved = template
-            .versions
-            .get(&template.default_locale)
-            .is_some_and(|version| version.approved);
-        if self.channel_type == "whatsapp" && !default_approved {
-            return Err(format!(
-                "template {}'s default-locale version ({}) is not WhatsApp-approved; mark it approved with its Content SID",
-                template.id, template.default_locale
-            ));
-        }
-        Ok(())
-    }
-}
 
 impl Resource for OutboundConfig {
     const READERS: &'static [Role] = &[Role::Admin, Role::Flow];
@@ -74,12 +30,7 @@ impl Resource for OutboundConfig {
         })
     }
 
-    fn build(
-        ctx: &Ctx,
-        id: String,
-        input: Object,
-        existing: Option<&Self>,
-    ) -> Result<Self, ApiError> {
+    fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {
         input.only(&[
             "name",
             "show_on_timeline",
@@ -146,8 +97,8 @@ impl Resource for OutboundConfig {
             channel,
             account_id,
             template_id: template_id.to_owned(),
-            created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
-            updated_at: ctx.now.clone(),
+            created_at: ctx.created_at(existing.map(|e| e.created_at)),
+            updated_at: ctx.now,
         };
         let template: Template = store::load(ctx.kv(), ctx.org(), template_id)?.ok_or_else(|| {
             input.error(
@@ -156,8 +107,8 @@ impl Resource for OutboundConfig {
                 format!("no template with id {template_id} in this organisation; create it with POST /api/templates"),
             )
         })?;
-        config
-            .check_template(&template)
+        template
+            .check_serves(&config)
             .map_err(|reason| input.error("template_id", "template_mismatch", reason))?;
         Ok(config)
     }

@@ -1,25 +1,14 @@
 //! Queues (R-CFG-5): where classified conversations wait for agents.
 
 use super::{in_use, Ctx, Resource};
-use crate::api::ApiError;
 use crate::auth::Role;
-use crate::config::{agents::Agent, workstreams::Workstream};
+use crate::entities::agent::Agent;
+use crate::entities::queue::Queue;
+use crate::entities::workstream::Workstream;
+use crate::error::Error;
 use crate::input::Object;
 use crate::store;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Queue {
-    pub id: String,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub description: String,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-crate::document!(Queue, "queue");
 
 impl Resource for Queue {
     const READERS: &'static [Role] = &[Role::Admin, Role::Agent];
@@ -28,12 +17,7 @@ impl Resource for Queue {
         json!({"name": self.name, "description": self.description})
     }
 
-    fn build(
-        ctx: &Ctx,
-        id: String,
-        input: Object,
-        existing: Option<&Self>,
-    ) -> Result<Self, ApiError> {
+    fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {
         input.only(&["name", "description"])?;
         Ok(Queue {
             id,
@@ -43,12 +27,12 @@ impl Resource for Queue {
                 .unwrap_or_default()
                 .trim()
                 .to_owned(),
-            created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
-            updated_at: ctx.now.clone(),
+            created_at: ctx.created_at(existing.map(|e| e.created_at)),
+            updated_at: ctx.now,
         })
     }
 
-    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, Error> {
         let mut users: Vec<String> = store::list_all::<Workstream>(ctx.kv(), ctx.org())?
             .into_iter()
             .filter(|w| w.uses_queue(&self.id))
@@ -74,7 +58,7 @@ impl Resource for Queue {
 
 /// 422 unless `id` is a queue of the organisation; `field` names where the
 /// id was given (e.g. `queues[1]`).
-pub fn require_queue(ctx: &Ctx, input: &Object, field: &str, id: &str) -> Result<(), ApiError> {
+pub fn require_queue(ctx: &Ctx, input: &Object, field: &str, id: &str) -> Result<(), Error> {
     match store::load::<Queue>(ctx.kv(), ctx.org(), id)? {
         Some(_) => Ok(()),
         None => Err(input.error(

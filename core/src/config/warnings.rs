@@ -6,13 +6,14 @@
 //! global record of connected pages. Neither lists keys.
 
 use super::{accounts, Ctx};
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::{self, Role};
+use crate::error::Error;
 use crate::ports::Ports;
 
 /// Every organisation's warnings with the operator token, else the
 /// warnings of the admin key's organisation.
-pub fn serve(request: &Request, ports: &Ports) -> Result<Response, ApiError> {
+pub fn serve(request: &Request, ports: &Ports) -> Result<Response, Error> {
     if request.method != Method::Get {
         return Ok(method_not_allowed(&["GET"]));
     }

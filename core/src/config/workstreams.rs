@@ -16,133 +16,22 @@
 use super::accounts::Account;
 use super::queues::require_queue;
 use super::{Ctx, Effects, Resource};
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
-use crate::auth::{mask, Role};
+use crate::api::{method_not_allowed, Method, Request, Response};
+use crate::auth::Role;
 use crate::channel::Channel;
+use crate::entities::workstream::{
+    channel_claim, Bot, ChannelInstance, Conditions, ContactField, RoutingRule, Workstream,
+};
+use crate::error::Error;
 use crate::input::Object;
 use crate::locale::Locale;
-use crate::ports::Randomness;
 use crate::providers::Provider;
 use crate::store::{self, Claim};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 pub const DISTRIBUTIONS: &[&str] = &["round_robin", "least_active"];
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Workstream {
-    pub id: String,
-    pub name: String,
-    pub channel: String,
-    pub fallback_queue: String,
-    pub distribution: String,
-    #[serde(flatten)]
-    pub bot: Option<Bot>,
-    pub routing_rules: Vec<RoutingRule>,
-    pub channels: Vec<ChannelInstance>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-/// The bot that sees a workstream's new conversations first, and the secret
-/// its calls are signed with; stored (and shown) as `bot_url` and
-/// `bot_secret`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Bot {
-    #[serde(rename = "bot_url")]
-    pub url: String,
-    #[serde(rename = "bot_secret")]
-    pub secret: String,
-    /// The secret was made by this request, whose response shows it: the
-    /// only time it is shown whole.
-    #[serde(skip)]
-    made_now: bool,
-}
-
-impl Bot {
-    /// A bot at `url` with a new secret of 256 random bits.
-    pub fn new(url: String, random: &dyn Randomness) -> Bot {
-        Bot {
-            url,
-            secret: format!("sbbot_{}{}", random.id128(), random.id128()),
-            made_now: true,
-        }
-    }
-
-    /// The same bot with a new secret.
-    fn rotated(&self, random: &dyn Randomness) -> Bot {
-        Bot::new(self.url.clone(), random)
-    }
-
-    /// The secret as a response may show it: whole once, masked after.
-    fn shown_secret(&self) -> String {
-        if self.made_now {
-            self.secret.clone()
-        } else {
-            mask(&self.secret)
-        }
-    }
-}
-
-/// Conditions that must all hold for a new conversation to go to `queue`;
-/// rules are tried in order.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RoutingRule {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub name: String,
-    pub queue: String,
-    pub conditions: Conditions,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Conditions {
-    /// The channel instance's address the customer wrote to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channel: Option<String>,
-    /// The channel instance's language; `nb` also matches `nb-NO`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub language: Option<Locale>,
-    /// Any of these words in the first message (case-insensitive).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub keywords: Vec<String>,
-    /// A field of the customer's contact record equals a value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contact_field: Option<ContactField>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ContactField {
-    pub name: String,
-    pub equals: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ChannelInstance {
-    pub account_id: String,
-    /// The number (WhatsApp `+E.164`, SMS digits), Facebook page id or GBM agent id.
-    pub address: String,
-    pub language: Locale,
-    pub customer_attachments: bool,
-    pub agent_attachments: bool,
-    /// Facebook only: replies up to 7 days after the customer's last
-    /// message, sent with the HUMAN_AGENT tag.
-    pub human_agent_tag: bool,
-}
-
-crate::document!(Workstream, "workstream");
-
-impl Workstream {
-    pub fn uses_queue(&self, queue: &str) -> bool {
-        self.fallback_queue == queue || self.routing_rules.iter().any(|rule| rule.queue == queue)
-    }
-}
-
-/// The claim of one address; its owner key names the workstream.
-pub fn channel_claim(org: &str, account_id: &str, address: &str) -> String {
-    format!("org/{org}/channel/{account_id}/{address}")
-}
-
-fn read_channel(ctx: &Ctx, channel: Channel, item: Object) -> Result<ChannelInstance, ApiError> {
+fn read_channel(ctx: &Ctx, channel: Channel, item: Object) -> Result<ChannelInstance, Error> {
     item.only(&[
         "account_id",
         "address",
@@ -198,11 +87,7 @@ fn read_channel(ctx: &Ctx, channel: Channel, item: Object) -> Result<ChannelInst
     })
 }
 
-fn read_rule(
-    ctx: &Ctx,
-    channels: &[ChannelInstance],
-    rule: Object,
-) -> Result<RoutingRule, ApiError> {
+fn read_rule(ctx: &Ctx, channels: &[ChannelInstance], rule: Object) -> Result<RoutingRule, Error> {
     rule.only(&["name", "queue", "conditions"])?;
     let queue = rule.required_str("queue")?;
     require_queue(ctx, &rule, "queue", queue)?;
@@ -269,22 +154,19 @@ fn read_bot(
     ctx: &Ctx,
     input: &Object,
     existing: Option<&Workstream>,
-) -> Result<Option<Bot>, ApiError> {
+) -> Result<Option<Bot>, Error> {
     let Some(url) = input.optional_parsed("bot_url", bot_url)? else {
         return Ok(None);
     };
     Ok(Some(match existing.and_then(|e| e.bot.as_ref()) {
-        Some(stored) => Bot {
-            url,
-            ..stored.clone()
-        },
+        Some(stored) => stored.moved_to(url),
         None => Bot::new(url, ctx.ports.random),
     }))
 }
 
 /// A body carrying `bot_secret` (say, a read sent back) is told where
 /// secrets come from, rather than that the field is unknown.
-fn refuse_bot_secret(input: &Object) -> Result<(), ApiError> {
+fn refuse_bot_secret(input: &Object) -> Result<(), Error> {
     if input.has("bot_secret") {
         return Err(input.error(
             "bot_secret",
@@ -322,12 +204,7 @@ impl Resource for Workstream {
         })
     }
 
-    fn build(
-        ctx: &Ctx,
-        id: String,
-        input: Object,
-        existing: Option<&Self>,
-    ) -> Result<Self, ApiError> {
+    fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {
         refuse_bot_secret(&input)?;
         input.only(&[
             "name",
@@ -381,8 +258,8 @@ impl Resource for Workstream {
             bot: read_bot(ctx, &input, existing)?,
             routing_rules,
             channels,
-            created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
-            updated_at: ctx.now.clone(),
+            created_at: ctx.created_at(existing.map(|e| e.created_at)),
+            updated_at: ctx.now,
         })
     }
 
@@ -399,7 +276,7 @@ impl Resource for Workstream {
         ctx: &Ctx,
         previous: Option<&Self>,
         effects: &mut Effects,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         for (index, instance) in self.channels.iter().enumerate() {
             let name = channel_claim(ctx.org(), &instance.account_id, &instance.address);
             if let Claim::Taken(holder) = effects.claim(ctx, name, &self.id)? {
@@ -407,14 +284,13 @@ impl Resource for Workstream {
                     || "another request saving right now".to_owned(),
                     |id| format!("workstream {id}"),
                 );
-                return Err(ApiError {
-                    status: 409,
+                return Err(Error::Conflict {
+                    field: Some(format!("channels[{index}].address")),
                     code: "channel_in_use",
                     message: format!(
                         "{} is already a channel of {whom}; remove it there first",
                         instance.address
                     ),
-                    field: Some(format!("channels[{index}].address")),
                 });
             }
         }
@@ -433,7 +309,7 @@ impl Resource for Workstream {
         Ok(())
     }
 
-    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, Error> {
         Ok(self
             .channels
             .iter()
@@ -445,21 +321,21 @@ impl Resource for Workstream {
 /// `POST /api/workstreams/{id}/rotate-bot-secret` (admin): a new secret for
 /// the workstream's bot, shown in this response only. The old one signs
 /// nothing from now on, so the bot should take the new one at once.
-pub fn rotate_bot_secret(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError> {
+pub fn rotate_bot_secret(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, Error> {
     if request.method != Method::Post {
         return Ok(method_not_allowed(&["POST"]));
     }
     ctx.principal.require(Workstream::WRITERS)?;
     let existing: Workstream = store::require(ctx.kv(), ctx.org(), id)?;
     let Some(bot) = &existing.bot else {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "no_bot",
             format!("workstream {id} has no bot to rotate a secret for; set its bot_url with PATCH /api/workstreams/{id}, which makes a secret"),
         ));
     };
     let mut rotated = existing.clone();
     rotated.bot = Some(bot.rotated(ctx.ports.random));
-    rotated.updated_at = ctx.now.clone();
+    rotated.updated_at = ctx.now;
     let saved = super::write(ctx, rotated, Some(&existing))?;
     Ok(Response::json(200, &saved.view(ctx)))
 }
@@ -467,9 +343,11 @@ pub fn rotate_bot_secret(ctx: &Ctx, request: &Request, id: &str) -> Result<Respo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::mask;
     use crate::auth::Principal;
-    use crate::config::queues::Queue;
+    use crate::entities::queue::Queue;
     use crate::memory::MemoryPorts;
+    use crate::time::Timestamp;
 
     fn admin<'a>(ports: &'a crate::ports::Ports<'a>) -> Ctx<'a> {
         Ctx {
@@ -480,8 +358,7 @@ mod tests {
                 role: Role::Admin,
                 agent_id: None,
             },
-            now: "2026-01-01T00:00:00.000Z".into(),
-            now_millis: 1_767_225_600_000,
+            now: Timestamp::from_millis(1_767_225_600_000),
         }
     }
 
@@ -498,7 +375,7 @@ mod tests {
             ["api", "workstreams", id, "rotate-bot-secret"] => rotate_bot_secret(ctx, &request, id),
             _ => panic!("no route {path}"),
         }
-        .unwrap_or_else(ApiError::into_response);
+        .unwrap_or_else(Error::into_response);
         let answer = serde_json::from_slice(&response.body).unwrap_or_default();
         (response.status, answer)
     }

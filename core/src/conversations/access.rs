@@ -15,7 +15,7 @@
 //! 404, as everywhere: they are not in this organisation's keys at all.
 
 use super::{Conversation, State};
-use crate::api::ApiError;
+use crate::error::Error;
 
 /// What a request does with a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,10 +32,10 @@ pub enum Need {
 /// agent's queues; it is asked only for an open conversation.
 pub fn check(
     agent_id: &str,
-    queues: impl FnOnce() -> Result<Vec<String>, ApiError>,
+    queues: impl FnOnce() -> Result<Vec<String>, Error>,
     conversation: &Conversation,
     need: Need,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     if conversation.agent_id.as_deref() == Some(agent_id) && conversation.state != State::Open {
         return Ok(());
     }
@@ -51,29 +51,25 @@ pub fn check(
     }
 }
 
-fn not_in_queue(queue: &str) -> ApiError {
-    ApiError {
-        status: 403,
-        code: "not_in_queue",
-        message: format!("this conversation waits in queue {queue}, which you do not serve; an admin can add it to your queues"),
-        field: None,
-    }
+fn not_in_queue(queue: &str) -> Error {
+    Error::forbidden(
+        "not_in_queue",
+        format!("this conversation waits in queue {queue}, which you do not serve; an admin can add it to your queues"),
+    )
 }
 
-fn not_yours(conversation: &Conversation) -> ApiError {
+fn not_yours(conversation: &Conversation) -> Error {
     let fix = match conversation.state {
         State::Open => "accept it first if it waits in one of your queues, or ask an admin",
         _ => "ask its agent or an admin",
     };
-    ApiError {
-        status: 403,
-        code: "not_your_conversation",
-        message: format!(
+    Error::forbidden(
+        "not_your_conversation",
+        format!(
             "this conversation is {} and not assigned to you; {fix}",
             conversation.state.name()
         ),
-        field: None,
-    }
+    )
 }
 
 #[cfg(test)]
@@ -106,10 +102,10 @@ mod tests {
         }
     }
 
-    fn code(result: Result<(), ApiError>) -> Option<&'static str> {
+    fn code(result: Result<(), Error>) -> Option<&'static str> {
         result.err().map(|error| {
-            assert_eq!(error.status, 403);
-            error.code
+            assert_eq!(error.status(), 403);
+            error.code()
         })
     }
 
@@ -118,7 +114,7 @@ mod tests {
         for state in [State::Active, State::Waiting, State::Closed] {
             let mine = conversation(state, Some("q"), Some("ann"));
             for need in [Need::Read, Need::Accept, Need::Work] {
-                let queues = || -> Result<Vec<String>, ApiError> { panic!("not asked") };
+                let queues = || -> Result<Vec<String>, Error> { panic!("not asked") };
                 assert_eq!(code(check("ann", queues, &mine, need)), None);
             }
             let no_queues = || Ok(Vec::<String>::new());

@@ -9,24 +9,25 @@
 //! [`conversation_for`]; listings show an agent only what it may read.
 
 use super::access::{self, Need};
-use super::contacts::{address_key, Contact, ContactAddress};
 use super::reply::{
     deliver, free_form_window, may_have_been_sent, window_closes_at, Content, Undelivered, Window,
     MAX_TEXT_CHARS, OUTCOME_UNKNOWN,
 };
 use super::routing::{assign, pull_waiting, release, reserve, route_to_queue};
 use super::{
-    agent_log, changed, commit, last_customer_key, messages, parse_log_entry, queue_log,
-    record_intent, record_outcome, withdraw, Attachment, Author, Conversation, Message, State,
+    agent_log, commit, last_customer_key, messages, parse_log_entry, queue_log, record_intent,
+    record_outcome, withdraw, Attachment, Author, Conversation, Message, State,
 };
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::Role;
 use crate::channel::Channel;
 use crate::config::accounts::Account;
-use crate::config::agents::Agent;
-use crate::config::queues::Queue;
-use crate::config::workstreams::Workstream;
 use crate::config::{serve, Ctx};
+use crate::entities::agent::Agent;
+use crate::entities::contact::{address_key, Contact, ContactAddress};
+use crate::entities::queue::Queue;
+use crate::entities::workstream::Workstream;
+use crate::error::{Error, ProviderFailure};
 use crate::input::{self, Object};
 use crate::locale::Locale;
 use crate::ports::{KeyValue, Ports, UnixMillis};
@@ -41,7 +42,7 @@ const LIVE: &[State] = &[State::Open, State::Active, State::Waiting];
 const ANY: &[State] = &[State::Open, State::Active, State::Waiting, State::Closed];
 
 /// A state transition: the caller's context, the conversation id, the body.
-type Action = fn(&Ctx, &str, &Map<String, Value>) -> Result<Response, ApiError>;
+type Action = fn(&Ctx, &str, &Map<String, Value>) -> Result<Response, Error>;
 /// Whether a log entry (conversation, version) still stands for it.
 type EntryHolds = Box<dyn Fn(&Conversation, u64) -> bool>;
 /// Whether the caller may see a conversation in a listing.
@@ -105,12 +106,12 @@ async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Undeliv
                 id,
             )?)
         }
-        _ => Err(ApiError::not_found(&request.path).into()),
+        _ => Err(Error::no_route(&request.path).into()),
     }
 }
 
 /// An action's body: a JSON object, or nothing at all.
-fn body_object(request: &Request) -> Result<Map<String, Value>, ApiError> {
+fn body_object(request: &Request) -> Result<Map<String, Value>, Error> {
     if request.body.iter().all(u8::is_ascii_whitespace) {
         Ok(Map::new())
     } else {
@@ -119,7 +120,7 @@ fn body_object(request: &Request) -> Result<Map<String, Value>, ApiError> {
 }
 
 fn now(ctx: &Ctx) -> String {
-    ctx.now.clone()
+    ctx.now.to_string()
 }
 
 /// The conversation as the API shows it.
@@ -154,13 +155,13 @@ fn view(conversation: &Conversation, last_customer: Option<&str>) -> Value {
 /// `GET /api/conversations?state=&queue=&agent=`: one page, oldest first.
 /// `queue` lists what is in a queue now, `agent` what an agent holds or
 /// last held (`agent=me` for the caller's own).
-fn list(ctx: &Ctx, request: &Request) -> Result<Response, ApiError> {
+fn list(ctx: &Ctx, request: &Request) -> Result<Response, Error> {
     ctx.principal.require(READERS)?;
     let (cursor, limit) = store::paging(request)?;
     let state = match request.query_param("state") {
         None => None,
         Some(name) => Some(State::parse(&name).ok_or_else(|| {
-            ApiError::invalid(
+            Error::invalid(
                 "state",
                 "invalid_choice",
                 format!("\"state\" must be one of {}", State::NAMES.join(", ")),
@@ -171,7 +172,7 @@ fn list(ctx: &Ctx, request: &Request) -> Result<Response, ApiError> {
     let mut agent = request.query_param("agent");
     if agent.as_deref() == Some("me") {
         agent = Some(ctx.principal.agent_id.clone().ok_or_else(|| {
-            ApiError::invalid("agent", "not_an_agent", "\"agent=me\" needs an agent key")
+            Error::invalid("agent", "not_an_agent", "\"agent=me\" needs an agent key")
         })?);
     }
     let org = ctx.org();
@@ -180,7 +181,7 @@ fn list(ctx: &Ctx, request: &Request) -> Result<Response, ApiError> {
     // Which log to walk, and which of its entries still count.
     let (log, entry_holds): (Log, EntryHolds) = match (&queue, &agent) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 "agent",
                 "conflicting_filters",
                 "filter by \"queue\" or by \"agent\", not both",
@@ -247,7 +248,7 @@ fn list(ctx: &Ctx, request: &Request) -> Result<Response, ApiError> {
 
 /// `GET /api/conversations/{id}`: the conversation and a page of its
 /// messages (`?cursor=` / `?limit=` page through them, oldest first).
-fn read(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, ApiError> {
+fn read(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, Error> {
     ctx.principal.require(READERS)?;
     let (cursor, limit) = store::paging(request)?;
     let (conversation, last) = conversation_for(ctx, id, Need::Read, ANY, "reading")?;
@@ -272,14 +273,14 @@ fn conversation_for(
     need: Need,
     states: &[State],
     action: &str,
-) -> Result<(Conversation, Option<String>), ApiError> {
+) -> Result<(Conversation, Option<String>), Error> {
     let (conversation, last) = super::require(ctx.kv(), ctx.org(), id)?;
     if let Some(agent) = calling_agent(ctx) {
         access::check(agent, || queues_of(ctx, agent), &conversation, need)?;
     }
     if !states.contains(&conversation.state) {
         let allowed: Vec<&str> = states.iter().map(|s| s.name()).collect();
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "invalid_state",
             format!(
                 "the conversation is {}; {action} needs it {}",
@@ -298,7 +299,7 @@ fn calling_agent<'a>(ctx: &'a Ctx) -> Option<&'a str> {
         .then(|| ctx.principal.agent_id.as_deref().unwrap_or_default())
 }
 
-fn queues_of(ctx: &Ctx, agent: &str) -> Result<Vec<String>, ApiError> {
+fn queues_of(ctx: &Ctx, agent: &str) -> Result<Vec<String>, Error> {
     Ok(store::load::<Agent>(ctx.kv(), ctx.org(), agent)?
         .map(|agent| agent.queues)
         .unwrap_or_default())
@@ -306,7 +307,7 @@ fn queues_of(ctx: &Ctx, agent: &str) -> Result<Vec<String>, ApiError> {
 
 /// Which conversations a listing shows the caller: an agent sees those
 /// [`access`] lets it read.
-fn readable_by<'a>(ctx: &'a Ctx) -> Result<Readable<'a>, ApiError> {
+fn readable_by<'a>(ctx: &'a Ctx) -> Result<Readable<'a>, Error> {
     let Some(agent) = calling_agent(ctx) else {
         return Ok(Box::new(|_| true));
     };
@@ -322,17 +323,16 @@ fn acting_agent(
     ctx: &Ctx,
     body: &Map<String, Value>,
     default: Option<&str>,
-) -> Result<Agent, ApiError> {
+) -> Result<Agent, Error> {
     let input = Object::root(body);
     let id = match (&ctx.principal.agent_id, input.str("agent_id")?) {
         (Some(me), None) => me.clone(),
         (Some(me), Some(other)) if other == me => me.clone(),
         (Some(_), Some(_)) => {
-            return Err(ApiError {
-                status: 403,
+            return Err(Error::Forbidden {
+                field: Some("agent_id".into()),
                 code: "forbidden",
                 message: "agents act for themselves; leave \"agent_id\" out".into(),
-                field: Some("agent_id".into()),
             })
         }
         (None, Some(id)) => id.to_owned(),
@@ -349,8 +349,8 @@ fn acting_agent(
     })
 }
 
-fn at_capacity(agent: &Agent) -> ApiError {
-    ApiError::conflict(
+fn at_capacity(agent: &Agent) -> Error {
+    Error::conflict(
         "at_capacity",
         format!(
             "agent {} already holds {} conversation(s), its capacity; close or park one first",
@@ -373,16 +373,16 @@ fn commit_freeing(
     ctx: &Ctx,
     conversation: &mut Conversation,
     held_by: Option<String>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     commit(
         ctx.kv(),
         ctx.org(),
         conversation,
-        ctx.now_millis,
+        ctx.now.millis(),
         Vec::new(),
     )?;
     if let Some(agent) = held_by {
-        free_agent(ctx.kv(), ctx.org(), &agent, ctx.now_millis);
+        free_agent(ctx.kv(), ctx.org(), &agent, ctx.now.millis());
     }
     Ok(())
 }
@@ -401,23 +401,23 @@ fn free_agent(kv: &dyn KeyValue, org: &str, agent_id: &str, now: UnixMillis) {
     }
 }
 
-fn answer(conversation: &Conversation, last: Option<&str>) -> Result<Response, ApiError> {
+fn answer(conversation: &Conversation, last: Option<&str>) -> Result<Response, Error> {
     Ok(Response::json(200, &view(conversation, last)))
 }
 
 /// Gives the conversation to `agent`, taking its capacity.
-fn give(ctx: &Ctx, conversation: &mut Conversation, agent: &Agent) -> Result<(), ApiError> {
+fn give(ctx: &Ctx, conversation: &mut Conversation, agent: &Agent) -> Result<(), Error> {
     if !reserve(ctx.kv(), ctx.org(), agent)? {
         return Err(at_capacity(agent));
     }
-    if !assign(ctx.kv(), ctx.org(), conversation, agent, ctx.now_millis)? {
-        return Err(changed());
+    if !assign(ctx.kv(), ctx.org(), conversation, agent, ctx.now.millis())? {
+        return Err(Error::ConversationChanged);
     }
     Ok(())
 }
 
 /// `accept`: an agent takes an open conversation from the queue.
-fn accept(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
+fn accept(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Error> {
     Object::root(body).only(&["agent_id"])?;
     let (mut conversation, last) =
         conversation_for(ctx, id, Need::Accept, &[State::Open], "accept")?;
@@ -427,7 +427,7 @@ fn accept(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Ap
 }
 
 /// `transfer`: to another queue (routed there afresh) or another agent.
-fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
+fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Error> {
     let input = Object::root(body);
     input.only(&["queue_id", "agent_id"])?;
     let (mut conversation, last) = conversation_for(ctx, id, Need::Work, LIVE, "a transfer")?;
@@ -452,7 +452,7 @@ fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, 
                 &mut conversation,
                 queue,
                 &distribution,
-                ctx.now_millis,
+                ctx.now.millis(),
                 Vec::new(),
             )?;
         }
@@ -474,7 +474,7 @@ fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, 
             give(ctx, &mut conversation, &agent)?;
         }
         _ => {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 "queue_id",
                 "missing_target",
                 "give either \"queue_id\" or \"agent_id\" to transfer to",
@@ -482,13 +482,13 @@ fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, 
         }
     }
     if let Some(previous) = held_by {
-        free_agent(ctx.kv(), ctx.org(), &previous, ctx.now_millis);
+        free_agent(ctx.kv(), ctx.org(), &previous, ctx.now.millis());
     }
     answer(&conversation, last.as_deref())
 }
 
 /// `wait`: the agent parks the conversation until the customer writes.
-fn wait(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
+fn wait(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Error> {
     Object::root(body).only(&[])?;
     let (mut conversation, last) = conversation_for(ctx, id, Need::Work, &[State::Active], "wait")?;
     let held_by = holder(&conversation);
@@ -499,7 +499,7 @@ fn wait(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiE
 }
 
 /// `resume`: an agent takes back a waiting or closed conversation.
-fn resume(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
+fn resume(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Error> {
     Object::root(body).only(&["agent_id"])?;
     let states = [State::Waiting, State::Closed];
     let (mut conversation, last) = conversation_for(ctx, id, Need::Work, &states, "resume")?;
@@ -510,7 +510,7 @@ fn resume(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Ap
 }
 
 /// `close`: resolved. A later customer message reopens it.
-fn close(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
+fn close(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Error> {
     Object::root(body).only(&[])?;
     let (mut conversation, last) = conversation_for(ctx, id, Need::Work, LIVE, "close")?;
     let held_by = holder(&conversation);
@@ -524,7 +524,7 @@ fn close(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Api
 
 /// `link`: the customer is a known contact (R-CONV-2). The address moves
 /// to that contact, so later conversations from it attach there too.
-fn link(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiError> {
+fn link(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Error> {
     let input = Object::root(body);
     input.only(&["contact_id"])?;
     let target_id = input.required_str("contact_id")?;
@@ -569,7 +569,7 @@ fn link(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, ApiE
         ctx.kv(),
         ctx.org(),
         &mut conversation,
-        ctx.now_millis,
+        ctx.now.millis(),
         writes,
     )?;
     answer(&conversation, last.as_deref())
@@ -602,7 +602,7 @@ async fn send_reply(
             c.account_id == conversation.account_id && c.address == conversation.channel_address
         })
         .ok_or_else(|| {
-            ApiError::conflict(
+            Error::conflict(
                 "channel_removed",
                 format!(
                     "{} is no longer a channel of workstream {}; replies cannot be sent from it",
@@ -700,15 +700,10 @@ async fn send_reply(
         Err(undelivered) if may_have_been_sent(&undelivered.error) => {
             message.error_code = Some(OUTCOME_UNKNOWN.to_owned());
             let _ = record_outcome(kv, ctx.org(), &conversation.id, provider, &message);
-            Err(ApiError {
-                status: 502,
-                code: "provider_outcome_unknown",
-                message: format!(
+            Err(Error::Provider(ProviderFailure::OutcomeUnknown(format!(
                     "{} The reply is in the conversation with status \"unknown\" (message {}): it may have reached the customer, so check before sending it again.",
-                    undelivered.error.message, message.position
-                ),
-                field: None,
-            }
+                    undelivered.error.message(), message.position
+                )))
             .into())
         }
         Err(undelivered) => {
@@ -718,7 +713,7 @@ async fn send_reply(
     }
 }
 
-fn read_attachments(input: &Object) -> Result<Vec<Attachment>, ApiError> {
+fn read_attachments(input: &Object) -> Result<Vec<Attachment>, Error> {
     input.objects("attachments", |item| {
         item.only(&["url", "content_type"])?;
         let url = item.required_str("url")?;
@@ -744,7 +739,7 @@ fn render_template(
     input: &Object,
     template_id: &str,
     conversation: &Conversation,
-) -> Result<Content, ApiError> {
+) -> Result<Content, Error> {
     let template: Template = store::load(ctx.kv(), ctx.org(), template_id)?.ok_or_else(|| {
         input.error(
             "template_id",
@@ -786,7 +781,7 @@ fn render_template(
 
 /// A template that does not render for a reply, said in the reply's terms:
 /// a missing value names the body field that gives it.
-fn reply_render_error(input: &Object, failure: &RenderFailure) -> ApiError {
+fn reply_render_error(input: &Object, failure: &RenderFailure) -> Error {
     let RenderFailure::Placeholder(error) = failure else {
         return input.error("template_id", failure.code(), failure.to_string());
     };
@@ -808,7 +803,7 @@ fn reply_render_error(input: &Object, failure: &RenderFailure) -> ApiError {
             format!("\"context_items.{key}\" is an object or array: give {{{{{placeholder}}}}} a text, number or true/false value"),
         ),
     };
-    ApiError::invalid(field, failure.code(), message)
+    Error::invalid(field, failure.code(), message)
 }
 
 #[cfg(test)]
@@ -842,20 +837,20 @@ mod tests {
             });
             let error = reply_render_error(&input, &missing);
             assert_eq!(
-                (error.status, error.code, error.field.as_deref()),
+                (error.status(), error.code(), error.field()),
                 (422, "missing_placeholder", Some(field))
             );
-            assert!(error.message.contains(hint), "{}", error.message);
+            assert!(error.message().contains(hint), "{}", error.message());
         }
         let list = RenderFailure::Placeholder(RenderError::NotText {
             placeholder: "Items".into(),
         });
         let error = reply_render_error(&input, &list);
-        assert_eq!(error.field.as_deref(), Some("context_items.Items"));
+        assert_eq!(error.field(), Some("context_items.Items"));
         let too_long = RenderFailure::SmsTooLong { characters: 1700 };
         let error = reply_render_error(&input, &too_long);
         assert_eq!(
-            (error.code, error.field.as_deref()),
+            (error.code(), error.field()),
             ("sms_too_long", Some("template_id"))
         );
     }

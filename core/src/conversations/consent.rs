@@ -21,8 +21,8 @@
 //! address without a record of its own, and copied onto the addresses
 //! ([`keep_legacy`]) before a link or a delete would part it from them.
 
-use super::contacts::Contact;
-use crate::api::ApiError;
+use crate::entities::contact::Contact;
+use crate::error::Error;
 use crate::ports::KeyValue;
 use crate::store;
 use serde::{Deserialize, Serialize};
@@ -129,7 +129,7 @@ impl Standing {
 /// have no record of their own, before a link or a delete parts them. It
 /// only writes what already holds, so it may run again, or before a
 /// change that then fails.
-pub fn keep_legacy(kv: &dyn KeyValue, org: &str, contact: &Contact) -> Result<(), ApiError> {
+pub fn keep_legacy(kv: &dyn KeyValue, org: &str, contact: &Contact) -> Result<(), Error> {
     let flagged: Vec<(String, &str)> = contact
         .addresses
         .iter()
@@ -165,7 +165,7 @@ pub fn read_many(
     kv: &dyn KeyValue,
     org: &str,
     addresses: &[(&str, &str)],
-) -> Result<Vec<Option<Consent>>, ApiError> {
+) -> Result<Vec<Option<Consent>>, Error> {
     if addresses.is_empty() {
         return Ok(Vec::new());
     }
@@ -244,13 +244,13 @@ mod tests {
         let mut contact = Contact::for_sender("o", "sms", "+4711111111", None, "t0");
         contact
             .addresses
-            .push(super::super::contacts::ContactAddress {
+            .push(crate::entities::contact::ContactAddress {
                 channel: "sms".into(),
                 address: "+4722222222".into(),
             });
         contact
             .addresses
-            .push(super::super::contacts::ContactAddress {
+            .push(crate::entities::contact::ContactAddress {
                 channel: "whatsapp".into(),
                 address: "+4711111111".into(),
             });

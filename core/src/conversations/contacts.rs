@@ -12,77 +12,15 @@
 //! contact can undo one.
 
 use super::consent::{self, keep_legacy, Standing};
-use crate::api::{ApiError, Response};
+use crate::api::Response;
 use crate::auth::Role;
 use crate::config::{Ctx, Resource};
+use crate::entities::contact::{address_key, Contact};
+use crate::error::Error;
 use crate::input::Object;
 use crate::store;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Contact {
-    pub id: String,
-    pub name: String,
-    #[serde(default)]
-    pub addresses: Vec<ContactAddress>,
-    /// Values routing rules can match (`contact_field`), all strings.
-    #[serde(default)]
-    pub fields: BTreeMap<String, String>,
-    /// Channel type → when the customer opted out, as contacts kept it
-    /// before opt-outs moved to their addresses ([`super::consent`]): read
-    /// and kept, never added to.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub opted_out: BTreeMap<String, String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContactAddress {
-    pub channel: String,
-    pub address: String,
-}
-
-crate::document!(Contact, "contact");
-
-/// The key naming the contact of an address.
-pub fn address_key(org: &str, channel: &str, address: &str) -> String {
-    format!(
-        "org/{org}/address/{channel}/{}",
-        crate::encoding::percent_encode(address)
-    )
-}
-
-/// The id of the contact created for an unknown sender.
-pub fn contact_id_for(org: &str, channel: &str, address: &str) -> String {
-    crate::auth::sha256_hex(&format!("contact\n{org}\n{channel}\n{address}"))[..32].to_owned()
-}
-
-impl Contact {
-    /// A contact for a sender seen for the first time.
-    pub fn for_sender(
-        org: &str,
-        channel: &str,
-        address: &str,
-        name: Option<&str>,
-        now: &str,
-    ) -> Contact {
-        Contact {
-            id: contact_id_for(org, channel, address),
-            name: name.unwrap_or(address).to_owned(),
-            addresses: vec![ContactAddress {
-                channel: channel.to_owned(),
-                address: address.to_owned(),
-            }],
-            fields: BTreeMap::new(),
-            opted_out: BTreeMap::new(),
-            created_at: now.to_owned(),
-            updated_at: now.to_owned(),
-        }
-    }
-}
 
 impl Resource for Contact {
     const READERS: &'static [Role] = &[Role::Admin, Role::Agent];
@@ -92,12 +30,7 @@ impl Resource for Contact {
         json!({"name": self.name, "fields": self.fields})
     }
 
-    fn build(
-        ctx: &Ctx,
-        id: String,
-        input: Object,
-        existing: Option<&Self>,
-    ) -> Result<Self, ApiError> {
+    fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {
         input.only(&["name", "fields"])?;
         let fields = input.object("fields")?.unwrap_or_default();
         Ok(Contact {
@@ -106,8 +39,8 @@ impl Resource for Contact {
             fields: read_fields(&input, &fields)?,
             addresses: existing.map(|e| e.addresses.clone()).unwrap_or_default(),
             opted_out: existing.map(|e| e.opted_out.clone()).unwrap_or_default(),
-            created_at: ctx.created_at(existing.map(|e| e.created_at.as_str())),
-            updated_at: ctx.now.clone(),
+            created_at: existing.map_or_else(|| ctx.now.to_string(), |e| e.created_at.clone()),
+            updated_at: ctx.now.to_string(),
         })
     }
 
@@ -124,7 +57,7 @@ impl Resource for Contact {
     /// The addresses stop pointing here; their next message makes a new
     /// contact. Their opt-outs stay where they are, legacy ones copied to
     /// them first.
-    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+    fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, Error> {
         keep_legacy(ctx.kv(), ctx.org(), self)?;
         Ok(self
             .addresses
@@ -136,7 +69,7 @@ impl Resource for Contact {
 
 /// `GET /api/contacts/{id}`: the contact, each address with
 /// `opted_out_at` (when its customer opted out of that channel, or null).
-pub fn read(ctx: &Ctx, id: &str) -> Result<Response, ApiError> {
+pub fn read(ctx: &Ctx, id: &str) -> Result<Response, Error> {
     ctx.principal.require(Contact::READERS)?;
     let contact: Contact = store::require(ctx.kv(), ctx.org(), id)?;
     let addresses: Vec<(&str, &str)> = contact
@@ -165,31 +98,17 @@ pub fn read(ctx: &Ctx, id: &str) -> Result<Response, ApiError> {
 fn read_fields(
     input: &Object,
     fields: &Map<String, Value>,
-) -> Result<BTreeMap<String, String>, ApiError> {
+) -> Result<BTreeMap<String, String>, Error> {
     let path = input.path_of("fields");
     fields
         .iter()
         .map(|(name, value)| match value {
             Value::String(text) if text.chars().count() <= 1000 => Ok((name.clone(), text.clone())),
-            _ => Err(ApiError::invalid(
+            _ => Err(Error::invalid(
                 format!("{path}.{name}"),
                 "wrong_type",
                 format!("\"{path}.{name}\" must be a string of at most 1000 characters"),
             )),
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn senders_get_one_contact_per_address() {
-        let a = Contact::for_sender("o", "whatsapp", "+1", Some("Jane"), "t");
-        let b = Contact::for_sender("o", "whatsapp", "+1", None, "t");
-        assert_eq!(a.id, b.id);
-        assert_ne!(a.id, contact_id_for("o", "sms", "+1"));
-        assert_eq!((a.name.as_str(), b.name.as_str()), ("Jane", "+1"));
-    }
 }

@@ -21,17 +21,17 @@
 
 use super::bot;
 use super::consent::{self, Consent, Standing};
-use super::contacts::{address_key, Contact, ContactAddress};
 use super::reply::{deliver, may_have_been_sent, Content, Window, OUTCOME_UNKNOWN};
 use super::routing::{assignment_entry, classify, release, reserve, route_to_queue};
 use super::{
     commit, last_customer_key, messages, pending_outbound_key, provider_message_key, record_intent,
     record_outcome, thread_id, Attachment, Author, Conversation, Message, State,
 };
-use crate::api::ApiError;
 use crate::config::accounts::Account;
-use crate::config::agents::Agent;
-use crate::config::workstreams::{channel_claim, Bot, ChannelInstance, Workstream};
+use crate::entities::agent::{Agent, Presence};
+use crate::entities::contact::{address_key, Contact, ContactAddress};
+use crate::entities::workstream::{channel_claim, Bot, ChannelInstance, Workstream};
+use crate::error::Error;
 use crate::lease::{self, Lease};
 use crate::outbound::activity::Activity;
 use crate::ports::{KeyValue, Ports, UnixMillis};
@@ -153,7 +153,7 @@ pub async fn ingest(
     account: &Account,
     inbound: &Inbound,
     found: Vec<Option<Vec<u8>>>,
-) -> Result<Ingested, ApiError> {
+) -> Result<Ingested, Error> {
     let kv = ports.kv;
     let provider = account.settings.provider();
     let channel = provider.channel().as_str();
@@ -181,7 +181,7 @@ pub async fn ingest(
     let consent_key = consent::key(org, channel, &inbound.customer_address);
     let consent: Option<Consent> = store::decode_found(&consent_key, facts.consent)?;
     let contact_id = facts.known_contact.clone().unwrap_or_else(|| {
-        super::contacts::contact_id_for(org, channel, &inbound.customer_address)
+        crate::entities::contact::contact_id_for(org, channel, &inbound.customer_address)
     });
     let mut keys = vec![
         store::document_key::<Workstream>(org, &workstream_id),
@@ -293,30 +293,29 @@ pub async fn ingest(
 /// right now, or its request died. Waits a moment for the record of the
 /// first case; otherwise the provider is asked to retry, by which time the
 /// message is stored or the dead delivery's lease has expired.
-fn another_delivery(ports: &Ports<'_>, record: &str) -> Result<Ingested, ApiError> {
+fn another_delivery(ports: &Ports<'_>, record: &str) -> Result<Ingested, Error> {
     for wait in CONCURRENT_DELIVERY_WAIT_MILLIS {
         ports.clock.sleep_millis(wait);
         if ports.kv.get(record)?.is_some() {
             return Ok(Ingested::Duplicate);
         }
     }
-    Err(ApiError::in_progress(
-        "another delivery of this message is being stored, or was cut off; retry later and it will be stored once",
+    Err(Error::InProgress(
+        "another delivery of this message is being stored, or was cut off; retry later and it will be stored once"
+            .into(),
     ))
 }
 
 /// 404 for a message to an address no workstream serves: the admin has to
 /// add it to one, and the provider's console shows this answer.
-fn no_workstream(account: &Account, inbound: &Inbound) -> ApiError {
-    ApiError {
-        status: 404,
-        code: "no_workstream",
-        message: format!(
+fn no_workstream(account: &Account, inbound: &Inbound) -> Error {
+    Error::not_found(
+        "no_workstream",
+        format!(
             "{} of account {} is not a channel of any workstream; add it to one (PATCH /api/workstreams/{{id}}, \"channels\")",
             inbound.channel_address, account.id
         ),
-        field: None,
-    }
+    )
 }
 
 struct Arrival<'a> {
@@ -344,7 +343,7 @@ fn store_message(
     ports: &Ports<'_>,
     org: &str,
     arrival: Arrival<'_>,
-) -> Result<(Conversation, i64, Contact), ApiError> {
+) -> Result<(Conversation, i64, Contact), Error> {
     let kv = ports.kv;
     let Arrival {
         account,
@@ -414,8 +413,9 @@ fn store_message(
         now.as_bytes().to_vec(),
     ));
     if !delivery.keep(kv, ports.clock.now_millis())? {
-        return Err(ApiError::in_progress(
-            "storing this message took longer than its lease; retry and it will be stored once",
+        return Err(Error::InProgress(
+            "storing this message took longer than its lease; retry and it will be stored once"
+                .into(),
         ));
     }
 
@@ -492,7 +492,7 @@ fn store_message(
         // Another delivery changed the conversation first (two first
         // messages at once): it routes the conversation; this message only
         // needs storing.
-        Err(error) if error.code == "conversation_changed" => {
+        Err(Error::ConversationChanged) => {
             kv.set_many(&writes)?;
             conversation.with_bot = false;
             Ok((conversation, message.position, contact))
@@ -567,7 +567,7 @@ fn back_to_its_agent(
     kv: &dyn KeyValue,
     org: &str,
     conversation: &Conversation,
-) -> Result<Option<Agent>, ApiError> {
+) -> Result<Option<Agent>, Error> {
     let Some(agent_id) = conversation
         .agent_id
         .as_deref()
@@ -577,7 +577,7 @@ fn back_to_its_agent(
     };
     let agent: Option<Agent> = store::load(kv, org, agent_id)?;
     match agent {
-        Some(agent) if agent.presence == "available" && reserve(kv, org, &agent)? => {
+        Some(agent) if agent.presence == Presence::Available && reserve(kv, org, &agent)? => {
             Ok(Some(agent))
         }
         _ => Ok(None),
@@ -647,7 +647,7 @@ async fn say(
         }
         Err(undelivered) => {
             message.status = Some("failed".to_owned());
-            message.error_code = Some(undelivered.error.code.to_owned());
+            message.error_code = Some(undelivered.error.code().to_owned());
         }
     }
     let _ = record_outcome(
@@ -671,7 +671,7 @@ pub fn apply_status(
     status: &str,
     error_code: Option<&str>,
     provider: Provider,
-) -> Result<bool, ApiError> {
+) -> Result<bool, Error> {
     let Some(found) = found else {
         return Ok(false);
     };
@@ -714,7 +714,7 @@ pub fn apply_watermark(
     watermark_millis: i64,
     status: &str,
     provider: Provider,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let log = messages(org, conversation);
     let last = log.len(kv)?;
     let mut changed = Vec::new();
@@ -814,8 +814,8 @@ mod tests {
                 agent_attachments: true,
                 human_agent_tag: false,
             }],
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
         };
         let owner = store::owner_key(&channel_claim(ORG, ACCOUNT, "+14155238886"));
         store::save(
@@ -839,11 +839,7 @@ mod tests {
         }
     }
 
-    fn deliver(
-        ports: &Ports<'_>,
-        account: &Account,
-        inbound: &Inbound,
-    ) -> Result<Ingested, ApiError> {
+    fn deliver(ports: &Ports<'_>, account: &Account, inbound: &Inbound) -> Result<Ingested, Error> {
         let found = ports
             .kv
             .get_many(&thread_keys(
@@ -869,11 +865,11 @@ mod tests {
         let inbound = message("SM1");
         kv.fail_next_write.set(true);
         let failed = deliver(&ports, &account, &inbound).unwrap_err();
-        assert_eq!(failed.status, 503);
+        assert_eq!(failed.status(), 503);
         // The failed delivery's lease is not given back (a crash would not
         // give it back either): a retry at once is asked to come back later…
         let busy = deliver(&ports, &account, &inbound).unwrap_err();
-        assert_eq!((busy.status, busy.code), (503, "in_progress"));
+        assert_eq!((busy.status(), busy.code()), (503, "in_progress"));
         // …and after the lease, it stores the message.
         memory.clock.advance_millis(2 * crate::lease::LEASE_MILLIS);
         let stored = deliver(&ports, &account, &inbound).unwrap();
@@ -923,7 +919,7 @@ mod tests {
         assert_eq!(
             deliver(&ports, &account, &says("SM2", "Stop"))
                 .unwrap_err()
-                .status,
+                .status(),
             503
         );
         assert_eq!(record(), None, "neither the message nor the opt-out");
@@ -1036,7 +1032,7 @@ mod tests {
         let mut inbound = message("SM2");
         inbound.channel_address = "+15550000000".into();
         let refused = deliver(&ports, &account, &inbound).unwrap_err();
-        assert_eq!((refused.status, refused.code), (404, "no_workstream"));
-        assert!(refused.message.contains("PATCH /api/workstreams"));
+        assert_eq!((refused.status(), refused.code()), (404, "no_workstream"));
+        assert!(refused.message().contains("PATCH /api/workstreams"));
     }
 }

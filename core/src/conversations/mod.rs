@@ -32,14 +32,12 @@ pub mod ingest;
 pub mod reply;
 pub mod routing;
 
-use crate::api::ApiError;
+use crate::error::Error;
 use crate::locale::Locale;
 use crate::ports::{KeyValue, UnixMillis};
 use crate::providers::Provider;
 use crate::store::{self, Log};
 use serde::{Deserialize, Serialize};
-
-pub use contacts::Contact;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -268,7 +266,7 @@ pub fn parse_log_entry(bytes: &[u8]) -> Option<(String, u64)> {
 /// Writes a changed conversation with `extra` keys in one transaction,
 /// provided nobody changed it since it was read: the writer of version `v`
 /// must hold the lease of `…/v/{v}` ([`crate::lease`]), which only one
-/// writer gets. Others get [`changed`] and reload. A writer that died
+/// writer gets. Others get [`Error::ConversationChanged`] and reload. A writer that died
 /// holding it blocks the conversation only until its lease ends (R-OPS-4).
 pub fn commit(
     kv: &dyn KeyValue,
@@ -276,10 +274,10 @@ pub fn commit(
     conversation: &mut Conversation,
     now: UnixMillis,
     extra: Vec<(String, Vec<u8>)>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let name = version_lease(org, &conversation.id, conversation.version);
     if crate::lease::acquire(kv, &name, now)?.is_none() {
-        return Err(changed());
+        return Err(Error::ConversationChanged);
     }
     conversation.version += 1;
     let write = if conversation.version == 1 {
@@ -293,14 +291,6 @@ pub fn commit(
     write
 }
 
-/// The 409 of a [`commit`] that lost to another change.
-pub fn changed() -> ApiError {
-    ApiError::conflict(
-        "conversation_changed",
-        "the conversation changed while this request was handled; read it again and retry",
-    )
-}
-
 /// The lease whose holder may write version `version + 1`.
 fn version_lease(org: &str, conversation: &str, version: u64) -> String {
     format!("org/{org}/conversation/{conversation}/v/{version}")
@@ -311,7 +301,7 @@ pub fn load(
     kv: &dyn KeyValue,
     org: &str,
     id: &str,
-) -> Result<Option<(Conversation, Option<String>)>, ApiError> {
+) -> Result<Option<(Conversation, Option<String>)>, Error> {
     if !store::is_id(id) {
         return Ok(None);
     }
@@ -335,12 +325,12 @@ pub fn require(
     kv: &dyn KeyValue,
     org: &str,
     id: &str,
-) -> Result<(Conversation, Option<String>), ApiError> {
-    load(kv, org, id)?.ok_or_else(|| ApiError {
-        status: 404,
-        code: "not_found",
-        message: format!("no conversation with id {id} in this organisation"),
-        field: None,
+) -> Result<(Conversation, Option<String>), Error> {
+    load(kv, org, id)?.ok_or_else(|| {
+        Error::not_found(
+            "not_found",
+            format!("no conversation with id {id} in this organisation"),
+        )
     })
 }
 
@@ -357,7 +347,7 @@ pub fn record_intent(
     org: &str,
     conversation: &str,
     message: &mut Message,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let log = messages(org, conversation);
     message.status = Some(UNKNOWN.to_owned());
     message.position = log.reserve(kv)?;
@@ -373,7 +363,7 @@ pub fn record_outcome(
     conversation: &str,
     provider: Provider,
     message: &Message,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let mut writes = vec![(
         messages(org, conversation).slot_key(message.position),
         store::encode(message),

@@ -8,9 +8,10 @@
 //! the way to reach the customer now.
 
 use super::{Attachment, Author, Thread};
-use crate::api::{ApiError, Response};
+use crate::api::Response;
 use crate::channel::Channel;
 use crate::config::accounts::Account;
+use crate::error::{Error, ProviderFailure};
 use crate::ports::Ports;
 use crate::providers::{Outgoing, SendOutcome};
 use crate::templates::Rendered;
@@ -99,15 +100,15 @@ pub fn free_form_window(
 /// A send that did not happen, with what the caller should be told.
 #[derive(Debug)]
 pub struct Undelivered {
-    pub error: ApiError,
+    pub error: Error,
     /// Seconds the provider asked us to wait (429).
     pub retry_after: Option<u64>,
     /// When the free-form window closed, for 409 `reply_window_closed`.
     pub window_closed_at: Option<String>,
 }
 
-impl From<ApiError> for Undelivered {
-    fn from(error: ApiError) -> Undelivered {
+impl From<Error> for Undelivered {
+    fn from(error: Error) -> Undelivered {
         Undelivered {
             error,
             retry_after: None,
@@ -118,21 +119,11 @@ impl From<ApiError> for Undelivered {
 
 impl Undelivered {
     pub fn into_response(self) -> Response {
-        if self.retry_after.is_none() && self.window_closed_at.is_none() {
-            return self.error.into_response();
-        }
-        let mut body = json!({"error": {"code": self.error.code, "message": self.error.message}});
-        if let Some(field) = &self.error.field {
-            body["error"]["field"] = json!(field);
-        }
+        let mut extra = serde_json::Map::new();
         if let Some(closed_at) = self.window_closed_at {
-            body["error"]["window_closed_at"] = json!(closed_at);
+            extra.insert("window_closed_at".into(), json!(closed_at));
         }
-        let response = Response::json(self.error.status, &body);
-        match self.retry_after {
-            Some(seconds) => response.with_header("retry-after", &seconds.to_string()),
-            None => response,
-        }
+        self.error.into_response_with(extra, self.retry_after)
     }
 
     /// 409: the channel's window for free-form messages closed at
@@ -142,7 +133,7 @@ impl Undelivered {
         let rule = channel.reply_window();
         let (who, what) = (rule.refused_by, rule.closed);
         Undelivered {
-            error: ApiError::conflict(
+            error: Error::conflict(
                 "reply_window_closed",
                 format!(
                     "{}{}",
@@ -191,8 +182,8 @@ pub const OUTCOME_UNKNOWN: &str = "outcome_unknown";
 /// Whether a send that failed may still have reached the customer: the
 /// provider was asked, but no answer came back. Such a message is shown as
 /// unknown and never sent again on its own.
-pub fn may_have_been_sent(error: &ApiError) -> bool {
-    error.code == "provider_unreachable"
+pub fn may_have_been_sent(error: &Error) -> bool {
+    matches!(error, Error::Provider(ProviderFailure::Unreachable(_)))
 }
 
 /// The provider's answer as the API reports it.
@@ -216,12 +207,7 @@ fn outcome_to_result(
             retry_after_seconds,
             message,
         } => Err(Undelivered {
-            error: ApiError {
-                status: 429,
-                code: "provider_rate_limited",
-                message: format!("{provider} is rate limiting this account ({message}); retry after the Retry-After delay"),
-                field: None,
-            },
+            error: Error::Provider(ProviderFailure::RateLimited(format!("{provider} is rate limiting this account ({message}); retry after the Retry-After delay"))),
             retry_after: Some(retry_after_seconds.unwrap_or(1)),
             window_closed_at: None,
         }),
@@ -233,20 +219,10 @@ fn outcome_to_result(
             let code_text = code
                 .map(|c| format!(", {provider} error {c}"))
                 .unwrap_or_default();
-            Err(ApiError {
-                status: 502,
-                code: "provider_rejected",
-                message: format!("{provider} refused the message (HTTP {status}{code_text}): {message}"),
-                field: None,
-            }
+            Err(Error::Provider(ProviderFailure::Rejected(format!("{provider} refused the message (HTTP {status}{code_text}): {message}")))
             .into())
         }
-        SendOutcome::Unreachable { message } => Err(ApiError {
-            status: 502,
-            code: "provider_unreachable",
-            message: format!("{provider} could not be reached ({message}); retry later"),
-            field: None,
-        }
+        SendOutcome::Unreachable { message } => Err(Error::Provider(ProviderFailure::Unreachable(format!("{provider} could not be reached ({message}); retry later")))
         .into()),
     }
 }

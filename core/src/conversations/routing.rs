@@ -21,10 +21,10 @@
 //! (`queue/{q}/head`) and takes what it has room for.
 
 use super::{agent_log, commit, log_entry, parse_log_entry, queue_log, Conversation, State};
-use crate::api::ApiError;
-use crate::config::agents::Agent;
-use crate::config::workstreams::{ChannelInstance, Conditions, Workstream};
-use crate::conversations::Contact;
+use crate::entities::agent::{Agent, Presence};
+use crate::entities::contact::Contact;
+use crate::entities::workstream::{ChannelInstance, Conditions, Workstream};
+use crate::error::Error;
 use crate::ports::{KeyValue, UnixMillis};
 use crate::store::{self, Log};
 use std::collections::HashMap;
@@ -153,16 +153,16 @@ fn round_robin_key(org: &str, queue: &str) -> String {
 }
 
 /// Active conversations an agent holds, as its capacity counter says.
-pub fn load_of(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<i64, ApiError> {
+pub fn load_of(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<i64, Error> {
     Ok(kv.increment(&load_key(org, agent), 0)?)
 }
 
 /// Takes one unit of the agent's capacity; `false`, holding nothing, when
 /// the agent is full. An agent that looks full is recounted first
 /// ([`reconcile`]): its counter may hold units of requests that died.
-pub fn reserve(kv: &dyn KeyValue, org: &str, agent: &Agent) -> Result<bool, ApiError> {
+pub fn reserve(kv: &dyn KeyValue, org: &str, agent: &Agent) -> Result<bool, Error> {
     let key = load_key(org, &agent.id);
-    let take = || -> Result<bool, ApiError> {
+    let take = || -> Result<bool, Error> {
         if kv.increment(&key, 1)? <= agent.capacity {
             return Ok(true);
         }
@@ -173,7 +173,7 @@ pub fn reserve(kv: &dyn KeyValue, org: &str, agent: &Agent) -> Result<bool, ApiE
 }
 
 /// Gives back one unit of the agent's capacity.
-pub fn release(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<(), ApiError> {
+pub fn release(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<(), Error> {
     let key = load_key(org, agent);
     if kv.increment(&key, -1)? < 0 {
         kv.increment(&key, 1)?;
@@ -193,7 +193,7 @@ pub fn release(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<(), ApiError
 /// next recount. Recounts run only when an agent looks full, when it
 /// becomes available, and when its load is read, which keeps that window
 /// rare and short.
-pub fn reconcile(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<i64, ApiError> {
+pub fn reconcile(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<i64, Error> {
     let counted = load_of(kv, org, agent)?;
     let held = held_by(kv, org, agent)?;
     if held != counted {
@@ -206,7 +206,7 @@ pub fn reconcile(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<i64, ApiEr
 /// entries whose conversation is still active with it at that assignment.
 /// The log's prefix of entries that no longer hold is skipped from then on
 /// (`agent/{a}/head`).
-fn held_by(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<i64, ApiError> {
+fn held_by(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<i64, Error> {
     const CHUNK: i64 = 100;
     let log = agent_log(org, agent);
     let head_key = agent_head_key(org, agent);
@@ -244,7 +244,7 @@ fn held_by(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<i64, ApiError> {
 /// Where a log of `{conversation}:{version}` entries (a queue's waiting
 /// line, an agent's assignments) starts to matter: the entries before it
 /// no longer stand for anything.
-fn read_head(kv: &dyn KeyValue, head_key: &str) -> Result<i64, ApiError> {
+fn read_head(kv: &dyn KeyValue, head_key: &str) -> Result<i64, Error> {
     Ok(kv
         .get(head_key)?
         .and_then(|bytes| String::from_utf8_lossy(&bytes).parse().ok())
@@ -266,7 +266,7 @@ fn entries_between(
     log: &Log,
     from: i64,
     to: i64,
-) -> Result<(Vec<Entry>, Vec<Conversation>), ApiError> {
+) -> Result<(Vec<Entry>, Vec<Conversation>), Error> {
     let entries: Vec<Entry> = log
         .read(kv, from, to)?
         .into_iter()
@@ -280,7 +280,7 @@ fn entries_between(
 }
 
 /// The agents serving `queue` now, in id order.
-pub fn agents_of(kv: &dyn KeyValue, org: &str, queue: &str) -> Result<Vec<Agent>, ApiError> {
+pub fn agents_of(kv: &dyn KeyValue, org: &str, queue: &str) -> Result<Vec<Agent>, Error> {
     let log = queue_members(org, queue);
     let mut ids: Vec<String> = log
         .read(kv, 1, log.len(kv)?)?
@@ -300,10 +300,10 @@ pub fn pick_agent(
     org: &str,
     queue: &str,
     distribution: &str,
-) -> Result<Option<Agent>, ApiError> {
+) -> Result<Option<Agent>, Error> {
     let mut candidates: Vec<Agent> = agents_of(kv, org, queue)?
         .into_iter()
-        .filter(|agent| agent.presence == "available")
+        .filter(|agent| agent.presence == Presence::Available)
         .collect();
     if candidates.is_empty() {
         return Ok(None);
@@ -343,7 +343,7 @@ pub fn route_to_queue(
     distribution: &str,
     now: UnixMillis,
     extra: Vec<(String, Vec<u8>)>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let agent = pick_agent(kv, org, queue, distribution)?;
     if let Err(error) = enqueue(kv, org, conversation, queue, agent.as_ref(), now, extra) {
         if let Some(agent) = &agent {
@@ -369,7 +369,7 @@ fn enqueue(
     agent: Option<&Agent>,
     now: UnixMillis,
     mut extra: Vec<(String, Vec<u8>)>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let version = conversation.version + 1;
     let log = queue_log(org, queue);
     extra.push((
@@ -398,7 +398,7 @@ pub(super) fn assignment_entry(
     org: &str,
     conversation: &mut Conversation,
     agent: &Agent,
-) -> Result<(String, Vec<u8>), ApiError> {
+) -> Result<(String, Vec<u8>), Error> {
     let version = conversation.version + 1;
     let log = agent_log(org, &agent.id);
     let slot = log.reserve(kv)?;
@@ -419,7 +419,7 @@ pub fn assign(
     conversation: &mut Conversation,
     agent: &Agent,
     now: UnixMillis,
-) -> Result<bool, ApiError> {
+) -> Result<bool, Error> {
     let before = conversation.clone();
     let result = assignment_entry(kv, org, conversation, agent).and_then(|entry| {
         conversation.updated_at = crate::time::rfc3339(now);
@@ -430,10 +430,9 @@ pub fn assign(
         Err(error) => {
             *conversation = before;
             let _ = release(kv, org, &agent.id);
-            if error.code == "conversation_changed" {
-                Ok(false)
-            } else {
-                Err(error)
+            match error {
+                Error::ConversationChanged => Ok(false),
+                error => Err(error),
             }
         }
     }
@@ -464,10 +463,10 @@ pub fn pull_waiting(
     org: &str,
     agent: &Agent,
     now: UnixMillis,
-) -> Result<Pulled, ApiError> {
+) -> Result<Pulled, Error> {
     const CHUNK: i64 = 50;
     let mut pulled = Pulled::default();
-    if agent.presence != "available" {
+    if agent.presence != Presence::Available {
         return Ok(pulled);
     }
     for queue in &agent.queues {
@@ -517,7 +516,7 @@ pub fn pull_waiting(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::workstreams::{ContactField, RoutingRule};
+    use crate::entities::workstream::{ContactField, RoutingRule};
     use crate::locale::Locale;
     use crate::memory::MemoryKeyValue;
 
@@ -561,8 +560,8 @@ mod tests {
             bot: None,
             routing_rules: rules,
             channels: vec![instance("nb-NO")],
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
         }
     }
 
@@ -611,16 +610,16 @@ mod tests {
         );
     }
 
-    fn agent(kv: &MemoryKeyValue, n: u8, capacity: i64, presence: &str) -> Agent {
+    fn agent(kv: &MemoryKeyValue, n: u8, capacity: i64, presence: Presence) -> Agent {
         let agent = Agent {
             id: format!("{n:032x}"),
             name: format!("agent {n}"),
             capacity,
-            presence: presence.into(),
+            presence,
             queues: vec!["q".into()],
             languages: Vec::new(),
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
         };
         let members = queue_members(ORG, "q");
         let slot = members.reserve(kv).unwrap();
@@ -680,9 +679,9 @@ mod tests {
     #[test]
     fn distribution_never_exceeds_capacity_and_skips_unavailable_agents() {
         let kv = MemoryKeyValue::default();
-        let a = agent(&kv, 1, 2, "available");
-        let b = agent(&kv, 2, 1, "available");
-        agent(&kv, 3, 5, "away");
+        let a = agent(&kv, 1, 2, Presence::Available);
+        let b = agent(&kv, 2, 1, Presence::Available);
+        agent(&kv, 3, 5, Presence::Away);
         let picked: Vec<Option<String>> = (0..5).map(|n| route(&kv, n)).collect();
         assert_eq!(
             picked[..3],
@@ -705,7 +704,7 @@ mod tests {
     #[test]
     fn capacity_a_dead_request_left_taken_is_recounted_from_the_conversations() {
         let kv = MemoryKeyValue::default();
-        let a = agent(&kv, 1, 2, "available");
+        let a = agent(&kv, 1, 2, Presence::Available);
         assert_eq!(route(&kv, 0), Some(a.id.clone()));
         // Two requests died after taking capacity: the agent looks full…
         assert!(reserve(&kv, ORG, &a).unwrap());
@@ -720,8 +719,8 @@ mod tests {
     #[test]
     fn least_active_asks_the_agent_holding_fewest_first() {
         let kv = MemoryKeyValue::default();
-        let a = agent(&kv, 1, 5, "available");
-        let b = agent(&kv, 2, 5, "available");
+        let a = agent(&kv, 1, 5, Presence::Available);
+        let b = agent(&kv, 2, 5, Presence::Available);
         assert!(reserve(&kv, ORG, &a).unwrap());
         assert!(reserve(&kv, ORG, &a).unwrap());
         assert_eq!(load_of(&kv, ORG, &a.id).unwrap(), 2);

@@ -10,8 +10,9 @@
 //! advises leaving show-on-timeline off for mass messages, which is also
 //! what keeps those free of per-contact writes.
 
-use crate::api::{ApiError, Request, Response};
+use crate::api::{Request, Response};
 use crate::conversations::{messages, Author, Message};
+use crate::error::Error;
 use crate::locale::Locale;
 use crate::ports::KeyValue;
 use crate::providers::Provider;
@@ -102,7 +103,7 @@ pub fn apply_status(
     status: &str,
     error_code: Option<&str>,
     provider: Provider,
-) -> Result<bool, ApiError> {
+) -> Result<bool, Error> {
     let key = store::document_key::<Activity>(org, activity_id);
     let Some(bytes) = kv.get(&key)? else {
         return Ok(false);
@@ -137,9 +138,9 @@ pub fn read_timeline(
     org: &str,
     request: &Request,
     contact_id: &str,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let (cursor, limit) = store::paging(request)?;
-    store::require::<crate::conversations::Contact>(kv, org, contact_id)?;
+    store::require::<crate::entities::contact::Contact>(kv, org, contact_id)?;
     let log = timeline(org, contact_id);
     let newest = match cursor {
         0 => log.len(kv)?,

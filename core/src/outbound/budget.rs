@@ -9,25 +9,20 @@
 //! A refused batch still adds to the counter, which only matters within an
 //! hour that is already spent.
 
-use crate::api::ApiError;
+use crate::error::Error;
 use crate::ports::{KeyValue, Variables};
 
 pub const DEFAULT_REQUESTS_PER_HOUR: i64 = 30_000;
 const HOUR_MILLIS: i64 = 3_600_000;
 
 /// The limit: the Spin variable `outbound_requests_per_hour`, else the seed's.
-pub fn requests_per_hour(variables: &dyn Variables) -> Result<i64, ApiError> {
+pub fn requests_per_hour(variables: &dyn Variables) -> Result<i64, Error> {
     match variables.get("outbound_requests_per_hour") {
         None => Ok(DEFAULT_REQUESTS_PER_HOUR),
         Some(text) if text.trim().is_empty() => Ok(DEFAULT_REQUESTS_PER_HOUR),
-        Some(text) => text.trim().parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| ApiError {
-            status: 500,
-            code: "misconfigured",
-            message: format!(
+        Some(text) => text.trim().parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| Error::Misconfigured(format!(
                 "the Spin variable outbound_requests_per_hour is \"{text}\"; the operator must set it to a whole number of requests"
-            ),
-            field: None,
-        }),
+            ))),
     }
 }
 
@@ -47,7 +42,7 @@ pub fn take(
     batches: usize,
     limit: i64,
     now_millis: i64,
-) -> Result<Grant, ApiError> {
+) -> Result<Grant, Error> {
     let hour = now_millis.div_euclid(HOUR_MILLIS);
     let key = format!("org/{org}/outbound/requests/{hour}");
     let asked = batches as i64;
@@ -101,6 +96,6 @@ mod tests {
         let set = MapVariables::from([("outbound_requests_per_hour", "2")]);
         assert_eq!(requests_per_hour(&set).unwrap(), 2);
         let bad = MapVariables::from([("outbound_requests_per_hour", "lots")]);
-        assert_eq!(requests_per_hour(&bad).unwrap_err().code, "misconfigured");
+        assert_eq!(requests_per_hour(&bad).unwrap_err().code(), "misconfigured");
     }
 }

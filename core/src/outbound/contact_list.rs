@@ -6,8 +6,8 @@
 //! when their batch runs: a bad contact fails alone (R-OUT-4), named by its
 //! index in the list (`ContactList[3].tocontactid`).
 
-use crate::api::ApiError;
-use crate::config::outbound_configs::OutboundConfig;
+use crate::entities::outbound_config::OutboundConfig;
+use crate::error::Error;
 use crate::input::Object;
 use crate::locale::Locale;
 use crate::phone::E164;
@@ -41,17 +41,12 @@ pub struct SendBody {
     pub send_at_millis: Option<i64>,
 }
 
-fn not_a_contact_list(message: impl Into<String>) -> ApiError {
-    ApiError {
-        status: 400,
-        code: "not_a_contact_list",
-        message: message.into(),
-        field: None,
-    }
+fn not_a_contact_list(message: impl Into<String>) -> Error {
+    Error::malformed("not_a_contact_list", message.into())
 }
 
 impl SendBody {
-    pub fn parse(body: &[u8], now_millis: i64) -> Result<SendBody, ApiError> {
+    pub fn parse(body: &[u8], now_millis: i64) -> Result<SendBody, Error> {
         let example = "send {\"ContactList\": [{\"tocontactid\": \"+4712345678\", \"channelid\": \"sms\", \"optin\": true, \"CustomerName\": \"Kari\", \"CaseName\": \"CAS-1\"}]}";
         let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
             return Err(not_a_contact_list(format!(
@@ -83,14 +78,13 @@ impl SendBody {
             ));
         }
         if contacts.len() > MAX_CONTACTS {
-            return Err(ApiError {
-                status: 413,
+            return Err(Error::TooLarge {
+                field: Some("ContactList".into()),
                 code: "too_many_contacts",
                 message: format!(
                     "\"ContactList\" has {} contacts; one call takes at most {MAX_CONTACTS}: split the list over several calls",
                     contacts.len()
                 ),
-                field: Some("ContactList".into()),
             });
         }
         let fields = Object::root(&map);
@@ -137,14 +131,10 @@ pub struct Recipient {
 }
 
 /// Checks the contact at `index` against the configuration it is sent with.
-pub fn recipient(
-    index: usize,
-    value: &Value,
-    config: &OutboundConfig,
-) -> Result<Recipient, ApiError> {
+pub fn recipient(index: usize, value: &Value, config: &OutboundConfig) -> Result<Recipient, Error> {
     let path = format!("ContactList[{index}]");
     let Value::Object(map) = value else {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             path.clone(),
             "wrong_type",
             format!(
@@ -232,8 +222,8 @@ mod tests {
             channel: "4712345678".into(),
             account_id: "a".repeat(32),
             template_id: "t".repeat(32),
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
         }
     }
 
@@ -247,7 +237,7 @@ mod tests {
 
     fn refusal(value: Value, show_on_timeline: bool) -> (String, &'static str) {
         let error = recipient(3, &value, &config(show_on_timeline)).unwrap_err();
-        (error.field.unwrap_or_default(), error.code)
+        (error.field().unwrap_or_default().to_owned(), error.code())
     }
 
     fn without(field: &str) -> Value {
@@ -350,7 +340,7 @@ mod tests {
         ] {
             let error = SendBody::parse(body, 0).unwrap_err();
             assert_eq!(
-                (error.status, error.code),
+                (error.status(), error.code()),
                 (400, "not_a_contact_list"),
                 "{}",
                 String::from_utf8_lossy(body)
@@ -360,7 +350,7 @@ mod tests {
         assert_eq!(
             SendBody::parse(many.to_string().as_bytes(), 0)
                 .unwrap_err()
-                .status,
+                .status(),
             413
         );
     }
@@ -387,26 +377,23 @@ mod tests {
             Some(1_767_225_600_000)
         );
         assert_eq!(
-            parse(json!({"send_at": "tomorrow"})).unwrap_err().code,
+            parse(json!({"send_at": "tomorrow"})).unwrap_err().code(),
             "invalid_format"
         );
         assert_eq!(
             parse(json!({"send_at": "2028-01-01T00:00:00Z"}))
                 .unwrap_err()
-                .code,
+                .code(),
             "too_far_ahead"
         );
         assert_eq!(
-            parse(json!({"delay_seconds": -1}))
-                .unwrap_err()
-                .field
-                .as_deref(),
+            parse(json!({"delay_seconds": -1})).unwrap_err().field(),
             Some("delay_seconds")
         );
         assert_eq!(
             parse(json!({"send_at": "2026-01-01T00:00:00Z", "delay_seconds": 5}))
                 .unwrap_err()
-                .code,
+                .code(),
             "conflicting_schedule"
         );
     }

@@ -17,7 +17,8 @@
 //! came with: the same key with another body is refused, since replaying an
 //! answer to a different list would hide that the new list was not sent.
 
-use crate::api::{ApiError, Response};
+use crate::api::Response;
+use crate::error::Error;
 use crate::lease::{self, Lease};
 use crate::outbound::send::Progress;
 use crate::ports::Ports;
@@ -30,17 +31,16 @@ pub const WAIT_MILLIS: u64 = 10_000;
 const MAX_KEY_LENGTH: usize = 255;
 
 /// The request's `Idempotency-Key`, if it has one.
-pub fn key_of(header: Option<&str>) -> Result<Option<String>, ApiError> {
+pub fn key_of(header: Option<&str>) -> Result<Option<String>, Error> {
     let Some(key) = header else {
         return Ok(None);
     };
     let key = key.trim();
     if key.is_empty() || key.len() > MAX_KEY_LENGTH || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError {
-            status: 400,
+        return Err(Error::Malformed {
+            field: Some("Idempotency-Key".into()),
             code: "invalid_idempotency_key",
             message: format!("Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters without spaces, e.g. a UUID"),
-            field: Some("Idempotency-Key".into()),
         });
     }
     Ok(Some(key.to_owned()))
@@ -78,7 +78,7 @@ pub fn begin(
     config_id: &str,
     key: &str,
     body: &[u8],
-) -> Result<Begun, ApiError> {
+) -> Result<Begun, Error> {
     let kv = ports.kv;
     let base = format!(
         "org/{org}/outbound/idempotency/{}",
@@ -101,7 +101,7 @@ pub fn begin(
             }));
         }
         if waited >= WAIT_MILLIS {
-            return Err(ApiError::conflict(
+            return Err(Error::conflict(
                 "request_in_progress",
                 format!("a call with this Idempotency-Key started earlier and has not finished after {} more seconds; retry later with the same key to get its result (a call that was cut off is resumed by a retry after {} seconds)", WAIT_MILLIS / 1000, lease::retry_after_seconds()),
             ));
@@ -112,16 +112,15 @@ pub fn begin(
     }
 }
 
-fn replay(key: &str, fingerprint: &str, bytes: &[u8]) -> Result<Begun, ApiError> {
+fn replay(key: &str, fingerprint: &str, bytes: &[u8]) -> Result<Begun, Error> {
     let stored: Stored = crate::store::decode(key, bytes)?;
     if stored.fingerprint != fingerprint {
-        return Err(ApiError {
-            status: 422,
+        return Err(Error::Invalid {
+            field: Some("Idempotency-Key".into()),
             code: "idempotency_key_reused",
             message:
                 "this Idempotency-Key was used with a different body; use a new key for a new list"
                     .into(),
-            field: Some("Idempotency-Key".into()),
         });
     }
     let mut response = Response {
@@ -206,7 +205,7 @@ mod tests {
             .contains(&("idempotent-replayed".into(), "true".into())));
         let reused = begin(&ports, "o", "c", "k1", b"other list").unwrap_err();
         assert_eq!(
-            (reused.status, reused.code),
+            (reused.status(), reused.code()),
             (422, "idempotency_key_reused")
         );
         // Another configuration's key space is its own.
@@ -223,7 +222,10 @@ mod tests {
         let _died = first(&ports, "k2", b"list");
         let before = memory.clock.now_millis();
         let waiting = begin(&ports, "o", "c", "k2", b"list").unwrap_err();
-        assert_eq!((waiting.status, waiting.code), (409, "request_in_progress"));
+        assert_eq!(
+            (waiting.status(), waiting.code()),
+            (409, "request_in_progress")
+        );
         let waited = memory.clock.now_millis() - before;
         assert!(
             (WAIT_MILLIS as i64..WAIT_MILLIS as i64 + 1_000).contains(&waited),
@@ -254,7 +256,7 @@ mod tests {
         assert_eq!(key_of(None).unwrap(), None);
         assert_eq!(key_of(Some(" a-1 ")).unwrap().as_deref(), Some("a-1"));
         for bad in ["", "with space", "ø", &"k".repeat(256)] {
-            assert_eq!(key_of(Some(bad)).unwrap_err().status, 400, "{bad}");
+            assert_eq!(key_of(Some(bad)).unwrap_err().status(), 400, "{bad}");
         }
     }
 }

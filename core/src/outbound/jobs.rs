@@ -31,7 +31,8 @@
 //! runs.
 
 use super::send::{self, batch_count, ContactResult, Progress, Reason, Setup, Summary};
-use crate::api::{ApiError, Response};
+use crate::api::Response;
+use crate::error::Error;
 use crate::lease::{self, Lease};
 use crate::ports::{KeyValue, Ports};
 use crate::store::{self, Log};
@@ -112,7 +113,7 @@ pub fn schedule(
     contacts: Vec<Value>,
     send_at_millis: i64,
     id: Option<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     if let Some(id) = &id {
         if let Some(job) = store::load::<Job>(ports.kv, org, id)? {
             return Ok(Response::json(202, &view(&job, &[])));
@@ -147,7 +148,7 @@ pub fn schedule(
 
 /// `GET /api/outbound/jobs/{id}`: the job, its progress and the results so
 /// far (one read of the job, one of its batches' results).
-pub fn read(kv: &dyn KeyValue, org: &str, id: &str) -> Result<Response, ApiError> {
+pub fn read(kv: &dyn KeyValue, org: &str, id: &str) -> Result<Response, Error> {
     let job: Job = store::require(kv, org, id)?;
     let prefix = records_prefix(org, id);
     let keys: Vec<String> = (0..batch_count(job.contacts.len()))
@@ -203,7 +204,7 @@ struct Dispatch {
 
 /// `POST /api/outbound/dispatch` (`dispatch_token`): runs (or resumes) due jobs, at
 /// most [`BATCHES_PER_DISPATCH`] batches per call.
-pub async fn dispatch(ports: &Ports<'_>) -> Result<Response, ApiError> {
+pub async fn dispatch(ports: &Ports<'_>) -> Result<Response, Error> {
     let kv = ports.kv;
     let log = jobs_log();
     let count = log.len(kv)?;
@@ -350,11 +351,11 @@ async fn visit(
     }
 }
 
-fn failure(org: &str, id: &str, error: &ApiError) -> Value {
+fn failure(org: &str, id: &str, error: &Error) -> Value {
     json!({
         "org": org,
         "job_id": id,
-        "error": {"code": error.code, "message": error.message},
+        "error": {"code": error.code(), "message": error.message()},
     })
 }
 
@@ -366,7 +367,7 @@ async fn run_job(
     mut job: Job,
     lease: &RefCell<Lease>,
     batches_left: &mut usize,
-) -> Result<Job, ApiError> {
+) -> Result<Job, Error> {
     let kv = ports.kv;
     let now = || crate::time::rfc3339(ports.clock.now_millis());
     if job.state != JobState::Running {
@@ -376,7 +377,7 @@ async fn run_job(
     }
     let setup = match Setup::load(kv, org, &job.configuration_id) {
         Ok(setup) => setup,
-        Err(error) if error.status < 500 => {
+        Err(error) if error.is_refusal() => {
             job.state = JobState::Done;
             job.finished_at = Some(now());
             job.error = Some(Reason::from(&error));
@@ -431,13 +432,14 @@ fn save_holding(
     org: &str,
     job: Job,
     lease: &RefCell<Lease>,
-) -> Result<Job, ApiError> {
+) -> Result<Job, Error> {
     if !lease
         .borrow_mut()
         .keep(ports.kv, ports.clock.now_millis())?
     {
-        return Err(ApiError::in_progress(
-            "this dispatch took longer than the job's lease; the next dispatch goes on with the job",
+        return Err(Error::InProgress(
+            "this dispatch took longer than the job's lease; the next dispatch goes on with the job"
+                .into(),
         ));
     }
     store::save(ports.kv, org, &job, Vec::new())?;
@@ -448,7 +450,7 @@ fn save_holding(
 mod tests {
     use super::*;
     use crate::config::accounts::{Account, Settings};
-    use crate::config::outbound_configs::OutboundConfig;
+    use crate::entities::outbound_config::OutboundConfig;
     use crate::locale::Locale;
     use crate::memory::{block_on, reply, MapVariables, MemoryPorts, ScriptedHttp};
     use crate::template_text::TemplateText;
@@ -504,8 +506,8 @@ mod tests {
                 },
             )]
             .into(),
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
         };
         let config = OutboundConfig {
             id: CONFIG.into(),
@@ -515,8 +517,8 @@ mod tests {
             channel: "14252306549".into(),
             account_id: account.id.clone(),
             template_id: template.id.clone(),
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
         };
         store::save(kv, ORG, &account, Vec::new()).unwrap();
         store::save(kv, ORG, &template, Vec::new()).unwrap();

@@ -20,9 +20,10 @@ pub mod idempotency;
 pub mod jobs;
 pub mod send;
 
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::Role;
 use crate::config::Ctx;
+use crate::error::Error;
 use crate::ports::Ports;
 use crate::store;
 use contact_list::SendBody;
@@ -34,10 +35,10 @@ use serde_json::json;
 pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
     route(request, ports)
         .await
-        .unwrap_or_else(ApiError::into_response)
+        .unwrap_or_else(Error::into_response)
 }
 
-async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiError> {
+async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Error> {
     match request.segments()[..] {
         ["api", "outbound", "dispatch"] => {
             if request.method != Method::Post {
@@ -72,16 +73,12 @@ async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiErro
             let activity: activity::Activity = store::require(ports.kv, ctx.org(), id)?;
             Ok(Response::json(200, &activity))
         }
-        _ => Err(ApiError::not_found(&request.path)),
+        _ => Err(Error::no_route(&request.path)),
     }
 }
 
 /// `POST /api/outbound/{configurationId}/send`.
-async fn send_list(
-    ctx: &Ctx<'_>,
-    request: &Request,
-    config_id: &str,
-) -> Result<Response, ApiError> {
+async fn send_list(ctx: &Ctx<'_>, request: &Request, config_id: &str) -> Result<Response, Error> {
     let ports = ctx.ports;
     let body = SendBody::parse(&request.body, ports.clock.now_millis())?;
     let setup = Setup::load(ports.kv, ctx.org(), config_id)?;
@@ -123,7 +120,7 @@ async fn send_now(
     setup: &Setup,
     contacts: &[serde_json::Value],
     progress: Option<&Progress<'_>>,
-) -> Result<(Response, bool), ApiError> {
+) -> Result<(Response, bool), Error> {
     let batches: Vec<usize> = (0..batch_count(contacts.len())).collect();
     let run = send::run(ports, org, setup, contacts, &batches, None, progress).await?;
     let mut body = json!({

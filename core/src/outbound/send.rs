@@ -17,13 +17,15 @@
 use super::activity::{self, Activity};
 use super::budget;
 use super::contact_list::{recipient, Recipient, BATCH_SIZE};
-use crate::api::ApiError;
 use crate::config::accounts::Account;
-use crate::config::outbound_configs::OutboundConfig;
 use crate::conversations::consent::{self, Consent, Standing};
-use crate::conversations::contacts::{address_key, Contact};
-use crate::conversations::reply::{deliver, may_have_been_sent, Content, Window, OUTCOME_UNKNOWN};
+use crate::conversations::reply::{
+    deliver, may_have_been_sent, Content, Sent, Window, OUTCOME_UNKNOWN,
+};
 use crate::conversations::{pending_outbound_key, provider_message_key, thread_id, Author, Thread};
+use crate::entities::contact::{address_key, Contact};
+use crate::entities::outbound_config::OutboundConfig;
+use crate::error::Error;
 use crate::lease::Lease;
 use crate::ports::Ports;
 use crate::store;
@@ -56,14 +58,14 @@ impl Setup {
         kv: &dyn crate::ports::KeyValue,
         org: &str,
         config_id: &str,
-    ) -> Result<Setup, ApiError> {
-        let config: OutboundConfig = store::load(kv, org, config_id)?.ok_or_else(|| ApiError {
-            status: 404,
-            code: "not_found",
-            message: format!(
-                "no outbound configuration with id {config_id} in this organisation; create one with POST /api/outbound-configs"
-            ),
-            field: None,
+    ) -> Result<Setup, Error> {
+        let config: OutboundConfig = store::load(kv, org, config_id)?.ok_or_else(|| {
+            Error::not_found(
+                "not_found",
+                format!(
+                    "no outbound configuration with id {config_id} in this organisation; create one with POST /api/outbound-configs"
+                ),
+            )
         })?;
         let keys = [
             store::document_key::<Template>(org, &config.template_id),
@@ -71,7 +73,7 @@ impl Setup {
         ];
         let mut found = kv.get_many(&keys)?.into_iter();
         let broken = |what: &str| {
-            ApiError::conflict(
+            Error::conflict(
                 "configuration_broken",
                 format!(
                     "outbound configuration {config_id}'s {what} no longer exists; fix it with PATCH /api/outbound-configs/{config_id}"
@@ -124,12 +126,12 @@ pub struct Reason {
     pub field: Option<String>,
 }
 
-impl From<&ApiError> for Reason {
-    fn from(error: &ApiError) -> Reason {
+impl From<&Error> for Reason {
+    fn from(error: &Error) -> Reason {
         Reason {
-            code: error.code.to_owned(),
-            message: error.message.clone(),
-            field: error.field.clone(),
+            code: error.code().to_owned(),
+            message: error.message(),
+            field: error.field().map(str::to_owned),
         }
     }
 }
@@ -271,19 +273,11 @@ pub async fn run(
     batches: &[usize],
     job_id: Option<&str>,
     progress: Option<&Progress<'_>>,
-) -> Result<Run, ApiError> {
-    let mut results: Vec<ContactResult> = Vec::new();
-    let mut to_send: Vec<usize> = batches.to_vec();
-    if let Some(progress) = progress {
-        let keys: Vec<String> = batches.iter().map(|&b| progress.batch_key(b)).collect();
-        to_send.clear();
-        for ((&batch, key), found) in batches.iter().zip(&keys).zip(ports.kv.get_many(&keys)?) {
-            match store::decode_found::<Vec<ContactResult>>(key, found)? {
-                Some(recorded) => results.extend(recorded),
-                None => to_send.push(batch),
-            }
-        }
-    }
+) -> Result<Run, Error> {
+    let Recorded {
+        mut results,
+        to_send,
+    } = recorded(ports, batches, progress)?;
     let limit = budget::requests_per_hour(ports.variables)?;
     let grant = match to_send.len() {
         0 => budget::Grant {
@@ -293,41 +287,29 @@ pub async fn run(
         asked => budget::take(ports.kv, org, asked, limit, ports.clock.now_millis())?,
     };
     let (allowed, refused) = to_send.split_at(grant.allowed);
-    let sent: Vec<(usize, Option<Vec<ContactResult>>)> = stream::iter(allowed)
-        .map(|&batch| async move {
-            let sent = run_batch(ports, org, setup, contacts, batch, job_id, progress).await;
-            (batch, sent)
-        })
-        .buffer_unordered(BATCHES_IN_FLIGHT)
-        .collect()
-        .await;
-    let mut interrupted = Vec::new();
-    for (batch, sent) in sent {
-        match sent {
-            Some(batch_results) => results.extend(batch_results),
-            None => interrupted.push(batch),
-        }
+    let SentBatches {
+        results: sent,
+        interrupted,
+    } = send_batches(ports, org, setup, contacts, allowed, job_id, progress).await;
+    results.extend(sent);
+    let out_of_budget = reason(
+        "rate_limited",
+        format!(
+            "the organisation's {limit} outbound requests for this hour are used up; send this contact again after {} seconds",
+            grant.retry_after_seconds
+        ),
+        None,
+    );
+    let store_failed = reason(
+        "store_unavailable",
+        "the key-value store failed before this contact's batch was sent; nothing of it was sent, send it again",
+        None,
+    );
+    for &batch in refused {
+        results.extend(not_attempted(batch, contacts, &out_of_budget));
     }
-    interrupted.sort_unstable();
-    for &batch in refused.iter().chain(&interrupted) {
-        let (code, message) = if refused.contains(&batch) {
-            (
-                "rate_limited",
-                format!(
-                    "the organisation's {limit} outbound requests for this hour are used up; send this contact again after {} seconds",
-                    grant.retry_after_seconds
-                ),
-            )
-        } else {
-            (
-                "store_unavailable",
-                "the key-value store failed before this contact's batch was sent; nothing of it was sent, send it again".to_owned(),
-            )
-        };
-        results.extend(batch_range(batch, contacts.len()).map(|index| {
-            ContactResult::new(index, tocontactid(&contacts[index]), Status::NotAttempted)
-                .because(reason(code, message.clone(), None))
-        }));
+    for &batch in &interrupted {
+        results.extend(not_attempted(batch, contacts, &store_failed));
     }
     results.sort_by_key(|result| result.index);
     Ok(Run {
@@ -335,6 +317,90 @@ pub async fn run(
         refused: refused.to_vec(),
         retry_after_seconds: (!refused.is_empty()).then_some(grant.retry_after_seconds),
         interrupted,
+    })
+}
+
+/// What a resumed run finds recorded of `batches`.
+struct Recorded {
+    /// The results of the batches recorded already.
+    results: Vec<ContactResult>,
+    /// The batches with no record: all of them when the run is not resumable.
+    to_send: Vec<usize>,
+}
+
+fn recorded(
+    ports: &Ports<'_>,
+    batches: &[usize],
+    progress: Option<&Progress<'_>>,
+) -> Result<Recorded, Error> {
+    let Some(progress) = progress else {
+        return Ok(Recorded {
+            results: Vec::new(),
+            to_send: batches.to_vec(),
+        });
+    };
+    let keys: Vec<String> = batches.iter().map(|&b| progress.batch_key(b)).collect();
+    let mut recorded = Recorded {
+        results: Vec::new(),
+        to_send: Vec::new(),
+    };
+    for ((&batch, key), found) in batches.iter().zip(&keys).zip(ports.kv.get_many(&keys)?) {
+        match store::decode_found::<Vec<ContactResult>>(key, found)? {
+            Some(results) => recorded.results.extend(results),
+            None => recorded.to_send.push(batch),
+        }
+    }
+    Ok(recorded)
+}
+
+/// What became of the batches a run sent.
+struct SentBatches {
+    results: Vec<ContactResult>,
+    /// Batches of which nothing was sent (see [`run_batch`]), in order.
+    interrupted: Vec<usize>,
+}
+
+/// Sends `batches`, a bounded number at a time.
+async fn send_batches(
+    ports: &Ports<'_>,
+    org: &str,
+    setup: &Setup,
+    contacts: &[Value],
+    batches: &[usize],
+    job_id: Option<&str>,
+    progress: Option<&Progress<'_>>,
+) -> SentBatches {
+    let sent: Vec<(usize, Option<Vec<ContactResult>>)> = stream::iter(batches)
+        .map(|&batch| async move {
+            let sent = run_batch(ports, org, setup, contacts, batch, job_id, progress).await;
+            (batch, sent)
+        })
+        .buffer_unordered(BATCHES_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut done = SentBatches {
+        results: Vec::new(),
+        interrupted: Vec::new(),
+    };
+    for (batch, sent) in sent {
+        match sent {
+            Some(results) => done.results.extend(results),
+            None => done.interrupted.push(batch),
+        }
+    }
+    done.interrupted.sort_unstable();
+    done
+}
+
+/// A not-attempted result, for `why`, for each contact of `batch`.
+fn not_attempted<'a>(
+    batch: usize,
+    contacts: &'a [Value],
+    why: &'a Reason,
+) -> impl Iterator<Item = ContactResult> + 'a {
+    batch_range(batch, contacts.len()).map(move |index| {
+        ContactResult::new(index, tocontactid(&contacts[index]), Status::NotAttempted)
+            .because(why.clone())
     })
 }
 
@@ -371,112 +437,179 @@ async fn run_batch(
     progress: Option<&Progress<'_>>,
 ) -> Option<Vec<ContactResult>> {
     let record_key = progress.map(|p| p.batch_key(batch));
-    let config = &setup.config;
     let now = crate::time::rfc3339(ports.clock.now_millis());
-    let mut results = Vec::new();
-    let mut recipients = Vec::new();
-    for index in batch_range(batch, contacts.len()) {
-        match recipient(index, &contacts[index], config) {
-            Ok(recipient) => recipients.push(recipient),
-            Err(error) => results.push(
-                ContactResult::new(index, tocontactid(&contacts[index]), Status::Failed)
-                    .because(Reason::from(&error)),
-            ),
-        }
-    }
-    let (ready, skipped_or_failed, mut pending) =
-        prepare(ports, org, setup, recipients, &now).ok()?;
-    results.extend(skipped_or_failed);
+    let (recipients, mut results) = recipients(contacts, batch, &setup.config);
+    let Prepared {
+        ready,
+        not_ready,
+        pending,
+    } = prepare(ports, org, setup, recipients, &now).ok()?;
+    results.extend(not_ready);
     let mut activities: Vec<Activity> = ready
         .iter()
         .map(|ready| intended_activity(ports, setup, ready, job_id, &now))
         .collect();
-    for (ready, activity) in ready.iter().zip(&activities) {
-        let mut result = ContactResult::new(
-            ready.recipient.index,
-            Some(ready.recipient.to.to_string()),
-            Status::Unknown,
-        )
-        .because(outcome_unknown());
-        result.activity_id = Some(activity.id.clone());
-        result.contact_id = Some(ready.contact_id.clone());
-        result.locale = Some(ready.rendered.locale.to_string());
-        results.push(result);
-    }
+    results.extend(ready.iter().zip(&activities).map(intended_result));
     results.sort_by_key(|result| result.index);
     let intent = record_intent(ports, org, &activities, &results, record_key.as_deref());
     if intent.is_err() || !still_running(ports, progress) {
         return None;
     }
     let sends = send_all(ports, setup, &ready).await;
-
     let provider = setup.account.settings.provider();
-    let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut writes = Vec::new();
     let mut threads_sent_on = Vec::new();
     for ((ready, sent), activity) in ready.iter().zip(sends).zip(activities.iter_mut()) {
         let result = results
             .iter_mut()
             .find(|r| r.index == ready.recipient.index)
             .expect("every ready contact has a result");
-        match sent {
-            Ok(sent) => {
-                writes.push((
-                    provider_message_key(org, provider, &sent.provider_message_id),
-                    activity::pointer(&activity.id),
-                ));
-                pending
-                    .entry(ready.thread.clone())
-                    .or_default()
-                    .push(activity.id.clone());
-                threads_sent_on.push(ready.thread.clone());
-                activity.status = sent.status;
-                activity.error_code = None;
-                activity.error = None;
-                activity.provider_message_id = Some(sent.provider_message_id.clone());
-                result.status = Status::Sent;
-                result.reason = None;
-                result.provider_message_id = Some(sent.provider_message_id);
-            }
-            // No answer: the provider may have the message. It stays
-            // `unknown`, and is not sent again.
-            Err(error) if may_have_been_sent(&error) => {
-                activity.error = Some(error.message.clone());
-                result.reason = Some(Reason {
-                    message: format!("{} ({})", outcome_unknown().message, error.message),
-                    ..outcome_unknown()
-                });
-            }
-            Err(error) => {
-                activity.status = "failed".to_owned();
-                activity.error_code = Some(error.code.to_owned());
-                activity.error = Some(error.message.clone());
-                result.status = Status::Failed;
-                result.reason = Some(Reason::from(&error));
-            }
+        if let Some(provider_message_id) = record_send(sent, activity, result) {
+            writes.push((
+                provider_message_key(org, provider, &provider_message_id),
+                activity::pointer(&activity.id),
+            ));
+            threads_sent_on.push((ready.thread.clone(), activity.id.clone()));
         }
-        if let Some(contact) = &ready.new_contact {
-            writes.push((
-                address_key(
-                    org,
-                    config.channel_type.as_str(),
-                    ready.recipient.to.as_str(),
-                ),
-                contact.id.as_bytes().to_vec(),
-            ));
-            writes.push((
-                store::document_key::<Contact>(org, &contact.id),
-                store::encode(contact),
-            ));
+        writes.extend(new_contact_writes(org, &setup.config, ready));
+    }
+    writes.extend(pending_writes(org, pending, threads_sent_on));
+    record_outcome(ports, org, &activities, &mut results, record_key, writes);
+    Some(results)
+}
+
+/// The batch's contacts that are fit to send to, and a failed result for
+/// each of the others.
+fn recipients(
+    contacts: &[Value],
+    batch: usize,
+    config: &OutboundConfig,
+) -> (Vec<Recipient>, Vec<ContactResult>) {
+    let mut recipients = Vec::new();
+    let mut refused = Vec::new();
+    for index in batch_range(batch, contacts.len()) {
+        match recipient(index, &contacts[index], config) {
+            Ok(recipient) => recipients.push(recipient),
+            Err(error) => refused.push(
+                ContactResult::new(index, tocontactid(&contacts[index]), Status::Failed)
+                    .because(Reason::from(&error)),
+            ),
         }
     }
-    threads_sent_on.sort();
-    threads_sent_on.dedup();
-    for thread in threads_sent_on {
-        let mut ids = pending.remove(&thread).unwrap_or_default();
-        let excess = ids.len().saturating_sub(PENDING_PER_THREAD);
-        ids.drain(..excess);
-        writes.push((pending_outbound_key(org, &thread), store::encode(&ids)));
+    (recipients, refused)
+}
+
+/// A ready contact's result before its send: `unknown` until the provider
+/// answers.
+fn intended_result((ready, activity): (&Ready, &Activity)) -> ContactResult {
+    let mut result = ContactResult::new(
+        ready.recipient.index,
+        Some(ready.recipient.to.to_string()),
+        Status::Unknown,
+    )
+    .because(outcome_unknown());
+    result.activity_id = Some(activity.id.clone());
+    result.contact_id = Some(ready.contact_id.clone());
+    result.locale = Some(ready.rendered.locale.to_string());
+    result
+}
+
+/// Puts what the provider answered into the contact's activity and result;
+/// the provider's message id when the message went out.
+fn record_send(
+    sent: Result<Sent, Error>,
+    activity: &mut Activity,
+    result: &mut ContactResult,
+) -> Option<String> {
+    match sent {
+        Ok(sent) => {
+            activity.status = sent.status;
+            activity.error_code = None;
+            activity.error = None;
+            activity.provider_message_id = Some(sent.provider_message_id.clone());
+            result.status = Status::Sent;
+            result.reason = None;
+            result.provider_message_id = Some(sent.provider_message_id.clone());
+            Some(sent.provider_message_id)
+        }
+        // No answer: the provider may have the message. It stays
+        // `unknown`, and is not sent again.
+        Err(error) if may_have_been_sent(&error) => {
+            activity.error = Some(error.message());
+            result.reason = Some(Reason {
+                message: format!("{} ({})", outcome_unknown().message, error.message()),
+                ..outcome_unknown()
+            });
+            None
+        }
+        Err(error) => {
+            activity.status = "failed".to_owned();
+            activity.error_code = Some(error.code().to_owned());
+            activity.error = Some(error.message());
+            result.status = Status::Failed;
+            result.reason = Some(Reason::from(&error));
+            None
+        }
     }
+}
+
+/// A contact made for this send, and its address pointing at it.
+fn new_contact_writes(org: &str, config: &OutboundConfig, ready: &Ready) -> Vec<(String, Vec<u8>)> {
+    let Some(contact) = &ready.new_contact else {
+        return Vec::new();
+    };
+    vec![
+        (
+            address_key(
+                org,
+                config.channel_type.as_str(),
+                ready.recipient.to.as_str(),
+            ),
+            contact.id.as_bytes().to_vec(),
+        ),
+        (
+            store::document_key::<Contact>(org, &contact.id),
+            store::encode(contact),
+        ),
+    ]
+}
+
+/// The pending outbound messages of each thread sent on, with the
+/// activities just sent added and the oldest dropped past
+/// [`PENDING_PER_THREAD`].
+fn pending_writes(
+    org: &str,
+    mut pending: Pending,
+    sent: Vec<(String, String)>,
+) -> Vec<(String, Vec<u8>)> {
+    let mut threads = Vec::new();
+    for (thread, activity_id) in sent {
+        pending.entry(thread.clone()).or_default().push(activity_id);
+        threads.push(thread);
+    }
+    threads.sort();
+    threads.dedup();
+    threads
+        .into_iter()
+        .map(|thread| {
+            let mut ids = pending.remove(&thread).unwrap_or_default();
+            let excess = ids.len().saturating_sub(PENDING_PER_THREAD);
+            ids.drain(..excess);
+            (pending_outbound_key(org, &thread), store::encode(&ids))
+        })
+        .collect()
+}
+
+/// Writes the batch's outcome in one transaction: `writes`, the
+/// activities, and the batch's record when the run is resumable.
+fn record_outcome(
+    ports: &Ports<'_>,
+    org: &str,
+    activities: &[Activity],
+    results: &mut [ContactResult],
+    record_key: Option<String>,
+    mut writes: Vec<(String, Vec<u8>)>,
+) {
     writes.extend(activities.iter().map(|activity| {
         (
             store::document_key::<Activity>(org, &activity.id),
@@ -489,9 +622,8 @@ async fn run_batch(
     if let Err(error) = ports.kv.set_many(&writes) {
         // The messages went out; only their record is behind. What is
         // stored still says `unknown`, so nothing is sent again.
-        not_recorded(&mut results, &ApiError::from(error));
+        not_recorded(results, &Error::from(error));
     }
-    Some(results)
 }
 
 fn outcome_unknown() -> Reason {
@@ -545,7 +677,7 @@ fn record_intent(
     activities: &[Activity],
     results: &[ContactResult],
     record_key: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let mut writes = timeline_slots(ports, org, activities)?;
     writes.extend(activities.iter().map(|activity| {
         (
@@ -576,13 +708,9 @@ fn still_running(ports: &Ports<'_>, progress: Option<&Progress<'_>>) -> bool {
 
 /// Hands every ready contact's message to the provider, a bounded number
 /// at a time; the outcomes in the order of `ready`.
-async fn send_all(
-    ports: &Ports<'_>,
-    setup: &Setup,
-    ready: &[Ready],
-) -> Vec<Result<crate::conversations::reply::Sent, ApiError>> {
+async fn send_all(ports: &Ports<'_>, setup: &Setup, ready: &[Ready]) -> Vec<Result<Sent, Error>> {
     let config = &setup.config;
-    let mut sends: Vec<(usize, Result<_, ApiError>)> = stream::iter(ready.iter().enumerate())
+    let mut sends: Vec<(usize, Result<_, Error>)> = stream::iter(ready.iter().enumerate())
         .map(|(n, ready)| async move {
             let content = Content::Template {
                 template_id: config.template_id.clone(),
@@ -617,7 +745,7 @@ fn timeline_slots(
     ports: &Ports<'_>,
     org: &str,
     activities: &[Activity],
-) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
+) -> Result<Vec<(String, Vec<u8>)>, Error> {
     let mut slots = Vec::new();
     for activity in activities.iter().filter(|a| a.show_on_timeline) {
         let log = activity::timeline(org, &activity.contact_id);
@@ -629,13 +757,13 @@ fn timeline_slots(
 
 /// The messages went out but their outcome could not be stored: the
 /// results say so, and keep what the provider answered.
-fn not_recorded(results: &mut [ContactResult], error: &ApiError) {
+fn not_recorded(results: &mut [ContactResult], error: &Error) {
     for result in results.iter_mut().filter(|r| r.activity_id.is_some()) {
         result.reason = Some(reason(
             "activity_not_recorded",
             format!(
                 "the message was handed to the provider, but the outcome could not be stored ({}); its activity says unknown",
-                error.message
+                error.message()
             ),
             None,
         ));
@@ -644,7 +772,15 @@ fn not_recorded(results: &mut [ContactResult], error: &ApiError) {
 
 /// Each thread's outbound messages not yet threaded into its conversation.
 type Pending = HashMap<String, Vec<String>>;
-type Prepared = (Vec<Ready>, Vec<ContactResult>, Pending);
+
+/// A batch's recipients after [`prepare`].
+struct Prepared {
+    ready: Vec<Ready>,
+    /// A result for each recipient who is skipped or failed.
+    not_ready: Vec<ContactResult>,
+    /// Each thread's pending outbound messages, which the batch extends.
+    pending: Pending,
+}
 
 /// Reads what the batch's contacts need (two round trips), skips those who
 /// may not be contacted and renders the rest. Also returns each thread's
@@ -655,17 +791,21 @@ fn prepare(
     setup: &Setup,
     recipients: Vec<Recipient>,
     now: &str,
-) -> Result<Prepared, ApiError> {
+) -> Result<Prepared, Error> {
     let (addressees, pending) = read_addressees(ports.kv, org, &setup.config, &recipients)?;
     let mut ready = Vec::new();
-    let mut others = Vec::new();
+    let mut not_ready = Vec::new();
     for (recipient, addressee) in recipients.into_iter().zip(addressees) {
         match check(org, setup, recipient, addressee, now) {
             Ok(one) => ready.push(one),
-            Err(result) => others.push(*result),
+            Err(result) => not_ready.push(*result),
         }
     }
-    Ok((ready, others, pending))
+    Ok(Prepared {
+        ready,
+        not_ready,
+        pending,
+    })
 }
 
 /// What the store knows of one recipient's address.
@@ -687,7 +827,7 @@ fn read_addressees(
     org: &str,
     config: &OutboundConfig,
     recipients: &[Recipient],
-) -> Result<(Vec<Addressee>, Pending), ApiError> {
+) -> Result<(Vec<Addressee>, Pending), Error> {
     let channel = config.channel_type.as_str();
     let mut keys = Vec::with_capacity(recipients.len() * 3);
     let mut threads = Vec::with_capacity(recipients.len());
@@ -847,8 +987,8 @@ mod tests {
             channel: "14252306549".into(),
             account_id: "a".repeat(32),
             template_id: "e".repeat(32),
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
         }
     }
 

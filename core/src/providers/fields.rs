@@ -1,7 +1,7 @@
 //! Checks shared by the providers' account fields, so each rule reads the
 //! same for every provider.
 
-use crate::api::ApiError;
+use crate::error::Error;
 use crate::input::Object;
 
 /// A credential pasted from a provider's console: it never has spaces.
@@ -31,7 +31,7 @@ pub fn unique<'a>(
     input: &Object,
     field: &str,
     values: impl Iterator<Item = &'a str>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let mut seen = std::collections::HashSet::new();
     for (index, value) in values.enumerate() {
         if !seen.insert(value) {

@@ -25,7 +25,8 @@ pub mod google;
 pub mod telesign;
 pub mod twilio;
 
-use crate::api::{ApiError, Request, Response};
+use crate::api::{Request, Response};
+use crate::error::Error;
 use crate::channel::Channel;
 use crate::config::accounts::PageValidation;
 use crate::config::{Ctx, Effects};
@@ -127,7 +128,7 @@ macro_rules! providers {
                 ctx: &Ctx,
                 input: &Object,
                 existing: Option<&Settings>,
-            ) -> Result<Settings, ApiError> {
+            ) -> Result<Settings, Error> {
                 match self {
                     $(Provider::$variant => {
                         let fields = [&["provider", "name"][..], <$module::Settings as Seam>::FIELDS].concat();
@@ -141,7 +142,7 @@ macro_rules! providers {
 
         /// Every organisation's account warnings, for the operator
         /// (R-CFG-4).
-        pub fn every_warning(kv: &dyn KeyValue, now_millis: i64) -> Result<Vec<PageTokenWarning>, ApiError> {
+        pub fn every_warning(kv: &dyn KeyValue, now_millis: i64) -> Result<Vec<PageTokenWarning>, Error> {
             let mut warnings = Vec::new();
             $(warnings.extend(<$module::Settings as Seam>::every_warning(kv, now_millis)?);)*
             Ok(warnings)
@@ -196,7 +197,7 @@ macro_rules! providers {
                 account_id: &str,
                 previous: Option<&Settings>,
                 effects: &mut Effects,
-            ) -> Result<(), ApiError> {
+            ) -> Result<(), Error> {
                 match self {
                     $(Settings::$variant(settings) => {
                         let previous = previous.and_then(<$module::Settings as Variant>::of);
@@ -208,7 +209,7 @@ macro_rules! providers {
             /// Checks what a save brings with the provider, before the save
             /// claims or writes anything; `previous` is the account's
             /// settings before it.
-            pub async fn confirm(&self, ctx: &Ctx<'_>, previous: Option<&Settings>) -> Result<(), ApiError> {
+            pub async fn confirm(&self, ctx: &Ctx<'_>, previous: Option<&Settings>) -> Result<(), Error> {
                 match self {
                     $(Settings::$variant(settings) => {
                         let previous = previous.and_then(<$module::Settings as Variant>::of);
@@ -232,7 +233,7 @@ macro_rules! providers {
             }
 
             /// Asks the provider whether the credentials work (R-CFG-3).
-            pub async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, ApiError> {
+            pub async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, Error> {
                 match self {
                     $(Settings::$variant(settings) => settings.check_credentials(ctx).await,)*
                 }
@@ -243,7 +244,7 @@ macro_rules! providers {
                 &self,
                 ports: &Ports<'_>,
                 outgoing: &Outgoing<'_>,
-            ) -> Result<SendOutcome, ApiError> {
+            ) -> Result<SendOutcome, Error> {
                 match self {
                     $(Settings::$variant(settings) => settings.send(ports, outgoing).await,)*
                 }
@@ -325,7 +326,7 @@ pub trait Seam: Variant {
     fn delivery_status(word: &str) -> DeliveryStatus;
 
     // ---- account settings
-    fn read(ctx: &Ctx, input: &Object, existing: Option<&Self>) -> Result<Self, ApiError>;
+    fn read(ctx: &Ctx, input: &Object, existing: Option<&Self>) -> Result<Self, Error>;
     fn view(&self, callback_url: &str) -> Value;
     fn webhook_secret(&self) -> &str;
     fn addresses(&self) -> Vec<&str>;
@@ -335,13 +336,13 @@ pub trait Seam: Variant {
         _account_id: &str,
         _previous: Option<&Self>,
         _effects: &mut Effects,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         Ok(())
     }
     fn on_delete(&self, _account_id: &str) -> Vec<String> {
         Vec::new()
     }
-    async fn confirm(&self, _ctx: &Ctx<'_>, _previous: Option<&Self>) -> Result<(), ApiError> {
+    async fn confirm(&self, _ctx: &Ctx<'_>, _previous: Option<&Self>) -> Result<(), Error> {
         Ok(())
     }
     fn warnings(&self, _org: &str, _account_id: &str, _now_millis: i64) -> Vec<PageTokenWarning> {
@@ -351,17 +352,17 @@ pub trait Seam: Variant {
     fn every_warning(
         _kv: &dyn KeyValue,
         _now_millis: i64,
-    ) -> Result<Vec<PageTokenWarning>, ApiError> {
+    ) -> Result<Vec<PageTokenWarning>, Error> {
         Ok(Vec::new())
     }
 
     // ---- credentials and sending
-    async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, ApiError>;
+    async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, Error>;
     async fn send(
         &self,
         ports: &Ports<'_>,
         outgoing: &Outgoing<'_>,
-    ) -> Result<SendOutcome, ApiError>;
+    ) -> Result<SendOutcome, Error>;
 
     // ---- webhook (driven by [`crate::webhooks`])
     /// What is read of a request before its signature is checked, so the
@@ -385,7 +386,7 @@ pub trait Seam: Variant {
         _request: &Request,
         _ports: &Ports<'_>,
         _signer: &Signer,
-    ) -> Option<Result<Response, ApiError>> {
+    ) -> Option<Result<Response, Error>> {
         None
     }
     fn signed(
@@ -394,10 +395,10 @@ pub trait Seam: Variant {
         ports: &Ports<'_>,
         secret: &str,
     ) -> bool;
-    fn events(unverified: Self::Unverified, request: &Request) -> Result<Vec<Event>, ApiError>;
+    fn events(unverified: Self::Unverified, request: &Request) -> Result<Vec<Event>, Error>;
     /// Fills in the address of a message whose callback did not name it,
     /// from the account.
-    fn complete(inbound: &mut Inbound, account_id: &str, _settings: &Self) -> Result<(), ApiError> {
+    fn complete(inbound: &mut Inbound, account_id: &str, _settings: &Self) -> Result<(), Error> {
         Err(crate::webhooks::invalid_callback(format!(
             "the callback names no address of account {account_id} ({}); nothing was stored",
             inbound.provider_message_id
@@ -611,18 +612,14 @@ fn http_status(status: u16) -> String {
 }
 
 /// A provider's API origin from its Spin variable (e.g. `twilio_api_base`).
-pub fn api_base(
-    variables: &dyn crate::ports::Variables,
-    name: &str,
-) -> Result<String, crate::api::ApiError> {
+pub fn api_base(variables: &dyn crate::ports::Variables, name: &str) -> Result<String, Error> {
     variables
         .get(name)
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| crate::api::ApiError {
-            status: 500,
-            code: "misconfigured",
-            message: format!("the Spin variable {name} is not set; the operator must set it"),
-            field: None,
+        .ok_or_else(|| {
+            Error::Misconfigured(format!(
+                "the Spin variable {name} is not set; the operator must set it"
+            ))
         })
 }
 

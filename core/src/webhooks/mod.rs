@@ -36,12 +36,13 @@
 //! is at least the provider's own, so no text a provider legitimately sends
 //! is ever cut.
 
-use crate::api::{method_not_allowed, ApiError, Method, Request, Response};
+use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::config::accounts::{global_key, Account};
 use crate::conversations::ingest::{apply_status, apply_watermark, ingest, thread_keys};
 use crate::conversations::{provider_message_key, thread_id};
 use crate::ports::{KeyValue, Ports, UnixMillis};
 use crate::providers::{Event, Provider, Seam};
+use crate::error::Error;
 use crate::store;
 use serde::Deserialize;
 
@@ -50,9 +51,9 @@ pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
     match request.segments()[..] {
         ["webhooks", provider, _] => match Provider::parse(provider) {
             Some(provider) => provider.webhook(request, ports).await,
-            None => ApiError::not_found(&request.path).into_response(),
+            None => Error::no_route(&request.path).into_response(),
         },
-        _ => ApiError::not_found(&request.path).into_response(),
+        _ => Error::no_route(&request.path).into_response(),
     }
 }
 
@@ -67,12 +68,12 @@ pub async fn serve<S: Seam>(request: &Request, ports: &Ports<'_>) -> Response {
     }
     verified::<S>(request, ports)
         .await
-        .unwrap_or_else(ApiError::into_response)
+        .unwrap_or_else(Error::into_response)
 }
 
-async fn verified<S: Seam>(request: &Request, ports: &Ports<'_>) -> Result<Response, ApiError> {
+async fn verified<S: Seam>(request: &Request, ports: &Ports<'_>) -> Result<Response, Error> {
     let ["webhooks", _, account_id] = request.segments()[..] else {
-        return Err(ApiError::not_found(&request.path));
+        return Err(Error::no_route(&request.path));
     };
     let signer = signer(ports.kv, account_id, S::PROVIDER)?;
     let unverified = S::unverified(request);
@@ -94,7 +95,7 @@ async fn apply_events<S: Seam>(
     ports: &Ports<'_>,
     signer: &Signer,
     mut events: Vec<Event>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let (kv, org, account_id) = (ports.kv, signer.org.as_str(), signer.account_id.as_str());
     let first = complete_addresses::<S>(kv, signer, &mut events)?;
     let now = ports.clock.now_millis();
@@ -132,7 +133,7 @@ async fn apply_events<S: Seam>(
         match apply(ports, signer, account.as_ref(), S::PROVIDER, event, values).await {
             Ok(()) => {}
             Err(error) if !S::BATCHES => return Err(error),
-            Err(error) if error.status >= 500 => {
+            Err(error) if !error.is_refusal() => {
                 retry.get_or_insert(error);
             }
             Err(_) => {}
@@ -148,7 +149,7 @@ fn complete_addresses<S: Seam>(
     kv: &dyn KeyValue,
     signer: &Signer,
     events: &mut [Event],
-) -> Result<Option<Account>, ApiError> {
+) -> Result<Option<Account>, Error> {
     let incomplete =
         |event: &Event| matches!(event, Event::Message(m) if m.channel_address.is_empty());
     if !events.iter().any(incomplete) {
@@ -167,7 +168,7 @@ fn complete_addresses<S: Seam>(
     Ok(Some(account))
 }
 
-fn read_keys(kv: &dyn KeyValue, keys: &[String]) -> Result<Found, ApiError> {
+fn read_keys(kv: &dyn KeyValue, keys: &[String]) -> Result<Found, Error> {
     if keys.is_empty() {
         return Ok(Vec::new().into_iter());
     }
@@ -197,7 +198,7 @@ async fn apply(
     provider: Provider,
     event: &Event,
     found: Vec<Option<Vec<u8>>>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let (org, account_id) = (signer.org.as_str(), signer.account_id.as_str());
     match event {
         Event::Message(inbound) => {
@@ -260,7 +261,7 @@ pub struct Signer {
 /// The [`Signer`] of a `provider` account named in a webhook URL: one read
 /// of its global record. A record written before it carried the secret
 /// takes a second read, of the account document itself.
-pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: Provider) -> Result<Signer, ApiError> {
+pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: Provider) -> Result<Signer, Error> {
     let unknown = || unknown_account(account_id, provider);
     if !crate::store::is_id(account_id) {
         return Err(unknown());
@@ -273,11 +274,9 @@ pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: Provider) -> Result
         return Err(unknown());
     }
     if let Some(deleted_at) = record.deleted_at {
-        return Err(ApiError {
-            status: 410,
+        return Err(Error::Gone {
             code: "account_deleted",
             message: format!("account {account_id} was deleted at {deleted_at}; remove this callback URL at the provider"),
-            field: None,
         });
     }
     let secret = match record.secret {
@@ -294,23 +293,19 @@ pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: Provider) -> Result
     })
 }
 
-pub fn unknown_account(account_id: &str, provider: Provider) -> ApiError {
-    ApiError {
-        status: 404,
-        code: "unknown_account",
-        message: format!("no {provider} account {account_id}; check the callback URL configured at the provider (GET /api/accounts/{{id}} shows it)"),
-        field: None,
-    }
+pub fn unknown_account(account_id: &str, provider: Provider) -> Error {
+    Error::not_found(
+        "unknown_account",
+        format!("no {provider} account {account_id}; check the callback URL configured at the provider (GET /api/accounts/{{id}} shows it)"),
+    )
 }
 
 /// 403 for a request whose signature does not check out.
-pub fn bad_signature(header: &str) -> ApiError {
-    ApiError {
-        status: 403,
-        code: "invalid_signature",
-        message: format!("the {header} header is missing or does not match this account's secret; nothing was stored"),
-        field: None,
-    }
+pub fn bad_signature(header: &str) -> Error {
+    Error::forbidden(
+        "invalid_signature",
+        format!("the {header} header is missing or does not match this account's secret; nothing was stored"),
+    )
 }
 
 /// The values of keys read together, in the order asked for.
@@ -324,7 +319,7 @@ pub fn read_account(
     account_id: &str,
     provider: Provider,
     keys: Vec<String>,
-) -> Result<(Account, Found), ApiError> {
+) -> Result<(Account, Found), Error> {
     let account_key = store::document_key::<Account>(org, account_id);
     let mut all = Vec::with_capacity(keys.len() + 1);
     all.push(account_key.clone());
@@ -347,12 +342,11 @@ pub const MAX_RECEIPT_IDS: usize = 1_000;
 
 /// 422 for a signed request that carries more than one request may: its
 /// redelivery would be refused the same way, so it is not a 5xx.
-pub fn too_many(code: &'static str, what: &str, count: usize, limit: usize) -> ApiError {
-    ApiError {
-        status: 422,
+pub fn too_many(code: &'static str, what: &str, count: usize, limit: usize) -> Error {
+    Error::Invalid {
+        field: None,
         code,
         message: format!("the request carries {count} {what}; one request may carry at most {limit}, so nothing was stored. Send them in several requests"),
-        field: None,
     }
 }
 
@@ -375,13 +369,8 @@ pub fn customer_text(text: &str, limit: usize) -> String {
 }
 
 /// 400 for a signed callback the gateway cannot read.
-pub fn invalid_callback(message: String) -> ApiError {
-    ApiError {
-        status: 400,
-        code: "invalid_callback",
-        message,
-        field: None,
-    }
+pub fn invalid_callback(message: String) -> Error {
+    Error::malformed("invalid_callback", message)
 }
 
 /// A handshake answer: the value the provider sent, echoed as plain text.
@@ -447,7 +436,7 @@ mod tests {
         assert_eq!(
             signer(&kv, "not-an-id", Provider::Twilio)
                 .err()
-                .map(|e| e.status),
+                .map(|e| e.status()),
             Some(404)
         );
     }
@@ -474,7 +463,7 @@ mod tests {
 
     fn signer_error(kv: &MemoryKeyValue, provider: Provider) -> (u16, &'static str) {
         let error = signer(kv, ACCOUNT, provider).err().expect("refused");
-        (error.status, error.code)
+        (error.status(), error.code())
     }
 
     #[test]

@@ -40,7 +40,8 @@ use super::{endpoint, http_status, json, scrub, text, verdict_for};
 use super::{receipt_status, Checked, DeliveryStatus, Provider, Seam};
 use super::{retry_after, CredentialCheck, ReplyWindow, SendOutcome, Verdict};
 use crate::api::Method;
-use crate::api::{ApiError, Request, Response};
+use crate::api::{Request, Response};
+use crate::error::Error;
 use crate::channel::Channel;
 use crate::config::{Ctx, Effects};
 use crate::conversations::Attachment;
@@ -82,7 +83,7 @@ impl Seam for Settings {
         receipt_status(word)
     }
 
-    fn read(ctx: &Ctx, input: &Object, existing: Option<&Self>) -> Result<Self, ApiError> {
+    fn read(ctx: &Ctx, input: &Object, existing: Option<&Self>) -> Result<Self, Error> {
         Settings::read(ctx, input, existing)
     }
 
@@ -98,7 +99,7 @@ impl Seam for Settings {
         Settings::addresses(self)
     }
 
-    async fn confirm(&self, ctx: &Ctx<'_>, previous: Option<&Self>) -> Result<(), ApiError> {
+    async fn confirm(&self, ctx: &Ctx<'_>, previous: Option<&Self>) -> Result<(), Error> {
         pages::confirm_new_tokens(ctx, self, previous).await
     }
 
@@ -108,7 +109,7 @@ impl Seam for Settings {
         account_id: &str,
         previous: Option<&Self>,
         effects: &mut Effects,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         pages::claim_pages(ctx, account_id, self, previous, effects)
     }
 
@@ -123,11 +124,11 @@ impl Seam for Settings {
     fn every_warning(
         kv: &dyn KeyValue,
         now_millis: i64,
-    ) -> Result<Vec<PageTokenWarning>, ApiError> {
+    ) -> Result<Vec<PageTokenWarning>, Error> {
         every_page_token_warning(kv, now_millis)
     }
 
-    async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, ApiError> {
+    async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, Error> {
         pages::check_pages(ctx, self).await
     }
 
@@ -135,7 +136,7 @@ impl Seam for Settings {
         &self,
         ports: &Ports<'_>,
         outgoing: &super::Outgoing<'_>,
-    ) -> Result<SendOutcome, ApiError> {
+    ) -> Result<SendOutcome, Error> {
         send::message(self, ports, outgoing).await
     }
 
@@ -151,7 +152,7 @@ impl Seam for Settings {
         request: &Request,
         ports: &Ports<'_>,
         signer: &Signer,
-    ) -> Option<Result<Response, ApiError>> {
+    ) -> Option<Result<Response, Error>> {
         webhook::handshake(request, ports, signer)
     }
 
@@ -159,7 +160,7 @@ impl Seam for Settings {
         webhook::signed(request, secret)
     }
 
-    fn events(_: (), request: &Request) -> Result<Vec<super::Event>, ApiError> {
+    fn events(_: (), request: &Request) -> Result<Vec<super::Event>, Error> {
         webhook::events(request)
     }
 

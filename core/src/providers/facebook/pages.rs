@@ -11,7 +11,7 @@
 //! logged with its token's date, for the warnings.
 
 use super::{check_page, FacebookPage, Settings};
-use crate::api::ApiError;
+use crate::error::{Error, ProviderFailure};
 use crate::config::accounts::{global_key, PageValidation};
 use crate::config::{Ctx, Effects};
 use crate::ports::KeyValue;
@@ -88,7 +88,7 @@ struct AccountOwner {
 pub fn every_page_token_warning(
     kv: &dyn KeyValue,
     now_millis: i64,
-) -> Result<Vec<PageTokenWarning>, ApiError> {
+) -> Result<Vec<PageTokenWarning>, Error> {
     let log = page_log();
     let mut pages: Vec<String> = log
         .read(kv, 1, log.len(kv)?)?
@@ -135,7 +135,7 @@ pub(super) async fn confirm_new_tokens(
     ctx: &Ctx<'_>,
     settings: &Settings,
     previous: Option<&Settings>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let confirmed = previous.map(|p| p.pages.as_slice()).unwrap_or_default();
     for (index, page) in settings.pages.iter().enumerate() {
         let known = confirmed
@@ -168,7 +168,7 @@ pub(super) fn claim_pages(
     settings: &mut Settings,
     previous: Option<&Settings>,
     effects: &mut Effects,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     for page in settings.pages.iter_mut() {
         if claim_page(ctx, account_id, page, effects)? {
             let token = PageToken {
@@ -201,11 +201,11 @@ fn claim_page(
     account_id: &str,
     page: &mut FacebookPage,
     effects: &mut Effects,
-) -> Result<bool, ApiError> {
+) -> Result<bool, Error> {
     match effects.claim(ctx, page_claim(&page.page_id), account_id)? {
         // A save connecting it right now, or one that died doing so: the
         // page is nobody's yet, so nothing is withheld.
-        Claim::Taken(None) => Err(ApiError::in_progress(format!(
+        Claim::Taken(None) => Err(Error::InProgress(format!(
             "another save is connecting page {} right now; retry after the Retry-After delay",
             page.page_id
         ))),
@@ -268,7 +268,7 @@ pub(super) fn token_warnings(
 
 /// Asks Graph about every page (R-CFG-3): an account with pages is as good
 /// as its worst page.
-pub(super) async fn check_pages(ctx: &Ctx<'_>, settings: &Settings) -> Result<Checked, ApiError> {
+pub(super) async fn check_pages(ctx: &Ctx<'_>, settings: &Settings) -> Result<Checked, Error> {
     let api_base = api_base(ctx.ports.variables, "graph_api_base")?;
     let mut pages = Vec::new();
     for page in &settings.pages {
@@ -300,10 +300,10 @@ fn unconfirmed(
     index: usize,
     page_id: &str,
     app_id: &str,
-) -> Option<ApiError> {
+) -> Option<Error> {
     match check.verdict {
         Verdict::Valid => None,
-        Verdict::Invalid => Some(ApiError::invalid(
+        Verdict::Invalid => Some(Error::invalid(
             format!("pages[{index}].access_token"),
             "page_token_mismatch",
             format!(
@@ -311,15 +311,10 @@ fn unconfirmed(
                 check.message
             ),
         )),
-        Verdict::Unreachable => Some(ApiError {
-            status: 502,
-            code: "provider_unreachable",
-            message: format!(
-                "Facebook's Graph API could not be asked whether this is the access token of page {page_id} ({}); nothing was saved, retry later",
-                check.message
-            ),
-            field: None,
-        }),
+        Verdict::Unreachable => Some(Error::Provider(ProviderFailure::Unreachable(format!(
+            "Facebook's Graph API could not be asked whether this is the access token of page {page_id} ({}); nothing was saved, retry later",
+            check.message
+        )))),
     }
 }
 

@@ -2,7 +2,7 @@
 //! tagged HUMAN_AGENT when the reply window calls for it.
 
 use super::*;
-use crate::api::ApiError;
+use crate::error::Error;
 use crate::conversations::reply::Window;
 use crate::ports::Ports;
 use crate::providers::{api_base, SendOutcome};
@@ -223,7 +223,7 @@ pub(super) async fn message(
     settings: &Settings,
     ports: &Ports<'_>,
     message: &crate::providers::Outgoing<'_>,
-) -> Result<SendOutcome, ApiError> {
+) -> Result<SendOutcome, Error> {
     let api_base = api_base(ports.variables, "graph_api_base")?;
     let thread = message.thread;
     let page = settings
@@ -245,8 +245,8 @@ pub(super) async fn message(
     Ok(send(ports.http, &api_base, &outgoing).await)
 }
 
-fn page_removed(page_id: &str, account_id: &str) -> ApiError {
-    ApiError::conflict(
+fn page_removed(page_id: &str, account_id: &str) -> Error {
+    Error::conflict(
         "channel_removed",
         format!(
             "page {page_id} is no longer connected to account {account_id}; replies cannot be sent from it"

@@ -2,7 +2,7 @@
 //! (write-only; it also signs the webhooks), the verify token generated for
 //! the subscription handshake, and the connected pages with their tokens.
 
-use crate::api::ApiError;
+use crate::error::Error;
 use crate::auth::mask;
 use crate::config::Ctx;
 use crate::input::Object;
@@ -38,7 +38,7 @@ impl Settings {
         ctx: &Ctx,
         input: &Object,
         existing: Option<&Settings>,
-    ) -> Result<Settings, ApiError> {
+    ) -> Result<Settings, Error> {
         let previous_pages = existing.map(|e| e.pages.as_slice()).unwrap_or_default();
         let pages = input.objects("pages", |p| read_page(ctx, p, previous_pages))?;
         unique(input, "pages", pages.iter().map(|p| p.page_id.as_str()))?;
@@ -88,7 +88,7 @@ impl Settings {
     }
 }
 
-fn read_page(ctx: &Ctx, page: Object, previous: &[FacebookPage]) -> Result<FacebookPage, ApiError> {
+fn read_page(ctx: &Ctx, page: Object, previous: &[FacebookPage]) -> Result<FacebookPage, Error> {
     page.only(&["name", "page_id", "access_token", "token_set_at"])?;
     let page_id = page.parsed("page_id", digits("Facebook page ID"))?;
     let before = previous.iter().find(|p| p.page_id == page_id);
@@ -112,7 +112,7 @@ fn read_page(ctx: &Ctx, page: Object, previous: &[FacebookPage]) -> Result<Faceb
         // A new token starts its 60 days now; an unchanged one keeps its date.
         None => match before {
             Some(before) if before.access_token == access_token => before.token_set_at.clone(),
-            _ => ctx.now.clone(),
+            _ => ctx.now.to_string(),
         },
     };
     Ok(FacebookPage {

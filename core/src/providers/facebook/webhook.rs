@@ -10,7 +10,8 @@
 //! latest messages at a fixed cost.
 
 use super::*;
-use crate::api::{ApiError, Method, Request, Response};
+use crate::api::{Method, Request, Response};
+use crate::error::Error;
 use crate::auth::constant_time_eq;
 use crate::conversations::ingest::Inbound;
 use crate::conversations::Attachment;
@@ -297,11 +298,11 @@ pub(super) fn handshake(
     request: &Request,
     ports: &Ports<'_>,
     signer: &Signer,
-) -> Option<Result<Response, ApiError>> {
+) -> Option<Result<Response, Error>> {
     (request.method == Method::Get).then(|| verify(request, ports, signer))
 }
 
-fn verify(request: &Request, ports: &Ports<'_>, signer: &Signer) -> Result<Response, ApiError> {
+fn verify(request: &Request, ports: &Ports<'_>, signer: &Signer) -> Result<Response, Error> {
     let account_id = &signer.account_id;
     let (account, _) = read_account(
         ports.kv,
@@ -319,12 +320,10 @@ fn verify(request: &Request, ports: &Ports<'_>, signer: &Signer) -> Result<Respo
         .is_some_and(|given| constant_time_eq(given.as_bytes(), verify_token.as_bytes()));
     match request.query_param("hub.challenge") {
         Some(challenge) if subscribing && token_matches => Ok(echo(&challenge)),
-        _ => Err(ApiError {
-            status: 403,
-            code: "verification_failed",
-            message: format!("hub.mode must be \"subscribe\" and hub.verify_token the verify_token of account {account_id} (GET /api/accounts/{account_id} shows it)"),
-            field: None,
-        }),
+        _ => Err(Error::forbidden(
+            "verification_failed",
+            format!("hub.mode must be \"subscribe\" and hub.verify_token the verify_token of account {account_id} (GET /api/accounts/{account_id} shows it)"),
+        )),
     }
 }
 
@@ -336,7 +335,7 @@ pub(super) fn signed(request: &Request, app_secret: &str) -> bool {
     )
 }
 
-pub(super) fn events(request: &Request) -> Result<Vec<providers::Event>, ApiError> {
+pub(super) fn events(request: &Request) -> Result<Vec<providers::Event>, Error> {
     let mut events = parse_webhook(&request.body).map_err(invalid_callback)?;
     if events.len() > MAX_EVENTS {
         let (count, limit) = (events.len(), MAX_EVENTS);

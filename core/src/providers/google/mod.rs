@@ -31,7 +31,8 @@ use super::{endpoint, http_status, json, retry_after, scrub, text, verdict_for};
 use super::{receipt_status, Checked, DeliveryStatus, Event, Provider, Seam};
 use super::{CredentialCheck, ReplyWindow, SendOutcome, Verdict};
 use crate::api::Method;
-use crate::api::{ApiError, Request, Response};
+use crate::api::{Request, Response};
+use crate::error::Error;
 use crate::channel::Channel;
 use crate::config::{Ctx, Effects};
 use crate::conversations::Attachment;
@@ -73,7 +74,7 @@ impl Seam for Settings {
         receipt_status(word)
     }
 
-    fn read(_ctx: &Ctx, input: &Object, _existing: Option<&Self>) -> Result<Self, ApiError> {
+    fn read(_ctx: &Ctx, input: &Object, _existing: Option<&Self>) -> Result<Self, Error> {
         Settings::read(input)
     }
 
@@ -97,7 +98,7 @@ impl Seam for Settings {
         account_id: &str,
         previous: Option<&Self>,
         effects: &mut Effects,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         if previous.is_some() {
             effects.deletes.push(token_cache_key(account_id));
         }
@@ -108,9 +109,9 @@ impl Seam for Settings {
         vec![token_cache_key(account_id)]
     }
 
-    async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, ApiError> {
+    async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, Error> {
         let parsed = ServiceAccount::parse(&self.service_account)
-            .map_err(|message| ApiError::invalid("service_account", "invalid_format", message))?;
+            .map_err(|message| Error::invalid("service_account", "invalid_format", message))?;
         let oauth_base = super::api_base(ctx.ports.variables, "google_oauth_base")?;
         let now = ctx.ports.clock.now_millis();
         Ok(check_credentials(ctx.ports.http, &oauth_base, &parsed, now)
@@ -122,7 +123,7 @@ impl Seam for Settings {
         &self,
         ports: &Ports<'_>,
         outgoing: &super::Outgoing<'_>,
-    ) -> Result<SendOutcome, ApiError> {
+    ) -> Result<SendOutcome, Error> {
         send::message(self, ports, outgoing).await
     }
 
@@ -138,7 +139,7 @@ impl Seam for Settings {
         _request: &Request,
         _ports: &Ports<'_>,
         signer: &crate::webhooks::Signer,
-    ) -> Option<Result<Response, ApiError>> {
+    ) -> Option<Result<Response, Error>> {
         webhook::handshake(webhook, signer)
     }
 
@@ -146,7 +147,7 @@ impl Seam for Settings {
         signature_valid(secret, &request.body, request.header("x-goog-signature"))
     }
 
-    fn events(webhook: Self::Unverified, _request: &Request) -> Result<Vec<Event>, ApiError> {
+    fn events(webhook: Self::Unverified, _request: &Request) -> Result<Vec<Event>, Error> {
         webhook::events(webhook)
     }
 

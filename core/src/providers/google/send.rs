@@ -2,7 +2,7 @@
 //! from the service account, cached for the account's next sends.
 
 use super::*;
-use crate::api::ApiError;
+use crate::error::Error;
 use crate::conversations::Author;
 use crate::ports::Ports;
 use crate::providers::{api_base, SendOutcome};
@@ -164,7 +164,7 @@ pub(super) async fn message(
     settings: &Settings,
     ports: &Ports<'_>,
     message: &crate::providers::Outgoing<'_>,
-) -> Result<SendOutcome, ApiError> {
+) -> Result<SendOutcome, Error> {
     let api_base = api_base(ports.variables, "gbm_api_base")?;
     let token = match google_token(ports, message.account_id, &settings.service_account).await? {
         Ok(token) => token,
@@ -195,7 +195,7 @@ async fn google_token(
     ports: &Ports<'_>,
     account_id: &str,
     service_account: &str,
-) -> Result<Result<String, SendOutcome>, ApiError> {
+) -> Result<Result<String, SendOutcome>, Error> {
     let key = token_cache_key(account_id);
     let now = ports.clock.now_millis();
     if let Some(bytes) = ports.kv.get(&key)? {
@@ -206,7 +206,7 @@ async fn google_token(
         }
     }
     let service_account = ServiceAccount::parse(service_account).map_err(|message| {
-        ApiError::conflict(
+        Error::conflict(
             "invalid_service_account",
             format!(
                 "account {} cannot reach Google: {message} (PATCH /api/accounts/{})",

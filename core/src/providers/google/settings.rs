@@ -3,7 +3,7 @@
 //! service account's key (write-only) and the brand and agent.
 
 use super::ServiceAccount;
-use crate::api::ApiError;
+use crate::error::Error;
 use crate::auth::mask;
 use crate::input::Object;
 use crate::providers::fields::no_whitespace;
@@ -29,7 +29,7 @@ pub const FIELDS: &[&str] = &[
 ];
 
 impl Settings {
-    pub(super) fn read(input: &Object) -> Result<Settings, ApiError> {
+    pub(super) fn read(input: &Object) -> Result<Settings, Error> {
         Ok(Settings {
             partner_id: input.parsed("partner_id", no_whitespace("partner ID"))?,
             client_token: input.parsed("client_token", no_whitespace("client token"))?,
@@ -53,7 +53,7 @@ impl Settings {
     }
 }
 
-fn service_account(input: &Object) -> Result<String, ApiError> {
+fn service_account(input: &Object) -> Result<String, Error> {
     // Accepted as the JSON object itself or as its text.
     let text = match input.object("service_account") {
         Ok(Some(object)) => Value::Object(object).to_string(),

@@ -9,7 +9,8 @@
 //! One request may carry many receipts: at most [`MAX_RECEIPT_IDS`].
 
 use super::*;
-use crate::api::{ApiError, Response};
+use crate::api::Response;
+use crate::error::Error;
 use crate::auth::constant_time_eq;
 use crate::conversations::ingest::Inbound;
 use crate::providers::Event;
@@ -222,7 +223,7 @@ pub(super) fn user_image(text: &str) -> Option<&str> {
 pub(super) fn handshake(
     webhook: &Result<Webhook, String>,
     signer: &Signer,
-) -> Option<Result<Response, ApiError>> {
+) -> Option<Result<Response, Error>> {
     let Ok(Webhook::Verification {
         client_token: given,
         secret,
@@ -235,19 +236,17 @@ pub(super) fn handshake(
         if constant_time_eq(given.as_bytes(), signer.secret.as_bytes()) {
             Ok(echo(secret))
         } else {
-            Err(ApiError {
-            status: 403,
-            code: "verification_failed",
-            message: format!("the clientToken does not match account {account_id}'s client_token; set the same token in the Business Communications console and in PATCH /api/accounts/{account_id}"),
-            field: None,
-        })
+            Err(Error::forbidden(
+                "verification_failed",
+                format!("the clientToken does not match account {account_id}'s client_token; set the same token in the Business Communications console and in PATCH /api/accounts/{account_id}"),
+            ))
         },
     )
 }
 
 /// Typing and live-agent requests change nothing stored: every
 /// conversation not with a bot is already routed to agents.
-pub(super) fn events(webhook: Result<Webhook, String>) -> Result<Vec<Event>, ApiError> {
+pub(super) fn events(webhook: Result<Webhook, String>) -> Result<Vec<Event>, Error> {
     Ok(match webhook.map_err(invalid_callback)? {
         Webhook::Message {
             agent_id,

@@ -31,7 +31,8 @@ use super::{endpoint, http_status, json, retry_after, scrub, text, verdict_for};
 use super::{Checked, Event, Provider, ReplyWindow, Seam};
 use super::{CredentialCheck, DeliveryStatus, SendOutcome, Verdict};
 use crate::api::Method;
-use crate::api::{ApiError, Request, Response};
+use crate::api::{Request, Response};
+use crate::error::Error;
 use crate::channel::Channel;
 use crate::config::Ctx;
 use crate::conversations::ingest::Inbound;
@@ -81,7 +82,7 @@ impl Seam for Settings {
         delivery_status(word)
     }
 
-    fn read(_ctx: &Ctx, input: &Object, _existing: Option<&Self>) -> Result<Self, ApiError> {
+    fn read(_ctx: &Ctx, input: &Object, _existing: Option<&Self>) -> Result<Self, Error> {
         Settings::read(input)
     }
 
@@ -97,7 +98,7 @@ impl Seam for Settings {
         Settings::addresses(self)
     }
 
-    async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, ApiError> {
+    async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, Error> {
         let api_base = super::api_base(ctx.ports.variables, "telesign_api_base")?;
         let check = check_credentials(
             ctx.ports.http,
@@ -115,7 +116,7 @@ impl Seam for Settings {
         &self,
         ports: &Ports<'_>,
         outgoing: &super::Outgoing<'_>,
-    ) -> Result<SendOutcome, ApiError> {
+    ) -> Result<SendOutcome, Error> {
         send::message(self, ports, outgoing).await
     }
 
@@ -128,11 +129,11 @@ impl Seam for Settings {
         webhook::signed(request, secret)
     }
 
-    fn events(_: (), request: &Request) -> Result<Vec<Event>, ApiError> {
+    fn events(_: (), request: &Request) -> Result<Vec<Event>, Error> {
         webhook::events(request)
     }
 
-    fn complete(inbound: &mut Inbound, account_id: &str, settings: &Self) -> Result<(), ApiError> {
+    fn complete(inbound: &mut Inbound, account_id: &str, settings: &Self) -> Result<(), Error> {
         webhook::complete(inbound, account_id, settings)
     }
 

@@ -2,7 +2,7 @@
 //! the account's delivery-report callback.
 
 use super::*;
-use crate::api::ApiError;
+use crate::error::Error;
 use crate::ports::Ports;
 use crate::providers::{api_base, callback_url, Outgoing, Provider, SendOutcome};
 
@@ -169,7 +169,7 @@ pub(super) async fn message(
     settings: &Settings,
     ports: &Ports<'_>,
     message: &Outgoing<'_>,
-) -> Result<SendOutcome, ApiError> {
+) -> Result<SendOutcome, Error> {
     let api_base = api_base(ports.variables, "telesign_api_base")?;
     let base_url = crate::config::public_base_url(ports.variables);
     let callback = callback_url(&base_url, Provider::Telesign, message.account_id);

@@ -1,7 +1,7 @@
 //! A TeleSign account's fields (R-CFG-1): the customer ID, the API key
 //! (write-only; it also signs the callbacks) and the SMS numbers.
 
-use crate::api::ApiError;
+use crate::error::Error;
 use crate::auth::mask;
 use crate::input::Object;
 use crate::phone::DigitsNumber;
@@ -29,7 +29,7 @@ pub const FIELDS: &[&str] = &["customer_id", "api_key", "numbers"];
 const NUMBER_TYPES: &[&str] = &["long_code", "short_code", "toll_free"];
 
 impl Settings {
-    pub(super) fn read(input: &Object) -> Result<Settings, ApiError> {
+    pub(super) fn read(input: &Object) -> Result<Settings, Error> {
         let numbers = input.objects("numbers", |n| {
             n.only(&["number", "type", "description"])?;
             Ok(TelesignNumber {

@@ -10,7 +10,8 @@
 //! duplicate or about a message we never sent — answers 200.
 
 use super::*;
-use crate::api::{ApiError, Request};
+use crate::api::Request;
+use crate::error::Error;
 use crate::conversations::ingest::Inbound;
 use crate::providers::Event;
 use crate::webhooks::{customer_text, invalid_callback};
@@ -167,7 +168,7 @@ pub(super) fn signed(request: &Request, api_key: &str) -> bool {
 
 /// The callback's event. TeleSign may leave `sender_id` empty: the number
 /// the customer texted is then the account's only one ([`complete`]).
-pub(super) fn events(request: &Request) -> Result<Vec<Event>, ApiError> {
+pub(super) fn events(request: &Request) -> Result<Vec<Event>, Error> {
     Ok(vec![
         match parse_callback(&request.body).map_err(invalid_callback)? {
             Callback::Message(sms) => Event::Message(Inbound {
@@ -196,7 +197,7 @@ pub(super) fn complete(
     inbound: &mut Inbound,
     account_id: &str,
     settings: &Settings,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     match settings.addresses()[..] {
         [number] => {
             inbound.channel_address = number.to_owned();

@@ -35,7 +35,8 @@ use super::{basic_auth, endpoint, http_status, json, scrub, text, verdict_for};
 use super::{retry_after, CredentialCheck, SendOutcome, Verdict};
 use super::{Checked, DeliveryStatus, Event, Provider, ReplyWindow, Seam};
 use crate::api::Method;
-use crate::api::{ApiError, Request, Response};
+use crate::api::{Request, Response};
+use crate::error::Error;
 use crate::auth::constant_time_eq;
 use crate::channel::Channel;
 use crate::config::Ctx;
@@ -98,7 +99,7 @@ impl Seam for Settings {
         delivery_status(word)
     }
 
-    fn read(_ctx: &Ctx, input: &Object, _existing: Option<&Self>) -> Result<Self, ApiError> {
+    fn read(_ctx: &Ctx, input: &Object, _existing: Option<&Self>) -> Result<Self, Error> {
         Settings::read(input)
     }
 
@@ -114,7 +115,7 @@ impl Seam for Settings {
         Settings::addresses(self)
     }
 
-    async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, ApiError> {
+    async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, Error> {
         let api_base = super::api_base(ctx.ports.variables, "twilio_api_base")?;
         let check = check_credentials(
             ctx.ports.http,
@@ -130,7 +131,7 @@ impl Seam for Settings {
         &self,
         ports: &Ports<'_>,
         outgoing: &super::Outgoing<'_>,
-    ) -> Result<SendOutcome, ApiError> {
+    ) -> Result<SendOutcome, Error> {
         send::message(self, ports, outgoing).await
     }
 
@@ -150,7 +151,7 @@ impl Seam for Settings {
         webhook::signed(params, request, ports, secret)
     }
 
-    fn events(params: Self::Unverified, _request: &Request) -> Result<Vec<Event>, ApiError> {
+    fn events(params: Self::Unverified, _request: &Request) -> Result<Vec<Event>, Error> {
         webhook::events(&params)
     }
 

@@ -2,7 +2,7 @@
 //! Messages API takes it, with the account's status callback.
 
 use super::*;
-use crate::api::ApiError;
+use crate::error::Error;
 use crate::conversations::reply;
 use crate::ports::Ports;
 use crate::providers::{api_base, callback_url, Provider, SendOutcome};
@@ -167,7 +167,7 @@ pub(super) async fn message(
     settings: &Settings,
     ports: &Ports<'_>,
     message: &crate::providers::Outgoing<'_>,
-) -> Result<SendOutcome, ApiError> {
+) -> Result<SendOutcome, Error> {
     let api_base = api_base(ports.variables, "twilio_api_base")?;
     let content = match message.content {
         reply::Content::Text { text, attachments } => Content::Text {

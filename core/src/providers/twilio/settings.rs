@@ -1,7 +1,7 @@
 //! A Twilio account's fields (R-CFG-1): the Account SID, the auth token
 //! (write-only; it also signs the webhooks) and the WhatsApp numbers.
 
-use crate::api::ApiError;
+use crate::error::Error;
 use crate::auth::mask;
 use crate::input::Object;
 use crate::phone::E164;
@@ -25,7 +25,7 @@ pub struct WhatsAppNumber {
 pub const FIELDS: &[&str] = &["account_sid", "auth_token", "numbers"];
 
 impl Settings {
-    pub(super) fn read(input: &Object) -> Result<Settings, ApiError> {
+    pub(super) fn read(input: &Object) -> Result<Settings, Error> {
         let numbers = input.objects("numbers", |n| {
             n.only(&["name", "number"])?;
             Ok(WhatsAppNumber {

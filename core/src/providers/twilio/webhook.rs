@@ -7,7 +7,8 @@
 //! the message without an automatic reply.
 
 use super::*;
-use crate::api::{ApiError, Request, Response};
+use crate::api::{Request, Response};
+use crate::error::Error;
 use crate::conversations::ingest::Inbound;
 use crate::conversations::Attachment;
 use crate::ports::Ports;
@@ -279,7 +280,7 @@ pub(super) fn signed(
         .is_some_and(|given| signature_valid(auth_token, &url, params, given))
 }
 
-pub(super) fn events(params: &[(String, String)]) -> Result<Vec<Event>, ApiError> {
+pub(super) fn events(params: &[(String, String)]) -> Result<Vec<Event>, Error> {
     Ok(vec![
         match parse_callback(params).map_err(invalid_callback)? {
             Callback::Message(message) => Event::Message(inbound(&message)),

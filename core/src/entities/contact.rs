@@ -1,0 +1,82 @@
+//! A contact (R-CONV-2) as stored: who a customer is, across channels,
+//! and the addresses that point at them.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Contact {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub addresses: Vec<ContactAddress>,
+    /// Values routing rules can match (`contact_field`), all strings.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// Channel type → when the customer opted out, as contacts kept it
+    /// before opt-outs moved to their addresses ([`super::consent`]): read
+    /// and kept, never added to.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub opted_out: BTreeMap<String, String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactAddress {
+    pub channel: String,
+    pub address: String,
+}
+
+crate::document!(Contact, "contact");
+
+/// The key naming the contact of an address.
+pub fn address_key(org: &str, channel: &str, address: &str) -> String {
+    format!(
+        "org/{org}/address/{channel}/{}",
+        crate::encoding::percent_encode(address)
+    )
+}
+
+/// The id of the contact created for an unknown sender.
+pub fn contact_id_for(org: &str, channel: &str, address: &str) -> String {
+    crate::auth::sha256_hex(&format!("contact\n{org}\n{channel}\n{address}"))[..32].to_owned()
+}
+
+impl Contact {
+    /// A contact for a sender seen for the first time.
+    pub fn for_sender(
+        org: &str,
+        channel: &str,
+        address: &str,
+        name: Option<&str>,
+        now: &str,
+    ) -> Contact {
+        Contact {
+            id: contact_id_for(org, channel, address),
+            name: name.unwrap_or(address).to_owned(),
+            addresses: vec![ContactAddress {
+                channel: channel.to_owned(),
+                address: address.to_owned(),
+            }],
+            fields: BTreeMap::new(),
+            opted_out: BTreeMap::new(),
+            created_at: now.to_owned(),
+            updated_at: now.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn senders_get_one_contact_per_address() {
+        let a = Contact::for_sender("o", "whatsapp", "+1", Some("Jane"), "t");
+        let b = Contact::for_sender("o", "whatsapp", "+1", None, "t");
+        assert_eq!(a.id, b.id);
+        assert_ne!(a.id, contact_id_for("o", "sms", "+1"));
+        assert_eq!((a.name.as_str(), b.name.as_str()), ("Jane", "+1"));
+    }
+}

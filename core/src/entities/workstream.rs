@@ -1,0 +1,129 @@
+//! A workstream (R-CFG-5) as stored: the channel instances it answers
+//! (R-CFG-6), how it routes new conversations to queues, and its bot.
+
+use crate::auth::mask;
+use crate::locale::Locale;
+use crate::ports::Randomness;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Workstream {
+    pub id: String,
+    pub name: String,
+    pub channel: String,
+    pub fallback_queue: String,
+    pub distribution: String,
+    #[serde(flatten)]
+    pub bot: Option<Bot>,
+    pub routing_rules: Vec<RoutingRule>,
+    pub channels: Vec<ChannelInstance>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// The bot that sees a workstream's new conversations first, and the secret
+/// its calls are signed with; stored (and shown) as `bot_url` and
+/// `bot_secret`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Bot {
+    #[serde(rename = "bot_url")]
+    pub url: String,
+    #[serde(rename = "bot_secret")]
+    pub secret: String,
+    /// The secret was made by this request, whose response shows it: the
+    /// only time it is shown whole.
+    #[serde(skip)]
+    made_now: bool,
+}
+
+impl Bot {
+    /// A bot at `url` with a new secret of 256 random bits.
+    pub fn new(url: String, random: &dyn Randomness) -> Bot {
+        Bot {
+            url,
+            secret: format!("sbbot_{}{}", random.id128(), random.id128()),
+            made_now: true,
+        }
+    }
+
+    /// The same bot, secret and all, at another URL.
+    pub fn moved_to(&self, url: String) -> Bot {
+        Bot {
+            url,
+            ..self.clone()
+        }
+    }
+
+    /// The same bot with a new secret.
+    pub fn rotated(&self, random: &dyn Randomness) -> Bot {
+        Bot::new(self.url.clone(), random)
+    }
+
+    /// The secret as a response may show it: whole once, masked after.
+    pub fn shown_secret(&self) -> String {
+        if self.made_now {
+            self.secret.clone()
+        } else {
+            mask(&self.secret)
+        }
+    }
+}
+
+/// Conditions that must all hold for a new conversation to go to `queue`;
+/// rules are tried in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoutingRule {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    pub queue: String,
+    pub conditions: Conditions,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Conditions {
+    /// The channel instance's address the customer wrote to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// The channel instance's language; `nb` also matches `nb-NO`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<Locale>,
+    /// Any of these words in the first message (case-insensitive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keywords: Vec<String>,
+    /// A field of the customer's contact record equals a value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_field: Option<ContactField>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContactField {
+    pub name: String,
+    pub equals: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChannelInstance {
+    pub account_id: String,
+    /// The number (WhatsApp `+E.164`, SMS digits), Facebook page id or GBM agent id.
+    pub address: String,
+    pub language: Locale,
+    pub customer_attachments: bool,
+    pub agent_attachments: bool,
+    /// Facebook only: replies up to 7 days after the customer's last
+    /// message, sent with the HUMAN_AGENT tag.
+    pub human_agent_tag: bool,
+}
+
+crate::document!(Workstream, "workstream");
+
+impl Workstream {
+    pub fn uses_queue(&self, queue: &str) -> bool {
+        self.fallback_queue == queue || self.routing_rules.iter().any(|rule| rule.queue == queue)
+    }
+}
+
+/// The claim of one address; its owner key names the workstream.
+pub fn channel_claim(org: &str, account_id: &str, address: &str) -> String {
+    format!("org/{org}/channel/{account_id}/{address}")
+}
