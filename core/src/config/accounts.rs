@@ -105,11 +105,7 @@ pub fn global_key(account_id: &str) -> String {
     format!("account/{account_id}")
 }
 
-fn read_settings(
-    ctx: &Ctx,
-    input: &Object,
-    existing: Option<&Account>,
-) -> Result<Settings, Error> {
+fn read_settings(ctx: &Ctx, input: &Object, existing: Option<&Account>) -> Result<Settings, Error> {
     let provider = input
         .choice("provider", Provider::NAMES)?
         .and_then(Provider::parse)
@@ -129,11 +125,7 @@ fn read_settings(
 /// `/api/accounts` and `/api/accounts/{id}`: the generic routes, except
 /// that a save first has the provider confirm what it brings (Graph, the
 /// page tokens).
-pub async fn serve(
-    ctx: &Ctx<'_>,
-    request: &Request,
-    id: Option<&str>,
-) -> Result<Response, Error> {
+pub async fn serve(ctx: &Ctx<'_>, request: &Request, id: Option<&str>) -> Result<Response, Error> {
     let Some(save) = Save::<Account>::read(ctx, request, id)? else {
         return super::serve::<Account>(ctx, request, id);
     };

@@ -26,7 +26,6 @@ pub mod telesign;
 pub mod twilio;
 
 use crate::api::{Request, Response};
-use crate::error::Error;
 use crate::channel::Channel;
 use crate::config::accounts::PageValidation;
 use crate::config::{Ctx, Effects};
@@ -34,6 +33,7 @@ use crate::conversations::ingest::Inbound;
 use crate::conversations::reply::{Content, Window};
 use crate::conversations::{Author, Thread};
 use crate::encoding::percent_encode;
+use crate::error::Error;
 use crate::input::Object;
 use crate::ports::OutboundError;
 use crate::ports::{KeyValue, Ports};
@@ -349,20 +349,13 @@ pub trait Seam: Variant {
         Vec::new()
     }
     /// The warnings of every organisation's accounts, for the operator.
-    fn every_warning(
-        _kv: &dyn KeyValue,
-        _now_millis: i64,
-    ) -> Result<Vec<PageTokenWarning>, Error> {
+    fn every_warning(_kv: &dyn KeyValue, _now_millis: i64) -> Result<Vec<PageTokenWarning>, Error> {
         Ok(Vec::new())
     }
 
     // ---- credentials and sending
     async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, Error>;
-    async fn send(
-        &self,
-        ports: &Ports<'_>,
-        outgoing: &Outgoing<'_>,
-    ) -> Result<SendOutcome, Error>;
+    async fn send(&self, ports: &Ports<'_>, outgoing: &Outgoing<'_>) -> Result<SendOutcome, Error>;
 
     // ---- webhook (driven by [`crate::webhooks`])
     /// What is read of a request before its signature is checked, so the

@@ -40,9 +40,9 @@ use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::config::accounts::{global_key, Account};
 use crate::conversations::ingest::{apply_status, apply_watermark, ingest, thread_keys};
 use crate::conversations::{provider_message_key, thread_id};
+use crate::error::Error;
 use crate::ports::{KeyValue, Ports, UnixMillis};
 use crate::providers::{Event, Provider, Seam};
-use crate::error::Error;
 use crate::store;
 use serde::Deserialize;
 

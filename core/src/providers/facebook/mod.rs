@@ -41,11 +41,11 @@ use super::{receipt_status, Checked, DeliveryStatus, Provider, Seam};
 use super::{retry_after, CredentialCheck, ReplyWindow, SendOutcome, Verdict};
 use crate::api::Method;
 use crate::api::{Request, Response};
-use crate::error::Error;
 use crate::channel::Channel;
 use crate::config::{Ctx, Effects};
 use crate::conversations::Attachment;
 use crate::encoding::{hex, percent_encode};
+use crate::error::Error;
 use crate::input::Object;
 use crate::ports::{KeyValue, Ports};
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
@@ -121,10 +121,7 @@ impl Seam for Settings {
         pages::token_warnings(self, org, account_id, now_millis)
     }
 
-    fn every_warning(
-        kv: &dyn KeyValue,
-        now_millis: i64,
-    ) -> Result<Vec<PageTokenWarning>, Error> {
+    fn every_warning(kv: &dyn KeyValue, now_millis: i64) -> Result<Vec<PageTokenWarning>, Error> {
         every_page_token_warning(kv, now_millis)
     }
 

@@ -2,8 +2,8 @@
 //! tagged HUMAN_AGENT when the reply window calls for it.
 
 use super::*;
-use crate::error::Error;
 use crate::conversations::reply::Window;
+use crate::error::Error;
 use crate::ports::Ports;
 use crate::providers::{api_base, SendOutcome};
 

@@ -2,9 +2,9 @@
 //! (write-only; it also signs the webhooks), the verify token generated for
 //! the subscription handshake, and the connected pages with their tokens.
 
-use crate::error::Error;
 use crate::auth::mask;
 use crate::config::Ctx;
+use crate::error::Error;
 use crate::input::Object;
 use crate::providers::fields::{digits, no_whitespace, unique};
 use serde::{Deserialize, Serialize};

@@ -11,10 +11,10 @@
 
 use super::*;
 use crate::api::{Method, Request, Response};
-use crate::error::Error;
 use crate::auth::constant_time_eq;
 use crate::conversations::ingest::Inbound;
 use crate::conversations::Attachment;
+use crate::error::Error;
 use crate::ports::Ports;
 use crate::providers::{self, Provider, Variant};
 use crate::webhooks::{

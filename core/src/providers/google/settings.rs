@@ -3,8 +3,8 @@
 //! service account's key (write-only) and the brand and agent.
 
 use super::ServiceAccount;
-use crate::error::Error;
 use crate::auth::mask;
+use crate::error::Error;
 use crate::input::Object;
 use crate::providers::fields::no_whitespace;
 use serde::{Deserialize, Serialize};

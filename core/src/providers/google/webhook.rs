@@ -10,9 +10,9 @@
 
 use super::*;
 use crate::api::Response;
-use crate::error::Error;
 use crate::auth::constant_time_eq;
 use crate::conversations::ingest::Inbound;
+use crate::error::Error;
 use crate::providers::Event;
 use crate::webhooks::{customer_text, echo, invalid_callback, too_many, Signer, MAX_RECEIPT_IDS};
 

@@ -1,8 +1,8 @@
 //! A TeleSign account's fields (R-CFG-1): the customer ID, the API key
 //! (write-only; it also signs the callbacks) and the SMS numbers.
 
-use crate::error::Error;
 use crate::auth::mask;
+use crate::error::Error;
 use crate::input::Object;
 use crate::phone::DigitsNumber;
 use crate::providers::fields::unique;

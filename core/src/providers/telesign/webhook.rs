@@ -11,8 +11,8 @@
 
 use super::*;
 use crate::api::Request;
-use crate::error::Error;
 use crate::conversations::ingest::Inbound;
+use crate::error::Error;
 use crate::providers::Event;
 use crate::webhooks::{customer_text, invalid_callback};
 

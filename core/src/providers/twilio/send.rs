@@ -2,8 +2,8 @@
 //! Messages API takes it, with the account's status callback.
 
 use super::*;
-use crate::error::Error;
 use crate::conversations::reply;
+use crate::error::Error;
 use crate::ports::Ports;
 use crate::providers::{api_base, callback_url, Provider, SendOutcome};
 

@@ -1,8 +1,8 @@
 //! A Twilio account's fields (R-CFG-1): the Account SID, the auth token
 //! (write-only; it also signs the webhooks) and the WhatsApp numbers.
 
-use crate::error::Error;
 use crate::auth::mask;
+use crate::error::Error;
 use crate::input::Object;
 use crate::phone::E164;
 use crate::providers::fields::{no_whitespace, unique};

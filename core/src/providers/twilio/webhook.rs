@@ -8,9 +8,9 @@
 
 use super::*;
 use crate::api::{Request, Response};
-use crate::error::Error;
 use crate::conversations::ingest::Inbound;
 use crate::conversations::Attachment;
+use crate::error::Error;
 use crate::ports::Ports;
 use crate::providers::Event;
 use crate::webhooks::{customer_text, invalid_callback};
