@@ -438,12 +438,15 @@ async fn run_batch(
 ) -> Option<Vec<ContactResult>> {
     let record_key = progress.map(|p| p.batch_key(batch));
     let now = crate::time::rfc3339(ports.clock.now_millis());
-    let (recipients, mut results) = recipients(contacts, batch, &setup.config);
+    let Recipients {
+        fit,
+        refused: mut results,
+    } = recipients(contacts, batch, &setup.config);
     let Prepared {
         ready,
         not_ready,
         pending,
-    } = prepare(ports, org, setup, recipients, &now).ok()?;
+    } = prepare(ports, org, setup, fit, &now).ok()?;
     results.extend(not_ready);
     let mut activities: Vec<Activity> = ready
         .iter()
@@ -478,25 +481,29 @@ async fn run_batch(
     Some(results)
 }
 
-/// The batch's contacts that are fit to send to, and a failed result for
-/// each of the others.
-fn recipients(
-    contacts: &[Value],
-    batch: usize,
-    config: &OutboundConfig,
-) -> (Vec<Recipient>, Vec<ContactResult>) {
-    let mut recipients = Vec::new();
-    let mut refused = Vec::new();
+/// A batch's contacts as given.
+struct Recipients {
+    /// Those fit to send to.
+    fit: Vec<Recipient>,
+    /// A failed result for each of the others.
+    refused: Vec<ContactResult>,
+}
+
+fn recipients(contacts: &[Value], batch: usize, config: &OutboundConfig) -> Recipients {
+    let mut recipients = Recipients {
+        fit: Vec::new(),
+        refused: Vec::new(),
+    };
     for index in batch_range(batch, contacts.len()) {
         match recipient(index, &contacts[index], config) {
-            Ok(recipient) => recipients.push(recipient),
-            Err(error) => refused.push(
+            Ok(recipient) => recipients.fit.push(recipient),
+            Err(error) => recipients.refused.push(
                 ContactResult::new(index, tocontactid(&contacts[index]), Status::Failed)
                     .because(Reason::from(&error)),
             ),
         }
     }
-    (recipients, refused)
+    recipients
 }
 
 /// A ready contact's result before its send: `unknown` until the provider
