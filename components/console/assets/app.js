@@ -251,6 +251,9 @@ function signOut(message) {
   session.agentId = null;
   session.agent = null;
   session.org = null;
+  inboxState.seen.clear();
+  inboxState.unread.clear();
+  inboxState.primed = false;
   stopPolling();
   document.title = "Switchboard";
   location.hash = "#/";
@@ -407,6 +410,7 @@ function stopPolling() {
 const inboxState = {
   seen: new Map(), // conversation id -> last_customer_message_at the agent has seen
   unread: new Set(),
+  primed: false,
   queues: null,
   agents: null,
 };
@@ -422,6 +426,9 @@ async function loadDirectory() {
 }
 
 async function inbox(openId) {
+  // Names of queues and agents, read again on each visit to the inbox.
+  inboxState.queues = null;
+  inboxState.agents = null;
   const layout = h("div", { class: `inbox${openId ? " has-open" : ""}` });
   const list = h("section", { class: "inbox-list", "aria-label": "Conversations" });
   const pane = h("section", { class: "inbox-pane", "aria-label": "Conversation" });
@@ -642,7 +649,7 @@ function renderActions(actions, conv, reload) {
         onclick: async () => {
           status.textContent = "";
           try {
-            await api("POST", `/api/conversations/${conv.id}/${path}`, body);
+            await api("POST", `/api/conversations/${conv.id}/${path}`, body || {});
             await reload();
           } catch (error) {
             status.textContent = error.message;
@@ -651,21 +658,41 @@ function renderActions(actions, conv, reload) {
       },
       label,
     );
-  const adminAgent = session.role === "admin" ? {} : undefined;
-  if (conv.state === "open") actions.append(act("Accept", "accept", adminAgentBody(conv), "primary"));
-  if (conv.state === "active") {
-    actions.append(act("Wait", "wait", adminAgent), act("Close", "close", adminAgent));
+  if (conv.state === "open") {
+    actions.append(session.role === "admin" ? assignForm(conv, reload, status) : act("Accept", "accept", {}, "primary"));
   }
+  if (conv.state === "active") actions.append(act("Wait", "wait"), act("Close", "close"));
   if (conv.state === "waiting" || conv.state === "closed") actions.append(act("Resume", "resume", {}));
   if (conv.state === "active") actions.append(transferForm(conv, reload, status));
   if (conv.state !== "open") actions.append(linkForm(conv, reload, status));
   actions.append(status);
 }
 
-function adminAgentBody() {
-  if (session.role !== "admin") return {};
-  const agent = (inboxState.agents || []).find((a) => a.presence === "available");
-  return agent ? { agent_id: agent.id } : {};
+/** An admin accepts an open conversation on an agent's behalf. */
+function assignForm(conv, reload, status) {
+  const select = h(
+    "select",
+    { name: "agent_id", id: `assign-${conv.id}` },
+    (inboxState.agents || []).map((a) => h("option", { value: a.id }, `${a.name} (${a.presence})`)),
+  );
+  const form = h(
+    "form",
+    { class: "inline" },
+    h("label", { for: select.id, class: "sr-only" }, "Agent"),
+    select,
+    h("button", { type: "submit", class: "primary" }, "Assign"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    status.textContent = "";
+    try {
+      await api("POST", `/api/conversations/${conv.id}/accept`, { agent_id: select.value });
+      await reload();
+    } catch (error) {
+      status.textContent = error.message;
+    }
+  });
+  return form;
 }
 
 function transferForm(conv, reload, status) {
@@ -1722,9 +1749,10 @@ async function jobsScreen(id) {
       h("progress", { max: job.contacts || 1, value: (p.sent || 0) + (p.skipped || 0) + (p.failed || 0), "aria-label": "progress" }),
       table(
         [
-          ["Contact", (r) => r.contact_id || r.phone || r.to || "—"],
-          ["Result", (r) => r.status || r.result || "—"],
-          ["Detail", (r) => r.reason || r.error || r.activity_id || ""],
+          ["#", (r) => String(r.index + 1)],
+          ["Contact", (r) => (r.contact_id ? h("a", { href: `#/contacts/${r.contact_id}` }, r.tocontactid || r.contact_id) : r.tocontactid || "—")],
+          ["Result", (r) => r.status],
+          ["Detail", (r) => [r.reason, r.locale].filter(Boolean).join(" · ") || "—"],
         ],
         job.results || [],
         "No results yet.",
@@ -1773,8 +1801,9 @@ async function contactsScreen(id) {
         h("h2", {}, "Timeline"),
         table(
           [
-            ["When", (t) => when(t.at || t.created_at)],
+            ["When", (t) => when(t.created_at)],
             ["Message", (t) => t.text || ""],
+            ["Channel", (t) => `${t.channel || ""} ${t.to || ""}`],
             ["Status", (t) => t.status || ""],
           ],
           timeline.items || [],

@@ -74,7 +74,7 @@ fn handle(request: IncomingRequest) -> Response {
     let etag = format!("\"{:016x}\"", fnv1a(body));
     let fresh = request
         .headers()
-        .get(&"if-none-match".to_owned())
+        .get("if-none-match")
         .iter()
         .any(|value| value.as_slice() == etag.as_bytes());
     if fresh {

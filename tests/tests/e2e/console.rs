@@ -368,6 +368,18 @@ async fn an_agent_sees_a_message_arrive_accepts_replies_and_sees_it_delivered() 
         .await;
     browser.screenshot("agent-inbox").await;
 
+    // At a phone's 390 px the open conversation takes the whole width.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser
+        .until(
+            "the one-column layout",
+            "getComputedStyle(document.querySelector('.inbox-list')).display === 'none' \
+             && document.documentElement.scrollWidth <= window.innerWidth",
+        )
+        .await;
+    browser.screenshot("agent-inbox-narrow").await;
+    browser.client.set_window_size(1280, 800).await.unwrap();
+
     // 25 hours later only an approved template can be sent.
     centre
         .gateway
@@ -640,6 +652,15 @@ async fn an_admin_sets_up_a_whatsapp_channel_and_a_template_through_the_screens(
         .until(
             "the Norwegian preview",
             "document.querySelector('.preview').textContent === 'Hei Kari, vi har opprettet sak CAS-01042.'",
+        )
+        .await;
+
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.goto("/#/admin/accounts").await;
+    browser
+        .until(
+            "the accounts at 390 px, without sideways scrolling",
+            "document.querySelector('table') && document.documentElement.scrollWidth <= window.innerWidth",
         )
         .await;
 
