@@ -723,7 +723,9 @@ function transferForm(conv, reload, status) {
     status.textContent = "";
     try {
       await api("POST", `/api/conversations/${conv.id}/transfer`, { [`${kind}_id`]: target });
-      await reload();
+      // An agent may no longer read what it handed on: back to the list.
+      if (session.role === "agent") location.hash = "#/inbox";
+      else await reload();
     } catch (error) {
       status.textContent = error.message;
     }

@@ -682,3 +682,120 @@ async fn an_admin_sets_up_a_whatsapp_channel_and_a_template_through_the_screens(
         BUSINESS_NUMBER
     );
 }
+
+#[tokio::test]
+async fn an_agent_parks_resumes_and_transfers_a_conversation() {
+    let centre = Centre::start("round_robin", false).await;
+    let agent = centre.agent("Ada Lovelace", 3, &["general"]).await;
+    centre
+        .customer_says("SM0001", CUSTOMER, "Where is my order?")
+        .await;
+    let Some(browser) = Browser::open(&centre.gateway, "actions").await else {
+        return;
+    };
+    browser.sign_in(&agent.key).await;
+    browser.click(".conv").await;
+    browser
+        .until(
+            "the active conversation",
+            "document.querySelector('[data-state=active]')",
+        )
+        .await;
+    browser.press("Wait").await;
+    browser
+        .until(
+            "the parked conversation",
+            "document.querySelector('[data-state=waiting]')",
+        )
+        .await;
+    browser.press("Resume").await;
+    browser
+        .until(
+            "the resumed conversation",
+            "document.querySelector('[data-state=active]')",
+        )
+        .await;
+    let billing = centre.queue("billing");
+    browser
+        .css("select[name=transfer]")
+        .await
+        .select_by_value(&format!("queue:{billing}"))
+        .await
+        .unwrap();
+    browser.press("Transfer").await;
+    browser
+        .until(
+            "the list without it",
+            "location.hash === '#/inbox' && document.querySelector('.inbox-list h2') && !document.querySelector('.conv')",
+        )
+        .await;
+    let moved = centre.conversations("state=open").await;
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0]["queue_id"], billing.as_str());
+}
+
+#[tokio::test]
+async fn an_admin_makes_a_key_shown_once_and_revokes_it() {
+    let gateway = Gateway::start(&[]).await;
+    let org = gateway.new_org("Contoso Support").await;
+    let Some(browser) = Browser::open(&gateway, "keys").await else {
+        return;
+    };
+    browser.sign_in(&org.key).await;
+    browser.goto("/#/admin/keys").await;
+    browser.type_into("[name=name]", "Order flow").await;
+    browser
+        .css("[name=role]")
+        .await
+        .select_by_value("flow")
+        .await
+        .unwrap();
+    browser.press("Create key").await;
+    browser
+        .until("the new key", "document.querySelector('.new-key')")
+        .await;
+    let key = browser
+        .eval("document.querySelector('.new-key').textContent")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(key.starts_with("sb_"), "{key}");
+    browser.press("Done").await;
+    browser
+        .until(
+            "the key, masked, in the table",
+            &format!(
+                "!document.querySelector('.new-key') && [...document.querySelectorAll('td code')].some(c => c.textContent === '****{}')",
+                &key[key.len() - 4..]
+            ),
+        )
+        .await;
+
+    // The flow key sees the outbound screens only.
+    browser.press("Sign out").await;
+    browser.sign_in(&key).await;
+    browser
+        .until(
+            "the flow's screens",
+            "[...document.querySelectorAll('#nav a')].map(a => a.textContent).join('|') === 'Outbound|Jobs' \
+             && document.querySelector('h1').textContent === 'Outbound configurations'",
+        )
+        .await;
+    browser.press("Sign out").await;
+
+    browser.sign_in(&org.key).await;
+    browser.goto("/#/admin/keys").await;
+    browser.click("tbody tr:nth-child(2) button").await;
+    browser.client.accept_alert().await.unwrap();
+    browser
+        .until(
+            "one key left",
+            "document.querySelectorAll('tbody tr').length === 1",
+        )
+        .await;
+    assert_eq!(
+        gateway.status("GET", "/api/outbound-configs", &key).await,
+        401
+    );
+}
