@@ -477,6 +477,22 @@ async fn a_customer_message_is_shown_as_text_and_runs_nothing() {
         0
     );
     assert_eq!(browser.eval("window.__xss === undefined").await, true);
+
+    // A photo on a channel that takes no customer attachments: refused, and
+    // the agent is told so.
+    let photo = e2e::whatsapp::message_params(
+        "SM0002",
+        CUSTOMER,
+        "see the photo",
+        &[("https://api.twilio.com/media/ME1", "image/jpeg")],
+    );
+    assert_eq!(centre.signed(&photo).await.status(), 200);
+    browser
+        .until(
+            "the refusal in the thread",
+            "document.querySelector('.msg-customer .refused') && document.querySelector('.msg-customer .refused').textContent.startsWith('1 attachment')",
+        )
+        .await;
 }
 
 #[tokio::test]
