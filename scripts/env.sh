@@ -18,7 +18,7 @@ ensure_toolchain() {
 }
 
 # Every Wasm component: the app's (spin.toml) and the conformance suite's guest.
-WASM_PACKAGES=(-p admin -p templates -p outbound -p conversations -p webhook-twilio -p webhook-telesign -p webhook-facebook -p webhook-gbm -p conformance-guest)
+WASM_PACKAGES=(-p admin -p console -p templates -p outbound -p conversations -p webhook-twilio -p webhook-telesign -p webhook-facebook -p webhook-gbm -p conformance-guest)
 
 # Builds every component once (release, wasm32-wasip2) and puts the .wasm
 # files where spin.toml expects them, whatever CARGO_TARGET_DIR is.

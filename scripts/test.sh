@@ -14,6 +14,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
     $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq redis-server >/dev/null ||
         echo "test.sh: could not install redis-server; Redis cases will be skipped"
 fi
+# The console's browser tests drive Debian's Chromium through chromedriver;
+# without them those tests say they are skipped and the rest runs.
+if ! command -v chromedriver >/dev/null 2>&1; then
+    echo "test.sh: installing chromium and chromium-driver (Debian packages) for the console's browser tests"
+    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+    $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq chromium chromium-driver >/dev/null ||
+        echo "test.sh: could not install chromium; the console's browser tests will be skipped"
+fi
 redis_dir=$(mktemp -d)
 # Stops Redis and waits for it (it writes its log while shutting down), so
 # the folder can go; a cleanup failure must not turn a green run red.

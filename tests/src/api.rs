@@ -42,6 +42,7 @@ impl Gateway {
     ) -> Gateway {
         for component in [
             "admin",
+            "console",
             "templates",
             "outbound",
             "conversations",

@@ -8,6 +8,7 @@ mod bounds;
 mod channels;
 mod config;
 mod conformance;
+mod console;
 mod conversations;
 mod credentials;
 mod facebook_pages;

@@ -1,0 +1,817 @@
+//! The web console in a real headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, which `scripts/test.sh` installs), driven over
+//! WebDriver against the app served on a loopback port. Without
+//! `chromedriver` the browser cases say so and pass: everything else in the
+//! suite still runs.
+//!
+//! Screenshots go to `$SWITCHBOARD_SCREENSHOTS` (default: a folder in the
+//! system's temp dir); the README's images are two of them.
+
+use e2e::api::Gateway;
+use e2e::whatsapp::{Centre, ACCOUNT_SID, AUTH_TOKEN, BUSINESS_NUMBER};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Map, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CUSTOMER: &str = "+4917612345678";
+
+/// A chromedriver of our own and a browser session on it, ended on drop.
+struct Browser {
+    client: Client,
+    driver: Child,
+    base: String,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Ends chromedriver, and with it the Chromium it started.
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn chromedriver() -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("chromedriver"))
+            .find(|path| path.is_file())
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Browser {
+    /// A headless Chromium at 1280×800 on `gateway`, served over loopback;
+    /// `None` (after saying why) when chromedriver is not installed.
+    async fn open(gateway: &Gateway, test: &str) -> Option<Browser> {
+        let Some(driver_path) = chromedriver() else {
+            eprintln!(
+                "console::{test}: skipped: chromedriver is not installed \
+                 (scripts/test.sh installs Debian's chromium and chromium-driver)"
+            );
+            return None;
+        };
+        let addr = e2e::serve(&gateway.app).await;
+        let port = free_port();
+        let driver = Command::new(driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let mut options = Map::new();
+        let mut chrome = json!({"args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--window-size=1280,800", "--lang=en-US",
+        ]});
+        if std::path::Path::new("/usr/bin/chromium").exists() {
+            chrome["binary"] = json!("/usr/bin/chromium");
+        }
+        options.insert("goog:chromeOptions".into(), chrome);
+        let webdriver = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        let client = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(options.clone())
+                .connect(&webdriver)
+                .await
+            {
+                Ok(client) => break client,
+                Err(error) if started.elapsed() > Duration::from_secs(20) => {
+                    panic!("chromedriver did not start a browser: {error}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        Some(Browser {
+            client,
+            driver,
+            base: format!("http://{addr}"),
+        })
+    }
+
+    async fn goto(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
+    }
+
+    /// Waits (up to 20 s) until the JavaScript expression `condition` holds.
+    async fn until(&self, what: &str, condition: &str) {
+        let started = Instant::now();
+        loop {
+            let holds = self
+                .client
+                .execute(&format!("return !!({condition});"), vec![])
+                .await
+                .unwrap();
+            if holds == Value::Bool(true) {
+                return;
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let text = self
+                    .client
+                    .execute("return document.body.innerText;", vec![])
+                    .await
+                    .unwrap();
+                panic!("timed out waiting for {what}; the page shows:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    async fn eval(&self, expression: &str) -> Value {
+        self.client
+            .execute(&format!("return ({expression});"), vec![])
+            .await
+            .unwrap()
+    }
+
+    async fn css(&self, selector: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|error| panic!("{selector}: {error}"))
+    }
+
+    async fn type_into(&self, selector: &str, text: &str) {
+        let element = self.css(selector).await;
+        element.clear().await.unwrap();
+        element.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, selector: &str) {
+        self.css(selector).await.click().await.unwrap();
+    }
+
+    /// Clicks the button whose text is `label`.
+    async fn press(&self, label: &str) {
+        let button = self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::XPath(&format!(
+                "//button[normalize-space(.)='{label}']"
+            )))
+            .await
+            .unwrap_or_else(|error| panic!("button {label}: {error}"));
+        button.click().await.unwrap();
+    }
+
+    async fn sign_in(&self, key: &str) {
+        self.goto("/").await;
+        self.type_into("input[name=key]", key).await;
+        self.press("Sign in").await;
+        self.until(
+            "the signed-in header",
+            "document.querySelector('.who .role')",
+        )
+        .await;
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        let dir = std::env::var_os("SWITCHBOARD_SCREENSHOTS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("switchboard-console"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        eprintln!("console: screenshot {}", path.display());
+    }
+}
+
+/// An agent who is away (so nothing is assigned to it by itself) and serves
+/// the `general` queue, where a new WhatsApp conversation lands.
+async fn away_agent(centre: &Centre) -> e2e::desk::AgentKey {
+    e2e::desk::agent_with_key(
+        &centre.gateway,
+        &centre.org.key,
+        json!({"name": "Ada Lovelace", "capacity": 3, "presence": "away",
+               "queues": [centre.queue("general")], "languages": ["en"]}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_console_is_served_with_a_strict_content_security_policy() {
+    let gateway = Gateway::start(&[]).await;
+    for (path, content_type) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/console/", "text/html; charset=utf-8"),
+        ("/console/app.js", "text/javascript; charset=utf-8"),
+        ("/console/style.css", "text/css; charset=utf-8"),
+        ("/console/favicon.svg", "image/svg+xml"),
+    ] {
+        let answer = gateway.call("GET", path, None, None).await;
+        assert_eq!(answer.status(), 200, "{path}");
+        assert_eq!(answer.header("content-type"), Some(content_type), "{path}");
+        let csp = answer.header("content-security-policy").unwrap();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert!(!csp.contains("unsafe"), "{csp}");
+        assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(answer.header("cache-control"), Some("no-cache"));
+        let etag = answer.header("etag").unwrap().to_owned();
+        let mut again = http::Request::builder()
+            .uri(path)
+            .header("host", "localhost:3000")
+            .header("if-none-match", &etag);
+        again = again.method("GET");
+        let again = e2e::send(&gateway.app, again.body(bytes::Bytes::new()).unwrap()).await;
+        assert_eq!(again.status(), 304, "{path}");
+    }
+    assert_eq!(
+        gateway
+            .call("GET", "/console/nothing.js", None, None)
+            .await
+            .status(),
+        404
+    );
+    let post = gateway.call("POST", "/console/app.js", None, None).await;
+    assert_eq!(post.status(), 405);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+
+    // No inline code anywhere, and customer text never parsed as markup.
+    let index = gateway.call("GET", "/", None, None).await.text();
+    assert!(!index.contains("<script>") && !index.contains("style="));
+    for handler in ["onclick=", "onload=", "onerror=", "onsubmit="] {
+        assert!(!index.contains(handler), "index.html has {handler}");
+    }
+    let app = gateway
+        .call("GET", "/console/app.js", None, None)
+        .await
+        .text();
+    for banned in [
+        ".innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "eval(",
+        "document.write",
+    ] {
+        assert!(!app.contains(banned), "app.js uses {banned}");
+    }
+}
+
+#[tokio::test]
+async fn an_agent_sees_a_message_arrive_accepts_replies_and_sees_it_delivered() {
+    let centre = Centre::start("round_robin", false).await;
+    let agent = away_agent(&centre).await;
+    let Some(browser) = Browser::open(&centre.gateway, "inbox").await else {
+        return;
+    };
+    browser.sign_in(&agent.key).await;
+    browser
+        .until(
+            "the empty inbox",
+            "document.querySelector('.inbox-list h2') && document.title === 'Switchboard'",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("document.querySelector('#presence').value")
+            .await,
+        "away"
+    );
+
+    // A signed webhook arrives: the agent sees it without reloading.
+    centre
+        .customer_says("SM0001", CUSTOMER, "Hello, my parcel never came")
+        .await;
+    browser
+        .until(
+            "the new conversation in the queue list",
+            "document.querySelector('.conv.unread .badge')",
+        )
+        .await;
+    browser
+        .until(
+            "the title to announce it",
+            "document.title.startsWith('(1)')",
+        )
+        .await;
+    browser.click(".conv.unread").await;
+    browser
+        .until(
+            "the customer's message",
+            "[...document.querySelectorAll('.msg-customer .text')].some(e => e.textContent === 'Hello, my parcel never came')",
+        )
+        .await;
+    browser.press("Accept").await;
+    browser
+        .until(
+            "the conversation to be active",
+            "document.querySelector('[data-state=active]')",
+        )
+        .await;
+    browser
+        .until(
+            "the window countdown",
+            "/Reply window closes in 2[0-9]:/.test(document.querySelector('.window-clock').textContent)",
+        )
+        .await;
+
+    browser
+        .type_into("textarea[name=text]", "Sorry to hear that! Let me check.")
+        .await;
+    assert_eq!(
+        browser
+            .eval("document.querySelector('.counter').textContent")
+            .await,
+        "33 / 1,600"
+    );
+    browser.press("Send").await;
+    browser
+        .until(
+            "the reply in the thread",
+            "[...document.querySelectorAll('.msg-agent .text')].some(e => e.textContent === 'Sorry to hear that! Let me check.')",
+        )
+        .await;
+    assert_eq!(centre.sends().len(), 1);
+
+    // The simulator's status callback: the status moves to delivered.
+    let id = centre.conversations("state=active").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let conversation = centre.conversation(&id).await;
+    let sid = conversation["messages"][1]["provider_message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let params: Vec<(String, String)> = [
+        ("MessageSid", sid.as_str()),
+        ("MessageStatus", "delivered"),
+        ("AccountSid", ACCOUNT_SID),
+        ("ChannelPrefix", "whatsapp"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(centre.signed(&params).await.status(), 200);
+    browser
+        .until(
+            "the delivered status",
+            "document.querySelector('.msg-agent [data-status=delivered]')",
+        )
+        .await;
+    browser.screenshot("agent-inbox").await;
+
+    // At a phone's 390 px the open conversation takes the whole width.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser
+        .until(
+            "the one-column layout",
+            "getComputedStyle(document.querySelector('.inbox-list')).display === 'none' \
+             && document.documentElement.scrollWidth <= window.innerWidth",
+        )
+        .await;
+    browser.screenshot("agent-inbox-narrow").await;
+    browser.client.set_window_size(1280, 800).await.unwrap();
+
+    // 25 hours later only an approved template can be sent.
+    centre
+        .gateway
+        .create(
+            &centre.org.key,
+            "/api/templates",
+            json!({
+                "name": "Follow-up", "channel_types": ["whatsapp"], "default_locale": "en-US",
+                "versions": {"en-US": {"text": "Hello {{CustomerName}}, your case {{CaseName}} is still open.",
+                                       "approved": true, "content_sid": format!("HX{}", "ab".repeat(16))}},
+            }),
+        )
+        .await;
+    centre
+        .gateway
+        .create(
+            &centre.org.key,
+            "/api/templates",
+            json!({
+                "name": "Unapproved", "channel_types": ["whatsapp"], "default_locale": "en-US",
+                "versions": {"en-US": "Not approved yet"},
+            }),
+        )
+        .await;
+    centre
+        .gateway
+        .app
+        .clock()
+        .advance(Duration::from_secs(25 * 3600));
+    browser
+        .until(
+            "the closed window",
+            "document.querySelector('.window-clock.closed') && !document.querySelector('textarea[name=text]')",
+        )
+        .await;
+    browser
+        .until(
+            "the approved template, alone, in the picker",
+            "[...document.querySelectorAll('select[name=template_id] option')].map(o => o.textContent).join('|') === 'Choose a template…|Follow-up'",
+        )
+        .await;
+    let select = browser.css("select[name=template_id]").await;
+    select.select_by_label("Follow-up").await.unwrap();
+    browser.type_into("input[name=CaseName]", "CAS-7").await;
+    browser
+        .until(
+            "the preview",
+            "document.querySelector('.preview').textContent === 'Hello Jane Doe, your case CAS-7 is still open.'",
+        )
+        .await;
+    browser.press("Send template").await;
+    browser
+        .until(
+            "the template in the thread",
+            "document.querySelectorAll('.msg-agent').length === 2",
+        )
+        .await;
+    let sent = centre.sends();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        e2e::whatsapp::field(&sent[1], "ContentSid"),
+        Some(format!("HX{}", "ab".repeat(16)))
+    );
+}
+
+#[tokio::test]
+async fn a_customer_message_is_shown_as_text_and_runs_nothing() {
+    let centre = Centre::start("round_robin", false).await;
+    let agent = centre.agent("Ada Lovelace", 3, &["general"]).await;
+    let Some(browser) = Browser::open(&centre.gateway, "xss").await else {
+        return;
+    };
+    let attack = "<img src=x onerror=\"window.__xss=1\"><script>window.__xss=2</script><b>bold</b>";
+    centre.customer_says("SM0001", CUSTOMER, attack).await;
+    browser.sign_in(&agent.key).await;
+    browser.click(".conv").await;
+    browser
+        .until(
+            "the message",
+            "document.querySelector('.msg-customer .text')",
+        )
+        .await;
+    // Give an `onerror` every chance to fire.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        browser
+            .eval("document.querySelector('.msg-customer .text').textContent")
+            .await,
+        attack
+    );
+    assert_eq!(
+        browser
+            .eval("document.querySelectorAll('.thread img, .thread script, .thread b').length")
+            .await,
+        0
+    );
+    assert_eq!(browser.eval("window.__xss === undefined").await, true);
+
+    // A photo on a channel that takes no customer attachments: refused, and
+    // the agent is told so.
+    let photo = e2e::whatsapp::message_params(
+        "SM0002",
+        CUSTOMER,
+        "see the photo",
+        &[("https://api.twilio.com/media/ME1", "image/jpeg")],
+    );
+    assert_eq!(centre.signed(&photo).await.status(), 200);
+    browser
+        .until(
+            "the refusal in the thread",
+            "document.querySelector('.msg-customer .refused') && document.querySelector('.msg-customer .refused').textContent.startsWith('1 attachment')",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn an_agent_key_cannot_open_the_admin_screens() {
+    let centre = Centre::start("round_robin", false).await;
+    let agent = centre.agent("Ada Lovelace", 3, &["general"]).await;
+    let Some(browser) = Browser::open(&centre.gateway, "roles").await else {
+        return;
+    };
+    browser.sign_in(&agent.key).await;
+    assert_eq!(
+        browser
+            .eval("[...document.querySelectorAll('#nav a')].map(a => a.textContent).join('|')")
+            .await,
+        "Inbox|Contacts"
+    );
+    browser.goto("/#/admin/accounts").await;
+    browser
+        .until(
+            "the refusal",
+            "document.querySelector('.forbidden') && document.querySelector('.forbidden').textContent.includes('for admin keys')",
+        )
+        .await;
+    // The key survives the reload (sessionStorage); signing out forgets it.
+    browser.press("Sign out").await;
+    browser
+        .until(
+            "the sign-in form",
+            "document.querySelector('input[name=key]')",
+        )
+        .await;
+    assert_eq!(
+        browser.eval("sessionStorage.length").await,
+        0,
+        "the key is gone"
+    );
+    browser.goto("/#/inbox").await;
+    browser
+        .until(
+            "the sign-in form after a reload",
+            "document.querySelector('input[name=key]')",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn an_admin_sets_up_a_whatsapp_channel_and_a_template_through_the_screens() {
+    let twilio = e2e::sim::twilio(ACCOUNT_SID, AUTH_TOKEN);
+    let gateway = Gateway::start(&[("twilio_api_base", &twilio.base())]).await;
+    let org = gateway.new_org("Contoso Support").await;
+    let Some(browser) = Browser::open(&gateway, "admin").await else {
+        return;
+    };
+    browser.sign_in(&org.key).await;
+
+    // A queue for the workstream.
+    browser.goto("/#/admin/queues").await;
+    browser.press("New queue").await;
+    browser.type_into("[name=name]", "general").await;
+    browser.press("Create queue").await;
+    browser
+        .until("the queue in the table", "document.querySelector('td') && document.querySelector('td').textContent === 'general'")
+        .await;
+
+    // The account: an error lands next to its field, then the fix saves.
+    browser.goto("/#/admin/accounts").await;
+    browser.click("a[href='#/admin/accounts/new-twilio']").await;
+    browser.type_into("[name=name]", "WhatsApp EU").await;
+    browser.type_into("[name=account_sid]", "AC123").await;
+    browser.type_into("[name=auth_token]", AUTH_TOKEN).await;
+    browser.press("Add number").await;
+    browser
+        .type_into("[name='numbers[0].name']", "Support")
+        .await;
+    browser
+        .type_into("[name='numbers[0].number']", BUSINESS_NUMBER)
+        .await;
+    browser.press("Create account").await;
+    browser
+        .until(
+            "the error next to account_sid",
+            "document.getElementById(document.querySelector('[name=account_sid]').id + '-error').textContent.includes('AC')",
+        )
+        .await;
+    browser.type_into("[name=account_sid]", ACCOUNT_SID).await;
+    browser.type_into("[name=auth_token]", AUTH_TOKEN).await;
+    browser.press("Create account").await;
+    browser
+        .until(
+            "the callback URL to copy",
+            "[...document.querySelectorAll('.copyable code')].some(c => c.textContent.includes('/webhooks/twilio/'))",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("document.querySelector('[name=auth_token]').value")
+            .await,
+        "",
+        "the secret is never shown back"
+    );
+    browser.press("Validate").await;
+    browser
+        .until(
+            "the validation",
+            "document.querySelector('.validation [data-validation=valid]')",
+        )
+        .await;
+    browser.screenshot("admin-account").await;
+
+    // The workstream with the number as its channel.
+    browser.goto("/#/admin/workstreams").await;
+    browser.press("New workstream").await;
+    browser.type_into("[name=name]", "WhatsApp support").await;
+    browser
+        .css("[name=fallback_queue]")
+        .await
+        .select_by_label("general")
+        .await
+        .unwrap();
+    browser.press("Add channel").await;
+    browser
+        .css("[name='channels[0].account_id']")
+        .await
+        .select_by_label("WhatsApp EU (twilio)")
+        .await
+        .unwrap();
+    browser
+        .type_into("[name='channels[0].address']", BUSINESS_NUMBER)
+        .await;
+    browser
+        .type_into("[name='channels[0].language']", "en-US")
+        .await;
+    browser.press("Create workstream").await;
+    browser
+        .until(
+            "the workstream in the table",
+            "[...document.querySelectorAll('td')].some(td => td.textContent.includes('+14155238886 (en-US)'))",
+        )
+        .await;
+
+    // A template with two locales, approved for WhatsApp, and its preview.
+    browser.goto("/#/admin/templates/new").await;
+    browser.type_into("[name=name]", "Case created").await;
+    browser.click("[name=channel_types][value=whatsapp]").await;
+    browser
+        .type_into(
+            "[name='versions.en-US.text']",
+            "Hi {{CustomerName}}, we opened case {{CaseName}}.",
+        )
+        .await;
+    browser.click("[name='versions.en-US.approved']").await;
+    let sid = format!("HX{}", "0123456789abcdef".repeat(2));
+    browser
+        .type_into("[name='versions.en-US.content_sid']", &sid)
+        .await;
+    browser.type_into("#new-locale", "nb").await;
+    browser.press("Add locale").await;
+    browser
+        .type_into(
+            "[name='versions.nb.text']",
+            "Hei {{CustomerName}}, vi har opprettet sak {{CaseName}}.",
+        )
+        .await;
+    browser.press("Create template").await;
+    browser
+        .until(
+            "the preview",
+            "document.querySelector('.preview') && document.querySelector('.preview').textContent === 'Hi Kari, we opened case CAS-01042.'",
+        )
+        .await;
+    browser.type_into("[name=locale]", "nb-NO").await;
+    browser
+        .until(
+            "the Norwegian preview",
+            "document.querySelector('.preview').textContent === 'Hei Kari, vi har opprettet sak CAS-01042.'",
+        )
+        .await;
+
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.goto("/#/admin/accounts").await;
+    browser
+        .until(
+            "the accounts at 390 px, without sideways scrolling",
+            "document.querySelector('table') && document.documentElement.scrollWidth <= window.innerWidth",
+        )
+        .await;
+
+    let templates = gateway
+        .call("GET", "/api/templates", Some(&org.key), None)
+        .await
+        .json();
+    let template = &templates["items"][0];
+    assert_eq!(template["channel_types"], json!(["sms", "whatsapp"]));
+    assert_eq!(template["versions"]["en-US"]["approved"], true);
+    assert_eq!(template["versions"]["en-US"]["content_sid"], sid.as_str());
+    assert_eq!(template["versions"]["nb"]["approved"], false);
+    let workstreams = gateway
+        .call("GET", "/api/workstreams", Some(&org.key), None)
+        .await
+        .json();
+    assert_eq!(
+        workstreams["items"][0]["channels"][0]["address"],
+        BUSINESS_NUMBER
+    );
+}
+
+#[tokio::test]
+async fn an_agent_parks_resumes_and_transfers_a_conversation() {
+    let centre = Centre::start("round_robin", false).await;
+    let agent = centre.agent("Ada Lovelace", 3, &["general"]).await;
+    centre
+        .customer_says("SM0001", CUSTOMER, "Where is my order?")
+        .await;
+    let Some(browser) = Browser::open(&centre.gateway, "actions").await else {
+        return;
+    };
+    browser.sign_in(&agent.key).await;
+    browser.click(".conv").await;
+    browser
+        .until(
+            "the active conversation",
+            "document.querySelector('[data-state=active]')",
+        )
+        .await;
+    browser.press("Wait").await;
+    browser
+        .until(
+            "the parked conversation",
+            "document.querySelector('[data-state=waiting]')",
+        )
+        .await;
+    browser.press("Resume").await;
+    browser
+        .until(
+            "the resumed conversation",
+            "document.querySelector('[data-state=active]')",
+        )
+        .await;
+    let billing = centre.queue("billing");
+    browser
+        .css("select[name=transfer]")
+        .await
+        .select_by_value(&format!("queue:{billing}"))
+        .await
+        .unwrap();
+    browser.press("Transfer").await;
+    browser
+        .until(
+            "the list without it",
+            "location.hash === '#/inbox' && document.querySelector('.inbox-list h2') && !document.querySelector('.conv')",
+        )
+        .await;
+    let moved = centre.conversations("state=open").await;
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0]["queue_id"], billing.as_str());
+}
+
+#[tokio::test]
+async fn an_admin_makes_a_key_shown_once_and_revokes_it() {
+    let gateway = Gateway::start(&[]).await;
+    let org = gateway.new_org("Contoso Support").await;
+    let Some(browser) = Browser::open(&gateway, "keys").await else {
+        return;
+    };
+    browser.sign_in(&org.key).await;
+    browser.goto("/#/admin/keys").await;
+    browser.type_into("[name=name]", "Order flow").await;
+    browser
+        .css("[name=role]")
+        .await
+        .select_by_value("flow")
+        .await
+        .unwrap();
+    browser.press("Create key").await;
+    browser
+        .until("the new key", "document.querySelector('.new-key')")
+        .await;
+    let key = browser
+        .eval("document.querySelector('.new-key').textContent")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(key.starts_with("sb_"), "{key}");
+    browser.press("Done").await;
+    browser
+        .until(
+            "the key, masked, in the table",
+            &format!(
+                "!document.querySelector('.new-key') && [...document.querySelectorAll('td code')].some(c => c.textContent === '****{}')",
+                &key[key.len() - 4..]
+            ),
+        )
+        .await;
+
+    // The flow key sees the outbound screens only.
+    browser.press("Sign out").await;
+    browser.sign_in(&key).await;
+    browser
+        .until(
+            "the flow's screens",
+            "[...document.querySelectorAll('#nav a')].map(a => a.textContent).join('|') === 'Outbound|Jobs' \
+             && document.querySelector('h1').textContent === 'Outbound configurations'",
+        )
+        .await;
+    browser.press("Sign out").await;
+
+    browser.sign_in(&org.key).await;
+    browser.goto("/#/admin/keys").await;
+    browser.click("tbody tr:nth-child(2) button").await;
+    browser.client.accept_alert().await.unwrap();
+    browser
+        .until(
+            "one key left",
+            "document.querySelectorAll('tbody tr').length === 1",
+        )
+        .await;
+    assert_eq!(
+        gateway.status("GET", "/api/outbound-configs", &key).await,
+        401
+    );
+}
