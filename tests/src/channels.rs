@@ -7,7 +7,7 @@
 
 use crate::api::Gateway;
 use crate::desk::Desk;
-use crate::sim::{self, Recorded, Script, Simulator};
+use crate::sim::{self, Profiles, Recorded, Script, Simulator};
 use bytes::Bytes;
 use devhost::Handled;
 use serde_json::{json, Value};
@@ -37,6 +37,8 @@ pub struct Omni {
     pub telesign_script: Script,
     pub graph: Simulator,
     pub graph_script: Script,
+    /// The Messenger customers' profiles Graph answers (none at first).
+    pub graph_profiles: Profiles,
     /// Google's token endpoint and the Business Messages API in one.
     pub google: Simulator,
     pub sms_account: String,
@@ -65,13 +67,15 @@ impl Omni {
         let telesign_script = Script::default();
         let telesign = sim::telesign_scripted(CUSTOMER_ID, API_KEY, telesign_script.clone());
         let graph_script = Script::default();
-        let graph = sim::graph_scripted(
+        let graph_profiles = Profiles::default();
+        let graph = sim::graph_with_profiles(
             APP_SECRET,
             &[
                 (TAGGED_PAGE, TAGGED_TOKEN, "Contoso"),
                 (PLAIN_PAGE, PLAIN_TOKEN, "Contoso Outlet"),
             ],
             graph_script.clone(),
+            graph_profiles.clone(),
         );
         let google = sim::google_oauth(SA_EMAIL, &fixture("google-service-account.pub.pem"));
         let (telesign_base, graph_base, google_base) =
@@ -178,6 +182,7 @@ impl Omni {
             telesign_script,
             graph,
             graph_script,
+            graph_profiles,
             google,
             sms_account,
             facebook_account,

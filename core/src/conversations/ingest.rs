@@ -228,7 +228,7 @@ pub async fn ingest(
     }
     let now_millis = ports.clock.now_millis();
     let now = crate::time::rfc3339(now_millis);
-    let (mut conversation, position, contact) = store_message(
+    let (mut conversation, position, mut contact) = store_message(
         ports,
         org,
         Arrival {
@@ -249,6 +249,9 @@ pub async fn ingest(
     )?;
     // The message is stored: what follows is best effort, and a failure of
     // it must not make the provider deliver the message again.
+    if facts.known_contact.is_none() && inbound.profile_name.is_none() {
+        name_new_customer(ports, org, account, &mut conversation, &mut contact, &now).await;
+    }
     if !inbound.attachments.is_empty() && !instance.customer_attachments {
         notify_attachments_refused(ports, org, account, &conversation, &now).await;
     }
@@ -287,6 +290,47 @@ pub async fn ingest(
         conversation_id: conversation.id,
         position,
     })
+}
+
+/// Asks the provider for the name of a customer seen for the first time,
+/// whose message carried none, and keeps it on their contact and
+/// conversation. Asked once: a later message finds the contact known. Best
+/// effort, as everything after the message is stored: no answer leaves the
+/// name unknown, and a conversation changed meanwhile keeps its version
+/// (the contact still gets the name).
+async fn name_new_customer(
+    ports: &Ports<'_>,
+    org: &str,
+    account: &Account,
+    conversation: &mut Conversation,
+    contact: &mut Contact,
+    now: &str,
+) {
+    let thread = conversation.thread();
+    let Some(name) = account.settings.customer_name(ports, thread).await else {
+        return;
+    };
+    contact.name = name.clone();
+    contact.updated_at = now.to_owned();
+    let contact_write = (
+        store::document_key::<Contact>(org, &contact.id),
+        store::encode(&*contact),
+    );
+    let mut named = conversation.clone();
+    named.profile_name = Some(name);
+    let now_millis = ports.clock.now_millis();
+    match commit(
+        ports.kv,
+        org,
+        &mut named,
+        now_millis,
+        vec![contact_write.clone()],
+    ) {
+        Ok(()) => *conversation = named,
+        Err(_) => {
+            let _ = ports.kv.set(&contact_write.0, &contact_write.1);
+        }
+    }
 }
 
 /// Another delivery of the message holds its lease: it is being stored

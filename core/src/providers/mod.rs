@@ -239,6 +239,13 @@ macro_rules! providers {
                 }
             }
 
+            /// A new customer's name, asked of the provider (best effort).
+            pub async fn customer_name(&self, ports: &Ports<'_>, thread: Thread<'_>) -> Option<String> {
+                match self {
+                    $(Settings::$variant(settings) => settings.customer_name(ports, thread).await,)*
+                }
+            }
+
             /// Sends `outgoing` through the account.
             pub async fn send(
                 &self,
@@ -356,6 +363,13 @@ pub trait Seam: Variant {
     // ---- credentials and sending
     async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, Error>;
     async fn send(&self, ports: &Ports<'_>, outgoing: &Outgoing<'_>) -> Result<SendOutcome, Error>;
+    /// The name of a new customer whose messages carry none, asked of the
+    /// provider once, after their first message is stored: `None` when the
+    /// provider cannot tell, could not be asked, or was slow. Bounded in
+    /// time: the provider waits for the webhook's answer meanwhile.
+    async fn customer_name(&self, _ports: &Ports<'_>, _thread: Thread<'_>) -> Option<String> {
+        None
+    }
 
     // ---- webhook (driven by [`crate::webhooks`])
     /// What is read of a request before its signature is checked, so the

@@ -48,6 +48,33 @@ pub fn graph(app_secret: &str, pages: &[(&str, &str, &str)]) -> Simulator {
 /// again. The token and proof are still checked first: a request failing
 /// them gets Graph's error and leaves the script alone.
 pub fn graph_scripted(app_secret: &str, pages: &[(&str, &str, &str)], script: Script) -> Simulator {
+    graph_with_profiles(app_secret, pages, script, Profiles::default())
+}
+
+/// How the simulated Graph answers the User Profile API for one customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Profile {
+    /// `{"first_name", "last_name", "id"}`, the fields asked for.
+    Named { first: String, last: String },
+    /// Graph's error 100, as for an app without profile access.
+    Refused,
+    /// The name, after this long.
+    Stalled(Duration),
+}
+
+/// Customers' profiles by PSID, which a test may change while Graph runs.
+pub type Profiles = Arc<Mutex<Vec<(String, Profile)>>>;
+
+/// [`graph_scripted`] that also answers `GET /v21.0/{psid}` for the
+/// customers in `profiles` (any page's token; PSIDs are not checked
+/// against pages here). Unknown ids get the error Graph gives objects it
+/// cannot load.
+pub fn graph_with_profiles(
+    app_secret: &str,
+    pages: &[(&str, &str, &str)],
+    script: Script,
+    profiles: Profiles,
+) -> Simulator {
     let secret = app_secret.to_owned();
     let pages: Vec<(String, String, String)> = pages
         .iter()
@@ -94,6 +121,15 @@ pub fn graph_scripted(app_secret: &str, pages: &[(&str, &str, &str)], script: Sc
             "me" => token_page.as_str(),
             page => page,
         };
+        let profile = profiles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(psid, _)| psid == requested)
+            .map(|(_, profile)| profile.clone());
+        if let (Some(profile), "GET") = (profile, request.method.as_str()) {
+            return profile_answer(request, requested, profile);
+        }
         match pages.iter().find(|(id, _, _)| id == requested) {
             Some((id, _, name)) if request.method == "GET" => {
                 Reply::json(200, page_fields(request, id, name))
@@ -126,6 +162,37 @@ fn page_fields(request: &Recorded, id: &str, name: &str) -> Value {
         };
     }
     Value::Object(page)
+}
+
+/// A customer's profile read: the `fields` asked for among `first_name`,
+/// `last_name` and `id`.
+fn profile_answer(request: &Recorded, psid: &str, profile: Profile) -> Reply {
+    let (first, last) = match profile {
+        Profile::Named { first, last } => (first, last),
+        Profile::Refused => {
+            return graph_error(
+                "(#100) Object does not exist, cannot be loaded due to missing permissions",
+                "GraphMethodException",
+                100,
+                Some(33),
+            )
+        }
+        Profile::Stalled(delay) => {
+            std::thread::sleep(delay);
+            ("Slow".to_owned(), "Poke".to_owned())
+        }
+    };
+    let fields = request.query_value("fields").unwrap_or_default();
+    let mut answer = serde_json::Map::new();
+    answer.insert("id".into(), json!(psid));
+    for field in fields.split(',') {
+        match field {
+            "first_name" => answer.insert(field.into(), json!(first)),
+            "last_name" => answer.insert(field.into(), json!(last)),
+            _ => None,
+        };
+    }
+    Reply::json(200, Value::Object(answer))
 }
 
 /// The tags a `MESSAGE_TAG` send may carry (providers.md 3.4).

@@ -481,6 +481,98 @@ async fn a_batched_messenger_delivery_threads_every_page_and_customer_once() {
     assert_eq!(texts(&web), ["hello from the web", "now from my phone"]);
 }
 
+/// Graph's profile reads (`GET /v21.0/{psid}`) of `psid`.
+fn profile_reads(omni: &Omni, psid: &str) -> Vec<sim::Recorded> {
+    omni.graph
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path == format!("/v21.0/{psid}"))
+        .collect()
+}
+
+/// The conversation of `psid` on the tagged page, and its contact.
+async fn named(omni: &Omni, psid: &str) -> (Value, Value) {
+    let conversation = omni
+        .conversations("")
+        .await
+        .into_iter()
+        .find(|c| c["customer_address"] == psid)
+        .unwrap_or_else(|| panic!("no conversation of {psid}"));
+    let conversation = omni
+        .conversation(conversation["id"].as_str().unwrap())
+        .await;
+    let contact_path = format!(
+        "/api/contacts/{}",
+        conversation["contact_id"].as_str().unwrap()
+    );
+    let contact = omni.get(&omni.org.key, &contact_path).await;
+    (conversation, contact)
+}
+
+#[tokio::test]
+async fn a_new_messenger_customer_is_named_from_graph_once_and_a_failing_graph_delays_nothing() {
+    let omni = Omni::start().await;
+    omni.agent("Gus", 5, &["general"]).await;
+    let profile = |psid: &str, profile: sim::Profile| {
+        let mut profiles = omni.graph_profiles.lock().unwrap();
+        profiles.push((psid.to_owned(), profile));
+    };
+    profile(
+        "PSID-1",
+        sim::Profile::Named {
+            first: "Jane".into(),
+            last: "Doe".into(),
+        },
+    );
+    profile("PSID-2", sim::Profile::Refused);
+    profile("PSID-3", sim::Profile::Stalled(Duration::from_secs(5)));
+    let write = |psid: &'static str, mid: &'static str| {
+        let omni = &omni;
+        async move {
+            let started = std::time::Instant::now();
+            let handled = omni
+                .facebook_delivery(&messenger(&[(
+                    TAGGED_PAGE,
+                    vec![messenger_text(TAGGED_PAGE, psid, mid, "hello")],
+                )]))
+                .await;
+            assert_eq!(handled.status(), 200, "{psid}: {}", handled.text());
+            started.elapsed()
+        }
+    };
+
+    write("PSID-1", "mid.1").await;
+    let (conversation, contact) = named(&omni, "PSID-1").await;
+    assert_eq!(conversation["profile_name"], "Jane Doe");
+    assert_eq!(contact["name"], "Jane Doe");
+    assert_eq!(texts(&conversation), ["hello"]);
+    let reads = profile_reads(&omni, "PSID-1");
+    assert_eq!(reads.len(), 1);
+    assert_eq!(
+        reads[0].query_value("fields").as_deref(),
+        Some("first_name,last_name")
+    );
+    assert_eq!(
+        reads[0].query_value("access_token").as_deref(),
+        Some(e2e::channels::TAGGED_TOKEN)
+    );
+    write("PSID-1", "mid.2").await;
+    assert_eq!(profile_reads(&omni, "PSID-1").len(), 1, "asked once");
+    let (conversation, _) = named(&omni, "PSID-1").await;
+    assert_eq!(texts(&conversation), ["hello", "hello"]);
+
+    // No profile access, or a Graph that stalls: stored at once, unnamed.
+    for (psid, mid) in [("PSID-2", "mid.3"), ("PSID-3", "mid.4")] {
+        let took = write(psid, mid).await;
+        assert!(took < Duration::from_secs(4), "{psid} took {took:?}");
+        assert_eq!(profile_reads(&omni, psid).len(), 1);
+        let (conversation, contact) = named(&omni, psid).await;
+        assert_eq!(texts(&conversation), ["hello"]);
+        assert!(conversation["profile_name"].is_null(), "{conversation}");
+        assert_eq!(contact["name"], psid, "the contact keeps its address");
+    }
+}
+
 /// Sends an agent reply and returns the Graph request it made.
 async fn reply(omni: &Omni, agent_key: &str, id: &str, text: &str) -> (u16, Value, Option<Value>) {
     let before = posts(&omni.graph, "/me/messages").len();

@@ -16,6 +16,9 @@
 //! and kinds the gateway does not handle are skipped rather than refused:
 //! a refused delivery is redelivered and can get the webhook disabled.
 //!
+//! A new customer's name is read once from Graph's User Profile API
+//! (`profile.rs`), best effort and time-boxed.
+//!
 //! Sending maps Graph's answers onto the decisions the caller has to make:
 //! done, outside the messaging window (only the customer writing again
 //! reopens it), retry later, or refused for good. Every message is scrubbed
@@ -24,6 +27,7 @@
 
 mod credentials;
 mod pages;
+mod profile;
 mod send;
 mod settings;
 mod webhook;
@@ -48,7 +52,7 @@ use crate::encoding::{hex, percent_encode};
 use crate::error::Error;
 use crate::input::Object;
 use crate::ports::{KeyValue, Ports};
-use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
+use crate::ports::{OutboundError, OutboundHttp, OutboundRequest, OutboundResponse};
 use crate::webhooks::{echo, Signer};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
@@ -137,6 +141,14 @@ impl Seam for Settings {
         send::message(self, ports, outgoing).await
     }
 
+    async fn customer_name(
+        &self,
+        ports: &Ports<'_>,
+        thread: crate::conversations::Thread<'_>,
+    ) -> Option<String> {
+        profile::customer_name(self, ports, thread).await
+    }
+
     type Unverified = ();
     const METHODS: &'static [&'static str] = &["GET", "POST"];
     const SIGNATURE_HEADER: &'static str = "X-Hub-Signature-256";
@@ -171,7 +183,6 @@ mod tests {
     use super::*;
     use crate::memory::reply;
     use crate::memory::{block_on, ScriptedHttp};
-    use crate::ports::OutboundError;
 
     pub(super) const SECRET: &str = "test_app_secret";
     pub(super) const PAGE: &str = "1234567890";
