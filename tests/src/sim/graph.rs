@@ -336,6 +336,46 @@ mod tests {
     }
 
     #[test]
+    fn profiles_are_answered_with_the_fields_asked_for_or_refused() {
+        let profiles = Profiles::default();
+        let sim = graph_with_profiles(
+            SECRET,
+            &[("1234567890", TOKEN, "Acme Support")],
+            Script::default(),
+            profiles.clone(),
+        );
+        profiles.lock().unwrap().extend([
+            (
+                "24680".to_owned(),
+                Profile::Named {
+                    first: "Jane".into(),
+                    last: "Doe".into(),
+                },
+            ),
+            ("13579".to_owned(), Profile::Refused),
+        ]);
+        let read = |psid: &str, proof: &str| {
+            let head = format!(
+                "GET /v21.0/{psid}?fields=first_name,last_name&access_token={TOKEN}\
+                 &appsecret_proof={proof} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                 Connection: close\r\n\r\n"
+            );
+            let addr = sim.base().trim_start_matches("http://").parse().unwrap();
+            let (status, answer) = http_exchange(addr, &head, b"");
+            (status, serde_json::from_str::<Value>(&answer).unwrap())
+        };
+        assert_eq!(
+            read("24680", PROOF),
+            (
+                200,
+                json!({"id": "24680", "first_name": "Jane", "last_name": "Doe"})
+            )
+        );
+        assert_eq!(error(&read("13579", PROOF)).1, Some(100));
+        assert_eq!(error(&read("24680", &PROOF.replace('9', "8"))).1, Some(100));
+    }
+
+    #[test]
     fn hub_signature_matches_the_providers_md_vector() {
         let body = r#"{"object":"page","entry":[{"id":"PAGE_ID","time":1458692752478,"messaging":[{"sender":{"id":"PSID"},"recipient":{"id":"PAGE_ID"},"timestamp":1458692752478,"message":{"mid":"mid.1457764197618:41d102a3e1ae206a38","text":"hello, world!"}}]}]}"#;
         assert_eq!(
