@@ -21,8 +21,31 @@ pub const ACCOUNT_SID: &str = "AC5ee0a1bd5ee0a1bd5ee0a1bd5ee0a1bd";
 pub const AUTH_TOKEN: &str = "7b1e0c3f9a2d4e6b8c0d1e2f3a4b5c6d";
 pub const BUSINESS_NUMBER: &str = "+14155238886";
 
-/// `X-Twilio-Signature` for a form POST to `url`.
+/// `X-Twilio-Signature` for a form POST to `url`, signed with the auth
+/// token (HMAC-SHA1).
 pub fn twilio_signature(token: &str, url: &str, params: &[(String, String)]) -> String {
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).expect("any key length");
+    mac.update(signed_string(url, params).as_bytes());
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// `X-Twilio-Signature` for a form POST to `url`, signed with a shared
+/// key's secret (HMAC-SHA256 over the same string, providers.md 1.3b).
+pub fn twilio_shared_key_signature(secret: &str, url: &str, params: &[(String, String)]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(signed_string(url, params).as_bytes());
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The `X-Twilio-Webhooks-Signature-Settings` value of a request signed
+/// with shared key `key_id`.
+pub fn shared_key_settings(key_id: &str) -> String {
+    format!("key={key_id},algorithm=HMAC_SHA256")
+}
+
+/// What Twilio signs: the URL, then each distinct (name, value) pair in
+/// byte order.
+fn signed_string(url: &str, params: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort();
     sorted.dedup();
@@ -31,9 +54,7 @@ pub fn twilio_signature(token: &str, url: &str, params: &[(String, String)]) -> 
         data.push_str(name);
         data.push_str(value);
     }
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).expect("any key length");
-    mac.update(data.as_bytes());
-    STANDARD.encode(mac.finalize().into_bytes())
+    data
 }
 
 /// `application/x-www-form-urlencoded` as Twilio posts it.
@@ -207,13 +228,26 @@ impl Centre {
         params: &[(String, String)],
         signature: Option<&str>,
     ) -> Handled {
+        let headers: Vec<(&str, &str)> = signature
+            .map(|signature| ("x-twilio-signature", signature))
+            .into_iter()
+            .collect();
+        self.post_webhook_with(params, &headers).await
+    }
+
+    /// Posts form `params` to the Twilio webhook with `headers`.
+    pub async fn post_webhook_with(
+        &self,
+        params: &[(String, String)],
+        headers: &[(&str, &str)],
+    ) -> Handled {
         let mut request = http::Request::builder()
             .method("POST")
             .uri(self.webhook_path())
             .header("host", "localhost:3000")
             .header("content-type", "application/x-www-form-urlencoded");
-        if let Some(signature) = signature {
-            request = request.header("x-twilio-signature", signature);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         crate::send(
             &self.gateway.app,
@@ -229,6 +263,27 @@ impl Centre {
         let url = format!("{PUBLIC_BASE_URL}{}", self.webhook_path());
         let signature = twilio_signature(AUTH_TOKEN, &url, params);
         self.post_webhook(params, Some(&signature)).await
+    }
+
+    /// Posts `params` signed as Twilio signs them with shared key `key_id`
+    /// whose secret is `secret`.
+    pub async fn signed_with_key(
+        &self,
+        params: &[(String, String)],
+        key_id: &str,
+        secret: &str,
+    ) -> Handled {
+        let url = format!("{PUBLIC_BASE_URL}{}", self.webhook_path());
+        let signature = twilio_shared_key_signature(secret, &url, params);
+        let settings = shared_key_settings(key_id);
+        self.post_webhook_with(
+            params,
+            &[
+                ("x-twilio-webhooks-signature-settings", &settings),
+                ("x-twilio-signature", &signature),
+            ],
+        )
+        .await
     }
 
     /// A customer's message, signed, asserting Twilio's 200 TwiML answer.
@@ -257,4 +312,35 @@ pub fn field(request: &sim::Recorded, name: &str) -> Option<String> {
         .into_iter()
         .find(|(key, _)| key == name)
         .map(|(_, value)| value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sdk_params() -> Vec<(String, String)> {
+        [
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+14158675309"),
+            ("Digits", "1234"),
+            ("From", "+14158675309"),
+            ("To", "+18005551212"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn signatures_match_the_providers_md_vectors() {
+        let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
+        assert_eq!(
+            twilio_signature("12345", url, &sdk_params()),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        );
+        assert_eq!(
+            twilio_shared_key_signature("12345", url, &sdk_params()),
+            "033hgUJA9M/hXIZsYjwkerEP/DBm35nEri5FhCYjA5s="
+        );
+    }
 }

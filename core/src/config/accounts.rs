@@ -5,7 +5,8 @@
 //! what every account shares.
 //!
 //! Each account has a global record `account/{id}` → its organisation and
-//! webhook secret, so a webhook (whose URL carries only the account id)
+//! webhook secrets (the provider's secret, and any keys a request may name
+//! instead: Twilio's shared keys), so a webhook (whose URL carries only the account id)
 //! finds its tenant and checks the provider's signature after one read; a
 //! deleted account leaves a tombstone there, so its webhooks answer 410
 //! Gone instead of looking like a typo (R-CFG-7).
@@ -188,17 +189,21 @@ impl Resource for Account {
         previous: Option<&Self>,
         effects: &mut Effects,
     ) -> Result<(), Error> {
-        // The webhook secret rides along so that a webhook checks the
+        // The webhook secrets ride along so that a webhook checks the
         // provider's signature after this one read, before reading anything
         // a forged request could make it read.
-        effects.writes.push((
-            global_key(&self.id),
-            store::encode(&json!({
-                "org": ctx.org(),
-                "provider": self.settings.provider(),
-                "secret": self.settings.webhook_secret(),
-            })),
-        ));
+        let mut record = json!({
+            "org": ctx.org(),
+            "provider": self.settings.provider(),
+            "secret": self.settings.webhook_secret(),
+        });
+        let keys = self.settings.webhook_keys();
+        if !keys.is_empty() {
+            record["keys"] = json!(keys);
+        }
+        effects
+            .writes
+            .push((global_key(&self.id), store::encode(&record)));
         if let Some(previous) = previous {
             let kept = self.addresses();
             let dropped: Vec<&str> = previous

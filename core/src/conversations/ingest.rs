@@ -837,6 +837,7 @@ mod tests {
                 account_sid: "AC".into(),
                 auth_token: "token".into(),
                 numbers: Vec::new(),
+                shared_keys: Vec::new(),
             }),
             created_at: String::new(),
             updated_at: String::new(),

@@ -37,7 +37,7 @@ use crate::error::Error;
 use crate::input::Object;
 use crate::ports::OutboundError;
 use crate::ports::{KeyValue, Ports};
-use crate::webhooks::Signer;
+use crate::webhooks::{Signer, WebhookKey};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 pub use facebook::PageTokenWarning;
@@ -166,6 +166,15 @@ macro_rules! providers {
             pub fn webhook_secret(&self) -> &str {
                 match self {
                     $(Settings::$variant(settings) => settings.webhook_secret(),)*
+                }
+            }
+
+            /// The other secrets the provider may sign this account's
+            /// webhooks with, each named by the request (Twilio's shared
+            /// keys, providers.md 1.3b).
+            pub fn webhook_keys(&self) -> Vec<WebhookKey> {
+                match self {
+                    $(Settings::$variant(settings) => settings.webhook_keys(),)*
                 }
             }
 
@@ -336,6 +345,11 @@ pub trait Seam: Variant {
     fn read(ctx: &Ctx, input: &Object, existing: Option<&Self>) -> Result<Self, Error>;
     fn view(&self, callback_url: &str) -> Value;
     fn webhook_secret(&self) -> &str;
+    /// Secrets the provider may sign with instead, each named by the
+    /// request; they ride in the account's global record with the secret.
+    fn webhook_keys(&self) -> Vec<WebhookKey> {
+        Vec::new()
+    }
     fn addresses(&self) -> Vec<&str>;
     fn on_save(
         &mut self,
@@ -396,11 +410,12 @@ pub trait Seam: Variant {
     ) -> Option<Result<Response, Error>> {
         None
     }
+    /// Whether the request is signed with one of the signer's secrets.
     fn signed(
         unverified: &Self::Unverified,
         request: &Request,
         ports: &Ports<'_>,
-        secret: &str,
+        signer: &Signer,
     ) -> bool;
     fn events(unverified: Self::Unverified, request: &Request) -> Result<Vec<Event>, Error>;
     /// Fills in the address of a message whose callback did not name it,

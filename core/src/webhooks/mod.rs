@@ -44,7 +44,7 @@ use crate::error::Error;
 use crate::ports::{KeyValue, Ports, UnixMillis};
 use crate::providers::{Event, Provider, Seam};
 use crate::store;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `/webhooks/{provider}/{accountId}`, for every provider.
 pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
@@ -80,7 +80,7 @@ async fn verified<S: Seam>(request: &Request, ports: &Ports<'_>) -> Result<Respo
     if let Some(answer) = S::handshake(&unverified, request, ports, &signer) {
         return answer;
     }
-    if !S::signed(&unverified, request, ports, &signer.secret) {
+    if !S::signed(&unverified, request, ports, &signer) {
         return Err(bad_signature(S::SIGNATURE_HEADER));
     }
     let events = S::events(unverified, request)?;
@@ -248,19 +248,45 @@ struct GlobalRecord {
     deleted_at: Option<String>,
     #[serde(default)]
     secret: Option<String>,
+    /// Absent from records written before they carried the named keys.
+    #[serde(default)]
+    keys: Vec<WebhookKey>,
 }
 
-/// A webhook's account, its tenant and the secret its provider signs the
+/// A secret a provider may sign an account's webhooks with instead of
+/// [`Signer::secret`], named by the request (Twilio's shared keys).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookKey {
+    pub id: String,
+    pub secret: String,
+}
+
+/// A webhook's account, its tenant and the secrets its provider signs the
 /// account's requests with.
 pub struct Signer {
     pub account_id: String,
     pub org: String,
     pub secret: String,
+    /// The secrets a request may name instead of [`Signer::secret`].
+    pub keys: Vec<WebhookKey>,
+}
+
+impl Signer {
+    /// The secret of key `id`, if the account holds it.
+    pub fn key(&self, id: &str) -> Option<&str> {
+        self.keys
+            .iter()
+            .find(|key| key.id == id)
+            .map(|key| key.secret.as_str())
+    }
 }
 
 /// The [`Signer`] of a `provider` account named in a webhook URL: one read
-/// of its global record. A record written before it carried the secret
-/// takes a second read, of the account document itself.
+/// of its global record, which holds the secret and the named keys. A
+/// record written before it carried the secret takes a second read, of the
+/// account document itself (and takes the keys from it too); one written
+/// after it carried the secret but before it carried keys was written
+/// before accounts held any.
 pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: Provider) -> Result<Signer, Error> {
     let unknown = || unknown_account(account_id, provider);
     if !crate::store::is_id(account_id) {
@@ -279,17 +305,22 @@ pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: Provider) -> Result
             message: format!("account {account_id} was deleted at {deleted_at}; remove this callback URL at the provider"),
         });
     }
-    let secret = match record.secret {
-        Some(secret) => secret,
+    let (secret, keys) = match record.secret {
+        Some(secret) => (secret, record.keys),
         None => {
             let (account, _) = read_account(kv, &record.org, account_id, provider, Vec::new())?;
-            account.settings.webhook_secret().to_owned()
+            let settings = &account.settings;
+            (
+                settings.webhook_secret().to_owned(),
+                settings.webhook_keys(),
+            )
         }
     };
     Ok(Signer {
         account_id: account_id.to_owned(),
         org: record.org,
         secret,
+        keys,
     })
 }
 
@@ -394,6 +425,7 @@ mod tests {
 
     const ORG: &str = "0123456789abcdef0123456789abcdef";
     const ACCOUNT: &str = "fedcba9876543210fedcba9876543210";
+    const KEY_ID: &str = "SK0123456789abcdef0123456789abcdef";
 
     fn with_account(global: serde_json::Value) -> MemoryKeyValue {
         let kv = MemoryKeyValue::default();
@@ -404,6 +436,10 @@ mod tests {
                 account_sid: "AC00000000000000000000000000000000".into(),
                 auth_token: "token-in-the-account".into(),
                 numbers: Vec::new(),
+                shared_keys: vec![crate::providers::twilio::SharedKey {
+                    id: KEY_ID.into(),
+                    secret: "key-secret-in-the-account".into(),
+                }],
             }),
             created_at: String::new(),
             updated_at: String::new(),
@@ -444,10 +480,27 @@ mod tests {
     #[test]
     fn a_record_written_before_it_held_the_secret_reads_the_account() {
         let kv = with_account(json!({"org": ORG, "provider": "twilio"}));
-        assert_eq!(
-            signer(&kv, ACCOUNT, Provider::Twilio).unwrap().secret,
-            "token-in-the-account"
+        let found = signer(&kv, ACCOUNT, Provider::Twilio).unwrap();
+        assert_eq!(found.secret, "token-in-the-account");
+        assert_eq!(found.key(KEY_ID), Some("key-secret-in-the-account"));
+    }
+
+    #[test]
+    fn the_global_record_holds_the_named_keys() {
+        let kv = with_account(json!({
+            "org": ORG, "provider": "twilio", "secret": "token-in-the-record",
+            "keys": [{"id": KEY_ID, "secret": "key-secret-in-the-record"}],
+        }));
+        // Taken from the record, not from the account document.
+        let found = signer(&kv, ACCOUNT, Provider::Twilio).unwrap();
+        assert_eq!(found.key(KEY_ID), Some("key-secret-in-the-record"));
+        assert_eq!(found.key("SK00000000000000000000000000000000"), None);
+        // A record written before it held keys: the account had none then.
+        let kv = with_account(
+            json!({"org": ORG, "provider": "twilio", "secret": "token-in-the-record"}),
         );
+        let found = signer(&kv, ACCOUNT, Provider::Twilio).unwrap();
+        assert!(found.keys.is_empty());
     }
 
     #[test]

@@ -4,7 +4,10 @@
 
 use e2e::api::PUBLIC_BASE_URL;
 use e2e::sim::{twilio_error, Reply, Simulator};
-use e2e::whatsapp::{field, message_params, twilio_signature, Centre, AUTH_TOKEN};
+use e2e::whatsapp::{
+    field, message_params, shared_key_settings, twilio_shared_key_signature, twilio_signature,
+    Centre, AUTH_TOKEN,
+};
 use futures::future::join_all;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -145,6 +148,122 @@ async fn bad_or_missing_signatures_are_refused_with_nothing_stored() {
         )
         .await;
     assert_eq!(unknown.status(), 404);
+}
+
+const SHARED_KEY_ID: &str = "SK0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f";
+const SHARED_KEY_SECRET: &str = "mKz8Qw2vR7tY4uP1sD6fG9hJ3kL5xC0b";
+
+/// A refused webhook: 403 `invalid_signature` after the account's record
+/// alone was read, nothing written.
+fn refused_after_one_read(refused: &devhost::Handled, case: &str) {
+    assert_eq!(refused.status(), 403, "{case}: {}", refused.text());
+    assert_eq!(
+        refused.json()["error"]["code"],
+        "invalid_signature",
+        "{case}"
+    );
+    assert_eq!(
+        (refused.kv.reads, refused.kv.writes),
+        (1, 0),
+        "{case}: {:?}",
+        refused.kv
+    );
+}
+
+#[tokio::test]
+async fn a_shared_key_signature_is_checked_with_the_key_the_request_names() {
+    let centre = Centre::start("round_robin", false).await;
+    let agent = centre.agent("Gus", 2, &["general"]).await;
+    let account = format!("/api/accounts/{}", centre.account_id);
+    let patch = |body: Value| {
+        let (account, key) = (account.clone(), centre.org.key.clone());
+        let centre = &centre;
+        async move {
+            let answer = centre
+                .gateway
+                .call("PATCH", &account, Some(&key), Some(&body))
+                .await;
+            assert_eq!(answer.status(), 200, "{}", answer.text());
+            answer
+        }
+    };
+    // The key's secret is write-only, and kept by a PATCH that leaves it
+    // (or the whole list) out.
+    let added =
+        patch(json!({"shared_keys": [{"id": SHARED_KEY_ID, "secret": SHARED_KEY_SECRET}]})).await;
+    assert!(
+        !added.text().contains(SHARED_KEY_SECRET),
+        "{}",
+        added.text()
+    );
+    let shown = json!([{"id": SHARED_KEY_ID, "secret": "****xC0b"}]);
+    assert_eq!(added.json()["shared_keys"], shown);
+    patch(json!({"name": "WhatsApp (shared key)"})).await;
+    let kept = patch(json!({"shared_keys": [{"id": SHARED_KEY_ID}]})).await;
+    assert_eq!(kept.json()["shared_keys"], shown);
+
+    let params = message_params(&sid(1), CUSTOMER, "signed with a shared key", &[]);
+    let url = format!("{PUBLIC_BASE_URL}{}", centre.webhook_path());
+    let by_key = twilio_shared_key_signature(SHARED_KEY_SECRET, &url, &params);
+    let by_other_secret = twilio_shared_key_signature("another-secret", &url, &params);
+    let by_token = twilio_signature(AUTH_TOKEN, &url, &params);
+    let settings = shared_key_settings(SHARED_KEY_ID);
+    let unknown = shared_key_settings("SK00000000000000000000000000000000");
+    let sha512 = format!("key={SHARED_KEY_ID},algorithm=HMAC_SHA512");
+    let cases: [(&str, &str, &str); 5] = [
+        ("an unknown key id", &unknown, &by_key),
+        ("a wrong signature", &settings, &by_other_secret),
+        (
+            "the token's signature under the key's header",
+            &settings,
+            &by_token,
+        ),
+        ("an algorithm Twilio does not sign with", &sha512, &by_key),
+        ("the key's signature without its header", "", &by_key),
+    ];
+    for (case, settings, signature) in cases {
+        let mut headers = vec![("x-twilio-signature", signature)];
+        if !settings.is_empty() {
+            headers.push(("x-twilio-webhooks-signature-settings", settings));
+        }
+        refused_after_one_read(&centre.post_webhook_with(&params, &headers).await, case);
+    }
+    assert!(centre.conversations("").await.is_empty());
+
+    // Signed with the key: stored, answered as Twilio expects.
+    let accepted = centre
+        .signed_with_key(&params, SHARED_KEY_ID, SHARED_KEY_SECRET)
+        .await;
+    assert_eq!(accepted.status(), 200, "{}", accepted.text());
+    assert!(accepted.text().contains("<Response></Response>"));
+    // The auth token's signature still works beside the key.
+    centre
+        .customer_says(&sid(2), CUSTOMER, "and with the auth token")
+        .await;
+    let listed = centre.conversations("").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let id = listed[0]["id"].as_str().unwrap();
+    let read = centre
+        .get(&agent.key, &format!("/api/conversations/{id}"))
+        .await;
+    let texts: Vec<&str> = read["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        ["signed with a shared key", "and with the auth token"]
+    );
+
+    // A key removed from the account signs nothing any more.
+    patch(json!({"shared_keys": []})).await;
+    let later = message_params(&sid(3), CUSTOMER, "after the key went", &[]);
+    let refused = centre
+        .signed_with_key(&later, SHARED_KEY_ID, SHARED_KEY_SECRET)
+        .await;
+    refused_after_one_read(&refused, "a removed key");
 }
 
 #[tokio::test]

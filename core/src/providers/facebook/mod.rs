@@ -165,8 +165,8 @@ impl Seam for Settings {
         webhook::handshake(request, ports, signer)
     }
 
-    fn signed(_: &(), request: &Request, _ports: &Ports<'_>, secret: &str) -> bool {
-        webhook::signed(request, secret)
+    fn signed(_: &(), request: &Request, _ports: &Ports<'_>, signer: &Signer) -> bool {
+        webhook::signed(request, &signer.secret)
     }
 
     fn events(_: (), request: &Request) -> Result<Vec<super::Event>, Error> {

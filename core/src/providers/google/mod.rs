@@ -143,8 +143,17 @@ impl Seam for Settings {
         webhook::handshake(webhook, signer)
     }
 
-    fn signed(_: &Self::Unverified, request: &Request, _ports: &Ports<'_>, secret: &str) -> bool {
-        signature_valid(secret, &request.body, request.header("x-goog-signature"))
+    fn signed(
+        _: &Self::Unverified,
+        request: &Request,
+        _ports: &Ports<'_>,
+        signer: &crate::webhooks::Signer,
+    ) -> bool {
+        signature_valid(
+            &signer.secret,
+            &request.body,
+            request.header("x-goog-signature"),
+        )
     }
 
     fn events(webhook: Self::Unverified, _request: &Request) -> Result<Vec<Event>, Error> {

@@ -125,8 +125,13 @@ impl Seam for Settings {
 
     fn unverified(_request: &Request) {}
 
-    fn signed(_: &(), request: &Request, _ports: &Ports<'_>, secret: &str) -> bool {
-        webhook::signed(request, secret)
+    fn signed(
+        _: &(),
+        request: &Request,
+        _ports: &Ports<'_>,
+        signer: &crate::webhooks::Signer,
+    ) -> bool {
+        webhook::signed(request, &signer.secret)
     }
 
     fn events(_: (), request: &Request) -> Result<Vec<Event>, Error> {

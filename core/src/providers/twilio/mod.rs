@@ -7,7 +7,8 @@
 //!   for a SID the token does not belong to, and its `status` tells a
 //!   suspended or closed account (whose credentials authenticate but cannot
 //!   send) from an active one.
-//! - Webhooks are signed with the auth token over the URL Twilio was
+//! - Webhooks are signed with the auth token, or with a shared key the
+//!   request names (HMAC-SHA256 then), over the URL Twilio was
 //!   configured with, which behind a proxy or port mapping is not always the
 //!   URL the request arrived on; so validation tries the URL with and without
 //!   its port as Twilio's SDKs do, and signs the string verbatim (no case or
@@ -28,7 +29,7 @@ mod webhook;
 
 pub use credentials::*;
 pub use send::*;
-pub use settings::{Settings, WhatsAppNumber};
+pub use settings::{Settings, SharedKey, WhatsAppNumber, MAX_SHARED_KEYS};
 pub use webhook::*;
 
 use super::{basic_auth, endpoint, http_status, json, scrub, text, verdict_for};
@@ -45,11 +46,13 @@ use crate::error::Error;
 use crate::input::Object;
 use crate::ports::Ports;
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
+use crate::webhooks::{Signer, WebhookKey};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha1::Sha1;
+use sha2::Sha256;
 
 /// WhatsApp takes free-form messages for 24 hours after the customer's
 /// last message; after that only approved templates.
@@ -99,8 +102,8 @@ impl Seam for Settings {
         delivery_status(word)
     }
 
-    fn read(_ctx: &Ctx, input: &Object, _existing: Option<&Self>) -> Result<Self, Error> {
-        Settings::read(input)
+    fn read(_ctx: &Ctx, input: &Object, existing: Option<&Self>) -> Result<Self, Error> {
+        Settings::read(input, existing)
     }
 
     fn view(&self, callback_url: &str) -> Value {
@@ -109,6 +112,16 @@ impl Seam for Settings {
 
     fn webhook_secret(&self) -> &str {
         &self.auth_token
+    }
+
+    fn webhook_keys(&self) -> Vec<WebhookKey> {
+        self.shared_keys
+            .iter()
+            .map(|key| WebhookKey {
+                id: key.id.clone(),
+                secret: key.secret.clone(),
+            })
+            .collect()
     }
 
     fn addresses(&self) -> Vec<&str> {
@@ -146,9 +159,9 @@ impl Seam for Settings {
         params: &Self::Unverified,
         request: &Request,
         ports: &Ports<'_>,
-        secret: &str,
+        signer: &Signer,
     ) -> bool {
-        webhook::signed(params, request, ports, secret)
+        webhook::signed(params, request, ports, signer)
     }
 
     fn events(params: Self::Unverified, _request: &Request) -> Result<Vec<Event>, Error> {

@@ -1,5 +1,7 @@
 //! A Twilio account's fields (R-CFG-1): the Account SID, the auth token
-//! (write-only; it also signs the webhooks) and the WhatsApp numbers.
+//! (write-only; it also signs the webhooks), the WhatsApp numbers and the
+//! shared keys Twilio may sign the webhooks with instead (providers.md
+//! 1.3b; each secret write-only too).
 
 use crate::auth::mask;
 use crate::error::Error;
@@ -14,6 +16,9 @@ pub struct Settings {
     pub account_sid: String,
     pub auth_token: String,
     pub numbers: Vec<WhatsAppNumber>,
+    /// Absent from accounts saved before shared keys existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_keys: Vec<SharedKey>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -22,10 +27,23 @@ pub struct WhatsAppNumber {
     pub number: E164,
 }
 
-pub const FIELDS: &[&str] = &["account_sid", "auth_token", "numbers"];
+/// A key Twilio signs webhooks with instead of the auth token, named by
+/// the request's `X-Twilio-Webhooks-Signature-Settings` header.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SharedKey {
+    /// `SK` and 32 hex digits.
+    pub id: String,
+    pub secret: String,
+}
+
+/// How many shared keys an account holds: enough to rotate them, and a
+/// bound on the record every webhook reads.
+pub const MAX_SHARED_KEYS: usize = 10;
+
+pub const FIELDS: &[&str] = &["account_sid", "auth_token", "numbers", "shared_keys"];
 
 impl Settings {
-    pub(super) fn read(input: &Object) -> Result<Settings, Error> {
+    pub(super) fn read(input: &Object, existing: Option<&Settings>) -> Result<Settings, Error> {
         let numbers = input.objects("numbers", |n| {
             n.only(&["name", "number"])?;
             Ok(WhatsAppNumber {
@@ -35,9 +53,10 @@ impl Settings {
         })?;
         unique(input, "numbers", numbers.iter().map(|n| n.number.as_str()))?;
         Ok(Settings {
-            account_sid: input.parsed("account_sid", account_sid)?,
+            account_sid: input.parsed("account_sid", sid("AC", "Twilio Account SID"))?,
             auth_token: input.parsed("auth_token", no_whitespace("auth token"))?,
             numbers,
+            shared_keys: read_shared_keys(input, existing)?,
         })
     }
 
@@ -46,6 +65,10 @@ impl Settings {
             "account_sid": self.account_sid,
             "auth_token": mask(&self.auth_token),
             "numbers": self.numbers,
+            "shared_keys": self.shared_keys.iter().map(|key| json!({
+                "id": key.id,
+                "secret": mask(&key.secret),
+            })).collect::<Vec<_>>(),
             "callback_url": callback_url,
         })
     }
@@ -55,11 +78,188 @@ impl Settings {
     }
 }
 
-fn account_sid(text: &str) -> Result<String, String> {
-    let hex = text.strip_prefix("AC").unwrap_or("");
-    if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(text.to_owned())
-    } else {
-        Err(format!("\"{text}\" is not a Twilio Account SID: it is AC followed by 32 hex digits, as shown on the Twilio console"))
+/// The shared keys of `input`; a key the account already holds keeps its
+/// secret when the input leaves the secret out, as a PATCH does with the
+/// masked secrets it read.
+fn read_shared_keys(input: &Object, existing: Option<&Settings>) -> Result<Vec<SharedKey>, Error> {
+    let before = existing.map_or(&[][..], |e| e.shared_keys.as_slice());
+    let keys = input.objects("shared_keys", |key| {
+        key.only(&["id", "secret"])?;
+        let id = key.parsed("id", sid("SK", "Twilio shared key id"))?;
+        let secret = match key.optional_parsed("secret", no_whitespace("shared key's secret"))? {
+            Some(secret) => secret,
+            None => match before.iter().find(|b| b.id == id) {
+                Some(before) => before.secret.clone(),
+                None => return Err(key.missing("secret")),
+            },
+        };
+        Ok(SharedKey { id, secret })
+    })?;
+    if keys.len() > MAX_SHARED_KEYS {
+        return Err(input.error(
+            "shared_keys",
+            "too_many",
+            format!("an account holds at most {MAX_SHARED_KEYS} shared keys; remove the ones Twilio no longer signs with"),
+        ));
+    }
+    unique(input, "shared_keys", keys.iter().map(|k| k.id.as_str()))?;
+    Ok(keys)
+}
+
+/// A Twilio id: `prefix` and 32 hex digits (`AC…` accounts, `SK…` keys).
+fn sid(prefix: &'static str, what: &'static str) -> impl Fn(&str) -> Result<String, String> {
+    move |text: &str| {
+        let hex = text.strip_prefix(prefix).unwrap_or("");
+        if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(text.to_owned())
+        } else {
+            Err(format!("\"{text}\" is not a {what}: it is {prefix} followed by 32 hex digits, as shown on the Twilio console"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_ID: &str = "SK0123456789abcdef0123456789abcdef";
+    const OTHER_ID: &str = "SKfedcba9876543210fedcba9876543210";
+
+    fn read(body: Value, existing: Option<&Settings>) -> Result<Settings, Error> {
+        let mut input = json!({
+            "account_sid": "AC00000000000000000000000000000000",
+            "auth_token": "0123456789abcdef0123456789abcdef",
+            "numbers": [],
+        });
+        input
+            .as_object_mut()
+            .unwrap()
+            .extend(body.as_object().unwrap().clone());
+        Settings::read(&Object::root(input.as_object().unwrap()), existing)
+    }
+
+    fn refusal(body: Value, existing: Option<&Settings>) -> (String, &'static str) {
+        let error = read(body, existing).expect_err("refused");
+        assert_eq!(error.status(), 422, "{error:?}");
+        (error.field().unwrap_or_default().to_owned(), error.code())
+    }
+
+    #[test]
+    fn shared_keys_are_kept_and_shown_masked() {
+        let settings = read(
+            json!({"shared_keys": [{"id": KEY_ID, "secret": "a-shared-key-secret-1234"}]}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(settings.shared_keys.len(), 1);
+        assert_eq!(settings.shared_keys[0].secret, "a-shared-key-secret-1234");
+        let view = settings.view("https://cb");
+        assert_eq!(
+            view["shared_keys"],
+            json!([{"id": KEY_ID, "secret": "****1234"}])
+        );
+        assert!(!view.to_string().contains("a-shared-key-secret"));
+        // None is none: an empty list, and nothing stored.
+        let none = read(json!({}), None).unwrap();
+        assert_eq!(none.view("https://cb")["shared_keys"], json!([]));
+        assert!(serde_json::to_value(&none)
+            .unwrap()
+            .get("shared_keys")
+            .is_none());
+    }
+
+    #[test]
+    fn a_key_sent_without_its_secret_keeps_the_one_it_had() {
+        let existing = read(
+            json!({"shared_keys": [{"id": KEY_ID, "secret": "first-secret"}]}),
+            None,
+        )
+        .unwrap();
+        let kept = read(
+            json!({"shared_keys": [{"id": KEY_ID}, {"id": OTHER_ID, "secret": "second-secret"}]}),
+            Some(&existing),
+        )
+        .unwrap();
+        let secrets: Vec<(&str, &str)> = kept
+            .shared_keys
+            .iter()
+            .map(|k| (k.id.as_str(), k.secret.as_str()))
+            .collect();
+        assert_eq!(
+            secrets,
+            [(KEY_ID, "first-secret"), (OTHER_ID, "second-secret")]
+        );
+        let rotated = read(
+            json!({"shared_keys": [{"id": KEY_ID, "secret": "rotated"}]}),
+            Some(&existing),
+        )
+        .unwrap();
+        assert_eq!(rotated.shared_keys[0].secret, "rotated");
+        // A new key needs its secret.
+        assert_eq!(
+            refusal(json!({"shared_keys": [{"id": OTHER_ID}]}), Some(&existing)),
+            ("shared_keys[0].secret".to_owned(), "required")
+        );
+    }
+
+    #[test]
+    fn shared_keys_are_refused_by_field() {
+        for id in [
+            "SK0123456789abcdef0123456789abcde",
+            "AC0123456789abcdef0123456789abcdef",
+            "sk0123456789abcdef0123456789abcdef",
+            "SK0123456789abcdef0123456789abcdeg",
+        ] {
+            assert_eq!(
+                refusal(json!({"shared_keys": [{"id": id, "secret": "s"}]}), None),
+                ("shared_keys[0].id".to_owned(), "invalid_format"),
+                "{id}"
+            );
+        }
+        assert_eq!(
+            refusal(json!({"shared_keys": [{"id": KEY_ID}]}), None),
+            ("shared_keys[0].secret".to_owned(), "required")
+        );
+        assert_eq!(
+            refusal(
+                json!({"shared_keys": [{"id": KEY_ID, "secret": "has spaces"}]}),
+                None
+            )
+            .1,
+            "invalid_format"
+        );
+        assert_eq!(
+            refusal(
+                json!({"shared_keys": [{"id": KEY_ID, "secret": "s", "name": "x"}]}),
+                None
+            )
+            .0,
+            "shared_keys[0].name"
+        );
+        assert_eq!(
+            refusal(
+                json!({"shared_keys": [{"id": KEY_ID, "secret": "a"}, {"id": KEY_ID, "secret": "b"}]}),
+                None
+            ),
+            ("shared_keys[1]".to_owned(), "duplicate")
+        );
+        let eleven: Vec<Value> = (0..=MAX_SHARED_KEYS)
+            .map(|n| json!({"id": format!("SK{n:032x}"), "secret": "s"}))
+            .collect();
+        assert_eq!(
+            refusal(json!({ "shared_keys": eleven }), None),
+            ("shared_keys".to_owned(), "too_many")
+        );
+    }
+
+    #[test]
+    fn settings_stored_before_shared_keys_still_read() {
+        let stored = json!({
+            "account_sid": "AC00000000000000000000000000000000",
+            "auth_token": "token",
+            "numbers": [{"name": "Support", "number": "+14155238886"}],
+        });
+        let settings: Settings = serde_json::from_value(stored).unwrap();
+        assert!(settings.shared_keys.is_empty());
     }
 }

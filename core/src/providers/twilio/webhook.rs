@@ -13,14 +13,99 @@ use crate::conversations::Attachment;
 use crate::error::Error;
 use crate::ports::Ports;
 use crate::providers::Event;
-use crate::webhooks::{customer_text, invalid_callback};
+use crate::webhooks::{customer_text, invalid_callback, Signer};
 
 /// `X-Twilio-Signature` for a form POST to `url` (providers.md 1.3):
 /// Base64 of HMAC-SHA1 keyed with the auth token over `url` followed by
 /// every parameter's name and value, names in byte order; a repeated name
 /// contributes each of its distinct values, sorted.
 pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
-    sign(auth_token, url, &in_signing_order(params))
+    signature_with(Algorithm::HmacSha1, auth_token, url, params)
+}
+
+/// The signature of the same string with `algorithm` keyed with `secret`:
+/// a shared key's signature is [`Algorithm::HmacSha256`] keyed with its
+/// secret (providers.md 1.3b).
+pub fn signature_with(
+    algorithm: Algorithm,
+    secret: &str,
+    url: &str,
+    params: &[(String, String)],
+) -> String {
+    sign(algorithm, secret, url, &in_signing_order(params))
+}
+
+/// The HMACs Twilio signs webhooks with, as
+/// `X-Twilio-Webhooks-Signature-Settings` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// The legacy scheme, and the one a request without the header uses.
+    HmacSha1,
+    /// Shared keys' scheme.
+    HmacSha256,
+}
+
+impl Algorithm {
+    /// `HMAC_SHA1` or `HMAC_SHA256`, in any case, as Twilio's SDKs read it.
+    pub fn parse(name: &str) -> Option<Algorithm> {
+        if name.eq_ignore_ascii_case("HMAC_SHA1") {
+            Some(Algorithm::HmacSha1)
+        } else if name.eq_ignore_ascii_case("HMAC_SHA256") {
+            Some(Algorithm::HmacSha256)
+        } else {
+            None
+        }
+    }
+}
+
+/// The header a shared key's signature comes with:
+/// `key=<key id>,algorithm=HMAC_SHA256`.
+pub const SIGNATURE_SETTINGS_HEADER: &str = "x-twilio-webhooks-signature-settings";
+
+/// What `X-Twilio-Webhooks-Signature-Settings` says (providers.md 1.3b):
+/// comma-separated `name=value` pairs, spaces around either ignored, the
+/// first non-empty value of a name counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SignatureSettings<'a> {
+    /// The shared key's id; `None`: the auth token.
+    pub key: Option<&'a str>,
+    /// The algorithm's name as given; `None`: HMAC-SHA1.
+    pub algorithm: Option<&'a str>,
+}
+
+impl<'a> SignatureSettings<'a> {
+    /// The settings a header value gives; a missing header gives none.
+    pub fn parse(header: Option<&'a str>) -> SignatureSettings<'a> {
+        let mut settings = SignatureSettings::default();
+        for part in header.unwrap_or("").split(',') {
+            let Some((name, value)) = part.split_once('=') else {
+                continue;
+            };
+            let value = Some(value.trim()).filter(|value| !value.is_empty());
+            match name.trim() {
+                "key" => settings.key = settings.key.or(value),
+                "algorithm" => settings.algorithm = settings.algorithm.or(value),
+                _ => {}
+            }
+        }
+        settings
+    }
+
+    /// The algorithm and the secret a request with these settings is
+    /// checked with: the key the header names (which the account must
+    /// hold), else the auth token; the algorithm it names, else HMAC-SHA1.
+    /// `None`: an unknown key or algorithm, which no signature passes.
+    pub fn secret<'s>(&self, signer: &'s Signer) -> Option<(Algorithm, &'s str)> {
+        let algorithm = match self.algorithm {
+            None => Algorithm::HmacSha1,
+            Some(name) => Algorithm::parse(name)?,
+        };
+        let secret = match self.key {
+            None => signer.secret.as_str(),
+            Some(id) => signer.key(id)?,
+        };
+        Some((algorithm, secret))
+    }
 }
 
 /// The distinct (name, value) pairs in the order Twilio signs them: by
@@ -35,9 +120,25 @@ pub(super) fn in_signing_order(params: &[(String, String)]) -> Vec<&(String, Str
 }
 
 /// The signature over `url` and pairs already [`in_signing_order`].
-pub(super) fn sign(auth_token: &str, url: &str, sorted: &[&(String, String)]) -> String {
-    let mut mac = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes())
-        .expect("HMAC takes a key of any length");
+pub(super) fn sign(
+    algorithm: Algorithm,
+    secret: &str,
+    url: &str,
+    sorted: &[&(String, String)],
+) -> String {
+    match algorithm {
+        Algorithm::HmacSha1 => mac::<Hmac<Sha1>>(secret, url, sorted),
+        Algorithm::HmacSha256 => mac::<Hmac<Sha256>>(secret, url, sorted),
+    }
+}
+
+fn mac<M: Mac + hmac::digest::KeyInit>(
+    secret: &str,
+    url: &str,
+    sorted: &[&(String, String)],
+) -> String {
+    let mut mac =
+        <M as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
     mac.update(url.as_bytes());
     for (name, value) in sorted {
         mac.update(name.as_bytes());
@@ -47,12 +148,25 @@ pub(super) fn sign(auth_token: &str, url: &str, sorted: &[&(String, String)]) ->
 }
 
 /// Whether `given` (the `X-Twilio-Signature` header) signs a form POST of
-/// `params` to `url`, with or without the URL's port: Twilio signs the URL
-/// as configured, and a proxy or the SDKs' conventions may add or drop a
-/// default port on the way. The parameters are put in order once and
-/// signed once per form of the URL.
+/// `params` to `url` with the auth token (HMAC-SHA1), with or without the
+/// URL's port.
 pub fn signature_valid(
     auth_token: &str,
+    url: &str,
+    params: &[(String, String)],
+    given: &str,
+) -> bool {
+    signature_valid_with(Algorithm::HmacSha1, auth_token, url, params, given)
+}
+
+/// Whether `given` signs a form POST of `params` to `url` with `algorithm`
+/// keyed with `secret`, with or without the URL's port: Twilio signs the
+/// URL as configured, and a proxy or the SDKs' conventions may add or drop
+/// a default port on the way. The parameters are put in order once and
+/// signed once per form of the URL.
+pub fn signature_valid_with(
+    algorithm: Algorithm,
+    secret: &str,
     url: &str,
     params: &[(String, String)],
     given: &str,
@@ -61,7 +175,7 @@ pub fn signature_valid(
     // Every candidate is computed and compared, so the time taken says
     // nothing about which one came close.
     url_variants(url).iter().fold(false, |valid, candidate| {
-        let expected = sign(auth_token, candidate, &sorted);
+        let expected = sign(algorithm, secret, candidate, &sorted);
         constant_time_eq(expected.as_bytes(), given.as_bytes()) | valid
     })
 }
@@ -263,21 +377,29 @@ pub(super) fn optional(params: &[(String, String)], name: &str) -> Option<String
         .map(str::to_owned)
 }
 
-/// Whether the request carries Twilio's signature with `auth_token`.
+/// Whether the request carries Twilio's signature: with the shared key
+/// its `X-Twilio-Webhooks-Signature-Settings` header names, else with the
+/// auth token. A key the account does not hold, or an algorithm Twilio
+/// does not sign with, passes no signature.
 pub(super) fn signed(
     params: &[(String, String)],
     request: &Request,
     ports: &Ports<'_>,
-    auth_token: &str,
+    signer: &Signer,
 ) -> bool {
+    let settings = SignatureSettings::parse(request.header(SIGNATURE_SETTINGS_HEADER));
+    let (Some(given), Some((algorithm, secret))) = (
+        request.header("x-twilio-signature"),
+        settings.secret(signer),
+    ) else {
+        return false;
+    };
     let base = crate::config::public_base_url(ports.variables);
     let url = match request.query.as_str() {
         "" => format!("{base}{}", request.path),
         query => format!("{base}{}?{query}", request.path),
     };
-    request
-        .header("x-twilio-signature")
-        .is_some_and(|given| signature_valid(auth_token, &url, params, given))
+    signature_valid_with(algorithm, secret, &url, params, given)
 }
 
 pub(super) fn events(params: &[(String, String)]) -> Result<Vec<Event>, Error> {
@@ -643,6 +765,197 @@ mod tests {
             &params,
             &good.to_lowercase()
         ));
+    }
+
+    /// providers.md 1.3b, from the official SDK's
+    /// `compute_signature(url, params, "HMAC_SHA256")`.
+    const SHARED_KEY_VECTOR: &str = "033hgUJA9M/hXIZsYjwkerEP/DBm35nEri5FhCYjA5s=";
+
+    #[test]
+    fn signs_the_shared_key_vector_with_hmac_sha256() {
+        let params = sdk_params();
+        let sha256 = Algorithm::HmacSha256;
+        assert_eq!(
+            signature_with(sha256, VECTOR_TOKEN, BASE_URL, &params),
+            SHARED_KEY_VECTOR
+        );
+        for url in [BASE_URL, "https://mycompany.com:443/myapp.php?foo=1&bar=2"] {
+            assert!(
+                signature_valid_with(sha256, VECTOR_TOKEN, url, &params, SHARED_KEY_VECTOR),
+                "{url}"
+            );
+        }
+        // Each algorithm accepts its own signature only.
+        assert!(!signature_valid(
+            VECTOR_TOKEN,
+            BASE_URL,
+            &params,
+            SHARED_KEY_VECTOR
+        ));
+        assert!(!signature_valid_with(
+            sha256,
+            VECTOR_TOKEN,
+            BASE_URL,
+            &params,
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
+        assert!(!signature_valid_with(
+            sha256,
+            "12346",
+            BASE_URL,
+            &params,
+            SHARED_KEY_VECTOR
+        ));
+        // The WhatsApp-shaped vector, computed with twilio-python 9.13.
+        assert_eq!(
+            signature_with(
+                sha256,
+                VECTOR_TOKEN,
+                WHATSAPP_URL,
+                &form_pairs(WHATSAPP_BODY)
+            ),
+            "1mLFym0KhxrszHfkV+9ss2l1IYqJToKxcm9xF4MJQ0o="
+        );
+    }
+
+    #[test]
+    fn reads_the_signature_settings_header_as_the_sdks_do() {
+        let read = |header| SignatureSettings::parse(header);
+        let settings = |key, algorithm| SignatureSettings { key, algorithm };
+        assert_eq!(read(None), settings(None, None));
+        assert_eq!(read(Some("")), settings(None, None));
+        assert_eq!(
+            read(Some("key=SK1,algorithm=HMAC_SHA256")),
+            settings(Some("SK1"), Some("HMAC_SHA256"))
+        );
+        assert_eq!(
+            read(Some(" algorithm = hmac_sha256 , key = SK1 , x=y, junk")),
+            settings(Some("SK1"), Some("hmac_sha256"))
+        );
+        // The first value that is not empty counts.
+        assert_eq!(
+            read(Some("algorithm=,key=,algorithm=HMAC_SHA1,key=SK2,key=SK3")),
+            settings(Some("SK2"), Some("HMAC_SHA1"))
+        );
+        assert_eq!(read(Some("key=a=b")), settings(Some("a=b"), None));
+        assert_eq!(Algorithm::parse("Hmac_Sha256"), Some(Algorithm::HmacSha256));
+        assert_eq!(Algorithm::parse("HMAC_SHA1"), Some(Algorithm::HmacSha1));
+        assert_eq!(Algorithm::parse("HMAC_SHA512"), None);
+    }
+
+    const KEY_ID: &str = "SK0123456789abcdef0123456789abcdef";
+    const KEY_SECRET: &str = "shared-key-secret";
+
+    fn signer() -> Signer {
+        Signer {
+            account_id: "a".repeat(32),
+            org: "o".repeat(32),
+            secret: VECTOR_TOKEN.into(),
+            keys: vec![crate::webhooks::WebhookKey {
+                id: KEY_ID.into(),
+                secret: KEY_SECRET.into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_header_chooses_the_secret_and_the_algorithm() {
+        let signer = signer();
+        let chosen = |header: Option<&str>| {
+            SignatureSettings::parse(header)
+                .secret(&signer)
+                .map(|(algorithm, secret)| (algorithm, secret.to_owned()))
+        };
+        let sha1 = |secret: &str| Some((Algorithm::HmacSha1, secret.to_owned()));
+        let sha256 = |secret: &str| Some((Algorithm::HmacSha256, secret.to_owned()));
+        assert_eq!(chosen(None), sha1(VECTOR_TOKEN));
+        assert_eq!(
+            chosen(Some(&format!("key={KEY_ID},algorithm=HMAC_SHA256"))),
+            sha256(KEY_SECRET)
+        );
+        assert_eq!(chosen(Some(&format!("key={KEY_ID}"))), sha1(KEY_SECRET));
+        assert_eq!(chosen(Some("algorithm=HMAC_SHA256")), sha256(VECTOR_TOKEN));
+        // A key the account does not hold, or an algorithm Twilio does not
+        // sign with: nothing passes.
+        assert_eq!(
+            chosen(Some(
+                "key=SK00000000000000000000000000000000,algorithm=HMAC_SHA256"
+            )),
+            None
+        );
+        assert_eq!(
+            chosen(Some(&format!("key={KEY_ID},algorithm=HMAC_SHA512"))),
+            None
+        );
+    }
+
+    #[test]
+    fn a_webhook_passes_with_the_named_key_or_the_auth_token_only() {
+        let memory = crate::memory::MemoryPorts {
+            variables: crate::memory::MapVariables::from([(
+                "public_base_url",
+                "https://gateway.example.com",
+            )]),
+            ..Default::default()
+        };
+        let ports = memory.ports();
+        let params = form_pairs(WHATSAPP_BODY);
+        let request = |headers: &[(&str, &str)]| {
+            let mut request = Request::new(crate::api::Method::Post, "/webhooks/twilio/whatsapp");
+            request.headers = pairs(headers);
+            request
+        };
+        let sha256 = Algorithm::HmacSha256;
+        let by_key = signature_with(sha256, KEY_SECRET, WHATSAPP_URL, &params);
+        let by_token = signature(VECTOR_TOKEN, WHATSAPP_URL, &params);
+        let settings = format!("key={KEY_ID},algorithm=HMAC_SHA256");
+        let unknown = "key=SK00000000000000000000000000000000,algorithm=HMAC_SHA256";
+        let token_as_sha256 = signature_with(sha256, VECTOR_TOKEN, WHATSAPP_URL, &params);
+        let cases: [(&[(&str, &str)], bool); 7] = [
+            (&[("x-twilio-signature", &by_token)], true),
+            (
+                &[
+                    ("x-twilio-webhooks-signature-settings", &settings),
+                    ("x-twilio-signature", &by_key),
+                ],
+                true,
+            ),
+            // The key's signature without the header that names it.
+            (&[("x-twilio-signature", &by_key)], false),
+            // The token's signature under the key's header.
+            (
+                &[
+                    ("x-twilio-webhooks-signature-settings", &settings),
+                    ("x-twilio-signature", &by_token),
+                ],
+                false,
+            ),
+            (
+                &[
+                    ("x-twilio-webhooks-signature-settings", unknown),
+                    ("x-twilio-signature", &token_as_sha256),
+                ],
+                false,
+            ),
+            (
+                &[
+                    ("x-twilio-webhooks-signature-settings", &settings),
+                    ("x-twilio-signature", &token_as_sha256),
+                ],
+                false,
+            ),
+            (
+                &[("x-twilio-webhooks-signature-settings", &settings)],
+                false,
+            ),
+        ];
+        for (n, (headers, expected)) in cases.iter().enumerate() {
+            assert_eq!(
+                signed(&params, &request(headers), &ports, &signer()),
+                *expected,
+                "case {n}"
+            );
+        }
     }
 
     #[test]
