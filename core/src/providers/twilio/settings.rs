@@ -53,7 +53,7 @@ impl Settings {
         })?;
         unique(input, "numbers", numbers.iter().map(|n| n.number.as_str()))?;
         Ok(Settings {
-            account_sid: input.parsed("account_sid", sid("AC", "Twilio Account SID"))?,
+            account_sid: input.parsed("account_sid", account_sid)?,
             auth_token: input.parsed("auth_token", no_whitespace("auth token"))?,
             numbers,
             shared_keys: read_shared_keys(input, existing)?,
@@ -120,15 +120,13 @@ fn shared_key_id(text: &str) -> Result<String, String> {
     }
 }
 
-/// A Twilio id: `prefix` and 32 hex digits (`AC…` accounts).
-fn sid(prefix: &'static str, what: &'static str) -> impl Fn(&str) -> Result<String, String> {
-    move |text: &str| {
-        let hex = text.strip_prefix(prefix).unwrap_or("");
-        if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            Ok(text.to_owned())
-        } else {
-            Err(format!("\"{text}\" is not a {what}: it is {prefix} followed by 32 hex digits, as shown on the Twilio console"))
-        }
+/// A Twilio Account SID: `AC` and 32 hex digits.
+fn account_sid(text: &str) -> Result<String, String> {
+    let hex = text.strip_prefix("AC").unwrap_or("");
+    if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("\"{text}\" is not a Twilio Account SID: it is AC followed by 32 hex digits, as shown on the Twilio console"))
     }
 }
 
