@@ -11,6 +11,7 @@
 
 use spin_sdk::http::{IncomingRequest, Method, Response};
 use spin_sdk::http_component;
+use switchboard_core::time::http_date;
 
 /// One file of the console.
 struct Asset {
@@ -84,6 +85,13 @@ fn handle(request: IncomingRequest) -> Response {
     answer(200, content_type, body, Some(&etag))
 }
 
+/// The host's clock, in the unit the core's date formatting takes.
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
+}
+
 fn answer(status: u16, content_type: &str, body: &[u8], etag: Option<&str>) -> Response {
     let mut builder = Response::builder();
     builder
@@ -96,7 +104,7 @@ fn answer(status: u16, content_type: &str, body: &[u8], etag: Option<&str>) -> R
         .header("x-frame-options", "DENY")
         // The app's own clock, which the console's reply-window countdown
         // reads: the browser's may be off, and tests move the dev host's.
-        .header("date", http_date(std::time::SystemTime::now()));
+        .header("date", http_date(now_millis()));
     if let Some(etag) = etag {
         builder.header("etag", etag);
     }
@@ -108,32 +116,4 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-/// An HTTP date (IMF-fixdate), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
-fn http_date(now: std::time::SystemTime) -> String {
-    let secs = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    let days = (secs / 86_400) as i64;
-    let (hour, minute, second) = (secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{}, {day:02} {} {year} {hour:02}:{minute:02}:{second:02} GMT",
-        WEEKDAYS[days.rem_euclid(7) as usize],
-        MONTHS[(month - 1) as usize]
-    )
 }
