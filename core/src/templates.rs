@@ -9,6 +9,7 @@
 
 use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::Role;
+use crate::channel::Channel;
 use crate::config::{in_use, serve, Ctx, Resource};
 use crate::entities::outbound_config::OutboundConfig;
 use crate::error::Error;
@@ -124,7 +125,7 @@ impl fmt::Display for RenderFailure {
 impl Template {
     /// Whether this template can serve `config`.
     pub fn check_serves(&self, config: &OutboundConfig) -> Result<(), String> {
-        if !self.allows(&config.channel_type) {
+        if !self.allows(config.channel_type.as_str()) {
             return Err(format!(
                 "template {} is not for {} (its channel types: {})",
                 self.id,
@@ -138,7 +139,7 @@ impl Template {
             .versions
             .get(&self.default_locale)
             .is_some_and(|version| version.approved);
-        if config.channel_type == "whatsapp" && !default_approved {
+        if config.channel_type == Channel::Whatsapp && !default_approved {
             return Err(format!(
                 "template {}'s default-locale version ({}) is not WhatsApp-approved; mark it approved with its Content SID",
                 self.id, self.default_locale

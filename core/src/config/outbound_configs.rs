@@ -44,9 +44,8 @@ impl Resource for OutboundConfig {
             .choice("channel_type", CHANNEL_TYPES)?
             .and_then(Channel::parse)
             .ok_or_else(|| input.missing("channel_type"))?;
-        // SMS numbers are stored as digits; the other channels' as +E.164.
-        let channel = match channel_type {
-            Channel::Sms => input.parsed("channel", DigitsNumber::parse)?.to_string(),
+        let number = match channel_type {
+            Channel::Sms => input.parsed("channel", sms_number)?,
             Channel::Whatsapp | Channel::Messenger | Channel::Gbm => {
                 input.parsed("channel", E164::parse)?.to_string()
             }
@@ -58,10 +57,7 @@ impl Resource for OutboundConfig {
             .join(" or ");
         let owners: Vec<Account> = store::list_all::<Account>(ctx.kv(), ctx.org())?
             .into_iter()
-            .filter(|account| {
-                account.settings.provider().serves(channel_type)
-                    && account.addresses().contains(&channel.as_str())
-            })
+            .filter(|account| account_number(account, channel_type, &number).is_some())
             .collect();
         let account_id = match (input.str("account_id")?, owners.as_slice()) {
             (Some(wanted), _) if owners.iter().any(|a| a.id == wanted) => wanted.to_owned(),
@@ -69,7 +65,7 @@ impl Resource for OutboundConfig {
                 return Err(input.error(
                     "account_id",
                     "unknown_account",
-                    format!("{channel} is not a number of a {provider} account with id {wanted}"),
+                    format!("{number} is not a number of a {provider} account with id {wanted}"),
                 ))
             }
             (None, [only]) => only.id.clone(),
@@ -77,23 +73,30 @@ impl Resource for OutboundConfig {
                 return Err(input.error(
                     "channel",
                     "unknown_channel",
-                    format!("{channel} is not a number of any {provider} account of this organisation; add it to one with PATCH /api/accounts/{{id}}"),
+                    format!("{number} is not a number of any {provider} account of this organisation; add it to one with PATCH /api/accounts/{{id}}"),
                 ))
             }
             (None, _) => {
                 return Err(input.error(
                     "account_id",
                     "ambiguous_channel",
-                    format!("{channel} belongs to several {provider} accounts; say which with \"account_id\""),
+                    format!("{number} belongs to several {provider} accounts; say which with \"account_id\""),
                 ))
             }
         };
+        // Stored as the account writes it, which is how the provider
+        // expects it in a send.
+        let channel = owners
+            .iter()
+            .find(|owner| owner.id == account_id)
+            .and_then(|owner| account_number(owner, channel_type, &number))
+            .unwrap_or(number);
         let template_id = input.required_str("template_id")?;
         let config = OutboundConfig {
             id,
             name,
             show_on_timeline: input.bool("show_on_timeline")?.unwrap_or(false),
-            channel_type: channel_type.as_str().to_owned(),
+            channel_type,
             channel,
             account_id,
             template_id: template_id.to_owned(),
@@ -112,4 +115,25 @@ impl Resource for OutboundConfig {
             .map_err(|reason| input.error("template_id", "template_mismatch", reason))?;
         Ok(config)
     }
+}
+
+/// An SMS number as written at TeleSign (digits) or Twilio (+E.164).
+fn sms_number(text: &str) -> Result<String, String> {
+    if text.starts_with('+') {
+        E164::parse(text).map(|number| number.to_string())
+    } else {
+        DigitsNumber::parse(text).map(|number| number.to_string())
+    }
+}
+
+/// `number` as `account` writes it, if it is one of the account's
+/// addresses on `channel`; a leading `+` does not tell numbers apart.
+fn account_number(account: &Account, channel: Channel, number: &str) -> Option<String> {
+    let digits = |address: &str| address.trim_start_matches('+').to_owned();
+    account
+        .settings
+        .addresses_on(channel)
+        .into_iter()
+        .find(|address| digits(address) == digits(number))
+        .map(str::to_owned)
 }

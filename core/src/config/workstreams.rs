@@ -56,14 +56,14 @@ fn read_channel(ctx: &Ctx, channel: Channel, item: Object) -> Result<ChannelInst
             )
         })?;
     let address = item.required_str("address")?;
-    if !account.addresses().contains(&address) {
+    if account.settings.channel_at(address) != Some(channel) {
         let what = account.settings.address_kind();
         return Err(item.error(
             "address",
             "unknown_address",
             format!(
-                "\"{address}\" is not {what} ({})",
-                account.addresses().join(", ")
+                "\"{address}\" is not {what} on {channel} ({})",
+                account.settings.addresses_on(channel).join(", ")
             ),
         ));
     }

@@ -81,7 +81,7 @@ mod tests {
         Conversation {
             id: "c".repeat(32),
             state,
-            channel: "sms".into(),
+            channel: crate::channel::Channel::Sms,
             workstream_id: "w".into(),
             account_id: "a".into(),
             channel_address: "1".into(),

@@ -127,7 +127,7 @@ fn now(ctx: &Ctx) -> String {
 fn view(conversation: &Conversation, last_customer: Option<&str>) -> Value {
     let closes = last_customer
         .and_then(|at| crate::time::parse_rfc3339(at).ok())
-        .and_then(|millis| window_closes_at(Channel::parse(&conversation.channel)?, millis))
+        .and_then(|millis| window_closes_at(conversation.channel, millis))
         .map(crate::time::rfc3339);
     json!({
         "id": conversation.id,
@@ -536,7 +536,7 @@ fn link(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Erro
         return answer(&conversation, last.as_deref());
     }
     let address = ContactAddress {
-        channel: conversation.channel.clone(),
+        channel: conversation.channel.as_str().to_owned(),
         address: conversation.customer_address.clone(),
     };
     let mut writes = vec![(
@@ -630,7 +630,7 @@ async fn send_reply(
             if text.trim().is_empty() && attachments.is_empty() {
                 return Err(input.missing("text").into());
             }
-            if !attachments.is_empty() && conversation.channel == "sms" {
+            if !attachments.is_empty() && conversation.channel == Channel::Sms {
                 return Err(input
                     .error(
                         "attachments",
@@ -659,9 +659,9 @@ async fn send_reply(
     }
     let window = match &content {
         // Approved WhatsApp templates are what goes out after the window.
-        Content::Template { .. } if conversation.channel == "whatsapp" => Window::Open,
+        Content::Template { .. } if conversation.channel == Channel::Whatsapp => Window::Open,
         _ => free_form_window(
-            account.settings.provider().channel(),
+            conversation.channel,
             instance.human_agent_tag,
             true,
             last.as_deref()
@@ -764,9 +764,9 @@ fn render_template(
         context_items: context_items.as_ref(),
     };
     let rendered = template
-        .render(&conversation.channel, Some(&locale), &context)
+        .render(conversation.channel.as_str(), Some(&locale), &context)
         .map_err(|failure| reply_render_error(input, &failure))?;
-    if conversation.channel == "whatsapp" && rendered.content_sid.is_none() {
+    if conversation.channel == Channel::Whatsapp && rendered.content_sid.is_none() {
         return Err(input.error(
             "template_id",
             "no_approved_version",

@@ -141,6 +141,7 @@ mod tests {
         .expect("a contact");
         let inbound = Inbound {
             provider_message_id: "SM1".into(),
+            channel: crate::channel::Channel::Whatsapp,
             customer_address: "+4917612345678".into(),
             channel_address: "+14155238886".into(),
             text: "Hello".into(),

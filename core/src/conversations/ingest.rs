@@ -27,6 +27,7 @@ use super::{
     commit, last_customer_key, messages, pending_outbound_key, provider_message_key, record_intent,
     record_outcome, thread_id, Attachment, Author, Conversation, Message, State,
 };
+use crate::channel::Channel;
 use crate::config::accounts::Account;
 use crate::entities::agent::{Agent, Presence};
 use crate::entities::contact::{address_key, Contact, ContactAddress};
@@ -42,6 +43,8 @@ use crate::store;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inbound {
     pub provider_message_id: String,
+    /// The channel the customer wrote on.
+    pub channel: Channel,
     /// The customer: `+E.164` for phone channels, the PSID, the GBM
     /// conversation id.
     pub customer_address: String,
@@ -75,7 +78,7 @@ pub fn thread_keys(
     inbound: &Inbound,
     now: UnixMillis,
 ) -> Vec<String> {
-    let channel = provider.channel().as_str();
+    let channel = inbound.channel.as_str();
     let thread = thread_id(
         org,
         account_id,
@@ -156,10 +159,13 @@ pub async fn ingest(
 ) -> Result<Ingested, Error> {
     let kv = ports.kv;
     let provider = account.settings.provider();
-    let channel = provider.channel().as_str();
+    let channel = inbound.channel.as_str();
     let facts = ThreadFacts::read(found);
     if facts.stored_at.is_some() {
         return Ok(Ingested::Duplicate);
+    }
+    if account.settings.channel_at(&inbound.channel_address) != Some(inbound.channel) {
+        return Err(wrong_channel(account, inbound));
     }
     let workstream_id = facts
         .workstream_id
@@ -362,6 +368,18 @@ fn no_workstream(account: &Account, inbound: &Inbound) -> Error {
     )
 }
 
+/// 404 for a message on a channel its address does not carry on the
+/// account (an SMS to a WhatsApp number): nothing serves it.
+fn wrong_channel(account: &Account, inbound: &Inbound) -> Error {
+    Error::not_found(
+        "wrong_channel",
+        format!(
+            "{} does not carry {} on account {}; add it to the account for that channel (PATCH /api/accounts/{})",
+            inbound.channel_address, inbound.channel, account.id, account.id
+        ),
+    )
+}
+
 struct Arrival<'a> {
     account: &'a Account,
     channel: &'a str,
@@ -472,7 +490,7 @@ fn store_message(
         None => Conversation {
             id: conversation_id,
             state: State::Open,
-            channel: channel.to_owned(),
+            channel: inbound.channel,
             workstream_id: workstream.id.clone(),
             account_id: account.id.clone(),
             channel_address: inbound.channel_address.clone(),
@@ -836,7 +854,11 @@ mod tests {
             settings: Settings::Twilio(crate::providers::twilio::Settings {
                 account_sid: "AC".into(),
                 auth_token: "token".into(),
-                numbers: Vec::new(),
+                numbers: vec![crate::providers::twilio::Number {
+                    name: "Support".into(),
+                    number: crate::phone::E164::parse("+14155238886").unwrap(),
+                }],
+                sms_numbers: Vec::new(),
                 shared_keys: Vec::new(),
             }),
             created_at: String::new(),
@@ -876,6 +898,7 @@ mod tests {
     fn message(sid: &str) -> Inbound {
         Inbound {
             provider_message_id: sid.into(),
+            channel: Channel::Whatsapp,
             customer_address: "+4917612345678".into(),
             channel_address: "+14155238886".into(),
             text: "hello".into(),
@@ -1073,11 +1096,41 @@ mod tests {
     fn an_address_no_workstream_serves_is_a_404_naming_the_fix() {
         let memory = MemoryPorts::default();
         let ports = memory.ports();
-        let account = setup(ports.kv);
+        let mut account = setup(ports.kv);
+        let Settings::Twilio(twilio) = &mut account.settings else {
+            unreachable!("setup makes a Twilio account")
+        };
+        twilio.numbers.push(crate::providers::twilio::Number {
+            name: "Unrouted".into(),
+            number: crate::phone::E164::parse("+15550000000").unwrap(),
+        });
         let mut inbound = message("SM2");
         inbound.channel_address = "+15550000000".into();
         let refused = deliver(&ports, &account, &inbound).unwrap_err();
         assert_eq!((refused.status(), refused.code()), (404, "no_workstream"));
         assert!(refused.message().contains("PATCH /api/workstreams"));
+    }
+
+    #[test]
+    fn a_message_on_a_channel_its_number_does_not_carry_is_refused_and_not_stored() {
+        let memory = MemoryPorts::default();
+        let ports = memory.ports();
+        let account = setup(ports.kv);
+        let mut sms = message("SM3");
+        sms.channel = Channel::Sms;
+        let refused = deliver(&ports, &account, &sms).unwrap_err();
+        assert_eq!((refused.status(), refused.code()), (404, "wrong_channel"));
+        assert!(
+            refused.message().contains("does not carry sms"),
+            "{}",
+            refused.message()
+        );
+        // The same message on the number's channel is stored: nothing of
+        // the refusal stood in its way.
+        sms.channel = Channel::Whatsapp;
+        assert!(matches!(
+            deliver(&ports, &account, &sms).unwrap(),
+            Ingested::Stored { .. }
+        ));
     }
 }

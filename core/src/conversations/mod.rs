@@ -32,6 +32,7 @@ pub mod ingest;
 pub mod reply;
 pub mod routing;
 
+use crate::channel::Channel;
 use crate::error::Error;
 use crate::locale::Locale;
 use crate::ports::{KeyValue, UnixMillis};
@@ -74,8 +75,7 @@ impl State {
 pub struct Conversation {
     pub id: String,
     pub state: State,
-    /// The channel type: `whatsapp`, `sms`, `facebook` or `gbm`.
-    pub channel: String,
+    pub channel: Channel,
     pub workstream_id: String,
     pub account_id: String,
     /// Our side: the number, page or agent the customer wrote to.
@@ -116,6 +116,7 @@ crate::document!(Conversation, "conversation");
 impl Conversation {
     pub fn thread(&self) -> Thread<'_> {
         Thread {
+            channel: self.channel,
             ours: &self.channel_address,
             customer: &self.customer_address,
         }
@@ -125,6 +126,7 @@ impl Conversation {
 /// The two ends a message travels between.
 #[derive(Debug, Clone, Copy)]
 pub struct Thread<'a> {
+    pub channel: Channel,
     /// Our number, page or agent.
     pub ours: &'a str,
     /// The customer's number, PSID or conversation id.

@@ -172,7 +172,7 @@ pub async fn deliver(
         window,
     };
     let outcome = account.settings.send(ports, &outgoing).await?;
-    outcome_to_result(account, outcome, ports.clock.now_millis())
+    outcome_to_result(account, thread.channel, outcome, ports.clock.now_millis())
 }
 
 /// The error code of a message of ours handed to a provider whose answer
@@ -189,6 +189,7 @@ pub fn may_have_been_sent(error: &Error) -> bool {
 /// The provider's answer as the API reports it.
 fn outcome_to_result(
     account: &Account,
+    channel: Channel,
     outcome: SendOutcome,
     now_millis: i64,
 ) -> Result<Sent, Undelivered> {
@@ -199,7 +200,7 @@ fn outcome_to_result(
             status,
         }),
         SendOutcome::OutsideWindow { .. } => Err(Undelivered::window_closed(
-            account.settings.provider().channel(),
+            channel,
             now_millis,
             true,
         )),

@@ -639,7 +639,7 @@ mod tests {
         Conversation {
             id: format!("c{n:031x}"),
             state: State::Open,
-            channel: "whatsapp".into(),
+            channel: crate::channel::Channel::Whatsapp,
             workstream_id: "w".into(),
             account_id: "a".into(),
             channel_address: "+4712345678".into(),

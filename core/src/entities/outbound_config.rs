@@ -1,6 +1,7 @@
 //! An outbound configuration (R-OUT-1) as stored: what a flow's send call
 //! uses.
 
+use crate::channel::Channel;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +10,7 @@ pub struct OutboundConfig {
     pub id: String,
     pub name: String,
     pub show_on_timeline: bool,
-    pub channel_type: String,
+    pub channel_type: Channel,
     /// The number messages are sent from.
     pub channel: String,
     /// The account that owns `channel`.

@@ -147,7 +147,7 @@ pub fn recipient(index: usize, value: &Value, config: &OutboundConfig) -> Result
     fields.only(CONTACT_FIELDS)?;
     let to = fields.parsed("tocontactid", E164::parse)?;
     let channel = fields.required_str("channelid")?;
-    if !channel.eq_ignore_ascii_case(&config.channel_type) {
+    if !channel.eq_ignore_ascii_case(config.channel_type.as_str()) {
         let known = ["sms", "whatsapp"];
         let code = if known.iter().any(|c| channel.eq_ignore_ascii_case(c)) {
             "channel_mismatch"
@@ -218,7 +218,7 @@ mod tests {
             id: "c".repeat(32),
             name: "Case created".into(),
             show_on_timeline,
-            channel_type: "sms".into(),
+            channel_type: crate::channel::Channel::Sms,
             channel: "4712345678".into(),
             account_id: "a".repeat(32),
             template_id: "t".repeat(32),

@@ -513,7 +513,7 @@ mod tests {
             id: CONFIG.into(),
             name: "c".into(),
             show_on_timeline: false,
-            channel_type: "sms".into(),
+            channel_type: crate::channel::Channel::Sms,
             channel: "14252306549".into(),
             account_id: account.id.clone(),
             template_id: template.id.clone(),

@@ -724,6 +724,7 @@ async fn send_all(ports: &Ports<'_>, setup: &Setup, ready: &[Ready]) -> Vec<Resu
                 rendered: ready.rendered.clone(),
             };
             let thread = Thread {
+                channel: config.channel_type,
                 ours: &config.channel,
                 customer: ready.recipient.to.as_str(),
             };
@@ -990,7 +991,7 @@ mod tests {
             id: "f".repeat(32),
             name: "Case updated".into(),
             show_on_timeline: false,
-            channel_type: "sms".into(),
+            channel_type: crate::channel::Channel::Sms,
             channel: "14252306549".into(),
             account_id: "a".repeat(32),
             template_id: "e".repeat(32),

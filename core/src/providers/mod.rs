@@ -82,13 +82,6 @@ macro_rules! providers {
                 }
             }
 
-            /// The channel this provider's accounts carry.
-            pub fn channel(self) -> Channel {
-                match self {
-                    $(Provider::$variant => <$module::Settings as Seam>::CHANNEL,)*
-                }
-            }
-
             /// Whether this provider's accounts carry `channel`.
             pub fn serves(self, channel: Channel) -> bool {
                 match self {
@@ -182,6 +175,14 @@ macro_rules! providers {
             pub fn addresses(&self) -> Vec<&str> {
                 match self {
                     $(Settings::$variant(settings) => settings.addresses(),)*
+                }
+            }
+
+            /// The channel customers reach the account on at `address`, if
+            /// it is one of the account's.
+            pub fn channel_at(&self, address: &str) -> Option<Channel> {
+                match self {
+                    $(Settings::$variant(settings) => settings.channel_at(address),)*
                 }
             }
 
@@ -303,6 +304,16 @@ impl Provider {
     }
 }
 
+impl Settings {
+    /// The account's addresses that carry `channel`.
+    pub fn addresses_on(&self, channel: Channel) -> Vec<&str> {
+        self.addresses()
+            .into_iter()
+            .filter(|address| self.channel_at(address) == Some(channel))
+            .collect()
+    }
+}
+
 impl std::fmt::Display for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -329,14 +340,15 @@ pub trait Seam: Variant {
     const FIELDS: &'static [&'static str];
     /// What an address of the account is, for messages.
     const ADDRESS_KIND: &'static str;
-    /// The channel the provider's accounts carry.
-    const CHANNEL: Channel;
+    /// The channels the provider's accounts carry; an account's address
+    /// carries the first unless [`Seam::channel_at`] says otherwise.
+    const CHANNELS: &'static [Channel];
     /// The Spin variables holding the provider's API bases, each with the
     /// name logs give the calls to it.
     const API_BASES: &'static [(&'static str, &'static str)];
 
     fn serves(channel: Channel) -> bool {
-        channel == Self::CHANNEL
+        Self::CHANNELS.contains(&channel)
     }
     fn reply_window(channel: Channel) -> ReplyWindow;
     fn delivery_status(word: &str) -> DeliveryStatus;
@@ -351,6 +363,12 @@ pub trait Seam: Variant {
         Vec::new()
     }
     fn addresses(&self) -> Vec<&str>;
+    /// The channel `address` carries, if it is one of the account's.
+    fn channel_at(&self, address: &str) -> Option<Channel> {
+        self.addresses()
+            .contains(&address)
+            .then_some(Self::CHANNELS[0])
+    }
     fn on_save(
         &mut self,
         _ctx: &Ctx,

@@ -436,6 +436,7 @@ mod tests {
                 account_sid: "AC00000000000000000000000000000000".into(),
                 auth_token: "token-in-the-account".into(),
                 numbers: Vec::new(),
+                sms_numbers: Vec::new(),
                 shared_keys: vec![crate::providers::twilio::SharedKey {
                     id: KEY_ID.into(),
                     secret: "key-secret-in-the-account".into(),

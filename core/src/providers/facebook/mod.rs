@@ -75,7 +75,7 @@ impl Seam for Settings {
     const PROVIDER: Provider = Provider::Facebook;
     const DISPLAY_NAME: &'static str = "Facebook";
     const FIELDS: &'static [&'static str] = settings::FIELDS;
-    const CHANNEL: Channel = Channel::Messenger;
+    const CHANNELS: &'static [Channel] = &[Channel::Messenger];
     const API_BASES: &'static [(&'static str, &'static str)] = &[("facebook", "graph_api_base")];
     const ADDRESS_KIND: &'static str = "the page id of one of the account's connected pages";
 

@@ -405,6 +405,7 @@ fn core_events(event: &Event) -> Vec<providers::Event> {
 /// customer of the page.
 fn inbound(event: &Event, mid: &str, text: &str, attachments: &[Attachment]) -> Inbound {
     Inbound {
+        channel: Channel::Messenger,
         provider_message_id: mid.to_owned(),
         customer_address: event.psid.clone(),
         channel_address: event.page_id.clone(),

@@ -59,7 +59,7 @@ impl Seam for Settings {
     const PROVIDER: Provider = Provider::Google;
     const DISPLAY_NAME: &'static str = "Google";
     const FIELDS: &'static [&'static str] = settings::FIELDS;
-    const CHANNEL: Channel = Channel::Gbm;
+    const CHANNELS: &'static [Channel] = &[Channel::Gbm];
     const API_BASES: &'static [(&'static str, &'static str)] = &[
         ("gbm", "gbm_api_base"),
         ("google_oauth", "google_oauth_base"),

@@ -256,6 +256,7 @@ pub(super) fn events(webhook: Result<Webhook, String>) -> Result<Vec<Event>, Err
             attachments,
             display_name,
         } => vec![Event::Message(Inbound {
+            channel: Channel::Gbm,
             provider_message_id: message_id,
             customer_address: conversation_id,
             channel_address: agent_id,

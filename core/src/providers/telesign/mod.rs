@@ -70,7 +70,7 @@ impl Seam for Settings {
     const PROVIDER: Provider = Provider::Telesign;
     const DISPLAY_NAME: &'static str = "TeleSign";
     const FIELDS: &'static [&'static str] = settings::FIELDS;
-    const CHANNEL: Channel = Channel::Sms;
+    const CHANNELS: &'static [Channel] = &[Channel::Sms];
     const API_BASES: &'static [(&'static str, &'static str)] = &[("telesign", "telesign_api_base")];
     const ADDRESS_KIND: &'static str = "one of the account's numbers";
 

@@ -172,6 +172,7 @@ pub(super) fn events(request: &Request) -> Result<Vec<Event>, Error> {
     Ok(vec![
         match parse_callback(&request.body).map_err(invalid_callback)? {
             Callback::Message(sms) => Event::Message(Inbound {
+                channel: Channel::Sms,
                 provider_message_id: sms.reference_id,
                 customer_address: sms.from,
                 channel_address: sms.to,

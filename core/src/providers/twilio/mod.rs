@@ -29,7 +29,7 @@ mod webhook;
 
 pub use credentials::*;
 pub use send::*;
-pub use settings::{Settings, SharedKey, WhatsAppNumber, MAX_SHARED_KEYS};
+pub use settings::{Number, Settings, SharedKey, MAX_SHARED_KEYS};
 pub use webhook::*;
 
 use super::{basic_auth, endpoint, http_status, json, scrub, text, verdict_for};
@@ -54,9 +54,20 @@ use serde_json::Value;
 use sha1::Sha1;
 use sha2::Sha256;
 
+/// How Twilio marks a WhatsApp address (`whatsapp:+15551234567`); an SMS
+/// address is the bare number.
+const WHATSAPP_PREFIX: &str = "whatsapp:";
+
 /// WhatsApp takes free-form messages for 24 hours after the customer's
-/// last message; after that only approved templates.
-pub fn reply_window(_channel: Channel) -> ReplyWindow {
+/// last message; after that only approved templates. SMS has no window.
+pub fn reply_window(channel: Channel) -> ReplyWindow {
+    match channel {
+        Channel::Whatsapp => whatsapp_window(),
+        Channel::Sms | Channel::Messenger | Channel::Gbm => ReplyWindow::NONE,
+    }
+}
+
+fn whatsapp_window() -> ReplyWindow {
     ReplyWindow {
         free_form_hours: Some(24),
         human_agent_hours: None,
@@ -90,7 +101,7 @@ impl Seam for Settings {
     const PROVIDER: Provider = Provider::Twilio;
     const DISPLAY_NAME: &'static str = "Twilio";
     const FIELDS: &'static [&'static str] = settings::FIELDS;
-    const CHANNEL: Channel = Channel::Whatsapp;
+    const CHANNELS: &'static [Channel] = &[Channel::Whatsapp, Channel::Sms];
     const API_BASES: &'static [(&'static str, &'static str)] = &[("twilio", "twilio_api_base")];
     const ADDRESS_KIND: &'static str = "one of the account's numbers";
 
@@ -126,6 +137,10 @@ impl Seam for Settings {
 
     fn addresses(&self) -> Vec<&str> {
         Settings::addresses(self)
+    }
+
+    fn channel_at(&self, address: &str) -> Option<Channel> {
+        Settings::channel_at(self, address)
     }
 
     async fn check_credentials(&self, ctx: &Ctx<'_>) -> Result<Checked, Error> {

@@ -169,18 +169,10 @@ pub(super) async fn message(
     message: &crate::providers::Outgoing<'_>,
 ) -> Result<SendOutcome, Error> {
     let api_base = api_base(ports.variables, "twilio_api_base")?;
-    let content = match message.content {
-        reply::Content::Text { text, attachments } => Content::Text {
-            body: text.clone(),
-            media_urls: attachments.iter().map(|a| a.url.clone()).collect(),
-        },
-        reply::Content::Template { rendered, .. } => Content::Template {
-            content_sid: rendered.content_sid.clone().unwrap_or_default(),
-            variables: rendered.content_variables.clone().unwrap_or_default(),
-        },
-    };
-    let from = format!("whatsapp:{}", message.thread.ours);
-    let to = format!("whatsapp:{}", message.thread.customer);
+    let channel = message.thread.channel;
+    let content = content(channel, message.content);
+    let from = address(channel, message.thread.ours);
+    let to = address(channel, message.thread.customer);
     let base_url = crate::config::public_base_url(ports.variables);
     let callback = callback_url(&base_url, Provider::Twilio, message.account_id);
     let outgoing = Outgoing {
@@ -192,6 +184,33 @@ pub(super) async fn message(
         status_callback: Some(&callback),
     };
     Ok(send(ports.http, &api_base, &outgoing).await)
+}
+
+/// What Twilio is sent for `content` on `channel`: an SMS template is its
+/// rendered text; WhatsApp's are approved content templates, sent by SID.
+fn content(channel: Channel, content: &reply::Content) -> Content {
+    match content {
+        reply::Content::Text { text, attachments } => Content::Text {
+            body: text.clone(),
+            media_urls: attachments.iter().map(|a| a.url.clone()).collect(),
+        },
+        reply::Content::Template { rendered, .. } if channel == Channel::Sms => Content::Text {
+            body: rendered.text.clone(),
+            media_urls: Vec::new(),
+        },
+        reply::Content::Template { rendered, .. } => Content::Template {
+            content_sid: rendered.content_sid.clone().unwrap_or_default(),
+            variables: rendered.content_variables.clone().unwrap_or_default(),
+        },
+    }
+}
+
+/// A number as Twilio addresses it on `channel`.
+fn address(channel: Channel, number: &str) -> String {
+    match channel {
+        Channel::Whatsapp => format!("{WHATSAPP_PREFIX}{number}"),
+        Channel::Sms | Channel::Messenger | Channel::Gbm => number.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -522,6 +541,38 @@ mod tests {
         assert!(matches!(
             sent_with(&http, &outgoing(&content, None)),
             SendOutcome::RateLimited { message, .. } if message == "slow down [redacted] (Twilio error 20429)"
+        ));
+    }
+
+    #[test]
+    fn sms_goes_to_bare_numbers_and_its_templates_as_their_text() {
+        assert_eq!(address(Channel::Sms, "+15551234567"), "+15551234567");
+        assert_eq!(
+            address(Channel::Whatsapp, "+15551234567"),
+            "whatsapp:+15551234567"
+        );
+        let rendered = crate::templates::Rendered {
+            channel_type: "sms".into(),
+            locale: crate::locale::Locale::parse("en-US").unwrap(),
+            text: "Your case CAS-1 is solved".into(),
+            characters: 25,
+            content_sid: Some("HX0123456789abcdef0123456789abcdef".into()),
+            content_variables: None,
+        };
+        let template = reply::Content::Template {
+            template_id: "t".into(),
+            rendered,
+        };
+        assert_eq!(
+            content(Channel::Sms, &template),
+            Content::Text {
+                body: "Your case CAS-1 is solved".into(),
+                media_urls: Vec::new()
+            }
+        );
+        assert!(matches!(
+            content(Channel::Whatsapp, &template),
+            Content::Template { content_sid, .. } if content_sid == "HX0123456789abcdef0123456789abcdef"
         ));
     }
 }

@@ -1,9 +1,15 @@
 //! A Twilio account's fields (R-CFG-1): the Account SID, the auth token
-//! (write-only; it also signs the webhooks), the WhatsApp numbers and the
-//! shared keys Twilio may sign the webhooks with instead (providers.md
-//! 1.3b; each secret write-only too).
+//! (write-only; it also signs the webhooks), the WhatsApp numbers, the SMS
+//! numbers and the shared keys Twilio may sign the webhooks with instead
+//! (providers.md 1.3b; each secret write-only too).
+//!
+//! A number carries one channel on an account: a conversation is the
+//! thread between our number and the customer's, and Twilio's callbacks
+//! name only the numbers, so one number on both channels would join a
+//! customer's WhatsApp and SMS messages into one thread.
 
 use crate::auth::mask;
+use crate::channel::Channel;
 use crate::error::Error;
 use crate::input::Object;
 use crate::phone::E164;
@@ -15,14 +21,18 @@ use serde_json::{json, Value};
 pub struct Settings {
     pub account_sid: String,
     pub auth_token: String,
-    pub numbers: Vec<WhatsAppNumber>,
+    /// The WhatsApp numbers (stored as `numbers`, as before SMS came).
+    pub numbers: Vec<Number>,
+    /// Absent from accounts saved before SMS over Twilio existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sms_numbers: Vec<Number>,
     /// Absent from accounts saved before shared keys existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shared_keys: Vec<SharedKey>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WhatsAppNumber {
+pub struct Number {
     pub name: String,
     pub number: E164,
 }
@@ -40,22 +50,33 @@ pub struct SharedKey {
 /// bound on the record every webhook reads.
 pub const MAX_SHARED_KEYS: usize = 10;
 
-pub const FIELDS: &[&str] = &["account_sid", "auth_token", "numbers", "shared_keys"];
+pub const FIELDS: &[&str] = &[
+    "account_sid",
+    "auth_token",
+    "numbers",
+    "sms_numbers",
+    "shared_keys",
+];
 
 impl Settings {
     pub(super) fn read(input: &Object, existing: Option<&Settings>) -> Result<Settings, Error> {
-        let numbers = input.objects("numbers", |n| {
-            n.only(&["name", "number"])?;
-            Ok(WhatsAppNumber {
-                name: n.name("name", 100)?,
-                number: n.parsed("number", E164::parse)?,
-            })
-        })?;
-        unique(input, "numbers", numbers.iter().map(|n| n.number.as_str()))?;
+        let numbers = read_numbers(input, "numbers")?;
+        let sms_numbers = read_numbers(input, "sms_numbers")?;
+        if let Some(both) = sms_numbers
+            .iter()
+            .find(|sms| numbers.iter().any(|n| n.number == sms.number))
+        {
+            return Err(input.error(
+                "sms_numbers",
+                "number_on_both_channels",
+                format!("{} is also one of the WhatsApp numbers; a number carries one channel on an account, so give SMS its own number or use a second account", both.number),
+            ));
+        }
         Ok(Settings {
             account_sid: input.parsed("account_sid", account_sid)?,
             auth_token: input.parsed("auth_token", no_whitespace("auth token"))?,
             numbers,
+            sms_numbers,
             shared_keys: read_shared_keys(input, existing)?,
         })
     }
@@ -65,6 +86,7 @@ impl Settings {
             "account_sid": self.account_sid,
             "auth_token": mask(&self.auth_token),
             "numbers": self.numbers,
+            "sms_numbers": self.sms_numbers,
             "shared_keys": self.shared_keys.iter().map(|key| json!({
                 "id": key.id,
                 "secret": mask(&key.secret),
@@ -74,8 +96,36 @@ impl Settings {
     }
 
     pub(super) fn addresses(&self) -> Vec<&str> {
-        self.numbers.iter().map(|n| n.number.as_str()).collect()
+        self.numbers
+            .iter()
+            .chain(&self.sms_numbers)
+            .map(|n| n.number.as_str())
+            .collect()
     }
+
+    pub(super) fn channel_at(&self, address: &str) -> Option<Channel> {
+        let on = |numbers: &[Number]| numbers.iter().any(|n| n.number.as_str() == address);
+        if on(&self.numbers) {
+            Some(Channel::Whatsapp)
+        } else if on(&self.sms_numbers) {
+            Some(Channel::Sms)
+        } else {
+            None
+        }
+    }
+}
+
+/// The numbers of the list `field` (absent: none), each named.
+fn read_numbers(input: &Object, field: &str) -> Result<Vec<Number>, Error> {
+    let numbers = input.objects(field, |n| {
+        n.only(&["name", "number"])?;
+        Ok(Number {
+            name: n.name("name", 100)?,
+            number: n.parsed("number", E164::parse)?,
+        })
+    })?;
+    unique(input, field, numbers.iter().map(|n| n.number.as_str()))?;
+    Ok(numbers)
 }
 
 /// The shared keys of `input`; a key the account already holds keeps its
@@ -278,5 +328,57 @@ mod tests {
         });
         let settings: Settings = serde_json::from_value(stored).unwrap();
         assert!(settings.shared_keys.is_empty());
+    }
+
+    #[test]
+    fn sms_numbers_carry_sms_and_no_number_carries_both_channels() {
+        let settings = read(
+            json!({
+                "numbers": [{"name": "WhatsApp", "number": "+14155238886"}],
+                "sms_numbers": [{"name": "Texts", "number": "+14155550100"}],
+            }),
+            None,
+        )
+        .unwrap();
+        assert_eq!(settings.channel_at("+14155238886"), Some(Channel::Whatsapp));
+        assert_eq!(settings.channel_at("+14155550100"), Some(Channel::Sms));
+        assert_eq!(settings.channel_at("+14155550199"), None);
+        assert_eq!(settings.addresses(), ["+14155238886", "+14155550100"]);
+        assert_eq!(
+            settings.view("https://cb")["sms_numbers"],
+            json!([{"name": "Texts", "number": "+14155550100"}])
+        );
+        assert_eq!(
+            refusal(
+                json!({
+                    "numbers": [{"name": "WhatsApp", "number": "+14155238886"}],
+                    "sms_numbers": [{"name": "Texts", "number": "+14155238886"}],
+                }),
+                None
+            ),
+            ("sms_numbers".to_owned(), "number_on_both_channels")
+        );
+        assert_eq!(
+            refusal(
+                json!({"sms_numbers": [{"name": "Texts", "number": "14155550100"}]}),
+                None
+            )
+            .1,
+            "invalid_format"
+        );
+    }
+
+    #[test]
+    fn an_account_stored_before_sms_numbers_reads_as_whatsapp_only() {
+        let stored = json!({
+            "account_sid": "AC00000000000000000000000000000000",
+            "auth_token": "0123456789abcdef0123456789abcdef",
+            "numbers": [{"name": "Support", "number": "+14155238886"}],
+        });
+        let settings: Settings = serde_json::from_value(stored.clone()).unwrap();
+        assert!(settings.sms_numbers.is_empty());
+        assert_eq!(settings.channel_at("+14155238886"), Some(Channel::Whatsapp));
+        // Saved again without SMS numbers, it is the same document.
+        assert_eq!(serde_json::to_value(&settings).unwrap(), stored);
     }
 }

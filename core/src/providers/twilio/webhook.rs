@@ -13,6 +13,7 @@ use crate::conversations::Attachment;
 use crate::error::Error;
 use crate::ports::Ports;
 use crate::providers::Event;
+use crate::template_text::SMS_MAX_CHARS;
 use crate::webhooks::{customer_text, invalid_callback, Signer};
 
 /// `X-Twilio-Signature` for a form POST to `url` (providers.md 1.3):
@@ -255,9 +256,8 @@ pub(super) fn default_port(scheme: &str) -> Option<u16> {
 /// Twilio's limit of media per message.
 pub const MAX_MEDIA: usize = 10;
 
-/// The longest `Body` a customer's message carries: WhatsApp's 4,096
-/// characters (an SMS Twilio joins from parts stops at 1,600).
-pub const MAX_BODY_CHARS: usize = 4_096;
+/// The longest `Body` a customer's WhatsApp message carries.
+pub const MAX_WHATSAPP_CHARS: usize = 4_096;
 
 /// An attachment of an inbound message; the URL needs the account's Basic
 /// credentials to fetch.
@@ -425,20 +425,27 @@ pub(super) fn twiml() -> Response {
     }
 }
 
-/// A WhatsApp address (`whatsapp:+15551234567`) as the number it names.
-fn number(address: &str) -> String {
-    address
-        .strip_prefix("whatsapp:")
-        .unwrap_or(address)
-        .to_owned()
+/// The channel an address is on, and the number it names: Twilio writes
+/// WhatsApp addresses `whatsapp:+15551234567` and SMS ones bare.
+fn channel_and_number(address: &str) -> (Channel, String) {
+    match address.strip_prefix(WHATSAPP_PREFIX) {
+        Some(number) => (Channel::Whatsapp, number.to_owned()),
+        None => (Channel::Sms, address.to_owned()),
+    }
 }
 
 fn inbound(message: &InboundMessage) -> Inbound {
+    let (channel, customer_address) = channel_and_number(&message.from);
+    let max_chars = match channel {
+        Channel::Sms => SMS_MAX_CHARS,
+        Channel::Whatsapp | Channel::Messenger | Channel::Gbm => MAX_WHATSAPP_CHARS,
+    };
     Inbound {
         provider_message_id: message.message_sid.clone(),
-        customer_address: number(&message.from),
-        channel_address: number(&message.to),
-        text: customer_text(&message.body, MAX_BODY_CHARS),
+        channel,
+        customer_address,
+        channel_address: channel_and_number(&message.to).1,
+        text: customer_text(&message.body, max_chars),
         attachments: message
             .media
             .iter()
@@ -1154,5 +1161,45 @@ mod tests {
             );
         }
         assert!(delivery_status("accepted") > DeliveryStatus::Unknown);
+    }
+
+    #[test]
+    fn a_bare_number_is_sms_and_cut_at_sms_length_a_prefixed_one_whatsapp() {
+        let message = |from: &str, to: &str, body: String| InboundMessage {
+            message_sid: "SM1".into(),
+            account_sid: SID.into(),
+            from: from.into(),
+            to: to.into(),
+            body,
+            profile_name: None,
+            wa_id: None,
+            media: Vec::new(),
+        };
+        let sms = inbound(&message("+15551234567", "+14155550100", "x".repeat(2_000)));
+        assert_eq!(sms.channel, Channel::Sms);
+        assert_eq!(
+            (sms.customer_address.as_str(), sms.channel_address.as_str()),
+            ("+15551234567", "+14155550100")
+        );
+        assert_eq!(sms.text.chars().count(), SMS_MAX_CHARS);
+        assert!(
+            sms.text.ends_with("this channel carries 1600]"),
+            "{}",
+            sms.text
+        );
+        let whatsapp = inbound(&message(
+            "whatsapp:+15551234567",
+            "whatsapp:+14155238886",
+            "y".repeat(2_000),
+        ));
+        assert_eq!(whatsapp.channel, Channel::Whatsapp);
+        assert_eq!(
+            (
+                whatsapp.customer_address.as_str(),
+                whatsapp.channel_address.as_str()
+            ),
+            ("+15551234567", "+14155238886")
+        );
+        assert_eq!(whatsapp.text, "y".repeat(2_000));
     }
 }
