@@ -114,6 +114,36 @@ pub fn message_params(
     params
 }
 
+/// The parameters Twilio posts for a customer's text message (SMS) to
+/// `to`: bare numbers, and the carrier's geography instead of WhatsApp's
+/// profile.
+pub fn sms_params(sid: &str, from: &str, to: &str, text: &str) -> Vec<(String, String)> {
+    [
+        ("ToCountry", "US"),
+        ("ToState", "CA"),
+        ("SmsMessageSid", sid),
+        ("NumMedia", "0"),
+        ("ToCity", "SAN FRANCISCO"),
+        ("FromZip", ""),
+        ("SmsSid", sid),
+        ("FromState", ""),
+        ("SmsStatus", "received"),
+        ("FromCity", ""),
+        ("Body", text),
+        ("FromCountry", "NO"),
+        ("To", to),
+        ("ToZip", "94105"),
+        ("NumSegments", "1"),
+        ("MessageSid", sid),
+        ("AccountSid", ACCOUNT_SID),
+        ("From", from),
+        ("ApiVersion", "2010-04-01"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 /// One organisation's WhatsApp set-up.
 pub struct Centre {
     pub desk: Desk,

@@ -71,8 +71,9 @@ pub fn twilio_scripted(account_sid: &str, auth_token: &str, script: Script) -> S
     })
 }
 
-/// Checks a message creation's form as Twilio does (To, From, and either
-/// Body/MediaUrl or a ContentSid template) and answers 201 with the
+/// Checks a message creation's form as Twilio does (To and From on one
+/// channel, a Body of at most 1,600 characters, and either Body/MediaUrl
+/// or a ContentSid template) and answers 201 with the
 /// message, or 400 with Twilio's error. The `n`th message's sid is `SM`
 /// and `n` in 32 hex digits. The codes of the less common refusals are
 /// illustrative.
@@ -87,6 +88,20 @@ fn twilio_create_message(request: &Recorded, account_sid: &str, n: u64) -> Reply
     }
     if from.is_empty() {
         return twilio_error(21603, "A 'From' phone number is required.", 400);
+    }
+    if to.starts_with("whatsapp:") != from.starts_with("whatsapp:") {
+        return twilio_error(
+            21910,
+            "Invalid From and To pair. From and To should be of the same channel",
+            400,
+        );
+    }
+    if body.chars().count() > 1600 {
+        return twilio_error(
+            21617,
+            "The concatenated message body exceeds the 1600 character limit",
+            400,
+        );
     }
     let free_form = !body.is_empty() || !media.is_empty();
     match &content_sid {

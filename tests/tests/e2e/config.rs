@@ -945,10 +945,33 @@ async fn outbound_configurations_need_a_matching_number_and_template() {
     assert_eq!(config["account_id"], sms_account["id"]);
     assert_eq!(config["id"].as_str().unwrap().len(), 32);
 
+    // An SMS number may be written +E.164 too (Twilio's form): it names the
+    // same number, kept as its account writes it.
+    let plus = gateway
+        .create(
+            &org.key,
+            "/api/outbound-configs",
+            json!({"name": "Case created (+)", "channel_type": "sms",
+            "channel": "+14252306549", "template_id": id(&sms_template)}),
+        )
+        .await;
+    assert_eq!(plus["account_id"], sms_account["id"]);
+    assert_eq!(plus["channel"], "14252306549");
+    assert_eq!(
+        gateway
+            .status(
+                "DELETE",
+                &format!("/api/outbound-configs/{}", id(&plus)),
+                &org.key
+            )
+            .await,
+        204
+    );
+
     let base = json!({"name": "x", "channel_type": "sms", "channel": "14252306549", "template_id": id(&sms_template)});
     let cases = [
         (
-            with(&base, json!({"channel": "+14252306549"})),
+            with(&base, json!({"channel": "(425) 230-6549"})),
             "channel",
             "invalid_format",
         ),

@@ -20,3 +20,4 @@ mod provider_requests;
 mod recovery;
 mod simulators;
 mod templates;
+mod twilio_sms;
