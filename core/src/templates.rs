@@ -231,48 +231,7 @@ fn read_versions(input: &Object, whatsapp: bool) -> Result<BTreeMap<Locale, Vers
         let path = input.path_of(&format!("versions.{tag}"));
         let locale = Locale::parse(tag)
             .map_err(|e| Error::invalid(path.clone(), "invalid_locale", e.message))?;
-        let text_error = |path: &str, error: crate::template_text::TextError| {
-            Error::invalid(path, "invalid_template_text", error.to_string())
-        };
-        let version = match value {
-            Value::String(text) => Version {
-                text: TemplateText::parse(text).map_err(|e| text_error(&path, e))?,
-                approved: false,
-                content_sid: None,
-            },
-            Value::Object(fields) => {
-                let fields = Object::at(fields, &path);
-                fields.only(&["text", "approved", "content_sid"])?;
-                let text_path = fields.path_of("text");
-                let approved = fields.bool("approved")?.unwrap_or(false);
-                let content_sid = fields.optional_parsed("content_sid", content_sid)?;
-                if (approved || content_sid.is_some()) && !whatsapp {
-                    return Err(fields.error("approved", "not_allowed", "approval and Content SIDs are for WhatsApp templates; add \"whatsapp\" to channel_types"));
-                }
-                if approved != content_sid.is_some() {
-                    return Err(fields.error(
-                        "content_sid",
-                        "approval_incomplete",
-                        "an approved WhatsApp version carries the Content SID Twilio gave the approved text, and only an approved one does: give both \"approved\": true and \"content_sid\", or neither",
-                    ));
-                }
-                Version {
-                    text: TemplateText::parse(fields.required_str("text")?)
-                        .map_err(|e| text_error(&text_path, e))?,
-                    approved,
-                    content_sid,
-                }
-            }
-            _ => {
-                return Err(Error::invalid(
-                    path.clone(),
-                    "wrong_type",
-                    format!(
-                    "\"{path}\" must be the text, or {{\"text\", \"approved\", \"content_sid\"}}"
-                ),
-                ))
-            }
-        };
+        let version = read_version(value, &path, whatsapp)?;
         if versions.insert(locale.clone(), version).is_some() {
             return Err(Error::invalid(
                 path,
@@ -282,6 +241,53 @@ fn read_versions(input: &Object, whatsapp: bool) -> Result<BTreeMap<Locale, Vers
         }
     }
     Ok(versions)
+}
+
+/// One locale's version, at `path`: its text alone, or an object that may
+/// also carry a WhatsApp approval.
+fn read_version(value: &Value, path: &str, whatsapp: bool) -> Result<Version, Error> {
+    match value {
+        Value::String(text) => Ok(Version {
+            text: TemplateText::parse(text).map_err(|e| invalid_text(path, e))?,
+            approved: false,
+            content_sid: None,
+        }),
+        Value::Object(fields) => read_version_object(&Object::at(fields, path), whatsapp),
+        _ => Err(Error::invalid(
+            path,
+            "wrong_type",
+            format!("\"{path}\" must be the text, or {{\"text\", \"approved\", \"content_sid\"}}"),
+        )),
+    }
+}
+
+/// `{"text", "approved", "content_sid"}`: Twilio sends an approved
+/// WhatsApp template by its Content SID, so approval and SID come together.
+fn read_version_object(fields: &Object, whatsapp: bool) -> Result<Version, Error> {
+    fields.only(&["text", "approved", "content_sid"])?;
+    let text_path = fields.path_of("text");
+    let approved = fields.bool("approved")?.unwrap_or(false);
+    let content_sid = fields.optional_parsed("content_sid", content_sid)?;
+    if (approved || content_sid.is_some()) && !whatsapp {
+        return Err(fields.error("approved", "not_allowed", "approval and Content SIDs are for WhatsApp templates; add \"whatsapp\" to channel_types"));
+    }
+    if approved != content_sid.is_some() {
+        return Err(fields.error(
+            "content_sid",
+            "approval_incomplete",
+            "an approved WhatsApp version carries the Content SID Twilio gave the approved text, and only an approved one does: give both \"approved\": true and \"content_sid\", or neither",
+        ));
+    }
+    Ok(Version {
+        text: TemplateText::parse(fields.required_str("text")?)
+            .map_err(|e| invalid_text(&text_path, e))?,
+        approved,
+        content_sid,
+    })
+}
+
+fn invalid_text(path: &str, error: crate::template_text::TextError) -> Error {
+    Error::invalid(path, "invalid_template_text", error.to_string())
 }
 
 impl Resource for Template {

@@ -87,73 +87,117 @@ pub fn rfc3339(millis: UnixMillis) -> String {
 /// Parses an RFC 3339 timestamp with an explicit offset (`Z` or `±hh:mm`),
 /// fractions of a second allowed, or a plain date (`2026-11-22`, midnight UTC).
 pub fn parse_rfc3339(text: &str) -> Result<UnixMillis, String> {
-    let refuse = || {
+    rfc3339_millis(text).ok_or_else(|| {
         format!("\"{text}\" is not an RFC 3339 time; write e.g. \"2026-11-22T08:15:00Z\" or \"2026-11-22\"")
-    };
-    let number = |range: std::ops::Range<usize>| -> Result<i64, String> {
-        let digits = text.get(range).ok_or_else(refuse)?;
-        if digits.bytes().all(|b| b.is_ascii_digit()) {
-            digits.parse().map_err(|_| refuse())
-        } else {
-            Err(refuse())
-        }
-    };
+    })
+}
+
+/// [`parse_rfc3339`] but `None` for what it refuses: one sentence answers
+/// whatever part is wrong, so the parts need not say which.
+fn rfc3339_millis(text: &str) -> Option<UnixMillis> {
+    let midnight = date_midnight(text)?;
     let bytes = text.as_bytes();
-    if bytes.len() < 10 || bytes[4] != b'-' || bytes[7] != b'-' {
-        return Err(refuse());
-    }
-    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-    let days_in_month = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        _ => return Err(refuse()),
-    };
-    if !(1..=days_in_month).contains(&day) {
-        return Err(refuse());
-    }
-    let midnight = days_from_civil(year, month as u32, day as u32) * MILLIS_PER_DAY;
     if bytes.len() == 10 {
-        return Ok(midnight);
+        return Some(midnight);
     }
     if bytes.len() < 20
         || !matches!(bytes[10], b'T' | b't')
         || bytes[13] != b':'
         || bytes[16] != b':'
     {
-        return Err(refuse());
+        return None;
     }
-    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    let (hour, minute, second) = (
+        digits(text, 11..13)?,
+        digits(text, 14..16)?,
+        digits(text, 17..19)?,
+    );
     if hour > 23 || minute > 59 || second > 59 {
-        return Err(refuse());
+        return None;
     }
-    let mut rest = &text[19..];
-    let mut fraction_millis = 0;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(refuse());
-        }
-        let padded = format!("{:0<3}", &fraction[..digits.min(3)]);
-        fraction_millis = padded.parse::<i64>().map_err(|_| refuse())?;
-        rest = &fraction[digits..];
+    let Fraction { millis, rest } = fraction_of_second(&text[19..])?;
+    let offset_minutes = utc_offset_minutes(rest)?;
+    Some(midnight + ((hour * 60 + minute - offset_minutes) * 60 + second) * 1000 + millis)
+}
+
+/// Midnight UTC of the `yyyy-mm-dd` that starts `text`, when that is a day
+/// of the calendar.
+fn date_midnight(text: &str) -> Option<UnixMillis> {
+    let bytes = text.as_bytes();
+    if bytes.len() < 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return None;
     }
-    let offset_minutes = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && rest.as_bytes()[3] == b':' => {
-            let sign = match rest.as_bytes()[0] {
+    let (year, month, day) = (
+        digits(text, 0..4)?,
+        digits(text, 5..7)?,
+        digits(text, 8..10)?,
+    );
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if !(1..=days_in_month).contains(&day) {
+        return None;
+    }
+    Some(days_from_civil(year, month as u32, day as u32) * MILLIS_PER_DAY)
+}
+
+/// The number at `range` of `text`, which must be all digits: `parse`
+/// alone would take a sign.
+fn digits(text: &str, range: std::ops::Range<usize>) -> Option<i64> {
+    let digits = text.get(range)?;
+    if digits.bytes().all(|b| b.is_ascii_digit()) {
+        digits.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// A time's fraction of a second and the offset after it.
+struct Fraction<'a> {
+    millis: i64,
+    rest: &'a str,
+}
+
+/// The optional `.` fraction that starts `text`; digits past
+/// milliseconds are read and dropped.
+fn fraction_of_second(text: &str) -> Option<Fraction<'_>> {
+    let Some(fraction) = text.strip_prefix('.') else {
+        return Some(Fraction {
+            millis: 0,
+            rest: text,
+        });
+    };
+    let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let padded = format!("{:0<3}", &fraction[..digits.min(3)]);
+    Some(Fraction {
+        millis: padded.parse().ok()?,
+        rest: &fraction[digits..],
+    })
+}
+
+/// Minutes east of UTC of a `Z` or `±hh:mm` offset.
+fn utc_offset_minutes(offset: &str) -> Option<i64> {
+    match offset {
+        "Z" | "z" => Some(0),
+        _ if offset.len() == 6 && offset.as_bytes()[3] == b':' => {
+            let sign = match offset.as_bytes()[0] {
                 b'+' => 1,
                 b'-' => -1,
-                _ => return Err(refuse()),
+                _ => return None,
             };
-            let hours: i64 = rest[1..3].parse().map_err(|_| refuse())?;
-            let minutes: i64 = rest[4..6].parse().map_err(|_| refuse())?;
-            sign * (hours * 60 + minutes)
+            let hours: i64 = offset[1..3].parse().ok()?;
+            let minutes: i64 = offset[4..6].parse().ok()?;
+            Some(sign * (hours * 60 + minutes))
         }
-        _ => return Err(refuse()),
-    };
-    Ok(midnight + ((hour * 60 + minute - offset_minutes) * 60 + second) * 1000 + fraction_millis)
+        _ => None,
+    }
 }
 
 /// An RFC 7231 IMF-fixdate, `Wed, 14 Dec 2016 18:20:12 GMT`, for `Date`

@@ -4,7 +4,7 @@
 use crate::faults::{Armed, Fault, FaultSpec, InstanceFaults, RequestFaults};
 use crate::host::{self, ComponentContext, HostState, KvCounter, KvCounts};
 use crate::kv::{self, Backend, StoreConfig};
-use crate::manifest::Manifest;
+use crate::manifest::{ComponentDecl, Manifest};
 use crate::outbound::AllowedHosts;
 use crate::routes::{self, RequestFacts, Route, Router};
 use crate::variables::AppVariables;
@@ -18,12 +18,13 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, Resource, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpHooks, WasiHttpView};
 
 /// Spin does not limit request bodies; the dev host does, to protect itself
@@ -190,6 +191,128 @@ fn compile(path: &Path) -> Result<Component> {
     Ok(component)
 }
 
+/// The runtime config's stores, and Spin's `default` store (a file beside
+/// the manifest) unless the config says otherwise.
+fn store_configs(options: &Options, manifest_dir: &Path) -> Result<BTreeMap<String, StoreConfig>> {
+    let mut store_configs: BTreeMap<String, StoreConfig> = match &options.runtime_config {
+        Some(path) => kv::load_runtime_config(path)?,
+        None => BTreeMap::new(),
+    };
+    store_configs
+        .entry("default".into())
+        .or_insert_with(|| StoreConfig::Spin {
+            path: Some(manifest_dir.join(".spin").join("sqlite_key_value.db")),
+        });
+    Ok(store_configs)
+}
+
+/// What every component of an app is loaded with.
+struct ComponentSetup<'a> {
+    manifest_dir: &'a Path,
+    variables: &'a AppVariables,
+    store_configs: &'a BTreeMap<String, StoreConfig>,
+    linker: &'a Linker<HostState>,
+}
+
+impl ComponentSetup<'_> {
+    /// The manifest's components, compiled and linked. Components naming
+    /// the same store label share one backend, opened once.
+    async fn load_all(&self, manifest: &Manifest) -> Result<HashMap<String, LoadedComponent>> {
+        let mut backends: HashMap<String, Backend> = HashMap::new();
+        let mut components = HashMap::new();
+        for (id, decl) in &manifest.component {
+            let stores = self.stores(id, decl, &mut backends).await?;
+            let context = ComponentContext {
+                id: id.clone(),
+                stores,
+                variables: self.component_variables(id, decl)?,
+                allowed_hosts: AllowedHosts::parse(&decl.allowed_outbound_hosts, self.variables)
+                    .with_context(|| format!("component {id:?}: allowed_outbound_hosts"))?,
+                environment: decl.environment.clone().into_iter().collect(),
+            };
+            let pre = self.link(id, &compile(&decl.source_path(self.manifest_dir))?)?;
+            components.insert(
+                id.clone(),
+                LoadedComponent {
+                    pre,
+                    context: Arc::new(context),
+                },
+            );
+        }
+        Ok(components)
+    }
+
+    /// The component's key-value stores by label, opening each backend the
+    /// first time a component names it.
+    async fn stores(
+        &self,
+        id: &str,
+        decl: &ComponentDecl,
+        backends: &mut HashMap<String, Backend>,
+    ) -> Result<HashMap<String, Backend>> {
+        let mut stores = HashMap::new();
+        for label in &decl.key_value_stores {
+            let Some(config) = self.store_configs.get(label) else {
+                bail!("unknown key_value_stores label {label:?} for component {id:?}: define it in the runtime config file");
+            };
+            if !backends.contains_key(label) {
+                let backend = Backend::open(label, config).await?;
+                eprintln!("devhost: key-value store {label:?}: {}", backend.describe());
+                backends.insert(label.clone(), backend);
+            }
+            stores.insert(label.clone(), backends[label].clone());
+        }
+        Ok(stores)
+    }
+
+    /// The component's variables, their templates expanded with the app's.
+    fn component_variables(
+        &self,
+        id: &str,
+        decl: &ComponentDecl,
+    ) -> Result<HashMap<String, String>> {
+        decl.variables
+            .iter()
+            .map(|(name, template)| {
+                crate::variables::check_name(name).with_context(|| format!("component {id:?}"))?;
+                Ok((name.clone(), self.variables.expand(template)?))
+            })
+            .collect()
+    }
+
+    /// Links the component now, so one importing what the host lacks is
+    /// refused at load rather than on its first request.
+    fn link(&self, id: &str, component: &Component) -> Result<ProxyPre<HostState>> {
+        self.linker
+            .instantiate_pre(component)
+            .and_then(ProxyPre::new)
+            .map_err(|e| {
+                anyhow::Error::from(e).context(format!(
+                    "component {id:?} cannot run here: it must be a wasi:http component importing only what Spin provides"
+                ))
+            })
+    }
+}
+
+/// The manifest's HTTP routes; a route another shadows is reported, as
+/// Spin does, since no request will reach it.
+fn router(manifest: &Manifest) -> Result<Router> {
+    let mut routes = Vec::new();
+    for trigger in manifest.triggers()? {
+        if let Some(route) = trigger.route {
+            routes.push(Route::parse(&route, &trigger.component));
+        }
+    }
+    let router = Router::new(routes);
+    for (replaced, effective) in &router.duplicates {
+        eprintln!(
+            "devhost: warning: route {} of {} is a duplicate of {} of {} and will never be used",
+            replaced.raw, replaced.component, effective.raw, effective.component
+        );
+    }
+    Ok(router)
+}
+
 impl AppInner {
     pub(crate) async fn load(options: &Options) -> Result<AppInner> {
         let manifest = Manifest::load(&options.manifest)?;
@@ -203,90 +326,24 @@ impl AppInner {
             None => std::env::var(name).ok(),
         };
         let variables = AppVariables::resolve(&manifest.variables, &options.variables, &env)?;
-
-        let mut store_configs: BTreeMap<String, StoreConfig> = match &options.runtime_config {
-            Some(path) => kv::load_runtime_config(path)?,
-            None => BTreeMap::new(),
-        };
-        store_configs
-            .entry("default".into())
-            .or_insert_with(|| StoreConfig::Spin {
-                path: Some(manifest_dir.join(".spin").join("sqlite_key_value.db")),
-            });
-        let mut backends: HashMap<String, Backend> = HashMap::new();
+        let store_configs = store_configs(options, &manifest_dir)?;
 
         let engine = engine().clone();
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         host::add_to_linker(&mut linker)?;
+        let setup = ComponentSetup {
+            manifest_dir: &manifest_dir,
+            variables: &variables,
+            store_configs: &store_configs,
+            linker: &linker,
+        };
+        let components = setup.load_all(&manifest).await?;
 
-        let mut components = HashMap::new();
-        for (id, decl) in &manifest.component {
-            let mut stores = HashMap::new();
-            for label in &decl.key_value_stores {
-                let Some(config) = store_configs.get(label) else {
-                    bail!("unknown key_value_stores label {label:?} for component {id:?}: define it in the runtime config file");
-                };
-                if !backends.contains_key(label) {
-                    let backend = Backend::open(label, config).await?;
-                    eprintln!("devhost: key-value store {label:?}: {}", backend.describe());
-                    backends.insert(label.clone(), backend);
-                }
-                stores.insert(label.clone(), backends[label].clone());
-            }
-            let component_variables = decl
-                .variables
-                .iter()
-                .map(|(name, template)| {
-                    crate::variables::check_name(name)
-                        .with_context(|| format!("component {id:?}"))?;
-                    Ok((name.clone(), variables.expand(template)?))
-                })
-                .collect::<Result<HashMap<_, _>>>()?;
-            let allowed_hosts = AllowedHosts::parse(&decl.allowed_outbound_hosts, &variables)
-                .with_context(|| format!("component {id:?}: allowed_outbound_hosts"))?;
-            let component = compile(&decl.source_path(&manifest_dir))?;
-            let pre = linker
-                .instantiate_pre(&component)
-                .and_then(ProxyPre::new)
-                .map_err(|e| {
-                    anyhow::Error::from(e).context(format!(
-                        "component {id:?} cannot run here: it must be a wasi:http component importing only what Spin provides"
-                    ))
-                })?;
-            let context = ComponentContext {
-                id: id.clone(),
-                stores,
-                variables: component_variables,
-                allowed_hosts,
-                environment: decl.environment.clone().into_iter().collect(),
-            };
-            components.insert(
-                id.clone(),
-                LoadedComponent {
-                    pre,
-                    context: Arc::new(context),
-                },
-            );
-        }
-
-        let mut routes = Vec::new();
-        for trigger in manifest.triggers()? {
-            if let Some(route) = trigger.route {
-                routes.push(Route::parse(&route, &trigger.component));
-            }
-        }
-        let router = Router::new(routes);
-        for (replaced, effective) in &router.duplicates {
-            eprintln!(
-                "devhost: warning: route {} of {} is a duplicate of {} of {} and will never be used",
-                replaced.raw, replaced.component, effective.raw, effective.component
-            );
-        }
         let app = AppInner {
             engine,
-            router,
+            router: router(&manifest)?,
             components,
             clock: GuestClock::default(),
             max_request_body: options.max_request_body,
@@ -399,60 +456,8 @@ impl AppInner {
                 counter.snapshot().ops,
             );
             let faults = InstanceFaults::new(request_faults.clone(), &component_id);
-            parts.headers.remove(http::header::CONNECTION);
-            let host = parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned);
-            if host
-                .as_deref()
-                .is_some_and(|h| h.ends_with(".spin.internal"))
-            {
-                parts.headers.remove(http::header::HOST);
-            }
-            for (name, value) in spin_headers {
-                parts.headers.append(
-                    http::HeaderName::try_from(name)?,
-                    http::HeaderValue::try_from(value)?,
-                );
-            }
-            // wasi:http needs an authority; Spin takes it from Host.
-            let authority = host
-                .filter(|h| !h.ends_with(".spin.internal"))
-                .unwrap_or_else(|| "localhost".into());
-            let path_and_query = parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_else(|| "/".into());
-            parts.uri = http::Uri::builder()
-                .scheme("http")
-                .authority(authority)
-                .path_and_query(path_and_query)
-                .build()?;
-
-            let context = component.context.clone();
-            let mut wasi = WasiCtx::builder();
-            let log = || crate::guest_log::GuestLog::new(&context.id, self.guest_log.clone());
-            wasi.stdout(log())
-                .stderr(log())
-                .wall_clock(self.clock.clone())
-                .envs(&context.environment);
-            let state = HostState {
-                wasi: wasi.build(),
-                http: WasiHttpCtx::new(),
-                table: ResourceTable::new(),
-                hooks: Box::new(OutboundHooks {
-                    app: self.clone(),
-                    component: context.clone(),
-                    counter: counter.clone(),
-                    faults: faults.clone(),
-                }),
-                component: context,
-                counter: counter.clone(),
-                faults: faults.clone(),
-            };
+            as_spin_delivers(&mut parts, spin_headers)?;
+            let state = self.host_state(component.context.clone(), &counter, &faults);
             let mut store = Store::new(&self.engine, state);
             let request = http::Request::from_parts(parts, Full::new(body));
             let request = store
@@ -461,21 +466,12 @@ impl AppInner {
                 .new_incoming_request(Scheme::Http, request)?;
             let (sender, receiver) = tokio::sync::oneshot::channel();
             let outparam = store.data_mut().http().new_response_outparam(sender)?;
-            let pre = component.pre.clone();
-            let id = component_id.clone();
-            let task = tokio::spawn(async move {
-                let outcome = async {
-                    let proxy = pre.instantiate_async(&mut store).await?;
-                    proxy
-                        .wasi_http_incoming_handler()
-                        .call_handle(&mut store, request, outparam)
-                        .await
-                }
-                .await;
-                if let Err(error) = outcome {
-                    eprintln!("devhost: component {id:?} failed: {error:?}");
-                }
-            });
+            let guest = Guest {
+                id: component_id.clone(),
+                pre: component.pre.clone(),
+                store,
+            };
+            let task = guest.spawn_handler(request, outparam);
             let response = match receiver.await {
                 Ok(Ok(response)) => response.map(|body| faults.response_body(body)),
                 Ok(Err(code)) => {
@@ -493,6 +489,111 @@ impl AppInner {
             })
         })
     }
+
+    /// What one instance of `context`'s component runs with: its output
+    /// goes to the guest log, it sees the guests' clock, and its outbound
+    /// requests come back through this app (service chaining).
+    fn host_state(
+        self: &Arc<Self>,
+        context: Arc<ComponentContext>,
+        counter: &Arc<KvCounter>,
+        faults: &InstanceFaults,
+    ) -> HostState {
+        let mut wasi = WasiCtx::builder();
+        let log = || crate::guest_log::GuestLog::new(&context.id, self.guest_log.clone());
+        wasi.stdout(log())
+            .stderr(log())
+            .wall_clock(self.clock.clone())
+            .envs(&context.environment);
+        HostState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: Box::new(OutboundHooks {
+                app: self.clone(),
+                component: context.clone(),
+                counter: counter.clone(),
+                faults: faults.clone(),
+            }),
+            component: context,
+            counter: counter.clone(),
+            faults: faults.clone(),
+        }
+    }
+}
+
+/// A component ready to instantiate, with the store its instance runs in.
+struct Guest {
+    id: String,
+    pre: ProxyPre<HostState>,
+    store: Store<HostState>,
+}
+
+impl Guest {
+    /// Runs the guest's handler on its own task: it may go on streaming
+    /// the body after it has set the response.
+    fn spawn_handler(
+        mut self,
+        request: Resource<HostIncomingRequest>,
+        outparam: Resource<HostResponseOutparam>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let outcome = async {
+                let proxy = self.pre.instantiate_async(&mut self.store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut self.store, request, outparam)
+                    .await
+            }
+            .await;
+            if let Err(error) = outcome {
+                let id = &self.id;
+                eprintln!("devhost: component {id:?} failed: {error:?}");
+            }
+        })
+    }
+}
+
+/// Rewrites a request's head as Spin hands it to a component: without
+/// `Connection` or an internal (service-chaining) `Host`, with Spin's
+/// routing headers, and with the absolute URI wasi:http requires.
+fn as_spin_delivers(
+    parts: &mut http::request::Parts,
+    spin_headers: Vec<(String, String)>,
+) -> Result<()> {
+    parts.headers.remove(http::header::CONNECTION);
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    if host
+        .as_deref()
+        .is_some_and(|h| h.ends_with(".spin.internal"))
+    {
+        parts.headers.remove(http::header::HOST);
+    }
+    for (name, value) in spin_headers {
+        parts.headers.append(
+            http::HeaderName::try_from(name)?,
+            http::HeaderValue::try_from(value)?,
+        );
+    }
+    // wasi:http needs an authority; Spin takes it from Host.
+    let authority = host
+        .filter(|h| !h.ends_with(".spin.internal"))
+        .unwrap_or_else(|| "localhost".into());
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+    parts.uri = http::Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(path_and_query)
+        .build()?;
+    Ok(())
 }
 
 fn empty(status: u16) -> http::Response<HyperOutgoingBody> {

@@ -45,12 +45,14 @@ fn not_a_contact_list(message: impl Into<String>) -> Error {
     Error::malformed("not_a_contact_list", message.into())
 }
 
+/// A body that would send, for the errors that say what a body looks like.
+const EXAMPLE_BODY: &str = "send {\"ContactList\": [{\"tocontactid\": \"+4712345678\", \"channelid\": \"sms\", \"optin\": true, \"CustomerName\": \"Kari\", \"CaseName\": \"CAS-1\"}]}";
+
 impl SendBody {
     pub fn parse(body: &[u8], now_millis: i64) -> Result<SendBody, Error> {
-        let example = "send {\"ContactList\": [{\"tocontactid\": \"+4712345678\", \"channelid\": \"sms\", \"optin\": true, \"CustomerName\": \"Kari\", \"CaseName\": \"CAS-1\"}]}";
         let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
             return Err(not_a_contact_list(format!(
-                "the body is not a JSON object; {example}"
+                "the body is not a JSON object; {EXAMPLE_BODY}"
             )));
         };
         if let Some(unknown) = map.keys().find(|key| !BODY_FIELDS.contains(&key.as_str())) {
@@ -59,61 +61,74 @@ impl SendBody {
                 BODY_FIELDS.join(", ")
             )));
         }
-        let contacts = match map.get("ContactList") {
-            Some(Value::Array(contacts)) => contacts.clone(),
-            Some(_) => {
-                return Err(not_a_contact_list(format!(
-                    "\"ContactList\" must be an array of contacts; {example}"
-                )))
-            }
-            None => {
-                return Err(not_a_contact_list(format!(
-                    "the body has no \"ContactList\"; {example}"
-                )))
-            }
-        };
-        if contacts.is_empty() {
-            return Err(not_a_contact_list(
-                "\"ContactList\" is empty: there is nobody to send to",
-            ));
-        }
-        if contacts.len() > MAX_CONTACTS {
-            return Err(Error::TooLarge {
-                field: Some("ContactList".into()),
-                code: "too_many_contacts",
-                message: format!(
-                    "\"ContactList\" has {} contacts; one call takes at most {MAX_CONTACTS}: split the list over several calls",
-                    contacts.len()
-                ),
-            });
-        }
-        let fields = Object::root(&map);
-        let send_at = fields.optional_parsed("send_at", crate::time::parse_rfc3339)?;
-        let delay = fields.integer("delay_seconds", 0..=MAX_DELAY_SECONDS)?;
-        let send_at_millis = match (send_at, delay) {
-            (Some(_), Some(_)) => {
-                return Err(fields.error(
-                    "delay_seconds",
-                    "conflicting_schedule",
-                    "give either \"send_at\" or \"delay_seconds\", not both",
-                ))
-            }
-            (Some(at), None) if at > now_millis + MAX_DELAY_SECONDS * 1000 => {
-                return Err(fields.error(
-                    "send_at",
-                    "too_far_ahead",
-                    "\"send_at\" may be at most 366 days ahead",
-                ))
-            }
-            (Some(at), None) => Some(at),
-            (None, Some(seconds)) => Some(now_millis + seconds * 1000),
-            (None, None) => None,
-        };
+        let contacts = contact_list(&map)?;
+        let send_at_millis = scheduled_millis(&Object::root(&map), now_millis)?;
         Ok(SendBody {
             contacts,
             send_at_millis,
         })
     }
+}
+
+/// `ContactList`, refused whole when it is not a list of one to
+/// [`MAX_CONTACTS`] entries; the entries themselves are checked as their
+/// batch runs.
+fn contact_list(body: &Map<String, Value>) -> Result<Vec<Value>, Error> {
+    let contacts = match body.get("ContactList") {
+        Some(Value::Array(contacts)) => contacts.clone(),
+        Some(_) => {
+            return Err(not_a_contact_list(format!(
+                "\"ContactList\" must be an array of contacts; {EXAMPLE_BODY}"
+            )))
+        }
+        None => {
+            return Err(not_a_contact_list(format!(
+                "the body has no \"ContactList\"; {EXAMPLE_BODY}"
+            )))
+        }
+    };
+    if contacts.is_empty() {
+        return Err(not_a_contact_list(
+            "\"ContactList\" is empty: there is nobody to send to",
+        ));
+    }
+    if contacts.len() > MAX_CONTACTS {
+        return Err(Error::TooLarge {
+            field: Some("ContactList".into()),
+            code: "too_many_contacts",
+            message: format!(
+                "\"ContactList\" has {} contacts; one call takes at most {MAX_CONTACTS}: split the list over several calls",
+                contacts.len()
+            ),
+        });
+    }
+    Ok(contacts)
+}
+
+/// When a scheduled call sends: `send_at`, or `delay_seconds` from now;
+/// `None` sends now.
+fn scheduled_millis(fields: &Object<'_>, now_millis: i64) -> Result<Option<i64>, Error> {
+    let send_at = fields.optional_parsed("send_at", crate::time::parse_rfc3339)?;
+    let delay = fields.integer("delay_seconds", 0..=MAX_DELAY_SECONDS)?;
+    Ok(match (send_at, delay) {
+        (Some(_), Some(_)) => {
+            return Err(fields.error(
+                "delay_seconds",
+                "conflicting_schedule",
+                "give either \"send_at\" or \"delay_seconds\", not both",
+            ))
+        }
+        (Some(at), None) if at > now_millis + MAX_DELAY_SECONDS * 1000 => {
+            return Err(fields.error(
+                "send_at",
+                "too_far_ahead",
+                "\"send_at\" may be at most 366 days ahead",
+            ))
+        }
+        (Some(at), None) => Some(at),
+        (None, Some(seconds)) => Some(now_millis + seconds * 1000),
+        (None, None) => None,
+    })
 }
 
 /// One contact of the list, checked.
@@ -146,23 +161,7 @@ pub fn recipient(index: usize, value: &Value, config: &OutboundConfig) -> Result
     let fields = Object::at(map, &path);
     fields.only(CONTACT_FIELDS)?;
     let to = fields.parsed("tocontactid", E164::parse)?;
-    let channel = fields.required_str("channelid")?;
-    if !channel.eq_ignore_ascii_case(config.channel_type.as_str()) {
-        let known = ["sms", "whatsapp"];
-        let code = if known.iter().any(|c| channel.eq_ignore_ascii_case(c)) {
-            "channel_mismatch"
-        } else {
-            "invalid_choice"
-        };
-        return Err(fields.error(
-            "channelid",
-            code,
-            format!(
-                "\"channelid\" is \"{channel}\" but outbound configuration {} sends by {}; use a configuration for that channel",
-                config.id, config.channel_type
-            ),
-        ));
-    }
+    check_channel(&fields, config)?;
     let opt_in = fields
         .bool("optin")?
         .ok_or_else(|| fields.missing("optin"))?;
@@ -170,20 +169,67 @@ pub fn recipient(index: usize, value: &Value, config: &OutboundConfig) -> Result
         Locale::parse(tag).map_err(|error| error.message)
     })?;
     let context_items = fields.object("contextitems")?.unwrap_or_default();
-    let entity_relationship = match fields.str("entityrelationshipname")? {
-        Some(name) if !name.trim().is_empty() => Some(name.trim().to_owned()),
-        _ if config.show_on_timeline => {
-            return Err(fields.error(
-                "entityrelationshipname",
-                "required",
-                format!(
-                    "outbound configuration {} shows messages on the timeline, so each contact needs \"entityrelationshipname\" (the activity relationship, e.g. the case)",
-                    config.id
-                ),
-            ))
-        }
-        _ => None,
+    let entity_relationship = entity_relationship(&fields, config)?;
+    check_configuration_id(&fields, config)?;
+    Ok(Recipient {
+        index,
+        to,
+        opt_in,
+        locale,
+        context_items,
+        entity_relationship,
+        customer_name: fields.required_str("CustomerName")?.to_owned(),
+        case_name: fields.required_str("CaseName")?.to_owned(),
+    })
+}
+
+/// The configuration decides the channel; a contact's `channelid` only
+/// confirms it, and one naming another channel is refused rather than sent
+/// by a channel it did not ask for.
+fn check_channel(fields: &Object<'_>, config: &OutboundConfig) -> Result<(), Error> {
+    let channel = fields.required_str("channelid")?;
+    if channel.eq_ignore_ascii_case(config.channel_type.as_str()) {
+        return Ok(());
+    }
+    let known = ["sms", "whatsapp"];
+    let code = if known.iter().any(|c| channel.eq_ignore_ascii_case(c)) {
+        "channel_mismatch"
+    } else {
+        "invalid_choice"
     };
+    Err(fields.error(
+        "channelid",
+        code,
+        format!(
+            "\"channelid\" is \"{channel}\" but outbound configuration {} sends by {}; use a configuration for that channel",
+            config.id, config.channel_type
+        ),
+    ))
+}
+
+/// `entityrelationshipname`, trimmed; required when the configuration
+/// shows messages on the timeline, which needs the activity's relationship.
+fn entity_relationship(
+    fields: &Object<'_>,
+    config: &OutboundConfig,
+) -> Result<Option<String>, Error> {
+    match fields.str("entityrelationshipname")? {
+        Some(name) if !name.trim().is_empty() => Ok(Some(name.trim().to_owned())),
+        _ if config.show_on_timeline => Err(fields.error(
+            "entityrelationshipname",
+            "required",
+            format!(
+                "outbound configuration {} shows messages on the timeline, so each contact needs \"entityrelationshipname\" (the activity relationship, e.g. the case)",
+                config.id
+            ),
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// A contact may repeat its configuration's id; one naming another
+/// configuration was meant for another call.
+fn check_configuration_id(fields: &Object<'_>, config: &OutboundConfig) -> Result<(), Error> {
     if let Some(id) = fields.str("msdyn_ocoutboundconfigurationid")? {
         if id != config.id {
             return Err(fields.error(
@@ -196,16 +242,7 @@ pub fn recipient(index: usize, value: &Value, config: &OutboundConfig) -> Result
             ));
         }
     }
-    Ok(Recipient {
-        index,
-        to,
-        opt_in,
-        locale,
-        context_items,
-        entity_relationship,
-        customer_name: fields.required_str("CustomerName")?.to_owned(),
-        case_name: fields.required_str("CaseName")?.to_owned(),
-    })
+    Ok(())
 }
 
 #[cfg(test)]

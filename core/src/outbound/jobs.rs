@@ -220,35 +220,14 @@ pub async fn dispatch(ports: &Ports<'_>) -> Result<Response, Error> {
     let mut from = watermark + 1;
     while from <= count {
         let to = (from + SCAN_CHUNK - 1).min(count);
-        let entries: std::collections::HashMap<i64, Vec<u8>> =
-            log.read(kv, from, to)?.into_iter().collect();
-        let named: Vec<(i64, Option<(String, String)>)> = (from..=to)
-            .map(|slot| {
-                let entry = entries.get(&slot).and_then(|bytes| {
-                    let text = std::str::from_utf8(bytes).ok()?;
-                    let (org, id) = text.split_once('/')?;
-                    Some((org.to_owned(), id.to_owned()))
-                });
-                (slot, entry)
-            })
-            .collect();
-        let keys: Vec<String> = named
-            .iter()
-            .filter_map(|(_, entry)| entry.as_ref())
-            .map(|(org, id)| store::document_key::<Job>(org, id))
-            .collect();
-        let mut jobs = kv.get_many(&keys)?.into_iter();
-        for (slot, entry) in named {
-            let finished = match entry {
-                None => empty_slot_expired(ports, &log, slot),
-                Some((org, id)) => {
-                    let found = jobs.next().flatten();
-                    visit(ports, &mut call, &org, &id, found).await
-                }
+        for Slot { number, job } in read_slots(kv, &log, from, to)? {
+            let finished = match job {
+                None => empty_slot_expired(ports, &log, number),
+                Some(job) => visit(ports, &mut call, &job.org, &job.id, job.found).await,
             };
             // The watermark only passes consecutive finished slots.
-            if finished && done_through == slot - 1 {
-                done_through = slot;
+            if finished && done_through == number - 1 {
+                done_through = number;
             }
         }
         from = to + 1;
@@ -267,6 +246,54 @@ pub async fn dispatch(ports: &Ports<'_>) -> Result<Response, Error> {
             "more_due": call.more_due,
         }),
     ))
+}
+
+/// A slot of the jobs log.
+struct Slot {
+    number: i64,
+    /// `None` while the slot is empty (or its entry unreadable).
+    job: Option<LoggedJob>,
+}
+
+/// The job a log entry (`{org}/{job}`) names.
+struct LoggedJob {
+    org: String,
+    id: String,
+    /// The job's document, when it is still stored.
+    found: Option<Vec<u8>>,
+}
+
+/// Slots `from..=to` of the log and their jobs' documents: two reads for
+/// the whole chunk, not one per job.
+fn read_slots(kv: &dyn KeyValue, log: &Log, from: i64, to: i64) -> Result<Vec<Slot>, Error> {
+    let entries: std::collections::HashMap<i64, Vec<u8>> =
+        log.read(kv, from, to)?.into_iter().collect();
+    let mut slots: Vec<Slot> = (from..=to)
+        .map(|number| Slot {
+            number,
+            job: entries.get(&number).and_then(|entry| logged_job(entry)),
+        })
+        .collect();
+    let keys: Vec<String> = slots
+        .iter()
+        .filter_map(|slot| slot.job.as_ref())
+        .map(|job| store::document_key::<Job>(&job.org, &job.id))
+        .collect();
+    let mut found = kv.get_many(&keys)?.into_iter();
+    for job in slots.iter_mut().filter_map(|slot| slot.job.as_mut()) {
+        job.found = found.next().flatten();
+    }
+    Ok(slots)
+}
+
+fn logged_job(entry: &[u8]) -> Option<LoggedJob> {
+    let text = std::str::from_utf8(entry).ok()?;
+    let (org, id) = text.split_once('/')?;
+    Some(LoggedJob {
+        org: org.to_owned(),
+        id: id.to_owned(),
+        found: None,
+    })
 }
 
 /// A slot whose job was never written — its request died between taking
@@ -331,22 +358,29 @@ async fn visit(
     let outcome = run_job(ports, org, job, &lease, &mut call.batches_left).await;
     // The next call may continue the job at once.
     lease.into_inner().release(ports.kv);
-    match outcome {
-        Ok(job) => {
-            if job.state != JobState::Done {
-                call.more_due |= job.due_at_millis <= ports.clock.now_millis();
+    call.record(ports, org, id, outcome)
+}
+
+impl Dispatch {
+    /// Adds a job's run to the answer; whether the job is finished.
+    fn record(&mut self, ports: &Ports<'_>, org: &str, id: &str, run: Result<Job, Error>) -> bool {
+        match run {
+            Ok(job) => {
+                if job.state != JobState::Done {
+                    self.more_due |= job.due_at_millis <= ports.clock.now_millis();
+                }
+                self.dispatched.push(json!({
+                    "org": org,
+                    "job_id": job.id,
+                    "state": job.state,
+                    "send_at": job.send_at,
+                }));
+                job.state == JobState::Done
             }
-            call.dispatched.push(json!({
-                "org": org,
-                "job_id": job.id,
-                "state": job.state,
-                "send_at": job.send_at,
-            }));
-            job.state == JobState::Done
-        }
-        Err(error) => {
-            call.failed.push(failure(org, id, &error));
-            false
+            Err(error) => {
+                self.failed.push(failure(org, id, &error));
+                false
+            }
         }
     }
 }
@@ -399,12 +433,25 @@ async fn run_job(
         Some(&progress),
     )
     .await?;
+    job.pending_batches = still_pending(later, &run);
+    schedule_rest(ports, &mut job, run.retry_after_seconds);
+    save_holding(ports, org, job, lease)
+}
+
+/// The batches a run left for later: those past this call's share, and
+/// those the budget refused or the run was interrupted before.
+fn still_pending(later: &[usize], run: &send::Run) -> Vec<usize> {
     let mut pending: Vec<usize> = later.to_vec();
     pending.extend(&run.refused);
     pending.extend(&run.interrupted);
     pending.sort_unstable();
-    job.pending_batches = pending;
-    match run.retry_after_seconds {
+    pending
+}
+
+/// When the job's pending batches go: after the budget's wait as a new
+/// attempt, at the next call, or never when none are left.
+fn schedule_rest(ports: &Ports<'_>, job: &mut Job, retry_after_seconds: Option<u64>) {
+    match retry_after_seconds {
         Some(seconds) => {
             job.state = JobState::Scheduled;
             job.attempt += 1;
@@ -413,7 +460,7 @@ async fn run_job(
         }
         None if job.pending_batches.is_empty() => {
             job.state = JobState::Done;
-            job.finished_at = Some(now());
+            job.finished_at = Some(crate::time::rfc3339(ports.clock.now_millis()));
         }
         // More than one call's share, or batches the store kept from going:
         // the next call goes on with them.
@@ -422,7 +469,6 @@ async fn run_job(
             job.due_at_millis = ports.clock.now_millis();
         }
     }
-    save_holding(ports, org, job, lease)
 }
 
 /// Saves the job, if this dispatcher still holds its lease; else whoever

@@ -147,59 +147,19 @@ pub(super) fn parse_event(
         (None, Some(time)) => time,
         _ => integer(event, at, "timestamp")?,
     };
-    let (psid, kind) = if let Some(message) = event.get("message") {
-        let inside = format!("{at}.message");
-        let mid = string(message, &inside, "mid")?.to_owned();
-        if message.get("is_echo").and_then(Value::as_bool) == Some(true) {
-            (string(event, at, "recipient.id")?, EventKind::Echo { mid })
-        } else {
-            let (attachments, locations) = attachments(message, &inside)?;
-            let text = message.get("text").and_then(Value::as_str).unwrap_or("");
-            let text = std::iter::once(text.to_owned())
-                .chain(locations)
-                .filter(|line| !line.is_empty())
-                .collect::<Vec<_>>()
-                .join("\n");
-            let kind = EventKind::Message {
-                mid,
-                text,
-                attachments,
-            };
-            (sender(event, at)?, kind)
-        }
+    let CustomerEvent { psid, kind } = if let Some(message) = event.get("message") {
+        message_event(event, message, at)?
     } else if let Some(postback) = event.get("postback") {
-        let psid = sender(event, at)?;
-        let mid = postback
-            .get("mid")
-            .and_then(Value::as_str)
-            .filter(|mid| !mid.is_empty())
-            .map_or_else(|| format!("postback:{psid}:{timestamp}"), str::to_owned);
-        let title = postback.get("title").and_then(Value::as_str).unwrap_or("");
-        let kind = EventKind::Message {
-            mid,
-            text: title.to_owned(),
-            attachments: Vec::new(),
-        };
-        (psid, kind)
+        postback_event(event, postback, at, timestamp)?
     } else if let Some(delivery) = event.get("delivery") {
-        let inside = format!("{at}.delivery");
-        let mids = match delivery.get("mids") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(mids) => mids
-                .as_array()
-                .and_then(|mids| {
-                    mids.iter()
-                        .map(|mid| mid.as_str().map(str::to_owned))
-                        .collect::<Option<Vec<_>>>()
-                })
-                .ok_or_else(|| format!("{inside}.mids must be an array of message ids"))?,
-        };
-        let watermark = integer(delivery, &inside, "watermark")?;
-        (sender(event, at)?, EventKind::Delivery { mids, watermark })
+        delivery_event(event, delivery, at)?
     } else {
         let read = &event["read"];
         let watermark = integer(read, &format!("{at}.read"), "watermark")?;
-        (sender(event, at)?, EventKind::Read { watermark })
+        CustomerEvent {
+            psid: sender(event, at)?,
+            kind: EventKind::Read { watermark },
+        }
     };
     Ok(Some(Event {
         page_id: page_id.to_owned(),
@@ -207,6 +167,96 @@ pub(super) fn parse_event(
         timestamp,
         kind,
     }))
+}
+
+/// What an event says and which customer it is about, before the entry's
+/// page and the timestamp make it an [`Event`].
+struct CustomerEvent<'a> {
+    psid: &'a str,
+    kind: EventKind,
+}
+
+/// A `message`: our own send echoed back, or the customer's message.
+fn message_event<'a>(
+    event: &'a Value,
+    message: &Value,
+    at: &str,
+) -> Result<CustomerEvent<'a>, String> {
+    let inside = format!("{at}.message");
+    let mid = string(message, &inside, "mid")?.to_owned();
+    if message.get("is_echo").and_then(Value::as_bool) == Some(true) {
+        return Ok(CustomerEvent {
+            psid: string(event, at, "recipient.id")?,
+            kind: EventKind::Echo { mid },
+        });
+    }
+    let (attachments, locations) = attachments(message, &inside)?;
+    let text = message.get("text").and_then(Value::as_str).unwrap_or("");
+    let text = std::iter::once(text.to_owned())
+        .chain(locations)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok(CustomerEvent {
+        psid: sender(event, at)?,
+        kind: EventKind::Message {
+            mid,
+            text,
+            attachments,
+        },
+    })
+}
+
+/// A `postback` (a button tap): a message whose text is the button's
+/// title. Facebook may send it without a mid; the customer and the time
+/// then make one, the same each time Facebook retries it.
+fn postback_event<'a>(
+    event: &'a Value,
+    postback: &Value,
+    at: &str,
+    timestamp: i64,
+) -> Result<CustomerEvent<'a>, String> {
+    let psid = sender(event, at)?;
+    let mid = postback
+        .get("mid")
+        .and_then(Value::as_str)
+        .filter(|mid| !mid.is_empty())
+        .map_or_else(|| format!("postback:{psid}:{timestamp}"), str::to_owned);
+    let title = postback.get("title").and_then(Value::as_str).unwrap_or("");
+    Ok(CustomerEvent {
+        psid,
+        kind: EventKind::Message {
+            mid,
+            text: title.to_owned(),
+            attachments: Vec::new(),
+        },
+    })
+}
+
+/// A `delivery` receipt: its watermark, and the mids when Facebook names
+/// them (`null` and absent both mean none).
+fn delivery_event<'a>(
+    event: &'a Value,
+    delivery: &Value,
+    at: &str,
+) -> Result<CustomerEvent<'a>, String> {
+    let inside = format!("{at}.delivery");
+    let mids = match delivery.get("mids") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(mids) => mids
+            .as_array()
+            .and_then(|mids| {
+                mids.iter()
+                    .map(|mid| mid.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| format!("{inside}.mids must be an array of message ids"))?,
+    };
+    let watermark = integer(delivery, &inside, "watermark")?;
+    Ok(CustomerEvent {
+        psid: sender(event, at)?,
+        kind: EventKind::Delivery { mids, watermark },
+    })
 }
 
 /// The customer of a customer event.

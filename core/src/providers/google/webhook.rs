@@ -95,110 +95,147 @@ pub(super) const USER_IMAGES: &str = "https://storage.googleapis.com/";
 ///
 /// Err = a sentence naming the missing or malformed field (a 400 body).
 pub fn parse_webhook(body: &[u8]) -> Result<Webhook, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|error| {
-        format!("the webhook body is not JSON ({error}); Google Business Messages posts JSON")
-    })?;
-    if !value.is_object() {
-        return Err("the webhook body is not a JSON object".to_owned());
-    }
+    let value = json_object(body)?;
     if value.get("clientToken").is_some() {
         return Ok(Webhook::Verification {
             client_token: required(&value, "clientToken")?.to_owned(),
             secret: required(&value, "secret")?.to_owned(),
         });
     }
-    let agent = required(&value, "agent")?;
-    let agent_id = agent
-        .strip_prefix("brands/")
-        .and_then(|rest| rest.split_once("/agents/"))
-        .map(|(_, id)| id)
-        .filter(|id| !id.is_empty() && !id.contains('/'))
-        .ok_or_else(|| {
-            format!("the webhook's \"agent\" is {agent:?}, not brands/BRAND_ID/agents/AGENT_ID")
-        })?
-        .to_owned();
-    let conversation_id = required(&value, "conversationId")?.to_owned();
-    let display_name = text(&value, "/context/userInfo/displayName").map(str::to_owned);
-
+    let envelope = Envelope::read(&value)?;
     if value.get("message").is_some() {
-        let message_id = required(&value, "message.messageId")?.to_owned();
-        let said = required(&value, "message.text")?;
-        let (text, attachments) = match user_image(said) {
-            Some(url) => (
-                String::new(),
-                vec![Attachment {
-                    url: url.to_owned(),
-                    content_type: "image/*".to_owned(),
-                }],
-            ),
-            None => (said.to_owned(), Vec::new()),
-        };
-        return Ok(Webhook::Message {
-            agent_id,
-            conversation_id,
-            message_id,
-            text,
-            attachments,
-            display_name,
-        });
+        return user_message(&value, envelope);
     }
     if value.get("suggestionResponse").is_some() {
-        // `suggestionResponse.message` may name the message the suggestion
-        // came with, which two taps share; `requestId` is this delivery's
-        // own, and Google keeps it when it retries.
-        let message_id = text(&value, "/requestId")
-            .or_else(|| text(&value, "/suggestionResponse/message").map(last_segment))
-            .ok_or_else(|| {
-                "the suggestion response has neither \"requestId\" nor \
-                 \"suggestionResponse.message\" to identify it"
-                    .to_owned()
-            })?
-            .to_owned();
-        return Ok(Webhook::Message {
-            agent_id,
-            conversation_id,
-            message_id,
-            text: required(&value, "suggestionResponse.text")?.to_owned(),
-            attachments: Vec::new(),
-            display_name,
-        });
+        return suggestion_tap(&value, envelope);
     }
     if value.get("receipts").is_some() {
-        let receipts = value
-            .pointer("/receipts/receipts")
-            .and_then(Value::as_array)
-            .ok_or("the webhook's \"receipts.receipts\" is missing or not a list")?
-            .iter()
-            .enumerate()
-            .map(|(n, receipt)| {
-                let field = |name: &str| {
-                    text(receipt, &format!("/{name}")).ok_or_else(|| {
-                        format!(
-                            "the webhook's \"receipts.receipts[{n}].{name}\" is missing or empty"
-                        )
-                    })
-                };
-                Ok(Receipt {
-                    message_id: last_segment(field("message")?).to_owned(),
-                    status: field("receiptType")?.to_ascii_lowercase(),
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
         return Ok(Webhook::Receipts {
-            agent_id,
-            conversation_id,
-            receipts,
+            receipts: receipts(&value)?,
+            agent_id: envelope.agent_id,
+            conversation_id: envelope.conversation_id,
         });
     }
     if let Some(status) = value.get("userStatus") {
         return Ok(Webhook::UserStatus {
-            agent_id,
-            conversation_id,
+            agent_id: envelope.agent_id,
+            conversation_id: envelope.conversation_id,
             requested_live_agent: status.get("requestedLiveAgent").and_then(Value::as_bool)
                 == Some(true),
         });
     }
     Ok(Webhook::Other)
+}
+
+/// The body as JSON, which must be an object for any field to be read.
+fn json_object(body: &[u8]) -> Result<Value, String> {
+    let value: Value = serde_json::from_slice(body).map_err(|error| {
+        format!("the webhook body is not JSON ({error}); Google Business Messages posts JSON")
+    })?;
+    if !value.is_object() {
+        return Err("the webhook body is not a JSON object".to_owned());
+    }
+    Ok(value)
+}
+
+/// What every payload but the verification carries, whatever its kind: it
+/// is read before the kind, so a payload missing it is a 400 even when the
+/// gateway would have ignored its kind.
+struct Envelope {
+    agent_id: String,
+    conversation_id: String,
+    display_name: Option<String>,
+}
+
+impl Envelope {
+    fn read(value: &Value) -> Result<Self, String> {
+        Ok(Self {
+            agent_id: agent_id(value)?,
+            conversation_id: required(value, "conversationId")?.to_owned(),
+            display_name: text(value, "/context/userInfo/displayName").map(str::to_owned),
+        })
+    }
+
+    fn message(self, message_id: String, text: String, attachments: Vec<Attachment>) -> Webhook {
+        Webhook::Message {
+            agent_id: self.agent_id,
+            conversation_id: self.conversation_id,
+            message_id,
+            text,
+            attachments,
+            display_name: self.display_name,
+        }
+    }
+}
+
+/// `AGENT_ID` of the webhook's `agent`, `brands/BRAND_ID/agents/AGENT_ID`.
+fn agent_id(value: &Value) -> Result<String, String> {
+    let agent = required(value, "agent")?;
+    agent
+        .strip_prefix("brands/")
+        .and_then(|rest| rest.split_once("/agents/"))
+        .map(|(_, id)| id)
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            format!("the webhook's \"agent\" is {agent:?}, not brands/BRAND_ID/agents/AGENT_ID")
+        })
+}
+
+/// A `message`: its text, or, when the text is only a link to the user's
+/// image, that image as an attachment with empty text.
+fn user_message(value: &Value, envelope: Envelope) -> Result<Webhook, String> {
+    let message_id = required(value, "message.messageId")?.to_owned();
+    let said = required(value, "message.text")?;
+    Ok(match user_image(said) {
+        Some(url) => {
+            let image = Attachment {
+                url: url.to_owned(),
+                content_type: "image/*".to_owned(),
+            };
+            envelope.message(message_id, String::new(), vec![image])
+        }
+        None => envelope.message(message_id, said.to_owned(), Vec::new()),
+    })
+}
+
+/// A `suggestionResponse`: the text of the suggestion the user tapped.
+fn suggestion_tap(value: &Value, envelope: Envelope) -> Result<Webhook, String> {
+    // `suggestionResponse.message` may name the message the suggestion
+    // came with, which two taps share; `requestId` is this delivery's
+    // own, and Google keeps it when it retries.
+    let message_id = text(value, "/requestId")
+        .or_else(|| text(value, "/suggestionResponse/message").map(last_segment))
+        .ok_or_else(|| {
+            "the suggestion response has neither \"requestId\" nor \
+             \"suggestionResponse.message\" to identify it"
+                .to_owned()
+        })?
+        .to_owned();
+    let said = required(value, "suggestionResponse.text")?.to_owned();
+    Ok(envelope.message(message_id, said, Vec::new()))
+}
+
+/// `receipts.receipts`, each naming the message it is for and its type.
+fn receipts(value: &Value) -> Result<Vec<Receipt>, String> {
+    value
+        .pointer("/receipts/receipts")
+        .and_then(Value::as_array)
+        .ok_or("the webhook's \"receipts.receipts\" is missing or not a list")?
+        .iter()
+        .enumerate()
+        .map(|(n, receipt)| {
+            let field = |name: &str| {
+                text(receipt, &format!("/{name}")).ok_or_else(|| {
+                    format!("the webhook's \"receipts.receipts[{n}].{name}\" is missing or empty")
+                })
+            };
+            Ok(Receipt {
+                message_id: last_segment(field("message")?).to_owned(),
+                status: field("receiptType")?.to_ascii_lowercase(),
+            })
+        })
+        .collect()
 }
 
 /// The non-empty string at `path` (dot-separated), or a sentence naming it.
