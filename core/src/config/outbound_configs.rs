@@ -50,55 +50,15 @@ impl Resource for OutboundConfig {
                 input.parsed("channel", E164::parse)?.to_string()
             }
         };
-        let provider = channel_type
-            .providers()
-            .map(Provider::as_str)
-            .collect::<Vec<_>>()
-            .join(" or ");
-        let owners: Vec<Account> = store::list_all::<Account>(ctx.kv(), ctx.org())?
-            .into_iter()
-            .filter(|account| account_number(account, channel_type, &number).is_some())
-            .collect();
-        let account_id = match (input.str("account_id")?, owners.as_slice()) {
-            (Some(wanted), _) if owners.iter().any(|a| a.id == wanted) => wanted.to_owned(),
-            (Some(wanted), _) => {
-                return Err(input.error(
-                    "account_id",
-                    "unknown_account",
-                    format!("{number} is not a number of a {provider} account with id {wanted}"),
-                ))
-            }
-            (None, [only]) => only.id.clone(),
-            (None, []) => {
-                return Err(input.error(
-                    "channel",
-                    "unknown_channel",
-                    format!("{number} is not a number of any {provider} account of this organisation; add it to one with PATCH /api/accounts/{{id}}"),
-                ))
-            }
-            (None, _) => {
-                return Err(input.error(
-                    "account_id",
-                    "ambiguous_channel",
-                    format!("{number} belongs to several {provider} accounts; say which with \"account_id\""),
-                ))
-            }
-        };
-        // Stored as the account writes it, which is how the provider
-        // expects it in a send.
-        let channel = owners
-            .iter()
-            .find(|owner| owner.id == account_id)
-            .and_then(|owner| account_number(owner, channel_type, &number))
-            .unwrap_or(number);
+        let sender = sending_account(ctx, &input, channel_type, number)?;
         let template_id = input.required_str("template_id")?;
         let config = OutboundConfig {
             id,
             name,
             show_on_timeline: input.bool("show_on_timeline")?.unwrap_or(false),
             channel_type,
-            channel,
-            account_id,
+            channel: sender.channel,
+            account_id: sender.account_id,
             template_id: template_id.to_owned(),
             created_at: ctx.created_at(existing.map(|e| e.created_at)),
             updated_at: ctx.now,
@@ -115,6 +75,68 @@ impl Resource for OutboundConfig {
             .map_err(|reason| input.error("template_id", "template_mismatch", reason))?;
         Ok(config)
     }
+}
+
+/// The account an outbound configuration sends from, and its number as
+/// that account writes it.
+struct SendingAccount {
+    account_id: String,
+    channel: String,
+}
+
+/// The account whose `number` the configuration sends from: the one the
+/// input names, or else the only one that has it.
+fn sending_account(
+    ctx: &Ctx,
+    input: &Object,
+    channel_type: Channel,
+    number: String,
+) -> Result<SendingAccount, Error> {
+    let provider = channel_type
+        .providers()
+        .map(Provider::as_str)
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let owners: Vec<Account> = store::list_all::<Account>(ctx.kv(), ctx.org())?
+        .into_iter()
+        .filter(|account| account_number(account, channel_type, &number).is_some())
+        .collect();
+    let account_id = match (input.str("account_id")?, owners.as_slice()) {
+        (Some(wanted), _) if owners.iter().any(|a| a.id == wanted) => wanted.to_owned(),
+        (Some(wanted), _) => {
+            return Err(input.error(
+                "account_id",
+                "unknown_account",
+                format!("{number} is not a number of a {provider} account with id {wanted}"),
+            ))
+        }
+        (None, [only]) => only.id.clone(),
+        (None, []) => {
+            return Err(input.error(
+                "channel",
+                "unknown_channel",
+                format!("{number} is not a number of any {provider} account of this organisation; add it to one with PATCH /api/accounts/{{id}}"),
+            ))
+        }
+        (None, _) => {
+            return Err(input.error(
+                "account_id",
+                "ambiguous_channel",
+                format!("{number} belongs to several {provider} accounts; say which with \"account_id\""),
+            ))
+        }
+    };
+    // Stored as the account writes it, which is how the provider
+    // expects it in a send.
+    let channel = owners
+        .iter()
+        .find(|owner| owner.id == account_id)
+        .and_then(|owner| account_number(owner, channel_type, &number))
+        .unwrap_or(number);
+    Ok(SendingAccount {
+        account_id,
+        channel,
+    })
 }
 
 /// An SMS number as written at TeleSign (digits) or Twilio (+E.164).

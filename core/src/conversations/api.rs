@@ -26,7 +26,7 @@ use crate::config::{serve, Ctx};
 use crate::entities::agent::Agent;
 use crate::entities::contact::{address_key, Contact, ContactAddress};
 use crate::entities::queue::Queue;
-use crate::entities::workstream::Workstream;
+use crate::entities::workstream::{ChannelInstance, Workstream};
 use crate::error::{Error, ProviderFailure};
 use crate::input::{self, Object};
 use crate::locale::Locale;
@@ -158,28 +158,63 @@ fn view(conversation: &Conversation, last_customer: Option<&str>) -> Value {
 fn list(ctx: &Ctx, request: &Request) -> Result<Response, Error> {
     ctx.principal.require(READERS)?;
     let (cursor, limit) = store::paging(request)?;
-    let state = match request.query_param("state") {
-        None => None,
-        Some(name) => Some(State::parse(&name).ok_or_else(|| {
-            Error::invalid(
-                "state",
-                "invalid_choice",
-                format!("\"state\" must be one of {}", State::NAMES.join(", ")),
-            )
-        })?),
-    };
+    let state = state_filter(request)?;
     let queue = request.query_param("queue");
-    let mut agent = request.query_param("agent");
-    if agent.as_deref() == Some("me") {
-        agent = Some(ctx.principal.agent_id.clone().ok_or_else(|| {
-            Error::invalid("agent", "not_an_agent", "\"agent=me\" needs an agent key")
-        })?);
-    }
+    let agent = agent_filter(ctx, request)?;
     let org = ctx.org();
     let kv = ctx.kv();
     let readable = readable_by(ctx)?;
-    // Which log to walk, and which of its entries still count.
-    let (log, entry_holds): (Log, EntryHolds) = match (&queue, &agent) {
+    let walk = walk_for(org, queue, agent)?;
+    let page: Page<Value> = store::scan(&walk.log, kv, cursor, limit, |entries| {
+        listed(kv, org, entries, |conversation, version| {
+            (walk.entry_holds)(conversation, version)
+                && state.is_none_or(|s| s == conversation.state)
+                && readable(conversation)
+        })
+    })?;
+    Ok(Response::json(
+        200,
+        &json!({"items": page.items, "next_cursor": page.next_cursor}),
+    ))
+}
+
+/// The listing's `state` filter, if any.
+fn state_filter(request: &Request) -> Result<Option<State>, Error> {
+    let Some(name) = request.query_param("state") else {
+        return Ok(None);
+    };
+    let state = State::parse(&name).ok_or_else(|| {
+        Error::invalid(
+            "state",
+            "invalid_choice",
+            format!("\"state\" must be one of {}", State::NAMES.join(", ")),
+        )
+    })?;
+    Ok(Some(state))
+}
+
+/// The listing's `agent` filter, if any, with `me` standing for the caller.
+fn agent_filter(ctx: &Ctx, request: &Request) -> Result<Option<String>, Error> {
+    let agent = request.query_param("agent");
+    if agent.as_deref() != Some("me") {
+        return Ok(agent);
+    }
+    let me = ctx.principal.agent_id.clone().ok_or_else(|| {
+        Error::invalid("agent", "not_an_agent", "\"agent=me\" needs an agent key")
+    })?;
+    Ok(Some(me))
+}
+
+/// The log a listing walks, and which of its entries still count: a
+/// conversation that moved on leaves its entry behind.
+struct Walk {
+    log: Log,
+    entry_holds: EntryHolds,
+}
+
+/// The log the `queue` or `agent` filter walks; both at once are refused.
+fn walk_for(org: &str, queue: Option<String>, agent: Option<String>) -> Result<Walk, Error> {
+    let (log, entry_holds): (Log, EntryHolds) = match (queue, agent) {
         (Some(_), Some(_)) => {
             return Err(Error::invalid(
                 "agent",
@@ -187,63 +222,61 @@ fn list(ctx: &Ctx, request: &Request) -> Result<Response, Error> {
                 "filter by \"queue\" or by \"agent\", not both",
             ))
         }
-        (Some(queue), None) => {
-            let queue = queue.clone();
-            (
-                queue_log(org, &queue),
-                Box::new(move |c, version| {
-                    c.queue_id.as_deref() == Some(queue.as_str()) && c.queued_at == version
-                }),
-            )
-        }
-        (None, Some(agent)) => {
-            let agent = agent.clone();
-            (
-                agent_log(org, &agent),
-                Box::new(move |c, version| {
-                    c.agent_id.as_deref() == Some(agent.as_str()) && c.assigned_at == version
-                }),
-            )
-        }
+        (Some(queue), None) => (
+            queue_log(org, &queue),
+            Box::new(move |c, version| {
+                c.queue_id.as_deref() == Some(queue.as_str()) && c.queued_at == version
+            }),
+        ),
+        (None, Some(agent)) => (
+            agent_log(org, &agent),
+            Box::new(move |c, version| {
+                c.agent_id.as_deref() == Some(agent.as_str()) && c.assigned_at == version
+            }),
+        ),
         (None, None) => (store::index::<Conversation>(org), Box::new(|_, _| true)),
     };
-    let page: Page<Value> = store::scan(&log, kv, cursor, limit, |entries| {
-        let wanted: Vec<(String, u64)> = entries
-            .iter()
-            .filter_map(|(_, bytes)| {
-                parse_log_entry(bytes)
-                    .or_else(|| Some((String::from_utf8_lossy(bytes).into_owned(), 0)))
-            })
-            .collect();
-        let mut keys = Vec::with_capacity(wanted.len() * 2);
-        for (id, _) in &wanted {
-            keys.push(store::document_key::<Conversation>(org, id));
-            keys.push(last_customer_key(org, id));
+    Ok(Walk { log, entry_holds })
+}
+
+/// The conversations a page of log `entries` names that `shown` keeps
+/// (given each with its entry's version), read in one round trip.
+fn listed(
+    kv: &dyn KeyValue,
+    org: &str,
+    entries: &[(i64, Vec<u8>)],
+    shown: impl Fn(&Conversation, u64) -> bool,
+) -> Result<Vec<Value>, Error> {
+    let wanted: Vec<(String, u64)> = entries
+        .iter()
+        .filter_map(|(_, bytes)| {
+            parse_log_entry(bytes)
+                .or_else(|| Some((String::from_utf8_lossy(bytes).into_owned(), 0)))
+        })
+        .collect();
+    let mut keys = Vec::with_capacity(wanted.len() * 2);
+    for (id, _) in &wanted {
+        keys.push(store::document_key::<Conversation>(org, id));
+        keys.push(last_customer_key(org, id));
+    }
+    let values = if keys.is_empty() {
+        Vec::new()
+    } else {
+        kv.get_many(&keys)?
+    };
+    let mut items = Vec::new();
+    for ((id, version), pair) in wanted.iter().zip(values.chunks(2)) {
+        let Some(bytes) = &pair[0] else { continue };
+        let conversation: Conversation =
+            store::decode(&store::document_key::<Conversation>(org, id), bytes)?;
+        if shown(&conversation, *version) {
+            let last = pair[1]
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned());
+            items.push(view(&conversation, last.as_deref()));
         }
-        let values = if keys.is_empty() {
-            Vec::new()
-        } else {
-            kv.get_many(&keys)?
-        };
-        let mut items = Vec::new();
-        for ((id, version), pair) in wanted.iter().zip(values.chunks(2)) {
-            let Some(bytes) = &pair[0] else { continue };
-            let conversation: Conversation =
-                store::decode(&store::document_key::<Conversation>(org, id), bytes)?;
-            let holds = entry_holds(&conversation, *version);
-            if holds && state.is_none_or(|s| s == conversation.state) && readable(&conversation) {
-                let last = pair[1]
-                    .as_ref()
-                    .map(|b| String::from_utf8_lossy(b).into_owned());
-                items.push(view(&conversation, last.as_deref()));
-            }
-        }
-        Ok(items)
-    })?;
-    Ok(Response::json(
-        200,
-        &json!({"items": page.items, "next_cursor": page.next_cursor}),
-    ))
+    }
+    Ok(items)
 }
 
 /// `GET /api/conversations/{id}`: the conversation and a page of its
@@ -595,7 +628,21 @@ async fn send_reply(
     let (conversation, last) = conversation_for(ctx, id, Need::Work, LIVE, "a reply")?;
     let kv = ctx.kv();
     let workstream: Workstream = store::require(kv, ctx.org(), &conversation.workstream_id)?;
-    let instance = workstream
+    let instance = replying_channel(&workstream, &conversation)?;
+    let account: Account = store::require(kv, ctx.org(), &conversation.account_id)?;
+    let content = reply_content(ctx, &input, &conversation, instance)?;
+    let window = reply_window(ctx, &content, &conversation, instance, last.as_deref())?;
+    let message = agent_message(ctx, &content);
+    send_recorded(ctx, &account, &conversation, &content, window, message).await
+}
+
+/// The workstream's channel the conversation is on; a reply has nothing to
+/// go out from once the channel is removed.
+fn replying_channel<'a>(
+    workstream: &'a Workstream,
+    conversation: &Conversation,
+) -> Result<&'a ChannelInstance, Error> {
+    workstream
         .channels
         .iter()
         .find(|c| {
@@ -609,80 +656,120 @@ async fn send_reply(
                     conversation.channel_address, workstream.id
                 ),
             )
-        })?;
-    let account: Account = store::require(kv, ctx.org(), &conversation.account_id)?;
+        })
+}
+
+/// What the reply sends: a rendered template or the body's text and
+/// attachments, refused before anything is recorded if the channel cannot
+/// carry it.
+fn reply_content(
+    ctx: &Ctx,
+    input: &Object,
+    conversation: &Conversation,
+    instance: &ChannelInstance,
+) -> Result<Content, Error> {
     let content = match input.str("template_id")? {
         Some(template_id) => {
             if input.has("text") || input.has("attachments") {
-                return Err(input
-                    .error(
-                        "text",
-                        "conflicting_fields",
-                        "send either \"text\" or \"template_id\", not both",
-                    )
-                    .into());
+                return Err(input.error(
+                    "text",
+                    "conflicting_fields",
+                    "send either \"text\" or \"template_id\", not both",
+                ));
             }
-            render_template(ctx, &input, template_id, &conversation)?
+            render_template(ctx, input, template_id, conversation)?
         }
-        None => {
-            let text = input.str("text")?.unwrap_or_default().to_owned();
-            let attachments = read_attachments(&input)?;
-            if text.trim().is_empty() && attachments.is_empty() {
-                return Err(input.missing("text").into());
-            }
-            if !attachments.is_empty() && conversation.channel == Channel::Sms {
-                return Err(input
-                    .error(
-                        "attachments",
-                        "attachments_not_supported",
-                        "SMS carries text only; send the attachment's link in \"text\" instead",
-                    )
-                    .into());
-            }
-            if !attachments.is_empty() && !instance.agent_attachments {
-                return Err(input
-                    .error("attachments", "attachments_not_allowed", "this channel does not send agents' attachments (the channel's agent_attachments is off)")
-                    .into());
-            }
-            Content::Text { text, attachments }
-        }
+        None => text_content(input, conversation, instance)?,
     };
     let characters = content.text().chars().count();
     if characters > MAX_TEXT_CHARS {
-        return Err(input
-            .error(
-                "text",
-                "text_too_long",
-                format!("the message has {characters} characters; the limit is {MAX_TEXT_CHARS}"),
-            )
-            .into());
+        return Err(input.error(
+            "text",
+            "text_too_long",
+            format!("the message has {characters} characters; the limit is {MAX_TEXT_CHARS}"),
+        ));
     }
-    let window = match &content {
+    Ok(content)
+}
+
+/// A free-form reply: text, attachments, or both, where the channel sends
+/// agents' attachments.
+fn text_content(
+    input: &Object,
+    conversation: &Conversation,
+    instance: &ChannelInstance,
+) -> Result<Content, Error> {
+    let text = input.str("text")?.unwrap_or_default().to_owned();
+    let attachments = read_attachments(input)?;
+    if text.trim().is_empty() && attachments.is_empty() {
+        return Err(input.missing("text"));
+    }
+    if !attachments.is_empty() && conversation.channel == Channel::Sms {
+        return Err(input.error(
+            "attachments",
+            "attachments_not_supported",
+            "SMS carries text only; send the attachment's link in \"text\" instead",
+        ));
+    }
+    if !attachments.is_empty() && !instance.agent_attachments {
+        return Err(input.error("attachments", "attachments_not_allowed", "this channel does not send agents' attachments (the channel's agent_attachments is off)"));
+    }
+    Ok(Content::Text { text, attachments })
+}
+
+/// Whether the reply may go out now: the channel's free-form window since
+/// the customer's last message, `last_customer`.
+fn reply_window(
+    ctx: &Ctx,
+    content: &Content,
+    conversation: &Conversation,
+    instance: &ChannelInstance,
+    last_customer: Option<&str>,
+) -> Result<Window, Undelivered> {
+    match content {
         // Approved WhatsApp templates are what goes out after the window.
-        Content::Template { .. } if conversation.channel == Channel::Whatsapp => Window::Open,
+        Content::Template { .. } if conversation.channel == Channel::Whatsapp => Ok(Window::Open),
         _ => free_form_window(
             conversation.channel,
             instance.human_agent_tag,
             true,
-            last.as_deref()
-                .and_then(|at| crate::time::parse_rfc3339(at).ok()),
+            last_customer.and_then(|at| crate::time::parse_rfc3339(at).ok()),
             ctx.ports.clock.now_millis(),
-        )?,
-    };
+        ),
+    }
+}
+
+/// The reply as the conversation shows it, by the calling agent.
+fn agent_message(ctx: &Ctx, content: &Content) -> Message {
     let mut message = Message::new(Author::Agent, content.text(), &now(ctx));
     message.agent_id = ctx.principal.agent_id.clone();
-    match &content {
+    match content {
         Content::Text { attachments, .. } => message.attachments = attachments.clone(),
         Content::Template { template_id, .. } => message.template_id = Some(template_id.clone()),
     }
+    message
+}
+
+/// Sends the reply, recorded before it goes and settled after: a failure
+/// that may have reached the customer stays shown as `unknown`, so the
+/// agent checks before sending again; one that surely did not is withdrawn.
+async fn send_recorded(
+    ctx: &Ctx<'_>,
+    account: &Account,
+    conversation: &Conversation,
+    content: &Content,
+    window: Window,
+    mut message: Message,
+) -> Result<Response, Undelivered> {
+    let kv = ctx.kv();
     // At most once: shown before it goes, so a reply cut off mid-send is
     // seen as `unknown` in the conversation instead of being sent again.
     record_intent(kv, ctx.org(), &conversation.id, &mut message)?;
     let sent = deliver(
         ctx.ports,
-        &account,
+        account,
         conversation.thread(),
-        &content,
+        content,
         Author::Agent,
         window,
     )

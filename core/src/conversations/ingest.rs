@@ -157,9 +157,6 @@ pub async fn ingest(
     inbound: &Inbound,
     found: Vec<Option<Vec<u8>>>,
 ) -> Result<Ingested, Error> {
-    let kv = ports.kv;
-    let provider = account.settings.provider();
-    let channel = inbound.channel.as_str();
     let facts = ThreadFacts::read(found);
     if facts.stored_at.is_some() {
         return Ok(Ingested::Duplicate);
@@ -169,12 +166,83 @@ pub async fn ingest(
     }
     let workstream_id = facts
         .workstream_id
+        .clone()
         .ok_or_else(|| no_workstream(account, inbound))?;
+    let provider = account.settings.provider();
     let record = provider_message_key(org, provider, &inbound.provider_message_id);
     let claim = delivery_lease(&record);
-    let Some(taken) = lease::take(kv, &claim, ports.clock.now_millis(), &facts.probed)? else {
+    let Some(taken) = lease::take(ports.kv, &claim, ports.clock.now_millis(), &facts.probed)?
+    else {
         return another_delivery(ports, &record);
     };
+    let landing = read_landing(
+        ports.kv,
+        org,
+        account,
+        inbound,
+        &workstream_id,
+        facts,
+        taken,
+    )?;
+    let Some(Landing {
+        serving,
+        mut thread,
+    }) = landing
+    else {
+        return another_delivery(ports, &record);
+    };
+    claim_outbound(ports, org, &mut thread.outbound)?;
+    let sender_is_new = thread.sender.is_new;
+    let now_millis = ports.clock.now_millis();
+    let arrival = Arrival {
+        account,
+        inbound,
+        serving,
+        now: crate::time::rfc3339(now_millis),
+        now_millis,
+    };
+    let stored = store_message(ports, org, &arrival, thread)?;
+    // The message is stored: what follows is best effort, and a failure of
+    // it must not make the provider deliver the message again.
+    Ok(follow_up(ports, org, &arrival, stored, sender_is_new).await)
+}
+
+/// The workstream serving the address a message came to, and its channel
+/// there.
+struct Serving {
+    workstream: Workstream,
+    instance: ChannelInstance,
+}
+
+/// The thread as the reads found it, before the message is stored.
+struct ThreadState {
+    conversation: Option<Conversation>,
+    sender: Sender,
+    /// Outbound messages to show before this one (R-OUT-8).
+    outbound: Vec<Activity>,
+    /// The message id's lease, which must still be held when writing.
+    delivery: Lease,
+}
+
+/// What both read round trips found of where a message lands.
+struct Landing {
+    serving: Serving,
+    thread: ThreadState,
+}
+
+/// The second read round trip: the workstream, the sender's contact, the
+/// confirmation of the message id's lease and the outbound messages pending
+/// on the thread. `None` when another delivery took the lease meanwhile.
+fn read_landing(
+    kv: &dyn KeyValue,
+    org: &str,
+    account: &Account,
+    inbound: &Inbound,
+    workstream_id: &str,
+    facts: ThreadFacts,
+    taken: lease::Taken,
+) -> Result<Option<Landing>, Error> {
+    let channel = inbound.channel.as_str();
     let thread = thread_id(
         org,
         &account.id,
@@ -189,25 +257,60 @@ pub async fn ingest(
     let contact_id = facts.known_contact.clone().unwrap_or_else(|| {
         crate::entities::contact::contact_id_for(org, channel, &inbound.customer_address)
     });
+    let keys = landing_keys(org, workstream_id, &contact_id, &taken, &facts.pending);
+    let mut documents = kv.get_many(&keys)?.into_iter();
+    let workstream: Option<Workstream> = store::decode_found(&keys[0], documents.next().flatten())?;
+    let contact: Option<Contact> = store::decode_found(&keys[1], documents.next().flatten())?;
+    let confirmed: Vec<Option<Vec<u8>>> = documents.by_ref().take(2).collect();
+    let Some(delivery) = taken.confirm(&confirmed) else {
+        return Ok(None);
+    };
+    let serving = serving(workstream, account, inbound)?;
+    let outbound = unthreaded(&keys[4..], documents)?;
+    let sender = Sender {
+        contact,
+        is_new: facts.known_contact.is_none(),
+        consent,
+    };
+    Ok(Some(Landing {
+        serving,
+        thread: ThreadState {
+            conversation,
+            sender,
+            outbound,
+            delivery,
+        },
+    }))
+}
+
+/// The keys [`read_landing`] reads, in the order it takes their values.
+fn landing_keys(
+    org: &str,
+    workstream_id: &str,
+    contact_id: &str,
+    taken: &lease::Taken,
+    pending: &[String],
+) -> Vec<String> {
     let mut keys = vec![
-        store::document_key::<Workstream>(org, &workstream_id),
-        store::document_key::<Contact>(org, &contact_id),
+        store::document_key::<Workstream>(org, workstream_id),
+        store::document_key::<Contact>(org, contact_id),
     ];
     keys.extend(taken.confirm_keys());
     keys.extend(
-        facts
-            .pending
+        pending
             .iter()
             .map(|id| store::document_key::<Activity>(org, id)),
     );
-    let mut documents = kv.get_many(&keys)?.into_iter();
-    let workstream: Option<Workstream> = store::decode_found(&keys[0], documents.next().flatten())?;
-    let stored_contact: Option<Contact> =
-        store::decode_found(&keys[1], documents.next().flatten())?;
-    let confirmed: Vec<Option<Vec<u8>>> = documents.by_ref().take(2).collect();
-    let Some(mut delivery) = taken.confirm(&confirmed) else {
-        return another_delivery(ports, &record);
-    };
+    keys
+}
+
+/// The workstream's channel the message came in on: without it, no
+/// workstream serves the address any more.
+fn serving(
+    workstream: Option<Workstream>,
+    account: &Account,
+    inbound: &Inbound,
+) -> Result<Serving, Error> {
     let workstream = workstream.ok_or_else(|| no_workstream(account, inbound))?;
     let instance = workstream
         .channels
@@ -215,54 +318,72 @@ pub async fn ingest(
         .find(|c| c.account_id == account.id && c.address == inbound.channel_address)
         .cloned()
         .ok_or_else(|| no_workstream(account, inbound))?;
+    Ok(Serving {
+        workstream,
+        instance,
+    })
+}
+
+/// The pending outbound messages (`keys` and their `found` values) that no
+/// reply has threaded yet.
+fn unthreaded(
+    keys: &[String],
+    found: impl Iterator<Item = Option<Vec<u8>>>,
+) -> Result<Vec<Activity>, Error> {
     let mut outbound = Vec::new();
-    for (key, found) in keys[4..].iter().zip(documents) {
+    for (key, found) in keys.iter().zip(found) {
         let activity: Option<Activity> = store::decode_found(key, found)?;
         // A batch that read the list before a reply threaded it writes it
         // back: what is threaded already stays where it is.
         outbound.extend(activity.filter(|a| a.conversation_position.is_none()));
     }
-    // Two first replies at once must not both thread the outbound messages.
+    Ok(outbound)
+}
+
+/// Two first replies at once must not both thread the outbound messages:
+/// the one that does not get the first message's lease threads none.
+fn claim_outbound(ports: &Ports<'_>, org: &str, outbound: &mut Vec<Activity>) -> Result<(), Error> {
     if let Some(first) = outbound.first() {
         let name = format!(
             "{}/threaded",
             store::document_key::<Activity>(org, &first.id)
         );
-        if lease::acquire(kv, &name, ports.clock.now_millis())?.is_none() {
+        if lease::acquire(ports.kv, &name, ports.clock.now_millis())?.is_none() {
             outbound.clear();
         }
     }
-    let now_millis = ports.clock.now_millis();
-    let now = crate::time::rfc3339(now_millis);
-    let (mut conversation, position, mut contact) = store_message(
-        ports,
-        org,
-        Arrival {
-            account,
-            channel,
-            workstream: &workstream,
-            instance: &instance,
-            inbound,
-            conversation,
-            contact: stored_contact,
-            contact_is_new: facts.known_contact.is_none(),
-            consent,
-            outbound,
-            now: &now,
-            now_millis,
-            delivery: &mut delivery,
-        },
-    )?;
-    // The message is stored: what follows is best effort, and a failure of
-    // it must not make the provider deliver the message again.
-    if facts.known_contact.is_none() && inbound.profile_name.is_none() {
-        name_new_customer(ports, org, account, &mut conversation, &mut contact, &now).await;
+    Ok(())
+}
+
+/// What follows a stored message, best effort: the new customer's name,
+/// the notice of refused attachments, the bot's turn.
+async fn follow_up(
+    ports: &Ports<'_>,
+    org: &str,
+    arrival: &Arrival<'_>,
+    stored: Stored,
+    sender_is_new: bool,
+) -> Ingested {
+    let Arrival {
+        account,
+        inbound,
+        serving,
+        now,
+        ..
+    } = arrival;
+    let Stored {
+        mut conversation,
+        position,
+        mut contact,
+    } = stored;
+    if sender_is_new && inbound.profile_name.is_none() {
+        name_new_customer(ports, org, account, &mut conversation, &mut contact, now).await;
     }
-    if !inbound.attachments.is_empty() && !instance.customer_attachments {
-        notify_attachments_refused(ports, org, account, &conversation, &now).await;
+    if !inbound.attachments.is_empty() && !serving.instance.customer_attachments {
+        notify_attachments_refused(ports, org, account, &conversation, now).await;
     }
     if conversation.with_bot {
-        if let Some(bot) = &workstream.bot {
+        if let Some(bot) = &serving.workstream.bot {
             let handoff = converse_with_bot(
                 ports,
                 org,
@@ -271,31 +392,45 @@ pub async fn ingest(
                 &contact,
                 inbound,
                 bot,
-                &now,
+                now,
             )
             .await;
             if handoff {
-                let classified = classify(&workstream, &instance, &inbound.text, &contact);
-                conversation.routed_by = Some(classified.routed_by);
-                // A concurrent message may hand over first; either routes
-                // it. A failure leaves the conversation with the bot, and
-                // the customer's next message asks the bot again.
-                let _ = route_to_queue(
-                    kv,
-                    org,
-                    &mut conversation,
-                    &classified.queue_id,
-                    &workstream.distribution,
-                    now_millis,
-                    Vec::new(),
-                );
+                hand_over(ports.kv, org, arrival, &mut conversation, &contact);
             }
         }
     }
-    Ok(Ingested::Stored {
+    Ingested::Stored {
         conversation_id: conversation.id,
         position,
-    })
+    }
+}
+
+/// The bot hands the conversation to a queue. A concurrent message may hand
+/// over first; either routes it. A failure leaves the conversation with the
+/// bot, and the customer's next message asks the bot again.
+fn hand_over(
+    kv: &dyn KeyValue,
+    org: &str,
+    arrival: &Arrival<'_>,
+    conversation: &mut Conversation,
+    contact: &Contact,
+) {
+    let Serving {
+        workstream,
+        instance,
+    } = &arrival.serving;
+    let classified = classify(workstream, instance, &arrival.inbound.text, contact);
+    conversation.routed_by = Some(classified.routed_by);
+    let _ = route_to_queue(
+        kv,
+        org,
+        conversation,
+        &classified.queue_id,
+        &workstream.distribution,
+        arrival.now_millis,
+        Vec::new(),
+    );
 }
 
 /// Asks the provider for the name of a customer seen for the first time,
@@ -380,80 +515,149 @@ fn wrong_channel(account: &Account, inbound: &Inbound) -> Error {
     )
 }
 
+/// A message arriving at its thread, and when.
 struct Arrival<'a> {
     account: &'a Account,
-    channel: &'a str,
-    workstream: &'a Workstream,
-    instance: &'a ChannelInstance,
     inbound: &'a Inbound,
-    conversation: Option<Conversation>,
-    contact: Option<Contact>,
-    contact_is_new: bool,
-    /// The sender's opt-out record.
-    consent: Option<Consent>,
-    /// Outbound messages to show before this one (R-OUT-8).
-    outbound: Vec<Activity>,
-    now: &'a str,
+    serving: Serving,
+    now: String,
     now_millis: UnixMillis,
-    /// The message id's lease, which must still be held when writing.
-    delivery: &'a mut Lease,
 }
 
-/// Writes the message and whatever it changes; returns the conversation as
-/// it now is, the message's position and the sender's contact.
+/// A stored message: its conversation as it now is, its position, and the
+/// sender's contact.
+struct Stored {
+    conversation: Conversation,
+    position: i64,
+    contact: Contact,
+}
+
+/// Writes the message and whatever it changes.
 fn store_message(
     ports: &Ports<'_>,
     org: &str,
-    arrival: Arrival<'_>,
-) -> Result<(Conversation, i64, Contact), Error> {
+    arrival: &Arrival<'_>,
+    thread: ThreadState,
+) -> Result<Stored, Error> {
     let kv = ports.kv;
-    let Arrival {
-        account,
-        channel,
-        workstream,
-        instance,
-        inbound,
+    let Arrival { inbound, now, .. } = arrival;
+    let ThreadState {
         conversation,
-        contact,
-        contact_is_new,
-        consent,
+        sender,
         outbound,
-        now,
-        now_millis,
-        delivery,
-    } = arrival;
-    let provider = account.settings.provider();
-    let mut message = Message::new(Author::Customer, inbound.text.clone(), now);
+        mut delivery,
+    } = thread;
+    let mut message = customer_message(arrival);
+    let channel = inbound.channel.as_str();
+    let (contact, mut writes) = sender_writes(org, channel, inbound, sender, now);
+    let conversation_id = thread_id(
+        org,
+        &arrival.account.id,
+        &inbound.channel_address,
+        &inbound.customer_address,
+    );
+    writes.extend(message_writes(
+        kv,
+        org,
+        arrival,
+        &conversation_id,
+        outbound,
+        &mut message,
+    )?);
+    if !delivery.keep(kv, ports.clock.now_millis())? {
+        return Err(Error::InProgress(
+            "storing this message took longer than its lease; retry and it will be stored once"
+                .into(),
+        ));
+    }
+    let position = message.position;
+    let conversation = store_with_conversation(
+        kv,
+        org,
+        arrival,
+        conversation,
+        conversation_id,
+        &contact,
+        writes,
+    )?;
+    Ok(Stored {
+        conversation,
+        position,
+        contact,
+    })
+}
+
+/// Writes the message's `writes` with its conversation: a live one stays
+/// as it is, a new, closed or waiting one is routed anew.
+fn store_with_conversation(
+    kv: &dyn KeyValue,
+    org: &str,
+    arrival: &Arrival<'_>,
+    conversation: Option<Conversation>,
+    conversation_id: String,
+    contact: &Contact,
+    writes: Vec<(String, Vec<u8>)>,
+) -> Result<Conversation, Error> {
+    let inbound = arrival.inbound;
+    let mut conversation = match conversation {
+        Some(conversation) if matches!(conversation.state, State::Open | State::Active) => {
+            kv.set_many(&writes)?;
+            return Ok(conversation);
+        }
+        Some(conversation) => conversation,
+        None => new_conversation(arrival, conversation_id, contact),
+    };
+    if inbound.profile_name.is_some() {
+        conversation.profile_name = inbound.profile_name.clone();
+    }
+    let agent = back_to_its_agent(kv, org, &conversation)?;
+    match route_arrival(kv, org, arrival, agent, &mut conversation, contact, &writes) {
+        Ok(()) => Ok(conversation),
+        // Another delivery changed the conversation first (two first
+        // messages at once): it routes the conversation; this message only
+        // needs storing.
+        Err(Error::ConversationChanged) => {
+            kv.set_many(&writes)?;
+            conversation.with_bot = false;
+            Ok(conversation)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The customer's message as the conversation shows it: attachments the
+/// channel does not take from customers are only counted.
+fn customer_message(arrival: &Arrival<'_>) -> Message {
+    let inbound = arrival.inbound;
+    let mut message = Message::new(Author::Customer, inbound.text.clone(), &arrival.now);
     message.provider_message_id = Some(inbound.provider_message_id.clone());
-    if instance.customer_attachments {
+    if arrival.serving.instance.customer_attachments {
         message.attachments = inbound.attachments.clone();
     } else {
         message.attachments_refused = inbound.attachments.len();
     }
+    message
+}
 
-    let (contact, mut writes) = sender_writes(
-        org,
-        channel,
-        inbound,
-        Sender {
-            contact,
-            is_new: contact_is_new,
-            consent,
-        },
-        now,
-    );
-    let conversation_id = thread_id(
-        org,
-        &account.id,
-        &inbound.channel_address,
-        &inbound.customer_address,
-    );
-    let log = messages(org, &conversation_id);
+/// Reserves the message's position after the `outbound` messages it
+/// threads, and returns the writes that put them all in the conversation's
+/// log: the outbound messages, the message, its dedupe record and the time
+/// the customer last wrote.
+fn message_writes(
+    kv: &dyn KeyValue,
+    org: &str,
+    arrival: &Arrival<'_>,
+    conversation_id: &str,
+    outbound: Vec<Activity>,
+    message: &mut Message,
+) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    let mut writes = Vec::new();
+    let log = messages(org, conversation_id);
     let threaded = outbound.len() as i64;
     let first = log.reserve_many(kv, threaded + 1)?;
     message.position = first + threaded;
     if threaded > 0 {
-        writes.push((pending_outbound_key(org, &conversation_id), b"[]".to_vec()));
+        writes.push((pending_outbound_key(org, conversation_id), b"[]".to_vec()));
     }
     for (position, mut activity) in (first..).zip(outbound) {
         let mut sent = activity.as_message();
@@ -465,55 +669,75 @@ fn store_message(
             store::encode(&activity),
         ));
     }
-    writes.push((log.slot_key(message.position), store::encode(&message)));
+    let provider = arrival.account.settings.provider();
+    writes.push((log.slot_key(message.position), store::encode(&*message)));
     writes.push((
-        provider_message_key(org, provider, &inbound.provider_message_id),
-        super::message_location(&conversation_id, message.position),
+        provider_message_key(org, provider, &arrival.inbound.provider_message_id),
+        super::message_location(conversation_id, message.position),
     ));
     writes.push((
-        last_customer_key(org, &conversation_id),
-        now.as_bytes().to_vec(),
+        last_customer_key(org, conversation_id),
+        arrival.now.as_bytes().to_vec(),
     ));
-    if !delivery.keep(kv, ports.clock.now_millis())? {
-        return Err(Error::InProgress(
-            "storing this message took longer than its lease; retry and it will be stored once"
-                .into(),
-        ));
-    }
+    Ok(writes)
+}
 
-    let mut conversation = match conversation {
-        Some(conversation) if matches!(conversation.state, State::Open | State::Active) => {
-            kv.set_many(&writes)?;
-            return Ok((conversation, message.position, contact));
-        }
-        Some(conversation) => conversation,
-        None => Conversation {
-            id: conversation_id,
-            state: State::Open,
-            channel: inbound.channel,
-            workstream_id: workstream.id.clone(),
-            account_id: account.id.clone(),
-            channel_address: inbound.channel_address.clone(),
-            customer_address: inbound.customer_address.clone(),
-            contact_id: contact.id.clone(),
-            profile_name: inbound.profile_name.clone(),
-            language: instance.language.clone(),
-            queue_id: None,
-            agent_id: None,
-            routed_by: None,
-            with_bot: false,
-            version: 0,
-            queued_at: 0,
-            assigned_at: 0,
-            created_at: now.to_owned(),
-            updated_at: now.to_owned(),
-            closed_at: None,
-        },
-    };
-    if inbound.profile_name.is_some() {
-        conversation.profile_name = inbound.profile_name.clone();
+/// The conversation a customer's first message on a thread opens.
+fn new_conversation(arrival: &Arrival<'_>, id: String, contact: &Contact) -> Conversation {
+    let Arrival {
+        account,
+        inbound,
+        serving,
+        now,
+        ..
+    } = arrival;
+    Conversation {
+        id,
+        state: State::Open,
+        channel: inbound.channel,
+        workstream_id: serving.workstream.id.clone(),
+        account_id: account.id.clone(),
+        channel_address: inbound.channel_address.clone(),
+        customer_address: inbound.customer_address.clone(),
+        contact_id: contact.id.clone(),
+        profile_name: inbound.profile_name.clone(),
+        language: serving.instance.language.clone(),
+        queue_id: None,
+        agent_id: None,
+        routed_by: None,
+        with_bot: false,
+        version: 0,
+        queued_at: 0,
+        assigned_at: 0,
+        created_at: now.to_owned(),
+        updated_at: now.to_owned(),
+        closed_at: None,
     }
-    let result = match back_to_its_agent(kv, org, &conversation)? {
+}
+
+/// Commits a new, reopened or waiting conversation with the message's
+/// `writes`, routed: back to `agent` (who parked it, and has room), to the
+/// bot, or to a queue.
+fn route_arrival(
+    kv: &dyn KeyValue,
+    org: &str,
+    arrival: &Arrival<'_>,
+    agent: Option<Agent>,
+    conversation: &mut Conversation,
+    contact: &Contact,
+    writes: &[(String, Vec<u8>)],
+) -> Result<(), Error> {
+    let Arrival {
+        inbound,
+        serving: Serving {
+            workstream,
+            instance,
+        },
+        now,
+        now_millis,
+        ..
+    } = arrival;
+    match agent {
         // A new or reopened conversation meets the bot first (R-CONV-7).
         None if workstream.bot.is_some() && conversation.state != State::Waiting => {
             conversation.state = State::Open;
@@ -521,45 +745,33 @@ fn store_message(
             conversation.queue_id = None;
             conversation.closed_at = None;
             conversation.updated_at = now.to_owned();
-            commit(kv, org, &mut conversation, now_millis, writes.clone())
+            commit(kv, org, conversation, *now_millis, writes.to_vec())
         }
         // A new entry in the agent's log, as for any assignment: it is
         // what the agent's load is recounted from.
-        Some(agent) => assignment_entry(kv, org, &mut conversation, &agent)
+        Some(agent) => assignment_entry(kv, org, conversation, &agent)
             .and_then(|entry| {
                 conversation.updated_at = now.to_owned();
-                let mut writes = writes.clone();
+                let mut writes = writes.to_vec();
                 writes.push(entry);
-                commit(kv, org, &mut conversation, now_millis, writes)
+                commit(kv, org, conversation, *now_millis, writes)
             })
             .inspect_err(|_| {
                 let _ = release(kv, org, &agent.id);
             }),
         None => {
-            let classified = classify(workstream, instance, &inbound.text, &contact);
+            let classified = classify(workstream, instance, &inbound.text, contact);
             conversation.routed_by = Some(classified.routed_by);
             route_to_queue(
                 kv,
                 org,
-                &mut conversation,
+                conversation,
                 &classified.queue_id,
                 &workstream.distribution,
-                now_millis,
-                writes.clone(),
+                *now_millis,
+                writes.to_vec(),
             )
         }
-    };
-    match result {
-        Ok(()) => Ok((conversation, message.position, contact)),
-        // Another delivery changed the conversation first (two first
-        // messages at once): it routes the conversation; this message only
-        // needs storing.
-        Err(Error::ConversationChanged) => {
-            kv.set_many(&writes)?;
-            conversation.with_bot = false;
-            Ok((conversation, message.position, contact))
-        }
-        Err(error) => Err(error),
     }
 }
 
