@@ -50,8 +50,7 @@ impl Resource for OutboundConfig {
                 input.parsed("channel", E164::parse)?.to_string()
             }
         };
-        let provider = channel_type
-            .providers()
+        let provider = Provider::serving(channel_type)
             .map(Provider::as_str)
             .collect::<Vec<_>>()
             .join(" or ");

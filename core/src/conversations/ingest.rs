@@ -21,39 +21,23 @@
 
 use super::bot;
 use super::consent::{self, Consent, Standing};
-use super::reply::{deliver, may_have_been_sent, Content, Window, OUTCOME_UNKNOWN};
+use super::reply::{deliver, may_have_been_sent, OUTCOME_UNKNOWN};
 use super::routing::{assignment_entry, classify, release, reserve, route_to_queue};
 use super::{
     commit, last_customer_key, messages, pending_outbound_key, provider_message_key, record_intent,
-    record_outcome, thread_id, Attachment, Author, Conversation, Message, State,
+    record_outcome, thread_id, Conversation, State,
 };
-use crate::channel::Channel;
 use crate::config::accounts::Account;
 use crate::entities::agent::{Agent, Presence};
 use crate::entities::contact::{address_key, Contact, ContactAddress};
 use crate::entities::workstream::{channel_claim, Bot, ChannelInstance, Workstream};
 use crate::error::Error;
 use crate::lease::{self, Lease};
+use crate::message::{Author, Content, Inbound, Message, Window};
 use crate::outbound::activity::Activity;
 use crate::ports::{KeyValue, Ports, UnixMillis};
 use crate::providers::Provider;
 use crate::store;
-
-/// A customer's message as every webhook normalizes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Inbound {
-    pub provider_message_id: String,
-    /// The channel the customer wrote on.
-    pub channel: Channel,
-    /// The customer: `+E.164` for phone channels, the PSID, the GBM
-    /// conversation id.
-    pub customer_address: String,
-    /// Ours: the number, page id or GBM agent the customer wrote to.
-    pub channel_address: String,
-    pub text: String,
-    pub attachments: Vec<Attachment>,
-    pub profile_name: Option<String>,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ingested {
@@ -840,6 +824,7 @@ async fn converse_with_bot(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::Channel;
     use crate::config::accounts::Settings;
     use crate::locale::Locale;
     use crate::memory::{block_on, FailingOnce, MemoryPorts};

@@ -35,6 +35,7 @@ pub mod routing;
 use crate::channel::Channel;
 use crate::error::Error;
 use crate::locale::Locale;
+use crate::message::{Message, Thread};
 use crate::ports::{KeyValue, UnixMillis};
 use crate::providers::Provider;
 use crate::store::{self, Log};
@@ -119,88 +120,6 @@ impl Conversation {
             channel: self.channel,
             ours: &self.channel_address,
             customer: &self.customer_address,
-        }
-    }
-}
-
-/// The two ends a message travels between.
-#[derive(Debug, Clone, Copy)]
-pub struct Thread<'a> {
-    pub channel: Channel,
-    /// Our number, page or agent.
-    pub ours: &'a str,
-    /// The customer's number, PSID or conversation id.
-    pub customer: &'a str,
-}
-
-/// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Author {
-    Customer,
-    Agent,
-    Bot,
-    /// Notices the gateway sends on its own (e.g. attachments refused).
-    System,
-    /// Automation flows, through the outbound API (R-OUT).
-    Automation,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attachment {
-    pub url: String,
-    pub content_type: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Message {
-    /// The position in the conversation, from 1.
-    pub position: i64,
-    pub author: Author,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent_id: Option<String>,
-    pub text: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub attachments: Vec<Attachment>,
-    /// Customer attachments the channel does not accept (R-IN-6): counted,
-    /// never shown.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub attachments_refused: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider_message_id: Option<String>,
-    /// Outbound only: the provider's delivery status (R-IN-7).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template_id: Option<String>,
-    /// An outbound API message: its activity (R-OUT-5), which keeps the
-    /// delivery status.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub activity_id: Option<String>,
-    pub at: String,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
-impl Message {
-    pub fn new(author: Author, text: impl Into<String>, at: &str) -> Message {
-        Message {
-            position: 0,
-            author,
-            agent_id: None,
-            text: text.into(),
-            attachments: Vec::new(),
-            attachments_refused: 0,
-            provider_message_id: None,
-            status: None,
-            error_code: None,
-            template_id: None,
-            activity_id: None,
-            at: at.to_owned(),
         }
     }
 }

@@ -11,9 +11,10 @@
 //! what keeps those free of per-contact writes.
 
 use crate::api::{Request, Response};
-use crate::conversations::{messages, Author, Message};
+use crate::conversations::messages;
 use crate::error::Error;
 use crate::locale::Locale;
+use crate::message::{Author, Message};
 use crate::ports::KeyValue;
 use crate::providers::Provider;
 use crate::store::{self, Log};
