@@ -100,7 +100,7 @@ async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Undeliv
             }
             ctx.principal
                 .require(&[Role::Admin, Role::Agent, Role::Flow])?;
-            Ok(crate::outbound::activity::read_timeline(
+            Ok(super::contacts::read_timeline(
                 ports.kv,
                 ctx.org(),
                 request,

@@ -28,13 +28,13 @@ use super::{
     record_outcome, thread_id, Conversation, State,
 };
 use crate::config::accounts::Account;
+use crate::entities::activity::Activity;
 use crate::entities::agent::{Agent, Presence};
 use crate::entities::contact::{address_key, Contact, ContactAddress};
 use crate::entities::workstream::{channel_claim, Bot, ChannelInstance, Workstream};
 use crate::error::Error;
 use crate::lease::{self, Lease};
 use crate::message::{Author, Content, Inbound, Message, Window};
-use crate::outbound::activity::Activity;
 use crate::ports::{KeyValue, Ports, UnixMillis};
 use crate::providers::Provider;
 use crate::store;
@@ -721,10 +721,8 @@ pub fn apply_status(
     let Some(found) = found else {
         return Ok(false);
     };
-    if let Some(activity) = crate::outbound::activity::parse_pointer(&found) {
-        return crate::outbound::activity::apply_status(
-            kv, org, activity, status, error_code, provider,
-        );
+    if let Some(activity) = crate::entities::activity::parse_pointer(&found) {
+        return super::apply_activity_status(kv, org, activity, status, error_code, provider);
     }
     let Some((conversation, position)) = super::parse_location(&found) else {
         return Ok(false);
@@ -1002,7 +1000,7 @@ mod tests {
         );
         let activity = |id: &str, text: &str, position: Option<i64>| Activity {
             id: id.repeat(32),
-            kind: crate::outbound::activity::KIND.into(),
+            kind: crate::entities::activity::KIND.into(),
             configuration_id: "c".repeat(32),
             channel: "whatsapp".into(),
             account_id: ACCOUNT.into(),

@@ -33,6 +33,7 @@ pub mod reply;
 pub mod routing;
 
 use crate::channel::Channel;
+use crate::entities::activity::Activity;
 use crate::error::Error;
 use crate::locale::Locale;
 use crate::message::{Message, Thread};
@@ -297,6 +298,43 @@ pub fn record_outcome(
     }
     kv.set_many(&writes)?;
     Ok(())
+}
+
+/// Applies a provider's status callback to an activity and, once it is in a
+/// conversation, to its message there; forward only, like every status.
+pub fn apply_activity_status(
+    kv: &dyn KeyValue,
+    org: &str,
+    activity_id: &str,
+    status: &str,
+    error_code: Option<&str>,
+    provider: Provider,
+) -> Result<bool, Error> {
+    let key = store::document_key::<Activity>(org, activity_id);
+    let Some(bytes) = kv.get(&key)? else {
+        return Ok(false);
+    };
+    let mut activity: Activity = store::decode(&key, &bytes)?;
+    if !provider.moves_forward(Some(&activity.status), status) {
+        return Ok(false);
+    }
+    activity.status = status.to_owned();
+    if let Some(code) = error_code {
+        activity.error_code = Some(code.to_owned());
+    }
+    let mut writes = Vec::new();
+    if let Some(position) = activity.conversation_position {
+        let slot = messages(org, &activity.conversation_id).slot_key(position);
+        if let Some(bytes) = kv.get(&slot)? {
+            let mut message: Message = store::decode(&slot, &bytes)?;
+            message.status = Some(activity.status.clone());
+            message.error_code = activity.error_code.clone();
+            writes.push((slot, store::encode(&message)));
+        }
+    }
+    writes.push((key, store::encode(&activity)));
+    kv.set_many(&writes)?;
+    Ok(true)
 }
 
 /// Takes back a message of [`record_intent`] the provider refused outright:

@@ -14,13 +14,13 @@
 //! a bound, so a call keeps at most `BATCHES_IN_FLIGHT × SENDS_IN_FLIGHT`
 //! provider requests open.
 
-use super::activity::{self, Activity};
 use super::budget;
 use super::contact_list::{recipient, Recipient, BATCH_SIZE};
 use crate::config::accounts::Account;
 use crate::conversations::consent::{self, Consent, Standing};
 use crate::conversations::reply::{deliver, may_have_been_sent, Sent, OUTCOME_UNKNOWN};
 use crate::conversations::{pending_outbound_key, provider_message_key, thread_id};
+use crate::entities::activity::{self, Activity};
 use crate::entities::contact::{address_key, Contact};
 use crate::entities::outbound_config::OutboundConfig;
 use crate::error::Error;
