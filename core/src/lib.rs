@@ -21,6 +21,7 @@ pub mod input;
 pub mod lease;
 pub mod locale;
 pub mod memory;
+pub mod message;
 pub mod observe;
 pub mod outbound;
 pub mod phone;

@@ -15,12 +15,13 @@ use crate::entities::outbound_config::OutboundConfig;
 use crate::error::Error;
 use crate::input::{self, Object};
 use crate::locale::{fallback_chain, Locale};
+use crate::message::Rendered;
 use crate::ports::Ports;
 use crate::store;
 use crate::template_text::{RenderContext, RenderError, TemplateText, SMS_MAX_CHARS};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -49,21 +50,6 @@ pub struct Version {
 }
 
 crate::document!(Template, "template");
-
-/// A rendered message and how it was chosen.
-#[derive(Debug, Clone, Serialize)]
-pub struct Rendered {
-    pub channel_type: String,
-    /// The version used, after the fallback chain of R-TPL-2.
-    pub locale: Locale,
-    pub text: String,
-    pub characters: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub content_sid: Option<String>,
-    /// Twilio `ContentVariables`: the placeholders numbered in order.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub content_variables: Option<Map<String, Value>>,
-}
 
 /// Why a template cannot be rendered for one contact.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,7 +19,8 @@ use crate::entities::workstream::Workstream;
 use crate::error::Error;
 use crate::input::Object;
 use crate::ports::KeyValue;
-use crate::providers::{self, Provider, Verdict};
+use crate::providers::webhook::global_key;
+use crate::providers::{self, PageValidation, Provider, Verdict};
 use crate::store;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -48,15 +49,6 @@ pub struct Validation {
     pub checked_at: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pages: Vec<PageValidation>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PageValidation {
-    pub page_id: String,
-    pub status: Verdict,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub provider_status: Option<u16>,
-    pub message: String,
 }
 
 crate::document!(Account, "account");
@@ -98,12 +90,6 @@ pub fn org_page_token_warnings(
         .iter()
         .flat_map(|account| account.warnings(org, now_millis))
         .collect())
-}
-
-/// The global record a webhook reads first: the account's organisation,
-/// provider and webhook secret, or its tombstone.
-pub fn global_key(account_id: &str) -> String {
-    format!("account/{account_id}")
 }
 
 fn read_settings(ctx: &Ctx, input: &Object, existing: Option<&Account>) -> Result<Settings, Error> {

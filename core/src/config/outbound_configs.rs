@@ -92,8 +92,7 @@ fn sending_account(
     channel_type: Channel,
     number: String,
 ) -> Result<SendingAccount, Error> {
-    let provider = channel_type
-        .providers()
+    let provider = Provider::serving(channel_type)
         .map(Provider::as_str)
         .collect::<Vec<_>>()
         .join(" or ");

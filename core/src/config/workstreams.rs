@@ -25,7 +25,7 @@ use crate::entities::workstream::{
 use crate::error::Error;
 use crate::input::Object;
 use crate::locale::Locale;
-use crate::providers::Provider;
+use crate::providers::{Provider, ReplyWindow};
 use crate::store::{self, Claim};
 use serde_json::{json, Value};
 
@@ -44,8 +44,7 @@ fn read_channel(ctx: &Ctx, channel: Channel, item: Object) -> Result<ChannelInst
     let account: Account = store::load(ctx.kv(), ctx.org(), account_id)?
         .filter(|account: &Account| account.settings.provider().serves(channel))
         .ok_or_else(|| {
-            let provider = channel
-                .providers()
+            let provider = Provider::serving(channel)
                 .map(Provider::as_str)
                 .collect::<Vec<_>>()
                 .join(" or ");
@@ -68,7 +67,7 @@ fn read_channel(ctx: &Ctx, channel: Channel, item: Object) -> Result<ChannelInst
         ));
     }
     let human_agent_tag = item.bool("human_agent_tag")?.unwrap_or(false);
-    if human_agent_tag && channel.reply_window().human_agent_hours.is_none() {
+    if human_agent_tag && ReplyWindow::on(channel).human_agent_hours.is_none() {
         return Err(item.error(
             "human_agent_tag",
             "not_allowed",

@@ -10,13 +10,13 @@
 
 use super::access::{self, Need};
 use super::reply::{
-    deliver, free_form_window, may_have_been_sent, window_closes_at, Content, Undelivered, Window,
-    MAX_TEXT_CHARS, OUTCOME_UNKNOWN,
+    deliver, free_form_window, may_have_been_sent, window_closes_at, Undelivered, MAX_TEXT_CHARS,
+    OUTCOME_UNKNOWN,
 };
 use super::routing::{assign, pull_waiting, release, reserve, route_to_queue};
 use super::{
     agent_log, commit, last_customer_key, messages, parse_log_entry, queue_log, record_intent,
-    record_outcome, withdraw, Attachment, Author, Conversation, Message, State,
+    record_outcome, withdraw, Conversation, State,
 };
 use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::Role;
@@ -30,6 +30,7 @@ use crate::entities::workstream::{ChannelInstance, Workstream};
 use crate::error::{Error, ProviderFailure};
 use crate::input::{self, Object};
 use crate::locale::Locale;
+use crate::message::{Attachment, Author, Content, Message, Window};
 use crate::ports::{KeyValue, Ports, UnixMillis};
 use crate::store::{self, Log, Page};
 use crate::template_text::{RenderContext, RenderError};
@@ -99,7 +100,7 @@ async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Undeliv
             }
             ctx.principal
                 .require(&[Role::Admin, Role::Agent, Role::Flow])?;
-            Ok(crate::outbound::activity::read_timeline(
+            Ok(super::contacts::read_timeline(
                 ports.kv,
                 ctx.org(),
                 request,

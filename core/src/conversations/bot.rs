@@ -13,11 +13,11 @@
 //! - Capped: an answer over [`MAX_ANSWER_BYTES`] is refused unread past the
 //!   cap; a reply is one chat message, never megabytes.
 
-use super::ingest::Inbound;
 use super::Conversation;
 use crate::api::Method;
 use crate::entities::contact::Contact;
 use crate::entities::workstream::Bot;
+use crate::message::Inbound;
 use crate::ports::{OutboundError, OutboundRequest, OutboundResponse, UnixMillis};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

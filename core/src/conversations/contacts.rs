@@ -12,12 +12,14 @@
 //! contact can undo one.
 
 use super::consent::{self, keep_legacy, Standing};
-use crate::api::Response;
+use crate::api::{Request, Response};
 use crate::auth::Role;
 use crate::config::{Ctx, Resource};
+use crate::entities::activity::{self, Activity};
 use crate::entities::contact::{address_key, Contact};
 use crate::error::Error;
 use crate::input::Object;
+use crate::ports::KeyValue;
 use crate::store;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -111,4 +113,36 @@ fn read_fields(
             )),
         })
         .collect()
+}
+
+/// `GET /api/contacts/{id}/timeline`: the contact's activities, newest
+/// first, a page at a time (`?limit=`, `?cursor=` from `next_cursor`).
+pub fn read_timeline(
+    kv: &dyn KeyValue,
+    org: &str,
+    request: &Request,
+    contact_id: &str,
+) -> Result<Response, Error> {
+    let (cursor, limit) = store::paging(request)?;
+    store::require::<Contact>(kv, org, contact_id)?;
+    let log = activity::timeline(org, contact_id);
+    let newest = match cursor {
+        0 => log.len(kv)?,
+        below => below - 1,
+    };
+    let oldest = (newest - limit as i64 + 1).max(1);
+    let mut entries = log.read(kv, oldest, newest)?;
+    entries.reverse();
+    let ids: Vec<String> = entries
+        .iter()
+        .map(|(_, id)| String::from_utf8_lossy(id).into_owned())
+        .collect();
+    let items = store::load_many::<Activity>(kv, org, &ids)?;
+    Ok(Response::json(
+        200,
+        &json!({
+            "items": items,
+            "next_cursor": (oldest > 1).then(|| oldest.to_string()),
+        }),
+    ))
 }

@@ -21,39 +21,23 @@
 
 use super::bot;
 use super::consent::{self, Consent, Standing};
-use super::reply::{deliver, may_have_been_sent, Content, Window, OUTCOME_UNKNOWN};
+use super::reply::{deliver, may_have_been_sent, OUTCOME_UNKNOWN};
 use super::routing::{assignment_entry, classify, release, reserve, route_to_queue};
 use super::{
     commit, last_customer_key, messages, pending_outbound_key, provider_message_key, record_intent,
-    record_outcome, thread_id, Attachment, Author, Conversation, Message, State,
+    record_outcome, thread_id, Conversation, State,
 };
-use crate::channel::Channel;
 use crate::config::accounts::Account;
+use crate::entities::activity::Activity;
 use crate::entities::agent::{Agent, Presence};
 use crate::entities::contact::{address_key, Contact, ContactAddress};
 use crate::entities::workstream::{channel_claim, Bot, ChannelInstance, Workstream};
 use crate::error::Error;
 use crate::lease::{self, Lease};
-use crate::outbound::activity::Activity;
+use crate::message::{Author, Content, Inbound, Message, Window};
 use crate::ports::{KeyValue, Ports, UnixMillis};
 use crate::providers::Provider;
 use crate::store;
-
-/// A customer's message as every webhook normalizes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Inbound {
-    pub provider_message_id: String,
-    /// The channel the customer wrote on.
-    pub channel: Channel,
-    /// The customer: `+E.164` for phone channels, the PSID, the GBM
-    /// conversation id.
-    pub customer_address: String,
-    /// Ours: the number, page id or GBM agent the customer wrote to.
-    pub channel_address: String,
-    pub text: String,
-    pub attachments: Vec<Attachment>,
-    pub profile_name: Option<String>,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ingested {
@@ -949,10 +933,8 @@ pub fn apply_status(
     let Some(found) = found else {
         return Ok(false);
     };
-    if let Some(activity) = crate::outbound::activity::parse_pointer(&found) {
-        return crate::outbound::activity::apply_status(
-            kv, org, activity, status, error_code, provider,
-        );
+    if let Some(activity) = crate::entities::activity::parse_pointer(&found) {
+        return super::apply_activity_status(kv, org, activity, status, error_code, provider);
     }
     let Some((conversation, position)) = super::parse_location(&found) else {
         return Ok(false);
@@ -1052,6 +1034,7 @@ async fn converse_with_bot(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::Channel;
     use crate::config::accounts::Settings;
     use crate::locale::Locale;
     use crate::memory::{block_on, FailingOnce, MemoryPorts};
@@ -1229,7 +1212,7 @@ mod tests {
         );
         let activity = |id: &str, text: &str, position: Option<i64>| Activity {
             id: id.repeat(32),
-            kind: crate::outbound::activity::KIND.into(),
+            kind: crate::entities::activity::KIND.into(),
             configuration_id: "c".repeat(32),
             channel: "whatsapp".into(),
             account_id: ACCOUNT.into(),

@@ -33,8 +33,10 @@ pub mod reply;
 pub mod routing;
 
 use crate::channel::Channel;
+use crate::entities::activity::Activity;
 use crate::error::Error;
 use crate::locale::Locale;
+use crate::message::{Message, Thread};
 use crate::ports::{KeyValue, UnixMillis};
 use crate::providers::Provider;
 use crate::store::{self, Log};
@@ -119,88 +121,6 @@ impl Conversation {
             channel: self.channel,
             ours: &self.channel_address,
             customer: &self.customer_address,
-        }
-    }
-}
-
-/// The two ends a message travels between.
-#[derive(Debug, Clone, Copy)]
-pub struct Thread<'a> {
-    pub channel: Channel,
-    /// Our number, page or agent.
-    pub ours: &'a str,
-    /// The customer's number, PSID or conversation id.
-    pub customer: &'a str,
-}
-
-/// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Author {
-    Customer,
-    Agent,
-    Bot,
-    /// Notices the gateway sends on its own (e.g. attachments refused).
-    System,
-    /// Automation flows, through the outbound API (R-OUT).
-    Automation,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attachment {
-    pub url: String,
-    pub content_type: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Message {
-    /// The position in the conversation, from 1.
-    pub position: i64,
-    pub author: Author,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent_id: Option<String>,
-    pub text: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub attachments: Vec<Attachment>,
-    /// Customer attachments the channel does not accept (R-IN-6): counted,
-    /// never shown.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub attachments_refused: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider_message_id: Option<String>,
-    /// Outbound only: the provider's delivery status (R-IN-7).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template_id: Option<String>,
-    /// An outbound API message: its activity (R-OUT-5), which keeps the
-    /// delivery status.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub activity_id: Option<String>,
-    pub at: String,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
-impl Message {
-    pub fn new(author: Author, text: impl Into<String>, at: &str) -> Message {
-        Message {
-            position: 0,
-            author,
-            agent_id: None,
-            text: text.into(),
-            attachments: Vec::new(),
-            attachments_refused: 0,
-            provider_message_id: None,
-            status: None,
-            error_code: None,
-            template_id: None,
-            activity_id: None,
-            at: at.to_owned(),
         }
     }
 }
@@ -378,6 +298,43 @@ pub fn record_outcome(
     }
     kv.set_many(&writes)?;
     Ok(())
+}
+
+/// Applies a provider's status callback to an activity and, once it is in a
+/// conversation, to its message there; forward only, like every status.
+pub fn apply_activity_status(
+    kv: &dyn KeyValue,
+    org: &str,
+    activity_id: &str,
+    status: &str,
+    error_code: Option<&str>,
+    provider: Provider,
+) -> Result<bool, Error> {
+    let key = store::document_key::<Activity>(org, activity_id);
+    let Some(bytes) = kv.get(&key)? else {
+        return Ok(false);
+    };
+    let mut activity: Activity = store::decode(&key, &bytes)?;
+    if !provider.moves_forward(Some(&activity.status), status) {
+        return Ok(false);
+    }
+    activity.status = status.to_owned();
+    if let Some(code) = error_code {
+        activity.error_code = Some(code.to_owned());
+    }
+    let mut writes = Vec::new();
+    if let Some(position) = activity.conversation_position {
+        let slot = messages(org, &activity.conversation_id).slot_key(position);
+        if let Some(bytes) = kv.get(&slot)? {
+            let mut message: Message = store::decode(&slot, &bytes)?;
+            message.status = Some(activity.status.clone());
+            message.error_code = activity.error_code.clone();
+            writes.push((slot, store::encode(&message)));
+        }
+    }
+    writes.push((key, store::encode(&activity)));
+    kv.set_many(&writes)?;
+    Ok(true)
 }
 
 /// Takes back a message of [`record_intent`] the provider refused outright:

@@ -7,64 +7,24 @@
 //! WhatsApp window closed at a given time and that an approved template is
 //! the way to reach the customer now.
 
-use super::{Attachment, Author, Thread};
 use crate::api::Response;
 use crate::channel::Channel;
 use crate::config::accounts::Account;
 use crate::error::{Error, ProviderFailure};
+use crate::message::{Author, Content, Thread, Window};
 use crate::ports::Ports;
-use crate::providers::{Outgoing, SendOutcome};
-use crate::templates::Rendered;
+use crate::providers::{Outgoing, ReplyWindow, SendOutcome};
 use serde_json::json;
 
 const HOUR_MILLIS: i64 = 3_600_000;
 /// Twilio's limit for a message body, and SMS's (R-IN-5).
 pub const MAX_TEXT_CHARS: usize = 1600;
 
-/// What goes to the customer.
-#[derive(Debug, Clone)]
-pub enum Content {
-    Text {
-        text: String,
-        attachments: Vec<Attachment>,
-    },
-    Template {
-        template_id: String,
-        rendered: Rendered,
-    },
-}
-
-impl Content {
-    pub fn text(&self) -> &str {
-        match self {
-            Content::Text { text, .. } => text,
-            Content::Template { rendered, .. } => &rendered.text,
-        }
-    }
-
-    pub fn attachments(&self) -> &[Attachment] {
-        match self {
-            Content::Text { attachments, .. } => attachments,
-            Content::Template { .. } => &[],
-        }
-    }
-}
-
 /// The end of the channel's standard free-form window after the customer's
 /// last message, for channels that have one.
 pub fn window_closes_at(channel: Channel, last_customer_millis: i64) -> Option<i64> {
-    let hours = channel.reply_window().free_form_hours?;
+    let hours = ReplyWindow::on(channel).free_form_hours?;
     Some(last_customer_millis + hours * HOUR_MILLIS)
-}
-
-/// How a free-form message may go out now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Window {
-    /// Inside the channel's standard window, or the channel has none.
-    Open,
-    /// Messenger, 24 hours to 7 days: a human agent's reply with the
-    /// HUMAN_AGENT tag.
-    HumanAgentTag,
 }
 
 /// Whether a free-form message (not a WhatsApp template) may go out at
@@ -86,7 +46,7 @@ pub fn free_form_window(
     if now_millis < closes {
         return Ok(Window::Open);
     }
-    let Some(tagged_hours) = channel.reply_window().human_agent_hours else {
+    let Some(tagged_hours) = ReplyWindow::on(channel).human_agent_hours else {
         return Err(Undelivered::window_closed(channel, closes, false));
     };
     let tagged_until = last + tagged_hours * HOUR_MILLIS;
@@ -130,7 +90,7 @@ impl Undelivered {
     /// `closed_millis` (or, `by_provider`, the provider says so now).
     pub fn window_closed(channel: Channel, closed_millis: i64, by_provider: bool) -> Undelivered {
         let closed_at = crate::time::rfc3339(closed_millis);
-        let rule = channel.reply_window();
+        let rule = ReplyWindow::on(channel);
         let (who, what) = (rule.refused_by, rule.closed);
         Undelivered {
             error: Error::conflict(

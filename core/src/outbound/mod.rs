@@ -10,10 +10,10 @@
 //! - `GET /api/outbound/jobs/{id}`, `GET /api/outbound/activities/{id}`.
 //!
 //! The contact's timeline (`GET /api/contacts/{id}/timeline`) is served by
-//! the conversations component, which owns `/api/contacts/...`, from
-//! [`activity::read_timeline`].
+//! the conversations component, which owns `/api/contacts/...`
+//! ([`crate::conversations::contacts::read_timeline`]); the activities it
+//! lists are [`crate::entities::activity`]'s.
 
-pub mod activity;
 pub mod budget;
 pub mod contact_list;
 pub mod idempotency;
@@ -23,6 +23,7 @@ pub mod send;
 use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::Role;
 use crate::config::Ctx;
+use crate::entities::activity::Activity;
 use crate::error::Error;
 use crate::ports::Ports;
 use crate::store;
@@ -70,7 +71,7 @@ async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Error> 
             let ctx = Ctx::authenticate(request, ports)?;
             ctx.principal
                 .require(&[Role::Admin, Role::Agent, Role::Flow])?;
-            let activity: activity::Activity = store::require(ports.kv, ctx.org(), id)?;
+            let activity: Activity = store::require(ports.kv, ctx.org(), id)?;
             Ok(Response::json(200, &activity))
         }
         _ => Err(Error::no_route(&request.path)),

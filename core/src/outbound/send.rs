@@ -14,23 +14,22 @@
 //! a bound, so a call keeps at most `BATCHES_IN_FLIGHT × SENDS_IN_FLIGHT`
 //! provider requests open.
 
-use super::activity::{self, Activity};
 use super::budget;
 use super::contact_list::{recipient, Recipient, BATCH_SIZE};
 use crate::config::accounts::Account;
 use crate::conversations::consent::{self, Consent, Standing};
-use crate::conversations::reply::{
-    deliver, may_have_been_sent, Content, Sent, Window, OUTCOME_UNKNOWN,
-};
-use crate::conversations::{pending_outbound_key, provider_message_key, thread_id, Author, Thread};
+use crate::conversations::reply::{deliver, may_have_been_sent, Sent, OUTCOME_UNKNOWN};
+use crate::conversations::{pending_outbound_key, provider_message_key, thread_id};
+use crate::entities::activity::{self, Activity};
 use crate::entities::contact::{address_key, Contact};
 use crate::entities::outbound_config::OutboundConfig;
 use crate::error::Error;
 use crate::lease::Lease;
+use crate::message::{Author, Content, Rendered, Thread, Window};
 use crate::ports::Ports;
 use crate::store;
 use crate::template_text::RenderContext;
-use crate::templates::{Rendered, Template};
+use crate::templates::Template;
 use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

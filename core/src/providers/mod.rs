@@ -7,10 +7,11 @@
 //! (`settings.rs`), its webhook's signature and parsing into [`Event`]s
 //! (`webhook.rs`, driven by the one pipeline in [`crate::webhooks`]), its
 //! sender (`send.rs`), its credential check (`credentials.rs`), and in
-//! `mod.rs` its delivery-status order and reply window. Each builds the
-//! exact requests its provider expects (providers.md); the host hands in
-//! the time, nonces and the HTTP port, so every request is deterministic
-//! and the tests pin it byte for byte.
+//! `mod.rs` its delivery-status order and reply window; what their webhook
+//! parts share is in [`webhook`]. Each builds the exact requests its
+//! provider expects (providers.md); the host hands in the time, nonces and
+//! the HTTP port, so every request is deterministic and the tests pin it
+//! byte for byte.
 //!
 //! A credential check has three outcomes because they call for different
 //! actions: the provider refused the credentials (the user must fix them),
@@ -24,25 +25,23 @@ pub mod fields;
 pub mod google;
 pub mod telesign;
 pub mod twilio;
+pub mod webhook;
 
 use crate::api::{Request, Response};
 use crate::channel::Channel;
-use crate::config::accounts::PageValidation;
 use crate::config::{Ctx, Effects};
-use crate::conversations::ingest::Inbound;
-use crate::conversations::reply::{Content, Window};
-use crate::conversations::{Author, Thread};
 use crate::encoding::percent_encode;
 use crate::error::Error;
 use crate::input::Object;
+use crate::message::{Author, Content, Inbound, Thread, Window};
 use crate::ports::OutboundError;
 use crate::ports::{KeyValue, Ports};
-use crate::webhooks::{Signer, WebhookKey};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 pub use facebook::PageTokenWarning;
 use serde::Serialize;
 use serde_json::Value;
+use webhook::{invalid_callback, Signer, WebhookKey};
 
 /// The providers: the one list a new provider joins. Each entry names the
 /// variant, the module folder (whose `Settings` implements [`Seam`]) and
@@ -105,11 +104,10 @@ macro_rules! providers {
                 }
             }
 
-            /// Answers a request to this provider's webhook
-            /// (`/webhooks/{provider}/{account}`).
-            pub async fn webhook(self, request: &Request, ports: &Ports<'_>) -> Response {
+            /// Runs `task` with this provider's [`Seam`].
+            pub async fn run<T: SeamTask>(self, task: T) -> T::Output {
                 match self {
-                    $(Provider::$variant => crate::webhooks::serve::<$module::Settings>(request, ports).await,)*
+                    $(Provider::$variant => task.run::<$module::Settings>().await,)*
                 }
             }
 
@@ -295,6 +293,14 @@ impl Provider {
             .find(|provider| provider.as_str() == text)
     }
 
+    /// The providers whose accounts carry `channel`.
+    pub fn serving(channel: Channel) -> impl Iterator<Item = Provider> {
+        Provider::ALL
+            .iter()
+            .copied()
+            .filter(move |provider| provider.serves(channel))
+    }
+
     /// Whether the status word `status` is further along than `current`:
     /// status callbacks arrive out of order and must never move a message
     /// back, and an unknown word never wins.
@@ -329,6 +335,15 @@ impl std::fmt::Display for Provider {
 pub trait Variant: Sized {
     /// These settings, if `settings` are this provider's.
     fn of(settings: &Settings) -> Option<&Self>;
+}
+
+/// Work written once for every provider's [`Seam`], for a provider known
+/// only at run time ([`Provider::run`]): how the webhook pipeline above
+/// the seam runs for the provider a URL names, without the seam naming it.
+#[allow(async_fn_in_trait)]
+pub trait SeamTask {
+    type Output;
+    async fn run<S: Seam>(self) -> Self::Output;
 }
 
 #[allow(async_fn_in_trait)]
@@ -419,12 +434,14 @@ pub trait Seam: Variant {
 
     fn unverified(request: &Request) -> Self::Unverified;
     /// The answer to a subscription handshake, if the request is one:
-    /// checked right after the account's global record is read.
+    /// checked right after the account's global record is read. `account`
+    /// reads the account's settings (one more read), for a handshake that
+    /// checks against them.
     fn handshake(
         _unverified: &Self::Unverified,
         _request: &Request,
-        _ports: &Ports<'_>,
         _signer: &Signer,
+        _account: &dyn Fn() -> Result<Settings, Error>,
     ) -> Option<Result<Response, Error>> {
         None
     }
@@ -439,7 +456,7 @@ pub trait Seam: Variant {
     /// Fills in the address of a message whose callback did not name it,
     /// from the account.
     fn complete(inbound: &mut Inbound, account_id: &str, _settings: &Self) -> Result<(), Error> {
-        Err(crate::webhooks::invalid_callback(format!(
+        Err(invalid_callback(format!(
             "the callback names no address of account {account_id} ({}); nothing was stored",
             inbound.provider_message_id
         )))
@@ -514,6 +531,16 @@ impl From<CredentialCheck> for Checked {
     }
 }
 
+/// The outcome of one page's credential check.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct PageValidation {
+    pub page_id: String,
+    pub status: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_status: Option<u16>,
+    pub message: String,
+}
+
 /// Where the provider posts an account's callbacks.
 pub fn callback_url(public_base_url: &str, provider: Provider, account_id: &str) -> String {
     format!("{public_base_url}/webhooks/{provider}/{account_id}")
@@ -543,6 +570,14 @@ impl ReplyWindow {
         closed:
             "the channel's window for replies closed at {closed_at}; wait for the customer to write",
     };
+
+    /// When free-form messages may reach a customer on `channel`: the rule
+    /// of the providers that carry it.
+    pub fn on(channel: Channel) -> ReplyWindow {
+        Provider::serving(channel)
+            .next()
+            .map_or(ReplyWindow::NONE, |provider| provider.reply_window(channel))
+    }
 }
 
 /// Where a message we sent stands, in the order a message moves through:
@@ -722,6 +757,13 @@ pub fn basic_auth(user: &str, password: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_channel_has_a_provider() {
+        for channel in Channel::ALL {
+            assert!(Provider::serving(channel).next().is_some(), "{channel}");
+        }
+    }
 
     #[test]
     fn basic_auth_matches_telesigns_sdk_vector() {

@@ -35,25 +35,43 @@
 //! Google redeliver the same refusal until they give up), while each limit
 //! is at least the provider's own, so no text a provider legitimately sends
 //! is ever cut.
+//!
+//! [`MAX_RECEIPT_IDS`]: crate::providers::webhook::MAX_RECEIPT_IDS
+//! [`customer_text`]: crate::providers::webhook::customer_text
 
 use crate::api::{method_not_allowed, Method, Request, Response};
-use crate::config::accounts::{global_key, Account};
+use crate::config::accounts::Account;
 use crate::conversations::ingest::{apply_status, apply_watermark, ingest, thread_keys};
 use crate::conversations::{provider_message_key, thread_id};
 use crate::error::Error;
 use crate::ports::{KeyValue, Ports, UnixMillis};
-use crate::providers::{Event, Provider, Seam};
+use crate::providers::webhook::{global_key, unknown_account, Signer, WebhookKey};
+use crate::providers::{Event, Provider, Seam, SeamTask};
 use crate::store;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// `/webhooks/{provider}/{accountId}`, for every provider.
 pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
     match request.segments()[..] {
         ["webhooks", provider, _] => match Provider::parse(provider) {
-            Some(provider) => provider.webhook(request, ports).await,
+            Some(provider) => provider.run(Serve { request, ports }).await,
             None => Error::no_route(&request.path).into_response(),
         },
         _ => Error::no_route(&request.path).into_response(),
+    }
+}
+
+/// [`serve`] for a provider named at run time.
+struct Serve<'a, 'p> {
+    request: &'a Request,
+    ports: &'a Ports<'p>,
+}
+
+impl SeamTask for Serve<'_, '_> {
+    type Output = Response;
+
+    async fn run<S: Seam>(self) -> Response {
+        serve::<S>(self.request, self.ports).await
     }
 }
 
@@ -77,7 +95,11 @@ async fn verified<S: Seam>(request: &Request, ports: &Ports<'_>) -> Result<Respo
     };
     let signer = signer(ports.kv, account_id, S::PROVIDER)?;
     let unverified = S::unverified(request);
-    if let Some(answer) = S::handshake(&unverified, request, ports, &signer) {
+    let account = || {
+        read_account(ports.kv, &signer.org, account_id, S::PROVIDER, Vec::new())
+            .map(|(account, _)| account.settings)
+    };
+    if let Some(answer) = S::handshake(&unverified, request, &signer, &account) {
         return answer;
     }
     if !S::signed(&unverified, request, ports, &signer) {
@@ -253,34 +275,6 @@ struct GlobalRecord {
     keys: Vec<WebhookKey>,
 }
 
-/// A secret a provider may sign an account's webhooks with instead of
-/// [`Signer::secret`], named by the request (Twilio's shared keys).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WebhookKey {
-    pub id: String,
-    pub secret: String,
-}
-
-/// A webhook's account, its tenant and the secrets its provider signs the
-/// account's requests with.
-pub struct Signer {
-    pub account_id: String,
-    pub org: String,
-    pub secret: String,
-    /// The secrets a request may name instead of [`Signer::secret`].
-    pub keys: Vec<WebhookKey>,
-}
-
-impl Signer {
-    /// The secret of key `id`, if the account holds it.
-    pub fn key(&self, id: &str) -> Option<&str> {
-        self.keys
-            .iter()
-            .find(|key| key.id == id)
-            .map(|key| key.secret.as_str())
-    }
-}
-
 /// The [`Signer`] of a `provider` account named in a webhook URL: one read
 /// of its global record, which holds the secret and the named keys. A
 /// record written before it carried the secret takes a second read, of the
@@ -324,13 +318,6 @@ pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: Provider) -> Result
     })
 }
 
-pub fn unknown_account(account_id: &str, provider: Provider) -> Error {
-    Error::not_found(
-        "unknown_account",
-        format!("no {provider} account {account_id}; check the callback URL configured at the provider (GET /api/accounts/{{id}} shows it)"),
-    )
-}
-
 /// 403 for a request whose signature does not check out.
 pub fn bad_signature(header: &str) -> Error {
     Error::forbidden(
@@ -364,56 +351,6 @@ pub fn read_account(
         return Err(unknown_account(account_id, provider));
     }
     Ok((account, found))
-}
-
-/// Message ids one request may update the status of: far more than a
-/// provider's receipts name (a few messages sent close together), and a
-/// bound on what one request writes (a write per id whose status moves).
-pub const MAX_RECEIPT_IDS: usize = 1_000;
-
-/// 422 for a signed request that carries more than one request may: its
-/// redelivery would be refused the same way, so it is not a 5xx.
-pub fn too_many(code: &'static str, what: &str, count: usize, limit: usize) -> Error {
-    Error::Invalid {
-        field: None,
-        code,
-        message: format!("the request carries {count} {what}; one request may carry at most {limit}, so nothing was stored. Send them in several requests"),
-    }
-}
-
-/// `text` as a customer's message keeps it: whole when it has at most
-/// `limit` characters, else its beginning and a note for the agent that
-/// says how long it was, `limit` characters in all.
-pub fn customer_text(text: &str, limit: usize) -> String {
-    let length = text.chars().count();
-    if length <= limit {
-        return text.to_owned();
-    }
-    let note =
-        format!(" [… cut: the message had {length} characters, this channel carries {limit}]");
-    let kept = limit.saturating_sub(note.chars().count());
-    text.chars()
-        .take(kept)
-        .chain(note.chars())
-        .take(limit)
-        .collect()
-}
-
-/// 400 for a signed callback the gateway cannot read.
-pub fn invalid_callback(message: String) -> Error {
-    Error::malformed("invalid_callback", message)
-}
-
-/// A handshake answer: the value the provider sent, echoed as plain text.
-pub fn echo(value: &str) -> Response {
-    Response {
-        status: 200,
-        headers: vec![
-            ("content-type".into(), "text/plain; charset=utf-8".into()),
-            ("x-content-type-options".into(), "nosniff".into()),
-        ],
-        body: value.as_bytes().to_vec(),
-    }
 }
 
 #[cfg(test)]
@@ -518,18 +455,5 @@ mod tests {
     fn signer_error(kv: &MemoryKeyValue, provider: Provider) -> (u16, &'static str) {
         let error = signer(kv, ACCOUNT, provider).err().expect("refused");
         (error.status(), error.code())
-    }
-
-    #[test]
-    fn customer_text_keeps_what_fits_and_cuts_the_rest_with_a_note() {
-        assert_eq!(customer_text("hello", 5), "hello");
-        let long = "é".repeat(2_000);
-        let kept = customer_text(&long, 1_600);
-        assert_eq!(kept.chars().count(), 1_600);
-        assert!(kept.starts_with(&"é".repeat(1_500)), "{kept}");
-        assert!(
-            kept.ends_with(" [… cut: the message had 2000 characters, this channel carries 1600]"),
-            "{kept}"
-        );
     }
 }

@@ -47,13 +47,13 @@ use crate::api::Method;
 use crate::api::{Request, Response};
 use crate::channel::Channel;
 use crate::config::{Ctx, Effects};
-use crate::conversations::Attachment;
 use crate::encoding::{hex, percent_encode};
 use crate::error::Error;
 use crate::input::Object;
+use crate::message::Attachment;
 use crate::ports::{KeyValue, Ports};
 use crate::ports::{OutboundError, OutboundHttp, OutboundRequest, OutboundResponse};
-use crate::webhooks::{echo, Signer};
+use crate::providers::webhook::{echo, Signer};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use serde_json::Value;
@@ -144,7 +144,7 @@ impl Seam for Settings {
     async fn customer_name(
         &self,
         ports: &Ports<'_>,
-        thread: crate::conversations::Thread<'_>,
+        thread: crate::message::Thread<'_>,
     ) -> Option<String> {
         profile::customer_name(self, ports, thread).await
     }
@@ -159,10 +159,10 @@ impl Seam for Settings {
     fn handshake(
         _: &(),
         request: &Request,
-        ports: &Ports<'_>,
         signer: &Signer,
+        account: &dyn Fn() -> Result<super::Settings, Error>,
     ) -> Option<Result<Response, Error>> {
-        webhook::handshake(request, ports, signer)
+        webhook::handshake(request, signer, account)
     }
 
     fn signed(_: &(), request: &Request, _ports: &Ports<'_>, signer: &Signer) -> bool {

@@ -11,11 +11,11 @@
 //! logged with its token's date, for the warnings.
 
 use super::{check_page, FacebookPage, Settings};
-use crate::config::accounts::{global_key, PageValidation};
 use crate::config::{Ctx, Effects};
 use crate::error::{Error, ProviderFailure};
 use crate::ports::KeyValue;
-use crate::providers::{api_base, Checked, CredentialCheck, Verdict};
+use crate::providers::webhook::global_key;
+use crate::providers::{api_base, Checked, CredentialCheck, PageValidation, Verdict};
 use crate::store::{self, Claim, Log};
 use serde::{Deserialize, Serialize};
 

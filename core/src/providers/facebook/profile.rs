@@ -10,7 +10,7 @@
 //! unknown, and nothing of the answer is logged.
 
 use super::*;
-use crate::conversations::Thread;
+use crate::message::Thread;
 use crate::providers::api_base;
 use std::time::Duration;
 

@@ -2,8 +2,8 @@
 //! tagged HUMAN_AGENT when the reply window calls for it.
 
 use super::*;
-use crate::conversations::reply::Window;
 use crate::error::Error;
+use crate::message::Window;
 use crate::ports::Ports;
 use crate::providers::{api_base, SendOutcome};
 

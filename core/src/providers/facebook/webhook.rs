@@ -12,15 +12,13 @@
 use super::*;
 use crate::api::{Method, Request, Response};
 use crate::auth::constant_time_eq;
-use crate::conversations::ingest::Inbound;
-use crate::conversations::Attachment;
 use crate::error::Error;
-use crate::ports::Ports;
-use crate::providers::{self, Provider, Variant};
-use crate::webhooks::{
-    customer_text, echo, invalid_callback, read_account, too_many, unknown_account, Signer,
-    MAX_RECEIPT_IDS,
+use crate::message::Attachment;
+use crate::message::Inbound;
+use crate::providers::webhook::{
+    customer_text, echo, invalid_callback, too_many, unknown_account, Signer, MAX_RECEIPT_IDS,
 };
+use crate::providers::{self, Provider, Variant};
 
 /// Whether `header` (`X-Hub-Signature-256`) is `sha256=` and the hex
 /// HMAC-SHA256 of the raw `body` keyed with the app secret (providers.md
@@ -346,22 +344,20 @@ pub(super) fn dotted(at: &str, path: &str) -> String {
 /// `hub.verify_token` is the token generated for this account.
 pub(super) fn handshake(
     request: &Request,
-    ports: &Ports<'_>,
     signer: &Signer,
+    account: &dyn Fn() -> Result<providers::Settings, Error>,
 ) -> Option<Result<Response, Error>> {
-    (request.method == Method::Get).then(|| verify(request, ports, signer))
+    (request.method == Method::Get).then(|| verify(request, signer, account))
 }
 
-fn verify(request: &Request, ports: &Ports<'_>, signer: &Signer) -> Result<Response, Error> {
+fn verify(
+    request: &Request,
+    signer: &Signer,
+    account: &dyn Fn() -> Result<providers::Settings, Error>,
+) -> Result<Response, Error> {
     let account_id = &signer.account_id;
-    let (account, _) = read_account(
-        ports.kv,
-        &signer.org,
-        account_id,
-        Provider::Facebook,
-        Vec::new(),
-    )?;
-    let Some(Settings { verify_token, .. }) = Settings::of(&account.settings) else {
+    let settings = account()?;
+    let Some(Settings { verify_token, .. }) = Settings::of(&settings) else {
         return Err(unknown_account(account_id, Provider::Facebook));
     };
     let subscribing = request.query_param("hub.mode").as_deref() == Some("subscribe");

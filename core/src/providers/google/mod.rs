@@ -34,10 +34,10 @@ use crate::api::Method;
 use crate::api::{Request, Response};
 use crate::channel::Channel;
 use crate::config::{Ctx, Effects};
-use crate::conversations::Attachment;
 use crate::encoding::percent_encode;
 use crate::error::Error;
 use crate::input::Object;
+use crate::message::Attachment;
 use crate::ports::Ports;
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -137,8 +137,8 @@ impl Seam for Settings {
     fn handshake(
         webhook: &Self::Unverified,
         _request: &Request,
-        _ports: &Ports<'_>,
-        signer: &crate::webhooks::Signer,
+        signer: &crate::providers::webhook::Signer,
+        _account: &dyn Fn() -> Result<super::Settings, Error>,
     ) -> Option<Result<Response, Error>> {
         webhook::handshake(webhook, signer)
     }
@@ -147,7 +147,7 @@ impl Seam for Settings {
         _: &Self::Unverified,
         request: &Request,
         _ports: &Ports<'_>,
-        signer: &crate::webhooks::Signer,
+        signer: &crate::providers::webhook::Signer,
     ) -> bool {
         signature_valid(
             &signer.secret,

@@ -2,8 +2,8 @@
 //! from the service account, cached for the account's next sends.
 
 use super::*;
-use crate::conversations::Author;
 use crate::error::Error;
+use crate::message::Author;
 use crate::ports::Ports;
 use crate::providers::{api_base, SendOutcome};
 use crate::store;

@@ -11,10 +11,12 @@
 use super::*;
 use crate::api::Response;
 use crate::auth::constant_time_eq;
-use crate::conversations::ingest::Inbound;
 use crate::error::Error;
+use crate::message::Inbound;
+use crate::providers::webhook::{
+    customer_text, echo, invalid_callback, too_many, Signer, MAX_RECEIPT_IDS,
+};
 use crate::providers::Event;
-use crate::webhooks::{customer_text, echo, invalid_callback, too_many, Signer, MAX_RECEIPT_IDS};
 
 /// Whether `header` (`X-Goog-Signature`) is the base64 HMAC-SHA512 of the
 /// raw `body` keyed with the webhook's client token (providers.md 4.2),

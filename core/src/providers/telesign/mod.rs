@@ -34,10 +34,10 @@ use crate::api::Method;
 use crate::api::{Request, Response};
 use crate::channel::Channel;
 use crate::config::Ctx;
-use crate::conversations::ingest::Inbound;
 use crate::encoding::form_encode;
 use crate::error::Error;
 use crate::input::Object;
+use crate::message::Inbound;
 use crate::ports::Ports;
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
 use crate::time::http_date;
@@ -129,7 +129,7 @@ impl Seam for Settings {
         _: &(),
         request: &Request,
         _ports: &Ports<'_>,
-        signer: &crate::webhooks::Signer,
+        signer: &crate::providers::webhook::Signer,
     ) -> bool {
         webhook::signed(request, &signer.secret)
     }

@@ -11,10 +11,10 @@
 
 use super::*;
 use crate::api::Request;
-use crate::conversations::ingest::Inbound;
 use crate::error::Error;
+use crate::message::Inbound;
+use crate::providers::webhook::{customer_text, invalid_callback};
 use crate::providers::Event;
-use crate::webhooks::{customer_text, invalid_callback};
 
 /// Whether `header` (`Authorization` or `X-TS-Authorization`) carries
 /// base64(HMAC-SHA256(key, body)) for this API key (providers.md 2.5). The

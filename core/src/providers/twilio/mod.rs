@@ -46,7 +46,7 @@ use crate::error::Error;
 use crate::input::Object;
 use crate::ports::Ports;
 use crate::ports::{OutboundHttp, OutboundRequest, OutboundResponse};
-use crate::webhooks::{Signer, WebhookKey};
+use crate::providers::webhook::{Signer, WebhookKey};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};

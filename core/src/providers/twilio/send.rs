@@ -2,8 +2,8 @@
 //! Messages API takes it, with the account's status callback.
 
 use super::*;
-use crate::conversations::reply;
 use crate::error::Error;
+use crate::message;
 use crate::ports::Ports;
 use crate::providers::{api_base, callback_url, Provider, SendOutcome};
 
@@ -188,17 +188,17 @@ pub(super) async fn message(
 
 /// What Twilio is sent for `content` on `channel`: an SMS template is its
 /// rendered text; WhatsApp's are approved content templates, sent by SID.
-fn content(channel: Channel, content: &reply::Content) -> Content {
+fn content(channel: Channel, content: &message::Content) -> Content {
     match content {
-        reply::Content::Text { text, attachments } => Content::Text {
+        message::Content::Text { text, attachments } => Content::Text {
             body: text.clone(),
             media_urls: attachments.iter().map(|a| a.url.clone()).collect(),
         },
-        reply::Content::Template { rendered, .. } if channel == Channel::Sms => Content::Text {
+        message::Content::Template { rendered, .. } if channel == Channel::Sms => Content::Text {
             body: rendered.text.clone(),
             media_urls: Vec::new(),
         },
-        reply::Content::Template { rendered, .. } => Content::Template {
+        message::Content::Template { rendered, .. } => Content::Template {
             content_sid: rendered.content_sid.clone().unwrap_or_default(),
             variables: rendered.content_variables.clone().unwrap_or_default(),
         },
@@ -551,7 +551,7 @@ mod tests {
             address(Channel::Whatsapp, "+15551234567"),
             "whatsapp:+15551234567"
         );
-        let rendered = crate::templates::Rendered {
+        let rendered = crate::message::Rendered {
             channel_type: "sms".into(),
             locale: crate::locale::Locale::parse("en-US").unwrap(),
             text: "Your case CAS-1 is solved".into(),
@@ -559,7 +559,7 @@ mod tests {
             content_sid: Some("HX0123456789abcdef0123456789abcdef".into()),
             content_variables: None,
         };
-        let template = reply::Content::Template {
+        let template = message::Content::Template {
             template_id: "t".into(),
             rendered,
         };

@@ -8,13 +8,13 @@
 
 use super::*;
 use crate::api::{Request, Response};
-use crate::conversations::ingest::Inbound;
-use crate::conversations::Attachment;
 use crate::error::Error;
+use crate::message::Attachment;
+use crate::message::Inbound;
 use crate::ports::Ports;
+use crate::providers::webhook::{customer_text, invalid_callback, Signer};
 use crate::providers::Event;
 use crate::template_text::SMS_MAX_CHARS;
-use crate::webhooks::{customer_text, invalid_callback, Signer};
 
 /// `X-Twilio-Signature` for a form POST to `url` (providers.md 1.3):
 /// Base64 of HMAC-SHA1 keyed with the auth token over `url` followed by
@@ -858,7 +858,7 @@ mod tests {
             account_id: "a".repeat(32),
             org: "o".repeat(32),
             secret: VECTOR_TOKEN.into(),
-            keys: vec![crate::webhooks::WebhookKey {
+            keys: vec![crate::providers::webhook::WebhookKey {
                 id: KEY_ID.into(),
                 secret: KEY_SECRET.into(),
             }],

@@ -9,16 +9,15 @@
 //! timeline, a numbered log per contact (`contact/{id}/timeline`); the seed
 //! advises leaving show-on-timeline off for mass messages, which is also
 //! what keeps those free of per-contact writes.
+//!
+//! The outbound API writes activities and the conversations read them (a
+//! customer's reply threads them in, status callbacks move them, the
+//! contact's timeline lists them), so the record sits below both.
 
-use crate::api::{Request, Response};
-use crate::conversations::{messages, Author, Message};
-use crate::error::Error;
 use crate::locale::Locale;
-use crate::ports::KeyValue;
-use crate::providers::Provider;
-use crate::store::{self, Log};
+use crate::message::{Author, Message};
+use crate::store::Log;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Activity {
@@ -92,73 +91,4 @@ impl Activity {
         message.activity_id = Some(self.id.clone());
         message
     }
-}
-
-/// Applies a provider's status callback to an activity and, once it is in a
-/// conversation, to its message there; forward only, like every status.
-pub fn apply_status(
-    kv: &dyn KeyValue,
-    org: &str,
-    activity_id: &str,
-    status: &str,
-    error_code: Option<&str>,
-    provider: Provider,
-) -> Result<bool, Error> {
-    let key = store::document_key::<Activity>(org, activity_id);
-    let Some(bytes) = kv.get(&key)? else {
-        return Ok(false);
-    };
-    let mut activity: Activity = store::decode(&key, &bytes)?;
-    if !provider.moves_forward(Some(&activity.status), status) {
-        return Ok(false);
-    }
-    activity.status = status.to_owned();
-    if let Some(code) = error_code {
-        activity.error_code = Some(code.to_owned());
-    }
-    let mut writes = Vec::new();
-    if let Some(position) = activity.conversation_position {
-        let slot = messages(org, &activity.conversation_id).slot_key(position);
-        if let Some(bytes) = kv.get(&slot)? {
-            let mut message: Message = store::decode(&slot, &bytes)?;
-            message.status = Some(activity.status.clone());
-            message.error_code = activity.error_code.clone();
-            writes.push((slot, store::encode(&message)));
-        }
-    }
-    writes.push((key, store::encode(&activity)));
-    kv.set_many(&writes)?;
-    Ok(true)
-}
-
-/// `GET /api/contacts/{id}/timeline`: the contact's activities, newest
-/// first, a page at a time (`?limit=`, `?cursor=` from `next_cursor`).
-pub fn read_timeline(
-    kv: &dyn KeyValue,
-    org: &str,
-    request: &Request,
-    contact_id: &str,
-) -> Result<Response, Error> {
-    let (cursor, limit) = store::paging(request)?;
-    store::require::<crate::entities::contact::Contact>(kv, org, contact_id)?;
-    let log = timeline(org, contact_id);
-    let newest = match cursor {
-        0 => log.len(kv)?,
-        below => below - 1,
-    };
-    let oldest = (newest - limit as i64 + 1).max(1);
-    let mut entries = log.read(kv, oldest, newest)?;
-    entries.reverse();
-    let ids: Vec<String> = entries
-        .iter()
-        .map(|(_, id)| String::from_utf8_lossy(id).into_owned())
-        .collect();
-    let items = store::load_many::<Activity>(kv, org, &ids)?;
-    Ok(Response::json(
-        200,
-        &json!({
-            "items": items,
-            "next_cursor": (oldest > 1).then(|| oldest.to_string()),
-        }),
-    ))
 }
