@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what is needed,
 # builds the components once, starts a loopback Redis for the Redis-backed
-# cases, checks formatting and lints, runs every test, then audits the log
+# cases, checks formatting, module structure and lints, runs every test,
+# then audits the log
 # lines the app wrote during the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +47,8 @@ if command -v redis-server >/dev/null 2>&1; then
 fi
 
 cargo fmt --all --check
+# Module layers without cycles, functions that read like their steps.
+python3 scripts/check-structure.py
 build_wasm
 cargo clippy --locked --all-targets -- -D warnings
 cargo clippy --locked --target wasm32-wasip2 --release "${WASM_PACKAGES[@]}" -- -D warnings
