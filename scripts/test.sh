@@ -2,8 +2,7 @@
 # The whole test suite, from a fresh machine: installs what is needed,
 # builds the components once, starts a loopback Redis for the Redis-backed
 # cases, checks formatting, module structure and lints, runs every test,
-# then audits the log
-# lines the app wrote during the run.
+# then audits the log lines the app wrote during the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
