@@ -721,6 +721,23 @@ pub enum SendOutcome {
     Unreachable { message: String },
 }
 
+/// Sends `request` and reads the provider's answer with `read`; a request
+/// that got no answer is [`SendOutcome::Unreachable`]. Either way, nothing
+/// of `secrets` is left in a message.
+async fn send_and_read(
+    http: &dyn crate::ports::OutboundHttp,
+    request: crate::ports::OutboundRequest,
+    secrets: &[&str],
+    read: impl FnOnce(&crate::ports::OutboundResponse, &[&str]) -> SendOutcome,
+) -> SendOutcome {
+    match http.send(request).await {
+        Ok(response) => read(&response, secrets),
+        Err(error) => SendOutcome::Unreachable {
+            message: scrub(error.to_string(), secrets),
+        },
+    }
+}
+
 /// `Retry-After` in seconds; the HTTP-date form is not read (it would need
 /// the clock) and counts as absent.
 pub(crate) fn retry_after(headers: &[(String, String)]) -> Option<u64> {

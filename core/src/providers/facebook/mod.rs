@@ -59,18 +59,6 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::Sha256;
 
-/// Messenger takes free-form messages for 24 hours after the customer's
-/// last message, and a human agent's reply with the HUMAN_AGENT tag for 7
-/// days.
-pub fn reply_window(_channel: Channel) -> ReplyWindow {
-    ReplyWindow {
-        free_form_hours: Some(24),
-        human_agent_hours: Some(7 * 24),
-        refused_by: "Facebook refused the message: ",
-        closed: "Messenger's window for replies closed at {closed_at} (24 hours after the customer's last message, or 7 days for a human agent when the channel's human_agent_tag is on); wait for the customer to write",
-    }
-}
-
 impl Seam for Settings {
     const PROVIDER: Provider = Provider::Facebook;
     const DISPLAY_NAME: &'static str = "Facebook";
@@ -79,8 +67,16 @@ impl Seam for Settings {
     const API_BASES: &'static [(&'static str, &'static str)] = &[("facebook", "graph_api_base")];
     const ADDRESS_KIND: &'static str = "the page id of one of the account's connected pages";
 
-    fn reply_window(channel: Channel) -> ReplyWindow {
-        reply_window(channel)
+    /// Messenger takes free-form messages for 24 hours after the customer's
+    /// last message, and a human agent's reply with the HUMAN_AGENT tag for 7
+    /// days.
+    fn reply_window(_channel: Channel) -> ReplyWindow {
+        ReplyWindow {
+            free_form_hours: Some(24),
+            human_agent_hours: Some(7 * 24),
+            refused_by: "Facebook refused the message: ",
+            closed: "Messenger's window for replies closed at {closed_at} (24 hours after the customer's last message, or 7 days for a human agent when the channel's human_agent_tag is on); wait for the customer to write",
+        }
     }
 
     fn delivery_status(word: &str) -> DeliveryStatus {

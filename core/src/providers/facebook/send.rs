@@ -162,12 +162,7 @@ pub(super) async fn post(
         timeout: None,
         max_response_bytes: None,
     };
-    match http.send(request).await {
-        Ok(response) => outcome(&response, secrets),
-        Err(error) => SendOutcome::Unreachable {
-            message: scrub(error.to_string(), secrets),
-        },
-    }
+    crate::providers::send_and_read(http, request, secrets, outcome).await
 }
 
 pub(super) fn outcome(response: &OutboundResponse, secrets: &[&str]) -> SendOutcome {

@@ -50,11 +50,6 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256, Sha512};
 use std::fmt;
 
-/// Business Messages has no window: a reply may go out at any time.
-pub fn reply_window(_channel: Channel) -> ReplyWindow {
-    ReplyWindow::NONE
-}
-
 impl Seam for Settings {
     const PROVIDER: Provider = Provider::Google;
     const DISPLAY_NAME: &'static str = "Google";
@@ -66,8 +61,9 @@ impl Seam for Settings {
     ];
     const ADDRESS_KIND: &'static str = "the account's GBM agent id";
 
-    fn reply_window(channel: Channel) -> ReplyWindow {
-        reply_window(channel)
+    /// Business Messages has no window: a reply may go out at any time.
+    fn reply_window(_channel: Channel) -> ReplyWindow {
+        ReplyWindow::NONE
     }
 
     fn delivery_status(word: &str) -> DeliveryStatus {

@@ -50,22 +50,6 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use std::fmt;
 
-/// SMS has no window: a text may go out at any time.
-pub fn reply_window(_channel: Channel) -> ReplyWindow {
-    ReplyWindow::NONE
-}
-
-/// Where a [`status_name`] stands, so a late report cannot move a message
-/// back: pending < delivered = failed. Both are final, so neither
-/// overwrites the other; unknown names never win.
-pub fn delivery_status(status: &str) -> DeliveryStatus {
-    match status {
-        "pending" => DeliveryStatus::Pending,
-        "delivered" | "failed" => DeliveryStatus::Final,
-        _ => DeliveryStatus::Unknown,
-    }
-}
-
 impl Seam for Settings {
     const PROVIDER: Provider = Provider::Telesign;
     const DISPLAY_NAME: &'static str = "TeleSign";
@@ -74,12 +58,20 @@ impl Seam for Settings {
     const API_BASES: &'static [(&'static str, &'static str)] = &[("telesign", "telesign_api_base")];
     const ADDRESS_KIND: &'static str = "one of the account's numbers";
 
-    fn reply_window(channel: Channel) -> ReplyWindow {
-        reply_window(channel)
+    /// SMS has no window: a text may go out at any time.
+    fn reply_window(_channel: Channel) -> ReplyWindow {
+        ReplyWindow::NONE
     }
 
-    fn delivery_status(word: &str) -> DeliveryStatus {
-        delivery_status(word)
+    /// Where a [`status_name`] stands, so a late report cannot move a message
+    /// back: pending < delivered = failed. Both are final, so neither
+    /// overwrites the other; unknown names never win.
+    fn delivery_status(status: &str) -> DeliveryStatus {
+        match status {
+            "pending" => DeliveryStatus::Pending,
+            "delivered" | "failed" => DeliveryStatus::Final,
+            _ => DeliveryStatus::Unknown,
+        }
     }
 
     fn read(_ctx: &Ctx, input: &Object, _existing: Option<&Self>) -> Result<Self, Error> {

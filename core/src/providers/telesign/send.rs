@@ -73,12 +73,7 @@ pub async fn send_sms(
         timeout: None,
         max_response_bytes: None,
     };
-    match http.send(request).await {
-        Ok(response) => send_outcome(&response, &secrets),
-        Err(error) => SendOutcome::Unreachable {
-            message: scrub(error.to_string(), &secrets),
-        },
-    }
+    crate::providers::send_and_read(http, request, &secrets, send_outcome).await
 }
 
 /// The form in a fixed order, since it is signed as sent. `ARN` (alerts,

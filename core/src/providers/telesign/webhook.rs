@@ -373,6 +373,7 @@ mod tests {
 
     #[test]
     fn final_states_outrank_pending_and_not_each_other() {
+        let delivery_status = |word| Provider::Telesign.delivery_status(word);
         assert!(delivery_status("pending") < delivery_status("delivered"));
         assert_eq!(delivery_status("delivered"), delivery_status("failed"));
         assert_eq!(delivery_status("read"), DeliveryStatus::Unknown);

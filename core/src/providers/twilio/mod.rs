@@ -15,7 +15,7 @@
 //!   percent normalisation), since that is what Twilio signed.
 //! - Callbacks are parsed into typed messages and status updates here, so the
 //!   rest of the core never sees Twilio's parameter names. Status callbacks
-//!   arrive out of order, so [`delivery_status`] gives the order a message's
+//!   arrive out of order, so its `Seam::delivery_status` gives the order a message's
 //!   status may only move forward in.
 //! - Sending maps Twilio's answers onto the decisions the caller has to make:
 //!   done, needs a template (outside WhatsApp's 24-hour window), retry later
@@ -58,42 +58,12 @@ use sha2::Sha256;
 /// address is the bare number.
 const WHATSAPP_PREFIX: &str = "whatsapp:";
 
-/// WhatsApp takes free-form messages for 24 hours after the customer's
-/// last message; after that only approved templates. SMS has no window.
-pub fn reply_window(channel: Channel) -> ReplyWindow {
-    match channel {
-        Channel::Whatsapp => whatsapp_window(),
-        Channel::Sms | Channel::Messenger | Channel::Gbm => ReplyWindow::NONE,
-    }
-}
-
 fn whatsapp_window() -> ReplyWindow {
     ReplyWindow {
         free_form_hours: Some(24),
         human_agent_hours: None,
         refused_by: "WhatsApp refused the message: ",
         closed: "the 24-hour window for free-form WhatsApp messages closed at {closed_at}, 24 hours after the customer's last message; send an approved template instead ({\"template_id\": …}) or wait for the customer to write",
-    }
-}
-
-/// Where `status` stands in a sent message's life (providers.md 1.2), so a
-/// late callback cannot move it back: apply an update only if it is
-/// further along than the stored one. `accepted` < `scheduled` < `queued` <
-/// `sending` < `sent` < `partially_delivered` < `delivered` < `read` <
-/// `failed` = `undelivered` = `canceled` (terminal). Unknown statuses and
-/// the inbound-only `receiving`/`received` are unknown: they never win.
-pub fn delivery_status(status: &str) -> DeliveryStatus {
-    match status {
-        "accepted" => DeliveryStatus::Accepted,
-        "scheduled" => DeliveryStatus::Scheduled,
-        "queued" => DeliveryStatus::Queued,
-        "sending" => DeliveryStatus::Sending,
-        "sent" => DeliveryStatus::Sent,
-        "partially_delivered" => DeliveryStatus::PartiallyDelivered,
-        "delivered" => DeliveryStatus::Delivered,
-        "read" => DeliveryStatus::Read,
-        "failed" | "undelivered" | "canceled" => DeliveryStatus::Final,
-        _ => DeliveryStatus::Unknown,
     }
 }
 
@@ -105,12 +75,34 @@ impl Seam for Settings {
     const API_BASES: &'static [(&'static str, &'static str)] = &[("twilio", "twilio_api_base")];
     const ADDRESS_KIND: &'static str = "one of the account's numbers";
 
+    /// WhatsApp takes free-form messages for 24 hours after the customer's
+    /// last message; after that only approved templates. SMS has no window.
     fn reply_window(channel: Channel) -> ReplyWindow {
-        reply_window(channel)
+        match channel {
+            Channel::Whatsapp => whatsapp_window(),
+            Channel::Sms | Channel::Messenger | Channel::Gbm => ReplyWindow::NONE,
+        }
     }
 
-    fn delivery_status(word: &str) -> DeliveryStatus {
-        delivery_status(word)
+    /// Where `status` stands in a sent message's life (providers.md 1.2), so a
+    /// late callback cannot move it back: apply an update only if it is
+    /// further along than the stored one. `accepted` < `scheduled` < `queued` <
+    /// `sending` < `sent` < `partially_delivered` < `delivered` < `read` <
+    /// `failed` = `undelivered` = `canceled` (terminal). Unknown statuses and
+    /// the inbound-only `receiving`/`received` are unknown: they never win.
+    fn delivery_status(status: &str) -> DeliveryStatus {
+        match status {
+            "accepted" => DeliveryStatus::Accepted,
+            "scheduled" => DeliveryStatus::Scheduled,
+            "queued" => DeliveryStatus::Queued,
+            "sending" => DeliveryStatus::Sending,
+            "sent" => DeliveryStatus::Sent,
+            "partially_delivered" => DeliveryStatus::PartiallyDelivered,
+            "delivered" => DeliveryStatus::Delivered,
+            "read" => DeliveryStatus::Read,
+            "failed" | "undelivered" | "canceled" => DeliveryStatus::Final,
+            _ => DeliveryStatus::Unknown,
+        }
     }
 
     fn read(_ctx: &Ctx, input: &Object, existing: Option<&Self>) -> Result<Self, Error> {

@@ -68,12 +68,7 @@ pub async fn send(http: &dyn OutboundHttp, api_base: &str, message: &Outgoing<'_
         timeout: None,
         max_response_bytes: None,
     };
-    match http.send(request).await {
-        Ok(response) => outcome(&response, &secrets),
-        Err(error) => SendOutcome::Unreachable {
-            message: scrub(error.to_string(), &secrets),
-        },
-    }
+    crate::providers::send_and_read(http, request, &secrets, outcome).await
 }
 
 /// `To`, `From`, the content's fields, then `StatusCallback`.

@@ -288,7 +288,7 @@ pub struct InboundMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusUpdate {
     pub message_sid: String,
-    /// Twilio's `MessageStatus`, e.g. `delivered`; see [`delivery_status`].
+    /// Twilio's `MessageStatus`, e.g. `delivered`; see `Seam::delivery_status` in mod.rs.
     pub status: String,
     /// Twilio's `ErrorCode` for `failed`/`undelivered`, e.g. `63016`.
     pub error_code: Option<String>,
@@ -1131,6 +1131,7 @@ mod tests {
 
     #[test]
     fn status_ranks_only_move_forward() {
+        let delivery_status = |word| Provider::Twilio.delivery_status(word);
         let order = [
             "accepted",
             "scheduled",
