@@ -153,7 +153,7 @@ pub enum Window {
 /// A rendered message and how it was chosen.
 #[derive(Debug, Clone, Serialize)]
 pub struct Rendered {
-    pub channel_type: String,
+    pub channel_type: Channel,
     /// The version used, after the fallback chain of R-TPL-2.
     pub locale: Locale,
     pub text: String,

@@ -25,13 +25,17 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub const CHANNEL_TYPES: &[&str] = &["sms", "whatsapp"];
+/// The channels templates are for: those outbound sends on.
+pub const CHANNELS: [Channel; 2] = [Channel::Sms, Channel::Whatsapp];
+
+/// Their stored spellings, for inputs that choose one.
+pub const CHANNEL_TYPES: [&str; 2] = [CHANNELS[0].as_str(), CHANNELS[1].as_str()];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Template {
     pub id: String,
     pub name: String,
-    pub channel_types: Vec<String>,
+    pub channel_types: Vec<Channel>,
     pub default_locale: Locale,
     pub versions: BTreeMap<Locale, Version>,
     pub created_at: Timestamp,
@@ -54,7 +58,7 @@ crate::document!(Template, "template");
 /// Why a template cannot be rendered for one contact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RenderFailure {
-    ChannelNotAllowed { channel_type: String },
+    ChannelNotAllowed { channel_type: Channel },
     NoApprovedVersion { tried: Vec<Locale> },
     Placeholder(RenderError),
     SmsTooLong { characters: usize },
@@ -111,12 +115,13 @@ impl fmt::Display for RenderFailure {
 impl Template {
     /// Whether this template can serve `config`.
     pub fn check_serves(&self, config: &OutboundConfig) -> Result<(), String> {
-        if !self.allows(config.channel_type.as_str()) {
+        if !self.allows(config.channel_type) {
+            let channel_types: Vec<&str> = self.channel_types.iter().map(|c| c.as_str()).collect();
             return Err(format!(
                 "template {} is not for {} (its channel types: {})",
                 self.id,
                 config.channel_type,
-                self.channel_types.join(", ")
+                channel_types.join(", ")
             ));
         }
         // Outbound WhatsApp goes outside any session, so every contact must
@@ -138,16 +143,14 @@ impl Template {
     /// language, then the default locale; for WhatsApp, approved versions only.
     pub fn render(
         &self,
-        channel_type: &str,
+        channel_type: Channel,
         requested: Option<&Locale>,
         context: &RenderContext,
     ) -> Result<Rendered, RenderFailure> {
-        if !self.channel_types.iter().any(|c| c == channel_type) {
-            return Err(RenderFailure::ChannelNotAllowed {
-                channel_type: channel_type.to_owned(),
-            });
+        if !self.allows(channel_type) {
+            return Err(RenderFailure::ChannelNotAllowed { channel_type });
         }
-        let whatsapp = channel_type == "whatsapp";
+        let whatsapp = channel_type == Channel::Whatsapp;
         let chain = fallback_chain(requested, &self.default_locale);
         let (locale, version) = chain
             .iter()
@@ -163,7 +166,7 @@ impl Template {
             .render(context)
             .map_err(RenderFailure::Placeholder)?;
         let characters = text.chars().count();
-        if channel_type == "sms" && characters > SMS_MAX_CHARS {
+        if channel_type == Channel::Sms && characters > SMS_MAX_CHARS {
             return Err(RenderFailure::SmsTooLong { characters });
         }
         let content_variables = match whatsapp {
@@ -176,7 +179,7 @@ impl Template {
             false => None,
         };
         Ok(Rendered {
-            channel_type: channel_type.to_owned(),
+            channel_type,
             locale: locale.clone(),
             text,
             characters,
@@ -189,8 +192,8 @@ impl Template {
         })
     }
 
-    pub fn allows(&self, channel_type: &str) -> bool {
-        self.channel_types.iter().any(|c| c == channel_type)
+    pub fn allows(&self, channel_type: Channel) -> bool {
+        self.channel_types.contains(&channel_type)
     }
 }
 
@@ -291,17 +294,19 @@ impl Resource for Template {
     fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {
         input.only(&["name", "channel_types", "default_locale", "versions"])?;
         let name = input.name("name", 100)?;
-        let mut channel_types: Vec<String> = Vec::new();
-        for (index, channel) in input.strings("channel_types")?.into_iter().enumerate() {
-            if !CHANNEL_TYPES.contains(&channel) {
-                return Err(input.error(
-                    &format!("channel_types[{index}]"),
-                    "invalid_choice",
-                    format!("templates are for sms and whatsapp only (got \"{channel}\")"),
-                ));
-            }
-            if !channel_types.iter().any(|c| c == channel) {
-                channel_types.push(channel.to_owned());
+        let mut channel_types: Vec<Channel> = Vec::new();
+        for (index, text) in input.strings("channel_types")?.into_iter().enumerate() {
+            let channel = Channel::parse(text)
+                .filter(|channel| CHANNELS.contains(channel))
+                .ok_or_else(|| {
+                    input.error(
+                        &format!("channel_types[{index}]"),
+                        "invalid_choice",
+                        format!("templates are for sms and whatsapp only (got \"{text}\")"),
+                    )
+                })?;
+            if !channel_types.contains(&channel) {
+                channel_types.push(channel);
             }
         }
         if channel_types.is_empty() {
@@ -314,7 +319,7 @@ impl Resource for Template {
         let default_locale = input.parsed("default_locale", |t| {
             Locale::parse(t).map_err(|e| e.message)
         })?;
-        let versions = read_versions(&input, channel_types.iter().any(|c| c == "whatsapp"))?;
+        let versions = read_versions(&input, channel_types.contains(&Channel::Whatsapp))?;
         if !versions.contains_key(&default_locale) {
             return Err(input.error(
                 "default_locale",
@@ -413,8 +418,9 @@ fn render(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, Error> {
         "contextitems",
     ])?;
     let channel_type = fields
-        .choice("channel_type", CHANNEL_TYPES)?
-        .unwrap_or(template.channel_types[0].as_str());
+        .choice("channel_type", &CHANNEL_TYPES)?
+        .and_then(Channel::parse)
+        .unwrap_or(template.channel_types[0]);
     let locale = fields.optional_parsed("locale", |t| Locale::parse(t).map_err(|e| e.message))?;
     let context_items = fields.object("contextitems")?;
     let context = RenderContext {
@@ -436,7 +442,7 @@ mod tests {
         Template {
             id: "t".into(),
             name: "n".into(),
-            channel_types: vec!["sms".into(), "whatsapp".into()],
+            channel_types: vec![Channel::Sms, Channel::Whatsapp],
             default_locale: Locale::parse("en").unwrap(),
             versions: versions
                 .iter()
@@ -463,6 +469,16 @@ mod tests {
         }
     }
 
+    /// A template as stored before its channel types were typed: it reads,
+    /// and writes back byte for byte.
+    #[test]
+    fn stored_documents_read_and_write_back_unchanged() {
+        let stored = r#"{"id":"e0000000000000000000000000000000","name":"Case update","channel_types":["whatsapp","sms"],"default_locale":"en","versions":{"en":{"text":"Hi {{CustomerName}}","approved":true,"content_sid":"HXaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},"nb":{"text":"Hei {{CustomerName}}","approved":false}},"created_at":"2026-01-01T00:00:00.000Z","updated_at":"2026-01-02T00:00:00.000Z"}"#;
+        let template: Template = serde_json::from_str(stored).unwrap();
+        assert_eq!(template.channel_types, [Channel::Whatsapp, Channel::Sms]);
+        assert_eq!(serde_json::to_string(&template).unwrap(), stored);
+    }
+
     #[test]
     fn falls_back_from_locale_to_language_to_default() {
         let t = template(&[
@@ -470,10 +486,14 @@ mod tests {
             ("nb", "Hei {{CustomerName}}", false),
         ]);
         let nb_no = Locale::parse("nb-NO").unwrap();
-        let sms = t.render("sms", Some(&nb_no), &named("Kari")).unwrap();
+        let sms = t
+            .render(Channel::Sms, Some(&nb_no), &named("Kari"))
+            .unwrap();
         assert_eq!((sms.locale.as_str(), sms.text.as_str()), ("nb", "Hei Kari"));
         // WhatsApp skips the unapproved Norwegian text.
-        let whatsapp = t.render("whatsapp", Some(&nb_no), &named("Kari")).unwrap();
+        let whatsapp = t
+            .render(Channel::Whatsapp, Some(&nb_no), &named("Kari"))
+            .unwrap();
         assert_eq!(
             (whatsapp.locale.as_str(), whatsapp.text.as_str()),
             ("en", "Hi Kari")
@@ -485,14 +505,14 @@ mod tests {
     fn refuses_missing_values_and_long_sms() {
         let t = template(&[("en", "Hi {{CustomerName}}", true)]);
         let missing = t
-            .render("sms", None, &RenderContext::default())
+            .render(Channel::Sms, None, &RenderContext::default())
             .unwrap_err();
         assert_eq!(
             (missing.code(), missing.field()),
             ("missing_placeholder", "CustomerName")
         );
         let long = "x".repeat(SMS_MAX_CHARS);
-        let too_long = t.render("sms", None, &named(&long)).unwrap_err();
+        let too_long = t.render(Channel::Sms, None, &named(&long)).unwrap_err();
         assert_eq!(
             too_long,
             RenderFailure::SmsTooLong {
@@ -502,7 +522,7 @@ mod tests {
         let unapproved = template(&[("en", "Hi", false)]);
         assert_eq!(
             unapproved
-                .render("whatsapp", None, &named("x"))
+                .render(Channel::Whatsapp, None, &named("x"))
                 .unwrap_err()
                 .code(),
             "no_approved_version"

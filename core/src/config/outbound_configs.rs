@@ -41,7 +41,7 @@ impl Resource for OutboundConfig {
         ])?;
         let name = input.name("name", 100)?;
         let channel_type = input
-            .choice("channel_type", CHANNEL_TYPES)?
+            .choice("channel_type", &CHANNEL_TYPES)?
             .and_then(Channel::parse)
             .ok_or_else(|| input.missing("channel_type"))?;
         let number = match channel_type {

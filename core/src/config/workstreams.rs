@@ -29,8 +29,6 @@ use crate::providers::{Provider, ReplyWindow};
 use crate::store::{self, Claim};
 use serde_json::{json, Value};
 
-pub const DISTRIBUTIONS: &[&str] = &["round_robin", "least_active"];
-
 fn read_channel(ctx: &Ctx, channel: Channel, item: Object) -> Result<ChannelInstance, Error> {
     item.only(&[
         "account_id",
@@ -220,7 +218,7 @@ impl Resource for Workstream {
             .and_then(Channel::parse)
             .ok_or_else(|| input.missing("channel"))?;
         if let Some(existing) = existing {
-            if existing.channel != channel.as_str() {
+            if existing.channel != channel {
                 return Err(input.error(
                     "channel",
                     "immutable",
@@ -248,12 +246,9 @@ impl Resource for Workstream {
         Ok(Workstream {
             id,
             name,
-            channel: channel.as_str().to_owned(),
+            channel,
             fallback_queue: fallback_queue.to_owned(),
-            distribution: input
-                .choice("distribution", DISTRIBUTIONS)?
-                .unwrap_or("round_robin")
-                .to_owned(),
+            distribution: input.one_of("distribution")?.unwrap_or_default(),
             bot: read_bot(ctx, &input, existing)?,
             routing_rules,
             channels,

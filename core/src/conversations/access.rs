@@ -39,15 +39,14 @@ pub fn check(
     if conversation.agent_id.as_deref() == Some(agent_id) && conversation.state != State::Open {
         return Ok(());
     }
-    match (&conversation.queue_id, conversation.state, need) {
-        (Some(queue), State::Open, Need::Read | Need::Accept) => {
-            if queues()?.contains(queue) {
-                Ok(())
-            } else {
-                Err(not_in_queue(queue))
-            }
-        }
-        _ => Err(not_yours(conversation)),
+    let waiting_in = match (conversation.state, need) {
+        (State::Open, Need::Read | Need::Accept) => conversation.queue_id.as_ref(),
+        (State::Open, Need::Work) | (State::Active | State::Waiting | State::Closed, _) => None,
+    };
+    match waiting_in {
+        Some(queue) if queues()?.contains(queue) => Ok(()),
+        Some(queue) => Err(not_in_queue(queue)),
+        None => Err(not_yours(conversation)),
     }
 }
 
@@ -61,7 +60,7 @@ fn not_in_queue(queue: &str) -> Error {
 fn not_yours(conversation: &Conversation) -> Error {
     let fix = match conversation.state {
         State::Open => "accept it first if it waits in one of your queues, or ask an admin",
-        _ => "ask its agent or an admin",
+        State::Active | State::Waiting | State::Closed => "ask its agent or an admin",
     };
     Error::forbidden(
         "not_your_conversation",

@@ -477,15 +477,14 @@ fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, 
             })?;
             let workstream: Option<Workstream> =
                 store::load(ctx.kv(), ctx.org(), &conversation.workstream_id)?;
-            let distribution =
-                workstream.map_or_else(|| "round_robin".to_owned(), |w| w.distribution);
+            let distribution = workstream.map(|w| w.distribution).unwrap_or_default();
             conversation.routed_by = Some("transfer".to_owned());
             route_to_queue(
                 ctx.kv(),
                 ctx.org(),
                 &mut conversation,
                 queue,
-                &distribution,
+                distribution,
                 ctx.now.millis(),
                 Vec::new(),
             )?;
@@ -570,11 +569,11 @@ fn link(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Erro
         return answer(&conversation, last.as_deref());
     }
     let address = ContactAddress {
-        channel: conversation.channel.as_str().to_owned(),
+        channel: conversation.channel,
         address: conversation.customer_address.clone(),
     };
     let mut writes = vec![(
-        address_key(ctx.org(), &address.channel, &address.address),
+        address_key(ctx.org(), address.channel.as_str(), &address.address),
         target.id.as_bytes().to_vec(),
     )];
     if let Some(mut previous) =
@@ -852,7 +851,7 @@ fn render_template(
         context_items: context_items.as_ref(),
     };
     let rendered = template
-        .render(conversation.channel.as_str(), Some(&locale), &context)
+        .render(conversation.channel, Some(&locale), &context)
         .map_err(|failure| reply_render_error(input, &failure))?;
     if conversation.channel == Channel::Whatsapp && rendered.content_sid.is_none() {
         return Err(input.error(

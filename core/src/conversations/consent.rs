@@ -21,6 +21,7 @@
 //! address without a record of its own, and copied onto the addresses
 //! ([`keep_legacy`]) before a link or a delete would part it from them.
 
+use crate::channel::Channel;
 use crate::entities::contact::Contact;
 use crate::error::Error;
 use crate::ports::KeyValue;
@@ -91,10 +92,10 @@ pub struct Standing {
 impl Standing {
     /// `record` is the value of the address's [`key`]; `contact` the
     /// contact the address points to, if any.
-    pub fn of(record: Option<Consent>, contact: Option<&Contact>, channel: &str) -> Standing {
+    pub fn of(record: Option<Consent>, contact: Option<&Contact>, channel: Channel) -> Standing {
         Standing {
             record,
-            legacy_since: contact.and_then(|c| c.opted_out.get(channel).cloned()),
+            legacy_since: contact.and_then(|c| c.opted_out.get(channel.as_str()).cloned()),
         }
     }
 
@@ -134,8 +135,8 @@ pub fn keep_legacy(kv: &dyn KeyValue, org: &str, contact: &Contact) -> Result<()
         .addresses
         .iter()
         .filter_map(|a| {
-            let since = contact.opted_out.get(&a.channel)?;
-            Some((key(org, &a.channel, &a.address), since.as_str()))
+            let since = contact.opted_out.get(a.channel.as_str())?;
+            Some((key(org, a.channel.as_str(), &a.address), since.as_str()))
         })
         .collect();
     if flagged.is_empty() {
@@ -206,34 +207,34 @@ mod tests {
 
     #[test]
     fn stop_and_start_change_the_record_only_when_they_change_something() {
-        let fresh = Standing::of(None, None, "sms");
+        let fresh = Standing::of(None, None, Channel::Sms);
         assert_eq!(fresh.opted_out_since(), None);
         assert_eq!(fresh.after(Keyword::OptIn, "t1"), None);
         assert_eq!(fresh.after(Keyword::OptOut, "t1"), record(true, "t1"));
-        let out = Standing::of(record(true, "t1"), None, "sms");
+        let out = Standing::of(record(true, "t1"), None, Channel::Sms);
         assert_eq!(out.opted_out_since(), Some("t1"));
         assert_eq!(out.after(Keyword::OptOut, "t2"), None);
         assert_eq!(out.after(Keyword::OptIn, "t2"), record(false, "t2"));
-        let back_in = Standing::of(record(false, "t2"), None, "sms");
+        let back_in = Standing::of(record(false, "t2"), None, Channel::Sms);
         assert_eq!(back_in.opted_out_since(), None);
         assert_eq!(back_in.after(Keyword::OptOut, "t3"), record(true, "t3"));
     }
 
     #[test]
     fn a_legacy_contact_flag_counts_until_the_address_has_a_record() {
-        let mut contact = Contact::for_sender("o", "sms", "+4712345678", None, "t0");
+        let mut contact = Contact::for_sender("o", Channel::Sms, "+4712345678", None, "t0");
         contact.opted_out.insert("sms".into(), "t1".into());
-        let legacy = Standing::of(None, Some(&contact), "sms");
+        let legacy = Standing::of(None, Some(&contact), Channel::Sms);
         assert_eq!(legacy.opted_out_since(), Some("t1"));
         assert_eq!(
-            Standing::of(None, Some(&contact), "whatsapp").opted_out_since(),
+            Standing::of(None, Some(&contact), Channel::Whatsapp).opted_out_since(),
             None
         );
         // STOP again pins it to the address with its first time; START
         // reverses it, and the address's record then wins.
         assert_eq!(legacy.after(Keyword::OptOut, "t2"), record(true, "t1"));
         assert_eq!(legacy.after(Keyword::OptIn, "t2"), record(false, "t2"));
-        let reversed = Standing::of(record(false, "t2"), Some(&contact), "sms");
+        let reversed = Standing::of(record(false, "t2"), Some(&contact), Channel::Sms);
         assert_eq!(reversed.opted_out_since(), None);
     }
 
@@ -241,17 +242,17 @@ mod tests {
     fn legacy_opt_outs_are_copied_to_addresses_without_a_record() {
         let memory = MemoryPorts::default();
         let kv = memory.ports().kv;
-        let mut contact = Contact::for_sender("o", "sms", "+4711111111", None, "t0");
+        let mut contact = Contact::for_sender("o", Channel::Sms, "+4711111111", None, "t0");
         contact
             .addresses
             .push(crate::entities::contact::ContactAddress {
-                channel: "sms".into(),
+                channel: Channel::Sms,
                 address: "+4722222222".into(),
             });
         contact
             .addresses
             .push(crate::entities::contact::ContactAddress {
-                channel: "whatsapp".into(),
+                channel: Channel::Whatsapp,
                 address: "+4711111111".into(),
             });
         contact.opted_out.insert("sms".into(), "t1".into());

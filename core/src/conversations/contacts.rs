@@ -64,7 +64,7 @@ impl Resource for Contact {
         Ok(self
             .addresses
             .iter()
-            .map(|a| address_key(ctx.org(), &a.channel, &a.address))
+            .map(|a| address_key(ctx.org(), a.channel.as_str(), &a.address))
             .collect())
     }
 }
@@ -86,7 +86,7 @@ pub fn read(ctx: &Ctx, id: &str) -> Result<Response, Error> {
         .iter()
         .zip(records)
         .map(|(address, record)| {
-            let standing = Standing::of(record, Some(&contact), &address.channel);
+            let standing = Standing::of(record, Some(&contact), address.channel);
             json!({
                 "channel": address.channel,
                 "address": address.address,

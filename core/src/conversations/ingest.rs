@@ -411,7 +411,7 @@ fn hand_over(
         org,
         conversation,
         &classified.queue_id,
-        &workstream.distribution,
+        workstream.distribution,
         arrival.now_millis,
         Vec::new(),
     );
@@ -532,8 +532,7 @@ fn store_message(
         mut delivery,
     } = thread;
     let mut message = customer_message(arrival);
-    let channel = inbound.channel.as_str();
-    let (contact, mut writes) = sender_writes(org, channel, inbound, sender, now);
+    let (contact, mut writes) = sender_writes(org, inbound, sender, now);
     let conversation_id = thread_id(
         org,
         &arrival.account.id,
@@ -751,7 +750,7 @@ fn route_arrival(
                 org,
                 conversation,
                 &classified.queue_id,
-                &workstream.distribution,
+                workstream.distribution,
                 *now_millis,
                 writes.to_vec(),
             )
@@ -775,16 +774,16 @@ struct Sender {
 /// its 2xx for is never lost (R-IN-8).
 fn sender_writes(
     org: &str,
-    channel: &str,
     inbound: &Inbound,
     sender: Sender,
     now: &str,
 ) -> (Contact, Vec<(String, Vec<u8>)>) {
     let mut writes = Vec::new();
+    let channel = inbound.channel;
     let standing = Standing::of(sender.consent, sender.contact.as_ref(), channel);
     if let Some(record) = consent::keyword(&inbound.text).and_then(|k| standing.after(k, now)) {
         writes.push((
-            consent::key(org, channel, &inbound.customer_address),
+            consent::key(org, channel.as_str(), &inbound.customer_address),
             store::encode(&record),
         ));
     }
@@ -801,14 +800,14 @@ fn sender_writes(
         // The sender's own contact may exist without the address, which a
         // link moved away before its new contact was deleted.
         let address = ContactAddress {
-            channel: channel.to_owned(),
+            channel,
             address: inbound.customer_address.clone(),
         };
         if !contact.addresses.contains(&address) {
             contact.addresses.push(address);
         }
         writes.push((
-            address_key(org, channel, &inbound.customer_address),
+            address_key(org, channel.as_str(), &inbound.customer_address),
             contact.id.as_bytes().to_vec(),
         ));
         writes.push((
@@ -1036,6 +1035,7 @@ mod tests {
     use super::*;
     use crate::channel::Channel;
     use crate::config::accounts::Settings;
+    use crate::entities::workstream::Distribution;
     use crate::locale::Locale;
     use crate::memory::{block_on, FailingOnce, MemoryPorts};
 
@@ -1063,9 +1063,9 @@ mod tests {
         let workstream = Workstream {
             id: "b0000000000000000000000000000000".into(),
             name: "w".into(),
-            channel: "whatsapp".into(),
+            channel: Channel::Whatsapp,
             fallback_queue: "q".into(),
-            distribution: "round_robin".into(),
+            distribution: Distribution::RoundRobin,
             bot: None,
             routing_rules: Vec::new(),
             channels: vec![ChannelInstance {
@@ -1214,7 +1214,7 @@ mod tests {
             id: id.repeat(32),
             kind: crate::entities::activity::KIND.into(),
             configuration_id: "c".repeat(32),
-            channel: "whatsapp".into(),
+            channel: Channel::Whatsapp,
             account_id: ACCOUNT.into(),
             from: inbound.channel_address.clone(),
             to: inbound.customer_address.clone(),

@@ -23,7 +23,7 @@
 use super::{agent_log, commit, log_entry, parse_log_entry, queue_log, Conversation, State};
 use crate::entities::agent::{Agent, Presence};
 use crate::entities::contact::Contact;
-use crate::entities::workstream::{ChannelInstance, Conditions, Workstream};
+use crate::entities::workstream::{ChannelInstance, Conditions, Distribution, Workstream};
 use crate::error::Error;
 use crate::ports::{KeyValue, UnixMillis};
 use crate::store::{self, Log};
@@ -299,7 +299,7 @@ pub fn pick_agent(
     kv: &dyn KeyValue,
     org: &str,
     queue: &str,
-    distribution: &str,
+    distribution: Distribution,
 ) -> Result<Option<Agent>, Error> {
     let mut candidates: Vec<Agent> = agents_of(kv, org, queue)?
         .into_iter()
@@ -308,19 +308,22 @@ pub fn pick_agent(
     if candidates.is_empty() {
         return Ok(None);
     }
-    if distribution == "least_active" {
-        let mut loaded = Vec::with_capacity(candidates.len());
-        for agent in candidates {
-            let load = load_of(kv, org, &agent.id)?;
-            loaded.push((load.min(agent.capacity), agent));
+    match distribution {
+        Distribution::LeastActive => {
+            let mut loaded = Vec::with_capacity(candidates.len());
+            for agent in candidates {
+                let load = load_of(kv, org, &agent.id)?;
+                loaded.push((load.min(agent.capacity), agent));
+            }
+            // Full-looking agents last: `reserve` recounts them.
+            loaded.sort_by_key(|(load, agent)| (*load >= agent.capacity, *load));
+            candidates = loaded.into_iter().map(|(_, agent)| agent).collect();
         }
-        // Full-looking agents last: `reserve` recounts them.
-        loaded.sort_by_key(|(load, agent)| (*load >= agent.capacity, *load));
-        candidates = loaded.into_iter().map(|(_, agent)| agent).collect();
-    } else {
-        let turn = kv.increment(&round_robin_key(org, queue), 1)?;
-        let start = (turn - 1).rem_euclid(candidates.len() as i64) as usize;
-        candidates.rotate_left(start);
+        Distribution::RoundRobin => {
+            let turn = kv.increment(&round_robin_key(org, queue), 1)?;
+            let start = (turn - 1).rem_euclid(candidates.len() as i64) as usize;
+            candidates.rotate_left(start);
+        }
     }
     for agent in candidates {
         if reserve(kv, org, &agent)? {
@@ -340,7 +343,7 @@ pub fn route_to_queue(
     org: &str,
     conversation: &mut Conversation,
     queue: &str,
-    distribution: &str,
+    distribution: Distribution,
     now: UnixMillis,
     extra: Vec<(String, Vec<u8>)>,
 ) -> Result<(), Error> {
@@ -516,6 +519,7 @@ pub fn pull_waiting(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::Channel;
     use crate::entities::workstream::{ContactField, RoutingRule};
     use crate::locale::Locale;
     use crate::memory::MemoryKeyValue;
@@ -554,9 +558,9 @@ mod tests {
         Workstream {
             id: "w".into(),
             name: "w".into(),
-            channel: "whatsapp".into(),
+            channel: Channel::Whatsapp,
             fallback_queue: "fallback".into(),
-            distribution: "round_robin".into(),
+            distribution: Distribution::RoundRobin,
             bot: None,
             routing_rules: rules,
             channels: vec![instance("nb-NO")],
@@ -567,9 +571,9 @@ mod tests {
 
     #[test]
     fn the_first_rule_whose_conditions_all_hold_names_the_queue() {
-        let mut gold = Contact::for_sender(ORG, "whatsapp", "+1", None, "t");
+        let mut gold = Contact::for_sender(ORG, Channel::Whatsapp, "+1", None, "t");
         gold.fields.insert("tier".into(), "Gold".into());
-        let plain = Contact::for_sender(ORG, "whatsapp", "+2", None, "t");
+        let plain = Contact::for_sender(ORG, Channel::Whatsapp, "+2", None, "t");
         let norwegian = Conditions {
             language: Some(Locale::parse("nb").unwrap()),
             keywords: vec!["faktura".into()],
@@ -668,7 +672,7 @@ mod tests {
             ORG,
             &mut conversation,
             "q",
-            "round_robin",
+            Distribution::RoundRobin,
             NOW,
             Vec::new(),
         )
@@ -724,7 +728,9 @@ mod tests {
         assert!(reserve(&kv, ORG, &a).unwrap());
         assert!(reserve(&kv, ORG, &a).unwrap());
         assert_eq!(load_of(&kv, ORG, &a.id).unwrap(), 2);
-        let first = pick_agent(&kv, ORG, "q", "least_active").unwrap().unwrap();
+        let first = pick_agent(&kv, ORG, "q", Distribution::LeastActive)
+            .unwrap()
+            .unwrap();
         assert_eq!(first.id, b.id);
     }
 
@@ -777,7 +783,7 @@ mod tests {
             })
             .collect();
         let ws = workstream(rules);
-        let contact = Contact::for_sender(ORG, "whatsapp", "+1", None, "t");
+        let contact = Contact::for_sender(ORG, Channel::Whatsapp, "+1", None, "t");
         let long = format!(
             "{} Topic299x49 NOW {}",
             "blah ".repeat(10_000),

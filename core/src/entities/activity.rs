@@ -14,6 +14,7 @@
 //! customer's reply threads them in, status callbacks move them, the
 //! contact's timeline lists them), so the record sits below both.
 
+use crate::channel::Channel;
 use crate::locale::Locale;
 use crate::message::{Author, Message};
 use crate::store::Log;
@@ -26,8 +27,8 @@ pub struct Activity {
     #[serde(rename = "type")]
     pub kind: String,
     pub configuration_id: String,
-    /// `sms` or `whatsapp`.
-    pub channel: String,
+    /// `sms` or `whatsapp`: a template's channel.
+    pub channel: Channel,
     pub account_id: String,
     /// Our number.
     pub from: String,
@@ -90,5 +91,24 @@ impl Activity {
         message.template_id = Some(self.template_id.clone());
         message.activity_id = Some(self.id.clone());
         message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An activity as stored before its channel was typed: it reads, and
+    /// writes back byte for byte.
+    #[test]
+    fn stored_documents_read_and_write_back_unchanged() {
+        let stored = r#"{"id":"b0000000000000000000000000000000","type":"outbound_message","configuration_id":"f0000000000000000000000000000000","channel":"whatsapp","account_id":"a0000000000000000000000000000000","from":"+14155238886","to":"+4790000001","contact_id":"c0000000000000000000000000000000","conversation_id":"d0000000000000000000000000000000","template_id":"e0000000000000000000000000000000","locale":"nb-NO","text":"Hei Kari","content_sid":"HXaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","entityrelationshipname":"incident","show_on_timeline":true,"status":"delivered","provider_message_id":"SM1","job_id":"j1","conversation_position":3,"created_at":"2026-01-01T00:00:00.000Z"}"#;
+        let activity: Activity = serde_json::from_str(stored).unwrap();
+        assert_eq!(activity.channel, Channel::Whatsapp);
+        assert_eq!(serde_json::to_string(&activity).unwrap(), stored);
+        let sms = stored.replace(r#""channel":"whatsapp""#, r#""channel":"sms""#);
+        let activity: Activity = serde_json::from_str(&sms).unwrap();
+        assert_eq!(activity.channel, Channel::Sms);
+        assert_eq!(serde_json::to_string(&activity).unwrap(), sms);
     }
 }

@@ -1,6 +1,7 @@
 //! A contact (R-CONV-2) as stored: who a customer is, across channels,
 //! and the addresses that point at them.
 
+use crate::channel::Channel;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -15,7 +16,8 @@ pub struct Contact {
     pub fields: BTreeMap<String, String>,
     /// Channel type → when the customer opted out, as contacts kept it
     /// before opt-outs moved to their addresses ([`super::consent`]): read
-    /// and kept, never added to.
+    /// and kept, never added to. Keyed by the spelling, not [`Channel`], so
+    /// the map keeps the alphabetical order it is stored in.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub opted_out: BTreeMap<String, String>,
     pub created_at: String,
@@ -24,7 +26,7 @@ pub struct Contact {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContactAddress {
-    pub channel: String,
+    pub channel: Channel,
     pub address: String,
 }
 
@@ -47,16 +49,16 @@ impl Contact {
     /// A contact for a sender seen for the first time.
     pub fn for_sender(
         org: &str,
-        channel: &str,
+        channel: Channel,
         address: &str,
         name: Option<&str>,
         now: &str,
     ) -> Contact {
         Contact {
-            id: contact_id_for(org, channel, address),
+            id: contact_id_for(org, channel.as_str(), address),
             name: name.unwrap_or(address).to_owned(),
             addresses: vec![ContactAddress {
-                channel: channel.to_owned(),
+                channel,
                 address: address.to_owned(),
             }],
             fields: BTreeMap::new(),
@@ -73,10 +75,21 @@ mod tests {
 
     #[test]
     fn senders_get_one_contact_per_address() {
-        let a = Contact::for_sender("o", "whatsapp", "+1", Some("Jane"), "t");
-        let b = Contact::for_sender("o", "whatsapp", "+1", None, "t");
+        let a = Contact::for_sender("o", Channel::Whatsapp, "+1", Some("Jane"), "t");
+        let b = Contact::for_sender("o", Channel::Whatsapp, "+1", None, "t");
         assert_eq!(a.id, b.id);
         assert_ne!(a.id, contact_id_for("o", "sms", "+1"));
         assert_eq!((a.name.as_str(), b.name.as_str()), ("Jane", "+1"));
+    }
+
+    /// A contact as stored before its addresses' channels were typed, a
+    /// legacy opt-out included: it reads, and writes back byte for byte.
+    #[test]
+    fn stored_documents_read_and_write_back_unchanged() {
+        let stored = r#"{"id":"c0000000000000000000000000000000","name":"Kari","addresses":[{"channel":"whatsapp","address":"+4790000001"},{"channel":"sms","address":"+4790000001"},{"channel":"facebook","address":"24680"},{"channel":"gbm","address":"conv-1"}],"fields":{"tier":"gold"},"opted_out":{"sms":"2026-01-01T00:00:00.000Z","whatsapp":"2026-01-02T00:00:00.000Z"},"created_at":"2026-01-01T00:00:00.000Z","updated_at":"2026-01-02T00:00:00.000Z"}"#;
+        let contact: Contact = serde_json::from_str(stored).unwrap();
+        let channels: Vec<Channel> = contact.addresses.iter().map(|a| a.channel).collect();
+        assert_eq!(channels, Channel::ALL);
+        assert_eq!(serde_json::to_string(&contact).unwrap(), stored);
     }
 }

@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::input::Object;
 use crate::locale::Locale;
 use crate::phone::E164;
+use crate::templates::CHANNEL_TYPES;
 use serde_json::{Map, Value};
 
 /// The seed's per-request limit, which is also the batch size (R-OUT-3).
@@ -191,8 +192,10 @@ fn check_channel(fields: &Object<'_>, config: &OutboundConfig) -> Result<(), Err
     if channel.eq_ignore_ascii_case(config.channel_type.as_str()) {
         return Ok(());
     }
-    let known = ["sms", "whatsapp"];
-    let code = if known.iter().any(|c| channel.eq_ignore_ascii_case(c)) {
+    let code = if CHANNEL_TYPES
+        .iter()
+        .any(|c| channel.eq_ignore_ascii_case(c))
+    {
         "channel_mismatch"
     } else {
         "invalid_choice"

@@ -495,6 +495,7 @@ fn save_holding(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::Channel;
     use crate::config::accounts::{Account, Settings};
     use crate::entities::outbound_config::OutboundConfig;
     use crate::locale::Locale;
@@ -541,7 +542,7 @@ mod tests {
         let template = Template {
             id: "t0000000000000000000000000000000".into(),
             name: "t".into(),
-            channel_types: vec!["sms".into()],
+            channel_types: vec![Channel::Sms],
             default_locale: Locale::parse("en").unwrap(),
             versions: [(
                 Locale::parse("en").unwrap(),

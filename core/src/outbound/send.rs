@@ -16,6 +16,7 @@
 
 use super::budget;
 use super::contact_list::{recipient, Recipient, BATCH_SIZE};
+use crate::channel::Channel;
 use crate::config::accounts::Account;
 use crate::conversations::consent::{self, Consent, Standing};
 use crate::conversations::reply::{deliver, may_have_been_sent, Sent, OUTCOME_UNKNOWN};
@@ -653,7 +654,7 @@ fn intended_activity(
         id: ports.random.id128(),
         kind: activity::KIND.to_owned(),
         configuration_id: config.id.clone(),
-        channel: config.channel_type.as_str().to_owned(),
+        channel: config.channel_type,
         account_id: setup.account.id.clone(),
         from: config.channel.clone(),
         to: ready.recipient.to.to_string(),
@@ -886,7 +887,11 @@ fn read_addressees(
 
 /// Why a recipient may not be contacted, if they may not: the flow says
 /// so, or the customer opted out of the channel (R-IN-8).
-fn skipped(recipient: &Recipient, addressee: &Addressee, channel: &str) -> Option<ContactResult> {
+fn skipped(
+    recipient: &Recipient,
+    addressee: &Addressee,
+    channel: Channel,
+) -> Option<ContactResult> {
     let to = Some(recipient.to.to_string());
     if !recipient.opt_in {
         return Some(
@@ -921,10 +926,13 @@ fn render_for(setup: &Setup, recipient: &Recipient) -> Result<Rendered, Box<Cont
         case_name: Some(&recipient.case_name),
         context_items: Some(&recipient.context_items),
     };
-    let channel = setup.config.channel_type.as_str();
     setup
         .template
-        .render(channel, recipient.locale.as_ref(), &context)
+        .render(
+            setup.config.channel_type,
+            recipient.locale.as_ref(),
+            &context,
+        )
         .map_err(|failure| {
             let field = match failure.field() {
                 "CustomerName" | "CaseName" | "contextitems" | "locale" => Some(format!(
@@ -949,7 +957,7 @@ fn check(
     addressee: Addressee,
     now: &str,
 ) -> Result<Ready, Box<ContactResult>> {
-    let channel = setup.config.channel_type.as_str();
+    let channel = setup.config.channel_type;
     if let Some(result) = skipped(&recipient, &addressee, channel) {
         return Err(Box::new(result));
     }
@@ -1015,7 +1023,8 @@ mod tests {
     /// Why the recipient is skipped, if they are.
     fn skipped_because(kv: &dyn KeyValue) -> Option<String> {
         let (addressees, _) = read_addressees(kv, ORG, &config(), &[recipient()]).unwrap();
-        skipped(&recipient(), &addressees[0], "sms").map(|result| result.reason.unwrap().message)
+        skipped(&recipient(), &addressees[0], Channel::Sms)
+            .map(|result| result.reason.unwrap().message)
     }
 
     fn record(opted_out: bool) -> Vec<u8> {
@@ -1055,7 +1064,7 @@ mod tests {
         kv.set(&consent::key(ORG, "sms", TO), &record(true))
             .unwrap();
         assert!(skipped_because(kv).is_some(), "no contact at all");
-        let linked = Contact::for_sender(ORG, "sms", "+4790000002", Some("Ola"), "t");
+        let linked = Contact::for_sender(ORG, Channel::Sms, "+4790000002", Some("Ola"), "t");
         kv.set(&address_key(ORG, "sms", TO), linked.id.as_bytes())
             .unwrap();
         kv.set(

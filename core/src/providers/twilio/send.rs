@@ -547,7 +547,7 @@ mod tests {
             "whatsapp:+15551234567"
         );
         let rendered = crate::message::Rendered {
-            channel_type: "sms".into(),
+            channel_type: crate::channel::Channel::Sms,
             locale: crate::locale::Locale::parse("en-US").unwrap(),
             text: "Your case CAS-1 is solved".into(),
             characters: 25,
