@@ -232,16 +232,18 @@ async fn the_console_is_served_with_a_strict_content_security_policy() {
         let again = e2e::send(&gateway.app, again.body(bytes::Bytes::new()).unwrap()).await;
         assert_eq!(again.status(), 304, "{path}");
     }
-    assert_eq!(
-        gateway
-            .call("GET", "/console/nothing.js", None, None)
-            .await
-            .status(),
-        404
-    );
-    let post = gateway.call("POST", "/console/app.js", None, None).await;
-    assert_eq!(post.status(), 405);
-    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+    let head = e2e::send(
+        &gateway.app,
+        http::Request::builder()
+            .method("HEAD")
+            .uri("/console/app.js")
+            .header("host", "localhost:3000")
+            .body(bytes::Bytes::new())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(head.status(), 200);
+    assert!(head.text().is_empty());
 
     // No inline code anywhere, and customer text never parsed as markup.
     let index = gateway.call("GET", "/", None, None).await.text();
@@ -261,6 +263,61 @@ async fn the_console_is_served_with_a_strict_content_security_policy() {
         "document.write",
     ] {
         assert!(!app.contains(banned), "app.js uses {banned}");
+    }
+}
+
+/// The console's errors are the API's: JSON with a code, a message and
+/// the request id (echoed in the header), whatever the path or method.
+#[tokio::test]
+async fn unknown_paths_and_wrong_methods_answer_the_apps_json_errors() {
+    let gateway = Gateway::start(&[]).await;
+    let call = |method: &str, path: &str, id: &str| {
+        e2e::send(
+            &gateway.app,
+            http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", "localhost:3000")
+                .header("x-request-id", id)
+                .body(bytes::Bytes::new())
+                .unwrap(),
+        )
+    };
+    for path in [
+        "/console/nothing.js",
+        "/console/app.js/more",
+        "/console/x/y",
+    ] {
+        let missing = call("GET", path, "console-404").await;
+        assert_eq!(missing.status(), 404, "{path}");
+        assert_eq!(
+            missing.header("content-type"),
+            Some("application/json"),
+            "{path}"
+        );
+        assert_eq!(missing.header("x-request-id"), Some("console-404"));
+        let csp = missing.header("content-security-policy").unwrap();
+        assert!(!csp.contains("unsafe"), "{csp}");
+        let body = missing.json();
+        let error = body["error"].as_object().expect("an error object");
+        assert_eq!(error["code"], "not_found", "{body}");
+        assert!(error["message"].as_str().unwrap().contains(path), "{body}");
+        assert_eq!(error["request_id"], "console-404");
+    }
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        for path in ["/", "/console/", "/console/app.js"] {
+            let wrong = call(method, path, "console-405").await;
+            assert_eq!(wrong.status(), 405, "{method} {path}");
+            assert_eq!(wrong.header("allow"), Some("GET, HEAD"));
+            assert_eq!(wrong.header("content-type"), Some("application/json"));
+            let body = wrong.json();
+            assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+            assert!(body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("GET, HEAD"));
+            assert_eq!(body["error"]["request_id"], "console-405");
+        }
     }
 }
 
