@@ -792,6 +792,17 @@ async fn an_admin_adds_an_sms_number_and_a_shared_key_to_a_twilio_account() {
     browser
         .type_into("[name='sms_numbers[0].name']", "Texts")
         .await;
+    // An error about the whole list lands next to the list.
+    browser
+        .type_into("[name='sms_numbers[0].number']", BUSINESS_NUMBER)
+        .await;
+    browser.press("Save").await;
+    browser
+        .until(
+            "the error next to the SMS numbers",
+            "document.getElementById(document.querySelector('fieldset[name=sms_numbers]').id + '-error').textContent.includes('WhatsApp numbers')",
+        )
+        .await;
     browser
         .type_into("[name='sms_numbers[0].number']", "555")
         .await;
