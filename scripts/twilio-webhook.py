@@ -8,6 +8,12 @@ i.e. public_base_url + the webhook's path. The signature is X-Twilio-Signature
 (providers.md 1.3): base64(HMAC-SHA1(auth token, URL + every parameter's name
 and value, names sorted, a repeated name's distinct values sorted)).
 
+With --shared-key-id and --shared-key-secret instead of --auth-token, the
+request is signed as Twilio signs with a shared key (providers.md 1.3b):
+X-Twilio-Webhooks-Signature-Settings: key=<id>,algorithm=HMAC_SHA256 and
+X-Twilio-Signature = base64(HMAC-SHA256(the key's secret, the same string)).
+The account must hold that key (its shared_keys).
+
 Inbound WhatsApp message (the parameters Twilio sends for one):
 
     scripts/twilio-webhook.py --url http://127.0.0.1:3000/webhooks/twilio/AC... \\
@@ -15,7 +21,14 @@ Inbound WhatsApp message (the parameters Twilio sends for one):
         --from whatsapp:+15551234567 --to whatsapp:+14155238886 --body 'Hello' \\
         --profile-name 'Jane Doe' --media https://example.com/a.jpg:image/jpeg
 
-Status callback for a sent message:
+Inbound SMS (--sms: bare E.164 numbers, no whatsapp: prefix; To is one of
+the account's sms_numbers), signed with a shared key:
+
+    scripts/twilio-webhook.py --url ... --account-sid AC... --sms \\
+        --shared-key-id SK... --shared-key-secret SECRET \\
+        --from +15551234567 --to +14155550100 --body 'STOP'
+
+Status callback for a sent message (with --sms for a sent SMS):
 
     scripts/twilio-webhook.py --url ... --auth-token TOKEN --account-sid AC... \\
         --status delivered --message-sid SM...   [--error-code 63016]
@@ -34,14 +47,36 @@ import urllib.parse
 import urllib.request
 
 
-def signature(auth_token, url, params):
-    """X-Twilio-Signature of a form POST of `params` (name, value pairs) to `url`."""
+def signed_string(url, params):
+    """What Twilio signs: the URL, then each distinct (name, value) pair in order."""
     data = url
     for name in sorted({name for name, _ in params}):
         for value in sorted({value for other, value in params if other == name}):
             data += name + value
-    digest = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
+    return data
+
+
+def signature(auth_token, url, params):
+    """X-Twilio-Signature of a form POST of `params` (name, value pairs) to `url`."""
+    digest = hmac.new(auth_token.encode(), signed_string(url, params).encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
+
+
+def shared_key_signature(secret, url, params):
+    """X-Twilio-Signature of the same POST signed with a shared key's secret."""
+    digest = hmac.new(secret.encode(), signed_string(url, params).encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def shared_key_settings(key_id):
+    """X-Twilio-Webhooks-Signature-Settings of a request signed with shared key `key_id`."""
+    return f"key={key_id},algorithm=HMAC_SHA256"
+
+
+def sms_segments(text):
+    """How many parts Twilio reports for an SMS of `text` (GSM-7 vs UCS-2, roughly)."""
+    per_part, single = (153, 160) if all(ord(c) < 128 for c in text) else (67, 70)
+    return 1 if len(text) <= single else -(-len(text) // per_part)
 
 
 def random_sid(prefix):
@@ -49,7 +84,7 @@ def random_sid(prefix):
 
 
 def message_params(args):
-    """What Twilio posts for an inbound WhatsApp (or SMS) message."""
+    """What Twilio posts for an inbound WhatsApp (or, with --sms, SMS) message."""
     sid = args.message_sid or random_sid("SM")
     params = [
         ("MessageSid", sid),
@@ -60,7 +95,7 @@ def message_params(args):
         ("To", args.to),
         ("Body", args.body),
         ("NumMedia", str(len(args.media))),
-        ("NumSegments", "1"),
+        ("NumSegments", str(sms_segments(args.body)) if args.sms else "1"),
         ("SmsStatus", "received"),
         ("ApiVersion", "2010-04-01"),
     ]
@@ -104,7 +139,7 @@ def media(value):
     return url, content_type
 
 
-def post(url, params, sig):
+def post(url, params, signed_headers):
     body = urllib.parse.urlencode(params).encode()
     request = urllib.request.Request(
         url,
@@ -112,8 +147,8 @@ def post(url, params, sig):
         method="POST",
         headers={
             "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": sig,
             "User-Agent": "TwilioProxy/1.1",
+            **signed_headers,
         },
     )
     try:
@@ -157,10 +192,12 @@ def self_test():
             whatsapp,
             "q3te/R1PDnimtjK/OpI0vuItbbY=",
         ),
+        ("shared key (HMAC-SHA256)", base, sdk, "033hgUJA9M/hXIZsYjwkerEP/DBm35nEri5FhCYjA5s="),
     ]
     failed = 0
     for name, url, params, expected in vectors:
-        got = signature("12345", url, params)
+        sign = shared_key_signature if name.startswith("shared key") else signature
+        got = sign("12345", url, params)
         ok = got == expected
         failed += not ok
         print(f"{'PASS' if ok else 'FAIL'} {name}: {got}" + ("" if ok else f" (expected {expected})"))
@@ -176,10 +213,19 @@ def main():
     parser.add_argument("--self-test", action="store_true", help="check the signing against known vectors and exit")
     parser.add_argument("--url", help="where to POST, e.g. http://127.0.0.1:3000/webhooks/twilio/AC...")
     parser.add_argument("--public-url", help="the URL to sign when it differs from --url (public_base_url + path)")
-    parser.add_argument("--auth-token", help="the account's primary auth token")
+    parser.add_argument("--auth-token", help="the account's primary auth token (or sign with a shared key)")
+    parser.add_argument("--shared-key-id", help="sign with this shared key of the account instead of the auth token")
+    parser.add_argument("--shared-key-secret", help="the shared key's secret (with --shared-key-id)")
+    parser.add_argument(
+        "--sms", action="store_true",
+        help="an SMS (or its status callback): bare E.164 numbers, no whatsapp: prefix, no WhatsApp profile",
+    )
     parser.add_argument("--account-sid", default="AC" + "0" * 32, help="AccountSid (default AC000...)")
-    parser.add_argument("--from", dest="from_", metavar="FROM", default="", help="From, e.g. whatsapp:+15551234567")
-    parser.add_argument("--to", default="", help="To, e.g. whatsapp:+14155238886")
+    parser.add_argument(
+        "--from", dest="from_", metavar="FROM", default="",
+        help="From, e.g. whatsapp:+15551234567 (with --sms: +15551234567)",
+    )
+    parser.add_argument("--to", default="", help="To, e.g. whatsapp:+14155238886 (with --sms: +14155550100)")
     parser.add_argument("--body", default="", help="Body (may be empty for media-only)")
     parser.add_argument("--profile-name", help="ProfileName (WhatsApp display name)")
     parser.add_argument(
@@ -193,7 +239,24 @@ def main():
 
     if args.self_test:
         return self_test()
-    missing = [flag for flag, value in (("--url", args.url), ("--auth-token", args.auth_token)) if not value]
+    missing = [] if args.url else ["--url"]
+    with_key = args.shared_key_id or args.shared_key_secret
+    if with_key:
+        if args.auth_token:
+            parser.error("sign with --auth-token or with --shared-key-id/--shared-key-secret, not both")
+        missing += [
+            flag
+            for flag, value in (("--shared-key-id", args.shared_key_id), ("--shared-key-secret", args.shared_key_secret))
+            if not value
+        ]
+    elif not args.auth_token:
+        missing.append("--auth-token (or --shared-key-id and --shared-key-secret)")
+    if args.sms:
+        if args.profile_name is not None:
+            parser.error("--profile-name is WhatsApp's; an SMS has none")
+        for flag, number in (("--from", args.from_), ("--to", args.to)):
+            if number and not (number.startswith("+") and number[1:].isdigit()):
+                parser.error(f"{flag} {number!r}: with --sms, a bare E.164 number such as +15551234567 (no whatsapp: prefix)")
     if args.status:
         if not args.message_sid:
             missing.append("--message-sid")
@@ -205,13 +268,21 @@ def main():
         parser.error("missing " + ", ".join(missing))
 
     params = status_params(args) if args.status else message_params(args)
-    sig = signature(args.auth_token, args.public_url or args.url, params)
+    signed_url = args.public_url or args.url
+    if with_key:
+        signed_headers = {
+            "X-Twilio-Webhooks-Signature-Settings": shared_key_settings(args.shared_key_id),
+            "X-Twilio-Signature": shared_key_signature(args.shared_key_secret, signed_url, params),
+        }
+    else:
+        signed_headers = {"X-Twilio-Signature": signature(args.auth_token, signed_url, params)}
     print(f"POST {args.url}")
     if args.public_url:
         print(f"signed for {args.public_url}")
-    print(f"X-Twilio-Signature: {sig}")
+    for name, value in signed_headers.items():
+        print(f"{name}: {value}")
     try:
-        status, body = post(args.url, params, sig)
+        status, body = post(args.url, params, signed_headers)
     except (urllib.error.URLError, OSError) as error:
         print(f"request failed: {error}", file=sys.stderr)
         return 2

@@ -39,6 +39,9 @@ fn is_plain_token(text: &str) -> bool {
 /// The path with every segment that could name an object (ids, account ids,
 /// anything but a short lowercase word) replaced by `{id}`.
 pub fn route_template(path: &str) -> String {
+    if path.trim_matches('/').is_empty() {
+        return "/".into();
+    }
     let segments: Vec<&str> = path
         .trim_matches('/')
         .split('/')
@@ -296,6 +299,8 @@ mod tests {
             "/api/outbound/dispatch"
         );
         assert_eq!(route_template("/health"), "/health");
+        assert_eq!(route_template("/"), "/");
+        assert_eq!(route_template("/console/app.js"), "/console/{id}");
         assert_eq!(
             route_template("/api/contacts/+14155550100"),
             "/api/contacts/{id}"

@@ -994,9 +994,17 @@ function control(spec, value, path, editing) {
         spec.hint,
       );
     case "secret":
+      // `data-masked` remembers the masked value read back, so a list
+      // repainted after an add or a remove still shows the secret is kept.
       return field(
         spec.label,
-        h("input", { ...common, type: "password", autocomplete: "new-password", placeholder: editing && value ? `${value} (kept unless you type a new one)` : "" }),
+        h("input", {
+          ...common,
+          type: "password",
+          autocomplete: "new-password",
+          "data-masked": editing && value ? value : null,
+          placeholder: editing && value ? `${value} (kept unless you type a new one)` : "",
+        }),
         spec.hint || "Write-only: it is never shown again.",
       );
     case "json":
@@ -1006,13 +1014,31 @@ function control(spec, value, path, editing) {
       return field(spec.label, h("input", { ...common, value: (value || []).join(", ") }), spec.hint || "Separate with commas.");
     case "number":
       return field(spec.label, h("input", { ...common, type: "number", min: spec.min, max: spec.max, value: value ?? "" }), spec.hint);
-    default:
-      return field(spec.label, h("input", { ...common, value: value ?? "", placeholder: spec.placeholder, autocomplete: "off" }), spec.hint);
+    default: {
+      const input = h("input", { ...common, value: value ?? "", placeholder: spec.placeholder, autocomplete: "off" });
+      if (!spec.suggest) return field(spec.label, input, spec.hint);
+      // Suggestions that depend on the rest of the form, worked out when
+      // the field is entered; typing anything else stays possible.
+      const list = h("datalist", { id: `f${++uniqueId}` });
+      input.setAttribute("list", list.id);
+      const refresh = () => {
+        clear(list);
+        for (const [v, label] of spec.suggest(input)) list.append(h("option", { value: v }, label));
+      };
+      input.addEventListener("focus", refresh);
+      input.addEventListener("input", refresh);
+      const wrapper = field(spec.label, input, spec.hint);
+      wrapper.append(list);
+      return wrapper;
+    }
   }
 }
 
 function rowsControl(spec, rows, path, editing) {
-  const box = h("fieldset", { class: "rows", "data-rows": path }, h("legend", {}, spec.label));
+  // The list's own name and error slot: an error about the list as a whole
+  // (`sms_numbers`: a number on both channels) is shown here.
+  const box = h("fieldset", { class: "rows", "data-rows": path, name: path, id: `f${++uniqueId}` }, h("legend", {}, spec.label));
+  box.append(h("p", { class: "field-error", id: `${box.id}-error`, role: "alert" }));
   const paint = (values) => {
     for (const old of box.querySelectorAll(":scope > .row-item, :scope > .row-add")) old.remove();
     values.forEach((row, i) => {
@@ -1046,12 +1072,16 @@ function rowsControl(spec, rows, path, editing) {
 }
 
 function collectRows(box, path) {
-  const value = collect(box, false);
+  const value = collect(box, false, true);
   return getPath(value, path) || [];
 }
 
-/** The JSON body a form's controls describe. */
-function collect(form, editing) {
+/**
+ * The JSON body a form's controls describe. An untouched secret is left
+ * out (the API keeps what it holds); `keepMasked` puts its masked value in
+ * instead, for repainting a list, never for sending.
+ */
+function collect(form, editing, keepMasked = false) {
   const body = {};
   for (const rows of form.querySelectorAll("[data-rows]")) setPath(body, rows.dataset.rows, []);
   for (const el of form.querySelectorAll("[name][data-kind]")) {
@@ -1077,6 +1107,7 @@ function collect(form, editing) {
         break;
       case "secret":
         if (raw) setPath(body, path, raw);
+        else if (keepMasked && el.dataset.masked) setPath(body, path, el.dataset.masked);
         break;
       case "json":
         if (raw) {
@@ -1209,13 +1240,21 @@ async function collectionScreen({ title, path, specs, columns, needs = [], noun,
 
 const PROVIDERS = {
   twilio: {
-    label: "WhatsApp (Twilio)",
+    label: "WhatsApp and SMS (Twilio)",
     specs: [
       { key: "account_sid", label: "Account SID", placeholder: "AC…", hint: "From the Twilio console: AC and 32 hex characters." },
       { key: "auth_token", label: "Auth token", kind: "secret" },
       { key: "numbers", label: "WhatsApp numbers", kind: "rows", item: "number", fields: [
         { key: "name", label: "Name" },
         { key: "number", label: "Number", placeholder: "+14155238886", hint: "E.164, with its +." },
+      ] },
+      { key: "sms_numbers", label: "SMS numbers", kind: "rows", item: "SMS number", fields: [
+        { key: "name", label: "Name" },
+        { key: "number", label: "Number", placeholder: "+14155550100", hint: "E.164, with its +. Not also a WhatsApp number of this account." },
+      ] },
+      { key: "shared_keys", label: "Shared keys (Twilio may sign webhooks with one instead of the auth token)", kind: "rows", item: "shared key", fields: [
+        { key: "id", label: "Key ID", placeholder: "SK…", hint: "As Twilio shows it." },
+        { key: "secret", label: "Secret", kind: "secret" },
       ] },
     ],
   },
@@ -1272,7 +1311,7 @@ async function accountsScreen() {
       table(
         [
           ["Name", (a) => h("a", { href: `#/admin/accounts/${a.id}` }, a.name)],
-          ["Numbers / pages", (a) => (a.numbers || a.pages || []).map((n) => n.number || n.page_id || "").join(", ") || a.agent_id || "—"],
+          ["Numbers / pages", (a) => [...(a.numbers || a.pages || []), ...(a.sms_numbers || [])].map((n) => n.number || n.page_id || "").join(", ") || a.agent_id || "—"],
           ["Validation", (a) => validationPill(a.last_validation)],
           ["Warnings", (a) => (a.warnings && a.warnings.length ? `${a.warnings.length}` : "—")],
         ],
@@ -1435,7 +1474,7 @@ function workstreamsScreen() {
       { key: "bot_url", label: "Bot URL (optional)" },
       { key: "channels", label: "Channel instances", kind: "rows", item: "channel", fields: [
         { key: "account_id", label: "Account", kind: "select", options: opts("accounts", (a) => `${a.name} (${a.provider})`) },
-        { key: "address", label: "Address", hint: "A number of the account, a page id or the GBM agent id." },
+        { key: "address", label: "Address", hint: "A number of the account for the workstream's channel, a page id or the GBM agent id.", suggest: addressChoices },
         { key: "language", label: "Language", placeholder: "en-US" },
         { key: "customer_attachments", label: "Customers may send attachments", kind: "checkbox" },
         { key: "agent_attachments", label: "Agents may send attachments", kind: "checkbox" },
@@ -1463,6 +1502,43 @@ function workstreamsScreen() {
       ["Fallback", (w) => nameOf(dir.queues, w.fallback_queue)],
     ],
   });
+}
+
+/**
+ * What an account can serve, as `[channel, address, label]`: a Twilio
+ * account's WhatsApp numbers and its SMS numbers, a TeleSign account's
+ * numbers (SMS), pages, the GBM agent.
+ */
+function accountAddresses(account) {
+  switch (account.provider) {
+    case "twilio":
+      return [
+        ...(account.numbers || []).map((n) => ["whatsapp", n.number, n.name]),
+        ...(account.sms_numbers || []).map((n) => ["sms", n.number, n.name]),
+      ];
+    case "telesign":
+      return (account.numbers || []).map((n) => ["sms", n.number, n.description || n.type]);
+    case "facebook":
+      return (account.pages || []).map((p) => ["facebook", p.page_id, p.name]);
+    case "gbm":
+      return account.agent_id ? [["gbm", account.agent_id, "agent"]] : [];
+    default:
+      return [];
+  }
+}
+
+/** The addresses a workstream's channel row may use: the chosen account's, on the workstream's channel. */
+function addressChoices(input) {
+  const form = input.form;
+  const channel = form.querySelector("[name=channel]");
+  const account = form.querySelector(`[name="${CSS.escape(input.name.replace(/address$/, "account_id"))}"]`);
+  return (dir.accounts || [])
+    .filter((a) => !account || !account.value || a.id === account.value)
+    .flatMap((a) =>
+      accountAddresses(a)
+        .filter(([on]) => !channel || !channel.value || on === channel.value)
+        .map(([on, address, label]) => [address, `${label || address} (${on}, ${a.name})`]),
+    );
 }
 
 function outboundScreen() {

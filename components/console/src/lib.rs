@@ -9,8 +9,10 @@
 //! scripts and styles come from these files only, so a customer's text that
 //! ever reached the page as markup could still run nothing.
 
-use spin_sdk::http::{IncomingRequest, Method, Response};
+use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
+use switchboard_core::api::{self, Method};
+use switchboard_core::error::Error;
 use switchboard_core::time::http_date;
 
 /// One file of the console.
@@ -46,43 +48,47 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; connect-src 'self'; form-action 'none'; base-uri 'none'; \
     frame-ancestors 'none'";
 
+/// Every request gets the app's request id and one log line (R-OPS-2), like
+/// every other component's; the console opens no store.
 #[http_component]
-fn handle(request: IncomingRequest) -> Response {
-    let path = request.path_with_query().unwrap_or_default();
-    let path = path.split('?').next().unwrap_or_default();
+async fn handle(request: IncomingRequest) -> Response {
+    spin_ports::serve_without_store("console", request, serve_file).await
+}
+
+/// The file at the request's path; a path with no file, or a method other
+/// than GET and HEAD, answers the app's JSON error like the API does.
+fn serve_file(request: &api::Request) -> api::Response {
+    let path = request.path.as_str();
     let (content_type, body): (&str, &[u8]) = match path {
         // The page itself: one document for every screen (the screen is in
         // the URL's fragment, which the server never sees).
         "/" | "/console" | "/console/" => ("text/html; charset=utf-8", INDEX),
         _ => match ASSETS.iter().find(|asset| asset.path == path) {
             Some(asset) => (asset.content_type, asset.body),
-            None => return answer(404, "text/plain; charset=utf-8", b"not found\n", None),
+            None => {
+                return guarded(
+                    Error::not_found(
+                        "not_found",
+                        format!("the console has no file at {path}; open /console/"),
+                    )
+                    .into_response(),
+                )
+            }
         },
     };
-    let head = match request.method() {
+    let head = match request.method {
         Method::Get => false,
         Method::Head => true,
-        _ => {
-            return Response::builder()
-                .status(405)
-                .header("allow", "GET, HEAD")
-                .body(Vec::new())
-                .build()
-        }
+        _ => return guarded(api::method_not_allowed(&["GET", "HEAD"])),
     };
     // The files change only with a new build: revalidate every time (cheap,
     // a 304) so a deployment is never half old, half new in a browser.
     let etag = format!("\"{:016x}\"", fnv1a(body));
-    let fresh = request
-        .headers()
-        .get("if-none-match")
-        .iter()
-        .any(|value| value.as_slice() == etag.as_bytes());
-    if fresh {
-        return answer(304, content_type, b"", Some(&etag));
+    if request.header("if-none-match") == Some(etag.as_str()) {
+        return answer(304, content_type, b"", &etag);
     }
     let body = if head { b"" as &[u8] } else { body };
-    answer(200, content_type, body, Some(&etag))
+    answer(200, content_type, body, &etag)
 }
 
 /// The host's clock, in the unit the core's date formatting takes.
@@ -92,23 +98,28 @@ fn now_millis() -> i64 {
         .map_or(0, |since| since.as_millis() as i64)
 }
 
-fn answer(status: u16, content_type: &str, body: &[u8], etag: Option<&str>) -> Response {
-    let mut builder = Response::builder();
-    builder
-        .status(status)
-        .header("content-type", content_type)
-        .header("cache-control", "no-cache")
-        .header("content-security-policy", CSP)
-        .header("x-content-type-options", "nosniff")
-        .header("referrer-policy", "no-referrer")
-        .header("x-frame-options", "DENY")
+fn answer(status: u16, content_type: &str, body: &[u8], etag: &str) -> api::Response {
+    guarded(api::Response {
+        status,
+        headers: vec![
+            ("content-type".into(), content_type.into()),
+            ("etag".into(), etag.into()),
+        ],
+        body: body.to_vec(),
+    })
+}
+
+/// `response` with the headers every answer of the console carries.
+fn guarded(response: api::Response) -> api::Response {
+    response
+        .with_header("cache-control", "no-cache")
+        .with_header("content-security-policy", CSP)
+        .with_header("x-content-type-options", "nosniff")
+        .with_header("referrer-policy", "no-referrer")
+        .with_header("x-frame-options", "DENY")
         // The app's own clock, which the console's reply-window countdown
         // reads: the browser's may be off, and tests move the dev host's.
-        .header("date", http_date(now_millis()));
-    if let Some(etag) = etag {
-        builder.header("etag", etag);
-    }
-    builder.body(body.to_vec()).build()
+        .with_header("date", &http_date(now_millis()))
 }
 
 /// A content hash for the `ETag`: stable across builds of the same files.

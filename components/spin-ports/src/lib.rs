@@ -177,16 +177,53 @@ pub async fn serve(
         }
         Err(refusal) => (refusal.clone().into_response(), None),
     };
+    finish(log, &started, &core_request, response, store.as_ref())
+}
+
+/// Serves one request that needs no store, no variables and no outbound
+/// HTTP (the console's files) with `handler`: the same body limit, request
+/// id and log line as [`serve`], with no store opened (its counts are 0).
+pub async fn serve_without_store(
+    component: &'static str,
+    request: IncomingRequest,
+    handler: impl FnOnce(&api::Request) -> api::Response,
+) -> Response {
+    let started = Started::now();
+    let mut core_request = to_core_request(&request);
+    let request_id = observe::request_id(&core_request, &HostRandomness);
+    let log = Log {
+        component,
+        request_id: &request_id,
+    };
+    let response = match read_body(request).await {
+        Ok(body) => {
+            core_request.body = body;
+            handler(&core_request)
+        }
+        Err(refusal) => refusal.into_response(),
+    };
+    finish(log, &started, &core_request, response, None)
+}
+
+/// Stamps the request id on `response`, writes the request's log line to
+/// stdout and hands the response to Spin.
+fn finish(
+    log: Log<'_>,
+    started: &Started,
+    request: &api::Request,
+    response: api::Response,
+    store: Option<&ObservedStore<'_>>,
+) -> Response {
     let (response, line) = observe::finish(
         response,
         &observe::RequestDone {
-            component,
-            request_id: &request_id,
+            component: log.component,
+            request_id: log.request_id,
             started_at: started.wall,
-            method: core_request.method,
-            path: &core_request.path,
+            method: request.method,
+            path: &request.path,
             duration_micros: started.elapsed_micros(),
-            store: store.as_ref(),
+            store,
         },
     );
     println!("{line}");

@@ -232,16 +232,18 @@ async fn the_console_is_served_with_a_strict_content_security_policy() {
         let again = e2e::send(&gateway.app, again.body(bytes::Bytes::new()).unwrap()).await;
         assert_eq!(again.status(), 304, "{path}");
     }
-    assert_eq!(
-        gateway
-            .call("GET", "/console/nothing.js", None, None)
-            .await
-            .status(),
-        404
-    );
-    let post = gateway.call("POST", "/console/app.js", None, None).await;
-    assert_eq!(post.status(), 405);
-    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+    let head = e2e::send(
+        &gateway.app,
+        http::Request::builder()
+            .method("HEAD")
+            .uri("/console/app.js")
+            .header("host", "localhost:3000")
+            .body(bytes::Bytes::new())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(head.status(), 200);
+    assert!(head.text().is_empty());
 
     // No inline code anywhere, and customer text never parsed as markup.
     let index = gateway.call("GET", "/", None, None).await.text();
@@ -261,6 +263,61 @@ async fn the_console_is_served_with_a_strict_content_security_policy() {
         "document.write",
     ] {
         assert!(!app.contains(banned), "app.js uses {banned}");
+    }
+}
+
+/// The console's errors are the API's: JSON with a code, a message and
+/// the request id (echoed in the header), whatever the path or method.
+#[tokio::test]
+async fn unknown_paths_and_wrong_methods_answer_the_apps_json_errors() {
+    let gateway = Gateway::start(&[]).await;
+    let call = |method: &str, path: &str, id: &str| {
+        e2e::send(
+            &gateway.app,
+            http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", "localhost:3000")
+                .header("x-request-id", id)
+                .body(bytes::Bytes::new())
+                .unwrap(),
+        )
+    };
+    for path in [
+        "/console/nothing.js",
+        "/console/app.js/more",
+        "/console/x/y",
+    ] {
+        let missing = call("GET", path, "console-404").await;
+        assert_eq!(missing.status(), 404, "{path}");
+        assert_eq!(
+            missing.header("content-type"),
+            Some("application/json"),
+            "{path}"
+        );
+        assert_eq!(missing.header("x-request-id"), Some("console-404"));
+        let csp = missing.header("content-security-policy").unwrap();
+        assert!(!csp.contains("unsafe"), "{csp}");
+        let body = missing.json();
+        let error = body["error"].as_object().expect("an error object");
+        assert_eq!(error["code"], "not_found", "{body}");
+        assert!(error["message"].as_str().unwrap().contains(path), "{body}");
+        assert_eq!(error["request_id"], "console-404");
+    }
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        for path in ["/", "/console/", "/console/app.js"] {
+            let wrong = call(method, path, "console-405").await;
+            assert_eq!(wrong.status(), 405, "{method} {path}");
+            assert_eq!(wrong.header("allow"), Some("GET, HEAD"));
+            assert_eq!(wrong.header("content-type"), Some("application/json"));
+            let body = wrong.json();
+            assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+            assert!(body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("GET, HEAD"));
+            assert_eq!(body["error"]["request_id"], "console-405");
+        }
     }
 }
 
@@ -697,6 +754,183 @@ async fn an_admin_sets_up_a_whatsapp_channel_and_a_template_through_the_screens(
         workstreams["items"][0]["channels"][0]["address"],
         BUSINESS_NUMBER
     );
+}
+
+/// A Twilio account's SMS numbers and shared keys through the screens: an
+/// error lands next to the field the API names, a kept key's secret is
+/// left out of the save (and still signs webhooks), and an SMS workstream
+/// is offered the account's SMS number.
+#[tokio::test]
+async fn an_admin_adds_an_sms_number_and_a_shared_key_to_a_twilio_account() {
+    const KEPT_ID: &str = "SK0123456789abcdef0123456789abcdef";
+    const KEPT_SECRET: &str = "kept-shared-secret-1111";
+    const NEW_ID: &str = "SKfedcba9876543210fedcba9876543210";
+    const NEW_SECRET: &str = "new-shared-secret-2222";
+    const SMS_NUMBER: &str = "+14155550100";
+    let centre = Centre::start("round_robin", false).await;
+    let account = format!("/api/accounts/{}", centre.account_id);
+    let added = centre
+        .gateway
+        .call(
+            "PATCH",
+            &account,
+            Some(&centre.org.key),
+            Some(&json!({"shared_keys": [{"id": KEPT_ID, "secret": KEPT_SECRET}]})),
+        )
+        .await;
+    assert_eq!(added.status(), 200, "{}", added.text());
+    let Some(browser) = Browser::open(&centre.gateway, "twilio_sms").await else {
+        return;
+    };
+    browser.sign_in(&centre.org.key).await;
+
+    browser
+        .goto(&format!("/#/admin/accounts/{}", centre.account_id))
+        .await;
+    browser.css("[name='shared_keys[0].id']").await;
+    browser.press("Add SMS number").await;
+    browser
+        .type_into("[name='sms_numbers[0].name']", "Texts")
+        .await;
+    // An error about the whole list lands next to the list.
+    browser
+        .type_into("[name='sms_numbers[0].number']", BUSINESS_NUMBER)
+        .await;
+    browser.press("Save").await;
+    browser
+        .until(
+            "the error next to the SMS numbers",
+            "document.getElementById(document.querySelector('fieldset[name=sms_numbers]').id + '-error').textContent.includes('WhatsApp numbers')",
+        )
+        .await;
+    browser
+        .type_into("[name='sms_numbers[0].number']", "555")
+        .await;
+    browser.press("Add shared key").await;
+    browser
+        .type_into("[name='shared_keys[1].id']", NEW_ID)
+        .await;
+    browser
+        .type_into("[name='shared_keys[1].secret']", NEW_SECRET)
+        .await;
+    // Adding a row keeps what the others showed: the kept key is masked.
+    assert_eq!(
+        browser
+            .eval("document.querySelector(\"[name='shared_keys[0].secret']\").placeholder.includes('****1111')")
+            .await,
+        true
+    );
+    browser.press("Save").await;
+    browser
+        .until(
+            "the error next to sms_numbers[0].number",
+            "document.getElementById(document.querySelector(\"[name='sms_numbers[0].number']\").id + '-error').textContent.includes('555')",
+        )
+        .await;
+    browser
+        .type_into("[name='sms_numbers[0].number']", SMS_NUMBER)
+        .await;
+    browser.press("Save").await;
+    browser
+        .until(
+            "the saved account, its new key masked",
+            "document.querySelector(\"[name='shared_keys[1].secret']\") && document.querySelector(\"[name='shared_keys[1].secret']\").placeholder.includes('****2222')",
+        )
+        .await;
+    browser.screenshot("admin-twilio-sms").await;
+
+    let read = centre
+        .gateway
+        .call("GET", &account, Some(&centre.org.key), None)
+        .await;
+    assert_eq!(read.status(), 200, "{}", read.text());
+    for secret in [KEPT_SECRET, NEW_SECRET, AUTH_TOKEN] {
+        assert!(!read.text().contains(secret), "{}", read.text());
+    }
+    let read = read.json();
+    assert_eq!(
+        read["sms_numbers"],
+        json!([{"name": "Texts", "number": SMS_NUMBER}])
+    );
+    assert_eq!(
+        read["shared_keys"],
+        json!([
+            {"id": KEPT_ID, "secret": "****1111"},
+            {"id": NEW_ID, "secret": "****2222"},
+        ])
+    );
+    assert_eq!(
+        read["numbers"],
+        json!([{"name": "Support", "number": BUSINESS_NUMBER}])
+    );
+    // The kept key still has its own secret (not the masked text): a
+    // webhook signed with it is taken, as is one signed with the new key.
+    for (n, (id, secret)) in [(KEPT_ID, KEPT_SECRET), (NEW_ID, NEW_SECRET)]
+        .into_iter()
+        .enumerate()
+    {
+        let sid = format!("SMc{:031x}", n + 1);
+        let params = e2e::whatsapp::message_params(&sid, CUSTOMER, "signed with a key", &[]);
+        let taken = centre.signed_with_key(&params, id, secret).await;
+        assert_eq!(taken.status(), 200, "{id}: {}", taken.text());
+    }
+
+    // An SMS workstream is offered the account's SMS number, not its
+    // WhatsApp one.
+    browser.goto("/#/admin/workstreams").await;
+    browser.press("New workstream").await;
+    browser.type_into("[name=name]", "SMS support").await;
+    browser
+        .css("[name=channel]")
+        .await
+        .select_by_label("sms")
+        .await
+        .unwrap();
+    browser
+        .css("[name=fallback_queue]")
+        .await
+        .select_by_label("general")
+        .await
+        .unwrap();
+    browser.press("Add channel").await;
+    browser
+        .css("[name='channels[0].account_id']")
+        .await
+        .select_by_label("WhatsApp (twilio)")
+        .await
+        .unwrap();
+    browser.click("[name='channels[0].address']").await;
+    let offered = browser
+        .eval("[...document.getElementById(document.querySelector(\"[name='channels[0].address']\").getAttribute('list')).options].map(o => o.value)")
+        .await;
+    assert_eq!(offered, json!([SMS_NUMBER]));
+    browser
+        .type_into("[name='channels[0].address']", SMS_NUMBER)
+        .await;
+    browser
+        .type_into("[name='channels[0].language']", "en-US")
+        .await;
+    browser.press("Create workstream").await;
+    browser
+        .until(
+            "the SMS workstream in the table",
+            "[...document.querySelectorAll('td')].some(td => td.textContent.includes('+14155550100 (en-US)'))",
+        )
+        .await;
+    let workstreams = centre
+        .gateway
+        .call("GET", "/api/workstreams", Some(&centre.org.key), None)
+        .await
+        .json();
+    let sms = workstreams["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "SMS support")
+        .expect("the SMS workstream");
+    assert_eq!(sms["channel"], "sms");
+    assert_eq!(sms["channels"][0]["account_id"], centre.account_id.as_str());
+    assert_eq!(sms["channels"][0]["address"], SMS_NUMBER);
 }
 
 #[tokio::test]

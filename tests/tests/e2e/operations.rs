@@ -12,8 +12,9 @@ use std::path::Path;
 const MAX_BODY: usize = 1024 * 1024;
 
 /// The app's components as spin.toml names them, with a route each serves.
-const COMPONENT_ROUTES: [(&str, &str); 8] = [
+const COMPONENT_ROUTES: [(&str, &str); 9] = [
     ("admin", "/api/orgs"),
+    ("console", "/console/app.js"),
     ("templates", "/api/templates"),
     (
         "outbound",
@@ -267,6 +268,60 @@ async fn each_request_and_provider_call_writes_one_json_line() {
         !text.contains(&account_id),
         "the log names the account {account_id}"
     );
+}
+
+#[tokio::test]
+async fn the_console_writes_the_same_request_line() {
+    let scratch = Scratch::new();
+    let log = scratch.dir.path().join("guest.log");
+    let log_path = log.clone();
+    let gateway = Gateway::start_with(&Backend::Memory, &[], move |options| {
+        options.guest_log_file = Some(log_path);
+    })
+    .await;
+    let get_with_id = |path: &str, id: &str| {
+        http::Request::builder()
+            .uri(path)
+            .header("host", "localhost:3000")
+            .header("x-request-id", id)
+            .body(Bytes::new())
+            .unwrap()
+    };
+    for (path, id, status, route) in [
+        ("/", "ops-console-root", 200, "/"),
+        ("/console/app.js", "ops-console-file", 200, "/console/{id}"),
+        (
+            "/console/nothing.js",
+            "ops-console-404",
+            404,
+            "/console/{id}",
+        ),
+    ] {
+        let answer = send(&gateway.app, get_with_id(path, id)).await;
+        assert_eq!(answer.status(), status, "{path}");
+        assert_eq!(answer.header("x-request-id"), Some(id), "{path}");
+        let lines = lines_of(&log, "console", id);
+        assert_eq!(lines.len(), 1, "{path}: {lines:?}");
+        let line = &lines[0];
+        assert_eq!(line["kind"], "request");
+        assert_eq!(line["component"], "console");
+        assert_eq!(line["method"], "GET");
+        assert_eq!(line["route"], route);
+        assert_eq!(line["status"], status);
+        assert_eq!(line["kv_reads"], 0);
+        assert_eq!(line["kv_writes"], 0);
+        assert!(line["duration_ms"].as_f64().unwrap() >= 0.0);
+        assert!(line.get("org").is_none(), "{line}");
+        assert_eq!(check_line(&line.to_string()), Ok(()));
+    }
+    let missing = &lines_of(&log, "console", "ops-console-404")[0];
+    assert_eq!(missing["error"], "not_found");
+
+    // Without an id of the caller's, a fresh one, in the header and the line.
+    let fresh = send(&gateway.app, get("/console/")).await;
+    let generated = fresh.header("x-request-id").expect("a generated id");
+    assert!(is_hex_id(generated), "{generated}");
+    assert_eq!(lines_of(&log, "console", generated).len(), 1);
 }
 
 // ---- the audit of the whole suite's logs ------------------------------------------

@@ -340,3 +340,96 @@ async fn outbound_sms_goes_through_twilio_and_stop_and_start_decide_who_gets_it(
     assert_eq!(handled.status(), 200, "{}", handled.text());
     assert_eq!(centre.get(key, &activity).await["status"], "delivered");
 }
+
+/// The README's manual tool sends an SMS (`--sms`: bare numbers) signed
+/// with one of the account's shared keys, over real HTTP, and the webhook
+/// takes it on the SMS workstream; the wrong secret is refused, and a
+/// WhatsApp address with `--sms` is refused by the script itself.
+#[tokio::test]
+async fn the_manual_script_sends_an_sms_signed_with_a_shared_key() {
+    const KEY_ID: &str = "SK0123456789abcdef0123456789abcdef";
+    const KEY_SECRET: &str = "manual-shared-key-secret";
+    let (centre, agent) = sms_centre().await;
+    let added = centre
+        .gateway
+        .call(
+            "PATCH",
+            &format!("/api/accounts/{}", centre.account_id),
+            Some(&centre.org.key),
+            Some(&json!({"shared_keys": [{"id": KEY_ID, "secret": KEY_SECRET}]})),
+        )
+        .await;
+    assert_eq!(added.status(), 200, "{}", added.text());
+    let addr = e2e::serve(&centre.gateway.app).await;
+    let url = format!("http://{addr}{}", centre.webhook_path());
+    let public_url = format!("{}{}", e2e::api::PUBLIC_BASE_URL, centre.webhook_path());
+    let script = e2e::repo_root().join("scripts/twilio-webhook.py");
+    let run = |secret: &str, from: &str, body: &str| {
+        let args: Vec<String> = [
+            "--url",
+            &url,
+            "--public-url",
+            &public_url,
+            "--account-sid",
+            ACCOUNT_SID,
+            "--sms",
+            "--shared-key-id",
+            KEY_ID,
+            "--shared-key-secret",
+            secret,
+            "--from",
+            from,
+            "--to",
+            SMS_NUMBER,
+            "--body",
+            body,
+        ]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect();
+        let script = script.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("python3")
+                .arg(script)
+                .args(args)
+                .output()
+                .expect("python3 runs the script")
+        })
+    };
+    let shown = |output: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+
+    let sent = run(KEY_SECRET, CUSTOMER, "Texted by hand").await.unwrap();
+    assert!(sent.status.success(), "{}", shown(&sent));
+    assert!(
+        shown(&sent).contains("X-Twilio-Webhooks-Signature-Settings: key="),
+        "{}",
+        shown(&sent)
+    );
+    let listed = centre.conversations("").await;
+    let sms: Vec<&Value> = listed.iter().filter(|c| c["channel"] == "sms").collect();
+    assert_eq!(sms.len(), 1, "{listed:?}");
+    assert_eq!(sms[0]["customer_address"], CUSTOMER);
+    assert_eq!(sms[0]["channel_address"], SMS_NUMBER);
+    let id = sms[0]["id"].as_str().unwrap();
+    let read = centre
+        .get(&agent.key, &format!("/api/conversations/{id}"))
+        .await;
+    assert_eq!(texts(&read), ["Texted by hand"]);
+
+    let refused = run("another-secret", CUSTOMER, "Wrong secret")
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(shown(&refused).contains("HTTP 403"), "{}", shown(&refused));
+    let prefixed = run(KEY_SECRET, &format!("whatsapp:{CUSTOMER}"), "Prefixed")
+        .await
+        .unwrap();
+    assert_eq!(prefixed.status.code(), Some(2), "{}", shown(&prefixed));
+    assert!(shown(&prefixed).contains("--sms"), "{}", shown(&prefixed));
+}
