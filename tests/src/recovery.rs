@@ -325,6 +325,13 @@ impl Provider {
         }
     }
 
+    /// The name Graph gives Messenger customer `n` (a customer of the
+    /// sweeps: 1 to 99, or a capacity probe's 500 to 599); `None` on the
+    /// other providers, whose messages carry the sender's name or none.
+    pub fn customer_name(self, n: u32) -> Option<String> {
+        (self == Provider::Facebook).then(|| format!("Dana Customer{n}"))
+    }
+
     /// A provider message id of this provider's shape.
     pub fn message_id(self, n: u32) -> String {
         match self {
@@ -334,6 +341,19 @@ impl Provider {
             Provider::Gbm => format!("MSG-recovery-{n}"),
         }
     }
+}
+
+/// The profiles Graph knows, so that every new Messenger customer of the
+/// sweeps is named ([`Provider::customer_name`]).
+fn messenger_profiles() -> sim::Profiles {
+    let profiles = (1..100).chain(500..600).map(|n| {
+        let customer = Provider::Facebook.customer(n);
+        let name = Provider::Facebook.customer_name(n).unwrap_or_default();
+        let (first, last) = name.split_once(' ').unwrap_or_default();
+        let (first, last) = (first.to_owned(), last.to_owned());
+        (customer, sim::Profile::Named { first, last })
+    });
+    sim::Profiles::new(std::sync::Mutex::new(profiles.collect()))
 }
 
 /// One case's world: an app with its own simulators, an organisation with
@@ -381,12 +401,14 @@ impl Site {
         let twilio = sim::twilio_scripted(ACCOUNT_SID, AUTH_TOKEN, twilio_script.clone());
         let telesign_script = Script::default();
         let telesign = sim::telesign_scripted(CUSTOMER_ID, API_KEY, telesign_script.clone());
-        let graph = sim::graph(
+        let graph = sim::graph_with_profiles(
             APP_SECRET,
             &[
                 (TAGGED_PAGE, TAGGED_TOKEN, "Contoso"),
                 (PLAIN_PAGE, PLAIN_TOKEN, "Contoso Outlet"),
             ],
+            Script::default(),
+            messenger_profiles(),
         );
         let google = sim::google_oauth(SA_EMAIL, &fixture("google-service-account.pub.pem"));
         let (twilio_base, telesign_base, graph_base, google_base) =
@@ -765,6 +787,17 @@ impl Site {
                 })
                 .collect(),
         }
+    }
+
+    /// How many times Graph was asked for Messenger customer `psid`'s
+    /// profile.
+    pub fn profile_reads(&self, psid: &str) -> usize {
+        let path = format!("/v21.0/{psid}");
+        self.graph
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == path)
+            .count()
     }
 
     /// Every request the provider's simulator received, token requests and

@@ -421,8 +421,7 @@ fn hand_over(
 /// whose message carried none, and keeps it on their contact and
 /// conversation. Asked once: a later message finds the contact known. Best
 /// effort, as everything after the message is stored: no answer leaves the
-/// name unknown, and a conversation changed meanwhile keeps its version
-/// (the contact still gets the name).
+/// name unknown.
 async fn name_new_customer(
     ports: &Ports<'_>,
     org: &str,
@@ -435,27 +434,73 @@ async fn name_new_customer(
     let Some(name) = account.settings.customer_name(ports, thread).await else {
         return;
     };
-    contact.name = name.clone();
-    contact.updated_at = now.to_owned();
-    let contact_write = (
-        store::document_key::<Contact>(org, &contact.id),
-        store::encode(&*contact),
-    );
-    let mut named = conversation.clone();
-    named.profile_name = Some(name);
-    let now_millis = ports.clock.now_millis();
-    match commit(
-        ports.kv,
-        org,
-        &mut named,
-        now_millis,
-        vec![contact_write.clone()],
-    ) {
-        Ok(()) => *conversation = named,
-        Err(_) => {
-            let _ = ports.kv.set(&contact_write.0, &contact_write.1);
+    if let Some((named, contact_named)) = keep_name(ports, org, conversation, contact, &name, now) {
+        *conversation = named;
+        *contact = contact_named;
+    }
+}
+
+/// Writes `name` onto the conversation and its contact, in one commit of
+/// copies read after the provider answered: a contact has no version, and
+/// the copy held since the message was stored could undo a change made
+/// meanwhile (a link, another address). A lost race reads them again and
+/// tries once more; a store error, or a contact renamed or linked away
+/// meanwhile, leaves the name unknown. The named copies, if written.
+fn keep_name(
+    ports: &Ports<'_>,
+    org: &str,
+    conversation: &Conversation,
+    contact: &Contact,
+    name: &str,
+    now: &str,
+) -> Option<(Conversation, Contact)> {
+    for _ in 0..2 {
+        match write_name(ports, org, conversation, contact, name, now) {
+            Err(Error::ConversationChanged) => continue,
+            written => return written.ok().flatten(),
         }
     }
+    None
+}
+
+/// One try of [`keep_name`]: `None` when there is nothing (left) to name,
+/// as `unnamed` (the contact as the message left it) saw it.
+fn write_name(
+    ports: &Ports<'_>,
+    org: &str,
+    conversation: &Conversation,
+    unnamed: &Contact,
+    name: &str,
+    now: &str,
+) -> Result<Option<(Conversation, Contact)>, Error> {
+    let keys = [
+        store::document_key::<Conversation>(org, &conversation.id),
+        store::document_key::<Contact>(org, &unnamed.id),
+    ];
+    let mut found = ports.kv.get_many(&keys)?.into_iter();
+    let fresh: Option<Conversation> = store::decode_found(&keys[0], found.next().flatten())?;
+    let contact: Option<Contact> = store::decode_found(&keys[1], found.next().flatten())?;
+    let (Some(mut fresh), Some(mut contact)) = (fresh, contact) else {
+        return Ok(None);
+    };
+    if fresh.profile_name.is_some()
+        || fresh.contact_id != contact.id
+        || contact.name != unnamed.name
+    {
+        return Ok(None);
+    }
+    contact.name = name.to_owned();
+    contact.updated_at = now.to_owned();
+    fresh.profile_name = Some(name.to_owned());
+    let contact_write = (keys[1].clone(), store::encode(&contact));
+    commit(
+        ports.kv,
+        org,
+        &mut fresh,
+        ports.clock.now_millis(),
+        vec![contact_write],
+    )?;
+    Ok(Some((fresh, contact)))
 }
 
 /// Another delivery of the message holds its lease: it is being stored
@@ -1285,6 +1330,153 @@ mod tests {
             ports.kv.get(&pending_outbound_key(ORG, &thread)).unwrap(),
             Some(b"[]".to_vec())
         );
+    }
+
+    /// A store whose first `get-many` after [`Racing::arm`] lets `race`
+    /// write right after the read, as a concurrent request would.
+    #[derive(Default)]
+    struct Racing {
+        inner: crate::memory::MemoryKeyValue,
+        race: std::cell::RefCell<Option<Race>>,
+    }
+
+    /// A concurrent request's writes.
+    type Race = Box<dyn FnOnce(&dyn KeyValue)>;
+
+    impl Racing {
+        fn arm(&self, race: impl FnOnce(&dyn KeyValue) + 'static) {
+            *self.race.borrow_mut() = Some(Box::new(race));
+        }
+    }
+
+    impl KeyValue for Racing {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::ports::StoreError> {
+            self.inner.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8]) -> Result<(), crate::ports::StoreError> {
+            self.inner.set(key, value)
+        }
+        fn delete(&self, key: &str) -> Result<(), crate::ports::StoreError> {
+            self.inner.delete(key)
+        }
+        fn get_many(
+            &self,
+            keys: &[String],
+        ) -> Result<Vec<Option<Vec<u8>>>, crate::ports::StoreError> {
+            let found = self.inner.get_many(keys);
+            if let Some(race) = self.race.borrow_mut().take() {
+                race(&self.inner);
+            }
+            found
+        }
+        fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), crate::ports::StoreError> {
+            self.inner.set_many(entries)
+        }
+        fn delete_many(&self, keys: &[String]) -> Result<(), crate::ports::StoreError> {
+            self.inner.delete_many(keys)
+        }
+        fn increment(&self, key: &str, delta: i64) -> Result<i64, crate::ports::StoreError> {
+            self.inner.increment(key, delta)
+        }
+    }
+
+    /// An unnamed customer's conversation and contact, as the message left
+    /// them.
+    fn unnamed_customer(ports: &Ports<'_>, account: &Account) -> (Conversation, Contact) {
+        let inbound = Inbound {
+            profile_name: None,
+            ..message("SM5")
+        };
+        let Ingested::Stored {
+            conversation_id, ..
+        } = deliver(ports, account, &inbound).unwrap()
+        else {
+            panic!("stored");
+        };
+        let (conversation, _) = super::super::require(ports.kv, ORG, &conversation_id).unwrap();
+        let contact: Contact = store::require(ports.kv, ORG, &conversation.contact_id).unwrap();
+        assert_eq!(contact.name, inbound.customer_address, "unnamed");
+        (conversation, contact)
+    }
+
+    /// Arms `kv` so that right after naming reads them, another request
+    /// changes the conversation and, with `change`, its contact.
+    fn race_on(
+        kv: &Racing,
+        conversation: &Conversation,
+        now: UnixMillis,
+        change: impl FnOnce(&mut Contact) + 'static,
+    ) {
+        let (id, contact_id) = (conversation.id.clone(), conversation.contact_id.clone());
+        kv.arm(move |kv: &dyn KeyValue| {
+            let (mut changed, _) = super::super::require(kv, ORG, &id).unwrap();
+            let mut contact: Contact = store::require(kv, ORG, &contact_id).unwrap();
+            change(&mut contact);
+            let write = (
+                store::document_key::<Contact>(ORG, &contact_id),
+                store::encode(&contact),
+            );
+            commit(kv, ORG, &mut changed, now, vec![write]).unwrap();
+        });
+    }
+
+    #[test]
+    fn naming_that_loses_its_race_keeps_the_concurrent_contact_change() {
+        let memory = MemoryPorts::default();
+        let kv = Racing::default();
+        let ports = Ports {
+            kv: &kv,
+            ..memory.ports()
+        };
+        let account = setup(&kv);
+        let (conversation, contact) = unnamed_customer(&ports, &account);
+        let other = ContactAddress {
+            channel: "sms".into(),
+            address: "+15550001111".into(),
+        };
+        let added = other.clone();
+        race_on(&kv, &conversation, ports.clock.now_millis(), move |c| {
+            c.addresses.push(added)
+        });
+        let (named, named_contact) =
+            keep_name(&ports, ORG, &conversation, &contact, "Jane Doe", "t")
+                .expect("the second try names them");
+        let (stored, _) = super::super::require(&kv, ORG, &conversation.id).unwrap();
+        let stored_contact: Contact = store::require(&kv, ORG, &contact.id).unwrap();
+        assert_eq!(
+            store::encode(&stored_contact),
+            store::encode(&named_contact)
+        );
+        assert_eq!(stored.version, named.version);
+        assert_eq!(stored.version, conversation.version + 2, "after the race's");
+        assert_eq!(stored.profile_name.as_deref(), Some("Jane Doe"));
+        assert_eq!(stored_contact.name, "Jane Doe");
+        assert_eq!(
+            stored_contact.addresses,
+            [contact.addresses[0].clone(), other],
+            "the concurrent address stays"
+        );
+    }
+
+    #[test]
+    fn naming_gives_up_on_a_contact_renamed_meanwhile() {
+        let memory = MemoryPorts::default();
+        let kv = Racing::default();
+        let ports = Ports {
+            kv: &kv,
+            ..memory.ports()
+        };
+        let account = setup(&kv);
+        let (conversation, contact) = unnamed_customer(&ports, &account);
+        race_on(&kv, &conversation, ports.clock.now_millis(), |c| {
+            c.name = "Jane (VIP)".into()
+        });
+        let named = keep_name(&ports, ORG, &conversation, &contact, "Jane Doe", "t");
+        assert!(named.is_none(), "{named:?}");
+        let (stored, _) = super::super::require(&kv, ORG, &conversation.id).unwrap();
+        let stored_contact: Contact = store::require(&kv, ORG, &contact.id).unwrap();
+        assert_eq!(stored.profile_name, None);
+        assert_eq!(stored_contact.name, "Jane (VIP)");
     }
 
     #[test]

@@ -21,6 +21,9 @@
 //!   the provider once; what it could not know is `unknown`; every contact
 //!   of a call or job has a result, and the job finishes;
 //! - a configuration save either holds its unique name or left it free;
+//! - a new Messenger customer's conversation and contact both carry the
+//!   name Graph has for them, or (when the fault cut naming off after the
+//!   message was stored) neither does; Graph is asked once;
 //! - a customer's STOP, once accepted, keeps outbound messages from them;
 //! - a Facebook page ends up connected to the account that saved it, once.
 //!
@@ -265,6 +268,58 @@ async fn loads(site: &Site, agents: &[&AgentKey], when: &str, out: &mut Outcome)
 
 // ================================================================ inbound
 
+/// A new Messenger customer is named (issue 15): after recovery the
+/// conversation's `profile_name` and the contact's `name` are both Graph's
+/// name for them (`name`), or neither is and the contact keeps the address.
+/// Neither only when the fault may have cut naming off: `may_be_unnamed`
+/// says the faulted request stored the message (no later request asked
+/// Graph). Graph is asked once.
+async fn named_once(
+    site: &Site,
+    customer: &str,
+    name: &str,
+    conversation: &Value,
+    may_be_unnamed: bool,
+    out: &mut Outcome,
+) {
+    let reads = site.profile_reads(customer);
+    if reads > 1 {
+        out.problem(
+            "asked-twice",
+            format!("Graph was asked {reads} times for {customer}'s profile"),
+        );
+    }
+    let path = format!(
+        "/api/contacts/{}",
+        conversation["contact_id"].as_str().unwrap_or_default()
+    );
+    let contact = match site.read(site.admin(), &path).await {
+        Ok(contact) => contact,
+        Err(error) => return out.problem("unreadable", error),
+    };
+    let seen = (&conversation["profile_name"], &contact["name"]);
+    let named = *seen.0 == name && *seen.1 == name;
+    let unnamed = seen.0.is_null() && *seen.1 == customer;
+    if named || (unnamed && may_be_unnamed) {
+        return;
+    }
+    let (cause, expected) = if unnamed {
+        ("unnamed", format!("both {name:?}"))
+    } else {
+        (
+            "misnamed",
+            format!("both {name:?}, or none and the contact {customer:?}"),
+        )
+    };
+    out.problem(
+        cause,
+        format!(
+            "{customer}: the conversation's profile_name is {}, the contact's name {} ({} profile read(s)); expected {expected}",
+            seen.0, seen.1, reads
+        ),
+    );
+}
+
 /// A customer's message on `provider`, opening a conversation or (with
 /// `existing`) on one the customer opened before.
 async fn inbound_case(provider: Provider, existing: bool, fault: Option<Fault>) -> Outcome {
@@ -290,10 +345,17 @@ async fn inbound_case(provider: Provider, existing: bool, fault: Option<Fault>) 
     }
     let message_id = provider.message_id(2);
     let call = site.inbound(provider, &customer, &message_id, "My parcel never arrived");
-    deliver_until_stored(&site, &call, fault, "message", &mut out).await;
+    let answer = site.send(&call, fault).await;
+    out.faulted(&answer, fault);
+    let asked = site.profile_reads(&customer);
+    redeliver_until_stored(&site, &call, &answer, "message", &mut out).await;
     let Some(conversation) = the_conversation(&site, provider, &customer, &mut out).await else {
         return out;
     };
+    if let Some(name) = provider.customer_name(1) {
+        let cut_off = !existing && fault.is_some() && site.profile_reads(&customer) == asked;
+        named_once(&site, &customer, &name, &conversation, cut_off, &mut out).await;
+    }
     match with_pmid(&conversation, &message_id) {
         1 => {}
         0 => out.problem("lost", "the message is not in the conversation"),
@@ -345,12 +407,18 @@ async fn messenger_batch_case(fault: Option<Fault>) -> Outcome {
         (&customers[0], &ids[0], "My parcel never arrived"),
         (&customers[1], &ids[1], "Where is my refund?"),
     ]);
-    deliver_until_stored(&site, &call, fault, "batch", &mut out).await;
+    let answer = site.send(&call, fault).await;
+    out.faulted(&answer, fault);
+    let asked: Vec<usize> = customers.iter().map(|c| site.profile_reads(c)).collect();
+    redeliver_until_stored(&site, &call, &answer, "batch", &mut out).await;
     let mut conversations = Vec::new();
-    for (customer, id) in customers.iter().zip(&ids) {
+    for (n, (customer, id)) in customers.iter().zip(&ids).enumerate() {
         let Some(conversation) = the_conversation(&site, provider, customer, &mut out).await else {
             continue;
         };
+        let name = provider.customer_name(n as u32 + 1).unwrap_or_default();
+        let cut_off = fault.is_some() && site.profile_reads(customer) == asked[n];
+        named_once(&site, customer, &name, &conversation, cut_off, &mut out).await;
         match with_pmid(&conversation, id) {
             1 => {}
             0 => out.problem(
@@ -492,6 +560,17 @@ async fn deliver_until_stored(
 ) {
     let answer = site.send(call, fault).await;
     out.faulted(&answer, fault);
+    redeliver_until_stored(site, call, &answer, what, out).await;
+}
+
+/// [`deliver_until_stored`] after the first (faulted) `answer`.
+async fn redeliver_until_stored(
+    site: &Site,
+    call: &Call,
+    answer: &Answer,
+    what: &str,
+    out: &mut Outcome,
+) {
     if !answer.ok() {
         let (settled, last) = retry(site, call, out, async |a: &Answer| a.ok()).await;
         if !settled {
