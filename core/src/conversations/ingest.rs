@@ -1431,7 +1431,7 @@ mod tests {
         let account = setup(&kv);
         let (conversation, contact) = unnamed_customer(&ports, &account);
         let other = ContactAddress {
-            channel: "sms".into(),
+            channel: Channel::Sms,
             address: "+15550001111".into(),
         };
         let added = other.clone();
