@@ -35,7 +35,7 @@ use crate::entities::workstream::{channel_claim, Bot, ChannelInstance, Workstrea
 use crate::error::Error;
 use crate::lease::{self, Lease};
 use crate::message::{Author, Content, Inbound, Message, Window};
-use crate::ports::{KeyValue, Ports, UnixMillis};
+use crate::ports::{KeyValue, Ports, StoreError, UnixMillis};
 use crate::providers::Provider;
 use crate::store;
 
@@ -70,20 +70,63 @@ pub fn thread_keys(
         &inbound.customer_address,
     );
     let record = provider_message_key(org, provider, &inbound.provider_message_id);
-    let probe = lease::probe_keys(&delivery_lease(&record), now);
-    let mut keys = vec![
+    ThreadRead {
+        probe: lease::probe_keys(&delivery_lease(&record), now),
         record,
-        store::owner_key(&channel_claim(org, account_id, &inbound.channel_address)),
-        address_key(org, channel, &inbound.customer_address),
-        store::document_key::<Conversation>(org, &thread),
-        pending_outbound_key(org, &thread),
-        consent::key(org, channel, &inbound.customer_address),
-    ];
-    keys.extend(probe);
-    keys
+        workstream: store::owner_key(&channel_claim(org, account_id, &inbound.channel_address)),
+        contact: address_key(org, channel, &inbound.customer_address),
+        conversation: store::document_key::<Conversation>(org, &thread),
+        pending: pending_outbound_key(org, &thread),
+        consent: consent::key(org, channel, &inbound.customer_address),
+    }
+    .into_list()
 }
 
-/// The values of [`thread_keys`], by name.
+/// The keys of [`thread_keys`], or their values, by name: the one place
+/// that orders them, so the values cannot be read in another order than
+/// the keys were listed in.
+struct ThreadRead<T> {
+    record: T,
+    workstream: T,
+    contact: T,
+    conversation: T,
+    pending: T,
+    consent: T,
+    probe: [T; 2],
+}
+
+impl<T> ThreadRead<T> {
+    fn into_list(self) -> Vec<T> {
+        let [probe_before, probe_now] = self.probe;
+        vec![
+            self.record,
+            self.workstream,
+            self.contact,
+            self.conversation,
+            self.pending,
+            self.consent,
+            probe_before,
+            probe_now,
+        ]
+    }
+
+    /// `None` when `list` is not one item per key.
+    fn from_list(list: Vec<T>) -> Option<ThreadRead<T>> {
+        let [record, workstream, contact, conversation, pending, consent, probe_before, probe_now] =
+            <[T; 8]>::try_from(list).ok()?;
+        Some(ThreadRead {
+            record,
+            workstream,
+            contact,
+            conversation,
+            pending,
+            consent,
+            probe: [probe_before, probe_now],
+        })
+    }
+}
+
+/// The values of [`thread_keys`], read.
 struct ThreadFacts {
     stored_at: Option<Vec<u8>>,
     workstream_id: Option<String>,
@@ -95,20 +138,24 @@ struct ThreadFacts {
 }
 
 impl ThreadFacts {
-    fn read(found: Vec<Option<Vec<u8>>>) -> ThreadFacts {
-        let mut found = found.into_iter();
-        let mut next = || found.next().flatten();
-        ThreadFacts {
-            stored_at: next(),
-            workstream_id: next().as_deref().and_then(store::holder),
-            known_contact: next().map(text_of),
-            conversation: next(),
-            pending: next()
+    fn read(found: Vec<Option<Vec<u8>>>) -> Result<ThreadFacts, Error> {
+        let found = ThreadRead::from_list(found).ok_or_else(|| {
+            Error::Store(StoreError(
+                "the thread's read came back with another number of values than keys".into(),
+            ))
+        })?;
+        Ok(ThreadFacts {
+            stored_at: found.record,
+            workstream_id: found.workstream.as_deref().and_then(store::holder),
+            known_contact: found.contact.map(text_of),
+            conversation: found.conversation,
+            pending: found
+                .pending
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok())
                 .unwrap_or_default(),
-            consent: next(),
-            probed: vec![next(), next()],
-        }
+            consent: found.consent,
+            probed: found.probe.into(),
+        })
     }
 }
 
@@ -141,7 +188,7 @@ pub async fn ingest(
     inbound: &Inbound,
     found: Vec<Option<Vec<u8>>>,
 ) -> Result<Ingested, Error> {
-    let facts = ThreadFacts::read(found);
+    let facts = ThreadFacts::read(found)?;
     if facts.stored_at.is_some() {
         return Ok(Ingested::Duplicate);
     }
