@@ -9,6 +9,7 @@
 
 use crate::channel::Channel;
 use crate::locale::Locale;
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -63,7 +64,7 @@ pub struct Message {
     /// delivery status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activity_id: Option<String>,
-    pub at: String,
+    pub at: Timestamp,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -71,7 +72,7 @@ fn is_zero(n: &usize) -> bool {
 }
 
 impl Message {
-    pub fn new(author: Author, text: impl Into<String>, at: &str) -> Message {
+    pub fn new(author: Author, text: impl Into<String>, at: Timestamp) -> Message {
         Message {
             position: 0,
             author,
@@ -84,7 +85,7 @@ impl Message {
             error_code: None,
             template_id: None,
             activity_id: None,
-            at: at.to_owned(),
+            at,
         }
     }
 }
@@ -163,4 +164,16 @@ pub struct Rendered {
     /// Twilio `ContentVariables`: the placeholders numbered in order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_variables: Option<Map<String, Value>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_message_reads_and_writes_back_the_same() {
+        let stored = r#"{"position":3,"author":"agent","agent_id":"g0000000000000000000000000000000","text":"Hei","provider_message_id":"SM1","status":"delivered","at":"2026-01-01T00:00:00.120Z"}"#;
+        let message: Message = serde_json::from_str(stored).unwrap();
+        assert_eq!(serde_json::to_string(&message).unwrap(), stored);
+    }
 }

@@ -22,6 +22,7 @@ use crate::ports::KeyValue;
 use crate::providers::webhook::global_key;
 use crate::providers::{self, PageValidation, Provider, Verdict};
 use crate::store;
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -33,8 +34,8 @@ pub struct Account {
     pub name: String,
     #[serde(flatten)]
     pub settings: Settings,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_validation: Option<Validation>,
 }
@@ -46,7 +47,7 @@ pub struct Validation {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_status: Option<u16>,
     pub message: String,
-    pub checked_at: String,
+    pub checked_at: Timestamp,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pages: Vec<PageValidation>,
 }
@@ -140,8 +141,8 @@ impl Resource for Account {
             id,
             name: input.name("name", 100)?,
             settings: read_settings(ctx, &input, existing)?,
-            created_at: existing.map_or_else(|| ctx.now.to_string(), |e| e.created_at.clone()),
-            updated_at: ctx.now.to_string(),
+            created_at: ctx.created_at(existing.map(|e| e.created_at)),
+            updated_at: ctx.now,
             last_validation: existing.and_then(|e| e.last_validation.clone()),
         })
     }
@@ -283,7 +284,7 @@ pub async fn validate(ctx: &Ctx<'_>, request: &Request, id: &str) -> Result<Resp
         status: checked.check.verdict,
         provider_status: checked.check.provider_status,
         message: checked.check.message,
-        checked_at: ctx.now.to_string(),
+        checked_at: ctx.now,
         pages: checked.pages,
     };
     account.last_validation = Some(validation.clone());
@@ -524,5 +525,12 @@ mod tests {
                 ("b".repeat(32), "42".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn a_stored_account_reads_and_writes_back_the_same() {
+        let stored = r#"{"id":"a0000000000000000000000000000000","name":"SMS","provider":"telesign","customer_id":"customer","api_key":"a2V5","numbers":[{"number":"14252306549","type":"long_code","description":""}],"created_at":"2026-01-01T00:00:00.000Z","updated_at":"2026-01-02T00:00:00.000Z","last_validation":{"status":"valid","provider_status":200,"message":"The credentials work.","checked_at":"2026-01-02T00:00:00.250Z"}}"#;
+        let account: Account = serde_json::from_str(stored).unwrap();
+        assert_eq!(serde_json::to_string(&account).unwrap(), stored);
     }
 }

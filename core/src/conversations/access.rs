@@ -95,8 +95,8 @@ mod tests {
             version: 1,
             queued_at: 0,
             assigned_at: 0,
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
             closed_at: None,
         }
     }

@@ -120,10 +120,6 @@ fn body_object(request: &Request) -> Result<Map<String, Value>, Error> {
     }
 }
 
-fn now(ctx: &Ctx) -> String {
-    ctx.now.to_string()
-}
-
 /// The conversation as the API shows it.
 fn view(conversation: &Conversation, last_customer: Option<&str>) -> Value {
     let closes = last_customer
@@ -526,7 +522,7 @@ fn wait(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Erro
     let (mut conversation, last) = conversation_for(ctx, id, Need::Work, &[State::Active], "wait")?;
     let held_by = holder(&conversation);
     conversation.state = State::Waiting;
-    conversation.updated_at = now(ctx);
+    conversation.updated_at = ctx.now;
     commit_freeing(ctx, &mut conversation, held_by)?;
     answer(&conversation, last.as_deref())
 }
@@ -549,8 +545,8 @@ fn close(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Err
     let held_by = holder(&conversation);
     conversation.state = State::Closed;
     conversation.with_bot = false;
-    conversation.closed_at = Some(now(ctx));
-    conversation.updated_at = now(ctx);
+    conversation.closed_at = Some(ctx.now);
+    conversation.updated_at = ctx.now;
     commit_freeing(ctx, &mut conversation, held_by)?;
     answer(&conversation, last.as_deref())
 }
@@ -582,7 +578,7 @@ fn link(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Erro
         // The address's opt-out stays with it; a legacy one is copied there.
         super::consent::keep_legacy(ctx.kv(), ctx.org(), &previous)?;
         previous.addresses.retain(|a| *a != address);
-        previous.updated_at = now(ctx);
+        previous.updated_at = ctx.now.to_string();
         writes.push((
             store::document_key::<Contact>(ctx.org(), &previous.id),
             store::encode(&previous),
@@ -591,13 +587,13 @@ fn link(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Erro
     if !target.addresses.contains(&address) {
         target.addresses.push(address);
     }
-    target.updated_at = now(ctx);
+    target.updated_at = ctx.now.to_string();
     writes.push((
         store::document_key::<Contact>(ctx.org(), &target.id),
         store::encode(&target),
     ));
     conversation.contact_id = target.id.clone();
-    conversation.updated_at = now(ctx);
+    conversation.updated_at = ctx.now;
     commit(
         ctx.kv(),
         ctx.org(),
@@ -741,7 +737,7 @@ fn reply_window(
 
 /// The reply as the conversation shows it, by the calling agent.
 fn agent_message(ctx: &Ctx, content: &Content) -> Message {
-    let mut message = Message::new(Author::Agent, content.text(), &now(ctx));
+    let mut message = Message::new(Author::Agent, content.text(), ctx.now);
     message.agent_id = ctx.principal.agent_id.clone();
     match content {
         Content::Text { attachments, .. } => message.attachments = attachments.clone(),

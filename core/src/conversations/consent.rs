@@ -26,14 +26,15 @@ use crate::entities::contact::Contact;
 use crate::error::Error;
 use crate::ports::KeyValue;
 use crate::store;
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// An address's opt-out record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Consent {
     pub opted_out: bool,
-    /// When the customer's keyword set it (RFC 3339).
-    pub at: String,
+    /// When the customer's keyword set it.
+    pub at: Timestamp,
 }
 
 pub fn key(org: &str, channel: &str, address: &str) -> String {
@@ -86,7 +87,7 @@ pub fn keyword(text: &str) -> Option<Keyword> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Standing {
     record: Option<Consent>,
-    legacy_since: Option<String>,
+    legacy_since: Option<Timestamp>,
 }
 
 impl Standing {
@@ -95,32 +96,32 @@ impl Standing {
     pub fn of(record: Option<Consent>, contact: Option<&Contact>, channel: Channel) -> Standing {
         Standing {
             record,
-            legacy_since: contact.and_then(|c| c.opted_out.get(channel.as_str()).cloned()),
+            legacy_since: contact.and_then(|c| c.opted_out.get(channel.as_str()).copied()),
         }
     }
 
     /// When the customer opted out, if they are opted out now.
-    pub fn opted_out_since(&self) -> Option<&str> {
+    pub fn opted_out_since(&self) -> Option<Timestamp> {
         match &self.record {
-            Some(record) => record.opted_out.then_some(record.at.as_str()),
-            None => self.legacy_since.as_deref(),
+            Some(record) => record.opted_out.then_some(record.at),
+            None => self.legacy_since,
         }
     }
 
     /// The record to write for the customer's `keyword` at `now`, if it
     /// changes anything. A STOP on a legacy opt-out makes it the address's
     /// own, keeping its time.
-    pub fn after(&self, keyword: Keyword, now: &str) -> Option<Consent> {
+    pub fn after(&self, keyword: Keyword, now: Timestamp) -> Option<Consent> {
         let since = self.opted_out_since();
         match keyword {
             Keyword::OptOut if self.record.as_ref().is_some_and(|r| r.opted_out) => None,
             Keyword::OptOut => Some(Consent {
                 opted_out: true,
-                at: since.unwrap_or(now).to_owned(),
+                at: since.unwrap_or(now),
             }),
-            Keyword::OptIn => since.is_some().then(|| Consent {
+            Keyword::OptIn => since.is_some().then_some(Consent {
                 opted_out: false,
-                at: now.to_owned(),
+                at: now,
             }),
         }
     }
@@ -131,12 +132,12 @@ impl Standing {
 /// only writes what already holds, so it may run again, or before a
 /// change that then fails.
 pub fn keep_legacy(kv: &dyn KeyValue, org: &str, contact: &Contact) -> Result<(), Error> {
-    let flagged: Vec<(String, &str)> = contact
+    let flagged: Vec<(String, Timestamp)> = contact
         .addresses
         .iter()
         .filter_map(|a| {
             let since = contact.opted_out.get(a.channel.as_str())?;
-            Some((key(org, a.channel.as_str(), &a.address), since.as_str()))
+            Some((key(org, a.channel.as_str(), &a.address), *since))
         })
         .collect();
     if flagged.is_empty() {
@@ -150,7 +151,7 @@ pub fn keep_legacy(kv: &dyn KeyValue, org: &str, contact: &Contact) -> Result<()
         .map(|((key, since), _)| {
             let record = Consent {
                 opted_out: true,
-                at: since.to_owned(),
+                at: since,
             };
             (key, store::encode(&record))
         })
@@ -198,43 +199,44 @@ mod tests {
         assert_eq!(keyword(""), None);
     }
 
-    fn record(opted_out: bool, at: &str) -> Option<Consent> {
-        Some(Consent {
-            opted_out,
-            at: at.into(),
-        })
+    fn t(millis: i64) -> Timestamp {
+        Timestamp::from_millis(millis)
+    }
+
+    fn record(opted_out: bool, at: Timestamp) -> Option<Consent> {
+        Some(Consent { opted_out, at })
     }
 
     #[test]
     fn stop_and_start_change_the_record_only_when_they_change_something() {
         let fresh = Standing::of(None, None, Channel::Sms);
         assert_eq!(fresh.opted_out_since(), None);
-        assert_eq!(fresh.after(Keyword::OptIn, "t1"), None);
-        assert_eq!(fresh.after(Keyword::OptOut, "t1"), record(true, "t1"));
-        let out = Standing::of(record(true, "t1"), None, Channel::Sms);
-        assert_eq!(out.opted_out_since(), Some("t1"));
-        assert_eq!(out.after(Keyword::OptOut, "t2"), None);
-        assert_eq!(out.after(Keyword::OptIn, "t2"), record(false, "t2"));
-        let back_in = Standing::of(record(false, "t2"), None, Channel::Sms);
+        assert_eq!(fresh.after(Keyword::OptIn, t(1)), None);
+        assert_eq!(fresh.after(Keyword::OptOut, t(1)), record(true, t(1)));
+        let out = Standing::of(record(true, t(1)), None, Channel::Sms);
+        assert_eq!(out.opted_out_since(), Some(t(1)));
+        assert_eq!(out.after(Keyword::OptOut, t(2)), None);
+        assert_eq!(out.after(Keyword::OptIn, t(2)), record(false, t(2)));
+        let back_in = Standing::of(record(false, t(2)), None, Channel::Sms);
         assert_eq!(back_in.opted_out_since(), None);
-        assert_eq!(back_in.after(Keyword::OptOut, "t3"), record(true, "t3"));
+        assert_eq!(back_in.after(Keyword::OptOut, t(3)), record(true, t(3)));
     }
 
     #[test]
     fn a_legacy_contact_flag_counts_until_the_address_has_a_record() {
         let mut contact = Contact::for_sender("o", Channel::Sms, "+4712345678", None, "t0");
-        contact.opted_out.insert("sms".into(), "t1".into());
+        contact.opted_out.insert("sms".into(), t(1));
         let legacy = Standing::of(None, Some(&contact), Channel::Sms);
-        assert_eq!(legacy.opted_out_since(), Some("t1"));
+        assert_eq!(legacy.opted_out_since(), Some(t(1)));
         assert_eq!(
             Standing::of(None, Some(&contact), Channel::Whatsapp).opted_out_since(),
             None
         );
         // STOP again pins it to the address with its first time; START
         // reverses it, and the address's record then wins.
-        assert_eq!(legacy.after(Keyword::OptOut, "t2"), record(true, "t1"));
-        assert_eq!(legacy.after(Keyword::OptIn, "t2"), record(false, "t2"));
-        let reversed = Standing::of(record(false, "t2"), Some(&contact), Channel::Sms);
+        assert_eq!(legacy.after(Keyword::OptOut, t(2)), record(true, t(1)));
+        assert_eq!(legacy.after(Keyword::OptIn, t(2)), record(false, t(2)));
+        let reversed = Standing::of(record(false, t(2)), Some(&contact), Channel::Sms);
         assert_eq!(reversed.opted_out_since(), None);
     }
 
@@ -255,10 +257,10 @@ mod tests {
                 channel: Channel::Whatsapp,
                 address: "+4711111111".into(),
             });
-        contact.opted_out.insert("sms".into(), "t1".into());
+        contact.opted_out.insert("sms".into(), t(1));
         let opted_in = Consent {
             opted_out: false,
-            at: "t2".into(),
+            at: t(2),
         };
         kv.set(&key("o", "sms", "+4722222222"), &store::encode(&opted_in))
             .unwrap();
@@ -273,6 +275,13 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(found, vec![record(true, "t1"), Some(opted_in), None]);
+        assert_eq!(found, vec![record(true, t(1)), Some(opted_in), None]);
+    }
+
+    #[test]
+    fn a_stored_record_reads_and_writes_back_the_same() {
+        let stored = r#"{"opted_out":true,"at":"2026-01-01T00:00:00.000Z"}"#;
+        let record: Consent = serde_json::from_str(stored).unwrap();
+        assert_eq!(String::from_utf8(store::encode(&record)).unwrap(), stored);
     }
 }

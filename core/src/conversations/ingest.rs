@@ -229,7 +229,7 @@ pub async fn ingest(
         account,
         inbound,
         serving,
-        now: crate::time::rfc3339(now_millis),
+        now: crate::time::Timestamp::from_millis(now_millis),
         now_millis,
     };
     let stored = store_message(ports, org, &arrival, thread)?;
@@ -408,10 +408,18 @@ async fn follow_up(
         mut contact,
     } = stored;
     if sender_is_new && inbound.profile_name.is_none() {
-        name_new_customer(ports, org, account, &mut conversation, &mut contact, now).await;
+        name_new_customer(
+            ports,
+            org,
+            account,
+            &mut conversation,
+            &mut contact,
+            &now.to_string(),
+        )
+        .await;
     }
     if !inbound.attachments.is_empty() && !serving.instance.customer_attachments {
-        notify_attachments_refused(ports, org, account, &conversation, now).await;
+        notify_attachments_refused(ports, org, account, &conversation, *now).await;
     }
     if conversation.with_bot {
         if let Some(bot) = &serving.workstream.bot {
@@ -423,7 +431,7 @@ async fn follow_up(
                 &contact,
                 inbound,
                 bot,
-                now,
+                *now,
             )
             .await;
             if handoff {
@@ -596,7 +604,7 @@ struct Arrival<'a> {
     account: &'a Account,
     inbound: &'a Inbound,
     serving: Serving,
-    now: String,
+    now: crate::time::Timestamp,
     now_millis: UnixMillis,
 }
 
@@ -624,7 +632,7 @@ fn store_message(
         mut delivery,
     } = thread;
     let mut message = customer_message(arrival);
-    let (contact, mut writes) = sender_writes(org, inbound, sender, now);
+    let (contact, mut writes) = sender_writes(org, inbound, sender, *now);
     let conversation_id = thread_id(
         org,
         &arrival.account.id,
@@ -704,7 +712,7 @@ fn store_with_conversation(
 /// channel does not take from customers are only counted.
 fn customer_message(arrival: &Arrival<'_>) -> Message {
     let inbound = arrival.inbound;
-    let mut message = Message::new(Author::Customer, inbound.text.clone(), &arrival.now);
+    let mut message = Message::new(Author::Customer, inbound.text.clone(), arrival.now);
     message.provider_message_id = Some(inbound.provider_message_id.clone());
     if arrival.serving.instance.customer_attachments {
         message.attachments = inbound.attachments.clone();
@@ -752,7 +760,7 @@ fn message_writes(
     ));
     writes.push((
         last_customer_key(org, conversation_id),
-        arrival.now.as_bytes().to_vec(),
+        arrival.now.to_string().into_bytes(),
     ));
     Ok(writes)
 }
@@ -784,8 +792,8 @@ fn new_conversation(arrival: &Arrival<'_>, id: String, contact: &Contact) -> Con
         version: 0,
         queued_at: 0,
         assigned_at: 0,
-        created_at: now.to_owned(),
-        updated_at: now.to_owned(),
+        created_at: *now,
+        updated_at: *now,
         closed_at: None,
     }
 }
@@ -819,14 +827,14 @@ fn route_arrival(
             conversation.with_bot = true;
             conversation.queue_id = None;
             conversation.closed_at = None;
-            conversation.updated_at = now.to_owned();
+            conversation.updated_at = *now;
             commit(kv, org, conversation, *now_millis, writes.to_vec())
         }
         // A new entry in the agent's log, as for any assignment: it is
         // what the agent's load is recounted from.
         Some(agent) => assignment_entry(kv, org, conversation, &agent)
             .and_then(|entry| {
-                conversation.updated_at = now.to_owned();
+                conversation.updated_at = *now;
                 let mut writes = writes.to_vec();
                 writes.push(entry);
                 commit(kv, org, conversation, *now_millis, writes)
@@ -868,7 +876,7 @@ fn sender_writes(
     org: &str,
     inbound: &Inbound,
     sender: Sender,
-    now: &str,
+    now: crate::time::Timestamp,
 ) -> (Contact, Vec<(String, Vec<u8>)>) {
     let mut writes = Vec::new();
     let channel = inbound.channel;
@@ -885,7 +893,7 @@ fn sender_writes(
             channel,
             &inbound.customer_address,
             inbound.profile_name.as_deref(),
-            now,
+            &now.to_string(),
         )
     });
     if sender.is_new {
@@ -941,7 +949,7 @@ async fn notify_attachments_refused(
     org: &str,
     account: &Account,
     conversation: &Conversation,
-    now: &str,
+    now: crate::time::Timestamp,
 ) {
     let notice = "Sorry, we cannot receive attachments on this channel. Please describe what you wanted to show us in a message.";
     say(
@@ -967,7 +975,7 @@ async fn say(
     conversation: &Conversation,
     author: Author,
     text: &str,
-    now: &str,
+    now: crate::time::Timestamp,
 ) {
     let content = Content::Text {
         text: text.to_owned(),
@@ -1070,8 +1078,7 @@ pub fn apply_watermark(
         let mut message: Message = store::decode(&key, &bytes)?;
         let sent_by_us =
             message.author != Author::Customer && message.provider_message_id.is_some();
-        let covered =
-            crate::time::parse_rfc3339(&message.at).is_ok_and(|sent| sent <= watermark_millis);
+        let covered = message.at.millis() <= watermark_millis;
         if sent_by_us && covered && advance(&mut message, status, provider) {
             changed.push((key, store::encode(&message)));
         }
@@ -1104,7 +1111,7 @@ async fn converse_with_bot(
     contact: &Contact,
     inbound: &Inbound,
     bot: &Bot,
-    now: &str,
+    now: crate::time::Timestamp,
 ) -> bool {
     let question = bot::question(
         bot,
@@ -1148,8 +1155,8 @@ mod tests {
                 sms_numbers: Vec::new(),
                 shared_keys: Vec::new(),
             }),
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
             last_validation: None,
         };
         let workstream = Workstream {
@@ -1324,7 +1331,7 @@ mod tests {
             error: None,
             job_id: None,
             conversation_position: position,
-            created_at: "2026-01-01T00:00:00.000Z".into(),
+            created_at: crate::time::Timestamp::from_millis(1_767_225_600_000),
         };
         // One was threaded by an earlier reply, but a batch that read the
         // list before that wrote it back.

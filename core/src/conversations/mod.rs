@@ -40,6 +40,7 @@ use crate::message::{Message, Thread};
 use crate::ports::{KeyValue, UnixMillis};
 use crate::providers::Provider;
 use crate::store::{self, Log};
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,10 +108,10 @@ pub struct Conversation {
     pub queued_at: u64,
     #[serde(default)]
     pub assigned_at: u64,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub closed_at: Option<String>,
+    pub closed_at: Option<Timestamp>,
 }
 
 crate::document!(Conversation, "conversation");
@@ -341,4 +342,16 @@ pub fn apply_activity_status(
 /// it was never sent. Best effort: if this fails it stays [`UNKNOWN`].
 pub fn withdraw(kv: &dyn KeyValue, org: &str, conversation: &str, message: &Message) {
     let _ = kv.delete(&messages(org, conversation).slot_key(message.position));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_conversation_reads_and_writes_back_the_same() {
+        let stored = r#"{"id":"d0000000000000000000000000000000","state":"closed","channel":"whatsapp","workstream_id":"w0000000000000000000000000000000","account_id":"a0000000000000000000000000000000","channel_address":"+14155238886","customer_address":"+4790000001","contact_id":"c0000000000000000000000000000000","profile_name":"Kari","language":"nb-NO","queue_id":"q0000000000000000000000000000000","agent_id":"g0000000000000000000000000000000","routed_by":"fallback","with_bot":false,"version":4,"queued_at":2,"assigned_at":3,"created_at":"2026-01-01T00:00:00.000Z","updated_at":"2026-01-01T01:00:00.000Z","closed_at":"2026-01-01T01:00:00.000Z"}"#;
+        let conversation: Conversation = serde_json::from_str(stored).unwrap();
+        assert_eq!(serde_json::to_string(&conversation).unwrap(), stored);
+    }
 }

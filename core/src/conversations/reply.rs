@@ -14,6 +14,7 @@ use crate::error::{Error, ProviderFailure};
 use crate::message::{Author, Content, Thread, Window};
 use crate::ports::Ports;
 use crate::providers::{Outgoing, ReplyWindow, SendOutcome};
+use crate::time::Timestamp;
 use serde_json::json;
 
 const HOUR_MILLIS: i64 = 3_600_000;
@@ -64,7 +65,7 @@ pub struct Undelivered {
     /// Seconds the provider asked us to wait (429).
     pub retry_after: Option<u64>,
     /// When the free-form window closed, for 409 `reply_window_closed`.
-    pub window_closed_at: Option<String>,
+    pub window_closed_at: Option<Timestamp>,
 }
 
 impl From<Error> for Undelivered {
@@ -89,7 +90,7 @@ impl Undelivered {
     /// 409: the channel's window for free-form messages closed at
     /// `closed_millis` (or, `by_provider`, the provider says so now).
     pub fn window_closed(channel: Channel, closed_millis: i64, by_provider: bool) -> Undelivered {
-        let closed_at = crate::time::rfc3339(closed_millis);
+        let closed_at = Timestamp::from_millis(closed_millis);
         let rule = ReplyWindow::on(channel);
         let (who, what) = (rule.refused_by, rule.closed);
         Undelivered {
@@ -98,7 +99,7 @@ impl Undelivered {
                 format!(
                     "{}{}",
                     if by_provider { who } else { "" },
-                    what.replace("{closed_at}", &closed_at)
+                    what.replace("{closed_at}", &closed_at.to_string())
                 ),
             ),
             retry_after: None,
@@ -194,7 +195,7 @@ mod tests {
 
     const LAST: i64 = 1_800_000_000_000;
 
-    fn window(channel: &str, tag: bool, by_human: bool, hours: i64) -> Result<Window, String> {
+    fn window(channel: &str, tag: bool, by_human: bool, hours: i64) -> Result<Window, Option<i64>> {
         free_form_window(
             Channel::parse(channel).expect("a channel"),
             tag,
@@ -202,7 +203,7 @@ mod tests {
             Some(LAST),
             LAST + hours * HOUR_MILLIS,
         )
-        .map_err(|refused| refused.window_closed_at.unwrap_or_default())
+        .map_err(|refused| refused.window_closed_at.map(Timestamp::millis))
     }
 
     #[test]
@@ -210,7 +211,7 @@ mod tests {
         assert_eq!(window("whatsapp", false, true, 23), Ok(Window::Open));
         assert_eq!(
             window("whatsapp", false, true, 24),
-            Err(crate::time::rfc3339(LAST + 24 * HOUR_MILLIS))
+            Err(Some(LAST + 24 * HOUR_MILLIS))
         );
     }
 
@@ -223,10 +224,10 @@ mod tests {
         );
         assert_eq!(
             window("facebook", true, true, 7 * 24),
-            Err(crate::time::rfc3339(LAST + 7 * 24 * HOUR_MILLIS)),
+            Err(Some(LAST + 7 * 24 * HOUR_MILLIS)),
             "closed at the end of the 7 days"
         );
-        let standard_end = Err(crate::time::rfc3339(LAST + 24 * HOUR_MILLIS));
+        let standard_end = Err(Some(LAST + 24 * HOUR_MILLIS));
         assert_eq!(window("facebook", false, true, 72), standard_end, "tag off");
         assert_eq!(
             window("facebook", true, false, 72),
@@ -247,5 +248,19 @@ mod tests {
             ),
             "no customer message yet: nothing to measure from"
         );
+    }
+
+    #[test]
+    fn a_closed_window_answers_with_when_it_closed() {
+        let answer = Undelivered::window_closed(Channel::Whatsapp, LAST, false).into_response();
+        let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(
+            body["error"]["window_closed_at"],
+            "2027-01-15T08:00:00.000Z"
+        );
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("closed at 2027-01-15T08:00:00.000Z,"));
     }
 }

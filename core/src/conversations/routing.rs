@@ -390,7 +390,7 @@ fn enqueue(
     conversation.queued_at = version;
     conversation.with_bot = false;
     conversation.closed_at = None;
-    conversation.updated_at = crate::time::rfc3339(now);
+    conversation.updated_at = crate::time::Timestamp::from_millis(now);
     commit(kv, org, conversation, now, extra)
 }
 
@@ -425,7 +425,7 @@ pub fn assign(
 ) -> Result<bool, Error> {
     let before = conversation.clone();
     let result = assignment_entry(kv, org, conversation, agent).and_then(|entry| {
-        conversation.updated_at = crate::time::rfc3339(now);
+        conversation.updated_at = crate::time::Timestamp::from_millis(now);
         commit(kv, org, conversation, now, vec![entry])
     });
     match result {
@@ -658,8 +658,8 @@ mod tests {
             version: 0,
             queued_at: 0,
             assigned_at: 0,
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
             closed_at: None,
         }
     }

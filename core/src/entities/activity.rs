@@ -18,6 +18,7 @@ use crate::channel::Channel;
 use crate::locale::Locale;
 use crate::message::{Author, Message};
 use crate::store::Log;
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,7 +61,7 @@ pub struct Activity {
     /// threaded it there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_position: Option<i64>,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 crate::document!(Activity, "activity");
@@ -84,7 +85,7 @@ pub fn timeline(org: &str, contact_id: &str) -> Log {
 impl Activity {
     /// The activity as a message of its conversation.
     pub fn as_message(&self) -> Message {
-        let mut message = Message::new(Author::Automation, self.text.clone(), &self.created_at);
+        let mut message = Message::new(Author::Automation, self.text.clone(), self.created_at);
         message.provider_message_id = self.provider_message_id.clone();
         message.status = Some(self.status.clone());
         message.error_code = self.error_code.clone();

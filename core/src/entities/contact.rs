@@ -2,6 +2,7 @@
 //! and the addresses that point at them.
 
 use crate::channel::Channel;
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -18,8 +19,9 @@ pub struct Contact {
     /// before opt-outs moved to their addresses ([`super::consent`]): read
     /// and kept, never added to. Keyed by the spelling, not [`Channel`], so
     /// the map keeps the alphabetical order it is stored in.
+    /// The code that wrote them spelled times as [`Timestamp`] does.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub opted_out: BTreeMap<String, String>,
+    pub opted_out: BTreeMap<String, Timestamp>,
     pub created_at: String,
     pub updated_at: String,
 }

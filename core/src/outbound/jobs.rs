@@ -36,6 +36,7 @@ use crate::error::Error;
 use crate::lease::{self, Lease};
 use crate::ports::{KeyValue, Ports};
 use crate::store::{self, Log};
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -59,19 +60,19 @@ pub struct Job {
     pub id: String,
     pub configuration_id: String,
     pub state: JobState,
-    /// When it is (next) due, RFC 3339, and in milliseconds.
-    pub send_at: String,
+    /// When it is (next) due, as shown and in milliseconds.
+    pub send_at: Timestamp,
     pub due_at_millis: i64,
     pub contacts: Vec<Value>,
     /// The batches still to send.
     pub pending_batches: Vec<usize>,
     /// How many times the hour's budget pushed it to the next hour.
     pub attempt: u32,
-    pub created_at: String,
+    pub created_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
+    pub started_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
+    pub finished_at: Option<Timestamp>,
     /// Why the job could not run at all (its configuration was deleted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Reason>,
@@ -119,17 +120,16 @@ pub fn schedule(
             return Ok(Response::json(202, &view(&job, &[])));
         }
     }
-    let now = crate::time::rfc3339(ports.clock.now_millis());
     let job = Job {
         id: id.unwrap_or_else(|| ports.random.id128()),
         configuration_id: config_id.to_owned(),
         state: JobState::Scheduled,
-        send_at: crate::time::rfc3339(send_at_millis),
+        send_at: Timestamp::from_millis(send_at_millis),
         due_at_millis: send_at_millis,
         pending_batches: (0..batch_count(contacts.len())).collect(),
         contacts,
         attempt: 0,
-        created_at: now,
+        created_at: Timestamp::from_millis(ports.clock.now_millis()),
         started_at: None,
         finished_at: None,
         error: None,
@@ -403,7 +403,7 @@ async fn run_job(
     batches_left: &mut usize,
 ) -> Result<Job, Error> {
     let kv = ports.kv;
-    let now = || crate::time::rfc3339(ports.clock.now_millis());
+    let now = || Timestamp::from_millis(ports.clock.now_millis());
     if job.state != JobState::Running {
         job.state = JobState::Running;
         job.started_at.get_or_insert_with(now);
@@ -456,11 +456,11 @@ fn schedule_rest(ports: &Ports<'_>, job: &mut Job, retry_after_seconds: Option<u
             job.state = JobState::Scheduled;
             job.attempt += 1;
             job.due_at_millis = ports.clock.now_millis() + seconds as i64 * 1000;
-            job.send_at = crate::time::rfc3339(job.due_at_millis);
+            job.send_at = Timestamp::from_millis(job.due_at_millis);
         }
         None if job.pending_batches.is_empty() => {
             job.state = JobState::Done;
-            job.finished_at = Some(crate::time::rfc3339(ports.clock.now_millis()));
+            job.finished_at = Some(Timestamp::from_millis(ports.clock.now_millis()));
         }
         // More than one call's share, or batches the store kept from going:
         // the next call goes on with them.
@@ -535,8 +535,8 @@ mod tests {
                 )
                 .unwrap()],
             }),
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
             last_validation: None,
         };
         let template = Template {
@@ -647,5 +647,13 @@ mod tests {
         assert_eq!(done["state"], "done");
         assert_eq!(done["error"]["code"], "not_found");
         assert!(memory.http.sent().is_empty());
+    }
+
+    #[test]
+    fn a_stored_job_reads_and_writes_back_the_same() {
+        let stored = r#"{"id":"j0000000000000000000000000000000","configuration_id":"c0000000000000000000000000000000","state":"done","send_at":"2026-01-01T01:00:00.000Z","due_at_millis":1767229200000,"contacts":[{"Phone":"+4790000001"}],"pending_batches":[],"attempt":1,"created_at":"2026-01-01T00:00:00.000Z","started_at":"2026-01-01T01:00:00.250Z","finished_at":"2026-01-01T01:00:02.000Z","error":{"code":"not_found","message":"gone"}}"#;
+        let job: Job = serde_json::from_str(stored).unwrap();
+        assert_eq!(job.send_at.millis(), job.due_at_millis);
+        assert_eq!(serde_json::to_string(&job).unwrap(), stored);
     }
 }

@@ -31,6 +31,7 @@ use crate::ports::Ports;
 use crate::store;
 use crate::template_text::RenderContext;
 use crate::templates::Template;
+use crate::time::Timestamp;
 use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -437,7 +438,7 @@ async fn run_batch(
     progress: Option<&Progress<'_>>,
 ) -> Option<Vec<ContactResult>> {
     let record_key = progress.map(|p| p.batch_key(batch));
-    let now = crate::time::rfc3339(ports.clock.now_millis());
+    let now = Timestamp::from_millis(ports.clock.now_millis());
     let Recipients {
         fit,
         refused: mut results,
@@ -446,11 +447,11 @@ async fn run_batch(
         ready,
         not_ready,
         pending,
-    } = prepare(ports, org, setup, fit, &now).ok()?;
+    } = prepare(ports, org, setup, fit, &now.to_string()).ok()?;
     results.extend(not_ready);
     let mut activities: Vec<Activity> = ready
         .iter()
-        .map(|ready| intended_activity(ports, setup, ready, job_id, &now))
+        .map(|ready| intended_activity(ports, setup, ready, job_id, now))
         .collect();
     results.extend(ready.iter().zip(&activities).map(intended_result));
     results.sort_by_key(|result| result.index);
@@ -647,7 +648,7 @@ fn intended_activity(
     setup: &Setup,
     ready: &Ready,
     job_id: Option<&str>,
-    now: &str,
+    now: Timestamp,
 ) -> Activity {
     let config = &setup.config;
     Activity {
@@ -672,7 +673,7 @@ fn intended_activity(
         error: None,
         job_id: job_id.map(str::to_owned),
         conversation_position: None,
-        created_at: now.to_owned(),
+        created_at: now,
     }
 }
 
@@ -1030,7 +1031,7 @@ mod tests {
     fn record(opted_out: bool) -> Vec<u8> {
         store::encode(&Consent {
             opted_out,
-            at: "2026-02-01T00:00:00.000Z".into(),
+            at: Timestamp::from_millis(1_769_904_000_000),
         })
     }
 

@@ -379,8 +379,8 @@ mod tests {
                     secret: "key-secret-in-the-account".into(),
                 }],
             }),
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: crate::time::Timestamp::from_millis(0),
+            updated_at: crate::time::Timestamp::from_millis(0),
             last_validation: None,
         };
         kv.set(
