@@ -48,6 +48,15 @@ fi
 cargo fmt --all --check
 # Module layers without cycles, functions that read like their steps.
 python3 scripts/check-structure.py
+# The SpinKube manifests (deploy/spinkube/) against spin.toml; they are read
+# with PyYAML.
+if ! python3 -c 'import yaml' >/dev/null 2>&1; then
+    echo "test.sh: installing PyYAML for scripts/check-deploy.py"
+    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+    python3 -m pip install -q pyyaml ||
+        { $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq python3-yaml >/dev/null; }
+fi
+python3 scripts/check-deploy.py
 build_wasm
 cargo clippy --locked --all-targets -- -D warnings
 cargo clippy --locked --target wasm32-wasip2 --release "${WASM_PACKAGES[@]}" -- -D warnings
