@@ -578,7 +578,7 @@ fn link(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Erro
         // The address's opt-out stays with it; a legacy one is copied there.
         super::consent::keep_legacy(ctx.kv(), ctx.org(), &previous)?;
         previous.addresses.retain(|a| *a != address);
-        previous.updated_at = ctx.now.to_string();
+        previous.updated_at = ctx.now;
         writes.push((
             store::document_key::<Contact>(ctx.org(), &previous.id),
             store::encode(&previous),
@@ -587,7 +587,7 @@ fn link(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Erro
     if !target.addresses.contains(&address) {
         target.addresses.push(address);
     }
-    target.updated_at = ctx.now.to_string();
+    target.updated_at = ctx.now;
     writes.push((
         store::document_key::<Contact>(ctx.org(), &target.id),
         store::encode(&target),

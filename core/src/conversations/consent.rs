@@ -224,7 +224,13 @@ mod tests {
 
     #[test]
     fn a_legacy_contact_flag_counts_until_the_address_has_a_record() {
-        let mut contact = Contact::for_sender("o", Channel::Sms, "+4712345678", None, "t0");
+        let mut contact = Contact::for_sender(
+            "o",
+            Channel::Sms,
+            "+4712345678",
+            None,
+            crate::time::Timestamp::from_millis(0),
+        );
         contact.opted_out.insert("sms".into(), t(1));
         let legacy = Standing::of(None, Some(&contact), Channel::Sms);
         assert_eq!(legacy.opted_out_since(), Some(t(1)));
@@ -244,7 +250,13 @@ mod tests {
     fn legacy_opt_outs_are_copied_to_addresses_without_a_record() {
         let memory = MemoryPorts::default();
         let kv = memory.ports().kv;
-        let mut contact = Contact::for_sender("o", Channel::Sms, "+4711111111", None, "t0");
+        let mut contact = Contact::for_sender(
+            "o",
+            Channel::Sms,
+            "+4711111111",
+            None,
+            crate::time::Timestamp::from_millis(0),
+        );
         contact
             .addresses
             .push(crate::entities::contact::ContactAddress {

@@ -41,8 +41,8 @@ impl Resource for Contact {
             fields: read_fields(&input, &fields)?,
             addresses: existing.map(|e| e.addresses.clone()).unwrap_or_default(),
             opted_out: existing.map(|e| e.opted_out.clone()).unwrap_or_default(),
-            created_at: existing.map_or_else(|| ctx.now.to_string(), |e| e.created_at.clone()),
-            updated_at: ctx.now.to_string(),
+            created_at: ctx.created_at(existing.map(|e| e.created_at)),
+            updated_at: ctx.now,
         })
     }
 

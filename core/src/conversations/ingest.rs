@@ -38,6 +38,7 @@ use crate::message::{Author, Content, Inbound, Message, Window};
 use crate::ports::{KeyValue, Ports, StoreError, UnixMillis};
 use crate::providers::Provider;
 use crate::store;
+use crate::time::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ingested {
@@ -408,15 +409,7 @@ async fn follow_up(
         mut contact,
     } = stored;
     if sender_is_new && inbound.profile_name.is_none() {
-        name_new_customer(
-            ports,
-            org,
-            account,
-            &mut conversation,
-            &mut contact,
-            &now.to_string(),
-        )
-        .await;
+        name_new_customer(ports, org, account, &mut conversation, &mut contact, *now).await;
     }
     if !inbound.attachments.is_empty() && !serving.instance.customer_attachments {
         notify_attachments_refused(ports, org, account, &conversation, *now).await;
@@ -483,7 +476,7 @@ async fn name_new_customer(
     account: &Account,
     conversation: &mut Conversation,
     contact: &mut Contact,
-    now: &str,
+    now: Timestamp,
 ) {
     let thread = conversation.thread();
     let Some(name) = account.settings.customer_name(ports, thread).await else {
@@ -507,7 +500,7 @@ fn keep_name(
     conversation: &Conversation,
     contact: &Contact,
     name: &str,
-    now: &str,
+    now: Timestamp,
 ) -> Option<(Conversation, Contact)> {
     for _ in 0..2 {
         match write_name(ports, org, conversation, contact, name, now) {
@@ -526,7 +519,7 @@ fn write_name(
     conversation: &Conversation,
     unnamed: &Contact,
     name: &str,
-    now: &str,
+    now: Timestamp,
 ) -> Result<Option<(Conversation, Contact)>, Error> {
     let keys = [
         store::document_key::<Conversation>(org, &conversation.id),
@@ -545,7 +538,7 @@ fn write_name(
         return Ok(None);
     }
     contact.name = name.to_owned();
-    contact.updated_at = now.to_owned();
+    contact.updated_at = now;
     fresh.profile_name = Some(name.to_owned());
     let contact_write = (keys[1].clone(), store::encode(&contact));
     commit(
@@ -893,7 +886,7 @@ fn sender_writes(
             channel,
             &inbound.customer_address,
             inbound.profile_name.as_deref(),
-            &now.to_string(),
+            now,
         )
     });
     if sender.is_new {
@@ -1492,9 +1485,15 @@ mod tests {
         race_on(&kv, &conversation, ports.clock.now_millis(), move |c| {
             c.addresses.push(added)
         });
-        let (named, named_contact) =
-            keep_name(&ports, ORG, &conversation, &contact, "Jane Doe", "t")
-                .expect("the second try names them");
+        let (named, named_contact) = keep_name(
+            &ports,
+            ORG,
+            &conversation,
+            &contact,
+            "Jane Doe",
+            Timestamp::from_millis(0),
+        )
+        .expect("the second try names them");
         let (stored, _) = super::super::require(&kv, ORG, &conversation.id).unwrap();
         let stored_contact: Contact = store::require(&kv, ORG, &contact.id).unwrap();
         assert_eq!(
@@ -1525,7 +1524,14 @@ mod tests {
         race_on(&kv, &conversation, ports.clock.now_millis(), |c| {
             c.name = "Jane (VIP)".into()
         });
-        let named = keep_name(&ports, ORG, &conversation, &contact, "Jane Doe", "t");
+        let named = keep_name(
+            &ports,
+            ORG,
+            &conversation,
+            &contact,
+            "Jane Doe",
+            Timestamp::from_millis(0),
+        );
         assert!(named.is_none(), "{named:?}");
         let (stored, _) = super::super::require(&kv, ORG, &conversation.id).unwrap();
         let stored_contact: Contact = store::require(&kv, ORG, &contact.id).unwrap();

@@ -571,9 +571,21 @@ mod tests {
 
     #[test]
     fn the_first_rule_whose_conditions_all_hold_names_the_queue() {
-        let mut gold = Contact::for_sender(ORG, Channel::Whatsapp, "+1", None, "t");
+        let mut gold = Contact::for_sender(
+            ORG,
+            Channel::Whatsapp,
+            "+1",
+            None,
+            crate::time::Timestamp::from_millis(0),
+        );
         gold.fields.insert("tier".into(), "Gold".into());
-        let plain = Contact::for_sender(ORG, Channel::Whatsapp, "+2", None, "t");
+        let plain = Contact::for_sender(
+            ORG,
+            Channel::Whatsapp,
+            "+2",
+            None,
+            crate::time::Timestamp::from_millis(0),
+        );
         let norwegian = Conditions {
             language: Some(Locale::parse("nb").unwrap()),
             keywords: vec!["faktura".into()],
@@ -783,7 +795,13 @@ mod tests {
             })
             .collect();
         let ws = workstream(rules);
-        let contact = Contact::for_sender(ORG, Channel::Whatsapp, "+1", None, "t");
+        let contact = Contact::for_sender(
+            ORG,
+            Channel::Whatsapp,
+            "+1",
+            None,
+            crate::time::Timestamp::from_millis(0),
+        );
         let long = format!(
             "{} Topic299x49 NOW {}",
             "blah ".repeat(10_000),

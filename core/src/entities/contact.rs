@@ -22,8 +22,8 @@ pub struct Contact {
     /// The code that wrote them spelled times as [`Timestamp`] does.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub opted_out: BTreeMap<String, Timestamp>,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +54,7 @@ impl Contact {
         channel: Channel,
         address: &str,
         name: Option<&str>,
-        now: &str,
+        now: Timestamp,
     ) -> Contact {
         Contact {
             id: contact_id_for(org, channel.as_str(), address),
@@ -65,8 +65,8 @@ impl Contact {
             }],
             fields: BTreeMap::new(),
             opted_out: BTreeMap::new(),
-            created_at: now.to_owned(),
-            updated_at: now.to_owned(),
+            created_at: now,
+            updated_at: now,
         }
     }
 }
@@ -77,8 +77,20 @@ mod tests {
 
     #[test]
     fn senders_get_one_contact_per_address() {
-        let a = Contact::for_sender("o", Channel::Whatsapp, "+1", Some("Jane"), "t");
-        let b = Contact::for_sender("o", Channel::Whatsapp, "+1", None, "t");
+        let a = Contact::for_sender(
+            "o",
+            Channel::Whatsapp,
+            "+1",
+            Some("Jane"),
+            crate::time::Timestamp::from_millis(0),
+        );
+        let b = Contact::for_sender(
+            "o",
+            Channel::Whatsapp,
+            "+1",
+            None,
+            crate::time::Timestamp::from_millis(0),
+        );
         assert_eq!(a.id, b.id);
         assert_ne!(a.id, contact_id_for("o", "sms", "+1"));
         assert_eq!((a.name.as_str(), b.name.as_str()), ("Jane", "+1"));

@@ -447,7 +447,7 @@ async fn run_batch(
         ready,
         not_ready,
         pending,
-    } = prepare(ports, org, setup, fit, &now.to_string()).ok()?;
+    } = prepare(ports, org, setup, fit, now).ok()?;
     results.extend(not_ready);
     let mut activities: Vec<Activity> = ready
         .iter()
@@ -799,7 +799,7 @@ fn prepare(
     org: &str,
     setup: &Setup,
     recipients: Vec<Recipient>,
-    now: &str,
+    now: Timestamp,
 ) -> Result<Prepared, Error> {
     let (addressees, pending) = read_addressees(ports.kv, org, &setup.config, &recipients)?;
     let mut ready = Vec::new();
@@ -956,7 +956,7 @@ fn check(
     setup: &Setup,
     recipient: Recipient,
     addressee: Addressee,
-    now: &str,
+    now: Timestamp,
 ) -> Result<Ready, Box<ContactResult>> {
     let channel = setup.config.channel_type;
     if let Some(result) = skipped(&recipient, &addressee, channel) {
@@ -1065,7 +1065,13 @@ mod tests {
         kv.set(&consent::key(ORG, "sms", TO), &record(true))
             .unwrap();
         assert!(skipped_because(kv).is_some(), "no contact at all");
-        let linked = Contact::for_sender(ORG, Channel::Sms, "+4790000002", Some("Ola"), "t");
+        let linked = Contact::for_sender(
+            ORG,
+            Channel::Sms,
+            "+4790000002",
+            Some("Ola"),
+            crate::time::Timestamp::from_millis(0),
+        );
         kv.set(&address_key(ORG, "sms", TO), linked.id.as_bytes())
             .unwrap();
         kv.set(
