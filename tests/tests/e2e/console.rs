@@ -1247,6 +1247,18 @@ async fn the_console_is_usable_from_the_keyboard() {
             unnamed.push(format!("{link}: {control}"));
         }
     }
+    // (The check itself finds a control without a name.)
+    browser
+        .eval("document.querySelector('main').appendChild(Object.assign(document.createElement('input'), {id: 'probe'})) && true")
+        .await;
+    assert_eq!(
+        browser.unnamed_controls().await,
+        ["input[name=]#probe \"\""],
+        "the check finds an unlabelled input"
+    );
+    browser
+        .eval("document.getElementById('probe').remove() || true")
+        .await;
     assert!(
         unnamed.is_empty(),
         "form controls without an accessible name:\n{}",
