@@ -75,28 +75,48 @@ let uniqueId = 0;
 function field(label, control, hint) {
   if (!control.id) control.id = `f${++uniqueId}`;
   const error = h("p", { class: "field-error", id: `${control.id}-error`, role: "alert" });
-  control.setAttribute("aria-describedby", error.id);
+  const help = hint ? h("p", { class: "hint", id: `${control.id}-hint` }, hint) : null;
+  control.setAttribute("aria-describedby", help ? `${help.id} ${error.id}` : error.id);
   return h(
     "div",
     { class: "field", "data-field": control.name || "" },
     h("label", { for: control.id }, label),
     control,
-    hint ? h("p", { class: "hint" }, hint) : null,
+    help,
     error,
   );
 }
 
-function copyButton(text, label = "Copy") {
+/** Links an error slot to the control it is about (`aria-describedby`). */
+function describedBy(control, id) {
+  const ids = (control.getAttribute("aria-describedby") || "").split(/\s+/).filter(Boolean);
+  if (!ids.includes(id)) control.setAttribute("aria-describedby", [...ids, id].join(" "));
+}
+
+/**
+ * Says `text` in the page's polite live region (#announcer): new messages,
+ * saved forms. Cleared first, so the same words said twice are said again.
+ */
+function announce(text) {
+  const region = document.getElementById("announcer");
+  if (!region) return;
+  region.textContent = "";
+  setTimeout(() => (region.textContent = text), 50);
+}
+
+function copyButton(text, what, label = "Copy") {
   return h(
     "button",
     {
       type: "button",
       class: "small",
+      "aria-label": what ? `${label} ${what}` : null,
       onclick: async (event) => {
         const button = event.currentTarget;
         try {
           await navigator.clipboard.writeText(text);
           button.textContent = "Copied";
+          announce("Copied");
         } catch {
           button.textContent = "Select and copy";
         }
@@ -180,7 +200,10 @@ function showError(form, error) {
   if (control) {
     control.setAttribute("aria-invalid", "true");
     const slot = document.getElementById(`${control.id}-error`);
-    if (slot) slot.textContent = error.message;
+    if (slot) {
+      slot.textContent = error.message;
+      describedBy(control, slot.id);
+    }
     control.focus();
     return;
   }
@@ -253,6 +276,7 @@ function signOut(message) {
   session.org = null;
   inboxState.seen.clear();
   inboxState.unread.clear();
+  inboxState.announced.clear();
   inboxState.primed = false;
   stopPolling();
   document.title = "Switchboard";
@@ -410,6 +434,7 @@ function stopPolling() {
 const inboxState = {
   seen: new Map(), // conversation id -> last_customer_message_at the agent has seen
   unread: new Set(),
+  announced: new Map(), // conversation id -> the last_customer_message_at said aloud
   primed: false,
   queues: null,
   agents: null,
@@ -499,15 +524,22 @@ async function refreshList(list, openId) {
       ["Waiting", await listAll("/api/conversations?state=waiting")],
     ];
   }
+  const arrived = [];
   for (const [, items] of groups) {
     for (const c of items) {
       const last = c.last_customer_message_at || c.created_at;
       const seen = inboxState.seen.get(c.id);
       if (c.id === openId) inboxState.seen.set(c.id, last);
       else if (seen === undefined && !inboxState.primed) inboxState.seen.set(c.id, last);
-      else if (seen !== last) inboxState.unread.add(c.id);
+      else if (seen !== last) {
+        if (!inboxState.unread.has(c.id) || inboxState.announced.get(c.id) !== last) arrived.push(c);
+        inboxState.announced.set(c.id, last);
+        inboxState.unread.add(c.id);
+      }
     }
   }
+  if (arrived.length === 1) announce(`New message from ${arrived[0].profile_name || arrived[0].customer_address}.`);
+  else if (arrived.length > 1) announce(`${arrived.length} new messages.`);
   inboxState.primed = true;
   if (openId) inboxState.unread.delete(openId);
   updateTitle();
@@ -557,7 +589,9 @@ async function conversationView(pane, id) {
   clear(pane);
   const header = h("header", { class: "conv-head" });
   const actions = h("div", { class: "actions" });
-  const thread = h("ol", { class: "thread", "aria-live": "polite" });
+  // Not a live region: the thread is repainted on every poll. What is new
+  // in it is said through the announcer instead.
+  const thread = h("ol", { class: "thread", "aria-label": "Messages" });
   const composer = h("div", { class: "composer" });
   append(pane, [
     h("a", { href: "#/inbox", class: "back" }, "← All conversations"),
@@ -567,7 +601,11 @@ async function conversationView(pane, id) {
     composer,
   ]);
   let lastShape = "";
+  let heard = conv.messages.length;
   const paint = () => {
+    const fresh = conv.messages.slice(heard).filter((m) => m.author === "customer");
+    heard = conv.messages.length;
+    if (fresh.length) announce(`${conv.profile_name || "Customer"}: ${fresh.map((m) => m.text || "(attachment)").join(" ")}`);
     renderHeader(header, conv);
     renderActions(actions, conv, async () => {
       conv = await fetchConversation(id);
@@ -639,7 +677,7 @@ function renderHeader(header, conv) {
 
 function renderActions(actions, conv, reload) {
   clear(actions);
-  const status = h("p", { class: "form-error", role: "alert" });
+  const status = h("p", { class: "form-error", role: "alert", id: `actions-error-${conv.id}` });
   const act = (label, path, body, cls) =>
     h(
       "button",
@@ -672,7 +710,7 @@ function renderActions(actions, conv, reload) {
 function assignForm(conv, reload, status) {
   const select = h(
     "select",
-    { name: "agent_id", id: `assign-${conv.id}` },
+    { name: "agent_id", id: `assign-${conv.id}`, "aria-describedby": `actions-error-${conv.id}` },
     (inboxState.agents || []).map((a) => h("option", { value: a.id }, `${a.name} (${a.presence})`)),
   );
   const form = h(
@@ -698,7 +736,7 @@ function assignForm(conv, reload, status) {
 function transferForm(conv, reload, status) {
   const select = h(
     "select",
-    { name: "transfer", id: `transfer-${conv.id}` },
+    { name: "transfer", id: `transfer-${conv.id}`, "aria-describedby": `actions-error-${conv.id}` },
     h("option", { value: "" }, "Transfer to…"),
     h("optgroup", { label: "Queues" }, (inboxState.queues || []).map((q) => h("option", { value: `queue:${q.id}` }, q.name))),
     h(
@@ -734,7 +772,7 @@ function transferForm(conv, reload, status) {
 }
 
 function linkForm(conv, reload, status) {
-  const input = h("input", { name: "contact_id", id: `link-${conv.id}`, placeholder: "contact id", size: 20 });
+  const input = h("input", { name: "contact_id", id: `link-${conv.id}`, placeholder: "contact id", size: 20, "aria-describedby": `actions-error-${conv.id}` });
   const form = h(
     "form",
     { class: "inline" },
@@ -745,10 +783,13 @@ function linkForm(conv, reload, status) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     status.textContent = "";
+    input.removeAttribute("aria-invalid");
     try {
       await api("POST", `/api/conversations/${conv.id}/link`, { contact_id: input.value.trim() });
       await reload();
+      announce("Linked the contact.");
     } catch (error) {
+      input.setAttribute("aria-invalid", "true");
       status.textContent = error.message;
     }
   });
@@ -817,7 +858,10 @@ function renderComposer(composer, conv, reload) {
     return;
   }
   const open = windowOpen(conv);
-  composer.append(h("p", { class: `window-clock${open ? "" : " closed"}`, role: "status" }, windowLabel(conv)));
+  // Not a live region: the countdown changes every second.
+  composer.append(h("p", { class: `window-clock${open ? "" : " closed"}` }, windowLabel(conv)));
+  if (!open && composer.dataset.open === "true") announce(windowLabel(conv));
+  composer.dataset.open = String(open);
   if (open) composer.append(freeFormReply(conv, reload));
   composer.append(templateReply(conv, reload, open));
 }
@@ -848,6 +892,7 @@ function freeFormReply(conv, reload) {
       await api("POST", `/api/conversations/${conv.id}/messages`, { text: text.value });
       text.value = "";
       text.dispatchEvent(new Event("input"));
+      announce("Reply sent.");
       await reload();
     } catch (error) {
       showError(form, error);
@@ -908,6 +953,7 @@ function templateReply(conv, reload, windowIsOpen) {
     send.disabled = true;
     try {
       await api("POST", `/api/conversations/${conv.id}/messages`, body);
+      announce("Template sent.");
       await reload();
     } catch (error) {
       showError(form, error);
@@ -965,7 +1011,9 @@ function control(spec, value, path, editing) {
     case "checkbox": {
       const box = h("input", { ...common, type: "checkbox", checked: !!value });
       if (!box.id) box.id = `f${++uniqueId}`;
-      return h("div", { class: "field check" }, h("label", { for: box.id }, box, " ", spec.label), spec.hint ? h("p", { class: "hint" }, spec.hint) : null, h("p", { class: "field-error", id: `${box.id}-error` }));
+      const help = spec.hint ? h("p", { class: "hint", id: `${box.id}-hint` }, spec.hint) : null;
+      box.setAttribute("aria-describedby", help ? `${help.id} ${box.id}-error` : `${box.id}-error`);
+      return h("div", { class: "field check" }, h("label", { for: box.id }, box, " ", spec.label), help, h("p", { class: "field-error", id: `${box.id}-error`, role: "alert" }));
     }
     case "checks": {
       const chosen = new Set(value || []);
@@ -978,7 +1026,9 @@ function control(spec, value, path, editing) {
       const anchor = group.querySelector("input");
       if (anchor) {
         anchor.id = `f${++uniqueId}`;
-        group.append(h("p", { class: "field-error", id: `${anchor.id}-error` }));
+        group.append(h("p", { class: "field-error", id: `${anchor.id}-error`, role: "alert" }));
+        group.setAttribute("aria-describedby", `${anchor.id}-error`);
+        for (const box of group.querySelectorAll("input")) box.setAttribute("aria-describedby", `${anchor.id}-error`);
       }
       return group;
     }
@@ -1039,6 +1089,7 @@ function rowsControl(spec, rows, path, editing) {
   // (`sms_numbers`: a number on both channels) is shown here.
   const box = h("fieldset", { class: "rows", "data-rows": path, name: path, id: `f${++uniqueId}` }, h("legend", {}, spec.label));
   box.append(h("p", { class: "field-error", id: `${box.id}-error`, role: "alert" }));
+  box.setAttribute("aria-describedby", `${box.id}-error`);
   const paint = (values) => {
     for (const old of box.querySelectorAll(":scope > .row-item, :scope > .row-add")) old.remove();
     values.forEach((row, i) => {
@@ -1052,6 +1103,7 @@ function rowsControl(spec, rows, path, editing) {
             {
               type: "button",
               class: "small danger",
+              "aria-label": `Remove ${spec.item} ${i + 1}`,
               onclick: () => {
                 const current = collectRows(box, path);
                 current.splice(i, 1);
@@ -1127,7 +1179,7 @@ function collect(form, editing, keepMasked = false) {
 }
 
 /** A form for `specs`; `save(body)` is called with what it describes. */
-function specForm(specs, value, { editing, submit, save, extra }) {
+function specForm(specs, value, { editing, submit, save, extra, saved = "Saved." }) {
   const form = h("form", { class: "card stack", novalidate: true }, extra, controls(specs, value, "", editing));
   const button = h("button", { type: "submit", class: "primary" }, submit);
   form.append(h("div", { class: "row" }, button));
@@ -1137,6 +1189,7 @@ function specForm(specs, value, { editing, submit, save, extra }) {
     button.disabled = true;
     try {
       await save(collect(form, editing));
+      if (saved) announce(saved);
     } catch (error) {
       showError(form, error);
     } finally {
@@ -1165,7 +1218,7 @@ function table(columns, rows, empty) {
 }
 
 function copyable(label, text) {
-  return h("div", { class: "field" }, h("span", { class: "label" }, label), h("div", { class: "copyable" }, h("code", {}, text), copyButton(text)));
+  return h("div", { class: "field" }, h("span", { class: "label" }, label), h("div", { class: "copyable" }, h("code", {}, text), copyButton(text, label)));
 }
 
 const dir = {};
@@ -1197,6 +1250,7 @@ async function collectionScreen({ title, path, specs, columns, needs = [], noun,
       specForm(specs, item, {
         editing: !!item,
         submit: item ? "Save" : `Create ${noun}`,
+        saved: item ? `Saved ${item.name}.` : `Created the ${noun}.`,
         save: async (body) => {
           const saved = item ? await api("PATCH", `${path}/${item.id}`, body) : await api("POST", path, body);
           if (afterSave) afterSave(saved);
@@ -1210,16 +1264,18 @@ async function collectionScreen({ title, path, specs, columns, needs = [], noun,
     h(
       "div",
       { class: "row" },
-      h("button", { type: "button", class: "small", onclick: () => showForm(item) }, "Edit"),
+      h("button", { type: "button", class: "small", "aria-label": `Edit ${item.name}`, onclick: () => showForm(item) }, "Edit"),
       h(
         "button",
         {
           type: "button",
           class: "small danger",
+          "aria-label": `Delete ${item.name}`,
           onclick: async (event) => {
             if (!confirm(`Delete ${item.name}?`)) return;
             try {
               await api("DELETE", `${path}/${item.id}`);
+              announce(`Deleted ${item.name}.`);
               route();
             } catch (error) {
               event.target.parentElement.append(h("p", { class: "form-error", role: "alert" }, error.message));
@@ -1347,6 +1403,7 @@ async function accountScreen(which) {
   const form = specForm(specs, account, {
     editing: !creating,
     submit: creating ? "Create account" : "Save",
+    saved: creating ? "Created the account." : "Saved the account.",
     save: async (body) => {
       if (creating) {
         const saved = await api("POST", "/api/accounts", { provider, ...body });
@@ -1558,7 +1615,7 @@ function outboundScreen() {
     ],
     columns: [
       ["Name", (c) => c.name],
-      ["Configuration ID (for flows)", (c) => h("div", { class: "copyable" }, h("code", {}, c.id), copyButton(c.id))],
+      ["Configuration ID (for flows)", (c) => h("div", { class: "copyable" }, h("code", {}, c.id), copyButton(c.id, `the configuration ID of ${c.name}`))],
       ["Channel", (c) => `${c.channel_type} · ${c.channel}`],
       ["Template", (c) => nameOf(dir.templates, c.template_id)],
     ],
@@ -1574,7 +1631,7 @@ async function outboundList() {
       table(
         [
           ["Name", (c) => c.name],
-          ["Configuration ID", (c) => h("div", { class: "copyable" }, h("code", {}, c.id), copyButton(c.id))],
+          ["Configuration ID", (c) => h("div", { class: "copyable" }, h("code", {}, c.id), copyButton(c.id, `the configuration ID of ${c.name}`))],
           ["Channel", (c) => `${c.channel_type} · ${c.channel}`],
         ],
         configs,
@@ -1605,6 +1662,7 @@ async function keysScreen() {
     null,
     {
       submit: "Create key",
+      saved: "Created the key: copy it now, it is shown only once.",
       save: async (body) => {
         const created = await api("POST", "/api/keys", body);
         clear(shown).append(
@@ -1612,7 +1670,7 @@ async function keysScreen() {
             "div",
             { class: "once", role: "status" },
             h("p", {}, h("strong", {}, "Copy this key now: it is shown only once.")),
-            h("div", { class: "copyable" }, h("code", { class: "new-key" }, created.key), copyButton(created.key)),
+            h("div", { class: "copyable" }, h("code", { class: "new-key" }, created.key), copyButton(created.key, "the new key")),
             h("button", { type: "button", class: "small", onclick: () => route() }, "Done"),
           ),
         );
@@ -1637,13 +1695,15 @@ async function keysScreen() {
               {
                 type: "button",
                 class: "small danger",
+                "aria-label": `Revoke ${k.name}`,
                 onclick: async (event) => {
                   if (!confirm(`Revoke ${k.name}? It stops working at once.`)) return;
                   try {
                     await api("DELETE", `/api/keys/${k.id}`);
+                    announce(`Revoked ${k.name}.`);
                     route();
                   } catch (error) {
-                    event.target.parentElement.append(h("p", { class: "form-error" }, error.message));
+                    event.target.parentElement.append(h("p", { class: "form-error", role: "alert" }, error.message));
                   }
                 },
               },
@@ -1690,8 +1750,33 @@ async function templatesScreen(which) {
 function templateEditor(template) {
   const versions = structuredClone(template ? template.versions : { "en-US": { text: "", approved: false } });
   let current = Object.keys(versions)[0];
+  // The locales follow the WAI-ARIA tabs pattern: one tab in the Tab order
+  // (the selected one), the arrow keys, Home and End move between them.
   const tabs = h("div", { class: "tabs", role: "tablist", "aria-label": "Locales" });
+  const adding = h("div", { class: "add-locale" });
   const panels = h("div", {});
+  const prefix = `t${++uniqueId}`;
+  // Keeps what was typed in the panels, before they are repainted.
+  const keep = () => Object.assign(versions, collect(panels, false).versions || {});
+  const select = (locale, focus) => {
+    keep();
+    current = locale;
+    paint();
+    if (focus) tabs.querySelector('[aria-selected="true"]').focus();
+  };
+  tabs.addEventListener("keydown", (event) => {
+    const locales = Object.keys(versions);
+    const at = locales.indexOf(current);
+    const to = {
+      ArrowRight: (at + 1) % locales.length,
+      ArrowLeft: (at - 1 + locales.length) % locales.length,
+      Home: 0,
+      End: locales.length - 1,
+    }[event.key];
+    if (to === undefined || event.altKey || event.ctrlKey || event.metaKey) return;
+    event.preventDefault();
+    select(locales[to], true);
+  });
   const form = h(
     "form",
     { class: "card stack", novalidate: true },
@@ -1706,23 +1791,36 @@ function templateEditor(template) {
       !!template,
     ),
     h("h2", {}, "Versions"),
-    tabs,
+    h("div", { class: "tabs-bar" }, tabs, adding),
     panels,
   );
   const newLocale = h("input", { id: "new-locale", placeholder: "nb-NO", size: 8 });
   const paint = () => {
-    // Keep what was typed in the panels before repainting them.
-    Object.assign(versions, collect(panels, false).versions || {});
     clear(tabs);
     clear(panels);
-    for (const locale of Object.keys(versions)) {
+    clear(adding);
+    Object.keys(versions).forEach((locale, i) => {
+      const selected = locale === current;
       tabs.append(
-        h("button", { type: "button", role: "tab", "aria-selected": locale === current ? "true" : "false", onclick: () => { current = locale; paint(); } }, locale),
+        h(
+          "button",
+          {
+            type: "button",
+            role: "tab",
+            id: `${prefix}-tab-${i}`,
+            "aria-controls": `${prefix}-panel-${i}`,
+            "aria-selected": selected ? "true" : "false",
+            tabindex: selected ? "0" : "-1",
+            "data-locale": locale,
+            onclick: () => select(locale, true),
+          },
+          locale,
+        ),
       );
       const v = versions[locale];
       const panel = h(
         "div",
-        { role: "tabpanel", hidden: locale !== current, "aria-label": locale },
+        { role: "tabpanel", id: `${prefix}-panel-${i}`, "aria-labelledby": `${prefix}-tab-${i}`, hidden: !selected },
         controls(
           [
             { key: "text", label: `Text (${locale})`, kind: "textarea", hint: "Placeholders: {{CustomerName}}, {{CaseName}}, {{contextitems.Key}}." },
@@ -1733,16 +1831,31 @@ function templateEditor(template) {
           `versions.${locale}.`,
           false,
         ),
-        h("button", { type: "button", class: "small danger", onclick: () => { Object.assign(versions, collect(panels, false).versions || {}); delete versions[locale]; current = Object.keys(versions)[0]; paint(); } }, `Remove ${locale}`),
+        h("button", { type: "button", class: "small danger", onclick: () => { keep(); delete versions[locale]; current = Object.keys(versions)[0]; paint(); const tab = tabs.querySelector('[aria-selected="true"]'); (tab || newLocale).focus(); announce(`Removed the ${locale} version.`); } }, `Remove ${locale}`),
       );
       panels.append(panel);
-    }
-    tabs.append(
+    });
+    adding.append(
       h("label", { for: "new-locale", class: "sr-only" }, "New locale"),
       newLocale,
-      h("button", { type: "button", class: "small", onclick: () => { const l = newLocale.value.trim(); if (!l) return; Object.assign(versions, collect(panels, false).versions || {}); versions[l] = versions[l] || { text: "", approved: false }; current = l; newLocale.value = ""; paint(); } }, "Add locale"),
+      h("button", { type: "button", class: "small", onclick: addLocale }, "Add locale"),
     );
   };
+  const addLocale = () => {
+    const l = newLocale.value.trim();
+    if (!l) return;
+    keep();
+    versions[l] = versions[l] || { text: "", approved: false };
+    newLocale.value = "";
+    select(l, true);
+    announce(`Added the ${l} version.`);
+  };
+  // Enter in the new locale's box adds it (rather than saving the form).
+  newLocale.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter") return;
+    event.preventDefault();
+    addLocale();
+  });
   paint();
   const save = h("button", { type: "submit", class: "primary" }, template ? "Save" : "Create template");
   form.append(h("div", { class: "row" }, save));
@@ -1752,6 +1865,7 @@ function templateEditor(template) {
     const body = collect(form, !!template);
     try {
       const saved = template ? await api("PATCH", `/api/templates/${template.id}`, body) : await api("POST", "/api/templates", body);
+      announce(template ? "Saved the template." : "Created the template.");
       location.hash = `#/admin/templates/${saved.id}`;
       route();
     } catch (error) {
@@ -1824,7 +1938,7 @@ async function jobsScreen(id) {
     clear(body).append(
       h("h2", {}, `Job ${job.id}: ${job.state}`),
       h("p", {}, `Sent ${p.sent ?? 0} · skipped ${p.skipped ?? 0} · failed ${p.failed ?? 0} · pending ${p.pending ?? 0} (of ${job.contacts})`),
-      h("progress", { max: job.contacts || 1, value: (p.sent || 0) + (p.skipped || 0) + (p.failed || 0), "aria-label": "progress" }),
+      h("progress", { max: job.contacts || 1, value: (p.sent || 0) + (p.skipped || 0) + (p.failed || 0), "aria-label": "Job progress" }),
       table(
         [
           ["#", (r) => String(r.index + 1)],
@@ -1851,7 +1965,7 @@ async function contactsScreen(id) {
       columns: [
         ["Name", (c) => h("a", { href: `#/contacts/${c.id}` }, c.name)],
         ["Addresses", (c) => (c.addresses || []).map((a) => `${a.channel} ${a.address}`).join(", ") || "—"],
-        ["ID", (c) => h("div", { class: "copyable" }, h("code", {}, c.id), copyButton(c.id))],
+        ["ID", (c) => h("div", { class: "copyable" }, h("code", {}, c.id), copyButton(c.id, `the ID of ${c.name}`))],
       ],
     });
   }
@@ -1912,7 +2026,20 @@ function showCrash(message) {
   document.body.prepend(banner);
 }
 
+/** The skip link moves focus to the screen (the hash is the router's). */
+function skipLink() {
+  const skip = document.querySelector(".skip");
+  if (!skip) return;
+  skip.addEventListener("click", (event) => {
+    event.preventDefault();
+    const main = document.getElementById("main");
+    main.focus();
+    main.scrollIntoView();
+  });
+}
+
 async function start() {
+  skipLink();
   window.addEventListener("error", (event) => showCrash(event.message));
   window.addEventListener("unhandledrejection", (event) => showCrash(String(event.reason && event.reason.message ? event.reason.message : event.reason)));
   window.addEventListener("hashchange", route);

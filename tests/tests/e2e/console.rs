@@ -9,6 +9,8 @@
 
 use e2e::api::Gateway;
 use e2e::whatsapp::{Centre, ACCOUNT_SID, AUTH_TOKEN, BUSINESS_NUMBER};
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
@@ -170,6 +172,31 @@ impl Browser {
         button.click().await.unwrap();
     }
 
+    /// Presses `keys` one after the other on whatever has the focus.
+    async fn keys(&self, keys: &[Key]) {
+        let mut actions = KeyActions::new("keyboard".into());
+        for &key in keys {
+            actions = actions
+                .then(KeyAction::Down { value: key.into() })
+                .then(KeyAction::Up { value: key.into() });
+        }
+        self.client.perform_actions(actions).await.unwrap();
+        self.client.release_actions().await.unwrap();
+    }
+
+    /// The visible form controls without an accessible name, worked out in
+    /// the page (`aria-labelledby`, `aria-label`, `label[for]`, a wrapping
+    /// label, a button's text), each described for the failure message.
+    async fn unnamed_controls(&self) -> Vec<String> {
+        let found = self.eval(UNNAMED_CONTROLS).await;
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    }
+
     async fn sign_in(&self, key: &str) {
         self.goto("/").await;
         self.type_into("input[name=key]", key).await;
@@ -192,6 +219,36 @@ impl Browser {
         eprintln!("console: screenshot {}", path.display());
     }
 }
+
+/// A JavaScript expression: the visible inputs, selects, textareas and
+/// buttons that have no accessible name, as `tag[name=…]#id "text"`.
+const UNNAMED_CONTROLS: &str = r#"(() => {
+  const text = (el) => (el.textContent || "").replace(/\s+/g, " ").trim();
+  const visible = (el) =>
+    el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden";
+  const name = (el) => {
+    const ids = (el.getAttribute("aria-labelledby") || "").split(/\s+/).filter(Boolean);
+    const byIds = ids.map((id) => document.getElementById(id)).filter(Boolean).map(text).join(" ").trim();
+    if (byIds) return byIds;
+    const aria = (el.getAttribute("aria-label") || "").trim();
+    if (aria) return aria;
+    if (el.id) {
+      const labels = [...document.querySelectorAll(`label[for="${CSS.escape(el.id)}"]`)].map(text).join(" ").trim();
+      if (labels) return labels;
+    }
+    const wrapping = el.closest("label");
+    if (wrapping && text(wrapping)) return text(wrapping);
+    if (el.tagName === "BUTTON") return text(el);
+    return "";
+  };
+  return [...document.querySelectorAll("input, select, textarea, button")]
+    .filter((el) => el.type !== "hidden" && visible(el) && !name(el))
+    .map((el) => `${el.tagName.toLowerCase()}[name=${el.getAttribute("name") || ""}]#${el.id} "${text(el).slice(0, 40)}"`);
+})()"#;
+
+/// The screen in `main` has loaded: a heading, no "Loading…".
+const SCREEN_LOADED: &str =
+    "document.querySelector('main h1') && !document.querySelector('main .state[role=status]')";
 
 /// An agent who is away (so nothing is assigned to it by itself) and serves
 /// the `general` queue, where a new WhatsApp conversation lands.
@@ -1048,4 +1105,236 @@ async fn an_admin_makes_a_key_shown_once_and_revokes_it() {
         gateway.status("GET", "/api/outbound-configs", &key).await,
         401
     );
+}
+
+#[tokio::test]
+async fn the_console_is_usable_from_the_keyboard() {
+    let centre = Centre::start("round_robin", false).await;
+    let agent = centre.agent("Ada Lovelace", 3, &["general"]).await;
+    centre
+        .gateway
+        .create(
+            &centre.org.key,
+            "/api/templates",
+            json!({
+                "name": "Follow-up", "channel_types": ["whatsapp"], "default_locale": "en-US",
+                "versions": {"en-US": "Hello {{CustomerName}}.", "nb-NO": "Hei {{CustomerName}}."},
+            }),
+        )
+        .await;
+    let Some(browser) = Browser::open(&centre.gateway, "keyboard").await else {
+        return;
+    };
+    browser.sign_in(&agent.key).await;
+
+    // From the top of the page, the first Tab reaches the skip link, shown
+    // on screen; activating it puts the focus on the screen itself.
+    // (A reload: going to a URL that differs only in its hash would keep
+    // the page, and where its focus was.)
+    browser.goto("/#/inbox").await;
+    browser.client.refresh().await.unwrap();
+    browser
+        .until("the inbox", "document.querySelector('.inbox-list h1')")
+        .await;
+    browser.keys(&[Key::Tab]).await;
+    assert_eq!(
+        browser
+            .eval("document.activeElement.textContent + '|' + (document.activeElement.getBoundingClientRect().top >= 0)")
+            .await,
+        "Skip to content|true",
+        "the first Tab reaches the visible skip link"
+    );
+    browser.keys(&[Key::Enter]).await;
+    assert_eq!(
+        browser
+            .eval("document.activeElement.id + '|' + location.hash")
+            .await,
+        "main|#/inbox",
+        "the skip link moves the focus to main and leaves the route alone"
+    );
+
+    // A customer's message is announced in the polite live region.
+    centre
+        .customer_says("SM0001", CUSTOMER, "Where is my order?")
+        .await;
+    browser
+        .until(
+            "the arrival announced",
+            "document.querySelector('#announcer[aria-live=polite]').textContent === 'New message from Jane Doe.'",
+        )
+        .await;
+
+    // The agent's inbox with the conversation open: every control named.
+    let mut unnamed = Vec::new();
+    browser.click(".conv").await;
+    browser
+        .until(
+            "the reply box",
+            "document.querySelector('.composer textarea') && document.querySelector('.conv-head h1')",
+        )
+        .await;
+    for control in browser.unnamed_controls().await {
+        unnamed.push(format!("agent #/inbox/…: {control}"));
+    }
+    browser.press("Sign out").await;
+
+    // Each admin screen (its forms opened, its lists given a row).
+    browser.sign_in(&centre.org.key).await;
+    let id = centre.conversations("state=active").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let screens: Vec<(String, &[&str])> = vec![
+        ("/#/inbox".into(), &[]),
+        (format!("/#/inbox/{id}"), &[]),
+        ("/#/admin/accounts".into(), &[]),
+        (
+            "/#/admin/accounts/new-twilio".into(),
+            &["Add number", "Add SMS number", "Add shared key"],
+        ),
+        ("/#/admin/accounts/new-telesign".into(), &["Add number"]),
+        ("/#/admin/accounts/new-facebook".into(), &["Add page"]),
+        ("/#/admin/accounts/new-gbm".into(), &[]),
+        ("/#/admin/queues".into(), &["New queue"]),
+        ("/#/admin/agents".into(), &["New agent"]),
+        (
+            "/#/admin/workstreams".into(),
+            &["New workstream", "Add channel", "Add rule"],
+        ),
+        ("/#/admin/templates".into(), &[]),
+        ("/#/admin/templates/new".into(), &[]),
+        ("/#/admin/outbound-configs".into(), &["New configuration"]),
+        ("/#/admin/keys".into(), &[]),
+        ("/#/admin/jobs".into(), &[]),
+        ("/#/contacts".into(), &["New contact"]),
+    ];
+    for (path, buttons) in &screens {
+        browser.goto(path).await;
+        browser.until(path, SCREEN_LOADED).await;
+        for button in buttons.iter() {
+            browser.press(button).await;
+        }
+        if path.starts_with("/#/inbox/") {
+            browser
+                .until(
+                    "the open conversation",
+                    "document.querySelector('.conv-head h1')",
+                )
+                .await;
+        }
+        for control in browser.unnamed_controls().await {
+            unnamed.push(format!("{path}: {control}"));
+        }
+    }
+    // An existing account and an existing template (with its preview).
+    for (list, link, ready) in [
+        (
+            "/#/admin/accounts",
+            "a[href^='#/admin/accounts/']:not([href*='new-'])",
+            "document.querySelector('main .split aside') && document.querySelector('[name=account_sid]')",
+        ),
+        (
+            "/#/admin/templates",
+            "td a[href^='#/admin/templates/']",
+            "document.querySelector('main .split [role=tablist]') && document.querySelector('[name=CustomerName]')",
+        ),
+    ] {
+        browser.goto(list).await;
+        browser.until(list, SCREEN_LOADED).await;
+        browser.click(link).await;
+        browser.until(link, ready).await;
+        for control in browser.unnamed_controls().await {
+            unnamed.push(format!("{link}: {control}"));
+        }
+    }
+    // (The check itself finds a control without a name.)
+    browser
+        .eval("document.querySelector('main').appendChild(Object.assign(document.createElement('input'), {id: 'probe'})) && true")
+        .await;
+    assert_eq!(
+        browser.unnamed_controls().await,
+        ["input[name=]#probe \"\""],
+        "the check finds an unlabelled input"
+    );
+    browser
+        .eval("document.getElementById('probe').remove() || true")
+        .await;
+    assert!(
+        unnamed.is_empty(),
+        "form controls without an accessible name:\n{}",
+        unnamed.join("\n")
+    );
+
+    // The template's locales are tabs: the arrows, Home and End move the
+    // focus and the selection together; one tab is in the Tab order.
+    browser
+        .until(
+            "the locale tabs",
+            "document.querySelectorAll('[role=tablist] [role=tab]').length === 2",
+        )
+        .await;
+    browser.type_into("#new-locale", "de-DE").await;
+    browser.keys(&[Key::Enter]).await;
+    browser
+        .until(
+            "the third tab, selected and focused",
+            "document.querySelectorAll('[role=tab]').length === 3 \
+             && document.activeElement.getAttribute('role') === 'tab' \
+             && document.activeElement.dataset.locale === 'de-DE'",
+        )
+        .await;
+    browser.click("[role=tab][data-locale='en-US']").await;
+    let state = "(() => { \
+        const tabs = [...document.querySelectorAll('[role=tablist] [role=tab]')]; \
+        const selected = tabs.filter(t => t.getAttribute('aria-selected') === 'true'); \
+        const panel = document.getElementById(selected[0].getAttribute('aria-controls')); \
+        const shown = [...document.querySelectorAll('[role=tabpanel]')].filter(p => !p.hidden); \
+        return [document.activeElement.dataset.locale, \
+                selected.map(t => t.dataset.locale).join(','), \
+                tabs.filter(t => t.tabIndex === 0).map(t => t.dataset.locale).join(','), \
+                String(shown.length === 1 && shown[0] === panel && panel.getAttribute('aria-labelledby') === selected[0].id)].join('|'); \
+    })()";
+    assert_eq!(browser.eval(state).await, "en-US|en-US|en-US|true");
+    for (key, locale) in [
+        (Key::Right, "nb-NO"),
+        (Key::End, "de-DE"),
+        (Key::Home, "en-US"),
+        (Key::Left, "de-DE"),
+        (Key::Right, "en-US"),
+    ] {
+        browser.keys(&[key]).await;
+        assert_eq!(
+            browser.eval(state).await,
+            format!("{locale}|{locale}|{locale}|true"),
+            "after {key:?}"
+        );
+    }
+    // What was typed in a panel survives moving between the tabs.
+    assert_eq!(
+        browser
+            .eval("document.querySelector(\"[name='versions.nb-NO.text']\").value")
+            .await,
+        "Hei {{CustomerName}}."
+    );
+
+    // Removing a locale hands the focus to the tab left selected; a save
+    // is announced.
+    browser.keys(&[Key::End]).await;
+    browser.press("Remove de-DE").await;
+    assert_eq!(browser.eval(state).await, "en-US|en-US|en-US|true");
+    assert_eq!(
+        browser
+            .eval(
+                "[...document.querySelectorAll('[role=tab]')].map(t => t.dataset.locale).join(',')"
+            )
+            .await,
+        "en-US,nb-NO"
+    );
+    browser.press("Save").await;
+    browser
+        .until(
+            "the save announced",
+            "document.querySelector('#announcer').textContent === 'Saved the template.'",
+        )
+        .await;
 }
