@@ -148,20 +148,12 @@ pub async fn serve(
     request: IncomingRequest,
     handler: impl AsyncFn(&api::Request, &Ports<'_>) -> api::Response,
 ) -> Response {
-    let started = Started::now();
-    let mut core_request = to_core_request(&request);
-    let request_id = observe::request_id(&core_request, &HostRandomness);
-    let log = Log {
-        component,
-        request_id: &request_id,
-    };
-    let opened = match read_body(request).await {
-        Ok(body) => {
-            core_request.body = body;
-            SpinPorts::open().map_err(store_unavailable)
-        }
-        Err(refusal) => Err(refusal),
-    };
+    let arrived = Arrived::read(request).await;
+    let log = arrived.log(component);
+    let opened = arrived
+        .body
+        .clone()
+        .and_then(|()| SpinPorts::open().map_err(store_unavailable));
     let (response, store) = match &opened {
         Ok(opened) => {
             let store = ObservedStore::new(&opened.kv);
@@ -173,11 +165,11 @@ pub async fn serve(
                 random: &HostRandomness,
                 variables: &SpinVariables,
             };
-            (handler(&core_request, &ports).await, Some(store))
+            (handler(&arrived.request, &ports).await, Some(store))
         }
         Err(refusal) => (refusal.clone().into_response(), None),
     };
-    finish(log, &started, &core_request, response, store.as_ref())
+    finish(log, &arrived, response, store.as_ref())
 }
 
 /// Serves one request that needs no store, no variables and no outbound
@@ -188,32 +180,57 @@ pub async fn serve_without_store(
     request: IncomingRequest,
     handler: impl FnOnce(&api::Request) -> api::Response,
 ) -> Response {
-    let started = Started::now();
-    let mut core_request = to_core_request(&request);
-    let request_id = observe::request_id(&core_request, &HostRandomness);
-    let log = Log {
-        component,
-        request_id: &request_id,
+    let arrived = Arrived::read(request).await;
+    let response = match &arrived.body {
+        Ok(()) => handler(&arrived.request),
+        Err(refusal) => refusal.clone().into_response(),
     };
-    let response = match read_body(request).await {
-        Ok(body) => {
-            core_request.body = body;
-            handler(&core_request)
+    finish(arrived.log(component), &arrived, response, None)
+}
+
+/// A request as it arrived: when, its id, the core's view of it with its
+/// body, or why the body was refused (the refusal is answered and logged
+/// like any other).
+struct Arrived {
+    started: Started,
+    request_id: String,
+    request: api::Request,
+    body: Result<(), Error>,
+}
+
+impl Arrived {
+    async fn read(request: IncomingRequest) -> Arrived {
+        let started = Started::now();
+        let mut core_request = to_core_request(&request);
+        let request_id = observe::request_id(&core_request, &HostRandomness);
+        let body = read_body(request)
+            .await
+            .map(|body| core_request.body = body);
+        Arrived {
+            started,
+            request_id,
+            request: core_request,
+            body,
         }
-        Err(refusal) => refusal.into_response(),
-    };
-    finish(log, &started, &core_request, response, None)
+    }
+
+    fn log(&self, component: &'static str) -> Log<'_> {
+        Log {
+            component,
+            request_id: &self.request_id,
+        }
+    }
 }
 
 /// Stamps the request id on `response`, writes the request's log line to
 /// stdout and hands the response to Spin.
 fn finish(
     log: Log<'_>,
-    started: &Started,
-    request: &api::Request,
+    arrived: &Arrived,
     response: api::Response,
     store: Option<&ObservedStore<'_>>,
 ) -> Response {
+    let (started, request) = (&arrived.started, &arrived.request);
     let (response, line) = observe::finish(
         response,
         &observe::RequestDone {
