@@ -365,6 +365,23 @@ function renderChrome() {
 function setMain(...children) {
   const main = clear(document.getElementById("main"));
   append(main, children);
+  focusHeading();
+}
+
+// Set by a screen change (hash route): the new screen's main heading takes
+// focus once it is drawn, so keyboard and screen-reader users land on the
+// new content. A repaint of the same screen (the inbox's refresh, a save)
+// leaves focus where it is.
+let headingPending = false;
+function focusHeading() {
+  if (!headingPending) return;
+  const main = document.getElementById("main");
+  const heading = main.querySelector("h1, h2");
+  if (!heading) return;
+  heading.setAttribute("tabindex", "-1");
+  heading.focus();
+  // A screen still loading draws its heading again when it is done.
+  if (!main.querySelector('.state[role="status"]')) headingPending = false;
 }
 
 function loading(label = "Loading…") {
@@ -469,6 +486,10 @@ async function inbox(openId) {
     try {
       await learnClock();
       await refreshList(list, openId);
+      if (headingPending) {
+        focusHeading();
+        headingPending = false;
+      }
       if (openId) {
         if (!view) view = await conversationView(pane, openId);
         else await view.refresh();
@@ -545,10 +566,13 @@ async function refreshList(list, openId) {
   updateTitle();
 
   const keepPresence = list.querySelector(".presence");
+  const headingHadFocus = document.activeElement && document.activeElement.matches(".inbox-list > h1");
   clear(list);
   append(list, keepPresence || (await presenceSwitch()));
   const total = inboxState.unread.size;
-  append(list, h("h1", {}, "Inbox ", total ? h("span", { class: "badge", "aria-label": `${total} new` }, String(total)) : null));
+  const heading = h("h1", { tabindex: "-1" }, "Inbox ", total ? h("span", { class: "badge", "aria-label": `${total} new` }, String(total)) : null);
+  append(list, heading);
+  if (headingHadFocus) heading.focus();
   for (const [title, items] of groups) {
     if (title === "Closed" && items.length === 0) continue;
     list.append(h("h2", {}, `${title} (${items.length})`));
@@ -1090,7 +1114,9 @@ function rowsControl(spec, rows, path, editing) {
   const box = h("fieldset", { class: "rows", "data-rows": path, name: path, id: `f${++uniqueId}` }, h("legend", {}, spec.label));
   box.append(h("p", { class: "field-error", id: `${box.id}-error`, role: "alert" }));
   box.setAttribute("aria-describedby", `${box.id}-error`);
-  const paint = (values) => {
+  // `focusAfter`: the index of a removed row; focus goes to the next row's
+  // remove button, else the previous one's, else the list's add button.
+  const paint = (values, focusAfter = null) => {
     for (const old of box.querySelectorAll(":scope > .row-item, :scope > .row-add")) old.remove();
     values.forEach((row, i) => {
       box.append(
@@ -1107,7 +1133,7 @@ function rowsControl(spec, rows, path, editing) {
               onclick: () => {
                 const current = collectRows(box, path);
                 current.splice(i, 1);
-                paint(current);
+                paint(current, i);
               },
             },
             `Remove ${spec.item}`,
@@ -1118,6 +1144,12 @@ function rowsControl(spec, rows, path, editing) {
     box.append(
       h("button", { type: "button", class: "small row-add", onclick: () => paint([...collectRows(box, path), {}]) }, `Add ${spec.item}`),
     );
+    if (focusAfter !== null) {
+      const removes = box.querySelectorAll(":scope > .row-item > button.danger");
+      const target = removes[Math.min(focusAfter, removes.length - 1)] || box.querySelector(":scope > .row-add");
+      target.focus();
+      announce(`Removed ${spec.item} ${focusAfter + 1}.`);
+    }
   };
   paint(rows);
   return box;
@@ -1200,7 +1232,7 @@ function specForm(specs, value, { editing, submit, save, extra, saved = "Saved."
 }
 
 function pageHead(title, ...actions) {
-  return h("div", { class: "page-head" }, h("h1", {}, title), h("div", { class: "row" }, actions));
+  return h("div", { class: "page-head" }, h("h1", { tabindex: "-1" }, title), h("div", { class: "row" }, actions));
 }
 
 function table(columns, rows, empty) {
@@ -2042,7 +2074,10 @@ async function start() {
   skipLink();
   window.addEventListener("error", (event) => showCrash(event.message));
   window.addEventListener("unhandledrejection", (event) => showCrash(String(event.reason && event.reason.message ? event.reason.message : event.reason)));
-  window.addEventListener("hashchange", route);
+  window.addEventListener("hashchange", () => {
+    headingPending = true;
+    route();
+  });
   await learnClock();
   if (!session.key) return renderSignIn();
   setMain(loading("Signing in…"));

@@ -990,6 +990,197 @@ async fn an_admin_adds_an_sms_number_and_a_shared_key_to_a_twilio_account() {
     assert_eq!(sms["channels"][0]["address"], SMS_NUMBER);
 }
 
+/// Waits for an account created through its screen: the console moves to
+/// the account's own page. Its id, from the address.
+async fn created_account(browser: &Browser, ready: &str) -> String {
+    browser
+        .until(
+            "the created account's page",
+            &format!(
+                "/^#\\/admin\\/accounts\\/[0-9a-f]+$/.test(location.hash) && !document.querySelector('main .state[role=status]') && ({ready})"
+            ),
+        )
+        .await;
+    browser
+        .eval("location.hash.split('/').pop()")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn an_admin_creates_a_telesign_account_through_the_screens() {
+    use e2e::channels::{API_KEY, CUSTOMER_ID};
+    let centre = Centre::start("round_robin", false).await;
+    let Some(browser) = Browser::open(&centre.gateway, "telesign").await else {
+        return;
+    };
+    browser.sign_in(&centre.org.key).await;
+    browser.goto("/#/admin/accounts/new-telesign").await;
+    browser.type_into("[name=name]", "Texts").await;
+    browser.type_into("[name=customer_id]", CUSTOMER_ID).await;
+    browser.type_into("[name=api_key]", API_KEY).await;
+    browser.press("Add number").await;
+    // A refused save: the API's error next to the field it names.
+    browser
+        .type_into("[name='numbers[0].number']", "+14252306549")
+        .await;
+    browser
+        .css("[name='numbers[0].type']")
+        .await
+        .select_by_value("toll_free")
+        .await
+        .unwrap();
+    browser
+        .type_into("[name='numbers[0].description']", "Support line")
+        .await;
+    browser.press("Create account").await;
+    browser
+        .until(
+            "the error next to numbers[0].number",
+            "(() => { const input = document.querySelector(\"[name='numbers[0].number']\"); \
+               const error = document.getElementById(input.id + '-error'); \
+               return input.getAttribute('aria-invalid') === 'true' && error.textContent.trim() !== ''; })()",
+        )
+        .await;
+    assert_eq!(
+        browser.eval("location.hash").await,
+        "#/admin/accounts/new-telesign",
+        "nothing was created"
+    );
+    // What was typed is still there (the secret included) to correct.
+    assert_eq!(
+        browser
+            .eval("document.querySelector('[name=api_key]').value")
+            .await,
+        API_KEY
+    );
+    browser
+        .type_into("[name='numbers[0].number']", "14252306549")
+        .await;
+    browser.press("Create account").await;
+    let id = created_account(
+        &browser,
+        "document.querySelector('[name=api_key]') && document.querySelector('[name=api_key]').placeholder.includes('****')",
+    )
+    .await;
+    let html = browser.eval("document.documentElement.outerHTML").await;
+    assert!(
+        !html.as_str().unwrap().contains(API_KEY),
+        "the API key is in the page"
+    );
+    assert_eq!(
+        browser
+            .eval("document.querySelector(\"[name='numbers[0].type']\").value + '|' + document.querySelector(\"[name='numbers[0].description']\").value")
+            .await,
+        "toll_free|Support line"
+    );
+    browser.screenshot("admin-telesign").await;
+
+    let read = centre
+        .gateway
+        .call(
+            "GET",
+            &format!("/api/accounts/{id}"),
+            Some(&centre.org.key),
+            None,
+        )
+        .await;
+    assert_eq!(read.status(), 200, "{}", read.text());
+    assert!(!read.text().contains(API_KEY), "{}", read.text());
+    let read = read.json();
+    assert_eq!(read["provider"], "telesign");
+    assert_eq!(read["name"], "Texts");
+    assert_eq!(read["customer_id"], CUSTOMER_ID);
+    assert!(
+        read["api_key"].as_str().unwrap().starts_with("****"),
+        "{read}"
+    );
+    assert_eq!(
+        read["numbers"],
+        json!([{"number": "14252306549", "type": "toll_free", "description": "Support line"}])
+    );
+}
+
+#[tokio::test]
+async fn an_admin_creates_a_google_business_messages_account_through_the_screens() {
+    use e2e::channels::{fixture, CLIENT_TOKEN};
+    let service_account = fixture("google-service-account.json");
+    let private_key: Value = serde_json::from_str(&service_account).unwrap();
+    let private_key = private_key["private_key"].as_str().unwrap().to_owned();
+    // A line from the middle of the key: the page never holds any of it.
+    let key_line = private_key.lines().nth(2).unwrap().to_owned();
+    let centre = Centre::start("round_robin", false).await;
+    let Some(browser) = Browser::open(&centre.gateway, "gbm").await else {
+        return;
+    };
+    browser.sign_in(&centre.org.key).await;
+    browser.goto("/#/admin/accounts/new-gbm").await;
+    browser.type_into("[name=name]", "Business Messages").await;
+    browser.type_into("[name=partner_id]", "partner-1").await;
+    browser.type_into("[name=client_token]", CLIENT_TOKEN).await;
+    // Pasted, as one would the key file.
+    browser
+        .client
+        .execute(
+            "document.querySelector('[name=service_account]').value = arguments[0]; return true;",
+            vec![Value::String(service_account.clone())],
+        )
+        .await
+        .unwrap();
+    browser.type_into("[name=brand_id]", "brand-1").await;
+    browser.type_into("[name=agent_id]", "agent-1").await;
+    browser.press("Create account").await;
+    let id = created_account(
+        &browser,
+        "document.querySelector('[name=client_token]') && document.querySelector('[name=client_token]').placeholder.includes('****')",
+    )
+    .await;
+    let html = browser.eval("document.documentElement.outerHTML").await;
+    let html = html.as_str().unwrap();
+    assert!(
+        !html.contains(CLIENT_TOKEN),
+        "the client token is in the page"
+    );
+    assert!(!html.contains(&key_line), "the private key is in the page");
+    let shown = browser
+        .eval("document.querySelector('[name=service_account]').value")
+        .await;
+    assert!(
+        !shown.as_str().unwrap().contains(&key_line),
+        "the private key is in the form: {shown}"
+    );
+    browser.screenshot("admin-gbm").await;
+
+    let read = centre
+        .gateway
+        .call(
+            "GET",
+            &format!("/api/accounts/{id}"),
+            Some(&centre.org.key),
+            None,
+        )
+        .await;
+    assert_eq!(read.status(), 200, "{}", read.text());
+    assert!(!read.text().contains(CLIENT_TOKEN), "{}", read.text());
+    assert!(!read.text().contains(&key_line), "{}", read.text());
+    let read = read.json();
+    assert_eq!(read["provider"], "gbm");
+    assert_eq!(read["partner_id"], "partner-1");
+    assert_eq!(read["brand_id"], "brand-1");
+    assert_eq!(read["agent_id"], "agent-1");
+    assert!(
+        read["client_token"].as_str().unwrap().starts_with("****"),
+        "{read}"
+    );
+    assert_eq!(read["service_account"]["private_key"], "****");
+    assert_eq!(
+        read["service_account"]["client_email"],
+        "gbm-test@switchboard-test.iam.gserviceaccount.com"
+    );
+}
+
 #[tokio::test]
 async fn an_agent_parks_resumes_and_transfers_a_conversation() {
     let centre = Centre::start("round_robin", false).await;
@@ -1337,4 +1528,64 @@ async fn the_console_is_usable_from_the_keyboard() {
             "document.querySelector('#announcer').textContent === 'Saved the template.'",
         )
         .await;
+
+    // A screen change puts the focus on the new screen's main heading.
+    let heading_focused = "document.activeElement.matches('main h1, main h2') \
+        && document.activeElement.tabIndex === -1";
+    browser.goto("/#/admin/accounts/new-twilio").await;
+    browser
+        .until("the account heading focused", heading_focused)
+        .await;
+
+    // Removing a row hands the focus to the next row's remove button, else
+    // the previous one's, else the list's add button: never to <body>.
+    // (A row left empty is dropped when the list is repainted: each is
+    // given a name.)
+    for n in 0..3 {
+        browser.press("Add number").await;
+        browser
+            .type_into(&format!("[name='numbers[{n}].name']"), &format!("Line {n}"))
+            .await;
+    }
+    assert_eq!(
+        browser
+            .eval("document.querySelectorAll(\"button[aria-label^='Remove number ']\").length")
+            .await,
+        3
+    );
+    let focused =
+        "document.activeElement.getAttribute('aria-label') || document.activeElement.textContent";
+    browser.click("button[aria-label='Remove number 2']").await;
+    assert_eq!(
+        browser.eval(focused).await,
+        "Remove number 2",
+        "the next row's"
+    );
+    browser.click("button[aria-label='Remove number 2']").await;
+    assert_eq!(
+        browser.eval(focused).await,
+        "Remove number 1",
+        "the previous row's"
+    );
+    browser.click("button[aria-label='Remove number 1']").await;
+    assert_eq!(
+        browser.eval(focused).await,
+        "Add number",
+        "the list's add button"
+    );
+    assert_eq!(
+        browser
+            .eval("document.activeElement.closest('fieldset.rows') !== null")
+            .await,
+        true
+    );
+
+    browser.goto("/#/admin/queues").await;
+    browser
+        .until("the queues heading focused", heading_focused)
+        .await;
+    assert_eq!(
+        browser.eval("document.activeElement.textContent").await,
+        "Queues"
+    );
 }
