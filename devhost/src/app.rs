@@ -166,7 +166,8 @@ fn engine() -> &'static Engine {
     })
 }
 
-/// Compiled components by file, content-checked by size and mtime.
+/// Compiled components by file, content-checked by size and mtime; on a
+/// miss, from the on-disk cache across processes (see `compiled`).
 fn compile(path: &Path) -> Result<Component> {
     type Key = (PathBuf, u64, SystemTime);
     static CACHE: OnceLock<Mutex<HashMap<Key, Component>>> = OnceLock::new();
@@ -181,9 +182,9 @@ fn compile(path: &Path) -> Result<Component> {
     if let Some(component) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return Ok(component.clone());
     }
-    let component = Component::from_file(engine(), path).map_err(|e| {
-        anyhow::Error::from(e).context(format!("cannot compile {}", path.display()))
-    })?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (component, _) = crate::compiled::load(engine(), &bytes, &crate::compiled::dir())
+        .with_context(|| format!("cannot compile {}", path.display()))?;
     cache
         .lock()
         .unwrap_or_else(|p| p.into_inner())
