@@ -91,6 +91,30 @@ impl Desk {
             )
             .await
     }
+
+    /// Checks that an agent's reply SMS cannot carry is refused before any
+    /// provider is asked (R-CONV-6): an attachment, and text over 1,600
+    /// characters.
+    pub async fn refuses_what_sms_cannot_carry(&self, key: &str, id: &str) {
+        let attachment = self
+            .act(
+                key,
+                id,
+                "messages",
+                json!({"text": "see", "attachments": [{"url": "https://x.example/a.png", "content_type": "image/png"}]}),
+            )
+            .await;
+        assert_eq!(attachment.status(), 422, "{}", attachment.text());
+        assert_eq!(
+            attachment.json()["error"]["code"],
+            "attachments_not_supported"
+        );
+        let long = self
+            .act(key, id, "messages", json!({"text": "x".repeat(1601)}))
+            .await;
+        assert_eq!(long.status(), 422, "{}", long.text());
+        assert_eq!(long.json()["error"]["code"], "text_too_long");
+    }
 }
 
 /// Creates the agent `body` describes, and a key of its own.

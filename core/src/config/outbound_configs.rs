@@ -96,46 +96,40 @@ fn sending_account(
         .map(Provider::as_str)
         .collect::<Vec<_>>()
         .join(" or ");
-    let owners: Vec<Account> = store::list_all::<Account>(ctx.kv(), ctx.org())?
+    let mut owners: Vec<SendingAccount> = store::list_all::<Account>(ctx.kv(), ctx.org())?
         .into_iter()
-        .filter(|account| account_number(account, channel_type, &number).is_some())
+        .filter_map(|account| {
+            Some(SendingAccount {
+                // Kept as the account writes it, which is how the provider
+                // expects it in a send.
+                channel: account_number(&account, channel_type, &number)?,
+                account_id: account.id,
+            })
+        })
         .collect();
-    let account_id = match (input.str("account_id")?, owners.as_slice()) {
-        (Some(wanted), _) if owners.iter().any(|a| a.id == wanted) => wanted.to_owned(),
-        (Some(wanted), _) => {
-            return Err(input.error(
-                "account_id",
-                "unknown_account",
-                format!("{number} is not a number of a {provider} account with id {wanted}"),
-            ))
-        }
-        (None, [only]) => only.id.clone(),
-        (None, []) => {
-            return Err(input.error(
-                "channel",
-                "unknown_channel",
-                format!("{number} is not a number of any {provider} account of this organisation; add it to one with PATCH /api/accounts/{{id}}"),
-            ))
-        }
-        (None, _) => {
-            return Err(input.error(
-                "account_id",
-                "ambiguous_channel",
-                format!("{number} belongs to several {provider} accounts; say which with \"account_id\""),
-            ))
-        }
-    };
-    // Stored as the account writes it, which is how the provider
-    // expects it in a send.
-    let channel = owners
-        .iter()
-        .find(|owner| owner.id == account_id)
-        .and_then(|owner| account_number(owner, channel_type, &number))
-        .unwrap_or(number);
-    Ok(SendingAccount {
-        account_id,
-        channel,
-    })
+    match (input.str("account_id")?, owners.len()) {
+        (Some(wanted), _) => owners
+            .into_iter()
+            .find(|owner| owner.account_id == wanted)
+            .ok_or_else(|| {
+                input.error(
+                    "account_id",
+                    "unknown_account",
+                    format!("{number} is not a number of a {provider} account with id {wanted}"),
+                )
+            }),
+        (None, 1) => Ok(owners.remove(0)),
+        (None, 0) => Err(input.error(
+            "channel",
+            "unknown_channel",
+            format!("{number} is not a number of any {provider} account of this organisation; add it to one with PATCH /api/accounts/{{id}}"),
+        )),
+        (None, _) => Err(input.error(
+            "account_id",
+            "ambiguous_channel",
+            format!("{number} belongs to several {provider} accounts; say which with \"account_id\""),
+        )),
+    }
 }
 
 /// An SMS number as written at TeleSign (digits) or Twilio (+E.164).

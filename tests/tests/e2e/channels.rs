@@ -126,29 +126,7 @@ async fn sms_arrives_signed_is_routed_answered_and_reported() {
     assert_eq!(other.status(), 200);
 
     // SMS carries text only, at most 1,600 characters, both ways.
-    let attachment = omni
-        .act(
-            &agent.key,
-            id,
-            "messages",
-            json!({"text": "see", "attachments": [{"url": "https://x.example/a.png", "content_type": "image/png"}]}),
-        )
-        .await;
-    assert_eq!(attachment.status(), 422, "{}", attachment.text());
-    assert_eq!(
-        attachment.json()["error"]["code"],
-        "attachments_not_supported"
-    );
-    let long = omni
-        .act(
-            &agent.key,
-            id,
-            "messages",
-            json!({"text": "x".repeat(1601)}),
-        )
-        .await;
-    assert_eq!(long.status(), 422, "{}", long.text());
-    assert_eq!(long.json()["error"]["code"], "text_too_long");
+    omni.refuses_what_sms_cannot_carry(&agent.key, id).await;
     assert_eq!(
         posts(&omni.telesign, "/v1/messaging").len(),
         1,

@@ -182,24 +182,7 @@ async fn texts_arrive_on_the_twilio_webhook_and_replies_go_back_as_sms() {
     assert_eq!(later.status(), 201, "{}", later.text());
 
     // Text only, at most 1,600 characters, both ways.
-    let long = centre
-        .act(agent, &id, "messages", json!({"text": "x".repeat(1601)}))
-        .await;
-    assert_eq!(long.status(), 422, "{}", long.text());
-    assert_eq!(long.json()["error"]["code"], "text_too_long");
-    let attachment = centre
-        .act(
-            agent,
-            &id,
-            "messages",
-            json!({"text": "see", "attachments": [{"url": "https://x.example/a.png", "content_type": "image/png"}]}),
-        )
-        .await;
-    assert_eq!(attachment.status(), 422, "{}", attachment.text());
-    assert_eq!(
-        attachment.json()["error"]["code"],
-        "attachments_not_supported"
-    );
+    centre.refuses_what_sms_cannot_carry(agent, &id).await;
     assert_eq!(centre.sends().len(), 2, "nothing more was sent");
     let inbound_long = centre
         .signed(&sms_params(
