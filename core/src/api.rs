@@ -273,18 +273,27 @@ impl Error {
     }
 }
 
+/// Every error the API answers (SPEC.md R-CFG-8).
 #[derive(Serialize)]
-struct ErrorBody<'a> {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Error))]
+pub struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
 }
 
+/// What went wrong, for a program (`code`) and for a person (`message`).
 #[derive(Serialize)]
-struct ErrorDetail<'a> {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorDetail<'a> {
+    /// Stable and machine-readable, e.g. `invalid_phone`.
     code: &'a str,
+    /// What happened and what to do next.
     message: &'a str,
+    /// The request field at fault, as a path (`ContactList[3].tocontactid`).
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    /// Members some errors add, e.g. `window_closed_at`.
     #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     extra: Map<String, Value>,
 }
 

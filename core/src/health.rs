@@ -19,16 +19,20 @@ use serde::Serialize;
 pub const PROBE_KEY: &str = "health/probe";
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthReport {
     /// `ok` when everything answers, `degraded` otherwise.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^(ok|degraded)$"))]
     pub status: &'static str,
     pub version: &'static str,
     pub key_value: StoreHealth,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoreHealth {
     /// `reachable` or `unreachable`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^(reachable|unreachable)$"))]
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -280,6 +280,8 @@ fn invalid_text(path: &str, error: crate::template_text::TextError) -> Error {
 }
 
 impl Resource for Template {
+    type Input = Value;
+
     const READERS: &'static [Role] = &[Role::Admin, Role::Agent];
 
     fn input(&self) -> Value {

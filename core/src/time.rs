@@ -12,6 +12,11 @@ const MILLIS_PER_DAY: i64 = 86_400_000;
 /// with milliseconds ([`rfc3339`]). It holds the clock's milliseconds, so
 /// comparing and adding need no parsing and the text is written one way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, format = DateTime, example = "2026-11-22T08:15:00.000Z")
+)]
 pub struct Timestamp(UnixMillis);
 
 impl Timestamp {

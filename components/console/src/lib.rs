@@ -1,4 +1,5 @@
-//! The console component: serves the web console's files, nothing else.
+//! The console component: serves the web console's files and the API's
+//! OpenAPI document, nothing else.
 //!
 //! The console is a static single-page app that talks to the JSON API of the
 //! same origin with the key the user signs in with; it has no business logic
@@ -39,6 +40,12 @@ const ASSETS: &[Asset] = &[
         path: "/console/favicon.svg",
         content_type: "image/svg+xml",
         body: include_bytes!("../assets/favicon.svg"),
+    },
+    // The API's contract, generated from the code (`scripts/openapi.sh`).
+    Asset {
+        path: "/api/openapi.json",
+        content_type: "application/json",
+        body: include_bytes!("../../../docs/openapi.json"),
     },
 ];
 

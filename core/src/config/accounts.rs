@@ -123,6 +123,8 @@ pub async fn serve(ctx: &Ctx<'_>, request: &Request, id: Option<&str>) -> Result
 }
 
 impl Resource for Account {
+    type Input = Value;
+
     fn input(&self) -> Value {
         let mut fields = serde_json::to_value(&self.settings).expect("settings serialize");
         let object = fields.as_object_mut().expect("settings are an object");

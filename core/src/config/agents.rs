@@ -22,6 +22,8 @@ use serde_json::{json, Value};
 pub const MAX_CAPACITY: i64 = 100;
 
 impl Resource for Agent {
+    type Input = Value;
+
     const READERS: &'static [Role] = &[Role::Admin, Role::Agent];
 
     fn input(&self) -> Value {

@@ -28,6 +28,7 @@ use crate::lease::Lease;
 use crate::ports::Ports;
 use crate::store::{self, Claim, Document};
 use crate::time::Timestamp;
+use serde::Serialize;
 use serde_json::Value;
 
 /// What a handler knows about the request it serves.
@@ -121,9 +122,15 @@ pub trait Resource: Document + Clone {
     /// Roles that may create, change and delete.
     const WRITERS: &'static [Role] = &[Role::Admin];
 
-    /// The writable fields, as a create body would carry them (secrets
-    /// included: this is what a PATCH is merged onto).
-    fn input(&self) -> Value;
+    /// The create body: the writable fields, as the API takes them. The
+    /// contract (`contract/`) documents this type as the create and update
+    /// bodies, and an update merges its PATCH onto the stored document's
+    /// [`Resource::input`]: a field named here that `build` does not read
+    /// fails every update, so the two cannot drift apart unnoticed.
+    type Input: Serialize;
+
+    /// The writable fields of a stored document, secrets included.
+    fn input(&self) -> Self::Input;
 
     /// Builds the document from a create body, or from a merged PATCH
     /// (`existing` is then the stored version).
@@ -226,7 +233,9 @@ impl<R: Resource> Save<R> {
                 ctx.principal.require(R::WRITERS)?;
                 let patch = input::json_object(&request.body)?;
                 let existing: R = store::require(ctx.kv(), ctx.org(), id)?;
-                let merged = input::merge(&existing.input(), patch);
+                let stored = serde_json::to_value(existing.input())
+                    .expect("create bodies serialize to JSON");
+                let merged = input::merge(&stored, patch);
                 let document =
                     R::build(ctx, id.to_owned(), Object::root(&merged), Some(&existing))?;
                 Save {

@@ -17,6 +17,8 @@ use crate::templates::{Template, CHANNEL_TYPES};
 use serde_json::{json, Value};
 
 impl Resource for OutboundConfig {
+    type Input = Value;
+
     const READERS: &'static [Role] = &[Role::Admin, Role::Flow];
 
     fn input(&self) -> Value {

@@ -8,13 +8,27 @@ use crate::entities::workstream::Workstream;
 use crate::error::Error;
 use crate::input::Object;
 use crate::store;
-use serde_json::{json, Value};
+use serde::Serialize;
+
+/// A queue as `POST /api/queues` takes it.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QueueInput {
+    /// Up to 100 characters.
+    pub name: String,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub description: String,
+}
 
 impl Resource for Queue {
     const READERS: &'static [Role] = &[Role::Admin, Role::Agent];
+    type Input = QueueInput;
 
-    fn input(&self) -> Value {
-        json!({"name": self.name, "description": self.description})
+    fn input(&self) -> QueueInput {
+        QueueInput {
+            name: self.name.clone(),
+            description: self.description.clone(),
+        }
     }
 
     fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {

@@ -187,6 +187,8 @@ fn bot_url(text: &str) -> Result<String, String> {
 }
 
 impl Resource for Workstream {
+    type Input = Value;
+
     const READERS: &'static [Role] = &[Role::Admin, Role::Agent];
 
     fn input(&self) -> Value {

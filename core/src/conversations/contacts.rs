@@ -25,6 +25,8 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
 impl Resource for Contact {
+    type Input = Value;
+
     const READERS: &'static [Role] = &[Role::Admin, Role::Agent];
     const WRITERS: &'static [Role] = &[Role::Admin, Role::Agent];
 
