@@ -16,7 +16,11 @@
 mod operation;
 
 mod admin;
+mod conversations;
 mod health;
+mod outbound;
+mod templates;
+mod webhooks;
 
 use operation::{Api, DISPATCH_TOKEN, OPERATOR_TOKEN};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -27,7 +31,18 @@ pub use operation::API_KEY;
 
 /// The areas, in the order the README describes them.
 const TAGS: &[(&str, &str)] = &[
+    ("Organisations and keys", "Tenants and their API keys (R-TEN)."),
+    ("Messaging accounts", "Provider accounts, their numbers and pages, and their validation (R-CFG-1..4)."),
+    ("Configuration warnings", "What an admin should fix, such as page tokens due for refresh (R-CFG-4)."),
     ("Queues", "Where classified conversations wait for agents (R-CFG-5)."),
+    ("Agents", "Who works conversations: capacity, presence, queues, languages."),
+    ("Workstreams", "Channels, routing rules, distribution and bots."),
+    ("Templates", "Localized message templates and their preview (R-TPL)."),
+    ("Outbound configurations", "What a flow sends: the configuration ID to copy into it."),
+    ("Outbound messages", "Sending a flow's contact list in batches of 100, and the jobs and activities that follow (R-OUT)."),
+    ("Conversations", "The agent's side of a conversation: reading, replying, accepting, transferring, closing."),
+    ("Contacts", "Customers across channels and their timeline."),
+    ("Webhooks", "The providers' callbacks: inbound messages and delivery statuses, signed by each provider."),
     ("Health", "Whether the app is up and its store answers (R-OPS-1)."),
 ];
 
@@ -36,6 +51,10 @@ pub fn openapi() -> OpenApi {
     let mut api = Api::default();
     api.schema::<switchboard_core::api::ErrorBody>();
     admin::describe(&mut api);
+    templates::describe(&mut api);
+    outbound::describe(&mut api);
+    conversations::describe(&mut api);
+    webhooks::describe(&mut api);
     health::describe(&mut api);
     let mut paths = Paths::new();
     paths.paths = api.paths.into_iter().collect();

@@ -1,0 +1,5 @@
+//! TODO area: webhooks.
+
+use crate::operation::Api;
+
+pub fn describe(_api: &mut Api) {}
