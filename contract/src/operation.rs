@@ -70,9 +70,24 @@ struct Param {
 
 struct Answer {
     status: u16,
+    shown: Shown,
+}
+
+/// A response as the document shows it.
+struct Shown {
     description: String,
     body: Option<(RefOr<Schema>, &'static str)>,
     headers: Vec<(&'static str, &'static str)>,
+}
+
+impl Shown {
+    fn new(description: &str, body: Option<(RefOr<Schema>, &'static str)>) -> Shown {
+        Shown {
+            description: description.into(),
+            body,
+            headers: Vec::new(),
+        }
+    }
 }
 
 impl Op {
@@ -206,9 +221,7 @@ impl Op {
     pub fn answers(mut self, status: u16, description: &str, body: RefOr<Schema>) -> Op {
         self.answers.push(Answer {
             status,
-            description: description.into(),
-            body: Some((body, "application/json")),
-            headers: Vec::new(),
+            shown: Shown::new(description, Some((body, "application/json"))),
         });
         self
     }
@@ -223,9 +236,7 @@ impl Op {
     ) -> Op {
         self.answers.push(Answer {
             status,
-            description: description.into(),
-            body: Some((body, media_type)),
-            headers: Vec::new(),
+            shown: Shown::new(description, Some((body, media_type))),
         });
         self
     }
@@ -234,9 +245,7 @@ impl Op {
     pub fn answers_empty(mut self, status: u16, description: &str) -> Op {
         self.answers.push(Answer {
             status,
-            description: description.into(),
-            body: None,
-            headers: Vec::new(),
+            shown: Shown::new(description, None),
         });
         self
     }
@@ -245,9 +254,7 @@ impl Op {
     pub fn fails(mut self, status: u16, description: &str) -> Op {
         self.answers.push(Answer {
             status,
-            description: description.into(),
-            body: Some((error(), "application/json")),
-            headers: Vec::new(),
+            shown: Shown::new(description, Some((error(), "application/json"))),
         });
         self
     }
@@ -260,7 +267,7 @@ impl Op {
         description: &'static str,
     ) -> Op {
         for answer in self.answers.iter_mut().filter(|a| a.status == status) {
-            answer.headers.push((name, description));
+            answer.shown.headers.push((name, description));
         }
         self
     }
@@ -309,15 +316,39 @@ impl Op {
 
 /// The responses [`Op::derived_failures`] names, shared by reference.
 const SHARED_FAILURES: &[(&str, &str)] = &[
-    ("Malformed", "The body is not what this operation reads (not JSON, or not a JSON object)."),
-    ("Unauthorized", "No credential, or one that was revoked or mistyped."),
+    (
+        "Malformed",
+        "The body is not what this operation reads (not JSON, or not a JSON object).",
+    ),
+    (
+        "Unauthorized",
+        "No credential, or one that was revoked or mistyped.",
+    ),
     ("Forbidden", "The key's role may not call this operation."),
-    ("TokenUnset", "The token's Spin variable is not set: the route is closed."),
-    ("BadSignature", "The provider's signature is missing or does not verify; nothing was stored."),
-    ("NotFound", "Nothing with this id in the organisation (another organisation's ids too)."),
-    ("TooLarge", "The body is over 1 MiB; nothing of it was used."),
-    ("Invalid", "A field or query parameter is missing or wrong; `error.field` names it."),
-    ("StoreUnavailable", "The store failed; nothing was changed. Retry after `Retry-After` seconds."),
+    (
+        "TokenUnset",
+        "The token's Spin variable is not set: the route is closed.",
+    ),
+    (
+        "BadSignature",
+        "The provider's signature is missing or does not verify; nothing was stored.",
+    ),
+    (
+        "NotFound",
+        "Nothing with this id in the organisation (another organisation's ids too).",
+    ),
+    (
+        "TooLarge",
+        "The body is over 1 MiB; nothing of it was used.",
+    ),
+    (
+        "Invalid",
+        "A field or query parameter is missing or wrong; `error.field` names it.",
+    ),
+    (
+        "StoreUnavailable",
+        "The store failed; nothing was changed. Retry after `Retry-After` seconds.",
+    ),
 ];
 
 /// The operations and the schemas they refer to.
@@ -377,9 +408,7 @@ impl Api {
             Access::Dispatcher => {
                 operation.security(SecurityRequirement::new(DISPATCH_TOKEN, [""; 0]))
             }
-            Access::Signed(scheme) => {
-                operation.security(SecurityRequirement::new(scheme, [""; 0]))
-            }
+            Access::Signed(scheme) => operation.security(SecurityRequirement::new(scheme, [""; 0])),
         };
         for param in op.params {
             operation = operation.parameter(
@@ -398,7 +427,10 @@ impl Api {
         if let Some((schema, media_type)) = op.body {
             operation = operation.request_body(Some(
                 RequestBodyBuilder::new()
-                    .content(media_type, ContentBuilder::new().schema(Some(schema)).build())
+                    .content(
+                        media_type,
+                        ContentBuilder::new().schema(Some(schema)).build(),
+                    )
                     .required(Some(Required::True))
                     .build(),
             ));
@@ -406,10 +438,13 @@ impl Api {
         let mut responses: Vec<(u16, RefOr<utoipa::openapi::Response>)> = op
             .answers
             .into_iter()
-            .map(|answer| (answer.status, RefOr::T(response(answer))))
+            .map(|answer| (answer.status, RefOr::T(response(answer.shown))))
             .collect();
         responses.extend(derived.into_iter().map(|(status, name)| {
-            (status, RefOr::Ref(Ref::new(format!("#/components/responses/{name}"))))
+            (
+                status,
+                RefOr::Ref(Ref::new(format!("#/components/responses/{name}"))),
+            )
         }));
         responses.sort_by_key(|(status, _)| *status);
         let responses = responses
@@ -424,17 +459,19 @@ impl Api {
     }
 }
 
-fn response(answer: Answer) -> utoipa::openapi::Response {
-    let mut builder = ResponseBuilder::new().description(answer.description).header(
-        "x-request-id",
-        HeaderBuilder::new()
-            .schema(string())
-            .description(Some(
-                "The request's id: the caller's `x-request-id`, or a new one. Logs carry it.",
-            ))
-            .build(),
-    );
-    for (name, description) in answer.headers {
+fn response(shown: Shown) -> utoipa::openapi::Response {
+    let mut builder = ResponseBuilder::new()
+        .description(shown.description)
+        .header(
+            "x-request-id",
+            HeaderBuilder::new()
+                .schema(string())
+                .description(Some(
+                    "The request's id: the caller's `x-request-id`, or a new one. Logs carry it.",
+                ))
+                .build(),
+        );
+    for (name, description) in shown.headers {
         builder = builder.header(
             name,
             HeaderBuilder::new()
@@ -443,8 +480,11 @@ fn response(answer: Answer) -> utoipa::openapi::Response {
                 .build(),
         );
     }
-    if let Some((schema, media_type)) = answer.body {
-        builder = builder.content(media_type, ContentBuilder::new().schema(Some(schema)).build());
+    if let Some((schema, media_type)) = shown.body {
+        builder = builder.content(
+            media_type,
+            ContentBuilder::new().schema(Some(schema)).build(),
+        );
     }
     builder.build()
 }
@@ -454,18 +494,13 @@ pub fn shared_failures() -> Vec<(String, utoipa::openapi::Response)> {
     SHARED_FAILURES
         .iter()
         .map(|(name, description)| {
-            let mut answer = Answer {
-                status: 0,
-                description: (*description).into(),
-                body: Some((error(), "application/json")),
-                headers: Vec::new(),
-            };
+            let mut shown = Shown::new(description, Some((error(), "application/json")));
             if *name == "StoreUnavailable" {
-                answer
+                shown
                     .headers
                     .push(("retry-after", "Seconds to wait before retrying."));
             }
-            ((*name).to_owned(), response(answer))
+            ((*name).to_owned(), response(shown))
         })
         .collect()
 }
@@ -557,19 +592,34 @@ where
         let readers = Access::Key(R::READERS);
         let writers = Access::Key(R::WRITERS);
         api.add(
-            Op::get(collection, &format!("list_{name}s"), &format!("List the {one}s"))
-                .tag(tag)
-                .access(readers)
-                .paged()
-                .answers(200, &format!("A page of {one}s, oldest first."), page(shown.clone())),
+            Op::get(
+                collection,
+                &format!("list_{name}s"),
+                &format!("List the {one}s"),
+            )
+            .tag(tag)
+            .access(readers)
+            .paged()
+            .answers(
+                200,
+                &format!("A page of {one}s, oldest first."),
+                page(shown.clone()),
+            ),
         );
         api.add(
-            Op::post(collection, &format!("create_{name}"), &format!("Create a {one}"))
-                .tag(tag)
-                .access(writers)
-                .body(create)
-                .answers(201, &format!("The new {one}."), shown.clone())
-                .fails(409, "The change conflicts with another document; the message says which."),
+            Op::post(
+                collection,
+                &format!("create_{name}"),
+                &format!("Create a {one}"),
+            )
+            .tag(tag)
+            .access(writers)
+            .body(create)
+            .answers(201, &format!("The new {one}."), shown.clone())
+            .fails(
+                409,
+                "The change conflicts with another document; the message says which.",
+            ),
         );
         api.add(
             Op::get(&item, &format!("read_{name}"), &format!("Read a {one}"))
@@ -584,7 +634,10 @@ where
                 .describe("Only the fields given change; `null` removes an optional field.")
                 .body(update)
                 .answers(200, &format!("The {one} as changed."), shown)
-                .fails(409, "The change conflicts with another document; the message says which."),
+                .fails(
+                    409,
+                    "The change conflicts with another document; the message says which.",
+                ),
         );
         api.add(
             Op::delete(&item, &format!("delete_{name}"), &format!("Delete a {one}"))
