@@ -279,10 +279,19 @@ def schema_errors(doc, schema, instance):
     root = {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "components": doc.get("components", {}), "allOf": [schema]}
     validator = ExampleValidator(root, format_checker=FormatChecker())
-    return [
-        f"{'/'.join(map(str, error.absolute_path)) or '(the body)'}: {error.message}"
-        for error in validator.iter_errors(instance)
-    ]
+    return [describe(error) for error in validator.iter_errors(instance)]
+
+
+def describe(error):
+    """Where and why; when none of a `oneOf`/`anyOf` fits, why the closest
+    alternative (the one with the fewest errors) does not (the message
+    alone would repeat the whole body)."""
+    while error.context:
+        branches = {}
+        for sub in error.context:
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        error = min(branches.values(), key=len)[0]
+    return f"{'/'.join(map(str, error.absolute_path)) or '(the body)'}: {error.message[:300]}"
 
 
 def check_request(doc, op, example):

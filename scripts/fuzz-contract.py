@@ -10,7 +10,7 @@ scripts/contract-venv.sh; run that, not this.
 
 Before fuzzing, an organisation is seeded through the API with a resource
 of each kind, so the path ids the fuzzer sends are mostly real ones: each
-`{id}` of an operation is, with probability 0.9, the id of a seeded
+`{id}` of an operation is, with probability 0.8, the id of a seeded
 resource of the collection its path names (for DELETE, a second one kept
 for deleting, so the others stay for the later runs), else a generated
 value.
@@ -23,6 +23,7 @@ import hmac
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,7 +40,7 @@ CHECKS = ",".join([
     "response_headers_conformance",
 ])
 # The share of path ids taken from the seeded resources.
-SEEDED_ID_PROBABILITY = 0.9
+SEEDED_ID_PROBABILITY = 0.8
 TWILIO_TOKEN = "f00dfeedf00dfeedf00dfeedf00d6549"
 TWILIO_SID = "AC0123456789abcdef0123456789abcdef"
 WHATSAPP_NUMBER = "+14155238886"
@@ -255,7 +256,7 @@ def run(args, name, token, doc, ids, doomed, deadline):
     print(f"fuzz-contract: {name}: {home} operations it may call, {args.examples} cases each "
           f"and the coverage phase; {len(ops) - home} it may not, once", flush=True)
     command = [
-        os.path.join(os.path.dirname(sys.executable), "schemathesis"), "--no-color",
+        sys.executable, "-m", "schemathesis.cli", "--no-color",
         "--config-file", settings, "run", spec, "--url", args.base, "--checks", CHECKS,
         "--seed", str(args.seed), "--generation-database", "none",
         "--generation-with-security-parameters", "false",
@@ -282,10 +283,15 @@ def main():
     parser.add_argument("--examples", type=int, default=10, help="generated cases per operation and run")
     parser.add_argument("--seed", type=int, default=16, help="the generator's seed")
     parser.add_argument("--max-time", type=int, default=170, help="seconds for every run together")
+    parser.add_argument("--document", default=os.path.join(ROOT, "docs", "openapi.json"),
+                        help="the contract to hold the app to (default: docs/openapi.json)")
     parser.add_argument("--report-dir", default=tempfile.mkdtemp(prefix="fuzz-contract-"))
     args = parser.parse_args()
+    # Stopped from outside, exit cleanly: subprocess.run then stops the
+    # schemathesis it is waiting for.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     deadline = time.monotonic() + args.max_time
-    doc = json.load(open(os.path.join(ROOT, "docs", "openapi.json"), encoding="utf-8"))
+    doc = json.load(open(args.document, encoding="utf-8"))
     keys, ids, doomed = seed(Api(args.base), args.operator_token)
     failed = [name for name, token, scoped in runs(doc, keys, args.operator_token, args.dispatch_token)
               if not run(args, name, token, scoped, ids, doomed, deadline)]

@@ -43,12 +43,13 @@ dispatch_token="fuzz-dispatch-$RANDOM$RANDOM"
 scratch=$(mktemp -d)
 printf '[key_value_store.default]\ntype = "spin"\n' > "$scratch/runtime-config.toml"
 
-# The dev host goes when this script does, whatever ends it.
+# The fuzzer and the dev host go when this script does, whatever ends it.
 stop() {
-    if [ -n "${host_pid:-}" ]; then
-        kill "$host_pid" 2>/dev/null || true
-        wait "$host_pid" 2>/dev/null || true
-    fi
+    local pid
+    for pid in ${driver_pid:-} ${host_pid:-}; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     rm -rf "$scratch"
 }
 trap stop EXIT
@@ -75,4 +76,6 @@ if [ -z "$up" ]; then
 fi
 
 "$python" scripts/fuzz-contract.py --base "http://127.0.0.1:$port" \
-    --operator-token "$operator_token" --dispatch-token "$dispatch_token" "$@"
+    --operator-token "$operator_token" --dispatch-token "$dispatch_token" "$@" &
+driver_pid=$!
+wait "$driver_pid"
