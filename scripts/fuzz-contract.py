@@ -207,11 +207,13 @@ def path_parameters(path, method, ids, doomed):
 
 def config(args, name, token, doc, ids, doomed):
     """schemathesis.toml for one run: its credential, the cases per
-    operation (one, without the coverage phase, for an operation the
+    operation (the document's examples, the coverage phase's edge cases and
+    `--examples` generated ones; a single generated one for an operation the
     credential may not call: its refusal must be documented too), and the
     seeded ids its path parameters draw from."""
-    lines = [f"[generation]", f"max-examples = {args.examples}", "",
-             "[phases.examples]", "enabled = false", "[phases.stateful]", "enabled = false", "",
+    lines = ["[generation]", f"max-examples = {args.examples}", "",
+             # Stateful testing needs the document's links, which it has not.
+             "[phases.stateful]", "enabled = false", "",
              "[headers]", f"Authorization = {toml('Bearer ' + token)}", ""]
     dictionaries = {}
     for path, method, op in operations(doc):
@@ -224,7 +226,7 @@ def config(args, name, token, doc, ids, doomed):
             settings["parameters"] = bindings
         if name not in credentials(op):
             settings["generation"] = {"max-examples": 1}
-            settings["phases"] = {"coverage": {"enabled": False}}
+            settings["phases"] = {"examples": {"enabled": False}, "coverage": {"enabled": False}}
         if settings:
             lines += ["[[operations]]", f"include-operation-id = {toml(op['operationId'])}"]
             lines += [f"{key} = {toml(value)}" for key, value in settings.items()] + [""]
@@ -257,7 +259,8 @@ def run(args, name, token, doc, ids, doomed, deadline):
           f"and the coverage phase; {len(ops) - home} it may not, once", flush=True)
     command = [
         sys.executable, "-m", "schemathesis.cli", "--no-color",
-        "--config-file", settings, "run", spec, "--url", args.base, "--checks", CHECKS,
+        "--config-file", settings, "run", spec, "--url", args.base,
+        "--checks", ",".join([CHECKS, *args.also_check]),
         "--seed", str(args.seed), "--generation-database", "none",
         "--generation-with-security-parameters", "false",
         # One worker: CPython 3.11's parser is not safe across threads
@@ -282,7 +285,13 @@ def main():
     parser.add_argument("--dispatch-token", required=True)
     parser.add_argument("--examples", type=int, default=10, help="generated cases per operation and run")
     parser.add_argument("--seed", type=int, default=16, help="the generator's seed")
-    parser.add_argument("--max-time", type=int, default=170, help="seconds for every run together")
+    # A guard against a hung run, far above what the suite's cases take
+    # (about a minute of CPU for 70 operations at 10 cases).
+    parser.add_argument("--max-time", type=int, default=600,
+                        help="seconds for every run together; a run still going then fails")
+    parser.add_argument("--also-check", action="append", default=[], metavar="CHECK",
+                        help="another schemathesis check, e.g. positive_data_acceptance "
+                             "(schema-valid requests must not be refused: how exact the request schemas are)")
     parser.add_argument("--document", default=os.path.join(ROOT, "docs", "openapi.json"),
                         help="the contract to hold the app to (default: docs/openapi.json)")
     parser.add_argument("--report-dir", default=tempfile.mkdtemp(prefix="fuzz-contract-"))
