@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 
 import jsonschema
 from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema._keywords import anyOf as any_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ELISION = "…"
@@ -249,16 +248,16 @@ def lenient(original, skip=False):
     return check
 
 
+KEYWORDS = Draft202012Validator.VALIDATORS
+
+
 def one_of(validator, value, instance, schema):
     """`oneOf`, which an elided value meets like `anyOf`: with its details
     left out it may fit several of the alternatives."""
-    if elided(instance):
-        yield from any_of(validator, value, instance, schema)
-    else:
-        yield from Draft202012Validator.VALIDATORS["oneOf"](validator, value, instance, schema)
+    check = KEYWORDS["anyOf"] if elided(instance) else KEYWORDS["oneOf"]
+    yield from check(validator, value, instance, schema)
 
 
-KEYWORDS = Draft202012Validator.VALIDATORS
 ExampleValidator = jsonschema.validators.extend(
     Draft202012Validator,
     {

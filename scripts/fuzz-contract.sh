@@ -65,7 +65,8 @@ done
 host_pid=$!
 up=""
 for _ in $(seq 600); do
-    if curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1; then up=yes; break; fi
+    if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+        "http://127.0.0.1:$port/health" 2>/dev/null; then up=yes; break; fi
     if ! kill -0 "$host_pid" 2>/dev/null; then break; fi
     sleep 0.1
 done
