@@ -67,7 +67,7 @@ cargo clippy --locked --target wasm32-wasip2 --release "${WASM_PACKAGES[@]}" -- 
 export DEVHOST_GUEST_LOG_FILE="$redis_dir/guest.log"
 cargo test --locked --release
 cargo test --locked --release -p e2e --test e2e -- --ignored --exact operations::log_audit_of_the_whole_suite
-# The running app against its contract: schemathesis sends every operation
-# cases with a key of each role and fails on any undocumented answer.
+# The running app against its contract: schemathesis tries every operation
+# with a key of each role and fails on any answer the contract does not describe.
 cargo build --locked --release -p devhost
 scripts/fuzz-contract.sh
