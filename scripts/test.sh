@@ -57,6 +57,8 @@ if ! python3 -c 'import yaml' >/dev/null 2>&1; then
         { $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq python3-yaml >/dev/null; }
 fi
 python3 scripts/check-deploy.py
+# The API's contract: a valid OpenAPI document, and the README's examples fit it.
+scripts/check-contract.sh
 build_wasm
 cargo clippy --locked --all-targets -- -D warnings
 cargo clippy --locked --target wasm32-wasip2 --release "${WASM_PACKAGES[@]}" -- -D warnings
@@ -65,3 +67,7 @@ cargo clippy --locked --target wasm32-wasip2 --release "${WASM_PACKAGES[@]}" -- 
 export DEVHOST_GUEST_LOG_FILE="$redis_dir/guest.log"
 cargo test --locked --release
 cargo test --locked --release -p e2e --test e2e -- --ignored --exact operations::log_audit_of_the_whole_suite
+# The running app against its contract: schemathesis tries every operation
+# with a key of each role and fails on any answer the contract does not describe.
+cargo build --locked --release -p devhost
+scripts/fuzz-contract.sh

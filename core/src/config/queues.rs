@@ -10,11 +10,17 @@ use crate::input::Object;
 use crate::store;
 use serde::Serialize;
 
-/// A queue as `POST /api/queues` takes it.
+/// A queue as `POST /api/queues` takes it; any other field is refused.
 #[derive(Debug, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+// `build` refuses other fields: the contract says so (`additionalProperties: false`).
+#[serde(deny_unknown_fields)]
 pub struct QueueInput {
-    /// Up to 100 characters.
+    /// Up to 100 characters, not blank.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 100, pattern = r"\S")
+    )]
     pub name: String,
     #[cfg_attr(feature = "openapi", schema(required = false))]
     pub description: String,

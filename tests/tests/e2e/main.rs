@@ -9,6 +9,7 @@ mod channels;
 mod config;
 mod conformance;
 mod console;
+mod contract;
 mod conversations;
 mod credentials;
 mod facebook_pages;
