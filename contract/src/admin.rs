@@ -3,7 +3,9 @@
 
 use crate::operation::{page, string, Access, Api, Op, Resource};
 use switchboard_core::auth::{ApiKeyView, Role};
-use switchboard_core::config::accounts::{Account, AccountView, Validation};
+use switchboard_core::config::accounts::{
+    Account, AccountView, SettingsInput, SettingsView, Validation,
+};
 use switchboard_core::config::agents::AgentWithLoad;
 use switchboard_core::config::orgs::{Org, OrgCreated};
 use switchboard_core::config::warnings::Warnings;
@@ -114,6 +116,8 @@ fn keys(api: &mut Api) {
 }
 
 fn accounts(api: &mut Api) {
+    api.discriminate::<SettingsView>("provider");
+    api.discriminate::<SettingsInput>("provider");
     let shown = api.schema::<AccountView>();
     Resource::<Account>::new("/api/accounts", ACCOUNTS, "account")
         .saves(|op| {

@@ -17,7 +17,9 @@ use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
 };
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{
+    AnyOfBuilder, Discriminator, ObjectBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{Ref, RefOr, Required, ResponseBuilder, ResponsesBuilder};
 use utoipa::ToSchema;
@@ -333,11 +335,59 @@ pub struct Api {
 
 impl Api {
     /// A reference to `T`'s schema, registering it and what it refers to.
+    /// A schema registered stays as it was registered, so that an area may
+    /// refine one (see [`Api::discriminate`]).
     pub fn schema<T: ToSchema>(&mut self) -> RefOr<Schema> {
         let mut found = vec![(T::name().into_owned(), T::schema())];
         T::schemas(&mut found);
-        self.schemas.extend(found);
+        for (name, schema) in found {
+            self.schemas.entry(name).or_insert(schema);
+        }
         RefOr::Ref(Ref::from_schema_name(T::name()))
+    }
+
+    /// Registers `T`, an enum tagged by `property` whose variants are
+    /// schemas of their own, with a discriminator: each variant's schema
+    /// takes its tag (a `const`), and the `oneOf` maps each tag to it, so a
+    /// generated client picks the variant by `property`.
+    pub fn discriminate<T: ToSchema>(&mut self, property: &str) -> RefOr<Schema> {
+        let reference = self.schema::<T>();
+        let name = T::name();
+        let Some(RefOr::T(Schema::OneOf(mut one))) = self.schemas.get(name.as_ref()).cloned()
+        else {
+            panic!("{name} is not a oneOf");
+        };
+        let mut mapping = Vec::new();
+        for item in &mut one.items {
+            let RefOr::T(Schema::AllOf(all)) = item else {
+                panic!("{name}'s variants are not tagged schemas");
+            };
+            let [RefOr::Ref(variant), RefOr::T(Schema::Object(tag))] = all.items.as_slice() else {
+                panic!("{name}'s variants are not tagged schemas");
+            };
+            let value = tag.properties[property].clone();
+            let word = match &value {
+                RefOr::T(Schema::Object(word)) => word.enum_values.clone().unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            let [serde_json::Value::String(word)] = word.as_slice() else {
+                panic!("{name}'s tag is not one word");
+            };
+            let variant_name = variant
+                .ref_location
+                .trim_start_matches("#/components/schemas/")
+                .to_owned();
+            if let Some(RefOr::T(Schema::Object(object))) = self.schemas.get_mut(&variant_name) {
+                object.properties.insert(property.to_owned(), value);
+                object.required.insert(0, property.to_owned());
+            }
+            mapping.push((word.clone(), variant.ref_location.clone()));
+            *item = RefOr::Ref(variant.clone());
+        }
+        one.discriminator = Some(Discriminator::with_mapping(property, mapping));
+        self.schemas
+            .insert(name.into_owned(), RefOr::T(Schema::OneOf(one)));
+        reference
     }
 
     /// `T`'s schema with no property required, as a PATCH takes it;

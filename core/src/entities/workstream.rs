@@ -58,9 +58,9 @@ impl Word for Distribution {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Bot {
-    // Not required in the schema: a workstream without a bot has neither.
     /// The bot's webhook.
     #[serde(rename = "bot_url")]
+    // Not required in the schema: a workstream without a bot has neither.
     #[cfg_attr(feature = "openapi", schema(required = false))]
     pub url: String,
     /// Signs the calls to the bot: whole in the response of the save that
