@@ -17,7 +17,9 @@ use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
 };
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{
+    AnyOfBuilder, Discriminator, ObjectBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{Ref, RefOr, Required, ResponseBuilder, ResponsesBuilder};
 use utoipa::ToSchema;
@@ -139,8 +141,12 @@ impl Op {
         self
     }
 
+    /// Adds a paragraph to the description.
     pub fn describe(mut self, description: &str) -> Op {
-        self.description = description.into();
+        if !self.description.is_empty() {
+            self.description.push_str("\n\n");
+        }
+        self.description.push_str(description);
         self
     }
 
@@ -360,24 +366,117 @@ pub struct Api {
 
 impl Api {
     /// A reference to `T`'s schema, registering it and what it refers to.
+    /// A schema registered stays as it was registered, so that an area may
+    /// refine one (see [`Api::discriminate`]).
     pub fn schema<T: ToSchema>(&mut self) -> RefOr<Schema> {
         let mut found = vec![(T::name().into_owned(), T::schema())];
         T::schemas(&mut found);
-        self.schemas.extend(found);
+        for (name, schema) in found {
+            self.schemas.entry(name).or_insert(schema);
+        }
         RefOr::Ref(Ref::from_schema_name(T::name()))
+    }
+
+    /// Registers `T`, an enum tagged by `property` whose variants are
+    /// schemas of their own, with a discriminator: each variant's schema
+    /// takes its tag (a `const`), and the `oneOf` maps each tag to it, so a
+    /// generated client picks the variant by `property`.
+    pub fn discriminate<T: ToSchema>(&mut self, property: &str) -> RefOr<Schema> {
+        let reference = self.schema::<T>();
+        let name = T::name();
+        let Some(RefOr::T(Schema::OneOf(mut one))) = self.schemas.get(name.as_ref()).cloned()
+        else {
+            panic!("{name} is not a oneOf");
+        };
+        let mut mapping = Vec::new();
+        for item in &mut one.items {
+            let RefOr::T(Schema::AllOf(all)) = item else {
+                panic!("{name}'s variants are not tagged schemas");
+            };
+            let [RefOr::Ref(variant), RefOr::T(Schema::Object(tag))] = all.items.as_slice() else {
+                panic!("{name}'s variants are not tagged schemas");
+            };
+            let value = tag.properties[property].clone();
+            let word = match &value {
+                RefOr::T(Schema::Object(word)) => word.enum_values.clone().unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            let [serde_json::Value::String(word)] = word.as_slice() else {
+                panic!("{name}'s tag is not one word");
+            };
+            let variant_name = variant
+                .ref_location
+                .trim_start_matches("#/components/schemas/")
+                .to_owned();
+            if let Some(RefOr::T(Schema::Object(object))) = self.schemas.get_mut(&variant_name) {
+                object.properties.insert(property.to_owned(), value);
+                object.required.insert(0, property.to_owned());
+            }
+            mapping.push((word.clone(), variant.ref_location.clone()));
+            *item = RefOr::Ref(variant.clone());
+        }
+        one.discriminator = Some(Discriminator::with_mapping(property, mapping));
+        self.schemas
+            .insert(name.into_owned(), RefOr::T(Schema::OneOf(one)));
+        reference
     }
 
     /// `T`'s schema with no property required, as a PATCH takes it;
     /// registered as `{T}Update`.
     pub fn all_optional<T: ToSchema>(&mut self) -> RefOr<Schema> {
         self.schema::<T>();
-        let name = format!("{}Update", T::name());
-        let mut schema = T::schema();
-        if let RefOr::T(Schema::Object(object)) = &mut schema {
-            object.required.clear();
+        self.optional_form(&T::name())
+    }
+
+    /// `{name}Update`: the registered schema `name` with no property
+    /// required, through the objects it is composed of (a flattened field,
+    /// a variant of a tagged enum). One of several such variants may match
+    /// a PATCH, so `oneOf` becomes `anyOf`.
+    fn optional_form(&mut self, name: &str) -> RefOr<Schema> {
+        let update = format!("{name}Update");
+        if !self.schemas.contains_key(&update) {
+            let schema = self.schemas[name].clone();
+            let optional = self.without_required(schema);
+            self.schemas.insert(update.clone(), optional);
         }
-        self.schemas.insert(name.clone(), schema);
-        RefOr::Ref(Ref::from_schema_name(name))
+        RefOr::Ref(Ref::from_schema_name(update))
+    }
+
+    fn without_required(&mut self, schema: RefOr<Schema>) -> RefOr<Schema> {
+        match schema {
+            RefOr::Ref(reference) => {
+                let name = reference
+                    .ref_location
+                    .trim_start_matches("#/components/schemas/")
+                    .to_owned();
+                match self.schemas.get(&name) {
+                    Some(RefOr::T(Schema::Object(_) | Schema::AllOf(_) | Schema::OneOf(_))) => {
+                        self.optional_form(&name)
+                    }
+                    _ => RefOr::Ref(reference),
+                }
+            }
+            RefOr::T(Schema::Object(mut object)) => {
+                object.required.clear();
+                RefOr::T(Schema::Object(object))
+            }
+            RefOr::T(Schema::AllOf(mut all)) => {
+                all.items = all
+                    .items
+                    .into_iter()
+                    .map(|item| self.without_required(item))
+                    .collect();
+                RefOr::T(Schema::AllOf(all))
+            }
+            RefOr::T(Schema::OneOf(one)) => {
+                let any = one.items.into_iter().fold(
+                    AnyOfBuilder::new().description(one.description),
+                    |any, item| any.item(self.without_required(item)),
+                );
+                RefOr::T(Schema::AnyOf(any.build()))
+            }
+            other => other,
+        }
     }
 
     /// `{"items": [T…], "next_cursor": …}`, the shape every list has.
@@ -554,6 +653,10 @@ pub struct Resource<R> {
     collection: &'static str,
     tag: &'static str,
     one: &'static str,
+    /// What the resource's create and update add to the shared rules.
+    saves: fn(Op) -> Op,
+    /// What its delete adds.
+    deletes: fn(Op) -> Op,
     resource: std::marker::PhantomData<R>,
 }
 
@@ -562,19 +665,38 @@ where
     R: switchboard_core::config::Resource + ToSchema,
     R::Input: ToSchema,
 {
+    /// The resource as the API shows it.
+    pub fn describe(self, api: &mut Api) {
+        let shown = api.schema::<R>();
+        self.describe_showing(api, shown);
+    }
+}
+
+impl<R> Resource<R>
+where
+    R: switchboard_core::config::Resource,
+    R::Input: ToSchema,
+{
     pub fn new(collection: &'static str, tag: &'static str, one: &'static str) -> Self {
         Resource {
             collection,
             tag,
             one,
+            saves: |op| op,
+            deletes: |op| op,
             resource: std::marker::PhantomData,
         }
     }
 
-    /// The resource as the API shows it.
-    pub fn describe(self, api: &mut Api) {
-        let shown = api.schema::<R>();
-        self.describe_showing(api, shown);
+    /// The resource's own rules for a create and an update (a description,
+    /// failures of its own).
+    pub fn saves(self, saves: fn(Op) -> Op) -> Self {
+        Resource { saves, ..self }
+    }
+
+    /// The resource's own rules for a delete.
+    pub fn deletes(self, deletes: fn(Op) -> Op) -> Self {
+        Resource { deletes, ..self }
     }
 
     /// The five operations, answering `shown` (a view that masks secrets).
@@ -583,6 +705,8 @@ where
             collection,
             tag,
             one,
+            saves,
+            deletes,
             ..
         } = self;
         let item = format!("{collection}/{{id}}");
@@ -606,7 +730,7 @@ where
                 page(shown.clone()),
             ),
         );
-        api.add(
+        api.add(saves(
             Op::post(
                 collection,
                 &format!("create_{name}"),
@@ -620,14 +744,14 @@ where
                 409,
                 "The change conflicts with another document; the message says which.",
             ),
-        );
+        ));
         api.add(
             Op::get(&item, &format!("read_{name}"), &format!("Read a {one}"))
                 .tag(tag)
                 .access(readers)
                 .answers(200, &format!("The {one}."), shown.clone()),
         );
-        api.add(
+        api.add(saves(
             Op::patch(&item, &format!("update_{name}"), &format!("Change a {one}"))
                 .tag(tag)
                 .access(writers)
@@ -638,13 +762,13 @@ where
                     409,
                     "The change conflicts with another document; the message says which.",
                 ),
-        );
-        api.add(
+        ));
+        api.add(deletes(
             Op::delete(&item, &format!("delete_{name}"), &format!("Delete a {one}"))
                 .tag(tag)
                 .access(writers)
                 .answers_empty(204, "Deleted.")
                 .fails(409, "Something still uses it; the message says what."),
-        );
+        ));
     }
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Configures the organisation.
@@ -57,13 +58,17 @@ crate::document!(ApiKey, "api_key");
 
 /// What an API key is, as the API shows it.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ApiKey))]
 pub struct ApiKeyView<'a> {
     pub id: &'a str,
     pub name: &'a str,
     pub role: Role,
+    /// The agent an `agent` key acts as; absent for other roles.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<&'a str>,
-    /// The token once, at creation; a mask afterwards.
+    /// The token (`sb_{org}_{key id}_{secret}`) in the create response
+    /// only: keep it, it is shown nowhere else. Masked afterwards
+    /// (`****` and its last four characters).
     pub key: String,
     pub created_at: Timestamp,
 }

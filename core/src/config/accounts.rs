@@ -26,7 +26,7 @@ use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub use crate::providers::{PageTokenWarning, Settings};
+pub use crate::providers::{PageTokenWarning, Settings, SettingsInput, SettingsView};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Account {
@@ -42,14 +42,46 @@ pub struct Account {
 
 /// The outcome of the last `POST /api/accounts/{id}/validate`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Validation {
     pub status: Verdict,
+    /// The HTTP status the provider answered, when it answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_status: Option<u16>,
+    /// The provider's own words, secrets scrubbed.
     pub message: String,
     pub checked_at: Timestamp,
+    /// Each page's own check, for Facebook accounts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pages: Vec<PageValidation>,
+}
+
+/// An account as `POST /api/accounts` takes it: its name and its
+/// provider's fields, chosen by `provider` (which an update cannot change).
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccountInput {
+    /// Up to 100 characters.
+    pub name: String,
+    #[serde(flatten)]
+    pub settings: SettingsInput,
+}
+
+/// An account as the API shows it: secrets masked, with the values to
+/// enter at the provider (`callback_url`, Facebook's `verify_token`).
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Account))]
+pub struct AccountView<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    #[serde(flatten)]
+    pub settings: SettingsView,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// `null` until the account is first validated.
+    pub last_validation: Option<&'a Validation>,
+    /// What an admin should fix, such as page tokens due for refresh.
+    pub warnings: Vec<String>,
 }
 
 crate::document!(Account, "account");
@@ -123,19 +155,13 @@ pub async fn serve(ctx: &Ctx<'_>, request: &Request, id: Option<&str>) -> Result
 }
 
 impl Resource for Account {
-    type Input = Value;
+    type Input = AccountInput;
 
-    fn input(&self) -> Value {
-        let mut fields = serde_json::to_value(&self.settings).expect("settings serialize");
-        let object = fields.as_object_mut().expect("settings are an object");
-        object.insert("name".into(), json!(self.name));
-        object.remove("verify_token");
-        if let Some(Value::Array(pages)) = object.get_mut("pages") {
-            for page in pages {
-                page.as_object_mut().map(|p| p.remove("withheld"));
-            }
+    fn input(&self) -> AccountInput {
+        AccountInput {
+            name: self.name.clone(),
+            settings: self.settings.input(),
         }
-        fields
     }
 
     fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {
@@ -150,26 +176,20 @@ impl Resource for Account {
     }
 
     fn view(&self, ctx: &Ctx) -> Value {
-        let mut view = json!({
-            "id": self.id,
-            "name": self.name,
-            "provider": self.settings.provider(),
-        });
-        merge_into(&mut view, self.settings.view(&self.callback_url(ctx)));
-        merge_into(
-            &mut view,
-            json!({
-                "created_at": self.created_at,
-                "updated_at": self.updated_at,
-                "last_validation": self.last_validation,
-                "warnings": self
-                    .warnings(ctx.org(), ctx.ports.clock.now_millis())
-                    .into_iter()
-                    .map(|warning| warning.message)
-                    .collect::<Vec<_>>(),
-            }),
-        );
-        view
+        let view = AccountView {
+            id: &self.id,
+            name: &self.name,
+            settings: self.settings.view(&self.callback_url(ctx)),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            last_validation: self.last_validation.as_ref(),
+            warnings: self
+                .warnings(ctx.org(), ctx.ports.clock.now_millis())
+                .into_iter()
+                .map(|warning| warning.message)
+                .collect(),
+        };
+        serde_json::to_value(view).expect("accounts serialize to JSON")
     }
 
     fn on_save(
@@ -218,12 +238,6 @@ impl Resource for Account {
                 &json!({"org": ctx.org(), "provider": self.settings.provider(), "deleted_at": ctx.now}),
             ),
         )]
-    }
-}
-
-fn merge_into(target: &mut Value, extra: Value) {
-    if let (Some(target), Value::Object(extra)) = (target.as_object_mut(), extra) {
-        target.extend(extra);
     }
 }
 

@@ -16,24 +16,47 @@ use crate::error::Error;
 use crate::input::Object;
 use crate::locale::Locale;
 use crate::store;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 /// Conversations one agent may hold at once, at most.
 pub const MAX_CAPACITY: i64 = 100;
 
+/// An agent as `POST /api/agents` takes it.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentInput {
+    /// Up to 100 characters.
+    pub name: String,
+    /// Conversations the agent may hold at once, 1 to 100; 1 if left out.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(required = false, minimum = 1, maximum = 100)
+    )]
+    pub capacity: i64,
+    /// `offline` if left out.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub presence: Presence,
+    /// The ids of queues of the organisation; duplicates count once.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub queues: Vec<String>,
+    /// BCP 47 tags in any case and separator (`nb_no`); stored normalized.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub languages: Vec<Locale>,
+}
+
 impl Resource for Agent {
-    type Input = Value;
+    type Input = AgentInput;
 
     const READERS: &'static [Role] = &[Role::Admin, Role::Agent];
 
-    fn input(&self) -> Value {
-        json!({
-            "name": self.name,
-            "capacity": self.capacity,
-            "presence": self.presence,
-            "queues": self.queues,
-            "languages": self.languages,
-        })
+    fn input(&self) -> AgentInput {
+        AgentInput {
+            name: self.name.clone(),
+            capacity: self.capacity,
+            presence: self.presence,
+            queues: self.queues.clone(),
+            languages: self.languages.clone(),
+        }
     }
 
     fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {
@@ -104,15 +127,30 @@ impl Resource for Agent {
     }
 }
 
+/// What `GET /api/agents/{id}` answers.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentWithLoad<'a> {
+    #[serde(flatten)]
+    pub agent: &'a Agent,
+    /// The conversations the agent holds now.
+    pub load: i64,
+}
+
 /// `GET /api/agents/{id}`: the agent and its `load`, the conversations it
 /// holds, recounted from them (and the capacity counter corrected if a
 /// request that died left it off).
 pub fn read(ctx: &Ctx, id: &str) -> Result<Response, Error> {
     ctx.principal.require(<Agent as Resource>::READERS)?;
     let agent: Agent = store::require(ctx.kv(), ctx.org(), id)?;
-    let mut view = agent.view(ctx);
-    view["load"] = reconcile(ctx.kv(), ctx.org(), id)?.into();
-    Ok(Response::json(200, &view))
+    let load = reconcile(ctx.kv(), ctx.org(), id)?;
+    Ok(Response::json(
+        200,
+        &AgentWithLoad {
+            agent: &agent,
+            load,
+        },
+    ))
 }
 
 /// `POST /api/agents/{id}/presence` `{"presence": "available"}`: agents

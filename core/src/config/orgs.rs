@@ -3,7 +3,7 @@
 
 use super::Ctx;
 use crate::api::{method_not_allowed, Method, Request, Response};
-use crate::auth::{self, ApiKey, Role};
+use crate::auth::{self, ApiKey, ApiKeyView, Role};
 use crate::error::Error;
 use crate::input::{self, Object};
 use crate::ports::Ports;
@@ -12,10 +12,20 @@ use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Org {
     pub id: String,
     pub name: String,
     pub created_at: Timestamp,
+}
+
+/// What `POST /api/orgs` answers: the organisation and its first admin
+/// key, whose token is shown here only.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrgCreated<'a> {
+    pub org: &'a Org,
+    pub api_key: ApiKeyView<'a>,
 }
 
 fn org_key(id: &str) -> String {
@@ -53,7 +63,10 @@ pub fn create(request: &Request, ports: &Ports) -> Result<Response, Error> {
     )?;
     Ok(Response::json(
         201,
-        &serde_json::json!({"org": org, "api_key": key.view(Some(&token))}),
+        &OrgCreated {
+            org: &org,
+            api_key: key.view(Some(&token)),
+        },
     ))
 }
 

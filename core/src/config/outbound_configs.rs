@@ -14,22 +14,43 @@ use crate::phone::{DigitsNumber, E164};
 use crate::providers::Provider;
 use crate::store;
 use crate::templates::{Template, CHANNEL_TYPES};
-use serde_json::{json, Value};
+use serde::Serialize;
+
+/// An outbound configuration as `POST /api/outbound-configs` takes it.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutboundConfigInput {
+    /// Up to 100 characters.
+    pub name: String,
+    /// Whether the messages show on the customer's timeline; `false` if
+    /// left out.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub show_on_timeline: bool,
+    pub channel_type: Channel,
+    /// The number to send from, a number of one of the organisation's
+    /// accounts on `channel_type` (`+E.164`; SMS over TeleSign: digits).
+    pub channel: String,
+    /// The account that has `channel`; needed only when several do.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub account_id: String,
+    /// A template of the organisation that serves `channel_type`.
+    pub template_id: String,
+}
 
 impl Resource for OutboundConfig {
-    type Input = Value;
+    type Input = OutboundConfigInput;
 
     const READERS: &'static [Role] = &[Role::Admin, Role::Flow];
 
-    fn input(&self) -> Value {
-        json!({
-            "name": self.name,
-            "show_on_timeline": self.show_on_timeline,
-            "channel_type": self.channel_type,
-            "channel": self.channel,
-            "account_id": self.account_id,
-            "template_id": self.template_id,
-        })
+    fn input(&self) -> OutboundConfigInput {
+        OutboundConfigInput {
+            name: self.name.clone(),
+            show_on_timeline: self.show_on_timeline,
+            channel_type: self.channel_type,
+            channel: self.channel.clone(),
+            account_id: self.account_id.clone(),
+            template_id: self.template_id.clone(),
+        }
     }
 
     fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {

@@ -10,6 +10,14 @@ use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::{self, Role};
 use crate::error::Error;
 use crate::ports::Ports;
+use serde::Serialize;
+
+/// What `GET /api/warnings` answers.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Warnings {
+    pub warnings: Vec<accounts::PageTokenWarning>,
+}
 
 /// Every organisation's warnings with the operator token, else the
 /// warnings of the admin key's organisation.
@@ -25,8 +33,5 @@ pub fn serve(request: &Request, ports: &Ports) -> Result<Response, Error> {
         ctx.principal.require(&[Role::Admin])?;
         accounts::org_page_token_warnings(ctx.kv(), ctx.org(), now)?
     };
-    Ok(Response::json(
-        200,
-        &serde_json::json!({ "warnings": warnings }),
-    ))
+    Ok(Response::json(200, &Warnings { warnings }))
 }

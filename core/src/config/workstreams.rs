@@ -20,13 +20,15 @@ use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::Role;
 use crate::channel::Channel;
 use crate::entities::workstream::{
-    channel_claim, Bot, ChannelInstance, Conditions, ContactField, RoutingRule, Workstream,
+    channel_claim, Bot, ChannelInstance, Conditions, ContactField, Distribution, RoutingRule,
+    Workstream,
 };
 use crate::error::Error;
 use crate::input::Object;
 use crate::locale::Locale;
 use crate::providers::{Provider, ReplyWindow};
 use crate::store::{self, Claim};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 fn read_channel(ctx: &Ctx, channel: Channel, item: Object) -> Result<ChannelInstance, Error> {
@@ -186,21 +188,48 @@ fn bot_url(text: &str) -> Result<String, String> {
     }
 }
 
+/// A workstream as `POST /api/workstreams` takes it.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WorkstreamInput {
+    /// Up to 100 characters.
+    pub name: String,
+    /// The channel type it serves; an update cannot change it.
+    pub channel: Channel,
+    /// The queue of what no routing rule matches.
+    pub fallback_queue: String,
+    /// `round_robin` if left out.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub distribution: Distribution,
+    /// The bot that sees new conversations first (http or https). Setting
+    /// it on a workstream without a bot makes a `bot_secret`, shown once
+    /// in this save's response; `null` removes the bot.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub bot_url: Option<String>,
+    /// Tried in order; the first whose conditions all hold picks the queue.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub routing_rules: Vec<RoutingRule>,
+    /// The numbers, pages or GBM agents it answers; each belongs to one
+    /// workstream.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub channels: Vec<ChannelInstance>,
+}
+
 impl Resource for Workstream {
-    type Input = Value;
+    type Input = WorkstreamInput;
 
     const READERS: &'static [Role] = &[Role::Admin, Role::Agent];
 
-    fn input(&self) -> Value {
-        json!({
-            "name": self.name,
-            "channel": self.channel,
-            "fallback_queue": self.fallback_queue,
-            "distribution": self.distribution,
-            "bot_url": self.bot.as_ref().map(|bot| &bot.url),
-            "routing_rules": self.routing_rules,
-            "channels": self.channels,
-        })
+    fn input(&self) -> WorkstreamInput {
+        WorkstreamInput {
+            name: self.name.clone(),
+            channel: self.channel,
+            fallback_queue: self.fallback_queue.clone(),
+            distribution: self.distribution,
+            bot_url: self.bot.as_ref().map(|bot| bot.url.clone()),
+            routing_rules: self.routing_rules.clone(),
+            channels: self.channels.clone(),
+        }
     }
 
     fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {

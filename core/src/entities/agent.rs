@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 /// Whether an agent takes conversations now; only an available agent is
 /// offered any (R-CONV-3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Presence {
     Available,
@@ -36,12 +37,16 @@ impl Word for Presence {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Agent {
     pub id: String,
     pub name: String,
+    /// Conversations the agent may hold at once.
     pub capacity: i64,
     pub presence: Presence,
+    /// The ids of the queues the agent serves.
     pub queues: Vec<String>,
+    /// The languages the agent speaks.
     pub languages: Vec<Locale>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,

@@ -10,13 +10,16 @@ use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Workstream {
     pub id: String,
     pub name: String,
     pub channel: Channel,
     pub fallback_queue: String,
     pub distribution: Distribution,
+    /// `bot_url` and `bot_secret`, when the workstream has a bot.
     #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Bot))]
     pub bot: Option<Bot>,
     pub routing_rules: Vec<RoutingRule>,
     pub channels: Vec<ChannelInstance>,
@@ -27,6 +30,7 @@ pub struct Workstream {
 /// Which of a queue's agents is offered a new conversation first
 /// (R-CONV-3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Distribution {
     /// Rotates through the queue's agents with a per-queue counter; what a
@@ -52,10 +56,17 @@ impl Word for Distribution {
 /// its calls are signed with; stored (and shown) as `bot_url` and
 /// `bot_secret`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Bot {
+    /// The bot's webhook.
     #[serde(rename = "bot_url")]
+    // Not required in the schema: a workstream without a bot has neither.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub url: String,
+    /// Signs the calls to the bot: whole in the response of the save that
+    /// made it (or of `rotate-bot-secret`), masked after.
     #[serde(rename = "bot_secret")]
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub secret: String,
     /// The secret was made by this request, whose response shows it: the
     /// only time it is shown whole.
@@ -99,6 +110,7 @@ impl Bot {
 /// Conditions that must all hold for a new conversation to go to `queue`;
 /// rules are tried in order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoutingRule {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
@@ -107,6 +119,7 @@ pub struct RoutingRule {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Conditions {
     /// The channel instance's address the customer wrote to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,12 +136,14 @@ pub struct Conditions {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContactField {
     pub name: String,
     pub equals: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChannelInstance {
     pub account_id: String,
     /// The number (WhatsApp `+E.164`, SMS digits), Facebook page id or GBM agent id.

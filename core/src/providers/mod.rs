@@ -40,18 +40,37 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 pub use facebook::PageTokenWarning;
 use serde::Serialize;
-use serde_json::Value;
 use webhook::{invalid_callback, Signer, WebhookKey};
 
 /// The providers: the one list a new provider joins. Each entry names the
 /// variant, the module folder (whose `Settings` implements [`Seam`]) and
 /// the spelling stored in accounts, keys and webhook URLs.
 macro_rules! providers {
-    ($($variant:ident => $module:ident = $spelling:literal,)*) => {
+    // `tt`, not `literal`: a `literal` fragment reaches derive macros
+    // wrapped in a group that utoipa does not read as a rename.
+    ($($variant:ident => $module:ident = $spelling:tt,)*) => {
         /// A provider, as stored.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
         pub enum Provider {
             $(#[serde(rename = $spelling)] $variant,)*
+        }
+
+        /// An account's provider-specific fields as a create body takes
+        /// them, tagged by `provider`.
+        #[derive(Debug, Serialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[serde(tag = "provider")]
+        pub enum SettingsInput {
+            $(#[serde(rename = $spelling)] $variant($module::Input),)*
+        }
+
+        /// An account's provider-specific fields as the API shows them,
+        /// secrets masked, tagged by `provider`.
+        #[derive(Debug, Serialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[serde(tag = "provider")]
+        pub enum SettingsView {
+            $(#[serde(rename = $spelling)] $variant($module::View),)*
         }
 
         /// An account's provider-specific fields, tagged by `provider` as
@@ -191,10 +210,17 @@ macro_rules! providers {
                 }
             }
 
-            /// The settings as an account's read shows them, secrets masked.
-            pub fn view(&self, callback_url: &str) -> Value {
+            /// The settings as a create body takes them, secrets included.
+            pub fn input(&self) -> SettingsInput {
                 match self {
-                    $(Settings::$variant(settings) => settings.view(callback_url),)*
+                    $(Settings::$variant(settings) => SettingsInput::$variant(settings.input()),)*
+                }
+            }
+
+            /// The settings as an account's read shows them, secrets masked.
+            pub fn view(&self, callback_url: &str) -> SettingsView {
+                match self {
+                    $(Settings::$variant(settings) => SettingsView::$variant(settings.view(callback_url)),)*
                 }
             }
 
@@ -369,8 +395,13 @@ pub trait Seam: Variant {
     fn delivery_status(word: &str) -> DeliveryStatus;
 
     // ---- account settings
+    /// The account's fields as a create body takes them, secrets included.
+    type Input: Serialize;
+    /// The account's fields as the API shows them, secrets masked.
+    type View: Serialize;
     fn read(ctx: &Ctx, input: &Object, existing: Option<&Self>) -> Result<Self, Error>;
-    fn view(&self, callback_url: &str) -> Value;
+    fn input(&self) -> Self::Input;
+    fn view(&self, callback_url: &str) -> Self::View;
     fn webhook_secret(&self) -> &str;
     /// Secrets the provider may sign with instead, each named by the
     /// request; they ride in the account's global record with the secret.
@@ -533,6 +564,7 @@ impl From<CredentialCheck> for Checked {
 
 /// The outcome of one page's credential check.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PageValidation {
     pub page_id: String,
     pub status: Verdict,
@@ -603,7 +635,11 @@ pub enum DeliveryStatus {
     Final,
 }
 
+/// Whether the provider accepted the credentials (`valid`), refused them
+/// (`invalid`: fix them), or could not be asked (`unreachable`: try again
+/// later).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Valid,

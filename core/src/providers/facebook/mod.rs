@@ -37,7 +37,7 @@ pub use pages::{every_page_token_warning, PageTokenWarning};
 #[cfg(test)]
 pub(crate) use pages::{page_claim, DAY_MILLIS};
 pub use send::*;
-pub use settings::{FacebookPage, Settings};
+pub use settings::{FacebookPage, Input, Settings, View};
 pub use webhook::*;
 
 use super::{endpoint, http_status, json, scrub, text, verdict_for};
@@ -87,7 +87,14 @@ impl Seam for Settings {
         Settings::read(ctx, input, existing)
     }
 
-    fn view(&self, callback_url: &str) -> Value {
+    type Input = Input;
+    type View = View;
+
+    fn input(&self) -> Input {
+        Settings::input(self)
+    }
+
+    fn view(&self, callback_url: &str) -> View {
         Settings::view(self, callback_url)
     }
 

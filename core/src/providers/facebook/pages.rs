@@ -26,6 +26,7 @@ pub(crate) const DAY_MILLIS: i64 = 86_400_000;
 /// A Facebook page token due for refresh (R-CFG-4), as `GET /api/warnings`
 /// lists it; an account's read shows its `message`s.
 #[derive(Debug, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PageTokenWarning {
     pub org_id: String,
     pub account_id: String,

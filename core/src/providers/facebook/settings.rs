@@ -8,7 +8,6 @@ use crate::error::Error;
 use crate::input::Object;
 use crate::providers::fields::{digits, no_whitespace, unique};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
@@ -29,6 +28,67 @@ pub struct FacebookPage {
     /// Why this page gets no callback values, when another account has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub withheld: Option<String>,
+}
+
+/// A Facebook account's fields as `POST /api/accounts` takes them.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = FacebookAccountInput))]
+pub struct Input {
+    /// The app's numeric ID.
+    pub app_id: String,
+    /// Write-only; it also signs the webhooks.
+    pub app_secret: String,
+    /// The pages to connect; each page belongs to one account.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub pages: Vec<PageInput>,
+}
+
+/// A page as an account's input takes it.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = FacebookPageInput))]
+pub struct PageInput {
+    pub name: String,
+    /// The page's numeric ID.
+    pub page_id: String,
+    /// The page access token; write-only. An update may leave it out for a
+    /// page the account already has, which keeps its token.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub access_token: String,
+    /// When the token was made (RFC 3339, not in the future): tokens are
+    /// due for refresh after 60 days. Left out, a new token counts from now.
+    #[cfg_attr(feature = "openapi", schema(required = false, format = DateTime))]
+    pub token_set_at: String,
+}
+
+/// A Facebook account's fields as the API shows them.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = FacebookAccountView))]
+pub struct View {
+    pub app_id: String,
+    /// Masked: `****` and at most the last four characters.
+    pub app_secret: String,
+    pub pages: Vec<PageView>,
+}
+
+/// A connected page as the API shows it, with what to enter in the app's
+/// webhook settings.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = FacebookPageView))]
+pub struct PageView {
+    pub name: String,
+    pub page_id: String,
+    /// Masked: `****` and at most the last four characters.
+    pub access_token: String,
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub token_set_at: String,
+    /// `null` when the callback is withheld.
+    pub callback_url: Option<String>,
+    /// What Facebook echoes in the subscription handshake; `null` when
+    /// the callback is withheld.
+    pub verify_token: Option<String>,
+    /// Why this page gets no callback: another account has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_withheld: Option<String>,
 }
 
 pub const FIELDS: &[&str] = &["app_id", "app_secret", "pages"];
@@ -63,28 +123,50 @@ impl Settings {
             .collect()
     }
 
-    pub(super) fn view(&self, callback_url: &str) -> Value {
-        let verify_token = &self.verify_token;
-        json!({
-            "app_id": self.app_id,
-            "app_secret": mask(&self.app_secret),
-            "pages": self.pages.iter().map(|page| {
-                let callback = match &page.withheld {
-                    None => json!({"callback_url": callback_url, "verify_token": verify_token}),
-                    Some(reason) => json!({"callback_url": null, "verify_token": null, "callback_withheld": reason}),
-                };
-                let mut shown = json!({
-                    "name": page.name,
-                    "page_id": page.page_id,
-                    "access_token": mask(&page.access_token),
-                    "token_set_at": page.token_set_at,
-                });
-                if let (Some(shown), Value::Object(callback)) = (shown.as_object_mut(), callback) {
-                    shown.extend(callback);
-                }
-                shown
-            }).collect::<Vec<_>>(),
-        })
+    pub(super) fn input(&self) -> Input {
+        Input {
+            app_id: self.app_id.clone(),
+            app_secret: self.app_secret.clone(),
+            pages: self
+                .pages
+                .iter()
+                .map(|page| PageInput {
+                    name: page.name.clone(),
+                    page_id: page.page_id.clone(),
+                    access_token: page.access_token.clone(),
+                    token_set_at: page.token_set_at.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    pub(super) fn view(&self, callback_url: &str) -> View {
+        View {
+            app_id: self.app_id.clone(),
+            app_secret: mask(&self.app_secret),
+            pages: self
+                .pages
+                .iter()
+                .map(|page| page.view(callback_url, &self.verify_token))
+                .collect(),
+        }
+    }
+}
+
+impl FacebookPage {
+    /// The page as shown: its callback values, unless another account has
+    /// the page.
+    fn view(&self, callback_url: &str, verify_token: &str) -> PageView {
+        let shown = self.withheld.is_none();
+        PageView {
+            name: self.name.clone(),
+            page_id: self.page_id.clone(),
+            access_token: mask(&self.access_token),
+            token_set_at: self.token_set_at.clone(),
+            callback_url: shown.then(|| callback_url.to_owned()),
+            verify_token: shown.then(|| verify_token.to_owned()),
+            callback_withheld: self.withheld.clone(),
+        }
     }
 }
 

@@ -24,7 +24,7 @@ mod webhook;
 
 pub use credentials::*;
 pub use send::*;
-pub use settings::Settings;
+pub use settings::{Input, Settings, View};
 pub use webhook::*;
 
 use super::{endpoint, http_status, json, retry_after, scrub, text, verdict_for};
@@ -74,7 +74,14 @@ impl Seam for Settings {
         Settings::read(input)
     }
 
-    fn view(&self, callback_url: &str) -> Value {
+    type Input = Input;
+    type View = View;
+
+    fn input(&self) -> Input {
+        Settings::input(self)
+    }
+
+    fn view(&self, callback_url: &str) -> View {
         Settings::view(self, callback_url)
     }
 

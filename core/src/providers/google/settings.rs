@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::input::Object;
 use crate::providers::fields::no_whitespace;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
@@ -18,6 +18,52 @@ pub struct Settings {
     pub service_account: String,
     pub brand_id: String,
     pub agent_id: String,
+}
+
+/// A Business Messages account's fields as `POST /api/accounts` takes
+/// them.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = GbmAccountInput))]
+pub struct Input {
+    pub partner_id: String,
+    /// The webhook's client token; write-only. It also signs the webhooks.
+    pub client_token: String,
+    /// The service account's key as Google's console downloads it: the
+    /// JSON object, or its text. Write-only.
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
+    pub service_account: String,
+    pub brand_id: String,
+    /// The Business Messages agent customers write to.
+    pub agent_id: String,
+}
+
+/// A Business Messages account's fields as the API shows them.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = GbmAccountView))]
+pub struct View {
+    pub partner_id: String,
+    /// Masked: `****` and at most the last four characters.
+    pub client_token: String,
+    pub service_account: ServiceAccountView,
+    pub brand_id: String,
+    pub agent_id: String,
+    /// Where Google posts the account's callbacks.
+    pub callback_url: String,
+}
+
+/// The service account as shown: its e-mail with the key masked, or only
+/// a mask if the stored key no longer reads.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = GbmServiceAccountView))]
+pub enum ServiceAccountView {
+    Shown {
+        client_email: String,
+        /// Always `****`.
+        private_key: &'static str,
+    },
+    /// `****`.
+    Masked(&'static str),
 }
 
 pub const FIELDS: &[&str] = &[
@@ -39,17 +85,31 @@ impl Settings {
         })
     }
 
-    pub(super) fn view(&self, callback_url: &str) -> Value {
-        json!({
-            "partner_id": self.partner_id,
-            "client_token": mask(&self.client_token),
-            "service_account": ServiceAccount::parse(&self.service_account)
-                .map(|account| json!({"client_email": account.client_email, "private_key": "****"}))
-                .unwrap_or(json!("****")),
-            "brand_id": self.brand_id,
-            "agent_id": self.agent_id,
-            "callback_url": callback_url,
-        })
+    pub(super) fn input(&self) -> Input {
+        Input {
+            partner_id: self.partner_id.clone(),
+            client_token: self.client_token.clone(),
+            service_account: self.service_account.clone(),
+            brand_id: self.brand_id.clone(),
+            agent_id: self.agent_id.clone(),
+        }
+    }
+
+    pub(super) fn view(&self, callback_url: &str) -> View {
+        View {
+            partner_id: self.partner_id.clone(),
+            client_token: mask(&self.client_token),
+            service_account: ServiceAccount::parse(&self.service_account).map_or(
+                ServiceAccountView::Masked("****"),
+                |account| ServiceAccountView::Shown {
+                    client_email: account.client_email,
+                    private_key: "****",
+                },
+            ),
+            brand_id: self.brand_id.clone(),
+            agent_id: self.agent_id.clone(),
+            callback_url: callback_url.to_owned(),
+        }
     }
 }
 

@@ -24,7 +24,7 @@ mod webhook;
 
 pub use credentials::*;
 pub use send::*;
-pub use settings::{Settings, TelesignNumber};
+pub use settings::{Input, Settings, TelesignNumber, View};
 pub use webhook::*;
 
 use super::{endpoint, http_status, json, retry_after, scrub, text, verdict_for};
@@ -46,7 +46,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::Sha256;
 use std::fmt;
 
@@ -78,7 +78,14 @@ impl Seam for Settings {
         Settings::read(input)
     }
 
-    fn view(&self, callback_url: &str) -> Value {
+    type Input = Input;
+    type View = View;
+
+    fn input(&self) -> Input {
+        Settings::input(self)
+    }
+
+    fn view(&self, callback_url: &str) -> View {
         Settings::view(self, callback_url)
     }
 

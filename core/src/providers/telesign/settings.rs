@@ -7,7 +7,6 @@ use crate::input::Object;
 use crate::phone::DigitsNumber;
 use crate::providers::fields::unique;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
@@ -17,12 +16,45 @@ pub struct Settings {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TelesignNumber {
+    /// Digits only, country code first (`14252306549`).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9]+$"))]
     pub number: DigitsNumber,
+    /// `long_code`, `short_code` or `toll_free`.
     #[serde(rename = "type")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^(long_code|short_code|toll_free)$")
+    )]
     pub kind: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub description: String,
+}
+
+/// A TeleSign account's fields as `POST /api/accounts` takes them.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TelesignAccountInput))]
+pub struct Input {
+    /// `FFFFFFFF-EEEE-DDDD-1234-AB1234567890`, from the TeleSign portal.
+    pub customer_id: String,
+    /// The base64 API key from the TeleSign portal; write-only.
+    pub api_key: String,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub numbers: Vec<TelesignNumber>,
+}
+
+/// A TeleSign account's fields as the API shows them.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TelesignAccountView))]
+pub struct View {
+    pub customer_id: String,
+    /// Masked: `****` and at most the last four characters.
+    pub api_key: String,
+    pub numbers: Vec<TelesignNumber>,
+    /// Where TeleSign posts the account's callbacks.
+    pub callback_url: String,
 }
 
 pub const FIELDS: &[&str] = &["customer_id", "api_key", "numbers"];
@@ -49,13 +81,21 @@ impl Settings {
         })
     }
 
-    pub(super) fn view(&self, callback_url: &str) -> Value {
-        json!({
-            "customer_id": self.customer_id,
-            "api_key": mask(&self.api_key),
-            "numbers": self.numbers,
-            "callback_url": callback_url,
-        })
+    pub(super) fn input(&self) -> Input {
+        Input {
+            customer_id: self.customer_id.clone(),
+            api_key: self.api_key.clone(),
+            numbers: self.numbers.clone(),
+        }
+    }
+
+    pub(super) fn view(&self, callback_url: &str) -> View {
+        View {
+            customer_id: self.customer_id.clone(),
+            api_key: mask(&self.api_key),
+            numbers: self.numbers.clone(),
+            callback_url: callback_url.to_owned(),
+        }
     }
 
     pub(super) fn addresses(&self) -> Vec<&str> {

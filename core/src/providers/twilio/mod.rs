@@ -29,7 +29,7 @@ mod webhook;
 
 pub use credentials::*;
 pub use send::*;
-pub use settings::{Number, Settings, SharedKey, MAX_SHARED_KEYS};
+pub use settings::{Input, Number, Settings, SharedKey, View, MAX_SHARED_KEYS};
 pub use webhook::*;
 
 use super::{basic_auth, endpoint, http_status, json, scrub, text, verdict_for};
@@ -50,7 +50,6 @@ use crate::providers::webhook::{Signer, WebhookKey};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde_json::Value;
 use sha1::Sha1;
 use sha2::Sha256;
 
@@ -109,7 +108,14 @@ impl Seam for Settings {
         Settings::read(input, existing)
     }
 
-    fn view(&self, callback_url: &str) -> Value {
+    type Input = Input;
+    type View = View;
+
+    fn input(&self) -> Input {
+        Settings::input(self)
+    }
+
+    fn view(&self, callback_url: &str) -> View {
         Settings::view(self, callback_url)
     }
 

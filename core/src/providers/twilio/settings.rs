@@ -15,7 +15,6 @@ use crate::input::Object;
 use crate::phone::E164;
 use crate::providers::fields::{no_whitespace, unique};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
@@ -32,18 +31,61 @@ pub struct Settings {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TwilioNumber))]
 pub struct Number {
     pub name: String,
+    /// `+` and the digits, E.164 (`+14155238886`).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^\\+[0-9]+$"))]
     pub number: E164,
 }
 
 /// A key Twilio signs webhooks with instead of the auth token, named by
 /// the request's `X-Twilio-Webhooks-Signature-Settings` header.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TwilioSharedKey))]
 pub struct SharedKey {
-    /// `SK` and 32 hex digits.
+    /// The key's id as Twilio shows it (e.g. `SK` and 32 hex digits).
     pub id: String,
+    /// Write-only: shown masked. A key already held keeps its secret when
+    /// an update leaves the secret out.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub secret: String,
+}
+
+/// A Twilio account's fields as `POST /api/accounts` takes them.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TwilioAccountInput))]
+pub struct Input {
+    /// `AC` and 32 hex digits, from the Twilio console.
+    pub account_sid: String,
+    /// Write-only.
+    pub auth_token: String,
+    /// The WhatsApp numbers.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub numbers: Vec<Number>,
+    /// The SMS numbers; a number carries one channel on an account.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sms_numbers: Vec<Number>,
+    /// Keys Twilio may sign webhooks with instead of the auth token (at
+    /// most 10).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shared_keys: Vec<SharedKey>,
+}
+
+/// A Twilio account's fields as the API shows them.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TwilioAccountView))]
+pub struct View {
+    pub account_sid: String,
+    /// Masked: `****` and at most the last four characters.
+    pub auth_token: String,
+    /// The WhatsApp numbers.
+    pub numbers: Vec<Number>,
+    pub sms_numbers: Vec<Number>,
+    /// Each secret masked.
+    pub shared_keys: Vec<SharedKey>,
+    /// Where Twilio posts the account's callbacks.
+    pub callback_url: String,
 }
 
 /// How many shared keys an account holds: enough to rotate them, and a
@@ -81,18 +123,32 @@ impl Settings {
         })
     }
 
-    pub(super) fn view(&self, callback_url: &str) -> Value {
-        json!({
-            "account_sid": self.account_sid,
-            "auth_token": mask(&self.auth_token),
-            "numbers": self.numbers,
-            "sms_numbers": self.sms_numbers,
-            "shared_keys": self.shared_keys.iter().map(|key| json!({
-                "id": key.id,
-                "secret": mask(&key.secret),
-            })).collect::<Vec<_>>(),
-            "callback_url": callback_url,
-        })
+    pub(super) fn input(&self) -> Input {
+        Input {
+            account_sid: self.account_sid.clone(),
+            auth_token: self.auth_token.clone(),
+            numbers: self.numbers.clone(),
+            sms_numbers: self.sms_numbers.clone(),
+            shared_keys: self.shared_keys.clone(),
+        }
+    }
+
+    pub(super) fn view(&self, callback_url: &str) -> View {
+        View {
+            account_sid: self.account_sid.clone(),
+            auth_token: mask(&self.auth_token),
+            numbers: self.numbers.clone(),
+            sms_numbers: self.sms_numbers.clone(),
+            shared_keys: self
+                .shared_keys
+                .iter()
+                .map(|key| SharedKey {
+                    id: key.id.clone(),
+                    secret: mask(&key.secret),
+                })
+                .collect(),
+            callback_url: callback_url.to_owned(),
+        }
     }
 
     pub(super) fn addresses(&self) -> Vec<&str> {
@@ -183,6 +239,7 @@ fn account_sid(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     const KEY_ID: &str = "SK0123456789abcdef0123456789abcdef";
     const OTHER_ID: &str = "SKfedcba9876543210fedcba9876543210";
@@ -225,7 +282,7 @@ mod tests {
         .unwrap();
         assert_eq!(settings.shared_keys.len(), 1);
         assert_eq!(settings.shared_keys[0].secret, "a-shared-key-secret-1234");
-        let view = settings.view("https://cb");
+        let view = serde_json::to_value(settings.view("https://cb")).unwrap();
         assert_eq!(
             view["shared_keys"],
             json!([{"id": KEY_ID, "secret": "****1234"}])
@@ -233,7 +290,10 @@ mod tests {
         assert!(!view.to_string().contains("a-shared-key-secret"));
         // None is none: an empty list, and nothing stored.
         let none = read(json!({}), None).unwrap();
-        assert_eq!(none.view("https://cb")["shared_keys"], json!([]));
+        assert_eq!(
+            serde_json::to_value(none.view("https://cb")).unwrap()["shared_keys"],
+            json!([])
+        );
         assert!(serde_json::to_value(&none)
             .unwrap()
             .get("shared_keys")
@@ -345,7 +405,7 @@ mod tests {
         assert_eq!(settings.channel_at("+14155550199"), None);
         assert_eq!(settings.addresses(), ["+14155238886", "+14155550100"]);
         assert_eq!(
-            settings.view("https://cb")["sms_numbers"],
+            serde_json::to_value(settings.view("https://cb")).unwrap()["sms_numbers"],
             json!([{"name": "Texts", "number": "+14155550100"}])
         );
         assert_eq!(
