@@ -51,10 +51,11 @@ pub struct Version {
     pub text: TemplateText,
     /// WhatsApp: this text is the one Meta approved.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub approved: bool,
-    /// WhatsApp: Twilio's Content SID (`HX` + 32 hex) of the approved text.
+    /// WhatsApp: Twilio's Content SID (`HX` + 32 hex) of the approved text;
+    /// given exactly when `approved` is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^HX[0-9a-fA-F]{32}$"))]
     pub content_sid: Option<String>,
 }
 
@@ -83,22 +84,7 @@ pub struct TemplateInput {
 #[serde(untagged)]
 pub enum VersionInput {
     Text(TemplateText),
-    Full(VersionFields),
-}
-
-/// `{"text", "approved", "content_sid"}`.
-#[derive(Debug, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct VersionFields {
-    pub text: TemplateText,
-    /// WhatsApp only: Meta approved this text.
-    #[serde(default)]
-    pub approved: bool,
-    /// Twilio's Content SID (`HX` + 32 hex) of the approved text; given
-    /// exactly when `approved` is true.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(pattern = "^HX[0-9a-fA-F]{32}$"))]
-    pub content_sid: Option<String>,
+    Full(Version),
 }
 
 /// `POST /api/templates/{id}/render`'s body: one contact's values.
@@ -365,14 +351,10 @@ impl Resource for Template {
     const READERS: &'static [Role] = &[Role::Admin, Role::Agent];
 
     fn input(&self) -> TemplateInput {
-        let versions = self.versions.iter().map(|(locale, version)| {
-            let fields = VersionFields {
-                text: version.text.clone(),
-                approved: version.approved,
-                content_sid: version.content_sid.clone(),
-            };
-            (locale.clone(), VersionInput::Full(fields))
-        });
+        let versions = self
+            .versions
+            .iter()
+            .map(|(locale, version)| (locale.clone(), VersionInput::Full(version.clone())));
         TemplateInput {
             name: self.name.clone(),
             channel_types: self.channel_types.clone(),
