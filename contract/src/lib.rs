@@ -19,6 +19,7 @@ mod admin;
 mod conversations;
 mod health;
 mod outbound;
+pub mod power_automate;
 mod templates;
 mod webhooks;
 

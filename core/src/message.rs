@@ -153,6 +153,7 @@ pub enum Window {
 
 /// A rendered message and how it was chosen.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rendered {
     pub channel_type: Channel,
     /// The version used, after the fallback chain of R-TPL-2.

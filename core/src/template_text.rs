@@ -257,6 +257,23 @@ impl fmt::Display for TextError {
 
 impl std::error::Error for TextError {}
 
+/// The API shows the text as written.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for TemplateText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("Text with `{{Placeholder}}`s."))
+            .examples([serde_json::json!(
+                "Hi {{CustomerName}}, we opened case {{CaseName}} for you."
+            )])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for TemplateText {}
+
 impl Serialize for TemplateText {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.source)

@@ -21,7 +21,7 @@ use crate::store;
 use crate::template_text::{RenderContext, RenderError, TemplateText, SMS_MAX_CHARS};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -32,28 +32,94 @@ pub const CHANNELS: [Channel; 2] = [Channel::Sms, Channel::Whatsapp];
 pub const CHANNEL_TYPES: [&str; 2] = [CHANNELS[0].as_str(), CHANNELS[1].as_str()];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Template {
     pub id: String,
     pub name: String,
     pub channel_types: Vec<Channel>,
     pub default_locale: Locale,
+    /// The text of each locale.
     pub versions: BTreeMap<Locale, Version>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
+/// One locale's text.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Version {
     pub text: TemplateText,
     /// WhatsApp: this text is the one Meta approved.
     #[serde(default)]
     pub approved: bool,
-    /// WhatsApp: Twilio's Content SID (`HX` + 32 hex) of the approved text.
+    /// WhatsApp: Twilio's Content SID (`HX` + 32 hex) of the approved text;
+    /// given exactly when `approved` is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^HX[0-9a-fA-F]{32}$"))]
     pub content_sid: Option<String>,
 }
 
 crate::document!(Template, "template");
+
+/// A template as `POST /api/templates` takes it.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TemplateInput {
+    /// Up to 100 characters.
+    pub name: String,
+    /// `sms`, `whatsapp` or both.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
+    pub channel_types: Vec<Channel>,
+    /// A locale that has a version: every rendering can fall back to it.
+    pub default_locale: Locale,
+    /// At least one; placeholders are `{{CustomerName}}`, `{{CaseName}}`
+    /// and the contact's `contextitems` keys.
+    pub versions: BTreeMap<Locale, VersionInput>,
+}
+
+/// A locale's version as given: its text alone, or the text with its
+/// WhatsApp approval (`approved` and `content_sid` come together).
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum VersionInput {
+    Text(TemplateText),
+    Full(Version),
+}
+
+/// `POST /api/templates/{id}/render`'s body: one contact's values.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RenderRequest {
+    /// `sms` or `whatsapp`; default: the template's first channel type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_type: Option<Channel>,
+    /// The contact's locale; falls back to its language, then the
+    /// template's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    #[serde(
+        default,
+        rename = "CustomerName",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub customer_name: Option<String>,
+    #[serde(default, rename = "CaseName", skip_serializing_if = "Option::is_none")]
+    pub case_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub contextitems: Option<serde_json::Map<String, Value>>,
+}
+
+/// [`RenderRequest`]'s fields, as the handler reads them; a unit test keeps
+/// the two the same.
+const RENDER_FIELDS: &[&str] = &[
+    "channel_type",
+    "locale",
+    "CustomerName",
+    "CaseName",
+    "contextitems",
+];
 
 /// Why a template cannot be rendered for one contact.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,17 +346,21 @@ fn invalid_text(path: &str, error: crate::template_text::TextError) -> Error {
 }
 
 impl Resource for Template {
-    type Input = Value;
+    type Input = TemplateInput;
 
     const READERS: &'static [Role] = &[Role::Admin, Role::Agent];
 
-    fn input(&self) -> Value {
-        json!({
-            "name": self.name,
-            "channel_types": self.channel_types,
-            "default_locale": self.default_locale,
-            "versions": self.versions,
-        })
+    fn input(&self) -> TemplateInput {
+        let versions = self
+            .versions
+            .iter()
+            .map(|(locale, version)| (locale.clone(), VersionInput::Full(version.clone())));
+        TemplateInput {
+            name: self.name.clone(),
+            channel_types: self.channel_types.clone(),
+            default_locale: self.default_locale.clone(),
+            versions: versions.collect(),
+        }
     }
 
     fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {
@@ -408,17 +478,12 @@ fn render(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, Error> {
     if request.method != Method::Post {
         return Ok(method_not_allowed(&["POST"]));
     }
-    ctx.principal.require(&[Role::Admin, Role::Agent])?;
+    // A preview shows nothing the template itself does not.
+    ctx.principal.require(Template::READERS)?;
     let template: Template = store::require(ctx.kv(), ctx.org(), id)?;
     let body = input::json_object(&request.body)?;
     let fields = Object::root(&body);
-    fields.only(&[
-        "channel_type",
-        "locale",
-        "CustomerName",
-        "CaseName",
-        "contextitems",
-    ])?;
+    fields.only(RENDER_FIELDS)?;
     let channel_type = fields
         .choice("channel_type", &CHANNEL_TYPES)?
         .and_then(Channel::parse)
@@ -462,6 +527,41 @@ mod tests {
             created_at: crate::time::Timestamp::from_millis(0),
             updated_at: crate::time::Timestamp::from_millis(0),
         }
+    }
+
+    /// The typed render body and the fields the handler reads are the
+    /// same: every field of a full body is read, and no other is.
+    #[test]
+    fn the_typed_render_request_is_what_the_handler_reads() {
+        let full = RenderRequest {
+            channel_type: Some(Channel::Sms),
+            locale: Some("nb-NO".into()),
+            customer_name: Some("Kari".into()),
+            case_name: Some("CAS-1".into()),
+            contextitems: Some(serde_json::Map::from_iter([(
+                "OrderId".into(),
+                "A-1".into(),
+            )])),
+        };
+        let value = serde_json::to_value(&full).unwrap();
+        let fields = value.as_object().unwrap();
+        assert!(Object::root(fields).only(RENDER_FIELDS).is_ok());
+        assert_eq!(fields.len(), RENDER_FIELDS.len());
+    }
+
+    /// What a template's `input()` gives is what its stored versions were.
+    #[test]
+    fn the_input_of_a_template_writes_its_versions_as_objects() {
+        let t = template(&[("en", "Hi", true), ("nb", "Hei", false)]);
+        let input = serde_json::to_value(t.input()).unwrap();
+        assert_eq!(
+            input["versions"],
+            serde_json::to_value(&t.versions).unwrap()
+        );
+        assert_eq!(
+            input["channel_types"],
+            serde_json::json!(["sms", "whatsapp"])
+        );
     }
 
     fn named(name: &str) -> RenderContext<'_> {

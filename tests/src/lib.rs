@@ -8,6 +8,7 @@
 pub mod api;
 pub mod channels;
 pub mod desk;
+pub mod outbound;
 pub mod recovery;
 pub mod sim;
 pub mod whatsapp;

@@ -1,6 +1,15 @@
-//! Prints the API's OpenAPI document; `scripts/openapi.sh` writes it to
-//! `docs/openapi.json`, where the console serves it from.
+//! Prints the API's OpenAPI document, or with `--power-automate` the Power
+//! Automate connector's Swagger 2.0 definition; `scripts/openapi.sh` writes
+//! them to `docs/openapi.json` (which the console serves) and
+//! `connectors/power-automate/apiDefinition.swagger.json`.
 
 fn main() {
-    print!("{}", switchboard_contract::json());
+    match std::env::args().nth(1).as_deref() {
+        None => print!("{}", switchboard_contract::json()),
+        Some("--power-automate") => print!("{}", switchboard_contract::power_automate::json()),
+        Some(other) => {
+            eprintln!("unknown argument {other}; the only one is --power-automate");
+            std::process::exit(2);
+        }
+    }
 }

@@ -21,7 +21,9 @@ use crate::store::Log;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
+/// An outbound message activity, as stored and shown.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Activity {
     pub id: String,
     /// Always `outbound_message`: the timeline's entry type.

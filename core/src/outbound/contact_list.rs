@@ -12,6 +12,7 @@ use crate::input::Object;
 use crate::locale::Locale;
 use crate::phone::E164;
 use crate::templates::CHANNEL_TYPES;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The seed's per-request limit, which is also the batch size (R-OUT-3).
@@ -21,6 +22,9 @@ pub const MAX_CONTACTS: usize = 10_000;
 /// How far ahead a send may be scheduled.
 pub const MAX_DELAY_SECONDS: i64 = 366 * 24 * 3600;
 
+/// The fields of [`SendRequest`] and [`Contact`], which the server reads
+/// leniently (a contact is checked as its batch runs); a unit test keeps
+/// them and the types the same.
 const BODY_FIELDS: &[&str] = &["ContactList", "send_at", "delay_seconds"];
 const CONTACT_FIELDS: &[&str] = &[
     "tocontactid",
@@ -33,6 +37,60 @@ const CONTACT_FIELDS: &[&str] = &[
     "CustomerName",
     "CaseName",
 ];
+
+/// The send call's body as a caller writes it: the contract's schema, and
+/// what typed callers (the end-to-end tests) build.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SendRequest {
+    /// One to 10,000 contacts, sent in batches of 100.
+    #[serde(rename = "ContactList")]
+    pub contact_list: Vec<Contact>,
+    /// Schedules the call for this time (RFC 3339, at most 366 days ahead):
+    /// the answer is `202` with a job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-12-01T08:00:00Z"))]
+    pub send_at: Option<String>,
+    /// Schedules the call this many seconds from now (not with `send_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 31_622_400))]
+    pub delay_seconds: Option<i64>,
+}
+
+/// One contact of `ContactList`, in the seed's field names (case-sensitive).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = OutboundContact))]
+pub struct Contact {
+    /// The customer's phone number, `+E.164`.
+    #[cfg_attr(feature = "openapi", schema(example = "+4790000001"))]
+    pub tocontactid: String,
+    /// `sms` or `whatsapp` (any case): the configuration's channel type.
+    #[cfg_attr(feature = "openapi", schema(example = "sms"))]
+    pub channelid: String,
+    /// `false`: do not contact (the contact is `skipped`).
+    pub optin: bool,
+    /// The language to render in, e.g. `nb-NO`; falls back to `nb`, then
+    /// the template's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    /// Values for the template's `{{Key}}` / `{{contextitems.Key}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub contextitems: Option<Map<String, Value>>,
+    /// What the activity is about (e.g. `incident`); required when the
+    /// configuration shows messages on the timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entityrelationshipname: Option<String>,
+    /// Must equal the path's configuration id when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msdyn_ocoutboundconfigurationid: Option<String>,
+    /// Fills `{{CustomerName}}`; names a contact created for a new number.
+    #[serde(rename = "CustomerName")]
+    pub customer_name: String,
+    /// Fills `{{CaseName}}`.
+    #[serde(rename = "CaseName")]
+    pub case_name: String,
+}
 
 /// A send call's body, checked as a whole.
 #[derive(Debug, Clone)]
@@ -366,6 +424,39 @@ mod tests {
             refusal(without("entityrelationshipname"), true),
             (at("entityrelationshipname"), "required")
         );
+    }
+
+    /// The typed body and the fields the server reads are the same: a
+    /// field renamed in one place only breaks this test.
+    #[test]
+    fn the_typed_request_is_what_the_server_reads() {
+        let every_field = Contact {
+            msdyn_ocoutboundconfigurationid: Some(config(true).id),
+            ..serde_json::from_value(contact()).unwrap()
+        };
+        let delayed = SendRequest {
+            contact_list: vec![every_field],
+            send_at: None,
+            delay_seconds: Some(60),
+        };
+        let at = SendRequest {
+            send_at: Some("2026-01-01T00:00:00Z".into()),
+            delay_seconds: None,
+            ..delayed.clone()
+        };
+        let mut body_fields = std::collections::BTreeSet::new();
+        for request in [delayed, at] {
+            let value = serde_json::to_value(&request).unwrap();
+            body_fields.extend(value.as_object().unwrap().keys().cloned());
+            let body = SendBody::parse(value.to_string().as_bytes(), 1_767_000_000_000).unwrap();
+            assert!(body.send_at_millis.is_some());
+            let read = recipient(0, &body.contacts[0], &config(true)).unwrap();
+            assert_eq!(read.customer_name, "Kari");
+            let contact_fields: Vec<&String> =
+                body.contacts[0].as_object().unwrap().keys().collect();
+            assert_eq!(contact_fields.len(), CONTACT_FIELDS.len());
+        }
+        assert_eq!(body_fields.len(), BODY_FIELDS.len());
     }
 
     #[test]

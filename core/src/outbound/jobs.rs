@@ -38,7 +38,7 @@ use crate::ports::{KeyValue, Ports};
 use crate::store::{self, Log};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::cell::RefCell;
 
 /// Batches (of up to 100 contacts) one dispatch call sends; the rest wait
@@ -48,6 +48,7 @@ pub const BATCHES_PER_DISPATCH: usize = 20;
 const SCAN_CHUNK: i64 = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Scheduled,
@@ -163,41 +164,106 @@ pub fn read(kv: &dyn KeyValue, org: &str, id: &str) -> Result<Response, Error> {
     Ok(Response::json(200, &view(&job, &results)))
 }
 
-fn view(job: &Job, results: &[ContactResult]) -> Value {
+/// A job as the API shows it: the answer to a scheduled send call (`202`)
+/// and to `GET /api/outbound/jobs/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobView {
+    pub id: String,
+    pub configuration_id: String,
+    pub state: JobState,
+    /// When it is (next) due.
+    pub send_at: Timestamp,
+    /// How many times the hour's budget pushed it to the next hour.
+    pub attempt: u32,
+    pub contacts: usize,
+    pub batches: usize,
+    pub progress: JobProgress,
+    /// The per-contact results so far, in list order of the batches sent.
+    pub results: Vec<ContactResult>,
+    /// Why the job could not run at all (its configuration was deleted).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub error: Option<Reason>,
+    pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub started_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub finished_at: Option<Timestamp>,
+}
+
+/// How many of a job's contacts ended each way, and how many wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobProgress {
+    pub sent: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub pending: usize,
+    /// Shown only when some are: handed to the provider without an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown: Option<usize>,
+}
+
+fn view(job: &Job, results: &[ContactResult]) -> JobView {
     let summary = Summary::of(results);
-    let mut progress = json!({
-        "sent": summary.sent,
-        "skipped": summary.skipped,
-        "failed": summary.failed,
-        "pending": job.contacts.len().saturating_sub(results.len()),
-    });
-    if summary.unknown > 0 {
-        progress["unknown"] = json!(summary.unknown);
+    JobView {
+        id: job.id.clone(),
+        configuration_id: job.configuration_id.clone(),
+        state: job.state,
+        send_at: job.send_at,
+        attempt: job.attempt,
+        contacts: job.contacts.len(),
+        batches: batch_count(job.contacts.len()),
+        progress: JobProgress {
+            sent: summary.sent,
+            skipped: summary.skipped,
+            failed: summary.failed,
+            pending: job.contacts.len().saturating_sub(results.len()),
+            unknown: (summary.unknown > 0).then_some(summary.unknown),
+        },
+        results: results.to_vec(),
+        error: job.error.clone(),
+        created_at: job.created_at,
+        started_at: job.started_at,
+        finished_at: job.finished_at,
     }
-    json!({
-        "id": job.id,
-        "configuration_id": job.configuration_id,
-        "state": job.state,
-        "send_at": job.send_at,
-        "attempt": job.attempt,
-        "contacts": job.contacts.len(),
-        "batches": batch_count(job.contacts.len()),
-        "progress": progress,
-        "results": results,
-        "error": job.error,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-    })
+}
+
+/// What `POST /api/outbound/dispatch` answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DispatchAnswer {
+    /// The jobs this call ran (or went on with), and their state after.
+    pub dispatched: Vec<DispatchedJob>,
+    /// Jobs that could not be read or run; the others went on.
+    pub failed: Vec<FailedJob>,
+    /// Scheduled jobs not due yet.
+    pub due_later: usize,
+    /// Due work is left over: call again.
+    pub more_due: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DispatchedJob {
+    pub org: String,
+    pub job_id: String,
+    pub state: JobState,
+    pub send_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FailedJob {
+    pub org: String,
+    pub job_id: String,
+    pub error: Reason,
 }
 
 /// What one dispatch call did, as it answers.
 #[derive(Default)]
 struct Dispatch {
-    dispatched: Vec<Value>,
-    failed: Vec<Value>,
-    due_later: usize,
-    more_due: bool,
+    answer: DispatchAnswer,
     /// Batches this call may still send.
     batches_left: usize,
 }
@@ -237,15 +303,7 @@ pub async fn dispatch(ports: &Ports<'_>) -> Result<Response, Error> {
         // finished jobs.
         let _ = kv.set(WATERMARK_KEY, done_through.to_string().as_bytes());
     }
-    Ok(Response::json(
-        200,
-        &json!({
-            "dispatched": call.dispatched,
-            "failed": call.failed,
-            "due_later": call.due_later,
-            "more_due": call.more_due,
-        }),
-    ))
+    Ok(Response::json(200, &call.answer))
 }
 
 /// A slot of the jobs log.
@@ -329,18 +387,18 @@ async fn visit(
         // Deleted with its organisation: nothing to send.
         Ok(None) => return true,
         Err(error) => {
-            call.failed.push(failure(org, id, &error));
+            call.answer.failed.push(failure(org, id, &error));
             return true;
         }
     };
     match job.state {
         JobState::Done => return true,
         JobState::Scheduled if job.due_at_millis > ports.clock.now_millis() => {
-            call.due_later += 1;
+            call.answer.due_later += 1;
             return false;
         }
         _ if call.batches_left == 0 => {
-            call.more_due = true;
+            call.answer.more_due = true;
             return false;
         }
         _ => {}
@@ -351,7 +409,7 @@ async fn visit(
         Ok(None) => return false,
         Ok(Some(lease)) => RefCell::new(lease),
         Err(error) => {
-            call.failed.push(failure(org, id, &error.into()));
+            call.answer.failed.push(failure(org, id, &error.into()));
             return false;
         }
     };
@@ -367,30 +425,34 @@ impl Dispatch {
         match run {
             Ok(job) => {
                 if job.state != JobState::Done {
-                    self.more_due |= job.due_at_millis <= ports.clock.now_millis();
+                    self.answer.more_due |= job.due_at_millis <= ports.clock.now_millis();
                 }
-                self.dispatched.push(json!({
-                    "org": org,
-                    "job_id": job.id,
-                    "state": job.state,
-                    "send_at": job.send_at,
-                }));
+                self.answer.dispatched.push(DispatchedJob {
+                    org: org.to_owned(),
+                    job_id: job.id.clone(),
+                    state: job.state,
+                    send_at: job.send_at,
+                });
                 job.state == JobState::Done
             }
             Err(error) => {
-                self.failed.push(failure(org, id, &error));
+                self.answer.failed.push(failure(org, id, &error));
                 false
             }
         }
     }
 }
 
-fn failure(org: &str, id: &str, error: &Error) -> Value {
-    json!({
-        "org": org,
-        "job_id": id,
-        "error": {"code": error.code(), "message": error.message()},
-    })
+fn failure(org: &str, id: &str, error: &Error) -> FailedJob {
+    FailedJob {
+        org: org.to_owned(),
+        job_id: id.to_owned(),
+        error: Reason {
+            code: error.code().to_owned(),
+            message: error.message(),
+            field: None,
+        },
+    }
 }
 
 /// Runs (or resumes) up to `batches_left` of a job's pending batches under
@@ -502,6 +564,7 @@ mod tests {
     use crate::memory::{block_on, reply, MapVariables, MemoryPorts, ScriptedHttp};
     use crate::template_text::TemplateText;
     use crate::templates::{Template, Version};
+    use serde_json::json;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     const ORG: &str = "0123456789abcdef0123456789abcdef";

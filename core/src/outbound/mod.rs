@@ -29,8 +29,12 @@ use crate::ports::Ports;
 use crate::store;
 use contact_list::SendBody;
 use idempotency::{Begun, Claimed};
-use send::{batch_count, Progress, Setup, Status, Summary};
-use serde_json::json;
+use send::{batch_count, ContactResult, Progress, Reason, SendAnswer, Setup, Status, Summary};
+
+/// Who may send, and read jobs: flows, and admins trying a flow out.
+pub const SENDERS: &[Role] = &[Role::Admin, Role::Flow];
+/// Who may read an activity: agents too, as the timeline shows it.
+pub const ACTIVITY_READERS: &[Role] = &[Role::Admin, Role::Agent, Role::Flow];
 
 /// The outbound component: `/api/outbound/...`.
 pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
@@ -53,7 +57,7 @@ async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Error> 
                 return Ok(method_not_allowed(&["POST"]));
             }
             let ctx = Ctx::authenticate(request, ports)?;
-            ctx.principal.require(&[Role::Admin, Role::Flow])?;
+            ctx.principal.require(SENDERS)?;
             send_list(&ctx, request, config_id).await
         }
         ["api", "outbound", "jobs", id] => {
@@ -61,7 +65,7 @@ async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Error> 
                 return Ok(method_not_allowed(&["GET"]));
             }
             let ctx = Ctx::authenticate(request, ports)?;
-            ctx.principal.require(&[Role::Admin, Role::Flow])?;
+            ctx.principal.require(SENDERS)?;
             jobs::read(ports.kv, ctx.org(), id)
         }
         ["api", "outbound", "activities", id] => {
@@ -69,8 +73,7 @@ async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Error> 
                 return Ok(method_not_allowed(&["GET"]));
             }
             let ctx = Ctx::authenticate(request, ports)?;
-            ctx.principal
-                .require(&[Role::Admin, Role::Agent, Role::Flow])?;
+            ctx.principal.require(ACTIVITY_READERS)?;
             let activity: Activity = store::require(ports.kv, ctx.org(), id)?;
             Ok(Response::json(200, &activity))
         }
@@ -124,58 +127,65 @@ async fn send_now(
 ) -> Result<(Response, bool), Error> {
     let batches: Vec<usize> = (0..batch_count(contacts.len())).collect();
     let run = send::run(ports, org, setup, contacts, &batches, None, progress).await?;
-    let mut body = json!({
-        "configuration_id": setup.config.id,
-        "contacts": contacts.len(),
-        "batches": batches.len(),
-        "batches_sent": batches.len() - run.refused.len() - run.interrupted.len(),
-        "summary": Summary::of(&run.results),
-        "results": run.results,
-    });
+    let mut answer = SendAnswer {
+        configuration_id: setup.config.id.clone(),
+        contacts: contacts.len(),
+        batches: batches.len(),
+        batches_sent: batches.len() - run.refused.len() - run.interrupted.len(),
+        summary: Summary::of(&run.results),
+        results: run.results,
+        error: None,
+        retry_after_seconds: None,
+        not_attempted: None,
+    };
     // A retry of the whole call is safe with a key, and without one when
     // nothing went: then the answer is a 503 to retry. Otherwise, like a
     // partly rate-limited call, it names the contacts to send again.
-    let nothing_sent = !run
+    let nothing_sent = !answer
         .results
         .iter()
         .any(|r| matches!(r.status, Status::Sent | Status::Unknown));
     if !run.interrupted.is_empty() && (progress.is_some() || nothing_sent) {
-        return Ok((interrupted(body, &run, batches.len()), false));
+        return Ok((
+            interrupted(answer, run.interrupted.len(), batches.len()),
+            false,
+        ));
     }
     let Some(retry_after) = run.retry_after_seconds else {
         if !run.interrupted.is_empty() {
-            body["error"] = interrupted_error(&run, batches.len());
-            body["not_attempted"] = json!(not_attempted(&run));
+            answer.error = Some(interrupted_error(run.interrupted.len(), batches.len()));
+            answer.not_attempted = Some(not_attempted(&answer.results));
         }
-        return Ok((Response::json(200, &body), run.interrupted.is_empty()));
+        return Ok((Response::json(200, &answer), run.interrupted.is_empty()));
     };
-    let not_attempted = not_attempted(&run);
-    body["error"] = json!({
-        "code": "rate_limited",
-        "message": format!(
+    answer.error = Some(Reason {
+        code: "rate_limited".into(),
+        message: format!(
             "this organisation's outbound requests for the hour are used up: {} of {} batches were not sent; send the contacts in \"not_attempted\" again after {retry_after} seconds",
             run.refused.len(), batches.len()
         ),
+        field: None,
     });
-    body["retry_after_seconds"] = json!(retry_after);
-    body["not_attempted"] = json!(not_attempted);
-    let response = Response::json(429, &body).with_header("retry-after", &retry_after.to_string());
+    answer.retry_after_seconds = Some(retry_after);
+    answer.not_attempted = Some(not_attempted(&answer.results));
+    let response =
+        Response::json(429, &answer).with_header("retry-after", &retry_after.to_string());
     Ok((response, run.refused.len() < batches.len()))
 }
 
-fn interrupted_error(run: &send::Run, batches: usize) -> serde_json::Value {
-    json!({
-        "code": "store_unavailable",
-        "message": format!(
-            "the key-value store failed before {} of {batches} batches were sent; nothing of those was sent. Retry the call with the same Idempotency-Key to send only them, or send the contacts in \"not_attempted\" again",
-            run.interrupted.len()
+fn interrupted_error(interrupted: usize, batches: usize) -> Reason {
+    Reason {
+        code: "store_unavailable".into(),
+        message: format!(
+            "the key-value store failed before {interrupted} of {batches} batches were sent; nothing of those was sent. Retry the call with the same Idempotency-Key to send only them, or send the contacts in \"not_attempted\" again"
         ),
-    })
+        field: None,
+    }
 }
 
 /// The contacts of batches that did not go.
-fn not_attempted(run: &send::Run) -> Vec<usize> {
-    run.results
+fn not_attempted(results: &[ContactResult]) -> Vec<usize> {
+    results
         .iter()
         .filter(|result| result.status == Status::NotAttempted)
         .map(|result| result.index)
@@ -185,10 +195,10 @@ fn not_attempted(run: &send::Run) -> Vec<usize> {
 /// 503 for a call some of whose batches the store kept from going: the
 /// body still says what became of every contact, and a retry (with the same
 /// `Idempotency-Key`, only the batches not sent go) finishes the call.
-fn interrupted(mut body: serde_json::Value, run: &send::Run, batches: usize) -> Response {
-    body["error"] = interrupted_error(run, batches);
-    body["not_attempted"] = json!(not_attempted(run));
-    Response::json(503, &body).with_header(
+fn interrupted(mut answer: SendAnswer, interrupted: usize, batches: usize) -> Response {
+    answer.error = Some(interrupted_error(interrupted, batches));
+    answer.not_attempted = Some(not_attempted(&answer.results));
+    Response::json(503, &answer).with_header(
         "retry-after",
         &crate::api::STORE_RETRY_AFTER_SECONDS.to_string(),
     )

@@ -94,6 +94,7 @@ impl Setup {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ContactStatus))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Sent,
@@ -119,7 +120,9 @@ impl Status {
     }
 }
 
+/// Why a contact or a job did not go as asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reason {
     pub code: String,
     pub message: String,
@@ -139,6 +142,7 @@ impl From<&Error> for Reason {
 
 /// What became of one contact (R-OUT-4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContactResult {
     /// The contact's position in `ContactList`.
     pub index: usize,
@@ -186,7 +190,9 @@ fn reason(code: &str, message: impl Into<String>, field: Option<String>) -> Reas
     }
 }
 
+/// How many contacts ended each way.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Summary {
     pub sent: usize,
     pub skipped: usize,
@@ -195,6 +201,32 @@ pub struct Summary {
     /// Shown only when some are: most runs have none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unknown: usize,
+}
+
+/// The answer to a send call that sent now (`200`), and to one that did
+/// not send everything (`429` over the hour's budget, `503` when the store
+/// failed): what became of every contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SendAnswer {
+    pub configuration_id: String,
+    /// Contacts in the list.
+    pub contacts: usize,
+    /// Batches of 100 the list was split into.
+    pub batches: usize,
+    pub batches_sent: usize,
+    pub summary: Summary,
+    /// One per contact, in list order.
+    pub results: Vec<ContactResult>,
+    /// Why some batches were not sent: `rate_limited` or `store_unavailable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Reason>,
+    /// With `rate_limited`: when the hour's budget has room again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+    /// The indexes of the contacts to send again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_attempted: Option<Vec<usize>>,
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -9,6 +9,10 @@ use e2e::api::{Gateway, DISPATCH_TOKEN, OPERATOR_TOKEN};
 use e2e::channels::{
     delivery_report, mo_sms, posts, sms_flow_of, Omni, API_KEY, CUSTOMER_ID, SMS_NUMBER,
 };
+use e2e::outbound::{
+    activity, dispatch, job, read, send, Activity, Contact, ContactResult, DispatchAnswer,
+    JobProgress, JobState, JobView, SendAnswer, SendRequest, Status, Summary,
+};
 use e2e::sim;
 use e2e::sim::Recorded;
 use e2e::whatsapp::{field, Centre, ACCOUNT_SID, BUSINESS_NUMBER};
@@ -30,38 +34,21 @@ fn number(n: usize) -> String {
 }
 
 /// A valid SMS contact, as the seed's flow builds it.
-fn contact(n: usize, locale: Option<&str>) -> Value {
-    let mut contact = json!({
-        "tocontactid": number(n), "channelid": "sms", "optin": true,
-        "entityrelationshipname": "incident", "CustomerName": format!("Kari {n}"),
-        "CaseName": format!("CAS-{n}"), "contextitems": {"Priority": "high"},
-    });
-    if let Some(locale) = locale {
-        contact["locale"] = json!(locale);
+fn contact(n: usize, locale: Option<&str>) -> Contact {
+    Contact {
+        tocontactid: number(n),
+        channelid: "sms".into(),
+        optin: true,
+        locale: locale.map(str::to_owned),
+        contextitems: Some(serde_json::Map::from_iter([(
+            "Priority".to_owned(),
+            json!("high"),
+        )])),
+        entityrelationshipname: Some("incident".into()),
+        msdyn_ocoutboundconfigurationid: None,
+        customer_name: format!("Kari {n}"),
+        case_name: format!("CAS-{n}"),
     }
-    contact
-}
-
-async fn send(
-    gateway: &Gateway,
-    key: &str,
-    config: &str,
-    body: &Value,
-    idempotency_key: Option<&str>,
-) -> devhost::Handled {
-    let mut request = http::Request::builder()
-        .method("POST")
-        .uri(format!("/api/outbound/{config}/send"))
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json");
-    if let Some(idempotency_key) = idempotency_key {
-        request = request.header("idempotency-key", idempotency_key);
-    }
-    e2e::send(
-        &gateway.app,
-        request.body(bytes::Bytes::from(body.to_string())).unwrap(),
-    )
-    .await
 }
 
 fn sms_sends(omni: &Omni) -> Vec<Recorded> {
@@ -78,8 +65,42 @@ async fn conversation_with(omni: &Omni, address: &str) -> Value {
     omni.conversation(found["id"].as_str().unwrap()).await
 }
 
-fn list(contacts: Vec<Value>) -> Value {
-    json!({ "ContactList": contacts })
+fn list(contacts: Vec<Contact>) -> SendRequest {
+    SendRequest {
+        contact_list: contacts,
+        ..SendRequest::default()
+    }
+}
+
+/// A contact as JSON, for lists that mix in malformed ones.
+fn raw(contact: Contact) -> Value {
+    serde_json::to_value(contact).unwrap()
+}
+
+/// Every contact's status, reason code and reason field.
+fn outcomes(answer: &SendAnswer) -> Vec<(Status, &str, &str)> {
+    answer
+        .results
+        .iter()
+        .map(|result| {
+            let reason = result.reason.as_ref();
+            (
+                result.status,
+                reason.map_or("", |r| r.code.as_str()),
+                reason.and_then(|r| r.field.as_deref()).unwrap_or(""),
+            )
+        })
+        .collect()
+}
+
+fn summary(sent: usize, skipped: usize, failed: usize, not_attempted: usize) -> Summary {
+    Summary {
+        sent,
+        skipped,
+        failed,
+        not_attempted,
+        unknown: 0,
+    }
 }
 
 #[tokio::test]
@@ -90,28 +111,26 @@ async fn a_contact_list_goes_out_in_batches_with_a_result_per_contact() {
     // 250 contacts are 3 batches and 250 signed TeleSign requests, each in
     // the contact's language where the template has it.
     let locales = [Some("nb-NO"), Some("sv-SE"), Some("de-DE"), None];
-    let contacts: Vec<Value> = (0..250).map(|n| contact(n, locales[n % 4])).collect();
+    let contacts: Vec<Contact> = (0..250).map(|n| contact(n, locales[n % 4])).collect();
     let sent = send(&omni.gateway, &flow, &config, &list(contacts), None).await;
     assert_eq!(sent.status(), 200, "{}", sent.text());
-    let answer = sent.json();
-    assert_eq!(
-        (answer["contacts"].as_u64(), answer["batches"].as_u64()),
-        (Some(250), Some(3))
-    );
-    assert_eq!(
-        answer["summary"],
-        json!({"sent": 250, "skipped": 0, "failed": 0, "not_attempted": 0})
-    );
+    let answer: SendAnswer = read(&sent);
+    assert_eq!((answer.contacts, answer.batches), (250, 3));
+    assert_eq!(answer.summary, summary(250, 0, 0, 0));
     let requests = sms_sends(&omni);
     assert_eq!(requests.len(), 250);
     let expected_locale = ["nb", "sv-SE", "en", "en"];
-    let results = answer["results"].as_array().unwrap();
+    let results = &answer.results;
     let mut reference_ids = HashSet::new();
     for (n, result) in results.iter().enumerate() {
-        assert_eq!(result["index"], n);
-        assert_eq!(result["status"], "sent");
-        assert_eq!(result["locale"], expected_locale[n % 4], "contact {n}");
-        reference_ids.insert(result["provider_message_id"].as_str().unwrap().to_owned());
+        assert_eq!(result.index, n);
+        assert_eq!(result.status, Status::Sent);
+        assert_eq!(
+            result.locale.as_deref(),
+            Some(expected_locale[n % 4]),
+            "contact {n}"
+        );
+        reference_ids.insert(result.provider_message_id.clone().unwrap());
         let request = requests
             .iter()
             .find(|r| r.form_value("phone_number").as_deref() == Some(&number(n)[1..]))
@@ -138,58 +157,50 @@ async fn a_contact_list_goes_out_in_batches_with_a_result_per_contact() {
         ))
         .await;
     assert_eq!(stop.status(), 200, "{}", stop.text());
+    // Deliberately malformed contacts: raw JSON beside typed ones.
     let mut mixed = vec![
-        contact(901, Some("nb-NO")),
+        raw(contact(901, Some("nb-NO"))),
         json!({"tocontactid": "4790000902", "channelid": "sms", "optin": true, "entityrelationshipname": "incident", "CustomerName": "Ola", "CaseName": "CAS-2"}),
         json!({"tocontactid": number(903), "channelid": "sms", "optin": false, "entityrelationshipname": "incident", "CustomerName": "Per", "CaseName": "CAS-3"}),
-        contact(900, None),
+        raw(contact(900, None)),
         json!({"tocontactid": number(904), "channelid": "sms", "optin": true, "entityrelationshipname": "incident", "CustomerName": "Liv"}),
         json!({"tocontactid": number(905), "channelid": "whatsapp", "optin": true, "entityrelationshipname": "incident", "CustomerName": "Nils", "CaseName": "CAS-5"}),
         json!({"tocontactid": number(906), "channelid": "sms", "optin": true, "CustomerName": "Siv", "CaseName": "CAS-6"}),
         json!("+4790000907"),
     ];
-    mixed.push(contact(908, Some("sv-SE")));
+    mixed.push(raw(contact(908, Some("sv-SE"))));
     let before = sms_sends(&omni).len();
-    let sent = send(&omni.gateway, &flow, &config, &list(mixed), None).await;
+    let body = json!({ "ContactList": mixed });
+    let sent = send(&omni.gateway, &flow, &config, &body, None).await;
     assert_eq!(sent.status(), 200, "{}", sent.text());
-    let answer = sent.json();
-    let outcome: Vec<(String, String, String)> = answer["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["status"].as_str().unwrap().to_owned(),
-                r["reason"]["code"].as_str().unwrap_or("").to_owned(),
-                r["reason"]["field"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect();
-    let expect = |status: &str, code: &str, field: &str| {
-        (status.to_owned(), code.to_owned(), field.to_owned())
-    };
+    let answer: SendAnswer = read(&sent);
     assert_eq!(
-        outcome,
+        outcomes(&answer),
         vec![
-            expect("sent", "", ""),
-            expect("failed", "invalid_format", "ContactList[1].tocontactid"),
-            expect("skipped", "opted_out", "ContactList[2].optin"),
-            expect("skipped", "opted_out", ""),
-            expect("failed", "required", "ContactList[4].CaseName"),
-            expect("failed", "channel_mismatch", "ContactList[5].channelid"),
-            expect(
-                "failed",
+            (Status::Sent, "", ""),
+            (
+                Status::Failed,
+                "invalid_format",
+                "ContactList[1].tocontactid"
+            ),
+            (Status::Skipped, "opted_out", "ContactList[2].optin"),
+            (Status::Skipped, "opted_out", ""),
+            (Status::Failed, "required", "ContactList[4].CaseName"),
+            (
+                Status::Failed,
+                "channel_mismatch",
+                "ContactList[5].channelid"
+            ),
+            (
+                Status::Failed,
                 "required",
                 "ContactList[6].entityrelationshipname"
             ),
-            expect("failed", "wrong_type", "ContactList[7]"),
-            expect("sent", "", ""),
+            (Status::Failed, "wrong_type", "ContactList[7]"),
+            (Status::Sent, "", ""),
         ]
     );
-    assert_eq!(
-        answer["summary"],
-        json!({"sent": 2, "skipped": 2, "failed": 5, "not_attempted": 0})
-    );
+    assert_eq!(answer.summary, summary(2, 2, 5, 0));
     let new_sends: Vec<String> = sms_sends(&omni)[before..]
         .iter()
         .map(|r| r.form_value("phone_number").unwrap())
@@ -203,37 +214,30 @@ async fn a_contact_list_goes_out_in_batches_with_a_result_per_contact() {
     // Each send is an activity on the contact's timeline, and TeleSign's
     // delivery report moves it forward.
     let first = &results[0];
-    let contact_id = first["contact_id"].as_str().unwrap();
+    let contact_id = first.contact_id.as_deref().unwrap();
     let timeline = omni
         .get(
             &omni.org.key,
             &format!("/api/contacts/{contact_id}/timeline"),
         )
         .await;
-    let items = timeline["items"].as_array().unwrap();
+    let items: Vec<Activity> = serde_json::from_value(timeline["items"].clone()).unwrap();
     assert_eq!(items.len(), 1, "{timeline}");
-    let activity = &items[0];
-    assert_eq!(activity["type"], "outbound_message");
-    assert_eq!(activity["id"], first["activity_id"]);
-    assert_eq!(activity["entityrelationshipname"], "incident");
-    assert_eq!(activity["configuration_id"], config.as_str());
-    assert_eq!(activity["text"], "Hei Kari 0, saken CAS-0 er oppdatert.");
-    assert_eq!(activity["to"], number(0));
-    let reference = first["provider_message_id"].as_str().unwrap();
+    let shown = &items[0];
+    assert_eq!(shown.kind, "outbound_message");
+    assert_eq!(Some(shown.id.as_str()), first.activity_id.as_deref());
+    assert_eq!(shown.entityrelationshipname.as_deref(), Some("incident"));
+    assert_eq!(shown.configuration_id, config);
+    assert_eq!(shown.text, "Hei Kari 0, saken CAS-0 er oppdatert.");
+    assert_eq!(shown.to, number(0));
+    let reference = first.provider_message_id.as_deref().unwrap();
     let report = omni
         .telesign_callback(&delivery_report(reference, 200, "Delivered to handset"))
         .await;
     assert_eq!(report.status(), 200, "{}", report.text());
-    let activity = omni
-        .get(
-            &flow,
-            &format!(
-                "/api/outbound/activities/{}",
-                first["activity_id"].as_str().unwrap()
-            ),
-        )
-        .await;
-    assert_eq!(activity["status"], "delivered");
+    let activity_id = first.activity_id.as_deref().unwrap();
+    let activity = activity(&omni.gateway, &flow, activity_id).await;
+    assert_eq!(activity.status, "delivered");
 
     // The customer answers: the conversation shows the outbound message
     // first, and is routed like any message (keyword "refund" → billing).
@@ -260,7 +264,7 @@ async fn a_contact_list_goes_out_in_batches_with_a_result_per_contact() {
         ]
     );
     assert_eq!(messages[0]["status"], "delivered");
-    assert_eq!(messages[0]["activity_id"], first["activity_id"]);
+    assert_eq!(messages[0]["activity_id"].as_str(), Some(activity_id));
     // A second reply does not show the outbound message again.
     let again = omni
         .telesign_callback(&mo_sms(
@@ -305,27 +309,43 @@ async fn whatsapp_goes_out_as_the_approved_template_with_content_variables() {
         .await;
     let config = config["id"].as_str().unwrap();
     let contacts = vec![
-        json!({"tocontactid": "+4798765432", "channelid": "WhatsApp", "optin": true, "locale": "nb-NO",
-               "contextitems": {"OrderId": "A-17"}, "CustomerName": "Kari", "CaseName": "CAS-9",
-               "msdyn_ocoutboundconfigurationid": config}),
-        json!({"tocontactid": "+4798765433", "channelid": "whatsapp", "optin": true,
-               "CustomerName": "Ola", "CaseName": "CAS-10"}),
+        Contact {
+            tocontactid: "+4798765432".into(),
+            channelid: "WhatsApp".into(),
+            optin: true,
+            locale: Some("nb-NO".into()),
+            contextitems: Some(serde_json::Map::from_iter([(
+                "OrderId".to_owned(),
+                json!("A-17"),
+            )])),
+            msdyn_ocoutboundconfigurationid: Some(config.to_owned()),
+            customer_name: "Kari".into(),
+            case_name: "CAS-9".into(),
+            ..Contact::default()
+        },
+        Contact {
+            tocontactid: "+4798765433".into(),
+            channelid: "whatsapp".into(),
+            optin: true,
+            customer_name: "Ola".into(),
+            case_name: "CAS-10".into(),
+            ..Contact::default()
+        },
     ];
     let sent = send(&centre.gateway, key, config, &list(contacts), None).await;
     assert_eq!(sent.status(), 200, "{}", sent.text());
-    let answer = sent.json();
+    let answer: SendAnswer = read(&sent);
     // Norwegian is not approved: the approved English text goes.
-    assert_eq!(answer["results"][0]["status"], "sent");
-    assert_eq!(answer["results"][0]["locale"], "en");
+    assert_eq!(answer.results[0].status, Status::Sent);
+    assert_eq!(answer.results[0].locale.as_deref(), Some("en"));
     // Without its context item, the second contact fails alone.
-    assert_eq!(answer["results"][1]["status"], "failed");
     assert_eq!(
-        answer["results"][1]["reason"]["code"],
-        "missing_placeholder"
-    );
-    assert_eq!(
-        answer["results"][1]["reason"]["field"],
-        "ContactList[1].contextitems"
+        outcomes(&answer)[1],
+        (
+            Status::Failed,
+            "missing_placeholder",
+            "ContactList[1].contextitems"
+        )
     );
     let sends = centre.sends();
     assert_eq!(sends.len(), 1);
@@ -347,13 +367,8 @@ async fn whatsapp_goes_out_as_the_approved_template_with_content_variables() {
         .ends_with(&centre.webhook_path()));
 
     // Twilio's status callbacks update the activity, forward only.
-    let sid = answer["results"][0]["provider_message_id"]
-        .as_str()
-        .unwrap();
-    let activity_path = format!(
-        "/api/outbound/activities/{}",
-        answer["results"][0]["activity_id"].as_str().unwrap()
-    );
+    let sid = answer.results[0].provider_message_id.as_deref().unwrap();
+    let activity_id = answer.results[0].activity_id.as_deref().unwrap();
     for (status, expected) in [
         ("delivered", "delivered"),
         ("sent", "delivered"),
@@ -369,7 +384,8 @@ async fn whatsapp_goes_out_as_the_approved_template_with_content_variables() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         assert_eq!(centre.signed(&params).await.status(), 200);
-        assert_eq!(centre.get(key, &activity_path).await["status"], expected);
+        let activity = activity(&centre.gateway, key, activity_id).await;
+        assert_eq!(activity.status, expected);
     }
 }
 
@@ -377,24 +393,16 @@ async fn whatsapp_goes_out_as_the_approved_template_with_content_variables() {
 async fn batches_over_the_hours_budget_are_refused_whole() {
     let omni = Omni::start_with(&[("outbound_requests_per_hour", "2")]).await;
     let (config, flow) = sms_flow(&omni, false).await;
-    let contacts: Vec<Value> = (0..250).map(|n| contact(n, None)).collect();
+    let contacts: Vec<Contact> = (0..250).map(|n| contact(n, None)).collect();
     let refused = send(&omni.gateway, &flow, &config, &list(contacts), None).await;
     assert_eq!(refused.status(), 429, "{}", refused.text());
     let retry_after: u64 = refused.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=3600).contains(&retry_after));
-    let answer = refused.json();
-    assert_eq!(answer["error"]["code"], "rate_limited");
-    assert_eq!(
-        answer["summary"],
-        json!({"sent": 200, "skipped": 0, "failed": 0, "not_attempted": 50})
-    );
-    let not_attempted: Vec<u64> = answer["not_attempted"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i.as_u64().unwrap())
-        .collect();
-    assert_eq!(not_attempted, (200..250).collect::<Vec<u64>>());
+    let answer: SendAnswer = read(&refused);
+    assert_eq!(answer.error.unwrap().code, "rate_limited");
+    assert_eq!(answer.retry_after_seconds, Some(retry_after));
+    assert_eq!(answer.summary, summary(200, 0, 0, 50));
+    assert_eq!(answer.not_attempted, Some((200..250).collect()));
     // Nothing of the refused batch reached TeleSign.
     let sent_to: HashSet<String> = sms_sends(&omni)
         .iter()
@@ -456,7 +464,7 @@ async fn two_dev_hosts_on_one_redis_share_the_budget() {
     assert_eq!(first.status(), 200, "{}", first.text());
     let second = send(&other, &flow, &config, &two_batches(1000), None).await;
     assert_eq!(second.status(), 429, "{}", second.text());
-    assert_eq!(second.json()["summary"]["sent"], 100);
+    assert_eq!(read::<SendAnswer>(&second).summary.sent, 100);
     assert_eq!(posts(&telesign, "/v1/messaging").len(), 300);
 }
 
@@ -486,7 +494,7 @@ async fn an_idempotency_key_sends_once_even_when_retried_concurrently() {
     let retry = send(&omni.gateway, &flow, &config, &body, Some("flow-run-1")).await;
     assert_eq!(retry.status(), 200);
     assert_eq!(retry.header("idempotent-replayed"), Some("true"));
-    assert_eq!(retry.json(), first.json());
+    assert_eq!(read::<SendAnswer>(&retry), read::<SendAnswer>(&first));
     assert_eq!(sms_sends(&omni).len(), 300);
 
     // The same key with another list is refused; a new key sends.
@@ -507,7 +515,7 @@ async fn an_idempotency_key_sends_once_even_when_retried_concurrently() {
         a.text(),
         b.text()
     );
-    assert_eq!(a.json(), b.json());
+    assert_eq!(read::<SendAnswer>(&a), read::<SendAnswer>(&b));
     assert_eq!(sms_sends(&omni).len(), 450);
     let replayed = [
         a.header("idempotent-replayed"),
@@ -556,58 +564,48 @@ async fn dispatch_takes_the_schedulers_own_token_which_creates_no_organisation()
 async fn a_scheduled_job_is_sent_once_by_concurrent_dispatchers() {
     let omni = Omni::start().await;
     let (config, flow) = sms_flow(&omni, false).await;
-    let mut body = list((0..120).map(|n| contact(n, Some("nb"))).collect());
-    body["delay_seconds"] = json!(3600);
+    let body = SendRequest {
+        delay_seconds: Some(3600),
+        ..list((0..120).map(|n| contact(n, Some("nb"))).collect())
+    };
     let scheduled = send(&omni.gateway, &flow, &config, &body, None).await;
     assert_eq!(scheduled.status(), 202, "{}", scheduled.text());
-    let job = scheduled.json();
-    assert_eq!(job["state"], "scheduled");
-    let job_path = format!("/api/outbound/jobs/{}", job["id"].as_str().unwrap());
-    let dispatch = || {
-        omni.gateway
-            .call("POST", "/api/outbound/dispatch", Some(DISPATCH_TOKEN), None)
+    let scheduled: JobView = read(&scheduled);
+    assert_eq!(scheduled.state, JobState::Scheduled);
+    let progress = |sent: usize, pending: usize| JobProgress {
+        sent,
+        skipped: 0,
+        failed: 0,
+        pending,
+        unknown: None,
     };
 
     // Not due yet: nothing goes.
-    let early = dispatch().await;
-    assert_eq!(early.status(), 200, "{}", early.text());
-    assert_eq!(early.json()["dispatched"], json!([]));
-    assert_eq!(early.json()["due_later"], 1);
+    let early = dispatch(&omni.gateway).await;
+    assert_eq!((early.dispatched.len(), early.due_later), (0, 1));
     assert!(sms_sends(&omni).is_empty());
-    let waiting = omni.get(&flow, &job_path).await;
-    assert_eq!(
-        waiting["progress"],
-        json!({"sent": 0, "skipped": 0, "failed": 0, "pending": 120})
-    );
+    let waiting = job(&omni.gateway, &flow, &scheduled.id).await;
+    assert_eq!(waiting.progress, progress(0, 120));
 
     // Due: two dispatchers at once send it once.
     omni.gateway.app.clock().advance(Duration::from_secs(3601));
-    let (a, b) = tokio::join!(dispatch(), dispatch());
-    assert_eq!(
-        (a.status(), b.status()),
-        (200, 200),
-        "{} {}",
-        a.text(),
-        b.text()
-    );
-    let runs = a.json()["dispatched"].as_array().unwrap().len()
-        + b.json()["dispatched"].as_array().unwrap().len();
-    assert_eq!(runs, 1);
+    let (a, b): (DispatchAnswer, DispatchAnswer) =
+        tokio::join!(dispatch(&omni.gateway), dispatch(&omni.gateway));
+    assert_eq!(a.dispatched.len() + b.dispatched.len(), 1);
     assert_eq!(sms_sends(&omni).len(), 120);
-    let done = omni.get(&flow, &job_path).await;
-    assert_eq!(done["state"], "done");
-    assert_eq!(
-        done["progress"],
-        json!({"sent": 120, "skipped": 0, "failed": 0, "pending": 0})
-    );
-    assert_eq!(done["results"].as_array().unwrap().len(), 120);
-    assert_eq!(done["results"][7]["status"], "sent");
-    assert_eq!(dispatch().await.json()["dispatched"], json!([]));
+    let done = job(&omni.gateway, &flow, &scheduled.id).await;
+    assert_eq!(done.state, JobState::Done);
+    assert_eq!(done.progress, progress(120, 0));
+    assert_eq!(done.results.len(), 120);
+    assert_eq!(done.results[7].status, Status::Sent);
+    assert!(dispatch(&omni.gateway).await.dispatched.is_empty());
     assert_eq!(sms_sends(&omni).len(), 120);
 
     // `send_at` works the same; only the operator may dispatch.
-    let mut at = list(vec![contact(700, None)]);
-    at["send_at"] = json!("2020-01-01T00:00:00Z");
+    let at = SendRequest {
+        send_at: Some("2020-01-01T00:00:00Z".into()),
+        ..list(vec![contact(700, None)])
+    };
     assert_eq!(
         send(&omni.gateway, &flow, &config, &at, None)
             .await
@@ -619,8 +617,7 @@ async fn a_scheduled_job_is_sent_once_by_concurrent_dispatchers() {
         .call("POST", "/api/outbound/dispatch", Some(&flow), None)
         .await;
     assert_eq!(refused.status(), 401);
-    let ran = dispatch().await.json();
-    assert_eq!(ran["dispatched"].as_array().unwrap().len(), 1);
+    assert_eq!(dispatch(&omni.gateway).await.dispatched.len(), 1);
     assert_eq!(sms_sends(&omni).len(), 121);
 }
 
@@ -638,9 +635,9 @@ async fn bad_calls_are_refused_with_nothing_sent() {
             "not_a_contact_list",
         ),
         (json!({"ContactList": []}), 400, "not_a_contact_list"),
-        (json!([contact(1, None)]), 400, "not_a_contact_list"),
+        (json!([raw(contact(1, None))]), 400, "not_a_contact_list"),
         (
-            json!({"ContactList": [contact(1, None)], "delay_seconds": "soon"}),
+            json!({"ContactList": [raw(contact(1, None))], "delay_seconds": "soon"}),
             422,
             "wrong_type",
         ),
@@ -681,16 +678,18 @@ async fn bad_calls_are_refused_with_nothing_sent() {
 
 /// Sends one contact of `sms_flow` to `address`; returns its result and
 /// whether TeleSign received a message for it.
-async fn send_to(omni: &Omni, flow: &str, config: &str, address: &str) -> (Value, bool) {
+async fn send_to(omni: &Omni, flow: &str, config: &str, address: &str) -> (ContactResult, bool) {
     let before = sms_sends(omni).len();
-    let mut one = contact(0, None);
-    one["tocontactid"] = json!(address);
+    let one = Contact {
+        tocontactid: address.into(),
+        ..contact(0, None)
+    };
     let sent = send(&omni.gateway, flow, config, &list(vec![one]), None).await;
     assert_eq!(sent.status(), 200, "{}", sent.text());
     let reached = sms_sends(omni)[before..]
         .iter()
         .any(|r| r.form_value("phone_number").as_deref() == Some(&address[1..]));
-    (sent.json()["results"][0].clone(), reached)
+    (read::<SendAnswer>(&sent).results.remove(0), reached)
 }
 
 /// R-IN-8: the customer's STOP stays with their address whatever is done
@@ -711,10 +710,11 @@ async fn a_stop_stays_with_the_address_until_the_customer_opts_back_in() {
     };
     let skipped = async |when: &str| {
         let (result, reached) = send_to(&omni, &flow, &config, address).await;
+        let code = result.reason.as_ref().map(|r| r.code.as_str());
         assert_eq!(
-            (result["status"].as_str(), result["reason"]["code"].as_str()),
-            (Some("skipped"), Some("opted_out")),
-            "{when}: {result}"
+            (result.status, code),
+            (Status::Skipped, Some("opted_out")),
+            "{when}: {result:?}"
         );
         assert!(!reached, "{when}: TeleSign got a message");
         result
@@ -753,7 +753,7 @@ async fn a_stop_stays_with_the_address_until_the_customer_opts_back_in() {
         .await;
     assert_eq!(linked.status(), 200, "{}", linked.text());
     let result = skipped("after a link").await;
-    assert_eq!(result["contact_id"], kari_id);
+    assert_eq!(result.contact_id.as_deref(), Some(kari_id));
     let kari = omni
         .get(&agent.key, &format!("/api/contacts/{kari_id}"))
         .await;
@@ -786,7 +786,7 @@ async fn a_stop_stays_with_the_address_until_the_customer_opts_back_in() {
     // The next message re-creates a contact for the address: still out.
     customer_says(3, "Are you there?").await;
     let result = skipped("after the contact was re-created").await;
-    let recreated = result["contact_id"].as_str().unwrap();
+    let recreated = result.contact_id.as_deref().unwrap();
     assert_ne!(recreated, kari_id);
     let recreated = omni
         .get(&agent.key, &format!("/api/contacts/{recreated}"))
@@ -799,12 +799,12 @@ async fn a_stop_stays_with_the_address_until_the_customer_opts_back_in() {
     // Only the customer opts back in.
     customer_says(4, "START").await;
     let (result, reached) = send_to(&omni, &flow, &config, address).await;
-    assert_eq!(result["status"], "sent", "{result}");
+    assert_eq!(result.status, Status::Sent, "{result:?}");
     assert!(reached);
     customer_says(5, "quit").await;
     skipped("after QUIT").await;
     customer_says(6, "Unstop").await;
     let (result, reached) = send_to(&omni, &flow, &config, address).await;
-    assert_eq!(result["status"], "sent", "{result}");
+    assert_eq!(result.status, Status::Sent, "{result:?}");
     assert!(reached);
 }
