@@ -63,7 +63,12 @@ pub fn openapi() -> OpenApi {
         .responses_from_iter(operation::shared_failures())
         .security_scheme(API_KEY, bearer("An API key, `sb_{org}_{key id}_{secret}`, from `POST /api/orgs` (the first admin key) or `POST /api/keys`. The scopes an operation lists are the roles whose keys may call it."))
         .security_scheme(OPERATOR_TOKEN, bearer("The operator's token: the Spin variable `operator_token`. Unset, the routes it opens are closed."))
-        .security_scheme(DISPATCH_TOKEN, bearer("The scheduler's token: the Spin variable `dispatch_token`."))
+        .security_scheme(DISPATCH_TOKEN, bearer("The scheduler's token: the Spin variable `dispatch_token`."));
+    let components = webhooks::signatures()
+        .into_iter()
+        .fold(components, |components, (name, scheme)| {
+            components.security_scheme(name, scheme)
+        })
         .build();
     OpenApiBuilder::new()
         .info(

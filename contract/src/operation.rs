@@ -72,6 +72,8 @@ struct Answer {
     status: u16,
     description: String,
     body: Option<(RefOr<Schema>, &'static str)>,
+    /// Other media types the same status may come as.
+    more: Vec<(RefOr<Schema>, &'static str)>,
     headers: Vec<(&'static str, &'static str)>,
 }
 
@@ -208,12 +210,14 @@ impl Op {
             status,
             description: description.into(),
             body: Some((body, "application/json")),
+            more: Vec::new(),
             headers: Vec::new(),
         });
         self
     }
 
-    /// A success with a body of another media type.
+    /// A success with a body of another media type; given again for a
+    /// status, another media type that status may come as.
     pub fn answers_as(
         mut self,
         status: u16,
@@ -221,10 +225,16 @@ impl Op {
         body: RefOr<Schema>,
         media_type: &'static str,
     ) -> Op {
+        if let Some(answer) = self.answers.iter_mut().find(|a| a.status == status) {
+            answer.description = format!("{} {description}", answer.description);
+            answer.more.push((body, media_type));
+            return self;
+        }
         self.answers.push(Answer {
             status,
             description: description.into(),
             body: Some((body, media_type)),
+            more: Vec::new(),
             headers: Vec::new(),
         });
         self
@@ -236,6 +246,7 @@ impl Op {
             status,
             description: description.into(),
             body: None,
+            more: Vec::new(),
             headers: Vec::new(),
         });
         self
@@ -247,6 +258,7 @@ impl Op {
             status,
             description: description.into(),
             body: Some((error(), "application/json")),
+            more: Vec::new(),
             headers: Vec::new(),
         });
         self
@@ -309,15 +321,39 @@ impl Op {
 
 /// The responses [`Op::derived_failures`] names, shared by reference.
 const SHARED_FAILURES: &[(&str, &str)] = &[
-    ("Malformed", "The body is not what this operation reads (not JSON, or not a JSON object)."),
-    ("Unauthorized", "No credential, or one that was revoked or mistyped."),
+    (
+        "Malformed",
+        "The body is not what this operation reads (not JSON, or not a JSON object).",
+    ),
+    (
+        "Unauthorized",
+        "No credential, or one that was revoked or mistyped.",
+    ),
     ("Forbidden", "The key's role may not call this operation."),
-    ("TokenUnset", "The token's Spin variable is not set: the route is closed."),
-    ("BadSignature", "The provider's signature is missing or does not verify; nothing was stored."),
-    ("NotFound", "Nothing with this id in the organisation (another organisation's ids too)."),
-    ("TooLarge", "The body is over 1 MiB; nothing of it was used."),
-    ("Invalid", "A field or query parameter is missing or wrong; `error.field` names it."),
-    ("StoreUnavailable", "The store failed; nothing was changed. Retry after `Retry-After` seconds."),
+    (
+        "TokenUnset",
+        "The token's Spin variable is not set: the route is closed.",
+    ),
+    (
+        "BadSignature",
+        "The provider's signature is missing or does not verify; nothing was stored.",
+    ),
+    (
+        "NotFound",
+        "Nothing with this id in the organisation (another organisation's ids too).",
+    ),
+    (
+        "TooLarge",
+        "The body is over 1 MiB; nothing of it was used.",
+    ),
+    (
+        "Invalid",
+        "A field or query parameter is missing or wrong; `error.field` names it.",
+    ),
+    (
+        "StoreUnavailable",
+        "The store failed; nothing was changed. Retry after `Retry-After` seconds.",
+    ),
 ];
 
 /// The operations and the schemas they refer to.
@@ -377,9 +413,7 @@ impl Api {
             Access::Dispatcher => {
                 operation.security(SecurityRequirement::new(DISPATCH_TOKEN, [""; 0]))
             }
-            Access::Signed(scheme) => {
-                operation.security(SecurityRequirement::new(scheme, [""; 0]))
-            }
+            Access::Signed(scheme) => operation.security(SecurityRequirement::new(scheme, [""; 0])),
         };
         for param in op.params {
             operation = operation.parameter(
@@ -398,7 +432,10 @@ impl Api {
         if let Some((schema, media_type)) = op.body {
             operation = operation.request_body(Some(
                 RequestBodyBuilder::new()
-                    .content(media_type, ContentBuilder::new().schema(Some(schema)).build())
+                    .content(
+                        media_type,
+                        ContentBuilder::new().schema(Some(schema)).build(),
+                    )
                     .required(Some(Required::True))
                     .build(),
             ));
@@ -409,7 +446,10 @@ impl Api {
             .map(|answer| (answer.status, RefOr::T(response(answer))))
             .collect();
         responses.extend(derived.into_iter().map(|(status, name)| {
-            (status, RefOr::Ref(Ref::new(format!("#/components/responses/{name}"))))
+            (
+                status,
+                RefOr::Ref(Ref::new(format!("#/components/responses/{name}"))),
+            )
         }));
         responses.sort_by_key(|(status, _)| *status);
         let responses = responses
@@ -425,15 +465,17 @@ impl Api {
 }
 
 fn response(answer: Answer) -> utoipa::openapi::Response {
-    let mut builder = ResponseBuilder::new().description(answer.description).header(
-        "x-request-id",
-        HeaderBuilder::new()
-            .schema(string())
-            .description(Some(
-                "The request's id: the caller's `x-request-id`, or a new one. Logs carry it.",
-            ))
-            .build(),
-    );
+    let mut builder = ResponseBuilder::new()
+        .description(answer.description)
+        .header(
+            "x-request-id",
+            HeaderBuilder::new()
+                .schema(string())
+                .description(Some(
+                    "The request's id: the caller's `x-request-id`, or a new one. Logs carry it.",
+                ))
+                .build(),
+        );
     for (name, description) in answer.headers {
         builder = builder.header(
             name,
@@ -443,8 +485,11 @@ fn response(answer: Answer) -> utoipa::openapi::Response {
                 .build(),
         );
     }
-    if let Some((schema, media_type)) = answer.body {
-        builder = builder.content(media_type, ContentBuilder::new().schema(Some(schema)).build());
+    for (schema, media_type) in answer.body.into_iter().chain(answer.more) {
+        builder = builder.content(
+            media_type,
+            ContentBuilder::new().schema(Some(schema)).build(),
+        );
     }
     builder.build()
 }
@@ -458,6 +503,7 @@ pub fn shared_failures() -> Vec<(String, utoipa::openapi::Response)> {
                 status: 0,
                 description: (*description).into(),
                 body: Some((error(), "application/json")),
+                more: Vec::new(),
                 headers: Vec::new(),
             };
             if *name == "StoreUnavailable" {
@@ -557,19 +603,34 @@ where
         let readers = Access::Key(R::READERS);
         let writers = Access::Key(R::WRITERS);
         api.add(
-            Op::get(collection, &format!("list_{name}s"), &format!("List the {one}s"))
-                .tag(tag)
-                .access(readers)
-                .paged()
-                .answers(200, &format!("A page of {one}s, oldest first."), page(shown.clone())),
+            Op::get(
+                collection,
+                &format!("list_{name}s"),
+                &format!("List the {one}s"),
+            )
+            .tag(tag)
+            .access(readers)
+            .paged()
+            .answers(
+                200,
+                &format!("A page of {one}s, oldest first."),
+                page(shown.clone()),
+            ),
         );
         api.add(
-            Op::post(collection, &format!("create_{name}"), &format!("Create a {one}"))
-                .tag(tag)
-                .access(writers)
-                .body(create)
-                .answers(201, &format!("The new {one}."), shown.clone())
-                .fails(409, "The change conflicts with another document; the message says which."),
+            Op::post(
+                collection,
+                &format!("create_{name}"),
+                &format!("Create a {one}"),
+            )
+            .tag(tag)
+            .access(writers)
+            .body(create)
+            .answers(201, &format!("The new {one}."), shown.clone())
+            .fails(
+                409,
+                "The change conflicts with another document; the message says which.",
+            ),
         );
         api.add(
             Op::get(&item, &format!("read_{name}"), &format!("Read a {one}"))
@@ -584,7 +645,10 @@ where
                 .describe("Only the fields given change; `null` removes an optional field.")
                 .body(update)
                 .answers(200, &format!("The {one} as changed."), shown)
-                .fails(409, "The change conflicts with another document; the message says which."),
+                .fails(
+                    409,
+                    "The change conflicts with another document; the message says which.",
+                ),
         );
         api.add(
             Op::delete(&item, &format!("delete_{name}"), &format!("Delete a {one}"))

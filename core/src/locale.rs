@@ -17,6 +17,11 @@ const EXAMPLES: &str = r#"expected a BCP 47 tag such as "en", "nb-NO" or "pl-PL"
 /// A normalized BCP 47 tag: language lowercase, script Titlecase, region
 /// uppercase, variants lowercase, parts joined by `-` (`zh-Hant-TW`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, example = "nb-NO")
+)]
 pub struct Locale(String);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
