@@ -58,10 +58,10 @@ pub struct ConversationView {
     /// When the customer last wrote.
     #[cfg_attr(feature = "openapi", schema(required = true, format = DateTime))]
     pub last_customer_message_at: Option<String>,
-    /// When the channel's window for free-form replies closes (24 hours
-    /// after the customer's last message on WhatsApp and Messenger, 30 days
-    /// on Google's Business Messages); `null` on SMS, or before the
-    /// customer wrote. After it, WhatsApp takes approved templates only.
+    /// On WhatsApp and Messenger, when the standard 24-hour window for
+    /// free-form replies closes; `null` on channels without one (SMS,
+    /// Business Messages) or before the customer wrote. After it, WhatsApp
+    /// takes approved templates only.
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub reply_window_closes_at: Option<Timestamp>,
 }
