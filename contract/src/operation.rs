@@ -321,39 +321,15 @@ impl Op {
 
 /// The responses [`Op::derived_failures`] names, shared by reference.
 const SHARED_FAILURES: &[(&str, &str)] = &[
-    (
-        "Malformed",
-        "The body is not what this operation reads (not JSON, or not a JSON object).",
-    ),
-    (
-        "Unauthorized",
-        "No credential, or one that was revoked or mistyped.",
-    ),
+    ("Malformed", "The body is not what this operation reads (not JSON, or not a JSON object)."),
+    ("Unauthorized", "No credential, or one that was revoked or mistyped."),
     ("Forbidden", "The key's role may not call this operation."),
-    (
-        "TokenUnset",
-        "The token's Spin variable is not set: the route is closed.",
-    ),
-    (
-        "BadSignature",
-        "The provider's signature is missing or does not verify; nothing was stored.",
-    ),
-    (
-        "NotFound",
-        "Nothing with this id in the organisation (another organisation's ids too).",
-    ),
-    (
-        "TooLarge",
-        "The body is over 1 MiB; nothing of it was used.",
-    ),
-    (
-        "Invalid",
-        "A field or query parameter is missing or wrong; `error.field` names it.",
-    ),
-    (
-        "StoreUnavailable",
-        "The store failed; nothing was changed. Retry after `Retry-After` seconds.",
-    ),
+    ("TokenUnset", "The token's Spin variable is not set: the route is closed."),
+    ("BadSignature", "The provider's signature is missing or does not verify; nothing was stored."),
+    ("NotFound", "Nothing with this id in the organisation (another organisation's ids too)."),
+    ("TooLarge", "The body is over 1 MiB; nothing of it was used."),
+    ("Invalid", "A field or query parameter is missing or wrong; `error.field` names it."),
+    ("StoreUnavailable", "The store failed; nothing was changed. Retry after `Retry-After` seconds."),
 ];
 
 /// The operations and the schemas they refer to.
@@ -413,7 +389,9 @@ impl Api {
             Access::Dispatcher => {
                 operation.security(SecurityRequirement::new(DISPATCH_TOKEN, [""; 0]))
             }
-            Access::Signed(scheme) => operation.security(SecurityRequirement::new(scheme, [""; 0])),
+            Access::Signed(scheme) => {
+                operation.security(SecurityRequirement::new(scheme, [""; 0]))
+            }
         };
         for param in op.params {
             operation = operation.parameter(
@@ -432,10 +410,7 @@ impl Api {
         if let Some((schema, media_type)) = op.body {
             operation = operation.request_body(Some(
                 RequestBodyBuilder::new()
-                    .content(
-                        media_type,
-                        ContentBuilder::new().schema(Some(schema)).build(),
-                    )
+                    .content(media_type, ContentBuilder::new().schema(Some(schema)).build())
                     .required(Some(Required::True))
                     .build(),
             ));
@@ -446,10 +421,7 @@ impl Api {
             .map(|answer| (answer.status, RefOr::T(response(answer))))
             .collect();
         responses.extend(derived.into_iter().map(|(status, name)| {
-            (
-                status,
-                RefOr::Ref(Ref::new(format!("#/components/responses/{name}"))),
-            )
+            (status, RefOr::Ref(Ref::new(format!("#/components/responses/{name}"))))
         }));
         responses.sort_by_key(|(status, _)| *status);
         let responses = responses
@@ -465,17 +437,15 @@ impl Api {
 }
 
 fn response(answer: Answer) -> utoipa::openapi::Response {
-    let mut builder = ResponseBuilder::new()
-        .description(answer.description)
-        .header(
-            "x-request-id",
-            HeaderBuilder::new()
-                .schema(string())
-                .description(Some(
-                    "The request's id: the caller's `x-request-id`, or a new one. Logs carry it.",
-                ))
-                .build(),
-        );
+    let mut builder = ResponseBuilder::new().description(answer.description).header(
+        "x-request-id",
+        HeaderBuilder::new()
+            .schema(string())
+            .description(Some(
+                "The request's id: the caller's `x-request-id`, or a new one. Logs carry it.",
+            ))
+            .build(),
+    );
     for (name, description) in answer.headers {
         builder = builder.header(
             name,
@@ -486,10 +456,7 @@ fn response(answer: Answer) -> utoipa::openapi::Response {
         );
     }
     for (schema, media_type) in answer.body.into_iter().chain(answer.more) {
-        builder = builder.content(
-            media_type,
-            ContentBuilder::new().schema(Some(schema)).build(),
-        );
+        builder = builder.content(media_type, ContentBuilder::new().schema(Some(schema)).build());
     }
     builder.build()
 }
@@ -603,34 +570,19 @@ where
         let readers = Access::Key(R::READERS);
         let writers = Access::Key(R::WRITERS);
         api.add(
-            Op::get(
-                collection,
-                &format!("list_{name}s"),
-                &format!("List the {one}s"),
-            )
-            .tag(tag)
-            .access(readers)
-            .paged()
-            .answers(
-                200,
-                &format!("A page of {one}s, oldest first."),
-                page(shown.clone()),
-            ),
+            Op::get(collection, &format!("list_{name}s"), &format!("List the {one}s"))
+                .tag(tag)
+                .access(readers)
+                .paged()
+                .answers(200, &format!("A page of {one}s, oldest first."), page(shown.clone())),
         );
         api.add(
-            Op::post(
-                collection,
-                &format!("create_{name}"),
-                &format!("Create a {one}"),
-            )
-            .tag(tag)
-            .access(writers)
-            .body(create)
-            .answers(201, &format!("The new {one}."), shown.clone())
-            .fails(
-                409,
-                "The change conflicts with another document; the message says which.",
-            ),
+            Op::post(collection, &format!("create_{name}"), &format!("Create a {one}"))
+                .tag(tag)
+                .access(writers)
+                .body(create)
+                .answers(201, &format!("The new {one}."), shown.clone())
+                .fails(409, "The change conflicts with another document; the message says which."),
         );
         api.add(
             Op::get(&item, &format!("read_{name}"), &format!("Read a {one}"))
@@ -645,10 +597,7 @@ where
                 .describe("Only the fields given change; `null` removes an optional field.")
                 .body(update)
                 .answers(200, &format!("The {one} as changed."), shown)
-                .fails(
-                    409,
-                    "The change conflicts with another document; the message says which.",
-                ),
+                .fails(409, "The change conflicts with another document; the message says which."),
         );
         api.add(
             Op::delete(&item, &format!("delete_{name}"), &format!("Delete a {one}"))
