@@ -2,6 +2,8 @@
 
 use crate::operation::{Access, Api, Op};
 use switchboard_core::health::HealthReport;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::RefOr;
 
 pub fn describe(api: &mut Api) {
     let report = api.schema::<HealthReport>();
@@ -18,5 +20,14 @@ pub fn describe(api: &mut Api) {
         )
         .answers(200, "Up, and the store answers.", report.clone())
         .answers(503, "The store does not answer.", report),
+    );
+    let document = RefOr::T(ObjectBuilder::new().schema_type(Type::Object).into());
+    api.add(
+        Op::get("/api/openapi.json", "openapi", "This document")
+            .tag("Health")
+            .access(Access::Public)
+            .stateless()
+            .describe("The API's contract, OpenAPI 3.1, as `docs/openapi.json` holds it.")
+            .answers(200, "The document.", document),
     );
 }

@@ -24,6 +24,7 @@ mod templates;
 mod webhooks;
 
 use operation::{Api, DISPATCH_TOKEN, OPERATOR_TOKEN};
+use switchboard_core::auth::{DISPATCH_TOKEN_VARIABLE, OPERATOR_TOKEN_VARIABLE};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths};
@@ -63,8 +64,13 @@ pub fn openapi() -> OpenApi {
         .schemas_from_iter(api.schemas)
         .responses_from_iter(operation::shared_failures())
         .security_scheme(API_KEY, bearer("An API key, `sb_{org}_{key id}_{secret}`, from `POST /api/orgs` (the first admin key) or `POST /api/keys`. The scopes an operation lists are the roles whose keys may call it."))
-        .security_scheme(OPERATOR_TOKEN, bearer("The operator's token: the Spin variable `operator_token`. Unset, the routes it opens are closed."))
-        .security_scheme(DISPATCH_TOKEN, bearer("The scheduler's token: the Spin variable `dispatch_token`."))
+        .security_scheme(OPERATOR_TOKEN, bearer(&format!("The operator's token: the Spin variable `{OPERATOR_TOKEN_VARIABLE}`. Unset, the routes it opens are closed.")))
+        .security_scheme(DISPATCH_TOKEN, bearer(&format!("The scheduler's token: the Spin variable `{DISPATCH_TOKEN_VARIABLE}`. Unset, dispatch is closed.")));
+    let components = webhooks::signatures()
+        .into_iter()
+        .fold(components, |components, (name, scheme)| {
+            components.security_scheme(name, scheme)
+        })
         .build();
     OpenApiBuilder::new()
         .info(

@@ -79,6 +79,8 @@ struct Answer {
 struct Shown {
     description: String,
     body: Option<(RefOr<Schema>, &'static str)>,
+    /// Other media types the same status may come as.
+    more: Vec<(RefOr<Schema>, &'static str)>,
     headers: Vec<(&'static str, &'static str)>,
 }
 
@@ -87,6 +89,7 @@ impl Shown {
         Shown {
             description: description.into(),
             body,
+            more: Vec::new(),
             headers: Vec::new(),
         }
     }
@@ -232,7 +235,8 @@ impl Op {
         self
     }
 
-    /// A success with a body of another media type.
+    /// A success with a body of another media type; given again for a
+    /// status, another media type that status may come as.
     pub fn answers_as(
         mut self,
         status: u16,
@@ -240,6 +244,11 @@ impl Op {
         body: RefOr<Schema>,
         media_type: &'static str,
     ) -> Op {
+        if let Some(answer) = self.answers.iter_mut().find(|a| a.status == status) {
+            answer.shown.description = format!("{} {description}", answer.shown.description);
+            answer.shown.more.push((body, media_type));
+            return self;
+        }
         self.answers.push(Answer {
             status,
             shown: Shown::new(description, Some((body, media_type))),
@@ -253,6 +262,12 @@ impl Op {
             status,
             shown: Shown::new(description, None),
         });
+        self
+    }
+
+    /// The operation reads no store (so it never answers 503 for one).
+    pub fn stateless(mut self) -> Op {
+        self.stateless = true;
         self
     }
 
@@ -275,12 +290,6 @@ impl Op {
         for answer in self.answers.iter_mut().filter(|a| a.status == status) {
             answer.shown.headers.push((name, description));
         }
-        self
-    }
-
-    /// The operation reads no store (so it never answers 503 for one).
-    pub fn stateless(mut self) -> Op {
-        self.stateless = true;
         self
     }
 
@@ -479,12 +488,6 @@ impl Api {
         }
     }
 
-    /// `{"items": [T…], "next_cursor": …}`, the shape every list has.
-    pub fn page_of<T: ToSchema>(&mut self) -> RefOr<Schema> {
-        let item = self.schema::<T>();
-        page(item)
-    }
-
     pub fn add(&mut self, op: Op) {
         let derived = op.derived_failures();
         let mut operation = OperationBuilder::new()
@@ -579,7 +582,7 @@ fn response(shown: Shown) -> utoipa::openapi::Response {
                 .build(),
         );
     }
-    if let Some((schema, media_type)) = shown.body {
+    for (schema, media_type) in shown.body.into_iter().chain(shown.more) {
         builder = builder.content(
             media_type,
             ContentBuilder::new().schema(Some(schema)).build(),

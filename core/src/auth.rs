@@ -200,16 +200,20 @@ struct AppToken {
     closed: &'static str,
 }
 
+/// The Spin variables holding the operator's and the scheduler's tokens.
+pub const OPERATOR_TOKEN_VARIABLE: &str = "admin_token";
+pub const DISPATCH_TOKEN_VARIABLE: &str = "dispatch_token";
+
 /// Creates organisations (R-TEN-2).
 const OPERATOR: AppToken = AppToken {
-    variable: "admin_token",
+    variable: OPERATOR_TOKEN_VARIABLE,
     opens: "the operator API",
     closed: "operator_api_disabled",
 };
 
 /// Runs `POST /api/outbound/dispatch`, and nothing else.
 const DISPATCHER: AppToken = AppToken {
-    variable: "dispatch_token",
+    variable: DISPATCH_TOKEN_VARIABLE,
     opens: "the dispatch of scheduled jobs",
     closed: "dispatch_disabled",
 };

@@ -25,6 +25,7 @@ pub struct Thread<'a> {
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Author {
     Customer,
@@ -38,6 +39,7 @@ pub enum Author {
 
 /// A message as its conversation stores it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Message {
     /// The position in the conversation, from 1.
     pub position: i64,
@@ -91,6 +93,7 @@ impl Message {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attachment {
     pub url: String,
     pub content_type: String,

@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::lease::{self, Lease};
 use crate::ports::KeyValue;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A kind of document an organisation owns.
 pub trait Document: Serialize + DeserializeOwned {
@@ -216,7 +216,7 @@ pub fn remove<D: Document>(
 }
 
 /// One page of a listing. `next_cursor` is present while there may be more.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,

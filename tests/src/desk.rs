@@ -6,6 +6,11 @@
 use crate::api::{Gateway, Org};
 use devhost::Handled;
 use serde_json::{json, Value};
+use switchboard_core::conversations::wire::{
+    ActionBody, ConversationRead, ConversationView, Reply,
+};
+use switchboard_core::message::Attachment;
+use switchboard_core::store::Page;
 
 pub struct Desk {
     pub gateway: Gateway,
@@ -81,7 +86,39 @@ impl Desk {
             .await
     }
 
-    pub async fn act(&self, key: &str, id: &str, action: &str, body: Value) -> Handled {
+    /// The conversations matching a query string that `key` may see, as
+    /// the server's own type.
+    pub async fn listed(&self, key: &str, query: &str) -> Vec<ConversationView> {
+        let path = format!("/api/conversations?{query}&limit=200");
+        let page: Page<ConversationView> = parsed(&self.get(key, &path).await);
+        page.items
+    }
+
+    /// [`Desk::listed`] as the admin lists them.
+    pub async fn views(&self, query: &str) -> Vec<ConversationView> {
+        self.listed(&self.org.key, query).await
+    }
+
+    /// A conversation and its messages as `key` reads them.
+    pub async fn read(&self, key: &str, id: &str) -> ConversationRead {
+        parsed(&self.get(key, &format!("/api/conversations/{id}")).await)
+    }
+
+    /// An action on a conversation, its body built from the server's type.
+    pub async fn act<B: ActionBody>(&self, key: &str, id: &str, body: &B) -> Handled {
+        let body = serde_json::to_value(body).unwrap();
+        self.act_raw(key, id, B::ACTION, body).await
+    }
+
+    /// An action that must succeed, and the conversation as it changed it.
+    pub async fn acted<B: ActionBody>(&self, key: &str, id: &str, body: &B) -> ConversationView {
+        let answer = self.act(key, id, body).await;
+        assert_eq!(answer.status(), 200, "{}: {}", B::ACTION, answer.text());
+        parsed(&answer.json())
+    }
+
+    /// An action with a body as written, for bodies the types cannot say.
+    pub async fn act_raw(&self, key: &str, id: &str, action: &str, body: Value) -> Handled {
         self.gateway
             .call(
                 "POST",
@@ -100,8 +137,14 @@ impl Desk {
             .act(
                 key,
                 id,
-                "messages",
-                json!({"text": "see", "attachments": [{"url": "https://x.example/a.png", "content_type": "image/png"}]}),
+                &Reply {
+                    text: Some("see".into()),
+                    attachments: Some(vec![Attachment {
+                        url: "https://x.example/a.png".into(),
+                        content_type: "image/png".into(),
+                    }]),
+                    ..Reply::default()
+                },
             )
             .await;
         assert_eq!(attachment.status(), 422, "{}", attachment.text());
@@ -109,9 +152,7 @@ impl Desk {
             attachment.json()["error"]["code"],
             "attachments_not_supported"
         );
-        let long = self
-            .act(key, id, "messages", json!({"text": "x".repeat(1601)}))
-            .await;
+        let long = self.act(key, id, &text("x".repeat(1601))).await;
         assert_eq!(long.status(), 422, "{}", long.text());
         assert_eq!(long.json()["error"]["code"], "text_too_long");
     }
@@ -133,4 +174,18 @@ pub async fn agent_with_key(gateway: &Gateway, admin_key: &str, body: Value) -> 
         id,
         key: key["key"].as_str().unwrap().to_owned(),
     }
+}
+
+/// A free-form reply.
+pub fn text(text: impl Into<String>) -> Reply {
+    Reply {
+        text: Some(text.into()),
+        ..Reply::default()
+    }
+}
+
+/// An answer read as the server's type `T`.
+pub fn parsed<T: serde::de::DeserializeOwned>(value: &Value) -> T {
+    serde_json::from_value(value.clone())
+        .unwrap_or_else(|error| panic!("not what the server's type reads ({error}): {value}"))
 }

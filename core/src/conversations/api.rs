@@ -10,10 +10,13 @@
 
 use super::access::{self, Need};
 use super::reply::{
-    deliver, free_form_window, may_have_been_sent, window_closes_at, Undelivered, MAX_TEXT_CHARS,
-    OUTCOME_UNKNOWN,
+    deliver, free_form_window, may_have_been_sent, Undelivered, MAX_TEXT_CHARS, OUTCOME_UNKNOWN,
 };
 use super::routing::{assign, pull_waiting, release, reserve, route_to_queue};
+use super::wire::{
+    Accept, ActionBody, Close, ConversationRead, ConversationView, Link, Reply, Resume, Transfer,
+    Wait,
+};
 use super::{
     agent_log, commit, last_customer_key, messages, parse_log_entry, queue_log, record_intent,
     record_outcome, withdraw, Conversation, State,
@@ -29,21 +32,22 @@ use crate::entities::queue::Queue;
 use crate::entities::workstream::{ChannelInstance, Workstream};
 use crate::error::{Error, ProviderFailure};
 use crate::input::{self, Object};
-use crate::locale::Locale;
-use crate::message::{Attachment, Author, Content, Message, Window};
+use crate::message::{Author, Content, Message, Window};
 use crate::ports::{KeyValue, Ports, UnixMillis};
 use crate::store::{self, Log, Page};
 use crate::template_text::{RenderContext, RenderError};
 use crate::templates::{RenderFailure, Template};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-const READERS: &[Role] = &[Role::Admin, Role::Agent];
+/// Who may list, read and work conversations: agents their own (see
+/// [`access`]), admins all.
+pub const READERS: &[Role] = &[Role::Admin, Role::Agent];
 /// The states of a conversation that is not closed.
 const LIVE: &[State] = &[State::Open, State::Active, State::Waiting];
 const ANY: &[State] = &[State::Open, State::Active, State::Waiting, State::Closed];
 
 /// A state transition: the caller's context, the conversation id, the body.
-type Action = fn(&Ctx, &str, &Map<String, Value>) -> Result<Response, Error>;
+type Action<B> = fn(&Ctx, &str, B) -> Result<Response, Error>;
 /// Whether a log entry (conversation, version) still stands for it.
 type EntryHolds = Box<dyn Fn(&Conversation, u64) -> bool>;
 /// Whether the caller may see a conversation in a listing.
@@ -58,13 +62,13 @@ pub async fn handle(request: &Request, ports: &Ports<'_>) -> Response {
 async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Undelivered> {
     let segments = request.segments();
     let ctx = Ctx::authenticate(request, ports)?;
-    let post = |f: Action, id: &str| -> Result<Response, Undelivered> {
+    let post = |f: &dyn Fn(&Ctx, &str, &Object) -> Result<Response, Error>, id: &str| {
         if request.method != Method::Post {
             return Ok(method_not_allowed(&["POST"]));
         }
         ctx.principal.require(READERS)?;
         let body = body_object(request)?;
-        Ok(f(&ctx, id, &body)?)
+        Ok(f(&ctx, id, &Object::root(&body))?)
     };
     match segments[..] {
         ["api", "conversations"] => match request.method {
@@ -75,19 +79,19 @@ async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Undeliv
             Method::Get => Ok(read(&ctx, request, id)?),
             _ => Ok(method_not_allowed(&["GET"])),
         },
-        ["api", "conversations", id, "accept"] => post(accept, id),
-        ["api", "conversations", id, "transfer"] => post(transfer, id),
-        ["api", "conversations", id, "wait"] => post(wait, id),
-        ["api", "conversations", id, "resume"] => post(resume, id),
-        ["api", "conversations", id, "close"] => post(close, id),
-        ["api", "conversations", id, "link"] => post(link, id),
-        ["api", "conversations", id, "messages"] => {
+        ["api", "conversations", id, Accept::ACTION] => post(&acting(accept), id),
+        ["api", "conversations", id, Transfer::ACTION] => post(&acting(transfer), id),
+        ["api", "conversations", id, Wait::ACTION] => post(&acting(wait), id),
+        ["api", "conversations", id, Resume::ACTION] => post(&acting(resume), id),
+        ["api", "conversations", id, Close::ACTION] => post(&acting(close), id),
+        ["api", "conversations", id, Link::ACTION] => post(&acting(link), id),
+        ["api", "conversations", id, Reply::ACTION] => {
             if request.method != Method::Post {
                 return Ok(method_not_allowed(&["POST"]));
             }
             ctx.principal.require(READERS)?;
             let body = input::json_object(&request.body)?;
-            send_reply(&ctx, id, &body).await
+            send_reply(&ctx, id, Reply::read(&Object::root(&body))?).await
         }
         ["api", "contacts"] => Ok(serve::<Contact>(&ctx, request, None)?),
         ["api", "contacts", id] if request.method == Method::Get => {
@@ -98,8 +102,7 @@ async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Undeliv
             if request.method != Method::Get {
                 return Ok(method_not_allowed(&["GET"]));
             }
-            ctx.principal
-                .require(&[Role::Admin, Role::Agent, Role::Flow])?;
+            ctx.principal.require(super::contacts::TIMELINE_READERS)?;
             Ok(super::contacts::read_timeline(
                 ports.kv,
                 ctx.org(),
@@ -111,6 +114,13 @@ async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Undeliv
     }
 }
 
+/// `action`, given its body as the server reads it.
+fn acting<B: ActionBody>(
+    action: Action<B>,
+) -> impl Fn(&Ctx, &str, &Object) -> Result<Response, Error> {
+    move |ctx, id, input| action(ctx, id, B::read(input)?)
+}
+
 /// An action's body: a JSON object, or nothing at all.
 fn body_object(request: &Request) -> Result<Map<String, Value>, Error> {
     if request.body.iter().all(u8::is_ascii_whitespace) {
@@ -118,35 +128,6 @@ fn body_object(request: &Request) -> Result<Map<String, Value>, Error> {
     } else {
         input::json_object(&request.body)
     }
-}
-
-/// The conversation as the API shows it.
-fn view(conversation: &Conversation, last_customer: Option<&str>) -> Value {
-    let closes = last_customer
-        .and_then(|at| crate::time::parse_rfc3339(at).ok())
-        .and_then(|millis| window_closes_at(conversation.channel, millis))
-        .map(crate::time::rfc3339);
-    json!({
-        "id": conversation.id,
-        "state": conversation.state,
-        "channel": conversation.channel,
-        "workstream_id": conversation.workstream_id,
-        "account_id": conversation.account_id,
-        "channel_address": conversation.channel_address,
-        "customer_address": conversation.customer_address,
-        "contact_id": conversation.contact_id,
-        "profile_name": conversation.profile_name,
-        "language": conversation.language,
-        "queue_id": conversation.queue_id,
-        "agent_id": conversation.agent_id,
-        "routed_by": conversation.routed_by,
-        "with_bot": conversation.with_bot,
-        "created_at": conversation.created_at,
-        "updated_at": conversation.updated_at,
-        "closed_at": conversation.closed_at,
-        "last_customer_message_at": last_customer,
-        "reply_window_closes_at": closes,
-    })
 }
 
 /// `GET /api/conversations?state=&queue=&agent=`: one page, oldest first.
@@ -162,17 +143,14 @@ fn list(ctx: &Ctx, request: &Request) -> Result<Response, Error> {
     let kv = ctx.kv();
     let readable = readable_by(ctx)?;
     let walk = walk_for(org, queue, agent)?;
-    let page: Page<Value> = store::scan(&walk.log, kv, cursor, limit, |entries| {
+    let page: Page<ConversationView> = store::scan(&walk.log, kv, cursor, limit, |entries| {
         listed(kv, org, entries, |conversation, version| {
             (walk.entry_holds)(conversation, version)
                 && state.is_none_or(|s| s == conversation.state)
                 && readable(conversation)
         })
     })?;
-    Ok(Response::json(
-        200,
-        &json!({"items": page.items, "next_cursor": page.next_cursor}),
-    ))
+    Ok(Response::json(200, &page))
 }
 
 /// The listing's `state` filter, if any.
@@ -243,7 +221,7 @@ fn listed(
     org: &str,
     entries: &[(i64, Vec<u8>)],
     shown: impl Fn(&Conversation, u64) -> bool,
-) -> Result<Vec<Value>, Error> {
+) -> Result<Vec<ConversationView>, Error> {
     let wanted: Vec<(String, u64)> = entries
         .iter()
         .filter_map(|(_, bytes)| {
@@ -270,7 +248,7 @@ fn listed(
             let last = pair[1]
                 .as_ref()
                 .map(|b| String::from_utf8_lossy(b).into_owned());
-            items.push(view(&conversation, last.as_deref()));
+            items.push(ConversationView::of(&conversation, last.as_deref()));
         }
     }
     Ok(items)
@@ -289,9 +267,11 @@ fn read(ctx: &Ctx, request: &Request, id: &str) -> Result<Response, Error> {
             .map(|(slot, bytes)| store::decode::<Message>(&log.slot_key(*slot), bytes))
             .collect()
     })?;
-    let mut body = view(&conversation, last.as_deref());
-    body["messages"] = json!(page.items);
-    body["messages_next_cursor"] = json!(page.next_cursor);
+    let body = ConversationRead {
+        conversation: ConversationView::of(&conversation, last.as_deref()),
+        messages: page.items,
+        messages_next_cursor: page.next_cursor,
+    };
     Ok(Response::json(200, &body))
 }
 
@@ -349,13 +329,8 @@ fn readable_by<'a>(ctx: &'a Ctx) -> Result<Readable<'a>, Error> {
 
 /// The agent an action is for: the caller, or for an admin the body's
 /// `agent_id` (else `default`).
-fn acting_agent(
-    ctx: &Ctx,
-    body: &Map<String, Value>,
-    default: Option<&str>,
-) -> Result<Agent, Error> {
-    let input = Object::root(body);
-    let id = match (&ctx.principal.agent_id, input.str("agent_id")?) {
+fn acting_agent(ctx: &Ctx, named: Option<&str>, default: Option<&str>) -> Result<Agent, Error> {
+    let id = match (&ctx.principal.agent_id, named) {
         (Some(me), None) => me.clone(),
         (Some(me), Some(other)) if other == me => me.clone(),
         (Some(_), Some(_)) => {
@@ -368,10 +343,10 @@ fn acting_agent(
         (None, Some(id)) => id.to_owned(),
         (None, None) => default
             .map(str::to_owned)
-            .ok_or_else(|| input.missing("agent_id"))?,
+            .ok_or_else(|| Error::invalid("agent_id", "required", "\"agent_id\" is required"))?,
     };
     store::load::<Agent>(ctx.kv(), ctx.org(), &id)?.ok_or_else(|| {
-        input.error(
+        Error::invalid(
             "agent_id",
             "unknown_agent",
             format!("no agent with id {id} in this organisation"),
@@ -432,7 +407,10 @@ fn free_agent(kv: &dyn KeyValue, org: &str, agent_id: &str, now: UnixMillis) {
 }
 
 fn answer(conversation: &Conversation, last: Option<&str>) -> Result<Response, Error> {
-    Ok(Response::json(200, &view(conversation, last)))
+    Ok(Response::json(
+        200,
+        &ConversationView::of(conversation, last),
+    ))
 }
 
 /// Gives the conversation to `agent`, taking its capacity.
@@ -447,25 +425,22 @@ fn give(ctx: &Ctx, conversation: &mut Conversation, agent: &Agent) -> Result<(),
 }
 
 /// `accept`: an agent takes an open conversation from the queue.
-fn accept(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Error> {
-    Object::root(body).only(&["agent_id"])?;
+fn accept(ctx: &Ctx, id: &str, body: Accept) -> Result<Response, Error> {
     let (mut conversation, last) =
         conversation_for(ctx, id, Need::Accept, &[State::Open], "accept")?;
-    let agent = acting_agent(ctx, body, None)?;
+    let agent = acting_agent(ctx, body.agent_id.as_deref(), None)?;
     give(ctx, &mut conversation, &agent)?;
     answer(&conversation, last.as_deref())
 }
 
 /// `transfer`: to another queue (routed there afresh) or another agent.
-fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Error> {
-    let input = Object::root(body);
-    input.only(&["queue_id", "agent_id"])?;
+fn transfer(ctx: &Ctx, id: &str, body: Transfer) -> Result<Response, Error> {
     let (mut conversation, last) = conversation_for(ctx, id, Need::Work, LIVE, "a transfer")?;
     let held_by = holder(&conversation);
-    match (input.str("queue_id")?, input.str("agent_id")?) {
+    match (body.queue_id.as_deref(), body.agent_id.as_deref()) {
         (Some(queue), None) => {
             store::load::<Queue>(ctx.kv(), ctx.org(), queue)?.ok_or_else(|| {
-                input.error(
+                Error::invalid(
                     "queue_id",
                     "unknown_queue",
                     format!("no queue with id {queue} in this organisation"),
@@ -487,14 +462,14 @@ fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, 
         }
         (None, Some(agent_id)) => {
             let agent = store::load::<Agent>(ctx.kv(), ctx.org(), agent_id)?.ok_or_else(|| {
-                input.error(
+                Error::invalid(
                     "agent_id",
                     "unknown_agent",
                     format!("no agent with id {agent_id} in this organisation"),
                 )
             })?;
             if held_by.as_deref() == Some(agent_id) {
-                return Err(input.error(
+                return Err(Error::invalid(
                     "agent_id",
                     "same_agent",
                     "the conversation is already with this agent",
@@ -517,8 +492,7 @@ fn transfer(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, 
 }
 
 /// `wait`: the agent parks the conversation until the customer writes.
-fn wait(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Error> {
-    Object::root(body).only(&[])?;
+fn wait(ctx: &Ctx, id: &str, _: Wait) -> Result<Response, Error> {
     let (mut conversation, last) = conversation_for(ctx, id, Need::Work, &[State::Active], "wait")?;
     let held_by = holder(&conversation);
     conversation.state = State::Waiting;
@@ -528,19 +502,21 @@ fn wait(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Erro
 }
 
 /// `resume`: an agent takes back a waiting or closed conversation.
-fn resume(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Error> {
-    Object::root(body).only(&["agent_id"])?;
+fn resume(ctx: &Ctx, id: &str, body: Resume) -> Result<Response, Error> {
     let states = [State::Waiting, State::Closed];
     let (mut conversation, last) = conversation_for(ctx, id, Need::Work, &states, "resume")?;
-    let agent = acting_agent(ctx, body, conversation.agent_id.as_deref())?;
+    let agent = acting_agent(
+        ctx,
+        body.agent_id.as_deref(),
+        conversation.agent_id.as_deref(),
+    )?;
     conversation.closed_at = None;
     give(ctx, &mut conversation, &agent)?;
     answer(&conversation, last.as_deref())
 }
 
 /// `close`: resolved. A later customer message reopens it.
-fn close(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Error> {
-    Object::root(body).only(&[])?;
+fn close(ctx: &Ctx, id: &str, _: Close) -> Result<Response, Error> {
     let (mut conversation, last) = conversation_for(ctx, id, Need::Work, LIVE, "close")?;
     let held_by = holder(&conversation);
     conversation.state = State::Closed;
@@ -553,13 +529,11 @@ fn close(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Err
 
 /// `link`: the customer is a known contact (R-CONV-2). The address moves
 /// to that contact, so later conversations from it attach there too.
-fn link(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Error> {
-    let input = Object::root(body);
-    input.only(&["contact_id"])?;
-    let target_id = input.required_str("contact_id")?;
+fn link(ctx: &Ctx, id: &str, body: Link) -> Result<Response, Error> {
+    let target_id = body.contact_id.as_str();
     let (mut conversation, last) = conversation_for(ctx, id, Need::Work, ANY, "link")?;
     let mut target: Contact = store::load(ctx.kv(), ctx.org(), target_id)?.ok_or_else(|| {
-        input.error("contact_id", "unknown_contact", format!("no contact with id {target_id} in this organisation (POST /api/contacts creates one)"))
+        Error::invalid("contact_id", "unknown_contact", format!("no contact with id {target_id} in this organisation (POST /api/contacts creates one)"))
     })?;
     if conversation.contact_id == target.id {
         return answer(&conversation, last.as_deref());
@@ -606,27 +580,13 @@ fn link(ctx: &Ctx, id: &str, body: &Map<String, Value>) -> Result<Response, Erro
 
 /// `POST /api/conversations/{id}/messages`: free-form text (with
 /// attachments where the channel allows them) or a template.
-async fn send_reply(
-    ctx: &Ctx<'_>,
-    id: &str,
-    body: &Map<String, Value>,
-) -> Result<Response, Undelivered> {
-    let input = Object::root(body);
-    input.only(&[
-        "text",
-        "attachments",
-        "template_id",
-        "CustomerName",
-        "CaseName",
-        "context_items",
-        "locale",
-    ])?;
+async fn send_reply(ctx: &Ctx<'_>, id: &str, reply: Reply) -> Result<Response, Undelivered> {
     let (conversation, last) = conversation_for(ctx, id, Need::Work, LIVE, "a reply")?;
     let kv = ctx.kv();
     let workstream: Workstream = store::require(kv, ctx.org(), &conversation.workstream_id)?;
     let instance = replying_channel(&workstream, &conversation)?;
     let account: Account = store::require(kv, ctx.org(), &conversation.account_id)?;
-    let content = reply_content(ctx, &input, &conversation, instance)?;
+    let content = reply_content(ctx, reply, &conversation, instance)?;
     let window = reply_window(ctx, &content, &conversation, instance, last.as_deref())?;
     let message = agent_message(ctx, &content);
     send_recorded(ctx, &account, &conversation, &content, window, message).await
@@ -660,26 +620,26 @@ fn replying_channel<'a>(
 /// carry it.
 fn reply_content(
     ctx: &Ctx,
-    input: &Object,
+    reply: Reply,
     conversation: &Conversation,
     instance: &ChannelInstance,
 ) -> Result<Content, Error> {
-    let content = match input.str("template_id")? {
+    let content = match &reply.template_id {
         Some(template_id) => {
-            if input.has("text") || input.has("attachments") {
-                return Err(input.error(
+            if reply.text.is_some() || reply.attachments.is_some() {
+                return Err(Error::invalid(
                     "text",
                     "conflicting_fields",
                     "send either \"text\" or \"template_id\", not both",
                 ));
             }
-            render_template(ctx, input, template_id, conversation)?
+            render_template(ctx, &reply, template_id, conversation)?
         }
-        None => text_content(input, conversation, instance)?,
+        None => text_content(reply, conversation, instance)?,
     };
     let characters = content.text().chars().count();
     if characters > MAX_TEXT_CHARS {
-        return Err(input.error(
+        return Err(Error::invalid(
             "text",
             "text_too_long",
             format!("the message has {characters} characters; the limit is {MAX_TEXT_CHARS}"),
@@ -691,24 +651,24 @@ fn reply_content(
 /// A free-form reply: text, attachments, or both, where the channel sends
 /// agents' attachments.
 fn text_content(
-    input: &Object,
+    reply: Reply,
     conversation: &Conversation,
     instance: &ChannelInstance,
 ) -> Result<Content, Error> {
-    let text = input.str("text")?.unwrap_or_default().to_owned();
-    let attachments = read_attachments(input)?;
+    let text = reply.text.unwrap_or_default();
+    let attachments = reply.attachments.unwrap_or_default();
     if text.trim().is_empty() && attachments.is_empty() {
-        return Err(input.missing("text"));
+        return Err(Error::invalid("text", "required", "\"text\" is required"));
     }
     if !attachments.is_empty() && conversation.channel == Channel::Sms {
-        return Err(input.error(
+        return Err(Error::invalid(
             "attachments",
             "attachments_not_supported",
             "SMS carries text only; send the attachment's link in \"text\" instead",
         ));
     }
     if !attachments.is_empty() && !instance.agent_attachments {
-        return Err(input.error("attachments", "attachments_not_allowed", "this channel does not send agents' attachments (the channel's agent_attachments is off)"));
+        return Err(Error::invalid("attachments", "attachments_not_allowed", "this channel does not send agents' attachments (the channel's agent_attachments is off)"));
     }
     Ok(Content::Text { text, attachments })
 }
@@ -796,61 +756,43 @@ async fn send_recorded(
     }
 }
 
-fn read_attachments(input: &Object) -> Result<Vec<Attachment>, Error> {
-    input.objects("attachments", |item| {
-        item.only(&["url", "content_type"])?;
-        let url = item.required_str("url")?;
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(item.error(
-                "url",
-                "invalid_url",
-                "an attachment url must be an http(s) URL the provider can fetch",
-            ));
-        }
-        Ok(Attachment {
-            url: url.to_owned(),
-            content_type: item.required_str("content_type")?.to_owned(),
-        })
-    })
-}
-
 /// A template rendered for the conversation's channel and customer: the
 /// reply gives `CaseName`, `context_items` and, if the contact's name will
 /// not do, `CustomerName`.
 fn render_template(
     ctx: &Ctx,
-    input: &Object,
+    reply: &Reply,
     template_id: &str,
     conversation: &Conversation,
 ) -> Result<Content, Error> {
     let template: Template = store::load(ctx.kv(), ctx.org(), template_id)?.ok_or_else(|| {
-        input.error(
+        Error::invalid(
             "template_id",
             "unknown_template",
             format!("no template with id {template_id} in this organisation"),
         )
     })?;
-    let locale = input
-        .optional_parsed("locale", |text| Locale::parse(text).map_err(|e| e.message))?
+    let locale = reply
+        .locale
+        .clone()
         .unwrap_or_else(|| conversation.language.clone());
     let contact: Option<Contact> = store::load(ctx.kv(), ctx.org(), &conversation.contact_id)?;
-    let customer_name = match input.str("CustomerName")? {
-        Some(name) => Some(name.to_owned()),
+    let customer_name = match &reply.customer_name {
+        Some(name) => Some(name.clone()),
         None => contact
             .map(|c| c.name)
             .or_else(|| conversation.profile_name.clone()),
     };
-    let context_items = input.object("context_items")?;
     let context = RenderContext {
         customer_name: customer_name.as_deref(),
-        case_name: input.str("CaseName")?,
-        context_items: context_items.as_ref(),
+        case_name: reply.case_name.as_deref(),
+        context_items: reply.context_items.as_ref(),
     };
     let rendered = template
         .render(conversation.channel, Some(&locale), &context)
-        .map_err(|failure| reply_render_error(input, &failure))?;
+        .map_err(|failure| reply_render_error(&failure))?;
     if conversation.channel == Channel::Whatsapp && rendered.content_sid.is_none() {
-        return Err(input.error(
+        return Err(Error::invalid(
             "template_id",
             "no_approved_version",
             "WhatsApp templates go out by their approved Content SID; approve a version of this template (with its content_sid) first",
@@ -864,9 +806,9 @@ fn render_template(
 
 /// A template that does not render for a reply, said in the reply's terms:
 /// a missing value names the body field that gives it.
-fn reply_render_error(input: &Object, failure: &RenderFailure) -> Error {
+fn reply_render_error(failure: &RenderFailure) -> Error {
     let RenderFailure::Placeholder(error) = failure else {
-        return input.error("template_id", failure.code(), failure.to_string());
+        return Error::invalid("template_id", failure.code(), failure.to_string());
     };
     let placeholder = error.placeholder();
     let key = placeholder
@@ -895,8 +837,6 @@ mod tests {
 
     #[test]
     fn a_value_missing_from_a_reply_names_the_reply_field_that_gives_it() {
-        let body = Map::new();
-        let input = Object::root(&body);
         for (placeholder, field, hint) in [
             ("CaseName", "CaseName", "give \"CaseName\" in the reply"),
             (
@@ -918,7 +858,7 @@ mod tests {
             let missing = RenderFailure::Placeholder(RenderError::Missing {
                 placeholder: placeholder.into(),
             });
-            let error = reply_render_error(&input, &missing);
+            let error = reply_render_error(&missing);
             assert_eq!(
                 (error.status(), error.code(), error.field()),
                 (422, "missing_placeholder", Some(field))
@@ -928,10 +868,10 @@ mod tests {
         let list = RenderFailure::Placeholder(RenderError::NotText {
             placeholder: "Items".into(),
         });
-        let error = reply_render_error(&input, &list);
+        let error = reply_render_error(&list);
         assert_eq!(error.field(), Some("context_items.Items"));
         let too_long = RenderFailure::SmsTooLong { characters: 1700 };
-        let error = reply_render_error(&input, &too_long);
+        let error = reply_render_error(&too_long);
         assert_eq!(
             (error.code(), error.field()),
             ("sms_too_long", Some("template_id"))

@@ -14,24 +14,45 @@
 use super::consent::{self, keep_legacy, Standing};
 use crate::api::{Request, Response};
 use crate::auth::Role;
+use crate::channel::Channel;
 use crate::config::{Ctx, Resource};
 use crate::entities::activity::{self, Activity};
 use crate::entities::contact::{address_key, Contact};
 use crate::error::Error;
 use crate::input::Object;
 use crate::ports::KeyValue;
-use crate::store;
-use serde_json::{json, Map, Value};
+use crate::store::{self, Page};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
+/// A contact as `POST /api/contacts` takes it.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ContactInput {
+    /// Up to 200 characters.
+    pub name: String,
+    /// Values routing rules' `contact_field` conditions read: strings of
+    /// up to 1,000 characters.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub fields: BTreeMap<String, String>,
+}
+
+/// Who may read a contact's timeline: the flows that write it too.
+pub const TIMELINE_READERS: &[Role] = &[Role::Admin, Role::Agent, Role::Flow];
+
 impl Resource for Contact {
-    type Input = Value;
+    type Input = ContactInput;
 
     const READERS: &'static [Role] = &[Role::Admin, Role::Agent];
     const WRITERS: &'static [Role] = &[Role::Admin, Role::Agent];
 
-    fn input(&self) -> Value {
-        json!({"name": self.name, "fields": self.fields})
+    fn input(&self) -> ContactInput {
+        ContactInput {
+            name: self.name.clone(),
+            fields: self.fields.clone(),
+        }
     }
 
     fn build(ctx: &Ctx, id: String, input: Object, existing: Option<&Self>) -> Result<Self, Error> {
@@ -71,8 +92,30 @@ impl Resource for Contact {
     }
 }
 
-/// `GET /api/contacts/{id}`: the contact, each address with
-/// `opted_out_at` (when its customer opted out of that channel, or null).
+/// `GET /api/contacts/{id}`: the contact, each address with when its
+/// customer opted out of that channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ContactRead {
+    pub id: String,
+    pub name: String,
+    pub addresses: Vec<AddressStanding>,
+    pub fields: BTreeMap<String, String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// An address of a contact and its opt-out (R-IN-8).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AddressStanding {
+    pub channel: Channel,
+    pub address: String,
+    /// When the customer opted out of this channel (STOP), or `null`.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub opted_out_at: Option<Timestamp>,
+}
+
 pub fn read(ctx: &Ctx, id: &str) -> Result<Response, Error> {
     ctx.principal.require(Contact::READERS)?;
     let contact: Contact = store::require(ctx.kv(), ctx.org(), id)?;
@@ -82,20 +125,24 @@ pub fn read(ctx: &Ctx, id: &str) -> Result<Response, Error> {
         .map(|a| (a.channel.as_str(), a.address.as_str()))
         .collect();
     let records = consent::read_many(ctx.kv(), ctx.org(), &addresses)?;
-    let mut view = contact.view(ctx);
-    view["addresses"] = contact
+    let addresses = contact
         .addresses
         .iter()
         .zip(records)
-        .map(|(address, record)| {
-            let standing = Standing::of(record, Some(&contact), address.channel);
-            json!({
-                "channel": address.channel,
-                "address": address.address,
-                "opted_out_at": standing.opted_out_since(),
-            })
+        .map(|(address, record)| AddressStanding {
+            channel: address.channel,
+            address: address.address.clone(),
+            opted_out_at: Standing::of(record, Some(&contact), address.channel).opted_out_since(),
         })
         .collect();
+    let view = ContactRead {
+        id: contact.id,
+        name: contact.name,
+        addresses,
+        fields: contact.fields,
+        created_at: contact.created_at,
+        updated_at: contact.updated_at,
+    };
     Ok(Response::json(200, &view))
 }
 
@@ -140,11 +187,9 @@ pub fn read_timeline(
         .map(|(_, id)| String::from_utf8_lossy(id).into_owned())
         .collect();
     let items = store::load_many::<Activity>(kv, org, &ids)?;
-    Ok(Response::json(
-        200,
-        &json!({
-            "items": items,
-            "next_cursor": (oldest > 1).then(|| oldest.to_string()),
-        }),
-    ))
+    let page = Page {
+        items,
+        next_cursor: (oldest > 1).then(|| oldest.to_string()),
+    };
+    Ok(Response::json(200, &page))
 }

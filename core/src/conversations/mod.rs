@@ -31,6 +31,7 @@ pub mod contacts;
 pub mod ingest;
 pub mod reply;
 pub mod routing;
+pub mod wire;
 
 use crate::channel::Channel;
 use crate::entities::activity::Activity;
@@ -44,6 +45,7 @@ use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Waiting in a queue (or with the bot) for an agent.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Contact {
     pub id: String,
     pub name: String,
@@ -21,12 +22,14 @@ pub struct Contact {
     /// the map keeps the alphabetical order it is stored in.
     /// The code that wrote them spelled times as [`Timestamp`] does.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub opted_out: BTreeMap<String, Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContactAddress {
     pub channel: Channel,
     pub address: String,

@@ -8,6 +8,7 @@ use e2e::channels::{
     delivery_report, fixture, gbm_text, messenger, messenger_text, mo_sms, posts, Omni,
     CLIENT_TOKEN, CUSTOMER_ID, GBM_AGENT, PLAIN_PAGE, SA_EMAIL, SMS_NUMBER, TAGGED_PAGE,
 };
+use e2e::desk::{self, text};
 use e2e::sim::{self, Reply};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -68,14 +69,7 @@ async fn sms_arrives_signed_is_routed_answered_and_reported() {
     let id = conversation["id"].as_str().unwrap();
 
     // The agent's reply goes out TSA-signed (the simulator checks it).
-    let sent = omni
-        .act(
-            &agent.key,
-            id,
-            "messages",
-            json!({"text": "Refund on its way"}),
-        )
-        .await;
+    let sent = omni.act(&agent.key, id, &text("Refund on its way")).await;
     assert_eq!(sent.status(), 201, "{}", sent.text());
     assert_eq!(sent.json()["status"], "pending");
     let sends = posts(&omni.telesign, "/v1/messaging");
@@ -226,7 +220,7 @@ async fn the_readmes_case_created_template_goes_out_as_a_reply() {
         json!({"template_id": template["id"]}),
         json!({"template_id": template["id"], "context_items": {"CaseName": "CAS-01042"}}),
     ] {
-        let refused = omni.act(&agent.key, &id, "messages", body).await;
+        let refused = omni.act_raw(&agent.key, &id, "messages", body).await;
         assert_eq!(refused.status(), 422, "{}", refused.text());
         let error = &refused.json()["error"];
         assert_eq!(
@@ -244,7 +238,7 @@ async fn the_readmes_case_created_template_goes_out_as_a_reply() {
     assert!(posts(&omni.telesign, "/v1/messaging").is_empty());
 
     // As the README sends it: TeleSign gets the rendered text.
-    let sent = omni.act(&agent.key, &id, "messages", reply).await;
+    let sent = omni.act_raw(&agent.key, &id, "messages", reply).await;
     assert_eq!(sent.status(), 201, "{}", sent.text());
     let sent = sent.json();
     assert_eq!(sent["text"], shown["text"]);
@@ -270,7 +264,7 @@ async fn the_readmes_case_created_template_goes_out_as_a_reply() {
         .await;
     assert_eq!(renamed.status(), 200, "{}", renamed.text());
     let body = json!({"template_id": template["id"], "CaseName": "CAS-7", "context_items": {}});
-    let sent = omni.act(&agent.key, &id, "messages", body).await;
+    let sent = omni.act_raw(&agent.key, &id, "messages", body).await;
     assert_eq!(sent.status(), 201, "{}", sent.text());
     assert_eq!(
         posts(&omni.telesign, "/v1/messaging")[1]
@@ -303,9 +297,7 @@ async fn telesign_rate_limits_and_refusals_reach_the_agent() {
         )
         .with_header("Retry-After", "9"),
     );
-    let limited = omni
-        .act(&agent.key, &id, "messages", json!({"text": "hi"}))
-        .await;
+    let limited = omni.act(&agent.key, &id, &text("hi")).await;
     assert_eq!(limited.status(), 429, "{}", limited.text());
     assert_eq!(limited.header("retry-after"), Some("9"));
     assert_eq!(
@@ -554,9 +546,7 @@ async fn a_new_messenger_customer_is_named_from_graph_once_and_a_failing_graph_d
 /// Sends an agent reply and returns the Graph request it made.
 async fn reply(omni: &Omni, agent_key: &str, id: &str, text: &str) -> (u16, Value, Option<Value>) {
     let before = posts(&omni.graph, "/me/messages").len();
-    let handled = omni
-        .act(agent_key, id, "messages", json!({"text": text}))
-        .await;
+    let handled = omni.act(agent_key, id, &desk::text(text)).await;
     let sends = posts(&omni.graph, "/me/messages");
     let request = (sends.len() > before).then(|| body(sends.last().unwrap()));
     (handled.status(), handled.json(), request)
@@ -750,9 +740,7 @@ async fn business_messages_are_signed_threaded_answered_with_a_cached_token_and_
 
     // Two replies: one token request, two messages as a human.
     for text in ["On its way", "Arrives tomorrow"] {
-        let sent = omni
-            .act(&agent.key, id, "messages", json!({"text": text}))
-            .await;
+        let sent = omni.act(&agent.key, id, &desk::text(text)).await;
         assert_eq!(sent.status(), 201, "{}", sent.text());
     }
     let tokens = posts(&omni.google, "/token");
@@ -784,9 +772,7 @@ async fn business_messages_are_signed_threaded_answered_with_a_cached_token_and_
 
     // Near its expiry the token is replaced.
     omni.gateway.app.clock().advance(Duration::from_secs(3600));
-    let sent = omni
-        .act(&agent.key, id, "messages", json!({"text": "Any news?"}))
-        .await;
+    let sent = omni.act(&agent.key, id, &text("Any news?")).await;
     assert_eq!(sent.status(), 201, "{}", sent.text());
     assert_eq!(posts(&omni.google, "/token").len(), 2);
     assert_eq!(
@@ -808,9 +794,7 @@ async fn business_messages_are_signed_threaded_answered_with_a_cached_token_and_
         )
         .await;
     assert_eq!(saved.status(), 200, "{}", saved.text());
-    let sent = omni
-        .act(&agent.key, id, "messages", json!({"text": "Still looking"}))
-        .await;
+    let sent = omni.act(&agent.key, id, &text("Still looking")).await;
     assert_eq!(sent.status(), 201, "{}", sent.text());
     assert_eq!(posts(&omni.google, "/token").len(), 3);
 

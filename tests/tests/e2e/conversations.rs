@@ -3,6 +3,7 @@
 //! through `conversations.wasm`, replies reaching the Twilio simulator.
 
 use e2e::api::PUBLIC_BASE_URL;
+use e2e::desk::{parsed, text, AgentKey};
 use e2e::sim::{twilio_error, Reply, Simulator};
 use e2e::whatsapp::{
     field, message_params, shared_key_settings, twilio_shared_key_signature, twilio_signature,
@@ -13,12 +14,29 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use switchboard_core::channel::Channel;
+use switchboard_core::conversations::contacts::ContactRead;
+use switchboard_core::conversations::wire::{self, Accept, Close, Resume, Transfer, Wait};
+use switchboard_core::conversations::State;
+use switchboard_core::message::{Attachment, Author, Message};
 
 const CUSTOMER: &str = "+4917612345678";
 
 fn sid(n: u32) -> String {
     // Distinct from the simulator's own SM…0001, SM…0002 for sends.
     format!("SMc{n:031x}")
+}
+
+/// A reply with the shipping label attached.
+fn with_label(text: &str) -> wire::Reply {
+    wire::Reply {
+        text: Some(text.to_owned()),
+        attachments: Some(vec![Attachment {
+            url: "https://files.example.com/label.pdf".into(),
+            content_type: "application/pdf".into(),
+        }]),
+        ..wire::Reply::default()
+    }
 }
 
 fn messages(conversation: &Value) -> Vec<Value> {
@@ -35,30 +53,33 @@ async fn a_signed_message_creates_a_contact_and_a_conversation_routed_by_rule_an
         .customer_says(&sid(1), CUSTOMER, "Hi, I want a REFUND for order 17")
         .await;
     assert_eq!(first.kv.listings, 0);
-    let listed = centre.conversations("").await;
+    let listed = centre.views("").await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     let conversation = &listed[0];
-    assert_eq!(conversation["state"], "active");
-    assert_eq!(conversation["queue_id"], centre.queue("billing"));
-    assert_eq!(conversation["routed_by"], "refunds");
-    assert_eq!(conversation["agent_id"], billing_agent.id.as_str());
-    assert_eq!(conversation["customer_address"], CUSTOMER);
-    assert_eq!(conversation["profile_name"], "Jane Doe");
-    assert!(conversation["reply_window_closes_at"].is_string());
-    let contact = centre
-        .get(
-            &general_agent.key,
-            &format!(
-                "/api/contacts/{}",
-                conversation["contact_id"].as_str().unwrap()
-            ),
-        )
-        .await;
-    assert_eq!(contact["name"], "Jane Doe");
-    assert_eq!(
-        contact["addresses"],
-        json!([{"channel": "whatsapp", "address": CUSTOMER, "opted_out_at": null}])
+    assert_eq!(conversation.state, State::Active);
+    assert_eq!(conversation.queue_id, Some(centre.queue("billing")));
+    assert_eq!(conversation.routed_by.as_deref(), Some("refunds"));
+    assert_eq!(conversation.agent_id.as_ref(), Some(&billing_agent.id));
+    assert_eq!(conversation.customer_address, CUSTOMER);
+    assert_eq!(conversation.profile_name.as_deref(), Some("Jane Doe"));
+    assert_eq!(conversation.channel, Channel::Whatsapp);
+    assert!(conversation.last_customer_message_at.is_some());
+    assert!(conversation.reply_window_closes_at.is_some());
+    let contact: ContactRead = parsed(
+        &centre
+            .get(
+                &general_agent.key,
+                &format!("/api/contacts/{}", conversation.contact_id),
+            )
+            .await,
     );
+    assert_eq!(contact.name, "Jane Doe");
+    let addresses: Vec<_> = contact
+        .addresses
+        .iter()
+        .map(|a| (a.channel, a.address.as_str(), a.opted_out_at))
+        .collect();
+    assert_eq!(addresses, [(Channel::Whatsapp, CUSTOMER, None)]);
 
     // The second message threads into the same conversation, within the
     // key-value budget of SPEC.md.
@@ -68,35 +89,28 @@ async fn a_signed_message_creates_a_contact_and_a_conversation_routed_by_rule_an
     assert!(second.kv.reads <= 3, "reads: {:?}", second.kv);
     assert!(second.kv.writes <= 3, "writes: {:?}", second.kv);
     assert_eq!(second.kv.listings, 0);
-    let id = conversation["id"].as_str().unwrap();
-    let read = centre
-        .get(&billing_agent.key, &format!("/api/conversations/{id}"))
-        .await;
-    let texts: Vec<String> = messages(&read)
-        .iter()
-        .map(|m| m["text"].as_str().unwrap().to_owned())
-        .collect();
+    let read = centre.read(&billing_agent.key, &conversation.id).await;
+    let texts: Vec<&str> = read.messages.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(
         texts,
         ["Hi, I want a REFUND for order 17", "It arrived broken"]
     );
-    assert_eq!(messages(&read)[1]["author"], "customer");
-    assert_eq!(centre.conversations("").await.len(), 1);
+    assert_eq!(read.messages[1].author, Author::Customer);
+    assert_eq!(read.messages_next_cursor, None);
+    assert_eq!(centre.views("").await.len(), 1);
 
     // Another customer without the keyword goes to the fallback queue.
     centre
         .customer_says(&sid(3), "+4917600000001", "Hello")
         .await;
     let general = centre
-        .conversations(&format!("queue={}", centre.queue("general")))
+        .views(&format!("queue={}", centre.queue("general")))
         .await;
     assert_eq!(general.len(), 1);
-    assert_eq!(general[0]["routed_by"], "fallback");
-    assert_eq!(general[0]["agent_id"], general_agent.id.as_str());
-    let mine = centre
-        .get(&general_agent.key, "/api/conversations?agent=me")
-        .await;
-    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+    assert_eq!(general[0].routed_by.as_deref(), Some("fallback"));
+    assert_eq!(general[0].agent_id.as_ref(), Some(&general_agent.id));
+    let mine = centre.listed(&general_agent.key, "agent=me").await;
+    assert_eq!(mine.len(), 1);
 }
 
 #[tokio::test]
@@ -276,22 +290,16 @@ async fn fifty_concurrent_deliveries_of_one_message_store_it_once() {
     for answer in &answers {
         assert_eq!(answer.status(), 200, "{}", answer.text());
     }
-    let listed = centre.conversations("").await;
+    let listed = centre.views("").await;
     assert_eq!(listed.len(), 1);
-    let id = listed[0]["id"].as_str().unwrap();
-    let read = centre
-        .get(&agent.key, &format!("/api/conversations/{id}"))
-        .await;
-    assert_eq!(messages(&read).len(), 1, "{read}");
+    let id = &listed[0].id;
+    let read = centre.read(&agent.key, id).await;
+    assert_eq!(read.messages.len(), 1, "{read:?}");
     // A later redelivery is still a duplicate.
     centre.customer_says(&sid(7), CUSTOMER, "only once").await;
-    let read = centre
-        .get(&agent.key, &format!("/api/conversations/{id}"))
-        .await;
-    assert_eq!(messages(&read).len(), 1);
+    assert_eq!(centre.read(&agent.key, id).await.messages.len(), 1);
     // And the agent holds it once.
-    let mine = centre.get(&agent.key, "/api/conversations?agent=me").await;
-    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+    assert_eq!(centre.listed(&agent.key, "agent=me").await.len(), 1);
 }
 
 #[tokio::test]
@@ -307,46 +315,29 @@ async fn twenty_customers_at_once_get_twenty_conversations_and_capacity_holds() 
     for answer in join_all(arrivals).await {
         assert_eq!(answer.status(), 200, "{}", answer.text());
     }
-    let all = centre.conversations("").await;
+    let all = centre.views("").await;
     assert_eq!(all.len(), 20);
-    let active = centre.conversations("state=active").await;
+    let active = centre.views("state=active").await;
     assert_eq!(active.len(), 6, "both agents full: {active:?}");
+    let held_by = |agent: &AgentKey| format!("agent={}&state=active", agent.id);
     for agent in [&ann, &bob] {
-        let held = centre
-            .conversations(&format!("agent={}&state=active", agent.id))
-            .await;
+        let held = centre.views(&held_by(agent)).await;
         assert_eq!(held.len(), 3, "capacity 3 for {}", agent.id);
     }
-    let waiting = centre.conversations("state=open").await;
+    let waiting = centre.views("state=open").await;
     assert_eq!(waiting.len(), 14);
 
     // Ann closes one: the oldest waiting conversation comes to her.
-    let hers = centre
-        .conversations(&format!("agent={}&state=active", ann.id))
-        .await;
-    let closing = hers[0]["id"].as_str().unwrap();
-    let closed = centre.act(&ann.key, closing, "close", json!({})).await;
-    assert_eq!(closed.status(), 200, "{}", closed.text());
-    assert_eq!(closed.json()["state"], "closed");
-    assert_eq!(centre.conversations("state=open").await.len(), 13);
-    assert_eq!(
-        centre
-            .conversations(&format!("agent={}&state=active", ann.id))
-            .await
-            .len(),
-        3
-    );
+    let hers = centre.views(&held_by(&ann)).await;
+    let closed = centre.acted(&ann.key, &hers[0].id, &Close {}).await;
+    assert_eq!(closed.state, State::Closed);
+    assert_eq!(centre.views("state=open").await.len(), 13);
+    assert_eq!(centre.views(&held_by(&ann)).await.len(), 3);
 
     // A new agent becoming available takes waiting conversations.
     let cid = centre.agent("Cid", 2, &["general"]).await;
-    assert_eq!(
-        centre
-            .conversations(&format!("agent={}&state=active", cid.id))
-            .await
-            .len(),
-        2
-    );
-    assert_eq!(centre.conversations("state=open").await.len(), 11);
+    assert_eq!(centre.views(&held_by(&cid)).await.len(), 2);
+    assert_eq!(centre.views("state=open").await.len(), 11);
 }
 
 #[tokio::test]
@@ -354,18 +345,10 @@ async fn after_24_hours_free_form_is_refused_and_an_approved_template_goes_out()
     let centre = Centre::start("round_robin", false).await;
     let agent = centre.agent("Gus", 2, &["general"]).await;
     centre.customer_says(&sid(1), CUSTOMER, "Hello?").await;
-    let id = centre.conversations("").await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = centre.views("").await[0].id.clone();
 
     let reply = centre
-        .act(
-            &agent.key,
-            &id,
-            "messages",
-            json!({"text": "Hi Jane, how can I help?"}),
-        )
+        .act(&agent.key, &id, &text("Hi Jane, how can I help?"))
         .await;
     assert_eq!(reply.status(), 201, "{}", reply.text());
     let sent = centre.sends();
@@ -386,10 +369,10 @@ async fn after_24_hours_free_form_is_refused_and_an_approved_template_goes_out()
         field(&sent[0], "StatusCallback"),
         Some(format!("{PUBLIC_BASE_URL}{}", centre.webhook_path()))
     );
-    let provider_sid = reply.json()["provider_message_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let reply: Message = parsed(&reply.json());
+    assert_eq!((reply.author, reply.position), (Author::Agent, 2));
+    assert_eq!(reply.agent_id.as_ref(), Some(&agent.id));
+    let provider_sid = reply.provider_message_id.unwrap();
 
     // Twilio reports delivery: the message's status follows, never back.
     for (status, expected) in [
@@ -408,10 +391,8 @@ async fn after_24_hours_free_form_is_refused_and_an_approved_template_goes_out()
         .collect();
         let handled = centre.signed(&params).await;
         assert_eq!(handled.status(), 200, "{}", handled.text());
-        let read = centre
-            .get(&agent.key, &format!("/api/conversations/{id}"))
-            .await;
-        assert_eq!(messages(&read)[1]["status"], expected);
+        let read = centre.read(&agent.key, &id).await;
+        assert_eq!(read.messages[1].status.as_deref(), Some(expected));
     }
 
     centre
@@ -420,20 +401,14 @@ async fn after_24_hours_free_form_is_refused_and_an_approved_template_goes_out()
         .clock()
         .advance(Duration::from_secs(25 * 3600));
     let refused = centre
-        .act(
-            &agent.key,
-            &id,
-            "messages",
-            json!({"text": "Are you still there?"}),
-        )
+        .act(&agent.key, &id, &text("Are you still there?"))
         .await;
     assert_eq!(refused.status(), 409, "{}", refused.text());
     let error = refused.json()["error"].clone();
     assert_eq!(error["code"], "reply_window_closed");
-    let read = centre
-        .get(&agent.key, &format!("/api/conversations/{id}"))
-        .await;
-    assert_eq!(error["window_closed_at"], read["reply_window_closes_at"]);
+    let read = centre.read(&agent.key, &id).await.conversation;
+    let closes_at = read.reply_window_closes_at.map(|at| at.to_string());
+    assert_eq!(error["window_closed_at"].as_str(), closes_at.as_deref());
     assert!(error["message"].as_str().unwrap().contains("template"));
     assert_eq!(centre.sends().len(), 1, "nothing sent");
 
@@ -452,15 +427,17 @@ async fn after_24_hours_free_form_is_refused_and_an_approved_template_goes_out()
         .act(
             &agent.key,
             &id,
-            "messages",
-            json!({"template_id": template["id"], "context_items": {"case": "CAS-17"}}),
+            &wire::Reply {
+                template_id: template["id"].as_str().map(str::to_owned),
+                context_items: json!({"case": "CAS-17"}).as_object().cloned(),
+                ..wire::Reply::default()
+            },
         )
         .await;
     assert_eq!(sent.status(), 201, "{}", sent.text());
-    assert_eq!(
-        sent.json()["text"],
-        "Hello Jane Doe, your case CAS-17 is still open."
-    );
+    let sent: Message = parsed(&sent.json());
+    assert_eq!(sent.text, "Hello Jane Doe, your case CAS-17 is still open.");
+    assert_eq!(sent.template_id.as_deref(), template["id"].as_str());
     let request = centre.sends().pop().unwrap();
     assert_eq!(
         field(&request, "ContentSid"),
@@ -476,12 +453,7 @@ async fn after_24_hours_free_form_is_refused_and_an_approved_template_goes_out()
         .customer_says(&sid(2), CUSTOMER, "Yes, still broken")
         .await;
     let again = centre
-        .act(
-            &agent.key,
-            &id,
-            "messages",
-            json!({"text": "Sending a new one today."}),
-        )
+        .act(&agent.key, &id, &text("Sending a new one today."))
         .await;
     assert_eq!(again.status(), 201, "{}", again.text());
 }
@@ -492,88 +464,65 @@ async fn close_reopen_wait_resume_and_transfer() {
     let gus = centre.agent("Gus", 1, &["general"]).await;
     let eve = centre.agent("Eve", 1, &["escalations"]).await;
     centre.customer_says(&sid(1), CUSTOMER, "Hello").await;
-    let id = centre.conversations("").await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let state = |v: &Value| v["state"].as_str().unwrap().to_owned();
+    let id = centre.views("").await[0].id.clone();
+    let with = |agent: &AgentKey| Some(agent.id.clone());
 
     // Close; a new customer message reopens it and routes it again.
-    let closed = centre.act(&gus.key, &id, "close", json!({})).await;
-    assert_eq!(state(&closed.json()), "closed");
+    let closed = centre.acted(&gus.key, &id, &Close {}).await;
+    assert_eq!(closed.state, State::Closed);
+    assert!(closed.closed_at.is_some());
     centre
         .customer_says(&sid(2), CUSTOMER, "One more thing")
         .await;
-    let read = centre
-        .get(&gus.key, &format!("/api/conversations/{id}"))
-        .await;
-    assert_eq!(state(&read), "active");
-    assert_eq!(read["agent_id"], gus.id.as_str());
-    assert_eq!(messages(&read).len(), 2);
+    let read = centre.read(&gus.key, &id).await;
+    assert_eq!(read.conversation.state, State::Active);
+    assert_eq!(read.conversation.agent_id, with(&gus));
+    assert_eq!(read.messages.len(), 2);
 
     // Wait, then the customer's message brings it back to the same agent.
-    let waiting = centre.act(&gus.key, &id, "wait", json!({})).await;
-    assert_eq!(state(&waiting.json()), "waiting");
+    let waiting = centre.acted(&gus.key, &id, &Wait {}).await;
+    assert_eq!(waiting.state, State::Waiting);
     centre.customer_says(&sid(3), CUSTOMER, "Any news?").await;
-    let read = centre
-        .get(&gus.key, &format!("/api/conversations/{id}"))
-        .await;
-    assert_eq!(
-        (state(&read).as_str(), read["agent_id"].clone()),
-        ("active", json!(gus.id))
-    );
+    let read = centre.read(&gus.key, &id).await.conversation;
+    assert_eq!((read.state, read.agent_id), (State::Active, with(&gus)));
 
     // Wait again and resume by hand.
-    centre.act(&gus.key, &id, "wait", json!({})).await;
-    let resumed = centre.act(&gus.key, &id, "resume", json!({})).await;
-    assert_eq!(resumed.status(), 200, "{}", resumed.text());
-    assert_eq!(state(&resumed.json()), "active");
+    centre.acted(&gus.key, &id, &Wait {}).await;
+    let resumed = centre.acted(&gus.key, &id, &Resume::default()).await;
+    assert_eq!(resumed.state, State::Active);
 
     // Another agent cannot act on it.
-    let refused = centre.act(&eve.key, &id, "close", json!({})).await;
+    let refused = centre.act(&eve.key, &id, &Close {}).await;
     assert_eq!(refused.status(), 403);
 
     // Transfer to the escalations queue: Eve gets it, Gus is free again.
-    let moved = centre
-        .act(
-            &gus.key,
-            &id,
-            "transfer",
-            json!({"queue_id": centre.queue("escalations")}),
-        )
-        .await;
-    assert_eq!(moved.status(), 200, "{}", moved.text());
-    let moved = moved.json();
-    assert_eq!(moved["queue_id"], centre.queue("escalations"));
-    assert_eq!(moved["agent_id"], eve.id.as_str());
-    assert_eq!(state(&moved), "active");
-    assert!(centre
-        .conversations(&format!("agent={}&state=active", gus.id))
-        .await
-        .is_empty());
+    let to_escalations = Transfer {
+        queue_id: Some(centre.queue("escalations")),
+        agent_id: None,
+    };
+    let moved = centre.acted(&gus.key, &id, &to_escalations).await;
+    assert_eq!(moved.queue_id, to_escalations.queue_id);
+    assert_eq!(moved.agent_id, with(&eve));
+    assert_eq!(moved.state, State::Active);
+    assert_eq!(moved.routed_by.as_deref(), Some("transfer"));
+    let held_by_gus = format!("agent={}&state=active", gus.id);
+    assert!(centre.views(&held_by_gus).await.is_empty());
 
     // A second customer now reaches Gus, whose capacity was given back.
     centre.customer_says(&sid(4), "+4917600000002", "Hi").await;
-    assert_eq!(
-        centre
-            .conversations(&format!("agent={}&state=active", gus.id))
-            .await
-            .len(),
-        1
-    );
+    assert_eq!(centre.views(&held_by_gus).await.len(), 1);
     // Eve is full: accepting more is refused.
     let waiting_id = {
         centre.customer_says(&sid(5), "+4917600000003", "Hi").await;
-        centre.conversations("state=open").await[0]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        centre.views("state=open").await[0].id.clone()
     };
-    let full = centre.act(&gus.key, &waiting_id, "accept", json!({})).await;
+    let full = centre.act(&gus.key, &waiting_id, &Accept::default()).await;
     assert_eq!(full.status(), 409, "{}", full.text());
     assert_eq!(full.json()["error"]["code"], "at_capacity");
-    // Unknown actions and states are clear errors.
-    let bad = centre.act(&gus.key, &id, "wait", json!({"why": 1})).await;
+    // Unknown fields and states are clear errors.
+    let bad = centre
+        .act_raw(&gus.key, &id, "wait", json!({"why": 1}))
+        .await;
     assert_eq!(bad.status(), 422);
     let bad = centre
         .gateway
@@ -636,7 +585,7 @@ async fn attachments_opt_outs_and_provider_errors() {
 
     // Agents' attachments are allowed on this channel.
     let with_media = centre
-        .act(&agent.key, &id, "messages", json!({"text": "Here is the label", "attachments": [{"url": "https://files.example.com/label.pdf", "content_type": "application/pdf"}]}))
+        .act(&agent.key, &id, &with_label("Here is the label"))
         .await;
     assert_eq!(with_media.status(), 201, "{}", with_media.text());
     assert_eq!(
@@ -660,9 +609,7 @@ async fn attachments_opt_outs_and_provider_errors() {
         .await;
     assert_eq!(patched.status(), 200, "{}", patched.text());
     let sends_before = centre.sends().len();
-    let refused = centre
-        .act(&agent.key, &id, "messages", json!({"text": "label", "attachments": [{"url": "https://files.example.com/label.pdf", "content_type": "application/pdf"}]}))
-        .await;
+    let refused = centre.act(&agent.key, &id, &with_label("label")).await;
     assert_eq!(refused.status(), 422, "{}", refused.text());
     assert_eq!(refused.json()["error"]["code"], "attachments_not_allowed");
     assert_eq!(centre.sends().len(), sends_before);
@@ -673,9 +620,7 @@ async fn attachments_opt_outs_and_provider_errors() {
         .lock()
         .unwrap()
         .push_back(twilio_error(20429, "Too Many Requests", 429).with_header("retry-after", "7"));
-    let limited = centre
-        .act(&agent.key, &id, "messages", json!({"text": "hello"}))
-        .await;
+    let limited = centre.act(&agent.key, &id, &text("hello")).await;
     assert_eq!(limited.status(), 429, "{}", limited.text());
     assert_eq!(limited.header("retry-after"), Some("7"));
     // Twilio's own 63016 is the same 409 as ours.
@@ -684,9 +629,7 @@ async fn attachments_opt_outs_and_provider_errors() {
         .lock()
         .unwrap()
         .push_back(twilio_error(63016, "Outside messaging window", 400));
-    let outside = centre
-        .act(&agent.key, &id, "messages", json!({"text": "hello"}))
-        .await;
+    let outside = centre.act(&agent.key, &id, &text("hello")).await;
     assert_eq!(outside.status(), 409, "{}", outside.text());
     assert_eq!(outside.json()["error"]["code"], "reply_window_closed");
     let read = centre
@@ -796,9 +739,7 @@ async fn conversations_work_on_a_redis_store() {
         .get(&agent.key, &format!("/api/conversations/{id}"))
         .await;
     assert_eq!(messages(&read).len(), 2);
-    let reply = centre
-        .act(&agent.key, id, "messages", json!({"text": "Yes!"}))
-        .await;
+    let reply = centre.act(&agent.key, id, &text("Yes!")).await;
     assert_eq!(reply.status(), 201, "{}", reply.text());
 }
 
@@ -897,7 +838,7 @@ async fn refused_each(centre: &Centre, key: &str, id: &str, actions: &[(&str, Va
                 let path = format!("/api/conversations/{id}");
                 centre.gateway.call("GET", &path, Some(key), None).await
             }
-            _ => centre.act(key, id, action, body.clone()).await,
+            _ => centre.act_raw(key, id, action, body.clone()).await,
         };
         assert_eq!(answer.status(), 403, "{action}: {}", answer.text());
         assert_eq!(answer.json()["error"]["code"], code, "{action}");
@@ -913,7 +854,7 @@ async fn works(centre: &Centre, key: &str, id: &str, action: &str, body: Value, 
             let path = format!("/api/conversations/{id}");
             centre.gateway.call("GET", &path, Some(key), None).await
         }
-        _ => centre.act(key, id, action, body).await,
+        _ => centre.act_raw(key, id, action, body).await,
     };
     assert_eq!(answer.status(), status, "{action}: {}", answer.text());
 }

@@ -20,6 +20,7 @@ use e2e::{redis_url, Backend};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::Duration;
+use switchboard_core::conversations::wire::Link;
 
 const CONTENT_SID: &str = "HX0123456789abcdef0123456789abcdef";
 
@@ -749,7 +750,13 @@ async fn a_stop_stays_with_the_address_until_the_customer_opts_back_in() {
         .await;
     let kari_id = kari["id"].as_str().unwrap();
     let linked = omni
-        .act(&agent.key, &id, "link", json!({"contact_id": kari_id}))
+        .act(
+            &agent.key,
+            &id,
+            &Link {
+                contact_id: kari_id.to_owned(),
+            },
+        )
         .await;
     assert_eq!(linked.status(), 200, "{}", linked.text());
     let result = skipped("after a link").await;

@@ -6,6 +6,7 @@
 //! STOP/START and status callbacks. The Twilio simulator refuses what Twilio
 //! would (a From and To on different channels, a body over 1,600).
 
+use e2e::desk::text;
 use e2e::desk::AgentKey;
 use e2e::whatsapp::{field, sms_params, Centre, ACCOUNT_SID, BUSINESS_NUMBER};
 use serde_json::{json, Value};
@@ -156,9 +157,7 @@ async fn texts_arrive_on_the_twilio_webhook_and_replies_go_back_as_sms() {
     // in Body, the account's status callback.
     assert_eq!(conversation["state"], "active");
     assert_eq!(conversation["agent_id"], sam.id.as_str());
-    let sent = centre
-        .act(agent, &id, "messages", json!({"text": "It ships today"}))
-        .await;
+    let sent = centre.act(agent, &id, &text("It ships today")).await;
     assert_eq!(sent.status(), 201, "{}", sent.text());
     assert_eq!(sent.json()["status"], "queued");
     let sends = centre.sends();
@@ -176,9 +175,7 @@ async fn texts_arrive_on_the_twilio_webhook_and_replies_go_back_as_sms() {
         .app
         .clock()
         .advance(Duration::from_secs(25 * 3600));
-    let later = centre
-        .act(agent, &id, "messages", json!({"text": "Delivered yet?"}))
-        .await;
+    let later = centre.act(agent, &id, &text("Delivered yet?")).await;
     assert_eq!(later.status(), 201, "{}", later.text());
 
     // Text only, at most 1,600 characters, both ways.
