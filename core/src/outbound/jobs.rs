@@ -205,7 +205,8 @@ fn results_of(
     org: &str,
     jobs: &[Job],
 ) -> Result<Vec<Vec<ContactResult>>, Error> {
-    let keys: Vec<(usize, String)> = jobs
+    // Each batch record's key, and which of `jobs` it belongs to.
+    let (owners, keys): (Vec<usize>, Vec<String>) = jobs
         .iter()
         .enumerate()
         .flat_map(|(n, job)| {
@@ -213,15 +214,14 @@ fn results_of(
             (0..batch_count(job.contacts.len()))
                 .map(move |batch| (n, send::batch_record_key(&prefix, batch)))
         })
-        .collect();
+        .unzip();
     let mut results = vec![Vec::new(); jobs.len()];
     if keys.is_empty() {
         return Ok(results);
     }
-    let names: Vec<String> = keys.iter().map(|(_, key)| key.clone()).collect();
-    for ((n, key), found) in keys.iter().zip(kv.get_many(&names)?) {
+    for ((owner, key), found) in owners.iter().zip(&keys).zip(kv.get_many(&keys)?) {
         if let Some(bytes) = found {
-            results[*n].extend(store::decode::<Vec<ContactResult>>(key, &bytes)?);
+            results[*owner].extend(store::decode::<Vec<ContactResult>>(key, &bytes)?);
         }
     }
     Ok(results)
