@@ -384,6 +384,28 @@ function focusHeading() {
   if (!main.querySelector('.state[role="status"]')) headingPending = false;
 }
 
+// Set by a delete from a table, before the screen is drawn again: then the
+// focus goes to the delete button of the row now at `index` (the next
+// row), else the previous row's, else the screen's main action, as after
+// removing a form row; never to <body>.
+let deletedRow = null;
+
+/** Remembers where the deleted row of `event`'s table was. */
+function rememberDeletedRow(event) {
+  const row = event.target.closest("tr");
+  deletedRow = { screen: location.hash, index: row ? row.sectionRowIndex : 0 };
+}
+
+/** Puts the focus where a delete left off (see `deletedRow`). */
+function focusAfterDelete(fallback) {
+  const deleted = deletedRow;
+  deletedRow = null;
+  if (!deleted || deleted.screen !== location.hash) return;
+  const buttons = [...document.querySelectorAll("main tbody tr")].map((row) => row.querySelector("button.danger")).filter(Boolean);
+  const target = buttons[Math.min(deleted.index, buttons.length - 1)] || fallback;
+  if (target) target.focus();
+}
+
 function loading(label = "Loading…") {
   return h("p", { class: "state", role: "status" }, label);
 }
@@ -1207,6 +1229,15 @@ function collect(form, editing, keepMasked = false) {
         else if (top && editing) setPath(body, path, null);
     }
   }
+  // A row the user added and left empty is kept, as `{}`: a repainted list
+  // still shows it, and the API's error about what it lacks has its
+  // controls to be shown next to.
+  const lists = [form, ...form.querySelectorAll("[data-rows]")].filter((el) => el.dataset.rows);
+  for (const list of lists) {
+    const rows = getPath(body, list.dataset.rows) || [];
+    list.querySelectorAll(":scope > .row-item").forEach((_, i) => (rows[i] = rows[i] || {}));
+    setPath(body, list.dataset.rows, rows);
+  }
   return body;
 }
 
@@ -1308,6 +1339,7 @@ async function collectionScreen({ title, path, specs, columns, needs = [], noun,
             try {
               await api("DELETE", `${path}/${item.id}`);
               announce(`Deleted ${item.name}.`);
+              rememberDeletedRow(event);
               route();
             } catch (error) {
               event.target.parentElement.append(h("p", { class: "form-error", role: "alert" }, error.message));
@@ -1317,11 +1349,9 @@ async function collectionScreen({ title, path, specs, columns, needs = [], noun,
         "Delete",
       ),
     );
-  setMain(
-    pageHead(title, h("button", { type: "button", class: "primary", onclick: () => showForm(null) }, `New ${noun}`)),
-    table([...columns, ["", rowActions]], items, `No ${noun}s yet.`),
-    formSlot,
-  );
+  const add = h("button", { type: "button", class: "primary", onclick: () => showForm(null) }, `New ${noun}`);
+  setMain(pageHead(title, add), table([...columns, ["", rowActions]], items, `No ${noun}s yet.`), formSlot);
+  focusAfterDelete(add);
 }
 
 // ---------------------------------------------------------------- accounts
@@ -1733,6 +1763,7 @@ async function keysScreen() {
                   try {
                     await api("DELETE", `/api/keys/${k.id}`);
                     announce(`Revoked ${k.name}.`);
+                    rememberDeletedRow(event);
                     route();
                   } catch (error) {
                     event.target.parentElement.append(h("p", { class: "form-error", role: "alert" }, error.message));
@@ -1749,6 +1780,7 @@ async function keysScreen() {
     h("h2", {}, "New key"),
     form,
   );
+  focusAfterDelete(form.querySelector("input"));
 }
 
 // ---------------------------------------------------------------- templates
@@ -1953,38 +1985,101 @@ function templatePreview(template) {
 
 // ---------------------------------------------------------------- jobs and contacts
 
+const JOB_PAGE = 50;
+
+/** A job's progress in words, as the API counts it. */
+function jobProgress(job) {
+  const p = job.progress || {};
+  const unknown = p.unknown ? ` · unknown ${p.unknown}` : "";
+  return `Sent ${p.sent ?? 0} · skipped ${p.skipped ?? 0} · failed ${p.failed ?? 0} · pending ${p.pending ?? 0}${unknown} (of ${job.contacts})`;
+}
+
+function jobProgressBar(job) {
+  const p = job.progress || {};
+  const done = (p.sent || 0) + (p.skipped || 0) + (p.failed || 0) + (p.unknown || 0);
+  return h("progress", { max: job.contacts || 1, value: done, "aria-label": `Progress of job ${job.id}` });
+}
+
 async function jobsScreen(id) {
-  const input = h("input", { name: "job", value: id || "", placeholder: "job id" });
-  const form = h("form", { class: "card", novalidate: true }, field("Job ID", input, "The id a scheduled send answered with."), h("div", { class: "row" }, h("button", { type: "submit", class: "primary" }, "Show")));
+  if (id) return jobScreen(id);
+  const input = h("input", { name: "job", placeholder: "job id" });
+  const form = h("form", { class: "card", novalidate: true }, field("Job ID", input, "The id a scheduled send answered with."), h("div", { class: "row" }, h("button", { type: "submit" }, "Show")));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     location.hash = `#/admin/jobs/${input.value.trim()}`;
   });
-  const body = h("div", { class: "stack" });
-  setMain(pageHead("Outbound jobs"), form, body);
-  if (!id) return;
-  body.append(loading());
+  const list = h("div", { class: "stack" }, loading());
+  setMain(pageHead("Outbound jobs"), list, form);
+  const jobs = [];
+  let cursor = null;
+  // `firstNew`: the index of the first job of a page just loaded, whose
+  // link takes the focus so a keyboard user goes on from there.
+  const paint = (firstNew = null) => {
+    append(clear(list), [
+      table(
+        [
+          ["Job", (j) => h("a", { href: `#/admin/jobs/${j.id}`, class: "job-link" }, h("code", {}, j.id))],
+          ["Created", (j) => when(j.created_at)],
+          ["Send at", (j) => when(j.send_at)],
+          ["State", (j) => h("span", { "data-state": j.state }, j.state)],
+          ["Progress", (j) => h("div", { class: "job-progress" }, jobProgressBar(j), h("span", {}, jobProgress(j)))],
+        ],
+        jobs,
+        "No scheduled jobs yet.",
+      ),
+      cursor ? h("div", { class: "row" }, h("button", { type: "button", onclick: () => more() }, "Show older jobs")) : null,
+    ]);
+    if (firstNew !== null) {
+      const link = list.querySelectorAll(".job-link")[firstNew];
+      if (link) link.focus();
+    }
+  };
+  const more = async () => {
+    try {
+      const page = await api("GET", `/api/outbound/jobs?limit=${JOB_PAGE}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+      const firstNew = cursor ? jobs.length : null;
+      jobs.push(...page.items);
+      cursor = page.next_cursor;
+      paint(firstNew);
+      focusHeading();
+    } catch (error) {
+      clear(list).append(failure(error));
+    }
+  };
+  await more();
+}
+
+/** One job: its state, progress and what became of each contact. */
+async function jobScreen(id) {
+  const back = h("a", { href: "#/admin/jobs" }, "All jobs");
+  setMain(pageHead("Outbound job", back), loading());
+  let job;
   try {
-    const job = await api("GET", `/api/outbound/jobs/${id}`);
-    const p = job.progress || {};
-    clear(body).append(
-      h("h2", {}, `Job ${job.id}: ${job.state}`),
-      h("p", {}, `Sent ${p.sent ?? 0} · skipped ${p.skipped ?? 0} · failed ${p.failed ?? 0} · pending ${p.pending ?? 0} (of ${job.contacts})`),
-      h("progress", { max: job.contacts || 1, value: (p.sent || 0) + (p.skipped || 0) + (p.failed || 0), "aria-label": "Job progress" }),
+    job = await api("GET", `/api/outbound/jobs/${id}`);
+  } catch (error) {
+    return setMain(pageHead("Outbound job", back), failure(error));
+  }
+  setMain(
+    pageHead(`Job ${job.id}`, back),
+    h(
+      "div",
+      { class: "card stack" },
+      h("dl", { class: "facts" }, fact("State", h("span", { "data-state": job.state }, job.state)), fact("Send at", when(job.send_at)), fact("Configuration", job.configuration_id)),
+      job.error ? h("p", { class: "form-error", role: "alert" }, job.error.message) : null,
+      h("p", { class: "job-summary" }, jobProgress(job)),
+      jobProgressBar(job),
       table(
         [
           ["#", (r) => String(r.index + 1)],
           ["Contact", (r) => (r.contact_id ? h("a", { href: `#/contacts/${r.contact_id}` }, r.tocontactid || r.contact_id) : r.tocontactid || "—")],
-          ["Result", (r) => r.status],
-          ["Detail", (r) => [r.reason, r.locale].filter(Boolean).join(" · ") || "—"],
+          ["Result", (r) => h("span", { "data-status": r.status }, r.status)],
+          ["Detail", (r) => [r.reason && r.reason.message, r.locale].filter(Boolean).join(" · ") || "—"],
         ],
         job.results || [],
         "No results yet.",
       ),
-    );
-  } catch (error) {
-    clear(body).append(failure(error));
-  }
+    ),
+  );
 }
 
 async function contactsScreen(id) {

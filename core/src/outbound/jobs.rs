@@ -31,7 +31,7 @@
 //! runs.
 
 use super::send::{self, batch_count, ContactResult, Progress, Reason, Setup, Summary};
-use crate::api::Response;
+use crate::api::{Request, Response};
 use crate::error::Error;
 use crate::lease::{self, Lease};
 use crate::ports::{KeyValue, Ports};
@@ -137,12 +137,17 @@ pub fn schedule(
     };
     let log = jobs_log();
     let slot = log.reserve(ports.kv)?;
+    // The organisation's own index, for `GET /api/outbound/jobs`: the
+    // global log would make a listing read every organisation's jobs.
+    let listed = store::index::<Job>(org);
+    let listed_slot = listed.reserve(ports.kv)?;
     ports.kv.set_many(&[
         (
             store::document_key::<Job>(org, &job.id),
             store::encode(&job),
         ),
         (log.slot_key(slot), format!("{org}/{}", job.id).into_bytes()),
+        (listed.slot_key(listed_slot), job.id.clone().into_bytes()),
     ])?;
     Ok(Response::json(202, &view(&job, &[])))
 }
@@ -151,17 +156,76 @@ pub fn schedule(
 /// far (one read of the job, one of its batches' results).
 pub fn read(kv: &dyn KeyValue, org: &str, id: &str) -> Result<Response, Error> {
     let job: Job = store::require(kv, org, id)?;
-    let prefix = records_prefix(org, id);
-    let keys: Vec<String> = (0..batch_count(job.contacts.len()))
-        .map(|batch| send::batch_record_key(&prefix, batch))
+    let results = results_of(kv, org, std::slice::from_ref(&job))?;
+    Ok(Response::json(200, &view(&job, &results[0])))
+}
+
+/// `GET /api/outbound/jobs`: the organisation's jobs, newest first, a page
+/// at a time (`?limit=`, `?cursor=` from `next_cursor`), each with its
+/// state and progress but without its per-contact results (one job's read
+/// has them). Per page, one round trip each: the index's count and its
+/// entries, the jobs, their batches' results.
+pub fn list(kv: &dyn KeyValue, org: &str, request: &Request) -> Result<Response, Error> {
+    let (cursor, limit) = store::paging(request)?;
+    let index = store::index::<Job>(org);
+    let newest = match cursor {
+        0 => index.len(kv)?,
+        below => below - 1,
+    };
+    let oldest = (newest - limit as i64 + 1).max(1);
+    let ids: Vec<String> = index
+        .read(kv, oldest, newest)?
+        .iter()
+        .rev()
+        .map(|(_, id)| String::from_utf8_lossy(id).into_owned())
         .collect();
-    let mut results = Vec::new();
-    for (key, found) in keys.iter().zip(kv.get_many(&keys)?) {
+    let jobs = store::load_many::<Job>(kv, org, &ids)?;
+    let items: Vec<Value> = jobs
+        .iter()
+        .zip(results_of(kv, org, &jobs)?)
+        .map(|(job, results)| {
+            let mut item = view(job, &results);
+            if let Some(fields) = item.as_object_mut() {
+                fields.remove("results");
+            }
+            item
+        })
+        .collect();
+    Ok(Response::json(
+        200,
+        &json!({
+            "items": items,
+            "next_cursor": (oldest > 1).then(|| oldest.to_string()),
+        }),
+    ))
+}
+
+/// The results each of `jobs` has recorded so far, in one read.
+fn results_of(
+    kv: &dyn KeyValue,
+    org: &str,
+    jobs: &[Job],
+) -> Result<Vec<Vec<ContactResult>>, Error> {
+    // Each batch record's key, and which of `jobs` it belongs to.
+    let (owners, keys): (Vec<usize>, Vec<String>) = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(n, job)| {
+            let prefix = records_prefix(org, &job.id);
+            (0..batch_count(job.contacts.len()))
+                .map(move |batch| (n, send::batch_record_key(&prefix, batch)))
+        })
+        .unzip();
+    let mut results = vec![Vec::new(); jobs.len()];
+    if keys.is_empty() {
+        return Ok(results);
+    }
+    for ((owner, key), found) in owners.iter().zip(&keys).zip(kv.get_many(&keys)?) {
         if let Some(bytes) = found {
-            results.extend(store::decode::<Vec<ContactResult>>(key, &bytes)?);
+            results[*owner].extend(store::decode::<Vec<ContactResult>>(key, &bytes)?);
         }
     }
-    Ok(Response::json(200, &view(&job, &results)))
+    Ok(results)
 }
 
 /// A job as the API shows it: the answer to a scheduled send call (`202`)
@@ -710,6 +774,68 @@ mod tests {
         assert_eq!(done["state"], "done");
         assert_eq!(done["error"]["code"], "not_found");
         assert!(memory.http.sent().is_empty());
+    }
+
+    fn listed(ports: &Ports<'_>, org: &str, query: &str) -> Result<Value, Error> {
+        let mut request = Request::new(crate::api::Method::Get, "/api/outbound/jobs");
+        request.query = query.into();
+        let response = list(ports.kv, org, &request)?;
+        assert_eq!(response.status, 200);
+        Ok(serde_json::from_slice(&response.body).unwrap())
+    }
+
+    fn ids(page: &Value) -> Vec<&str> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|job| job["id"].as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn jobs_are_listed_newest_first_a_page_at_a_time_with_their_progress() {
+        let memory = ports();
+        let ports = memory.ports();
+        let first = scheduled(&ports, contacts(150));
+        let second = scheduled(&ports, contacts(1));
+        let third = scheduled(&ports, contacts(2));
+        // The first job's first batch goes (the budget is one an hour).
+        dispatched(&ports);
+
+        let page = listed(&ports, ORG, "limit=2").unwrap();
+        assert_eq!(ids(&page), [third.as_str(), second.as_str()]);
+        let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+        let rest = listed(&ports, ORG, &format!("limit=2&cursor={cursor}")).unwrap();
+        assert_eq!(ids(&rest), [first.as_str()]);
+        assert_eq!(rest["next_cursor"], Value::Null);
+        let job = &rest["items"][0];
+        assert_eq!(job["state"], "scheduled");
+        assert_eq!(job["contacts"], 150);
+        assert_eq!(
+            job["progress"],
+            json!({"sent": 100, "skipped": 0, "failed": 0, "pending": 50})
+        );
+        // The per-contact results are the job's own read.
+        assert!(job.get("results").is_none(), "{job}");
+        assert_eq!(ids(&listed(&ports, ORG, "").unwrap()).len(), 3);
+    }
+
+    #[test]
+    fn another_organisation_lists_none_and_bad_paging_is_refused() {
+        let memory = ports();
+        let ports = memory.ports();
+        scheduled(&ports, contacts(1));
+        let other = listed(&ports, "fedcba9876543210fedcba9876543210", "").unwrap();
+        assert_eq!(other, json!({"items": [], "next_cursor": null}));
+        for (query, field) in [("limit=0", "limit"), ("cursor=-1", "cursor")] {
+            let error = listed(&ports, ORG, query).unwrap_err();
+            assert_eq!(
+                (error.status(), error.field()),
+                (422, Some(field)),
+                "{query}"
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!   `Idempotency-Key` makes retries safe ([`idempotency`]).
 //! - `POST /api/outbound/dispatch` (the scheduler's `dispatch_token`):
 //!   sends the due jobs.
-//! - `GET /api/outbound/jobs/{id}`, `GET /api/outbound/activities/{id}`.
+//! - `GET /api/outbound/jobs` (newest first), `GET /api/outbound/jobs/{id}`,
+//!   `GET /api/outbound/activities/{id}`.
 //!
 //! The contact's timeline (`GET /api/contacts/{id}/timeline`) is served by
 //! the conversations component, which owns `/api/contacts/...`
@@ -59,6 +60,14 @@ async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Error> 
             let ctx = Ctx::authenticate(request, ports)?;
             ctx.principal.require(SENDERS)?;
             send_list(&ctx, request, config_id).await
+        }
+        ["api", "outbound", "jobs"] => {
+            if request.method != Method::Get {
+                return Ok(method_not_allowed(&["GET"]));
+            }
+            let ctx = Ctx::authenticate(request, ports)?;
+            ctx.principal.require(&[Role::Admin, Role::Flow])?;
+            jobs::list(ports.kv, ctx.org(), request)
         }
         ["api", "outbound", "jobs", id] => {
             if request.method != Method::Get {

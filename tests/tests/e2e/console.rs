@@ -1182,6 +1182,350 @@ async fn an_admin_creates_a_google_business_messages_account_through_the_screens
 }
 
 #[tokio::test]
+async fn an_admin_connects_a_facebook_page_through_the_screens() {
+    const APP_SECRET: &str = "app-secret-value-0000";
+    const PAGE: &str = "4000000001";
+    const TOKEN: &str = "EAAB-contoso-page-token";
+    let graph = e2e::sim::graph(APP_SECRET, &[(PAGE, TOKEN, "Contoso Help")]);
+    let gateway = Gateway::start(&[("graph_api_base", &graph.base())]).await;
+    let org = gateway.new_org("Contoso").await;
+    let Some(browser) = Browser::open(&gateway, "facebook").await else {
+        return;
+    };
+    browser.sign_in(&org.key).await;
+    browser.goto("/#/admin/accounts/new-facebook").await;
+    browser.type_into("[name=name]", "Messenger").await;
+    browser.type_into("[name=app_id]", "1234567890").await;
+    browser.type_into("[name=app_secret]", APP_SECRET).await;
+    browser.press("Add page").await;
+    browser.type_into("[name='pages[0].name']", "Help").await;
+    browser.type_into("[name='pages[0].page_id']", PAGE).await;
+    // A token Graph does not know: Graph's refusal next to the token.
+    browser
+        .type_into("[name='pages[0].access_token']", "EAAB-guessed")
+        .await;
+    browser.press("Create account").await;
+    browser
+        .until(
+            "the error next to pages[0].access_token",
+            "(() => { const input = document.querySelector(\"[name='pages[0].access_token']\"); \
+               const error = document.getElementById(input.id + '-error'); \
+               return input.getAttribute('aria-invalid') === 'true' && error.textContent.includes('paste page'); })()",
+        )
+        .await;
+    assert_eq!(
+        browser.eval("location.hash").await,
+        "#/admin/accounts/new-facebook",
+        "nothing was created"
+    );
+    browser
+        .type_into("[name='pages[0].access_token']", TOKEN)
+        .await;
+    browser.press("Create account").await;
+    let id = created_account(
+        &browser,
+        "[...document.querySelectorAll('.copyable code')].length === 2",
+    )
+    .await;
+    let read = gateway
+        .call("GET", &format!("/api/accounts/{id}"), Some(&org.key), None)
+        .await;
+    assert_eq!(read.status(), 200, "{}", read.text());
+    let page = read.json()["pages"][0].clone();
+    let callback = page["callback_url"].as_str().unwrap().to_owned();
+    assert!(callback.contains("/webhooks/facebook/"), "{callback}");
+    // The page's callback URL and verify token, each with its copy button.
+    let shown = browser
+        .eval(
+            "[...document.querySelectorAll('aside .copyable')].map(c => \
+               c.querySelector('code').textContent + ' ' + c.querySelector('button').getAttribute('aria-label')).join('|')",
+        )
+        .await;
+    assert_eq!(
+        shown,
+        format!(
+            "{callback} Copy Callback URL|{} Copy Verify token",
+            page["verify_token"].as_str().unwrap()
+        )
+    );
+    assert_eq!(
+        browser
+            .eval("document.querySelector('aside h3').textContent")
+            .await,
+        "Page Help"
+    );
+    browser.press("Validate").await;
+    browser
+        .until(
+            "the validation",
+            "document.querySelector('.validation [data-validation=valid]')",
+        )
+        .await;
+    assert!(
+        browser
+            .eval("document.querySelector('.validation').textContent")
+            .await
+            .as_str()
+            .unwrap()
+            .contains(&format!("Page {PAGE}: valid")),
+        "each page's verdict is shown"
+    );
+    let html = browser.eval("document.documentElement.outerHTML").await;
+    let html = html.as_str().unwrap();
+    assert!(!html.contains(TOKEN), "the page token is in the page");
+    assert!(!html.contains(APP_SECRET), "the app secret is in the page");
+    browser.screenshot("admin-facebook").await;
+}
+
+/// Schedules `contacts` from `config` with a flow key, due in `delay`
+/// seconds; the job's id.
+async fn scheduled_job(
+    gateway: &Gateway,
+    flow: &str,
+    config: &str,
+    contacts: &[&str],
+    delay: u64,
+) -> String {
+    let list: Vec<Value> = contacts
+        .iter()
+        .map(|to| json!({"tocontactid": to, "channelid": "sms", "optin": true, "CustomerName": "Kari", "CaseName": "CAS-1"}))
+        .collect();
+    let scheduled = gateway
+        .call(
+            "POST",
+            &format!("/api/outbound/{config}/send"),
+            Some(flow),
+            Some(&json!({"ContactList": list, "delay_seconds": delay})),
+        )
+        .await;
+    assert_eq!(scheduled.status(), 202, "{}", scheduled.text());
+    scheduled.json()["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_flow_key_lists_outbound_jobs_and_opens_one() {
+    let omni = e2e::channels::Omni::start().await;
+    let (config, flow) = e2e::channels::sms_flow_of(&omni.gateway, &omni.org.key, false).await;
+    let gateway = &omni.gateway;
+    // One job sent (a contact without its + fails alone), one due later.
+    let sent = scheduled_job(gateway, &flow, &config, &["+4790000001", "4790000002"], 0).await;
+    let dispatched = gateway
+        .call(
+            "POST",
+            "/api/outbound/dispatch",
+            Some(e2e::api::DISPATCH_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(dispatched.status(), 200, "{}", dispatched.text());
+    let later = scheduled_job(gateway, &flow, &config, &["+4790000003"], 3600).await;
+    let Some(browser) = Browser::open(gateway, "jobs").await else {
+        return;
+    };
+    browser.sign_in(&flow).await;
+    browser.goto("/#/admin/jobs").await;
+    browser
+        .until(
+            "the jobs",
+            "document.querySelectorAll('main tbody tr').length === 2",
+        )
+        .await;
+    let rows = "[...document.querySelectorAll('main tbody tr')].map(r => \
+        [...r.cells].slice(0, 1).concat([...r.cells].slice(3)).map(c => c.textContent).join(' / '))";
+    assert_eq!(
+        browser.eval(rows).await,
+        json!([
+            format!("{later} / scheduled / Sent 0 · skipped 0 · failed 0 · pending 1 (of 1)"),
+            format!("{sent} / done / Sent 1 · skipped 0 · failed 1 · pending 0 (of 2)"),
+        ]),
+        "newest first, each with its state and progress"
+    );
+    assert_eq!(
+        browser
+            .eval("document.querySelector('main').innerText.includes('null')")
+            .await,
+        false,
+        "nothing missing is shown as null"
+    );
+    assert_eq!(browser.unnamed_controls().await, Vec::<String>::new());
+    browser.screenshot("admin-jobs").await;
+
+    browser
+        .click(&format!("a[href='#/admin/jobs/{sent}']"))
+        .await;
+    browser
+        .until("the job", "document.querySelector('main .job-summary')")
+        .await;
+    assert_eq!(
+        browser.eval("document.activeElement.textContent").await,
+        format!("Job {sent}"),
+        "the job's heading has the focus"
+    );
+    assert_eq!(
+        browser
+            .eval("document.querySelector('main [data-state]').textContent")
+            .await,
+        "done"
+    );
+    let results = browser
+        .eval("[...document.querySelectorAll('main tbody tr')].map(r => [...r.cells].map(c => c.textContent).join(' / '))")
+        .await;
+    let results: Vec<&str> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(
+        results[0].starts_with("1 / +4790000001 / sent"),
+        "{results:?}"
+    );
+    assert!(
+        results[1].starts_with("2 / 4790000002 / failed / ") && results[1].contains("E.164"),
+        "the reason is shown: {results:?}"
+    );
+
+    // More than a page: the older ones come on request, and the focus goes
+    // to the first of them.
+    for _ in 0..49 {
+        scheduled_job(gateway, &flow, &config, &["+4790000004"], 3600).await;
+    }
+    browser.goto("/#/admin/jobs").await;
+    browser
+        .until(
+            "a page of jobs",
+            "document.querySelectorAll('main tbody tr').length === 50",
+        )
+        .await;
+    browser.press("Show older jobs").await;
+    browser
+        .until(
+            "the older jobs",
+            "document.querySelectorAll('main tbody tr').length === 51",
+        )
+        .await;
+    assert_eq!(
+        browser.eval("document.activeElement.textContent").await,
+        sent.as_str(),
+        "the first older job's link has the focus"
+    );
+    assert_eq!(
+        browser.eval("[...document.querySelectorAll('main button')].some(b => b.textContent === 'Show older jobs')").await,
+        false
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_queue_hands_the_focus_to_the_next_row_else_the_new_button() {
+    let gateway = Gateway::start(&[]).await;
+    let org = gateway.new_org("Contoso").await;
+    for name in ["Alpha", "Bravo", "Charlie"] {
+        gateway
+            .create(&org.key, "/api/queues", json!({"name": name}))
+            .await;
+    }
+    let Some(browser) = Browser::open(&gateway, "delete-focus").await else {
+        return;
+    };
+    browser.sign_in(&org.key).await;
+    browser.goto("/#/admin/queues").await;
+    browser.until("the queues", SCREEN_LOADED).await;
+    let focused =
+        "document.activeElement.getAttribute('aria-label') || document.activeElement.textContent";
+    for (delete, left, focus) in [
+        ("Bravo", 2, "Delete Charlie"),
+        ("Charlie", 1, "Delete Alpha"),
+        ("Alpha", 0, "New queue"),
+    ] {
+        browser
+            .click(&format!("button[aria-label='Delete {delete}']"))
+            .await;
+        browser.client.accept_alert().await.unwrap();
+        browser
+            .until(
+                &format!("{delete} deleted"),
+                &format!(
+                    "document.querySelectorAll('main tbody tr').length === {left} \
+                     && document.querySelector('#announcer').textContent === 'Deleted {delete}.'"
+                ),
+            )
+            .await;
+        assert_eq!(
+            browser.eval(focused).await,
+            focus,
+            "after deleting {delete}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_empty_row_stays_with_the_apis_error_next_to_it() {
+    const SUPPORT: &str = "+14155550100";
+    let gateway = Gateway::start(&[]).await;
+    let org = gateway.new_org("Contoso").await;
+    let Some(browser) = Browser::open(&gateway, "empty-row").await else {
+        return;
+    };
+    browser.sign_in(&org.key).await;
+    browser.goto("/#/admin/accounts/new-twilio").await;
+    browser.type_into("[name=name]", "WhatsApp EU").await;
+    browser.type_into("[name=account_sid]", ACCOUNT_SID).await;
+    browser.type_into("[name=auth_token]", AUTH_TOKEN).await;
+    // Two rows; the first left empty. Adding the second repaints the list.
+    browser.press("Add number").await;
+    browser.press("Add number").await;
+    browser
+        .type_into("[name='numbers[1].name']", "Support")
+        .await;
+    browser
+        .type_into("[name='numbers[1].number']", SUPPORT)
+        .await;
+    browser.press("Create account").await;
+    browser
+        .until(
+            "the error next to the empty row's name",
+            "(() => { const input = document.querySelector(\"[name='numbers[0].name']\"); \
+               const error = document.getElementById(input.id + '-error'); \
+               return input.getAttribute('aria-invalid') === 'true' && error.textContent.trim() !== ''; })()",
+        )
+        .await;
+    let rows = "[...document.querySelectorAll(\"[data-rows=numbers] > .row-item\")].map(row => \
+        [...row.querySelectorAll('input')].map(i => i.value).join(',')).join('|')";
+    assert_eq!(browser.eval(rows).await, format!(",|Support,{SUPPORT}"));
+    assert_eq!(
+        browser.eval("location.hash").await,
+        "#/admin/accounts/new-twilio",
+        "nothing was created"
+    );
+    // A repaint (another row added) keeps the empty row too.
+    browser.press("Add number").await;
+    assert_eq!(browser.eval(rows).await, format!(",|Support,{SUPPORT}|,"));
+    // Filled in, the first and the last go too.
+    browser.type_into("[name='numbers[0].name']", "Sales").await;
+    browser
+        .type_into("[name='numbers[0].number']", "+14155550101")
+        .await;
+    browser.click("button[aria-label='Remove number 3']").await;
+    browser.press("Create account").await;
+    let id = created_account(
+        &browser,
+        "document.querySelectorAll(\"[data-rows=numbers] > .row-item\").length === 2",
+    )
+    .await;
+    let read = gateway
+        .call("GET", &format!("/api/accounts/{id}"), Some(&org.key), None)
+        .await;
+    assert_eq!(
+        read.json()["numbers"],
+        json!([
+            {"name": "Sales", "number": "+14155550101"},
+            {"name": "Support", "number": SUPPORT},
+        ])
+    );
+}
+
+#[tokio::test]
 async fn an_agent_parks_resumes_and_transfers_a_conversation() {
     let centre = Centre::start("round_robin", false).await;
     let agent = centre.agent("Ada Lovelace", 3, &["general"]).await;
@@ -1539,8 +1883,6 @@ async fn the_console_is_usable_from_the_keyboard() {
 
     // Removing a row hands the focus to the next row's remove button, else
     // the previous one's, else the list's add button: never to <body>.
-    // (A row left empty is dropped when the list is repainted: each is
-    // given a name.)
     for n in 0..3 {
         browser.press("Add number").await;
         browser

@@ -622,6 +622,72 @@ async fn a_scheduled_job_is_sent_once_by_concurrent_dispatchers() {
     assert_eq!(sms_sends(&omni).len(), 121);
 }
 
+/// A flow's jobs are listed newest first, a page at a time, with their
+/// progress; another organisation's are not among them.
+#[tokio::test]
+async fn scheduled_jobs_are_listed_newest_first_with_their_progress() {
+    let omni = Omni::start().await;
+    let (config, flow) = sms_flow(&omni, false).await;
+    let mut ids = Vec::new();
+    for (count, delay) in [(3, 0), (1, 3600), (2, 3600)] {
+        let mut body = list((0..count).map(|n| contact(n, None)).collect());
+        body["delay_seconds"] = json!(delay);
+        let scheduled = send(&omni.gateway, &flow, &config, &body, None).await;
+        assert_eq!(scheduled.status(), 202, "{}", scheduled.text());
+        ids.push(scheduled.json()["id"].as_str().unwrap().to_owned());
+    }
+    let dispatched = omni
+        .gateway
+        .call("POST", "/api/outbound/dispatch", Some(DISPATCH_TOKEN), None)
+        .await;
+    assert_eq!(dispatched.status(), 200, "{}", dispatched.text());
+
+    let page = omni.get(&flow, "/api/outbound/jobs?limit=2").await;
+    let listed: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [ids[2].as_str(), ids[1].as_str()]);
+    assert_eq!(page["items"][0]["state"], "scheduled");
+    assert_eq!(
+        page["items"][0]["progress"],
+        json!({"sent": 0, "skipped": 0, "failed": 0, "pending": 2})
+    );
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let rest = omni
+        .get(
+            &omni.org.key,
+            &format!("/api/outbound/jobs?limit=2&cursor={cursor}"),
+        )
+        .await;
+    assert_eq!(rest["next_cursor"], Value::Null);
+    assert_eq!(rest["items"][0]["id"], ids[0].as_str());
+    assert_eq!(rest["items"][0]["state"], "done");
+    assert_eq!(
+        rest["items"][0]["progress"],
+        json!({"sent": 3, "skipped": 0, "failed": 0, "pending": 0})
+    );
+    assert!(rest["items"][0].get("results").is_none());
+
+    // Another organisation sees none of them; agents may not list jobs.
+    let other = omni.gateway.new_org("Fabrikam").await;
+    assert_eq!(
+        omni.get(&other.key, "/api/outbound/jobs").await,
+        json!({"items": [], "next_cursor": null})
+    );
+    let agent = omni.agent("Bea", 2, &["general"]).await;
+    omni.gateway
+        .refused(403, "GET", "/api/outbound/jobs", &agent.key, None)
+        .await;
+    let bad = omni
+        .gateway
+        .refused(422, "GET", "/api/outbound/jobs?limit=500", &flow, None)
+        .await;
+    assert_eq!(bad["field"], "limit");
+}
+
 #[tokio::test]
 async fn bad_calls_are_refused_with_nothing_sent() {
     let omni = Omni::start().await;
