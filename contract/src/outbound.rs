@@ -26,7 +26,6 @@ pub fn describe(api: &mut Api) {
             .describe("`state` is `scheduled`, `running` or `done`; `progress` counts the contacts so far and `results` has each sent batch's per-contact results, so progress shows while the job runs.")
             .answers(200, "The job and its results so far.", job.clone()),
     );
-    // Added on another branch (a page of the same job view); reconcile at merge.
     api.add(
         Op::get(
             "/api/outbound/jobs",
@@ -35,8 +34,9 @@ pub fn describe(api: &mut Api) {
         )
         .tag(TAG)
         .access(Access::Key(SENDERS))
+        .describe("Newest first, each with its state and progress but without `results` (read one job for them). Jobs scheduled before this list existed are not in it; they still open by id.")
         .paged()
-        .answers(200, "A page of jobs.", page(job)),
+        .answers(200, "A page of jobs, newest first.", page(job)),
     );
     let activity = api.schema::<Activity>();
     api.add(

@@ -180,23 +180,20 @@ pub fn list(kv: &dyn KeyValue, org: &str, request: &Request) -> Result<Response,
         .map(|(_, id)| String::from_utf8_lossy(id).into_owned())
         .collect();
     let jobs = store::load_many::<Job>(kv, org, &ids)?;
-    let items: Vec<Value> = jobs
+    let items: Vec<JobView> = jobs
         .iter()
         .zip(results_of(kv, org, &jobs)?)
-        .map(|(job, results)| {
-            let mut item = view(job, &results);
-            if let Some(fields) = item.as_object_mut() {
-                fields.remove("results");
-            }
-            item
+        .map(|(job, results)| JobView {
+            results: None,
+            ..view(job, &results)
         })
         .collect();
     Ok(Response::json(
         200,
-        &json!({
-            "items": items,
-            "next_cursor": (oldest > 1).then(|| oldest.to_string()),
-        }),
+        &store::Page {
+            items,
+            next_cursor: (oldest > 1).then(|| oldest.to_string()),
+        },
     ))
 }
 
@@ -243,8 +240,10 @@ pub struct JobView {
     pub contacts: usize,
     pub batches: usize,
     pub progress: JobProgress,
-    /// The per-contact results so far, in list order of the batches sent.
-    pub results: Vec<ContactResult>,
+    /// The per-contact results so far, in list order of the batches sent;
+    /// left out of `GET /api/outbound/jobs` (read one job for them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<ContactResult>>,
     /// Why the job could not run at all (its configuration was deleted).
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub error: Option<Reason>,
@@ -285,7 +284,7 @@ fn view(job: &Job, results: &[ContactResult]) -> JobView {
             pending: job.contacts.len().saturating_sub(results.len()),
             unknown: (summary.unknown > 0).then_some(summary.unknown),
         },
-        results: results.to_vec(),
+        results: Some(results.to_vec()),
         error: job.error.clone(),
         created_at: job.created_at,
         started_at: job.started_at,

@@ -66,7 +66,7 @@ async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Error> 
                 return Ok(method_not_allowed(&["GET"]));
             }
             let ctx = Ctx::authenticate(request, ports)?;
-            ctx.principal.require(&[Role::Admin, Role::Flow])?;
+            ctx.principal.require(SENDERS)?;
             jobs::list(ports.kv, ctx.org(), request)
         }
         ["api", "outbound", "jobs", id] => {
