@@ -149,10 +149,15 @@ pub struct ChannelInstance {
     /// The number (WhatsApp `+E.164`, SMS digits), Facebook page id or GBM agent id.
     pub address: String,
     pub language: Locale,
+    /// Whether customers may send attachments here; `false` when left out.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub customer_attachments: bool,
+    /// Whether agents may send attachments here; `false` when left out.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub agent_attachments: bool,
     /// Facebook only: replies up to 7 days after the customer's last
-    /// message, sent with the HUMAN_AGENT tag.
+    /// message, sent with the HUMAN_AGENT tag; `false` when left out.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub human_agent_tag: bool,
 }
 
