@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::Duration;
 use switchboard_core::conversations::wire::Link;
+use switchboard_core::store::Page;
 
 const CONTENT_SID: &str = "HX0123456789abcdef0123456789abcdef";
 
@@ -573,13 +574,6 @@ async fn a_scheduled_job_is_sent_once_by_concurrent_dispatchers() {
     assert_eq!(scheduled.status(), 202, "{}", scheduled.text());
     let scheduled: JobView = read(&scheduled);
     assert_eq!(scheduled.state, JobState::Scheduled);
-    let progress = |sent: usize, pending: usize| JobProgress {
-        sent,
-        skipped: 0,
-        failed: 0,
-        pending,
-        unknown: None,
-    };
 
     // Not due yet: nothing goes.
     let early = dispatch(&omni.gateway).await;
@@ -631,11 +625,13 @@ async fn scheduled_jobs_are_listed_newest_first_with_their_progress() {
     let (config, flow) = sms_flow(&omni, false).await;
     let mut ids = Vec::new();
     for (count, delay) in [(3, 0), (1, 3600), (2, 3600)] {
-        let mut body = list((0..count).map(|n| contact(n, None)).collect());
-        body["delay_seconds"] = json!(delay);
+        let body = SendRequest {
+            delay_seconds: Some(delay),
+            ..list((0..count).map(|n| contact(n, None)).collect())
+        };
         let scheduled = send(&omni.gateway, &flow, &config, &body, None).await;
         assert_eq!(scheduled.status(), 202, "{}", scheduled.text());
-        ids.push(scheduled.json()["id"].as_str().unwrap().to_owned());
+        ids.push(read::<JobView>(&scheduled).id);
     }
     let dispatched = omni
         .gateway
@@ -643,34 +639,25 @@ async fn scheduled_jobs_are_listed_newest_first_with_their_progress() {
         .await;
     assert_eq!(dispatched.status(), 200, "{}", dispatched.text());
 
-    let page = omni.get(&flow, "/api/outbound/jobs?limit=2").await;
-    let listed: Vec<&str> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|job| job["id"].as_str().unwrap())
-        .collect();
+    let page: Page<JobView> =
+        serde_json::from_value(omni.get(&flow, "/api/outbound/jobs?limit=2").await).unwrap();
+    let listed: Vec<&str> = page.items.iter().map(|job| job.id.as_str()).collect();
     assert_eq!(listed, [ids[2].as_str(), ids[1].as_str()]);
-    assert_eq!(page["items"][0]["state"], "scheduled");
-    assert_eq!(
-        page["items"][0]["progress"],
-        json!({"sent": 0, "skipped": 0, "failed": 0, "pending": 2})
-    );
-    let cursor = page["next_cursor"].as_str().unwrap();
+    assert_eq!(page.items[0].state, JobState::Scheduled);
+    assert_eq!(page.items[0].progress, progress(0, 2));
+    let cursor = page.next_cursor.expect("a second page");
     let rest = omni
         .get(
             &omni.org.key,
             &format!("/api/outbound/jobs?limit=2&cursor={cursor}"),
         )
         .await;
-    assert_eq!(rest["next_cursor"], Value::Null);
-    assert_eq!(rest["items"][0]["id"], ids[0].as_str());
-    assert_eq!(rest["items"][0]["state"], "done");
-    assert_eq!(
-        rest["items"][0]["progress"],
-        json!({"sent": 3, "skipped": 0, "failed": 0, "pending": 0})
-    );
-    assert!(rest["items"][0].get("results").is_none());
+    assert!(rest["items"][0].get("results").is_none(), "{rest}");
+    let rest: Page<JobView> = serde_json::from_value(rest).unwrap();
+    assert_eq!(rest.next_cursor, None);
+    assert_eq!(rest.items[0].id, ids[0]);
+    assert_eq!(rest.items[0].state, JobState::Done);
+    assert_eq!(rest.items[0].progress, progress(3, 0));
 
     // Another organisation sees none of them; agents may not list jobs.
     let other = omni.gateway.new_org("Fabrikam").await;
@@ -881,4 +868,15 @@ async fn a_stop_stays_with_the_address_until_the_customer_opts_back_in() {
     let (result, reached) = send_to(&omni, &flow, &config, address).await;
     assert_eq!(result.status, Status::Sent, "{result:?}");
     assert!(reached);
+}
+
+/// A job's progress with nothing skipped or failed.
+fn progress(sent: usize, pending: usize) -> JobProgress {
+    JobProgress {
+        sent,
+        skipped: 0,
+        failed: 0,
+        pending,
+        unknown: None,
+    }
 }
