@@ -12,6 +12,7 @@ mod console;
 mod conversations;
 mod credentials;
 mod facebook_pages;
+mod fuel;
 mod health;
 mod manifest;
 mod operations;
