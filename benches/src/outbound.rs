@@ -151,7 +151,7 @@ impl Measured {
 
     fn print(&self, label: &str) {
         println!(
-            "{label:<34} {:>6.0} msg/s  {:>6.1} calls/s   p50 {:>7.2} ms   p99 {:>7.2} ms   \
+            "{label:<44} {:>6.0} msg/s  {:>6.1} calls/s   p50 {:>7.2} ms   p99 {:>7.2} ms   \
              ({} calls, {} messages, {} provider requests{})",
             self.messages_per_second(),
             self.calls.per_second(),
