@@ -125,6 +125,8 @@ pub(crate) struct AppInner {
     pub(crate) max_request_body: usize,
     guest_log: Option<crate::guest_log::LogFile>,
     faults: Armed,
+    /// Outbound HTTP, its connections kept alive across requests.
+    client: Arc<crate::client::Client>,
 }
 
 /// A response produced by a component, with the task still running it.
@@ -370,6 +372,7 @@ impl AppInner {
                 None => None,
             },
             faults: Armed::default(),
+            client: Arc::default(),
         };
         for spec in &options.faults {
             app.arm(spec.clone(), true)?;
@@ -708,15 +711,13 @@ impl WasiHttpHooks for OutboundHooks {
         if let Some(Fault::HttpError { .. }) = fault {
             return Box::new(async { Err(wasmtime_wasi_http::Error::ConnectionRefused) });
         }
+        let client = self.app.client.clone();
         Box::new(async move {
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let sent = client.send(request, options).await?;
             if let Some(Fault::HttpTimeout { .. }) = fault {
                 return Err(wasmtime_wasi_http::Error::ConnectionReadTimeout);
             }
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
+            Ok(sent)
         })
     }
 }

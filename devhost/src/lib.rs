@@ -11,6 +11,7 @@
 //! injected faults ([`App::inject`], see [`Fault`]).
 
 mod app;
+mod client;
 mod compiled;
 mod faults;
 mod guest_log;
