@@ -2,11 +2,16 @@
 # Benchmarks (they print numbers; nothing here passes or fails on speed).
 # `scripts/bench.sh` runs bench-health on the in-memory store; extra
 # arguments go to it, e.g. `--redis redis://127.0.0.1:6379 --seconds 10`.
-# `scripts/bench.sh inbound [...]` runs bench-inbound (signed Twilio webhooks)
-# instead, with the same arguments; `scripts/bench.sh outbound [...]` runs
-# bench-outbound (100-contact send calls against a loopback TeleSign
-# simulator; 8 connections unless `--connections` says otherwise);
-# `scripts/bench.sh health [...]` names the default.
+# `scripts/bench.sh inbound [...]` runs bench-inbound (the signed callbacks of
+# Twilio WhatsApp, TeleSign SMS, Messenger and Business Messages, on existing
+# and new conversations) instead, with the same arguments;
+# `scripts/bench.sh outbound [...]` runs bench-outbound (100-contact send
+# calls against a loopback TeleSign simulator; 8 connections unless
+# `--connections` says otherwise); `scripts/bench.sh health [...]` names the
+# default. Each compares the dev host with two native baselines (the core on
+# MemoryPorts, and on the dev host's own store: in-memory SQLite, or Redis
+# with `--redis`, which both sides then use) and ends with the fuel (Wasm
+# instructions) one request burns.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=health

@@ -1,7 +1,10 @@
 //! What the benchmark binaries share (the `bench_common` library): the command
 //! line, the dev host loaded from `../spin.toml` with an in-memory or Redis
-//! store, the native baseline's hyper server, the keep-alive load loop and
-//! the printing of its numbers.
+//! store, the native baselines (`native`, on the stores of `store`), the
+//! keep-alive load loop and the printing of its numbers.
+
+pub mod native;
+pub mod store;
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
@@ -61,11 +64,13 @@ pub fn cores() -> usize {
 }
 
 /// The app of `../spin.toml` on the dev host with `variables`, its default
-/// store in memory or on `settings.redis`, served on a loopback port.
+/// store in memory or on `settings.redis`, served on a loopback port;
+/// counting fuel when `count_fuel` (slower: only for per-request figures).
 pub async fn dev_host(
     name: &str,
     settings: &Settings,
     variables: &[(&str, &str)],
+    count_fuel: bool,
 ) -> Result<(devhost::App, SocketAddr)> {
     // At run time (`cargo run` sets it): clones sharing the Cargo target
     // folder reuse each other's builds, whose compile-time path names another clone.
@@ -82,6 +87,7 @@ pub async fn dev_host(
     )?;
     let mut options = devhost::Options::new(root.join("spin.toml"));
     options.runtime_config = Some(config.clone());
+    options.count_fuel = count_fuel;
     for (name, value) in variables {
         options
             .variables
@@ -102,46 +108,23 @@ pub async fn dev_host(
     Ok((app, addr))
 }
 
-/// `handler` (core logic on native ports) behind the same kind of hyper
-/// server as the dev host's: HTTP/1.1, keep-alive, no Nagle. Each request is
-/// read whole, handed over as the components see it (lowercase header
-/// names, path and query apart), and answered on the connection's task.
-pub async fn serve_native(
-    handler: impl Fn(switchboard_core::api::Request) -> switchboard_core::api::Response
-        + Send
-        + Sync
-        + 'static,
-) -> Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let handler = Arc::new(handler);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let _ = stream.set_nodelay(true);
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |request: hyper::Request<hyper::body::Incoming>| {
-                        let handler = handler.clone();
-                        async move {
-                            let (parts, body) = request.into_parts();
-                            let body = body.collect().await?.to_bytes().to_vec();
-                            let core_request = core_request(&parts, body);
-                            Ok::<_, hyper::Error>(hyper_response(handler(core_request)))
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok(addr)
+/// The two native baselines, served with `variables`, by label: the core
+/// on `MemoryPorts`' store, and on the dev host's backend the Wasm side
+/// uses (in-memory SQLite, or Redis with `--redis`).
+pub async fn native_baselines(
+    settings: &Settings,
+    variables: &[(&str, &str)],
+) -> Result<Vec<(String, SocketAddr)>> {
+    let mut baselines = Vec::new();
+    for store in [
+        store::NativeStore::Memory(Default::default()),
+        store::NativeStore::same_as_devhost(settings.redis.as_deref()).await?,
+    ] {
+        let label = store.describe();
+        let addr = native::serve(store, variables, settings.connections).await?;
+        baselines.push((label, addr));
+    }
+    Ok(baselines)
 }
 
 /// A request as the components see it: lowercase header names, path and
@@ -240,7 +223,7 @@ impl Outcome {
 
     pub fn print(&self, label: &str) {
         println!(
-            "{label:<38} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   ({} requests, {} errors)",
+            "{label:<48} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   ({} requests, {} errors)",
             self.per_second(),
             self.percentile(50.0).as_secs_f64() * 1e3,
             self.percentile(99.0).as_secs_f64() * 1e3,
@@ -250,10 +233,10 @@ impl Outcome {
     }
 }
 
-/// The ratios of the Wasm side's numbers to the native side's.
-pub fn print_ratio(wasm: &Outcome, native: &Outcome) {
+/// The ratios of the Wasm side's numbers to a native side's.
+pub fn print_ratio(label: &str, wasm: &Outcome, native: &Outcome) {
     println!(
-        "ratio wasm/native: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
+        "{label}: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
         wasm.per_second() / native.per_second(),
         wasm.percentile(50.0).as_secs_f64() / native.percentile(50.0).as_secs_f64(),
         wasm.percentile(99.0).as_secs_f64() / native.percentile(99.0).as_secs_f64(),
@@ -322,4 +305,17 @@ pub async fn load(
     outcome.elapsed = start.elapsed();
     outcome.latencies.sort();
     Ok(outcome)
+}
+
+/// `value` rounded, with thousands separated by commas.
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut grouped = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
 }

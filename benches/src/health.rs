@@ -1,45 +1,66 @@
 //! `bench-health`: requests/s and latency of `GET /health` through the dev
 //! host over loopback with concurrent keep-alive clients, beside the same
-//! handler (`switchboard_core::admin::handle`, in-memory store) served
-//! natively by the same kind of hyper server, and the ratio of the two.
+//! handler (`switchboard_core::admin::handle`) served natively by the same
+//! kind of hyper server, on `MemoryPorts`' store and on the dev host's own
+//! backend the Wasm side uses (in-memory SQLite, or Redis with `--redis`),
+//! and the ratios; then the fuel one health check burns, on a dev host
+//! counting it.
 //!
 //! Usage: `cargo run --release -p bench --bin bench-health -- [--seconds N]
-//! [--connections N] [--redis URL]` (after scripts/build-wasm.sh). With
-//! `--redis` the Wasm side uses a Redis store; the native side stays in
-//! memory, so the ratio then includes Redis round trips.
+//! [--connections N] [--redis URL]` (after building the .wasm components),
+//! or `scripts/bench.sh [health] [...]`.
 
 use bench_common as common;
 
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use bytes::Bytes;
 use common::{load, Settings};
 use http_body_util::Full;
 use std::net::SocketAddr;
 use std::time::Duration;
-use switchboard_core::memory::MemoryPorts;
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let settings = common::settings()?;
-    let (_app, wasm_addr) = common::dev_host("bench-health", &settings, &[]).await?;
-    let native_addr = serve_native().await?;
+    let (_app, wasm_addr) = common::dev_host("bench-health", &settings, &[], false).await?;
+    let natives = common::native_baselines(&settings, &[]).await?;
 
-    let store = settings.store();
     println!(
         "GET /health, {} keep-alive connections, {} s each, {} cores",
         settings.connections,
         settings.seconds,
         common::cores()
     );
-    // Warm both up (compilation caches, connection setup) before measuring.
-    health(wasm_addr, &settings, Duration::from_millis(500)).await?;
-    health(native_addr, &settings, Duration::from_millis(500)).await?;
     let duration = Duration::from_secs(settings.seconds);
+    // Warm each side up (compilation caches, connection setup) before
+    // measuring it.
+    health(wasm_addr, &settings, Duration::from_millis(500)).await?;
     let wasm = health(wasm_addr, &settings, duration).await?;
-    wasm.print(&format!("wasm on devhost ({store} store)"));
-    let native = health(native_addr, &settings, duration).await?;
-    native.print("native core (in-memory store)");
-    common::print_ratio(&wasm, &native);
+    wasm.print(&format!("wasm on devhost ({} store)", settings.store()));
+    let mut outcomes = Vec::new();
+    for (label, addr) in &natives {
+        health(*addr, &settings, Duration::from_millis(500)).await?;
+        let native = health(*addr, &settings, duration).await?;
+        native.print(&format!("native core ({label})"));
+        outcomes.push((label, native));
+    }
+    for (label, native) in &outcomes {
+        common::print_ratio(&format!("ratio wasm/native ({label})"), &wasm, native);
+    }
+
+    let (probe, _) = common::dev_host("bench-health-fuel", &settings, &[], true).await?;
+    let handled = probe
+        .send(
+            http::Request::get("/health")
+                .header("host", "bench")
+                .body(Bytes::new())?,
+        )
+        .await?;
+    ensure!(handled.status() == 200, "GET /health: {}", handled.text());
+    println!(
+        "fuel per health check: {}",
+        common::thousands(handled.fuel.unwrap_or_default() as f64)
+    );
     Ok(())
 }
 
@@ -51,19 +72,6 @@ async fn health(
 ) -> Result<common::Outcome> {
     load(addr, settings.connections, duration, || {
         Ok(hyper::Request::get("/health").body(Full::<Bytes>::default())?)
-    })
-    .await
-}
-
-/// The admin handler on in-memory ports, behind the same hyper server kind.
-async fn serve_native() -> Result<SocketAddr> {
-    let ports = MemoryPorts::default();
-    // `/health` never awaits; the core's ports are not `Send`.
-    common::serve_native(move |request| {
-        switchboard_core::memory::block_on(switchboard_core::admin::handle(
-            &request,
-            &ports.ports(),
-        ))
     })
     .await
 }

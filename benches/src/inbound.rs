@@ -1,136 +1,204 @@
 //! `bench-inbound`: webhook ingest — signature check, dedupe, threading,
-//! storage and routing of a customer's WhatsApp message — as Twilio sends
-//! it, through the dev host over loopback with concurrent keep-alive
-//! clients, beside the same core handlers on in-memory ports served natively
-//! by the same kind of hyper server, and the ratio of the two. SPEC.md's
+//! storage and routing of a customer's message — for each provider as it
+//! sends its callbacks (Twilio WhatsApp, TeleSign SMS, Facebook Messenger,
+//! Google Business Messages), on an existing conversation and on a new one,
+//! through the dev host over loopback with concurrent keep-alive clients,
+//! beside the same core handlers served natively, and the ratios. SPEC.md's
 //! target: p99 under 10 ms and at least 1,000 requests/s per core on the
 //! dev host with the Redis store, within 2x of the native core.
 //!
-//! Both sides are set up identically through the app's HTTP API: an
-//! organisation (operator token), a Twilio account, a queue, an available
-//! agent (capacity 100) and a WhatsApp workstream. Then each client posts
-//! signed Twilio inbound messages to `/webhooks/twilio/{accountId}`, every
-//! one with its own `MessageSid`, from a pool of 200 customers. The warm-up
-//! (1 s) starts every customer's conversation, so the measured messages land
-//! on existing conversations — the common case. The measured requests are
-//! encoded and signed before the clock starts (sized from the warm-up's
-//! rate; should the clients outrun that, the rest are signed as they go and
-//! the count is printed). Every answer must be a 200; any other fails the
-//! run. After the Wasm side's run, one more message on an existing and one
-//! on a new conversation go through `App::send` to print their key-value
-//! round trips.
+//! Every side is set up identically through the app's HTTP API: an
+//! organisation (operator token), one account per provider, a queue, an
+//! available agent (capacity 100) and one workstream per channel. The
+//! providers' APIs are loopback simulators (the e2e tests' own): Messenger
+//! asks Graph for a new customer's name, and Graph answers. Each client
+//! posts the provider's signed callbacks (signed as providers.md and the
+//! e2e tests sign them), every one with its own message id. On an existing
+//! conversation the messages come from 200 customers whose conversations
+//! the 1 s warm-up opens; on a new one every message comes from a customer
+//! not seen before. The measured requests are encoded and signed before the
+//! clock starts (sized from the warm-up's rate; should the clients outrun
+//! that, the rest are signed as they go and the count is printed). Every
+//! answer must be a 200; any other fails the run.
 //!
-//! The native side is `switchboard_core::admin::handle` for the
-//! configuration API and `switchboard_core::webhooks::handle` for
-//! the webhook, routed by path prefix as spin.toml routes them to the admin
-//! and webhook-twilio components, on one `MemoryPorts` shared by every
-//! connection. `MemoryPorts` is `Sync` (its store is a `Mutex`ed map, its
-//! clock and randomness atomics), so it is shared as is across the
-//! multi-threaded runtime's workers; each request runs to completion with
-//! `memory::block_on`, since the core's ports are not `Send` and in-memory
-//! ports never wait.
+//! There are two native baselines (see `bench_common::native`): the core
+//! on `MemoryPorts`' store (a `Mutex`ed map), and the core on the dev
+//! host's own backend the Wasm side uses (in-memory SQLite, or Redis with
+//! `--redis`), so the second ratio isolates what Wasm costs. Then a dev
+//! host counting fuel takes one message per provider from a new customer
+//! and one more from the same customer, and prints their key-value round
+//! trips and fuel.
 //!
 //! Usage: `cargo run --release -p bench --bin bench-inbound -- [--seconds N]
-//! [--connections N] [--redis URL]` (after scripts/build-wasm.sh), or
-//! `scripts/bench.sh inbound [...]`. With `--redis` the Wasm side uses a
-//! Redis store (SPEC's setting); the native side stays in memory, so the
-//! ratio then includes Redis round trips.
+//! [--connections N] [--redis URL]` (after building the .wasm components),
+//! or `scripts/bench.sh inbound [...]`.
 
 use bench_common as common;
 
 use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
 use common::{call, load, text, Outcome, Settings};
+use e2e::channels::{
+    self, fixture, APP_SECRET, CLIENT_TOKEN, GBM_AGENT, SA_EMAIL, SMS_NUMBER, TAGGED_PAGE,
+    TAGGED_TOKEN,
+};
+use e2e::sim::{self, Simulator};
+use e2e::whatsapp::{ACCOUNT_SID, AUTH_TOKEN, BUSINESS_NUMBER};
 use http_body_util::Full;
-
-use serde_json::json;
+use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard_core::api::Request;
-use switchboard_core::error::Error;
-use switchboard_core::memory::{block_on, MapVariables, MemoryPorts};
 
 const ADMIN_TOKEN: &str = "bench-operator-token-0123456789abcdef";
 const PUBLIC_BASE_URL: &str = "https://bench.example.com";
-const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
-const AUTH_TOKEN: &str = "fedcba9876543210fedcba9876543210";
-const BUSINESS_NUMBER: &str = "+14155238886";
-/// Customers writing in; the measured messages cycle through them.
+/// Customers writing in on existing conversations; the messages cycle
+/// through them.
 const CUSTOMERS: u64 = 200;
+/// New customers are numbered from here, apart from those.
+const NEW_CUSTOMERS: u64 = 1_000_000;
 const WARM_UP: Duration = Duration::from_secs(1);
-/// At most this many requests are signed ahead of a run (about 600 bytes each).
+/// At most this many requests are signed ahead of a run (under 1 KB each).
 const MAX_PREPARED: usize = 1_000_000;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Provider {
+    Twilio,
+    Telesign,
+    Messenger,
+    Gbm,
+}
+
+const PROVIDERS: [Provider; 4] = [
+    Provider::Twilio,
+    Provider::Telesign,
+    Provider::Messenger,
+    Provider::Gbm,
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Existing,
+    New,
+}
+
+/// The loopback provider APIs, and the variables pointing the app at them.
+struct Simulators {
+    _telesign: Simulator,
+    _graph: Simulator,
+    _google: Simulator,
+    variables: Vec<(&'static str, String)>,
+}
+
+impl Simulators {
+    fn start() -> Simulators {
+        let telesign = sim::telesign(channels::CUSTOMER_ID, channels::API_KEY);
+        let graph = sim::graph(APP_SECRET, &[(TAGGED_PAGE, TAGGED_TOKEN, "Contoso")]);
+        let google = sim::google_oauth(SA_EMAIL, &fixture("google-service-account.pub.pem"));
+        let variables = vec![
+            ("admin_token", ADMIN_TOKEN.to_owned()),
+            ("public_base_url", PUBLIC_BASE_URL.to_owned()),
+            ("telesign_api_base", telesign.base()),
+            ("graph_api_base", graph.base()),
+            ("gbm_api_base", google.base()),
+            ("google_oauth_base", google.base()),
+        ];
+        Simulators {
+            _telesign: telesign,
+            _graph: graph,
+            _google: google,
+            variables,
+        }
+    }
+
+    fn variables(&self) -> Vec<(&str, &str)> {
+        self.variables
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect()
+    }
+}
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let settings = common::settings()?;
-    let variables = [
-        ("admin_token", ADMIN_TOKEN),
-        ("public_base_url", PUBLIC_BASE_URL),
-    ];
-    let (app, wasm_addr) = common::dev_host("bench-inbound", &settings, &variables).await?;
-    let native_addr = serve_native(&variables).await?;
-    let store = settings.store();
-
+    let simulators = Simulators::start();
+    let variables = simulators.variables();
+    let (_app, wasm_addr) = common::dev_host("bench-inbound", &settings, &variables, false).await?;
+    let natives = common::native_baselines(&settings, &variables).await?;
     println!(
-        "POST /webhooks/twilio/{{account}} (signed WhatsApp message, {CUSTOMERS} customers, \
-         existing conversations), {} keep-alive connections, {} s each, {} cores",
+        "POST /webhooks/{{provider}}/{{account}} (signed customer messages), {} keep-alive \
+         connections, {} s each, {} cores",
         settings.connections,
         settings.seconds,
         common::cores()
     );
-    let wasm_messages = Arc::new(Messages::new(setup(wasm_addr).await.context("Wasm side")?));
-    let (wasm, wasm_live, next_seq) = run(wasm_addr, &settings, wasm_messages.clone()).await?;
-    wasm.print(&format!("wasm on devhost ({store} store)"));
-    kv_per_message(&app, &wasm_messages, next_seq).await?;
-
-    let native_messages = Arc::new(Messages::new(
-        setup(native_addr).await.context("native side")?,
-    ));
-    let (native, native_live, _) = run(native_addr, &settings, native_messages).await?;
-    native.print("native core (in-memory store)");
-    common::print_ratio(&wasm, &native);
-    if wasm_live + native_live > 0 {
-        println!(
-            "(signed during the run, the pool being used up: {wasm_live} wasm, {native_live} native)"
-        );
+    let wasm_accounts = setup(wasm_addr).await.context("Wasm side")?;
+    let mut native_accounts = Vec::new();
+    for (label, addr) in &natives {
+        native_accounts.push(setup(*addr).await.with_context(|| label.clone())?);
     }
+    let mut twilio_existing = None;
+    for provider in PROVIDERS {
+        for case in [Case::Existing, Case::New] {
+            println!("{}, {}", provider.label(), case.label());
+            let feed = |accounts: &Accounts| Arc::new(Feed::new(provider, case, accounts));
+            let wasm = run(wasm_addr, &settings, feed(&wasm_accounts)).await?;
+            wasm.print(&format!("  wasm on devhost ({} store)", settings.store()));
+            let mut ratios = Vec::new();
+            for ((label, addr), accounts) in natives.iter().zip(&native_accounts) {
+                let native = run(*addr, &settings, feed(accounts)).await?;
+                native.print(&format!("  native core ({label})"));
+                ratios.push((label, native));
+            }
+            for (label, native) in &ratios {
+                common::print_ratio(&format!("  ratio wasm/native ({label})"), &wasm, native);
+            }
+            if provider == Provider::Twilio && case == Case::Existing {
+                twilio_existing = Some((wasm, ratios));
+            }
+        }
+    }
+    print_target(&settings, twilio_existing.context("Twilio ran")?);
+    per_message(&settings, &variables).await
+}
 
-    let per_core = wasm.per_second() / common::cores() as f64;
+/// SPEC's target beside the Twilio WhatsApp run on existing conversations.
+fn print_target(settings: &Settings, (wasm, natives): (Outcome, Vec<(&String, Outcome)>)) {
     println!(
         "SPEC target (dev host, Redis store): p99 < 10 ms, >= 1000 req/s per core, \
          within 2x of native (throughput ratio >= 0.50x, p99 ratio <= 2x)"
     );
+    let per_core = wasm.per_second() / common::cores() as f64;
     println!(
-        "measured (wasm, {store} store): p99 {:.3} ms, {per_core:.0} req/s per core \
-         (load generator on the same cores), throughput ratio {:.2}x, p99 ratio {:.2}x",
+        "measured (Twilio WhatsApp, existing conversations, wasm, {} store): p99 {:.3} ms, \
+         {per_core:.0} req/s per core (load generator on the same cores)",
+        settings.store(),
         wasm.percentile(99.0).as_secs_f64() * 1e3,
-        wasm.per_second() / native.per_second(),
-        wasm.percentile(99.0).as_secs_f64() / native.percentile(99.0).as_secs_f64(),
     );
-    Ok(())
+    for (label, native) in natives {
+        println!(
+            "  against native ({label}): throughput ratio {:.2}x, p99 ratio {:.2}x",
+            wasm.per_second() / native.per_second(),
+            wasm.percentile(99.0).as_secs_f64() / native.percentile(99.0).as_secs_f64(),
+        );
+    }
 }
 
-/// Warm-up, then the measured run; also how many requests were signed during
-/// it, and the first message sequence number neither used.
-async fn run(
-    addr: SocketAddr,
-    settings: &Settings,
-    messages: Arc<Messages>,
-) -> Result<(Outcome, u64, u64)> {
-    let warm_pool = Arc::new(Pool::new(messages.clone(), 0, 0));
+/// Warm-up, then the measured run (see the module docs).
+async fn run(addr: SocketAddr, settings: &Settings, feed: Arc<Feed>) -> Result<Outcome> {
+    let warm_pool = Arc::new(Pool::new(feed.clone(), 0, 0));
     let warm = post_all(addr, settings, WARM_UP, warm_pool.clone()).await?;
     let warmed = warm_pool.used();
-    if warmed < CUSTOMERS {
+    if feed.case == Case::Existing && warmed < CUSTOMERS {
         println!(
-            "(the warm-up sent only {warmed} messages: some measured ones start conversations)"
+            "  (the warm-up sent only {warmed} messages: some measured ones start conversations)"
         );
     }
     let expected = warm.per_second() * settings.seconds as f64;
     let size = ((expected * 2.0) as usize + 1000).min(MAX_PREPARED);
-    let pool = Arc::new(Pool::new(messages, warmed, size));
+    let pool = Arc::new(Pool::new(feed, warmed, size));
     let outcome = post_all(
         addr,
         settings,
@@ -138,7 +206,13 @@ async fn run(
         pool.clone(),
     )
     .await?;
-    Ok((outcome, pool.live(), warmed + pool.used()))
+    if pool.live() > 0 {
+        println!(
+            "  (signed during the run, the pool being used up: {})",
+            pool.live()
+        );
+    }
+    Ok(outcome)
 }
 
 /// Posts the pool's messages; fails unless every answer is a 200.
@@ -148,13 +222,8 @@ async fn post_all(
     duration: Duration,
     pool: Arc<Pool>,
 ) -> Result<Outcome> {
-    let path = pool.messages.path.clone();
     let outcome = load(addr, settings.connections, duration, move || {
-        let message = pool.take();
-        Ok(hyper::Request::post(path.as_str())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("x-twilio-signature", message.signature)
-            .body(Full::new(message.body))?)
+        pool.take().request()
     })
     .await?;
     if outcome.errors > 0 {
@@ -169,53 +238,65 @@ async fn post_all(
     Ok(outcome)
 }
 
-/// One more message on an existing conversation and one starting a new one,
-/// through `App::send`, with the dev host's key-value counts.
-async fn kv_per_message(app: &devhost::App, messages: &Messages, seq: u64) -> Result<()> {
-    let existing = messages.prepare(seq, &customer(seq % CUSTOMERS));
-    let new = messages.prepare(seq + 1, &customer(CUSTOMERS + 1));
-    for (label, message) in [
-        ("existing conversation", existing),
-        ("new conversation", new),
-    ] {
-        let request = http::Request::post(messages.path.as_str())
-            .header("host", "bench.example.com")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("x-twilio-signature", message.signature)
-            .body(message.body)?;
-        let handled = app.send(request).await?;
-        ensure!(
-            handled.status() == 200,
-            "{label}: {} {}",
-            handled.status(),
-            handled.text()
-        );
-        let kv = handled.kv;
-        println!(
-            "  key-value per message, {label:<21}: {} reads, {} writes, {} listings",
-            kv.reads, kv.writes, kv.listings
-        );
+/// Per provider, one message from a new customer and one more from the
+/// same customer, on a dev host counting fuel: their key-value round trips
+/// and fuel.
+async fn per_message(settings: &Settings, variables: &[(&str, &str)]) -> Result<()> {
+    let (probe, addr) = common::dev_host("bench-inbound-fuel", settings, variables, true).await?;
+    let accounts = setup(addr).await.context("fuel probe")?;
+    println!("per message (one more, on a dev host counting fuel):");
+    for provider in PROVIDERS {
+        let feed = Feed::new(provider, Case::New, &accounts);
+        let first = feed.prepare(0);
+        let mut again = Feed::new(provider, Case::New, &accounts);
+        again.salt += 1;
+        let again = again.prepare(0);
+        for (case, message) in [(Case::New, first), (Case::Existing, again)] {
+            let request = message
+                .head()
+                .header("host", "bench")
+                .body(message.body.clone())?;
+            let handled = probe.send(request).await?;
+            ensure!(
+                handled.status() == 200,
+                "{} {}: {} {}",
+                provider.label(),
+                case.label(),
+                handled.status(),
+                handled.text()
+            );
+            let kv = handled.kv;
+            println!(
+                "  {:<26} {:<22}: {} reads, {} writes, {} listings, {} fuel",
+                provider.label(),
+                case.label(),
+                kv.reads,
+                kv.writes,
+                kv.listings,
+                common::thousands(handled.fuel.unwrap_or_default() as f64)
+            );
+        }
     }
     Ok(())
 }
 
-/// The configuration the messages need, through the HTTP API; the Twilio
-/// account's id.
-async fn setup(addr: SocketAddr) -> Result<String> {
+/// The accounts' ids, by provider.
+struct Accounts(Vec<(Provider, String)>);
+
+impl Accounts {
+    fn of(&self, provider: Provider) -> &str {
+        self.0
+            .iter()
+            .find(|(p, _)| *p == provider)
+            .map(|(_, id)| id.as_str())
+            .expect("every provider has an account")
+    }
+}
+
+/// The configuration the messages need, through the HTTP API.
+async fn setup(addr: SocketAddr) -> Result<Accounts> {
     let created = call(addr, "/api/orgs", ADMIN_TOKEN, json!({"name": "Bench"})).await?;
     let key = text(&created, "/api_key/key")?;
-    let account = call(
-        addr,
-        "/api/accounts",
-        &key,
-        json!({
-            "provider": "twilio", "name": "WA", "account_sid": ACCOUNT_SID,
-            "auth_token": AUTH_TOKEN,
-            "numbers": [{"name": "Support", "number": BUSINESS_NUMBER}],
-        }),
-    )
-    .await?;
-    let account_id = text(&account, "/id")?;
     let queue = call(addr, "/api/queues", &key, json!({"name": "general"})).await?;
     let queue_id = text(&queue, "/id")?;
     call(
@@ -225,142 +306,231 @@ async fn setup(addr: SocketAddr) -> Result<String> {
         json!({"name": "A", "capacity": 100, "presence": "available", "queues": [queue_id]}),
     )
     .await?;
-    call(
-        addr,
-        "/api/workstreams",
-        &key,
-        json!({
-            "name": "WA", "channel": "whatsapp", "fallback_queue": queue_id,
-            "distribution": "round_robin", "routing_rules": [],
-            "channels": [{
-                "account_id": account_id, "address": BUSINESS_NUMBER, "language": "en-US",
-                "customer_attachments": true, "agent_attachments": true,
-            }],
-        }),
-    )
-    .await?;
-    Ok(account_id)
-}
-
-/// The routes of spin.toml, onto the core handlers the components wrap, on
-/// one set of in-memory ports (see the module docs).
-async fn serve_native(variables: &[(&str, &str)]) -> Result<SocketAddr> {
-    let ports = MemoryPorts {
-        variables: MapVariables(
-            variables
-                .iter()
-                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-                .collect(),
-        ),
-        ..MemoryPorts::default()
-    };
-    common::serve_native(move |request: Request| {
-        let ports = ports.ports();
-        let under = |prefix: &str| {
-            request.path == prefix
-                || request
-                    .path
-                    .strip_prefix(prefix)
-                    .is_some_and(|rest| rest.starts_with('/'))
-        };
-        let admin = [
-            "/health",
-            "/api/orgs",
-            "/api/keys",
-            "/api/accounts",
-            "/api/queues",
-            "/api/agents",
+    let mut accounts = Vec::new();
+    for provider in PROVIDERS {
+        let account = call(addr, "/api/accounts", &key, provider.account()).await?;
+        let account_id = text(&account, "/id")?;
+        let (channel, address) = provider.channel();
+        call(
+            addr,
             "/api/workstreams",
-            "/api/outbound-configs",
-            "/api/warnings",
-        ];
-        if admin.iter().any(|prefix| under(prefix)) {
-            block_on(switchboard_core::admin::handle(&request, &ports))
-        } else if under("/webhooks/twilio") {
-            block_on(switchboard_core::webhooks::handle(&request, &ports))
-        } else {
-            Error::no_route(&request.path).into_response()
+            &key,
+            json!({
+                "name": provider.label(), "channel": channel, "fallback_queue": queue_id,
+                "distribution": "round_robin", "routing_rules": [],
+                "channels": [{
+                    "account_id": account_id, "address": address, "language": "en-US",
+                    "customer_attachments": true, "agent_attachments": true,
+                }],
+            }),
+        )
+        .await?;
+        accounts.push((provider, account_id));
+    }
+    Ok(Accounts(accounts))
+}
+
+impl Provider {
+    fn label(self) -> &'static str {
+        match self {
+            Provider::Twilio => "Twilio WhatsApp",
+            Provider::Telesign => "TeleSign SMS",
+            Provider::Messenger => "Facebook Messenger",
+            Provider::Gbm => "Google Business Messages",
         }
-    })
-    .await
+    }
+
+    /// Its segment in `/webhooks/{provider}/{account}`.
+    fn segment(self) -> &'static str {
+        match self {
+            Provider::Twilio => "twilio",
+            Provider::Telesign => "telesign",
+            Provider::Messenger => "facebook",
+            Provider::Gbm => "gbm",
+        }
+    }
+
+    /// The account, as the e2e tests create it.
+    fn account(self) -> Value {
+        match self {
+            Provider::Twilio => json!({
+                "provider": "twilio", "name": "WA", "account_sid": ACCOUNT_SID,
+                "auth_token": AUTH_TOKEN,
+                "numbers": [{"name": "Support", "number": BUSINESS_NUMBER}],
+            }),
+            Provider::Telesign => json!({
+                "provider": "telesign", "name": "SMS", "customer_id": channels::CUSTOMER_ID,
+                "api_key": channels::API_KEY,
+                "numbers": [{"number": SMS_NUMBER, "type": "long_code"}],
+            }),
+            Provider::Messenger => json!({
+                "provider": "facebook", "name": "Messenger", "app_id": "1234567890",
+                "app_secret": APP_SECRET,
+                "pages": [{"name": "Contoso", "page_id": TAGGED_PAGE, "access_token": TAGGED_TOKEN}],
+            }),
+            Provider::Gbm => json!({
+                "provider": "gbm", "name": "Business Messages", "partner_id": "partner-1",
+                "client_token": CLIENT_TOKEN, "service_account": fixture("google-service-account.json"),
+                "brand_id": "brand-1", "agent_id": GBM_AGENT,
+            }),
+        }
+    }
+
+    /// The workstream's channel type and the channel's address.
+    fn channel(self) -> (&'static str, &'static str) {
+        match self {
+            Provider::Twilio => ("whatsapp", BUSINESS_NUMBER),
+            Provider::Telesign => ("sms", SMS_NUMBER),
+            Provider::Messenger => ("facebook", TAGGED_PAGE),
+            Provider::Gbm => ("gbm", GBM_AGENT),
+        }
+    }
 }
 
-/// Customer `n`'s number: `+1555010nnnn`.
-fn customer(n: u64) -> String {
-    format!("+1555010{n:04}")
+impl Case {
+    fn label(self) -> &'static str {
+        match self {
+            Case::Existing => "existing conversation",
+            Case::New => "new conversation",
+        }
+    }
 }
 
-/// A signed Twilio request, ready to send.
+/// A signed callback, ready to send.
 struct Signed {
+    path: Arc<str>,
     body: Bytes,
-    signature: http::HeaderValue,
+    headers: Vec<(&'static str, http::HeaderValue)>,
 }
 
-/// Signed inbound messages to one account's webhook.
-struct Messages {
-    path: String,
-    url: String,
-    /// Keeps `MessageSid`s apart between runs on one Redis store.
+impl Signed {
+    fn head(&self) -> http::request::Builder {
+        let mut request = http::Request::post(&*self.path);
+        for (name, value) in &self.headers {
+            request = request.header(*name, value.clone());
+        }
+        request
+    }
+
+    fn request(&self) -> Result<hyper::Request<Full<Bytes>>> {
+        Ok(self.head().body(Full::new(self.body.clone()))?)
+    }
+}
+
+/// One provider's signed messages to its account's webhook, on existing or
+/// new conversations.
+struct Feed {
+    provider: Provider,
+    case: Case,
+    path: Arc<str>,
+    /// Keeps message ids apart between runs on one Redis store.
     salt: u64,
 }
 
-impl Messages {
-    fn new(account_id: String) -> Messages {
-        let path = format!("/webhooks/twilio/{account_id}");
-        Messages {
-            url: format!("{PUBLIC_BASE_URL}{path}"),
-            path,
+impl Feed {
+    fn new(provider: Provider, case: Case, accounts: &Accounts) -> Feed {
+        Feed {
+            provider,
+            case,
+            path: format!("/webhooks/{}/{}", provider.segment(), accounts.of(provider)).into(),
             salt: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |since| since.as_nanos() as u64),
         }
     }
 
-    /// Message `seq` from `from`, with the parameters Twilio posts for a
-    /// WhatsApp text, signed as Twilio signs them.
-    fn prepare(&self, seq: u64, from: &str) -> Signed {
-        let sid = format!("SM{:016x}{seq:016x}", self.salt);
-        let to = format!("whatsapp:{BUSINESS_NUMBER}");
-        let from_address = format!("whatsapp:{from}");
-        let text = format!("Hello, where is my order {seq}? It has not arrived yet.");
-        let params: Vec<(String, String)> = [
-            ("SmsMessageSid", sid.as_str()),
-            ("NumMedia", "0"),
-            ("ProfileName", "Bench Customer"),
-            ("MessageType", "text"),
-            ("SmsSid", &sid),
-            ("WaId", from.trim_start_matches('+')),
-            ("SmsStatus", "received"),
-            ("Body", &text),
-            ("To", &to),
-            ("NumSegments", "1"),
-            ("ReferralNumMedia", "0"),
-            ("MessageSid", &sid),
-            ("AccountSid", ACCOUNT_SID),
-            ("From", &from_address),
-            ("ApiVersion", "2010-04-01"),
-        ]
-        .iter()
-        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-        .collect();
-        let signature =
-            switchboard_core::providers::twilio::signature(AUTH_TOKEN, &self.url, &params);
-        let body = switchboard_core::encoding::form_encode(
-            params
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_str())),
-        );
-        Signed {
-            body: Bytes::from(body),
-            signature: http::HeaderValue::from_str(&signature).expect("Base64 is a header value"),
+    /// Message `seq`'s customer (see the module docs).
+    fn customer(&self, seq: u64) -> u64 {
+        match self.case {
+            Case::Existing => seq % CUSTOMERS,
+            Case::New => NEW_CUSTOMERS + seq,
         }
+    }
+
+    /// Message `seq`, as its provider posts and signs it.
+    fn prepare(&self, seq: u64) -> Signed {
+        let customer = self.customer(seq);
+        let id = format!("{:016x}{seq:016x}", self.salt);
+        let text = format!("Hello, where is my order {seq}? It has not arrived yet.");
+        let (body, mut headers) = match self.provider {
+            Provider::Twilio => self.twilio(&id, customer, &text),
+            Provider::Telesign => {
+                let body = channels::mo_sms(&id, &format!("1555{customer:07}"), &text);
+                let body = serde_json::to_vec(&body).expect("JSON");
+                let signature = sim::telesign_callback_signature(channels::API_KEY, &body);
+                let authorization = header(&format!("TSA {}:{signature}", channels::CUSTOMER_ID));
+                (
+                    body,
+                    vec![
+                        ("authorization", authorization.clone()),
+                        ("x-ts-authorization", authorization),
+                    ],
+                )
+            }
+            Provider::Messenger => {
+                let psid = (7_000_000_000_000 + customer).to_string();
+                let event = channels::messenger_text(TAGGED_PAGE, &psid, &format!("m_{id}"), &text);
+                let body = serde_json::to_vec(&channels::messenger(&[(TAGGED_PAGE, vec![event])]))
+                    .expect("JSON");
+                let signature = sim::hub_signature(APP_SECRET, &body);
+                (body, vec![("x-hub-signature-256", header(&signature))])
+            }
+            Provider::Gbm => {
+                let conversation = format!("conv-{customer:010}");
+                let body = channels::gbm_text(&conversation, &id, &text, "Bench Customer");
+                let body = serde_json::to_vec(&body).expect("JSON");
+                let signature = sim::goog_signature(CLIENT_TOKEN, &body);
+                (body, vec![("x-goog-signature", header(&signature))])
+            }
+        };
+        if self.provider != Provider::Twilio {
+            headers.push((
+                "content-type",
+                http::HeaderValue::from_static("application/json"),
+            ));
+        }
+        Signed {
+            path: self.path.clone(),
+            body: Bytes::from(body),
+            headers,
+        }
+    }
+
+    /// Twilio's WhatsApp message parameters, form-encoded and signed over
+    /// the public URL with `X-Twilio-Signature`.
+    fn twilio(
+        &self,
+        sid: &str,
+        customer: u64,
+        text: &str,
+    ) -> (Vec<u8>, Vec<(&'static str, http::HeaderValue)>) {
+        let sid = format!("SM{sid}");
+        let from = format!("+1555{customer:07}");
+        let params = e2e::whatsapp::message_params(&sid, &from, text, &[]);
+        let url = format!("{PUBLIC_BASE_URL}{}", self.path);
+        let signature = e2e::whatsapp::twilio_signature(AUTH_TOKEN, &url, &params);
+        let body = e2e::whatsapp::form_encode(&params);
+        (
+            body.into_bytes(),
+            vec![
+                (
+                    "content-type",
+                    http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+                ),
+                ("x-twilio-signature", header(&signature)),
+            ],
+        )
     }
 }
 
-/// Messages `start`, `start + 1`, … (customers in turn), the first `size`
-/// signed up front.
+fn header(value: &str) -> http::HeaderValue {
+    http::HeaderValue::from_str(value).expect("a signature is a header value")
+}
+
+/// Messages `start`, `start + 1`, … of a feed, the first `size` signed up
+/// front.
 struct Pool {
-    messages: Arc<Messages>,
+    feed: Arc<Feed>,
     start: u64,
     prepared: Vec<Signed>,
     next: AtomicU64,
@@ -368,12 +538,12 @@ struct Pool {
 }
 
 impl Pool {
-    fn new(messages: Arc<Messages>, start: u64, size: usize) -> Pool {
+    fn new(feed: Arc<Feed>, start: u64, size: usize) -> Pool {
         let prepared = (start..start + size as u64)
-            .map(|seq| messages.prepare(seq, &customer(seq % CUSTOMERS)))
+            .map(|seq| feed.prepare(seq))
             .collect();
         Pool {
-            messages,
+            feed,
             start,
             prepared,
             next: AtomicU64::new(0),
@@ -385,13 +555,13 @@ impl Pool {
         let index = self.next.fetch_add(1, Ordering::Relaxed);
         match self.prepared.get(index as usize) {
             Some(signed) => Signed {
+                path: signed.path.clone(),
                 body: signed.body.clone(),
-                signature: signed.signature.clone(),
+                headers: signed.headers.clone(),
             },
             None => {
                 self.live.fetch_add(1, Ordering::Relaxed);
-                let seq = self.start + index;
-                self.messages.prepare(seq, &customer(seq % CUSTOMERS))
+                self.feed.prepare(self.start + index)
             }
         }
     }

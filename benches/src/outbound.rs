@@ -25,61 +25,42 @@
 //! The core sends up to 25 of a batch's messages at once, so each client
 //! keeps up to 25 provider requests open. Any answer but a 200 with
 //! `summary.sent` 100 fails the run, and so does a count of provider
-//! requests that differs from the messages sent. After the Wasm side's run,
-//! one more call to existing contacts and one to new contacts go through
-//! `App::send` to print their key-value round trips per 100-contact batch.
+//! requests that differs from the messages sent.
 //!
 //! The default is 8 connections rather than the other benches' 32: a call
 //! is 100 provider sends, so 8 calls in flight already keep up to 200
 //! provider requests open. On a 2-core machine 2 connections already keep
 //! both cores busy; beyond that, the latency per call is mostly queueing.
 //!
-//! The native side routes as spin.toml does: `/api/outbound/...` to
-//! `switchboard_core::outbound::handle`, `/api/templates...` to
-//! `switchboard_core::templates::handle` and everything else to
-//! `switchboard_core::admin::handle`, on one shared `MemoryPorts` store,
-//! randomness and variables, with a wall clock. Its outbound HTTP really
-//! goes over loopback to the simulator, through a pool of keep-alive
-//! HTTP/1.1 connections (hyper's client connections), whereas the dev host
-//! (wasmtime-wasi-http's default sender) opens a new connection for every
-//! provider request; the ratio includes that difference. The core's futures
-//! are not `Send` (`PortFuture`), and unlike in bench-inbound they really
-//! wait on sockets, so `memory::block_on` will not do: the native server
-//! runs one thread per core, each with a current-thread Tokio runtime and a
-//! `LocalSet` and its own connection pool; the acceptor hands connections
-//! to the threads in turn, and each connection's requests run as local
-//! tasks there. The dev host and the load generator run on the main
-//! (multi-threaded) runtime and the simulator on its own; all of them share
-//! the same cores, and each side's line says how busy the process kept them.
+//! The native side is `bench_common::native`: the core's handlers routed
+//! as spin.toml routes them, sending to the same simulator through a pool
+//! of keep-alive connections, on one current-thread runtime per core (the
+//! core's futures are not `Send`), once on `MemoryPorts`' store and once on
+//! the dev host's own backend the Wasm side uses (in-memory SQLite, or
+//! Redis with `--redis`). The dev host (wasmtime-wasi-http's default
+//! sender) opens a new connection for every provider request; the ratios
+//! include that difference. The dev host and the load generator run on the
+//! main (multi-threaded) runtime and the simulator on its own; all of them
+//! share the same cores, and each side's line says how busy the process
+//! kept them. Last, a dev host counting fuel takes one call to new contacts
+//! and the same call again, and prints their key-value round trips and fuel.
 //!
 //! Usage: `cargo run --release -p bench --bin bench-outbound -- [--seconds N]
 //! [--connections N] [--redis URL]` (after building the .wasm components),
-//! or `scripts/bench.sh outbound [...]`. With `--redis` the Wasm side uses a
-//! Redis store; the native side stays in memory, so the ratio then includes
-//! Redis round trips.
+//! or `scripts/bench.sh outbound [...]`.
 
 use bench_common as common;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use common::{call, text, Outcome, Settings};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchboard_core::api::{Method, Request, Response};
-use switchboard_core::memory::{MapVariables, MemoryPorts};
-use switchboard_core::ports::{
-    Clock, OutboundError, OutboundHttp, OutboundRequest, OutboundResponse, PortFuture, Ports,
-    UnixMillis,
-};
 
 const ADMIN_TOKEN: &str = "bench-operator-token-0123456789abcdef";
 const PUBLIC_BASE_URL: &str = "https://switchboard.example.com";
@@ -106,8 +87,9 @@ async fn main() -> Result<()> {
         ("telesign_api_base", telesign_base.as_str()),
         ("outbound_requests_per_hour", "100000000"),
     ];
-    let (app, wasm_addr) = common::dev_host("bench-outbound", &settings, &variables).await?;
-    let native_addr = serve_native(&variables, common::cores()).await?;
+    let (_app, wasm_addr) =
+        common::dev_host("bench-outbound", &settings, &variables, false).await?;
+    let natives = common::native_baselines(&settings, &variables).await?;
     let store = settings.store();
 
     println!(
@@ -123,27 +105,32 @@ async fn main() -> Result<()> {
     let wasm_target = setup(wasm_addr).await.context("Wasm side")?;
     let wasm = run(wasm_addr, &settings, &wasm_target, &bodies, &simulator).await?;
     wasm.print(&format!("wasm on devhost ({store} store)"));
-    kv_per_call(&app, &wasm_target, &bodies[0]).await?;
-
-    let native_target = setup(native_addr).await.context("native side")?;
-    let native = run(native_addr, &settings, &native_target, &bodies, &simulator).await?;
-    native.print("native core (in-memory store)");
-    common::print_ratio(&wasm.calls, &native.calls);
+    let mut sides = vec![(format!("wasm ({store} store)"), wasm)];
+    for (label, addr) in &natives {
+        let target = setup(*addr).await.with_context(|| label.clone())?;
+        let native = run(*addr, &settings, &target, &bodies, &simulator).await?;
+        native.print(&format!("native core ({label})"));
+        sides.push((format!("native ({label})"), native));
+    }
+    for (label, native) in &sides[1..] {
+        common::print_ratio(
+            &format!("ratio wasm/{label}"),
+            &sides[0].1.calls,
+            &native.calls,
+        );
+    }
 
     let target = TARGET_PER_HOUR / 3600.0;
     println!("SPEC target: 3,000,000 messages/h for one organisation = {target:.0} msg/s");
-    for (label, side) in [
-        (format!("wasm ({store} store)"), &wasm),
-        ("native".to_owned(), &native),
-    ] {
+    for (label, side) in &sides {
         let per_second = side.messages_per_second();
         println!(
-            "measured {label:<22}: {per_second:>6.0} msg/s = {}/h: {:.1}x the target",
-            thousands(per_second * 3600.0),
+            "measured {label:<40}: {per_second:>6.0} msg/s = {}/h: {:.1}x the target",
+            common::thousands(per_second * 3600.0),
             per_second / target
         );
     }
-    Ok(())
+    per_call(&settings, &variables).await
 }
 
 /// One side's measured run.
@@ -164,7 +151,7 @@ impl Measured {
 
     fn print(&self, label: &str) {
         println!(
-            "{label:<34} {:>6.0} msg/s  {:>6.1} calls/s   p50 {:>7.2} ms   p99 {:>7.2} ms   \
+            "{label:<44} {:>6.0} msg/s  {:>6.1} calls/s   p50 {:>7.2} ms   p99 {:>7.2} ms   \
              ({} calls, {} messages, {} provider requests{})",
             self.messages_per_second(),
             self.calls.per_second(),
@@ -339,26 +326,28 @@ fn check_sent(status: u16, body: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// One more call to existing contacts and one to new ones, through
-/// `App::send`, with the dev host's key-value counts.
-async fn kv_per_call(app: &devhost::App, target: &Target, existing: &Bytes) -> Result<()> {
-    let new = body(BODIES * CONTACTS_PER_CALL);
-    for (label, body) in [
-        ("existing contacts", existing.clone()),
-        ("new contacts", new),
-    ] {
+/// A call to new contacts and the same call again (existing contacts) on
+/// a dev host counting fuel: their key-value round trips and fuel.
+async fn per_call(settings: &Settings, variables: &[(&str, &str)]) -> Result<()> {
+    let (probe, addr) = common::dev_host("bench-outbound-fuel", settings, variables, true).await?;
+    let target = setup(addr).await.context("fuel probe")?;
+    println!("per {CONTACTS_PER_CALL}-contact call (one more, on a dev host counting fuel):");
+    let body = body(0);
+    for label in ["new contacts", "existing contacts"] {
         let request = http::Request::post(target.path.as_str())
             .header("host", "switchboard.example.com")
             .header("authorization", format!("Bearer {}", target.key))
             .header("content-type", "application/json")
-            .body(body)?;
-        let handled = app.send(request).await?;
+            .body(body.clone())?;
+        let handled = probe.send(request).await?;
         check_sent(handled.status(), handled.response.body()).context(label)?;
         let kv = handled.kv;
         println!(
-            "  key-value per {CONTACTS_PER_CALL}-contact call, {label:<17}: {} reads, {} writes, \
-             {} listings",
-            kv.reads, kv.writes, kv.listings
+            "  {label:<17}: {} reads, {} writes, {} listings, {} fuel",
+            kv.reads,
+            kv.writes,
+            kv.listings,
+            common::thousands(handled.fuel.unwrap_or_default() as f64)
         );
     }
     Ok(())
@@ -424,19 +413,6 @@ async fn setup(addr: SocketAddr) -> Result<Target> {
         path: format!("/api/outbound/{}/send", text(&config, "/id")?),
         key,
     })
-}
-
-/// `1234567.8` as `1,234,568`.
-fn thousands(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut grouped = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
-    grouped
 }
 
 /// A loopback TeleSign: `POST /v1/messaging` answers 200 with a fresh
@@ -537,220 +513,4 @@ async fn simulate(
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), service)
         .await;
-}
-
-/// The native side (see the module docs): `workers` threads, each a
-/// current-thread runtime with a `LocalSet`, serving the connections the
-/// acceptor hands them in turn.
-async fn serve_native(variables: &[(&str, &str)], workers: usize) -> Result<SocketAddr> {
-    let memory = Arc::new(MemoryPorts {
-        variables: MapVariables(
-            variables
-                .iter()
-                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-                .collect(),
-        ),
-        ..MemoryPorts::default()
-    });
-    let mut queues = Vec::new();
-    for worker in 0..workers.max(1) {
-        let (queue, mut connections) =
-            tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
-        queues.push(queue);
-        let memory = memory.clone();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        std::thread::Builder::new()
-            .name(format!("native-{worker}"))
-            .spawn(move || {
-                let local = tokio::task::LocalSet::new();
-                let http = Rc::new(PooledHttp::default());
-                local.block_on(&runtime, async move {
-                    while let Some(stream) = connections.recv().await {
-                        let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
-                            continue;
-                        };
-                        tokio::task::spawn_local(serve_connection(
-                            stream,
-                            memory.clone(),
-                            http.clone(),
-                        ));
-                    }
-                });
-            })?;
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        for turn in 0.. {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let _ = stream.set_nodelay(true);
-            let Ok(stream) = stream.into_std() else {
-                continue;
-            };
-            if queues[turn % queues.len()].send(stream).is_err() {
-                return;
-            }
-        }
-    });
-    Ok(addr)
-}
-
-/// One connection's requests, each read whole, handed to the core as the
-/// components see it (lowercase header names, path and query apart) and
-/// answered on this worker.
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    memory: Arc<MemoryPorts>,
-    http: Rc<PooledHttp>,
-) {
-    let service =
-        hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-            let (memory, http) = (memory.clone(), http.clone());
-            async move {
-                let (parts, body) = request.into_parts();
-                let body = body.collect().await?.to_bytes().to_vec();
-                let request = common::core_request(&parts, body);
-                let ports = Ports {
-                    kv: &memory.kv,
-                    http: &*http,
-                    clock: &WallClock,
-                    random: &memory.random,
-                    variables: &memory.variables,
-                };
-                let response = route(&request, &ports).await;
-                Ok::<_, hyper::Error>(common::hyper_response(response))
-            }
-        });
-    let _ = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
-}
-
-/// The routes of spin.toml, onto the core handlers the components wrap.
-async fn route(request: &Request, ports: &Ports<'_>) -> Response {
-    let under = |prefix: &str| {
-        request.path == prefix
-            || request
-                .path
-                .strip_prefix(prefix)
-                .is_some_and(|rest| rest.starts_with('/'))
-    };
-    if under("/api/outbound") {
-        switchboard_core::outbound::handle(request, ports).await
-    } else if under("/api/templates") {
-        switchboard_core::templates::handle(request, ports)
-    } else {
-        switchboard_core::admin::handle(request, ports).await
-    }
-}
-
-/// The host's wall clock. Waiting blocks the worker thread, which only
-/// idempotent retries do (the bench sends no `Idempotency-Key`).
-struct WallClock;
-
-impl Clock for WallClock {
-    fn now_millis(&self) -> UnixMillis {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as UnixMillis)
-    }
-
-    fn sleep_millis(&self, millis: u64) {
-        std::thread::sleep(Duration::from_millis(millis));
-    }
-}
-
-/// Outbound HTTP/1.1 (plain `http://` only: the simulator) over keep-alive
-/// connections, idle ones kept per authority for the next request. One per
-/// worker thread, so nothing in it needs a lock.
-#[derive(Default)]
-struct PooledHttp {
-    idle: RefCell<HashMap<String, Vec<SendRequest<Full<Bytes>>>>>,
-}
-
-impl PooledHttp {
-    /// An idle connection to `authority` that can take a request, if any.
-    fn take_idle(&self, authority: &str) -> Option<SendRequest<Full<Bytes>>> {
-        let mut idle = self.idle.borrow_mut();
-        let connections = idle.get_mut(authority)?;
-        while let Some(sender) = connections.pop() {
-            if sender.is_ready() {
-                return Some(sender);
-            }
-        }
-        None
-    }
-
-    async fn connect(authority: &str) -> Result<SendRequest<Full<Bytes>>> {
-        let stream = tokio::net::TcpStream::connect(authority).await?;
-        stream.set_nodelay(true)?;
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::task::spawn_local(connection);
-        Ok(sender)
-    }
-
-    async fn exchange(&self, request: OutboundRequest) -> Result<OutboundResponse> {
-        let uri: http::Uri = request.url.parse()?;
-        ensure!(
-            uri.scheme_str() == Some("http"),
-            "{} is not plain http",
-            request.url
-        );
-        let authority = uri.authority().context("no host")?.as_str().to_owned();
-        let mut sender = match self.take_idle(&authority) {
-            Some(sender) => sender,
-            None => Self::connect(&authority).await?,
-        };
-        let method = match request.method {
-            Method::Get => http::Method::GET,
-            Method::Post => http::Method::POST,
-            Method::Put => http::Method::PUT,
-            Method::Patch => http::Method::PATCH,
-            Method::Delete => http::Method::DELETE,
-            Method::Head => http::Method::HEAD,
-            Method::Options => http::Method::OPTIONS,
-            Method::Other => bail!("unsupported method"),
-        };
-        let mut builder = hyper::Request::builder()
-            .method(method)
-            .uri(uri.path_and_query().map_or("/", |p| p.as_str()))
-            .header(http::header::HOST, authority.as_str());
-        for (name, value) in &request.headers {
-            builder = builder.header(name.as_str(), value.as_str());
-        }
-        let response = sender
-            .send_request(builder.body(Full::new(Bytes::from(request.body)))?)
-            .await?;
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await?.to_bytes().to_vec();
-        self.idle
-            .borrow_mut()
-            .entry(authority)
-            .or_default()
-            .push(sender);
-        Ok(OutboundResponse {
-            status: parts.status.as_u16(),
-            headers: common::header_pairs(&parts.headers),
-            body,
-        })
-    }
-}
-
-impl OutboundHttp for PooledHttp {
-    fn send(
-        &self,
-        request: OutboundRequest,
-    ) -> PortFuture<'_, Result<OutboundResponse, OutboundError>> {
-        Box::pin(async move {
-            self.exchange(request)
-                .await
-                .map_err(|error| OutboundError(format!("{error:#}")))
-        })
-    }
 }

@@ -49,6 +49,11 @@ pub struct Options {
     /// Faults applied to every matching request, as `devhost up --fault`
     /// arms them; tests arm one-shot faults with [`crate::App::inject`].
     pub faults: Vec<FaultSpec>,
+    /// Counts the Wasm instructions each request runs ([`Handled::fuel`]),
+    /// with wasmtime's fuel: deterministic for the same input, unlike time,
+    /// so tests can bound a request's cost. Off by default: the metering
+    /// code it compiles in makes guests slower.
+    pub count_fuel: bool,
 }
 
 impl Options {
@@ -61,6 +66,7 @@ impl Options {
             max_request_body: DEFAULT_MAX_REQUEST_BODY,
             guest_log_file: std::env::var_os("DEVHOST_GUEST_LOG_FILE").map(Into::into),
             faults: Vec::new(),
+            count_fuel: false,
         }
     }
 }
@@ -112,12 +118,15 @@ struct LoadedComponent {
 
 pub(crate) struct AppInner {
     engine: Engine,
+    pub(crate) count_fuel: bool,
     router: Router,
     components: HashMap<String, LoadedComponent>,
     clock: GuestClock,
     pub(crate) max_request_body: usize,
     guest_log: Option<crate::guest_log::LogFile>,
     faults: Armed,
+    /// Outbound HTTP, its connections kept alive across requests.
+    client: Arc<crate::client::Client>,
 }
 
 /// A response produced by a component, with the task still running it.
@@ -128,16 +137,17 @@ pub(crate) struct Dispatched {
     pub faults: Arc<RequestFaults>,
 }
 
-/// One engine per process, so components compiled once serve every app
-/// loaded in it (tests load many).
+/// One engine per process and fuel setting, so components compiled once
+/// serve every app loaded in it (tests load many). Counting fuel changes
+/// the compiled code, hence a second engine for it.
 ///
 /// Like Spin, it uses wasmtime's pooling allocator where the machine allows
 /// the address-space reservation: instances, linear memories and the async
 /// fiber stacks are recycled instead of mapped and unmapped per request,
 /// which is most of what a request costs.
-fn engine() -> &'static Engine {
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
+fn engine(count_fuel: bool) -> &'static Engine {
+    static ENGINES: [OnceLock<Engine>; 2] = [OnceLock::new(), OnceLock::new()];
+    ENGINES[usize::from(count_fuel)].get_or_init(|| {
         const MB: usize = 1 << 20;
         const INSTANCES: u32 = 1_000;
         let mut pooling = wasmtime::PoolingAllocationConfig::default();
@@ -156,20 +166,22 @@ fn engine() -> &'static Engine {
             .linear_memory_keep_resident(2 * MB)
             .table_keep_resident(MB / 2);
         let mut config = wasmtime::Config::new();
+        config.consume_fuel(count_fuel);
+        let on_demand = config.clone();
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
         Engine::new(&config).unwrap_or_else(|error| {
             eprintln!(
                 "devhost: pooling allocator unavailable ({error}); using on-demand allocation"
             );
-            Engine::new(&wasmtime::Config::new()).expect("wasmtime engine")
+            Engine::new(&on_demand).expect("wasmtime engine")
         })
     })
 }
 
 /// Compiled components by file, content-checked by size and mtime; on a
 /// miss, from the on-disk cache across processes (see `compiled`).
-fn compile(path: &Path) -> Result<Component> {
-    type Key = (PathBuf, u64, SystemTime);
+fn compile(engine: &Engine, count_fuel: bool, path: &Path) -> Result<Component> {
+    type Key = (PathBuf, u64, SystemTime, bool);
     static CACHE: OnceLock<Mutex<HashMap<Key, Component>>> = OnceLock::new();
     let meta = std::fs::metadata(path).with_context(|| {
         format!(
@@ -177,13 +189,13 @@ fn compile(path: &Path) -> Result<Component> {
             path.display()
         )
     })?;
-    let key = (path.to_owned(), meta.len(), meta.modified()?);
+    let key = (path.to_owned(), meta.len(), meta.modified()?, count_fuel);
     let cache = CACHE.get_or_init(Default::default);
     if let Some(component) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return Ok(component.clone());
     }
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let (component, _) = crate::compiled::load(engine(), &bytes, &crate::compiled::dir())
+    let (component, _) = crate::compiled::load(engine, &bytes, &crate::compiled::dir())
         .with_context(|| format!("cannot compile {}", path.display()))?;
     cache
         .lock()
@@ -213,6 +225,7 @@ struct ComponentSetup<'a> {
     variables: &'a AppVariables,
     store_configs: &'a BTreeMap<String, StoreConfig>,
     linker: &'a Linker<HostState>,
+    count_fuel: bool,
 }
 
 impl ComponentSetup<'_> {
@@ -231,7 +244,9 @@ impl ComponentSetup<'_> {
                     .with_context(|| format!("component {id:?}: allowed_outbound_hosts"))?,
                 environment: decl.environment.clone().into_iter().collect(),
             };
-            let pre = self.link(id, &compile(&decl.source_path(self.manifest_dir))?)?;
+            let path = decl.source_path(self.manifest_dir);
+            let component = compile(self.linker.engine(), self.count_fuel, &path)?;
+            let pre = self.link(id, &component)?;
             components.insert(
                 id.clone(),
                 LoadedComponent {
@@ -329,7 +344,7 @@ impl AppInner {
         let variables = AppVariables::resolve(&manifest.variables, &options.variables, &env)?;
         let store_configs = store_configs(options, &manifest_dir)?;
 
-        let engine = engine().clone();
+        let engine = engine(options.count_fuel).clone();
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
@@ -339,11 +354,13 @@ impl AppInner {
             variables: &variables,
             store_configs: &store_configs,
             linker: &linker,
+            count_fuel: options.count_fuel,
         };
         let components = setup.load_all(&manifest).await?;
 
         let app = AppInner {
             engine,
+            count_fuel: options.count_fuel,
             router: router(&manifest)?,
             components,
             clock: GuestClock::default(),
@@ -355,6 +372,7 @@ impl AppInner {
                 None => None,
             },
             faults: Armed::default(),
+            client: Arc::default(),
         };
         for spec in &options.faults {
             app.arm(spec.clone(), true)?;
@@ -460,6 +478,10 @@ impl AppInner {
             as_spin_delivers(&mut parts, spin_headers)?;
             let state = self.host_state(component.context.clone(), &counter, &faults);
             let mut store = Store::new(&self.engine, state);
+            if self.count_fuel {
+                // More than any request burns: counted, never a limit.
+                store.set_fuel(u64::MAX)?;
+            }
             let request = http::Request::from_parts(parts, Full::new(body));
             let request = store
                 .data_mut()
@@ -547,6 +569,10 @@ impl Guest {
                     .await
             }
             .await;
+            // Fails when the app does not count fuel: nothing to add then.
+            if let Ok(left) = self.store.get_fuel() {
+                self.store.data().counter.burned(u64::MAX - left);
+            }
             if let Err(error) = outcome {
                 let id = &self.id;
                 eprintln!("devhost: component {id:?} failed: {error:?}");
@@ -685,15 +711,13 @@ impl WasiHttpHooks for OutboundHooks {
         if let Some(Fault::HttpError { .. }) = fault {
             return Box::new(async { Err(wasmtime_wasi_http::Error::ConnectionRefused) });
         }
+        let client = self.app.client.clone();
         Box::new(async move {
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let sent = client.send(request, options).await?;
             if let Some(Fault::HttpTimeout { .. }) = fault {
                 return Err(wasmtime_wasi_http::Error::ConnectionReadTimeout);
             }
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
+            Ok(sent)
         })
     }
 }
@@ -742,6 +766,10 @@ pub struct Handled {
     /// In the order they fired; empty when an armed fault's step was never
     /// reached (a sweep over steps is past the request's last).
     pub faults_fired: Vec<Fault>,
+    /// The fuel (about one unit per Wasm instruction) the request's
+    /// instances burned, service-chained ones included, when the app counts
+    /// fuel ([`Options::count_fuel`]).
+    pub fuel: Option<u64>,
 }
 
 impl Handled {
@@ -765,7 +793,7 @@ impl Handled {
 
 /// Reads a dispatched response to the end and waits for the guest to finish,
 /// so the counts and fired faults are complete.
-pub(crate) async fn finish(dispatched: Dispatched) -> Result<Handled> {
+pub(crate) async fn finish(dispatched: Dispatched, count_fuel: bool) -> Result<Handled> {
     let (parts, body) = dispatched.response.into_parts();
     let body = body
         .collect()
@@ -779,5 +807,6 @@ pub(crate) async fn finish(dispatched: Dispatched) -> Result<Handled> {
         response: http::Response::from_parts(parts, body),
         kv: dispatched.counter.snapshot(),
         faults_fired: dispatched.faults.fired(),
+        fuel: count_fuel.then(|| dispatched.counter.fuel()),
     })
 }

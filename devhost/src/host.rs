@@ -35,13 +35,16 @@ use wasi::keyvalue::{atomics, batch, store};
 /// An open store (Spin's `store` and `wasi:keyvalue`'s `bucket` alike).
 pub struct OpenStore(Backend);
 
-/// Key-value traffic of one request, including service-chained requests.
+/// Key-value traffic of one request, including service-chained requests,
+/// and, when the app counts fuel, the fuel its instances burned: kept here
+/// because this is what a request and its chained requests share.
 #[derive(Debug, Default)]
 pub struct KvCounter {
     ops: AtomicU64,
     reads: AtomicU64,
     writes: AtomicU64,
     listings: AtomicU64,
+    fuel: AtomicU64,
 }
 
 /// A snapshot of [`KvCounter`].
@@ -78,6 +81,15 @@ impl KvCounter {
     fn listing(&self) {
         self.read();
         self.listings.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds what one instance burned.
+    pub fn burned(&self, fuel: u64) {
+        self.fuel.fetch_add(fuel, Ordering::Relaxed);
+    }
+
+    pub fn fuel(&self) -> u64 {
+        self.fuel.load(Ordering::Relaxed)
     }
 
     pub fn snapshot(&self) -> KvCounts {

@@ -11,6 +11,7 @@
 //! injected faults ([`App::inject`], see [`Fault`]).
 
 mod app;
+mod client;
 mod compiled;
 mod faults;
 mod guest_log;
@@ -25,6 +26,9 @@ mod variables;
 pub use app::{GuestClock, Handled, Options, DEFAULT_MAX_REQUEST_BODY};
 pub use faults::{Fault, FaultSpec};
 pub use host::KvCounts;
+/// The key-value backends, for a native baseline on the same store as the
+/// guests' (the benchmarks).
+pub use kv::{Backend, StoreConfig};
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -61,10 +65,11 @@ impl App {
                     .map(|_| Bytes::from(server::too_large_body(self.inner.max_request_body))),
                 kv: KvCounts::default(),
                 faults_fired: Vec::new(),
+                fuel: self.inner.count_fuel.then_some(0),
             });
         }
         let dispatched = self.inner.dispatch(parts, body, "127.0.0.1:0").await?;
-        app::finish(dispatched).await
+        app::finish(dispatched, self.inner.count_fuel).await
     }
 
     /// Arms `fault` for the next request that reaches a component, whichever

@@ -13,6 +13,7 @@ mod contract;
 mod conversations;
 mod credentials;
 mod facebook_pages;
+mod fuel;
 mod health;
 mod manifest;
 mod operations;
