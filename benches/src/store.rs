@@ -122,15 +122,7 @@ impl KeyValue for NativeStore {
             NativeStore::Devhost(backend) => backend,
         };
         let found = wait(backend.get_many(keys.to_vec()))?;
-        Ok(keys
-            .iter()
-            .map(|key| {
-                found
-                    .iter()
-                    .find(|(k, _)| k == key)
-                    .and_then(|(_, v)| v.clone())
-            })
-            .collect())
+        Ok(switchboard_core::ports::in_key_order(keys, &found))
     }
 
     fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {

@@ -65,6 +65,19 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// The values of `keys`, in their order, from a host's `get-many` answer:
+/// (key, value) pairs in whatever order, absent keys left out or `None`.
+pub fn in_key_order(keys: &[String], found: &[(String, Option<Vec<u8>>)]) -> Vec<Option<Vec<u8>>> {
+    keys.iter()
+        .map(|key| {
+            found
+                .iter()
+                .find(|(k, _)| k == key)
+                .and_then(|(_, v)| v.clone())
+        })
+        .collect()
+}
+
 /// The key-value store.
 ///
 /// There is deliberately no key listing: nothing on a request path may list

@@ -67,15 +67,7 @@ impl KeyValue for SpinKeyValue {
         };
         // The host answers pairs; put them back in the order asked, whatever
         // order (or subset) a backend returns.
-        Ok(keys
-            .iter()
-            .map(|key| {
-                found
-                    .iter()
-                    .find(|(k, _)| k == key)
-                    .and_then(|(_, v)| v.clone())
-            })
-            .collect())
+        Ok(switchboard_core::ports::in_key_order(keys, &found))
     }
 
     fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
