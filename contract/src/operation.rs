@@ -78,9 +78,8 @@ struct Answer {
 /// A response as the document shows it.
 struct Shown {
     description: String,
-    body: Option<(RefOr<Schema>, &'static str)>,
-    /// Other media types the same status may come as.
-    more: Vec<(RefOr<Schema>, &'static str)>,
+    /// The body in each media type it may come as; none for `204`.
+    bodies: Vec<(RefOr<Schema>, &'static str)>,
     headers: Vec<(&'static str, &'static str)>,
 }
 
@@ -88,8 +87,7 @@ impl Shown {
     fn new(description: &str, body: Option<(RefOr<Schema>, &'static str)>) -> Shown {
         Shown {
             description: description.into(),
-            body,
-            more: Vec::new(),
+            bodies: body.into_iter().collect(),
             headers: Vec::new(),
         }
     }
@@ -227,12 +225,8 @@ impl Op {
     }
 
     /// A success with a JSON body.
-    pub fn answers(mut self, status: u16, description: &str, body: RefOr<Schema>) -> Op {
-        self.answers.push(Answer {
-            status,
-            shown: Shown::new(description, Some((body, "application/json"))),
-        });
-        self
+    pub fn answers(self, status: u16, description: &str, body: RefOr<Schema>) -> Op {
+        self.answer(status, description, Some((body, "application/json")))
     }
 
     /// A success with a body of another media type; given again for a
@@ -246,23 +240,15 @@ impl Op {
     ) -> Op {
         if let Some(answer) = self.answers.iter_mut().find(|a| a.status == status) {
             answer.shown.description = format!("{} {description}", answer.shown.description);
-            answer.shown.more.push((body, media_type));
+            answer.shown.bodies.push((body, media_type));
             return self;
         }
-        self.answers.push(Answer {
-            status,
-            shown: Shown::new(description, Some((body, media_type))),
-        });
-        self
+        self.answer(status, description, Some((body, media_type)))
     }
 
     /// A success with no body (`204` for a delete).
-    pub fn answers_empty(mut self, status: u16, description: &str) -> Op {
-        self.answers.push(Answer {
-            status,
-            shown: Shown::new(description, None),
-        });
-        self
+    pub fn answers_empty(self, status: u16, description: &str) -> Op {
+        self.answer(status, description, None)
     }
 
     /// The operation reads no store (so it never answers 503 for one).
@@ -272,10 +258,19 @@ impl Op {
     }
 
     /// A failure this operation has beyond those [`Api::add`] derives.
-    pub fn fails(mut self, status: u16, description: &str) -> Op {
+    pub fn fails(self, status: u16, description: &str) -> Op {
+        self.answer(status, description, Some((error(), "application/json")))
+    }
+
+    fn answer(
+        mut self,
+        status: u16,
+        description: &str,
+        body: Option<(RefOr<Schema>, &'static str)>,
+    ) -> Op {
         self.answers.push(Answer {
             status,
-            shown: Shown::new(description, Some((error(), "application/json"))),
+            shown: Shown::new(description, body),
         });
         self
     }
@@ -582,7 +577,7 @@ fn response(shown: Shown) -> utoipa::openapi::Response {
                 .build(),
         );
     }
-    for (schema, media_type) in shown.body.into_iter().chain(shown.more) {
+    for (schema, media_type) in shown.bodies {
         builder = builder.content(
             media_type,
             ContentBuilder::new().schema(Some(schema)).build(),
