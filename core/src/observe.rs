@@ -124,6 +124,10 @@ impl KeyValue for ObservedStore<'_> {
         self.inner.get_many(keys)
     }
 
+    fn batches_reads(&self) -> bool {
+        self.inner.batches_reads()
+    }
+
     fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
         self.write(entries.first().map_or("", |(key, _)| key.as_str()));
         self.inner.set_many(entries)

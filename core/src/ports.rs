@@ -98,6 +98,13 @@ pub trait KeyValue {
     /// at 0. This is the only safe way to read a counter (`delta` 0), because
     /// backends encode counters differently.
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
+    /// Whether a `get_many` of several keys is one round trip. Spin's Redis
+    /// store sends `KEYS` for it and reads nothing (README, "Spin quirks"),
+    /// so there every key is a round trip of its own: hot paths then read
+    /// only the keys they cannot do without ([`crate::store::read_wanted`]).
+    fn batches_reads(&self) -> bool {
+        true
+    }
 }
 
 /// A future borrowed from its port; the component's executor (or a test's)

@@ -19,7 +19,7 @@
 use crate::encoding::hex;
 use crate::error::Error;
 use crate::lease::{self, Lease};
-use crate::ports::KeyValue;
+use crate::ports::{KeyValue, StoreError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -123,6 +123,35 @@ pub fn decode<D: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<D, Error> 
 }
 
 /// [`decode`] for a value a `get-many` may not have found.
+/// A key to read, and whether it must be read or is only worth reading
+/// when it rides along in a round trip made anyway.
+pub type Wanted = (String, bool);
+
+/// The values of `wanted`, in order: each key that must be read, and the
+/// others too on a store that batches reads (`None`: not read). One round
+/// trip where reads batch; where they do not, the keys that must be read,
+/// one by one.
+pub fn read_wanted(
+    kv: &dyn KeyValue,
+    wanted: &[Wanted],
+) -> Result<Vec<Option<Option<Vec<u8>>>>, StoreError> {
+    let batches = kv.batches_reads();
+    let keys: Vec<String> = wanted
+        .iter()
+        .filter(|(_, needed)| batches || *needed)
+        .map(|(key, _)| key.clone())
+        .collect();
+    let mut found = match keys.is_empty() {
+        true => Vec::new(),
+        false => kv.get_many(&keys)?,
+    }
+    .into_iter();
+    Ok(wanted
+        .iter()
+        .map(|(_, needed)| (batches || *needed).then(|| found.next().flatten()))
+        .collect())
+}
+
 pub fn decode_found<D: DeserializeOwned>(
     key: &str,
     found: Option<Vec<u8>>,

@@ -19,9 +19,15 @@ mod http;
 pub use http::SpinHttp;
 
 /// `wasi:keyvalue` on the app's `default` store: it has the batch and atomic
-/// operations the core's write budget depends on. The flag remembers, for
-/// the rest of the request, that the store cannot batch reads.
+/// operations the core's write budget depends on. The flag says whether the
+/// store batches reads: the variable `key_value_batch_reads` says it does
+/// not (a Redis store), or a failed batch finds out for the rest of the
+/// request.
 pub struct SpinKeyValue(store::Bucket, std::cell::Cell<bool>);
+
+/// The variable a deployment on a store that cannot batch reads sets to
+/// `false` (spin.toml).
+const BATCH_READS_VARIABLE: &str = "key_value_batch_reads";
 
 fn store_error(error: store::Error) -> StoreError {
     StoreError(match error {
@@ -33,8 +39,9 @@ fn store_error(error: store::Error) -> StoreError {
 
 impl SpinKeyValue {
     pub fn open_default() -> Result<SpinKeyValue, StoreError> {
+        let batches = spin_sdk::variables::get(BATCH_READS_VARIABLE).map_or(true, |v| v != "false");
         store::open("default")
-            .map(|bucket| SpinKeyValue(bucket, std::cell::Cell::new(true)))
+            .map(|bucket| SpinKeyValue(bucket, std::cell::Cell::new(batches)))
             .map_err(store_error)
     }
 }
@@ -80,6 +87,10 @@ impl KeyValue for SpinKeyValue {
 
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
         atomics::increment(&self.0, key, delta).map_err(store_error)
+    }
+
+    fn batches_reads(&self) -> bool {
+        self.1.get()
     }
 }
 

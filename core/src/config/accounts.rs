@@ -198,21 +198,6 @@ impl Resource for Account {
         previous: Option<&Self>,
         effects: &mut Effects,
     ) -> Result<(), Error> {
-        // The webhook secrets ride along so that a webhook checks the
-        // provider's signature after this one read, before reading anything
-        // a forged request could make it read.
-        let mut record = json!({
-            "org": ctx.org(),
-            "provider": self.settings.provider(),
-            "secret": self.settings.webhook_secret(),
-        });
-        let keys = self.settings.webhook_keys();
-        if !keys.is_empty() {
-            record["keys"] = json!(keys);
-        }
-        effects
-            .writes
-            .push((global_key(&self.id), store::encode(&record)));
         if let Some(previous) = previous {
             let kept = self.addresses();
             let dropped: Vec<&str> = previous
@@ -223,7 +208,26 @@ impl Resource for Account {
             refuse_if_routed(ctx, &self.id, &dropped)?;
         }
         let previous = previous.map(|p| &p.settings);
-        self.settings.on_save(ctx, &self.id, previous, effects)
+        self.settings.on_save(ctx, &self.id, previous, effects)?;
+        // The webhook secrets ride along so that a webhook checks the
+        // provider's signature after this one read, before reading anything
+        // a forged request could make it read; and the account itself, so
+        // that a message needs no second read for it (every change to an
+        // account's settings is a save, which writes both).
+        let mut record = json!({
+            "org": ctx.org(),
+            "provider": self.settings.provider(),
+            "secret": self.settings.webhook_secret(),
+            "account": self,
+        });
+        let keys = self.settings.webhook_keys();
+        if !keys.is_empty() {
+            record["keys"] = json!(keys);
+        }
+        effects
+            .writes
+            .push((global_key(&self.id), store::encode(&record)));
+        Ok(())
     }
 
     fn on_delete(&self, ctx: &Ctx) -> Result<Vec<String>, Error> {

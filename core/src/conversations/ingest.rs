@@ -33,9 +33,9 @@ use crate::entities::agent::{Agent, Presence};
 use crate::entities::contact::{address_key, Contact, ContactAddress};
 use crate::entities::workstream::{channel_claim, Bot, ChannelInstance, Workstream};
 use crate::error::Error;
-use crate::lease::{self, Lease};
+use crate::lease::{self, Claimed, Holder};
 use crate::message::{Author, Content, Inbound, Message, Window};
-use crate::ports::{KeyValue, Ports, StoreError, UnixMillis};
+use crate::ports::{KeyValue, Ports, UnixMillis};
 use crate::providers::Provider;
 use crate::store;
 use crate::time::Timestamp;
@@ -50,112 +50,88 @@ pub enum Ingested {
     },
 }
 
-/// What ingestion reads in the webhook's second round trip, after the
-/// account document: the dedupe record, the workstream serving the address,
-/// the sender's contact, the thread's conversation, the outbound messages
-/// sent on the thread since the customer last wrote, the sender's opt-out
-/// record, and the probe of the message's delivery lease. `now` is the time
-/// the lease is probed at.
-pub fn thread_keys(
-    org: &str,
-    account_id: &str,
-    provider: Provider,
-    inbound: &Inbound,
-    now: UnixMillis,
-) -> Vec<String> {
-    let channel = inbound.channel.as_str();
-    let thread = thread_id(
-        org,
-        account_id,
-        &inbound.channel_address,
-        &inbound.customer_address,
-    );
-    let record = provider_message_key(org, provider, &inbound.provider_message_id);
-    ThreadRead {
-        probe: lease::probe_keys(&delivery_lease(&record), now),
-        record,
-        workstream: store::owner_key(&channel_claim(org, account_id, &inbound.channel_address)),
-        contact: address_key(org, channel, &inbound.customer_address),
-        conversation: store::document_key::<Conversation>(org, &thread),
-        pending: pending_outbound_key(org, &thread),
-        consent: consent::key(org, channel, &inbound.customer_address),
-    }
-    .into_list()
+/// The keys of a message's thread, by name: the one place that orders
+/// them, so values cannot be read in another order than the keys were
+/// listed in.
+struct ThreadKeys {
+    conversation: String,
+    pending: String,
+    /// The sender's opt-out record: read only for a keyword, which may
+    /// change it.
+    consent: Option<String>,
+    /// The message id's dedupe record.
+    record: String,
+    /// The owner record of the channel's claim: the workstream serving it.
+    workstream: String,
+    /// The sender's address, pointing at their contact.
+    address: String,
 }
 
-/// The keys of [`thread_keys`], or their values, by name: the one place
-/// that orders them, so the values cannot be read in another order than
-/// the keys were listed in.
-struct ThreadRead<T> {
-    record: T,
-    workstream: T,
-    contact: T,
-    conversation: T,
-    pending: T,
-    consent: T,
-    probe: [T; 2],
+impl ThreadKeys {
+    fn of(org: &str, account: &Account, inbound: &Inbound, thread: &str) -> ThreadKeys {
+        let channel = inbound.channel.as_str();
+        let provider = account.settings.provider();
+        ThreadKeys {
+            conversation: store::document_key::<Conversation>(org, thread),
+            pending: pending_outbound_key(org, thread),
+            consent: consent::keyword(&inbound.text)
+                .map(|_| consent::key(org, channel, &inbound.customer_address)),
+            record: provider_message_key(org, provider, &inbound.provider_message_id),
+            workstream: store::owner_key(&channel_claim(
+                org,
+                &account.id,
+                &inbound.channel_address,
+            )),
+            address: address_key(org, channel, &inbound.customer_address),
+        }
+    }
 }
 
-impl<T> ThreadRead<T> {
-    fn into_list(self) -> Vec<T> {
-        let [probe_before, probe_now] = self.probe;
-        vec![
-            self.record,
-            self.workstream,
-            self.contact,
-            self.conversation,
-            self.pending,
-            self.consent,
-            probe_before,
-            probe_now,
-        ]
-    }
+/// What the first read after the account found. A message on a live
+/// conversation needs only its conversation and pending list (and, for a
+/// keyword, the opt-out record): on a store that reads key by key those
+/// are all that is read. The dedupe record and what a new conversation
+/// needs ride along where a batch costs no more (`None` when not read).
+struct FirstRead {
+    conversation: Option<Conversation>,
+    pending: Vec<String>,
+    consent: Option<Consent>,
+    stored_at: Option<Option<Vec<u8>>>,
+    workstream_id: Option<Option<String>>,
+    known_contact: Option<Option<String>>,
+}
 
-    /// `None` when `list` is not one item per key.
-    fn from_list(list: Vec<T>) -> Option<ThreadRead<T>> {
-        let [record, workstream, contact, conversation, pending, consent, probe_before, probe_now] =
-            <[T; 8]>::try_from(list).ok()?;
-        Some(ThreadRead {
-            record,
-            workstream,
-            contact,
+impl FirstRead {
+    fn read(kv: &dyn KeyValue, keys: &ThreadKeys) -> Result<FirstRead, Error> {
+        let mut wanted = vec![
+            (keys.conversation.clone(), true),
+            (keys.pending.clone(), true),
+            (keys.record.clone(), false),
+            (keys.workstream.clone(), false),
+            (keys.address.clone(), false),
+        ];
+        wanted.extend(keys.consent.iter().map(|key| (key.clone(), true)));
+        let mut found = store::read_wanted(kv, &wanted)?.into_iter();
+        let mut next = || found.next().flatten();
+        let conversation = store::decode_found(&keys.conversation, next().flatten())?;
+        let pending = next()
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let stored_at = next();
+        let workstream_id = next().map(|owner| owner.as_deref().and_then(store::holder));
+        let known_contact = next().map(|address| address.map(text_of));
+        let consent = match &keys.consent {
+            Some(key) => store::decode_found(key, next().flatten())?,
+            None => None,
+        };
+        Ok(FirstRead {
             conversation,
             pending,
             consent,
-            probe: [probe_before, probe_now],
-        })
-    }
-}
-
-/// The values of [`thread_keys`], read.
-struct ThreadFacts {
-    stored_at: Option<Vec<u8>>,
-    workstream_id: Option<String>,
-    known_contact: Option<String>,
-    conversation: Option<Vec<u8>>,
-    pending: Vec<String>,
-    consent: Option<Vec<u8>>,
-    probed: Vec<Option<Vec<u8>>>,
-}
-
-impl ThreadFacts {
-    fn read(found: Vec<Option<Vec<u8>>>) -> Result<ThreadFacts, Error> {
-        let found = ThreadRead::from_list(found).ok_or_else(|| {
-            Error::Store(StoreError(
-                "the thread's read came back with another number of values than keys".into(),
-            ))
-        })?;
-        Ok(ThreadFacts {
-            stored_at: found.record,
-            workstream_id: found.workstream.as_deref().and_then(store::holder),
-            known_contact: found.contact.map(text_of),
-            conversation: found.conversation,
-            pending: found
-                .pending
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-                .unwrap_or_default(),
-            consent: found.consent,
-            probed: found.probe.into(),
+            stored_at,
+            workstream_id,
+            known_contact,
         })
     }
 }
@@ -173,55 +149,43 @@ fn text_of(bytes: Vec<u8>) -> String {
 /// message to finish before answering 503 (real time, in steps).
 const CONCURRENT_DELIVERY_WAIT_MILLIS: [u64; 4] = [25, 50, 100, 200];
 
-/// Stores `inbound` in its conversation; `found` holds the values of
-/// [`thread_keys`], in order.
+/// Stores `inbound` in its conversation.
 ///
-/// Exactly once: the delivery that wins the message id's lease alone stores
-/// it, with its dedupe record in the same write. Another delivery meanwhile
-/// waits briefly for that record, then answers 503 so the provider retries;
-/// a delivery whose request died leaves only its lease, which the next
-/// redelivery after [`lease::LEASE_MILLIS`] or two takes over (R-IN-3, R-IN-4,
-/// R-OPS-4).
+/// Exactly once: the delivery that first claims the message id
+/// ([`lease::claim_first`]) alone stores it, with its dedupe record in the
+/// same write. Another delivery meanwhile waits briefly for that record,
+/// then answers 503 so the provider retries; a delivery whose request died
+/// leaves only its claim, which the next redelivery once the claim has
+/// expired ([`lease::LEASE_MILLIS`] and a little) takes over (R-IN-3,
+/// R-IN-4, R-OPS-4). Everything is read before the claim, so a message
+/// refused (no workstream serves its address) writes nothing.
 pub async fn ingest(
     ports: &Ports<'_>,
     org: &str,
     account: &Account,
     inbound: &Inbound,
-    found: Vec<Option<Vec<u8>>>,
 ) -> Result<Ingested, Error> {
-    let facts = ThreadFacts::read(found)?;
-    if facts.stored_at.is_some() {
-        return Ok(Ingested::Duplicate);
-    }
     if account.settings.channel_at(&inbound.channel_address) != Some(inbound.channel) {
         return Err(wrong_channel(account, inbound));
     }
-    let workstream_id = facts
-        .workstream_id
-        .clone()
-        .ok_or_else(|| no_workstream(account, inbound))?;
-    let provider = account.settings.provider();
-    let record = provider_message_key(org, provider, &inbound.provider_message_id);
-    let claim = delivery_lease(&record);
-    let Some(taken) = lease::take(ports.kv, &claim, ports.clock.now_millis(), &facts.probed)?
-    else {
-        return another_delivery(ports, &record);
-    };
-    let landing = read_landing(
-        ports.kv,
+    let thread = thread_id(
         org,
-        account,
-        inbound,
-        &workstream_id,
-        facts,
-        taken,
-    )?;
-    let Some(Landing {
+        &account.id,
+        &inbound.channel_address,
+        &inbound.customer_address,
+    );
+    let keys = ThreadKeys::of(org, account, inbound, &thread);
+    let first = FirstRead::read(ports.kv, &keys)?;
+    if matches!(first.stored_at, Some(Some(_))) {
+        return Ok(Ingested::Duplicate);
+    }
+    let Landing {
         serving,
         mut thread,
-    }) = landing
-    else {
-        return another_delivery(ports, &record);
+    } = read_landing(ports.kv, org, account, inbound, &keys, first)?;
+    let delivery = match claim_delivery(ports, &keys.record)? {
+        Ok(delivery) => delivery,
+        Err(ingested) => return Ok(ingested),
     };
     claim_outbound(ports, org, &mut thread.outbound)?;
     let sender_is_new = thread.sender.is_new;
@@ -233,10 +197,28 @@ pub async fn ingest(
         now: crate::time::Timestamp::from_millis(now_millis),
         now_millis,
     };
-    let stored = store_message(ports, org, &arrival, thread)?;
+    let stored = store_message(ports, org, &arrival, thread, delivery)?;
     // The message is stored: what follows is best effort, and a failure of
     // it must not make the provider deliver the message again.
     Ok(follow_up(ports, org, &arrival, stored, sender_is_new).await)
+}
+
+/// Claims the message id for this delivery: held, or the answer to give
+/// when another delivery stored it or is storing it.
+fn claim_delivery(ports: &Ports<'_>, record: &str) -> Result<Result<Holder, Ingested>, Error> {
+    let now = ports.clock.now_millis();
+    match lease::claim_first(ports.kv, &delivery_lease(record), now)? {
+        Claimed::First(holder) => Ok(Ok(holder)),
+        Claimed::After(earlier) => {
+            if ports.kv.get(record)?.is_some() {
+                return Ok(Err(Ingested::Duplicate));
+            }
+            match earlier.take_over(ports.kv, now)? {
+                Some(holder) => Ok(Ok(holder)),
+                None => another_delivery(ports, record).map(Err),
+            }
+        }
+    }
 }
 
 /// The workstream serving the address a message came to, and its channel
@@ -252,118 +234,187 @@ struct ThreadState {
     sender: Sender,
     /// Outbound messages to show before this one (R-OUT-8).
     outbound: Vec<Activity>,
-    /// The message id's lease, which must still be held when writing.
-    delivery: Lease,
 }
 
-/// What both read round trips found of where a message lands.
+/// What the reads found of where a message lands. `serving` is read for a
+/// message that opens or reopens a conversation, carries attachments, or
+/// talks to a bot; a message on a live conversation needs none of it.
 struct Landing {
-    serving: Serving,
+    serving: Option<Serving>,
     thread: ThreadState,
 }
 
-/// The second read round trip: the workstream, the sender's contact, the
-/// confirmation of the message id's lease and the outbound messages pending
-/// on the thread. `None` when another delivery took the lease meanwhile.
+/// The second read: the workstream, the sender's contact and the outbound
+/// messages pending on the thread, as far as the message needs them (a
+/// store that reads key by key first reads, for a conversation to open,
+/// what the first read left out).
 fn read_landing(
     kv: &dyn KeyValue,
     org: &str,
     account: &Account,
     inbound: &Inbound,
-    workstream_id: &str,
-    facts: ThreadFacts,
-    taken: lease::Taken,
-) -> Result<Option<Landing>, Error> {
-    let channel = inbound.channel.as_str();
-    let thread = thread_id(
-        org,
-        &account.id,
-        &inbound.channel_address,
-        &inbound.customer_address,
-    );
-    let conversation_key = store::document_key::<Conversation>(org, &thread);
-    let conversation: Option<Conversation> =
-        store::decode_found(&conversation_key, facts.conversation)?;
-    let consent_key = consent::key(org, channel, &inbound.customer_address);
-    let consent: Option<Consent> = store::decode_found(&consent_key, facts.consent)?;
-    let contact_id = facts.known_contact.clone().unwrap_or_else(|| {
-        crate::entities::contact::contact_id_for(org, channel, &inbound.customer_address)
-    });
-    let keys = landing_keys(org, workstream_id, &contact_id, &taken, &facts.pending);
-    let mut documents = kv.get_many(&keys)?.into_iter();
-    let workstream: Option<Workstream> = store::decode_found(&keys[0], documents.next().flatten())?;
-    let contact: Option<Contact> = store::decode_found(&keys[1], documents.next().flatten())?;
-    let confirmed: Vec<Option<Vec<u8>>> = documents.by_ref().take(2).collect();
-    let Some(delivery) = taken.confirm(&confirmed) else {
-        return Ok(None);
+    keys: &ThreadKeys,
+    first: FirstRead,
+) -> Result<Landing, Error> {
+    let live = first
+        .conversation
+        .as_ref()
+        .filter(|c| matches!(c.state, State::Open | State::Active));
+    let wants = match live {
+        Some(conversation) => Wants::on_live(conversation, inbound, keys),
+        None => Wants::to_route(kv, org, account, inbound, keys, &first)?,
     };
-    let serving = serving(workstream, account, inbound)?;
-    let outbound = unthreaded(&keys[4..], documents)?;
+    let landing_keys = wants.keys(org, &first.pending);
+    let found = if landing_keys.is_empty() {
+        Vec::new()
+    } else {
+        kv.get_many(&landing_keys)?
+    };
+    let mut found = landing_keys.iter().zip(found);
+    let workstream: Option<Workstream> = match wants.workstream {
+        Some(_) => decode_next(&mut found)?,
+        None => None,
+    };
+    let contact: Option<Contact> = match wants.contact {
+        Some(_) => decode_next(&mut found)?,
+        None => None,
+    };
+    let serving = match (wants.workstream.is_some(), live.is_some()) {
+        (false, _) => None,
+        // A live conversation stays where it is even if its workstream no
+        // longer serves the address.
+        (true, true) => workstream.and_then(|w| serving_of(w, account, inbound)),
+        (true, false) => Some(
+            workstream
+                .and_then(|w| serving_of(w, account, inbound))
+                .ok_or_else(|| no_workstream(account, inbound))?,
+        ),
+    };
+    let outbound = unthreaded(found)?;
     let sender = Sender {
         contact,
-        is_new: facts.known_contact.is_none(),
-        consent,
+        is_new: wants.sender_is_new,
+        consent: first.consent,
     };
-    Ok(Some(Landing {
+    Ok(Landing {
         serving,
         thread: ThreadState {
-            conversation,
+            conversation: first.conversation,
             sender,
             outbound,
-            delivery,
         },
-    }))
+    })
 }
 
-/// The keys [`read_landing`] reads, in the order it takes their values.
-fn landing_keys(
-    org: &str,
-    workstream_id: &str,
-    contact_id: &str,
-    taken: &lease::Taken,
-    pending: &[String],
-) -> Vec<String> {
-    let mut keys = vec![
-        store::document_key::<Workstream>(org, workstream_id),
-        store::document_key::<Contact>(org, contact_id),
-    ];
-    keys.extend(taken.confirm_keys());
-    keys.extend(
-        pending
-            .iter()
-            .map(|id| store::document_key::<Activity>(org, id)),
-    );
-    keys
+/// The next of keys read together, decoded.
+fn decode_next<'k, D: serde::de::DeserializeOwned>(
+    found: &mut impl Iterator<Item = (&'k String, Option<Vec<u8>>)>,
+) -> Result<Option<D>, Error> {
+    match found.next() {
+        Some((key, value)) => store::decode_found(key, value),
+        None => Ok(None),
+    }
 }
 
-/// The workstream's channel the message came in on: without it, no
-/// workstream serves the address any more.
-fn serving(
-    workstream: Option<Workstream>,
-    account: &Account,
-    inbound: &Inbound,
-) -> Result<Serving, Error> {
-    let workstream = workstream.ok_or_else(|| no_workstream(account, inbound))?;
+/// The documents [`read_landing`] reads besides the pending messages.
+struct Wants {
+    workstream: Option<String>,
+    contact: Option<String>,
+    sender_is_new: bool,
+}
+
+impl Wants {
+    /// A message on a live conversation: its workstream only to tell
+    /// whether attachments pass (R-IN-6) or to ask its bot, its contact
+    /// only for the bot or an opt-out keyword. The conversation's contact
+    /// is the sender's (a link moves both).
+    fn on_live(conversation: &Conversation, inbound: &Inbound, keys: &ThreadKeys) -> Wants {
+        let needs_workstream = conversation.with_bot || !inbound.attachments.is_empty();
+        let needs_contact = conversation.with_bot || keys.consent.is_some();
+        Wants {
+            workstream: needs_workstream.then(|| conversation.workstream_id.clone()),
+            contact: needs_contact.then(|| conversation.contact_id.clone()),
+            sender_is_new: false,
+        }
+    }
+
+    /// A message that opens or reopens a conversation: the workstream now
+    /// serving the address (404 when none does) and the sender's contact.
+    fn to_route(
+        kv: &dyn KeyValue,
+        org: &str,
+        account: &Account,
+        inbound: &Inbound,
+        keys: &ThreadKeys,
+        first: &FirstRead,
+    ) -> Result<Wants, Error> {
+        let (workstream_id, known_contact) = match (&first.workstream_id, &first.known_contact) {
+            (Some(workstream_id), Some(known_contact)) => {
+                (workstream_id.clone(), known_contact.clone())
+            }
+            _ => {
+                let mut found = kv
+                    .get_many(&[keys.workstream.clone(), keys.address.clone()])?
+                    .into_iter();
+                let workstream_id = found.next().flatten().as_deref().and_then(store::holder);
+                (workstream_id, found.next().flatten().map(text_of))
+            }
+        };
+        let workstream_id = workstream_id.ok_or_else(|| no_workstream(account, inbound))?;
+        let channel = inbound.channel.as_str();
+        let contact_id = known_contact.clone().unwrap_or_else(|| {
+            crate::entities::contact::contact_id_for(org, channel, &inbound.customer_address)
+        });
+        Ok(Wants {
+            workstream: Some(workstream_id),
+            contact: Some(contact_id),
+            sender_is_new: known_contact.is_none(),
+        })
+    }
+
+    /// The keys to read, in the order [`read_landing`] takes their values.
+    fn keys(&self, org: &str, pending: &[String]) -> Vec<String> {
+        let mut keys = Vec::new();
+        keys.extend(
+            self.workstream
+                .iter()
+                .map(|id| store::document_key::<Workstream>(org, id)),
+        );
+        keys.extend(
+            self.contact
+                .iter()
+                .map(|id| store::document_key::<Contact>(org, id)),
+        );
+        keys.extend(
+            pending
+                .iter()
+                .map(|id| store::document_key::<Activity>(org, id)),
+        );
+        keys
+    }
+}
+
+/// The workstream's channel the message came in on: without it, the
+/// workstream no longer serves the address.
+fn serving_of(workstream: Workstream, account: &Account, inbound: &Inbound) -> Option<Serving> {
     let instance = workstream
         .channels
         .iter()
         .find(|c| c.account_id == account.id && c.address == inbound.channel_address)
-        .cloned()
-        .ok_or_else(|| no_workstream(account, inbound))?;
-    Ok(Serving {
+        .cloned()?;
+    Some(Serving {
         workstream,
         instance,
     })
 }
 
-/// The pending outbound messages (`keys` and their `found` values) that no
-/// reply has threaded yet.
-fn unthreaded(
-    keys: &[String],
-    found: impl Iterator<Item = Option<Vec<u8>>>,
+/// The pending outbound messages (their keys and values, as `found`) that
+/// no reply has threaded yet.
+fn unthreaded<'k>(
+    found: impl Iterator<Item = (&'k String, Option<Vec<u8>>)>,
 ) -> Result<Vec<Activity>, Error> {
     let mut outbound = Vec::new();
-    for (key, found) in keys.iter().zip(found) {
+    for (key, found) in found {
         let activity: Option<Activity> = store::decode_found(key, found)?;
         // A batch that read the list before a reply threaded it writes it
         // back: what is threaded already stays where it is.
@@ -411,11 +462,14 @@ async fn follow_up(
     if sender_is_new && inbound.profile_name.is_none() {
         name_new_customer(ports, org, account, &mut conversation, &mut contact, *now).await;
     }
-    if !inbound.attachments.is_empty() && !serving.instance.customer_attachments {
+    if !inbound.attachments.is_empty() && !arrival.takes_attachments() {
         notify_attachments_refused(ports, org, account, &conversation, *now).await;
     }
     if conversation.with_bot {
-        if let Some(bot) = &serving.workstream.bot {
+        if let Some((serving, bot)) = serving
+            .as_ref()
+            .and_then(|s| Some((s, s.workstream.bot.as_ref()?)))
+        {
             let handoff = converse_with_bot(
                 ports,
                 org,
@@ -428,7 +482,7 @@ async fn follow_up(
             )
             .await;
             if handoff {
-                hand_over(ports.kv, org, arrival, &mut conversation, &contact);
+                hand_over(ports.kv, org, arrival, serving, &mut conversation, &contact);
             }
         }
     }
@@ -445,13 +499,14 @@ fn hand_over(
     kv: &dyn KeyValue,
     org: &str,
     arrival: &Arrival<'_>,
+    serving: &Serving,
     conversation: &mut Conversation,
     contact: &Contact,
 ) {
     let Serving {
         workstream,
         instance,
-    } = &arrival.serving;
+    } = serving;
     let classified = classify(workstream, instance, &arrival.inbound.text, contact);
     conversation.routed_by = Some(classified.routed_by);
     let _ = route_to_queue(
@@ -596,9 +651,19 @@ fn wrong_channel(account: &Account, inbound: &Inbound) -> Error {
 struct Arrival<'a> {
     account: &'a Account,
     inbound: &'a Inbound,
-    serving: Serving,
+    serving: Option<Serving>,
     now: crate::time::Timestamp,
     now_millis: UnixMillis,
+}
+
+impl Arrival<'_> {
+    /// Whether the channel passes the customer's attachments on (R-IN-6):
+    /// not when no workstream serves it any more.
+    fn takes_attachments(&self) -> bool {
+        self.serving
+            .as_ref()
+            .is_some_and(|s| s.instance.customer_attachments)
+    }
 }
 
 /// A stored message: its conversation as it now is, its position, and the
@@ -615,6 +680,7 @@ fn store_message(
     org: &str,
     arrival: &Arrival<'_>,
     thread: ThreadState,
+    mut delivery: Holder,
 ) -> Result<Stored, Error> {
     let kv = ports.kv;
     let Arrival { inbound, now, .. } = arrival;
@@ -622,7 +688,6 @@ fn store_message(
         conversation,
         sender,
         outbound,
-        mut delivery,
     } = thread;
     let mut message = customer_message(arrival);
     let (contact, mut writes) = sender_writes(org, inbound, sender, *now);
@@ -675,19 +740,35 @@ fn store_with_conversation(
     writes: Vec<(String, Vec<u8>)>,
 ) -> Result<Conversation, Error> {
     let inbound = arrival.inbound;
-    let mut conversation = match conversation {
-        Some(conversation) if matches!(conversation.state, State::Open | State::Active) => {
-            kv.set_many(&writes)?;
-            return Ok(conversation);
-        }
-        Some(conversation) => conversation,
-        None => new_conversation(arrival, conversation_id, contact),
-    };
+    if let Some(conversation) = conversation
+        .as_ref()
+        .filter(|c| matches!(c.state, State::Open | State::Active))
+    {
+        kv.set_many(&writes)?;
+        return Ok(conversation.clone());
+    }
+    // The landing read found the workstream serving the address for every
+    // conversation that is not live.
+    let serving = arrival
+        .serving
+        .as_ref()
+        .ok_or_else(|| no_workstream(arrival.account, inbound))?;
+    let mut conversation = conversation
+        .unwrap_or_else(|| new_conversation(arrival, serving, conversation_id, contact));
     if inbound.profile_name.is_some() {
         conversation.profile_name = inbound.profile_name.clone();
     }
     let agent = back_to_its_agent(kv, org, &conversation)?;
-    match route_arrival(kv, org, arrival, agent, &mut conversation, contact, &writes) {
+    let routed = route_arrival(
+        kv,
+        org,
+        (arrival, serving),
+        agent,
+        &mut conversation,
+        contact,
+        &writes,
+    );
+    match routed {
         Ok(()) => Ok(conversation),
         // Another delivery changed the conversation first (two first
         // messages at once): it routes the conversation; this message only
@@ -707,7 +788,7 @@ fn customer_message(arrival: &Arrival<'_>) -> Message {
     let inbound = arrival.inbound;
     let mut message = Message::new(Author::Customer, inbound.text.clone(), arrival.now);
     message.provider_message_id = Some(inbound.provider_message_id.clone());
-    if arrival.serving.instance.customer_attachments {
+    if arrival.takes_attachments() {
         message.attachments = inbound.attachments.clone();
     } else {
         message.attachments_refused = inbound.attachments.len();
@@ -759,11 +840,15 @@ fn message_writes(
 }
 
 /// The conversation a customer's first message on a thread opens.
-fn new_conversation(arrival: &Arrival<'_>, id: String, contact: &Contact) -> Conversation {
+fn new_conversation(
+    arrival: &Arrival<'_>,
+    serving: &Serving,
+    id: String,
+    contact: &Contact,
+) -> Conversation {
     let Arrival {
         account,
         inbound,
-        serving,
         now,
         ..
     } = arrival;
@@ -797,7 +882,7 @@ fn new_conversation(arrival: &Arrival<'_>, id: String, contact: &Contact) -> Con
 fn route_arrival(
     kv: &dyn KeyValue,
     org: &str,
-    arrival: &Arrival<'_>,
+    (arrival, serving): (&Arrival<'_>, &Serving),
     agent: Option<Agent>,
     conversation: &mut Conversation,
     contact: &Contact,
@@ -805,14 +890,14 @@ fn route_arrival(
 ) -> Result<(), Error> {
     let Arrival {
         inbound,
-        serving: Serving {
-            workstream,
-            instance,
-        },
         now,
         now_millis,
         ..
     } = arrival;
+    let Serving {
+        workstream,
+        instance,
+    } = serving;
     match agent {
         // A new or reopened conversation meets the bot first (R-CONV-7).
         None if workstream.bot.is_some() && conversation.state != State::Waiting => {
@@ -1195,17 +1280,7 @@ mod tests {
     }
 
     fn deliver(ports: &Ports<'_>, account: &Account, inbound: &Inbound) -> Result<Ingested, Error> {
-        let found = ports
-            .kv
-            .get_many(&thread_keys(
-                ORG,
-                ACCOUNT,
-                Provider::Twilio,
-                inbound,
-                ports.clock.now_millis(),
-            ))
-            .unwrap();
-        block_on(ingest(ports, ORG, account, inbound, found))
+        block_on(ingest(ports, ORG, account, inbound))
     }
 
     #[test]

@@ -13,9 +13,11 @@
 //! it carries. A check is one pass over the body (and one sort of
 //! Twilio's parameters), done once.
 //!
-//! Then every key the request's events need is read in one round trip,
-//! with the account document when a message needs it, and each event is
-//! applied in order.
+//! The same record carries a copy of the account document, written with
+//! it, so a message needs no second read for its account. Each event is
+//! then applied in order: a message reads its thread itself
+//! ([`ingest`]); status callbacks read their messages' records in one
+//! round trip.
 //!
 //! What a signed request may cost is bounded too: the provider signs it,
 //! but a leaked secret, a replay or a provider's bug must not multiply the
@@ -41,10 +43,10 @@
 
 use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::config::accounts::Account;
-use crate::conversations::ingest::{apply_status, apply_watermark, ingest, thread_keys};
+use crate::conversations::ingest::{apply_status, apply_watermark, ingest};
 use crate::conversations::{provider_message_key, thread_id};
 use crate::error::Error;
-use crate::ports::{KeyValue, Ports, UnixMillis};
+use crate::ports::{KeyValue, Ports};
 use crate::providers::webhook::{global_key, unknown_account, Signer, WebhookKey};
 use crate::providers::{Event, Provider, Seam, SeamTask};
 use crate::store;
@@ -93,11 +95,12 @@ async fn verified<S: Seam>(request: &Request, ports: &Ports<'_>) -> Result<Respo
     let ["webhooks", _, account_id] = request.segments()[..] else {
         return Err(Error::no_route(&request.path));
     };
-    let signer = signer(ports.kv, account_id, S::PROVIDER)?;
+    let (signer, copy) = signer(ports.kv, account_id, S::PROVIDER)?;
     let unverified = S::unverified(request);
-    let account = || {
-        read_account(ports.kv, &signer.org, account_id, S::PROVIDER, Vec::new())
-            .map(|(account, _)| account.settings)
+    let account = || match &copy {
+        Some(account) => Ok(account.settings.clone()),
+        None => read_account(ports.kv, &signer.org, account_id, S::PROVIDER)
+            .map(|account| account.settings),
     };
     if let Some(answer) = S::handshake(&unverified, request, &signer, &account) {
         return answer;
@@ -106,36 +109,33 @@ async fn verified<S: Seam>(request: &Request, ports: &Ports<'_>) -> Result<Respo
         return Err(bad_signature(S::SIGNATURE_HEADER));
     }
     let events = S::events(unverified, request)?;
-    apply_events::<S>(ports, &signer, events).await?;
+    apply_events::<S>(ports, &signer, copy, events).await?;
     Ok(S::accepted())
 }
 
-/// Reads everything `events` need in one round trip (after the account
-/// alone, when a message's address must come from it) and applies them in
-/// order.
+/// Applies `events` in order, with the account (`copy`, or read now when
+/// the record had none and a message needs it) and the records status
+/// callbacks name, read in one round trip.
 async fn apply_events<S: Seam>(
     ports: &Ports<'_>,
     signer: &Signer,
+    copy: Option<Account>,
     mut events: Vec<Event>,
 ) -> Result<(), Error> {
     let (kv, org, account_id) = (ports.kv, signer.org.as_str(), signer.account_id.as_str());
-    let first = complete_addresses::<S>(kv, signer, &mut events)?;
-    let now = ports.clock.now_millis();
+    let needs_account = S::BATCHES || events.iter().any(|e| matches!(e, Event::Message(_)));
+    let account = match copy {
+        Some(account) => Some(account),
+        None if needs_account => Some(read_account(kv, org, account_id, S::PROVIDER)?),
+        None => None,
+    };
+    complete_addresses::<S>(signer, account.as_ref(), &mut events)?;
     let keys_per_event: Vec<Vec<String>> = events
         .iter()
-        .map(|event| event_keys(org, account_id, S::PROVIDER, event, now))
+        .map(|event| status_keys(org, S::PROVIDER, event))
         .collect();
-    let key_counts: Vec<usize> = keys_per_event.iter().map(Vec::len).collect();
-    let keys: Vec<String> = keys_per_event.into_iter().flatten().collect();
-    let needs_account = S::BATCHES || events.iter().any(|e| matches!(e, Event::Message(_)));
-    let (account, mut found) = match first {
-        Some(account) => (Some(account), read_keys(kv, &keys)?),
-        None if needs_account => {
-            let (account, found) = read_account(kv, org, account_id, S::PROVIDER, keys)?;
-            (Some(account), found)
-        }
-        None => (None, read_keys(kv, &keys)?),
-    };
+    let keys: Vec<String> = keys_per_event.iter().flatten().cloned().collect();
+    let mut found = read_keys(kv, &keys)?;
     let ours: Option<Vec<&str>> = S::BATCHES
         .then(|| account.as_ref().map(Account::addresses))
         .flatten();
@@ -145,8 +145,8 @@ async fn apply_events<S: Seam>(
     // now fails the batch after the others ran, and the provider's
     // redelivery stores it (the others are duplicates by then).
     let mut retry = None;
-    for (event, count) in events.iter().zip(key_counts) {
-        let values: Vec<Option<Vec<u8>>> = found.by_ref().take(count).collect();
+    for (event, keys) in events.iter().zip(keys_per_event) {
+        let values: Vec<Option<Vec<u8>>> = found.by_ref().take(keys.len()).collect();
         if let (Some(ours), Some(address)) = (&ours, event.channel_address()) {
             if !ours.contains(&address) {
                 continue;
@@ -168,18 +168,19 @@ async fn apply_events<S: Seam>(
 /// account, read first (TeleSign may leave `sender_id` out); the account,
 /// if it was read.
 fn complete_addresses<S: Seam>(
-    kv: &dyn KeyValue,
     signer: &Signer,
+    account: Option<&Account>,
     events: &mut [Event],
-) -> Result<Option<Account>, Error> {
+) -> Result<(), Error> {
     let incomplete =
         |event: &Event| matches!(event, Event::Message(m) if m.channel_address.is_empty());
     if !events.iter().any(incomplete) {
-        return Ok(None);
+        return Ok(());
     }
     let (account_id, provider) = (signer.account_id.as_str(), S::PROVIDER);
-    let (account, _) = read_account(kv, &signer.org, account_id, provider, Vec::new())?;
-    let settings = S::of(&account.settings).ok_or_else(|| unknown_account(account_id, provider))?;
+    let settings = account
+        .and_then(|account| S::of(&account.settings))
+        .ok_or_else(|| unknown_account(account_id, provider))?;
     for event in events.iter_mut() {
         if let Event::Message(inbound) = event {
             if inbound.channel_address.is_empty() {
@@ -187,7 +188,7 @@ fn complete_addresses<S: Seam>(
             }
         }
     }
-    Ok(Some(account))
+    Ok(())
 }
 
 fn read_keys(kv: &dyn KeyValue, keys: &[String]) -> Result<Found, Error> {
@@ -197,18 +198,11 @@ fn read_keys(kv: &dyn KeyValue, keys: &[String]) -> Result<Found, Error> {
     Ok(kv.get_many(keys)?.into_iter())
 }
 
-/// The keys an event needs read.
-fn event_keys(
-    org: &str,
-    account_id: &str,
-    provider: Provider,
-    event: &Event,
-    now: UnixMillis,
-) -> Vec<String> {
+/// The record a status callback names (a message reads its own keys).
+fn status_keys(org: &str, provider: Provider, event: &Event) -> Vec<String> {
     match event {
-        Event::Message(inbound) => thread_keys(org, account_id, provider, inbound, now),
         Event::Status { message_id, .. } => vec![provider_message_key(org, provider, message_id)],
-        Event::Watermark { .. } | Event::Nothing => Vec::new(),
+        Event::Message(_) | Event::Watermark { .. } | Event::Nothing => Vec::new(),
     }
 }
 
@@ -225,7 +219,7 @@ async fn apply(
     match event {
         Event::Message(inbound) => {
             let account = account.ok_or_else(|| unknown_account(account_id, provider))?;
-            ingest(ports, org, account, inbound, found).await?;
+            ingest(ports, org, account, inbound).await?;
         }
         Event::Status {
             status, error_code, ..
@@ -273,15 +267,23 @@ struct GlobalRecord {
     /// Absent from records written before they carried the named keys.
     #[serde(default)]
     keys: Vec<WebhookKey>,
+    /// The account document as its last save wrote it; absent from
+    /// records written before they carried it.
+    #[serde(default)]
+    account: Option<Account>,
 }
 
-/// The [`Signer`] of a `provider` account named in a webhook URL: one read
-/// of its global record, which holds the secret and the named keys. A
-/// record written before it carried the secret takes a second read, of the
-/// account document itself (and takes the keys from it too); one written
-/// after it carried the secret but before it carried keys was written
-/// before accounts held any.
-pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: Provider) -> Result<Signer, Error> {
+/// The [`Signer`] of a `provider` account named in a webhook URL, and the
+/// account's copy if the record has one: one read of its global record,
+/// which holds the secret and the named keys. A record written before it
+/// carried the secret takes a second read, of the account document itself
+/// (and takes the keys from it too); one written after it carried the
+/// secret but before it carried keys was written before accounts held any.
+pub fn signer(
+    kv: &dyn KeyValue,
+    account_id: &str,
+    provider: Provider,
+) -> Result<(Signer, Option<Account>), Error> {
     let unknown = || unknown_account(account_id, provider);
     if !crate::store::is_id(account_id) {
         return Err(unknown());
@@ -299,23 +301,28 @@ pub fn signer(kv: &dyn KeyValue, account_id: &str, provider: Provider) -> Result
             message: format!("account {account_id} was deleted at {deleted_at}; remove this callback URL at the provider"),
         });
     }
-    let (secret, keys) = match record.secret {
-        Some(secret) => (secret, record.keys),
+    let (secret, keys, account) = match record.secret {
+        Some(secret) => (secret, record.keys, record.account),
         None => {
-            let (account, _) = read_account(kv, &record.org, account_id, provider, Vec::new())?;
+            let account = read_account(kv, &record.org, account_id, provider)?;
             let settings = &account.settings;
-            (
+            let (secret, keys) = (
                 settings.webhook_secret().to_owned(),
                 settings.webhook_keys(),
-            )
+            );
+            (secret, keys, Some(account))
         }
     };
-    Ok(Signer {
+    let signer = Signer {
         account_id: account_id.to_owned(),
         org: record.org,
         secret,
         keys,
-    })
+    };
+    Ok((
+        signer,
+        account.filter(|a| a.id == account_id && a.settings.provider() == provider),
+    ))
 }
 
 /// 403 for a request whose signature does not check out.
@@ -329,28 +336,20 @@ pub fn bad_signature(header: &str) -> Error {
 /// The values of keys read together, in the order asked for.
 pub type Found = std::vec::IntoIter<Option<Vec<u8>>>;
 
-/// The account named in a webhook URL and the values of `keys`, in one
-/// read round trip.
+/// The account document named in a webhook URL, for a global record
+/// written before it carried a copy.
 pub fn read_account(
     kv: &dyn KeyValue,
     org: &str,
     account_id: &str,
     provider: Provider,
-    keys: Vec<String>,
-) -> Result<(Account, Found), Error> {
-    let account_key = store::document_key::<Account>(org, account_id);
-    let mut all = Vec::with_capacity(keys.len() + 1);
-    all.push(account_key.clone());
-    all.extend(keys);
-    let mut found = kv.get_many(&all)?.into_iter();
-    let account: Account = match found.next().flatten() {
-        Some(bytes) => store::decode(&account_key, &bytes)?,
-        None => return Err(unknown_account(account_id, provider)),
-    };
+) -> Result<Account, Error> {
+    let account: Account =
+        store::load(kv, org, account_id)?.ok_or_else(|| unknown_account(account_id, provider))?;
     if account.settings.provider() != provider {
         return Err(unknown_account(account_id, provider));
     }
-    Ok((account, found))
+    Ok(account)
 }
 
 #[cfg(test)]
@@ -398,7 +397,7 @@ mod tests {
         let kv = with_account(
             json!({"org": ORG, "provider": "twilio", "secret": "token-in-the-record"}),
         );
-        let found = signer(&kv, ACCOUNT, Provider::Twilio).unwrap();
+        let (found, _) = signer(&kv, ACCOUNT, Provider::Twilio).unwrap();
         assert_eq!(
             (found.org.as_str(), found.secret.as_str()),
             (ORG, "token-in-the-record")
@@ -418,7 +417,7 @@ mod tests {
     #[test]
     fn a_record_written_before_it_held_the_secret_reads_the_account() {
         let kv = with_account(json!({"org": ORG, "provider": "twilio"}));
-        let found = signer(&kv, ACCOUNT, Provider::Twilio).unwrap();
+        let (found, _) = signer(&kv, ACCOUNT, Provider::Twilio).unwrap();
         assert_eq!(found.secret, "token-in-the-account");
         assert_eq!(found.key(KEY_ID), Some("key-secret-in-the-account"));
     }
@@ -430,14 +429,14 @@ mod tests {
             "keys": [{"id": KEY_ID, "secret": "key-secret-in-the-record"}],
         }));
         // Taken from the record, not from the account document.
-        let found = signer(&kv, ACCOUNT, Provider::Twilio).unwrap();
+        let (found, _) = signer(&kv, ACCOUNT, Provider::Twilio).unwrap();
         assert_eq!(found.key(KEY_ID), Some("key-secret-in-the-record"));
         assert_eq!(found.key("SK00000000000000000000000000000000"), None);
         // A record written before it held keys: the account had none then.
         let kv = with_account(
             json!({"org": ORG, "provider": "twilio", "secret": "token-in-the-record"}),
         );
-        let found = signer(&kv, ACCOUNT, Provider::Twilio).unwrap();
+        let (found, _) = signer(&kv, ACCOUNT, Provider::Twilio).unwrap();
         assert!(found.keys.is_empty());
     }
 
