@@ -267,6 +267,15 @@ def check_cronjob(check, manifest, docs, app, bound, configmaps, secrets):
     check_dispatch_token(check, container, command, bound, configmaps, secrets)
 
 
+def check_batch_reads(check, bound, configmaps):
+    """The store is Redis, whose Spin get-many does not batch: the app must
+    be told, or every request wastes a round trip on a failed batch."""
+    binding = bound.get("key_value_batch_reads")
+    if binding and binding[0] == "configMapKeyRef":
+        value = configmaps.get(binding[1], {}).get(binding[2])
+        check.that(value == "false", f"key_value_batch_reads is {value!r}: a Redis store needs \"false\" (README, \"Spin quirks\")")
+
+
 def main():
     folder = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "deploy/spinkube")
     with open(os.path.join(ROOT, "spin.toml"), "rb") as f:
@@ -279,6 +288,7 @@ def main():
         spec = check_spinapp(check, apps[0])
         bound = check_variables(check, manifest, spec, configmaps, secrets)
         check_stores(check, manifest, spec, configmaps, secrets)
+        check_batch_reads(check, bound, configmaps)
         check_cronjob(check, manifest, docs, apps[0], bound, configmaps, secrets)
     if check.errors:
         for error in check.errors:

@@ -65,6 +65,12 @@ impl Gateway {
         options
             .variables
             .insert("public_base_url".into(), PUBLIC_BASE_URL.into());
+        if matches!(backend, Backend::Redis(_)) {
+            // As a deployment on Redis does (spin.toml, README "Spin quirks").
+            options
+                .variables
+                .insert("key_value_batch_reads".into(), "false".into());
+        }
         for (name, value) in variables {
             options
                 .variables

@@ -3,21 +3,26 @@
 //! R-IN-8, R-CONV-1..3).
 //!
 //! The key-value budget of a message on a live conversation (SPEC.md) is
-//! three read round trips — the account's record (the webhook's), then one
-//! `get-many` of everything the thread's keys name, then one of the
-//! workstream, contact and the lease's confirmation — and three writes: the
-//! dedupe lease, the message's position, one `set-many`. An opt-out or
-//! opt-in keyword adds nothing: its record is read with the thread's keys
-//! and written in the message's `set-many` (R-IN-8).
+//! three reads and three writes on every store, Spin's Redis store
+//! included, where every key is a round trip of its own: so the path is
+//! laid out in keys, not batches. Reads: the account's global record (the
+//! webhook's, which carries the account), then the conversation and the
+//! thread's pending outbound messages. Writes: the claim of the message id
+//! (one `increment`, [`lease::claim_first`]), the message's position, one
+//! `set-many`. An opt-out or opt-in keyword adds its record (read, and
+//! written in the message's `set-many`: R-IN-8); attachments or a bot add
+//! the workstream. A message that opens a conversation reads what routing
+//! needs besides; where a store batches reads, that rides along with the
+//! first read.
 //!
-//! Exactly once: the provider's message id is claimed with a lease
-//! ([`crate::lease`]) before anything is written, and the holder alone
-//! stores the message, with its dedupe record in the same transaction.
-//! Should the holder's write fail, or its request die, nothing is given
-//! back: the lease expires, and the provider's redelivery then stores the
-//! message (R-IN-4, R-OPS-4). Everything after the message is stored (a
-//! notice, the bot, routing after a hand-over) is best effort, so a
-//! stored message is never answered with a 5xx.
+//! Exactly once: the provider's message id is claimed before anything is
+//! written, and the holder alone stores the message, with its dedupe
+//! record in the same transaction. Should the holder's write fail, or its
+//! request die, nothing is given back: the claim expires, and the
+//! provider's redelivery then stores the message (R-IN-4, R-OPS-4).
+//! Everything after the message is stored (a notice, the bot, routing after
+//! a hand-over) is best effort, so a stored message is never answered with
+//! a 5xx.
 
 use super::bot;
 use super::consent::{self, Consent, Standing};
@@ -1113,22 +1118,35 @@ pub fn apply_status(
     if let Some(activity) = crate::entities::activity::parse_pointer(&found) {
         return super::apply_activity_status(kv, org, activity, status, error_code, provider);
     }
-    let Some((conversation, position)) = super::parse_location(&found) else {
+    let Some((conversation, mut message)) = sent_message(kv, org, &found)? else {
         return Ok(false);
     };
-    let key = messages(org, &conversation).slot_key(position);
-    let Some(bytes) = kv.get(&key)? else {
-        return Ok(false);
-    };
-    let mut message: Message = store::decode(&key, &bytes)?;
     if !advance(&mut message, status, provider) {
         return Ok(false);
     }
     if let Some(code) = error_code {
         message.error_code = Some(code.to_owned());
     }
-    kv.set(&key, &store::encode(&message))?;
+    kv.set_many(&super::sent_writes(org, &conversation, &message, provider))?;
     Ok(true)
+}
+
+/// The conversation and message a sent message's record names: its copy,
+/// or for a record that holds only the location, the message read from it.
+fn sent_message(
+    kv: &dyn KeyValue,
+    org: &str,
+    found: &[u8],
+) -> Result<Option<(String, Message)>, Error> {
+    if let Some(record) = super::parse_sent_record(found) {
+        return Ok(Some((record.conversation, record.message)));
+    }
+    let Some((conversation, position)) = super::parse_location(found) else {
+        return Ok(None);
+    };
+    let key = messages(org, &conversation).slot_key(position);
+    let message: Option<Message> = store::decode_found(&key, kv.get(&key)?)?;
+    Ok(message.map(|message| (conversation, message)))
 }
 
 /// How many of a conversation's latest messages a watermark receipt looks
@@ -1158,7 +1176,7 @@ pub fn apply_watermark(
             message.author != Author::Customer && message.provider_message_id.is_some();
         let covered = message.at.millis() <= watermark_millis;
         if sent_by_us && covered && advance(&mut message, status, provider) {
-            changed.push((key, store::encode(&message)));
+            changed.extend(super::sent_writes(org, conversation, &message, provider));
         }
     }
     if !changed.is_empty() {

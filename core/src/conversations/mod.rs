@@ -289,6 +289,18 @@ pub fn record_outcome(
     provider: Provider,
     message: &Message,
 ) -> Result<(), Error> {
+    kv.set_many(&sent_writes(org, conversation, message, provider))?;
+    Ok(())
+}
+
+/// A message's slot and, once the provider named it, its record: written
+/// together whenever a message we sent changes.
+pub fn sent_writes(
+    org: &str,
+    conversation: &str,
+    message: &Message,
+    provider: Provider,
+) -> Vec<(String, Vec<u8>)> {
     let mut writes = vec![(
         messages(org, conversation).slot_key(message.position),
         store::encode(message),
@@ -296,11 +308,34 @@ pub fn record_outcome(
     if let Some(id) = &message.provider_message_id {
         writes.push((
             provider_message_key(org, provider, id),
-            message_location(conversation, message.position),
+            sent_record(conversation, message),
         ));
     }
-    kv.set_many(&writes)?;
-    Ok(())
+    writes
+}
+
+/// What the provider's id of a message we sent in a conversation names:
+/// where the message is, and a copy of it, so that a status callback reads
+/// one key and writes the message and its record in one transaction
+/// (SPEC.md's budget). Every write of a sent message writes both.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SentRecord {
+    pub conversation: String,
+    pub message: Message,
+}
+
+pub fn sent_record(conversation: &str, message: &Message) -> Vec<u8> {
+    serde_json::to_vec(&SentRecord {
+        conversation: conversation.to_owned(),
+        message: message.clone(),
+    })
+    .expect("messages serialize to JSON")
+}
+
+/// A [`SentRecord`]; `None` for a record written before records held their
+/// message (a bare location: see [`parse_location`]).
+pub fn parse_sent_record(bytes: &[u8]) -> Option<SentRecord> {
+    serde_json::from_slice(bytes).ok()
 }
 
 /// Applies a provider's status callback to an activity and, once it is in a

@@ -1003,3 +1003,74 @@ async fn agents_act_only_on_their_own_conversations_and_accept_from_their_queues
         .to_owned();
     works(&centre, &admin, &open, "close", json!({}), 200).await;
 }
+
+/// SPEC.md's key-value budget, on every store the app runs on: a message on
+/// an existing conversation, its redelivery, and a status callback. On
+/// Redis every key is a round trip of its own (Spin's `get-many` does not
+/// batch), so the count of reads there is the count of keys.
+async fn key_value_budget_on(backend: e2e::Backend, store: &str) {
+    let centre = Centre::start_on(&backend, "round_robin", false, None).await;
+    let agent = centre.agent("Gus", 2, &["general"]).await;
+    let first = centre.customer_says(&sid(1), CUSTOMER, "Hello?").await;
+    let id = centre.views("").await[0].id.clone();
+    let existing = centre.customer_says(&sid(2), CUSTOMER, "Anyone?").await;
+    let counts = |h: &devhost::Handled| (h.kv.reads, h.kv.writes, h.kv.listings);
+    println!(
+        "{store}: new conversation {:?}, existing {:?}",
+        first.kv, existing.kv
+    );
+    let (reads, writes, listings) = counts(&existing);
+    assert!(reads <= 3, "{store}: reads {:?}", existing.kv);
+    assert!(writes <= 3, "{store}: writes {:?}", existing.kv);
+    assert_eq!(listings, 0, "{store}");
+    assert_eq!(counts(&first).2, 0, "{store}");
+
+    // A redelivery: its record, read with the thread where reads batch,
+    // else after its claim, tells it is stored.
+    let again = centre.customer_says(&sid(2), CUSTOMER, "Anyone?").await;
+    assert!(again.kv.reads <= 4, "{store}: {:?}", again.kv);
+    assert!(again.kv.writes <= 1, "{store}: {:?}", again.kv);
+    let read = centre.read(&agent.key, &id).await;
+    assert_eq!(read.messages.len(), 2, "{store}: stored once");
+
+    let reply = centre.act(&agent.key, &id, &text("Hi!")).await;
+    assert_eq!(reply.status(), 201, "{}", reply.text());
+    let provider_sid = parsed::<Message>(&reply.json())
+        .provider_message_id
+        .unwrap();
+    let params: Vec<(String, String)> = [
+        ("MessageSid", provider_sid.as_str()),
+        ("MessageStatus", "delivered"),
+        ("AccountSid", e2e::whatsapp::ACCOUNT_SID),
+        ("ChannelPrefix", "whatsapp"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let status = centre.signed(&params).await;
+    assert_eq!(status.status(), 200, "{}", status.text());
+    println!("{store}: status callback {:?}", status.kv);
+    assert!(
+        status.kv.reads + status.kv.writes <= 3,
+        "{store}: {:?}",
+        status.kv
+    );
+    let read = centre.read(&agent.key, &id).await;
+    assert_eq!(read.messages[2].status.as_deref(), Some("delivered"));
+}
+
+#[tokio::test]
+async fn the_key_value_budget_holds_in_memory() {
+    key_value_budget_on(e2e::Backend::Memory, "in-memory").await;
+}
+
+#[tokio::test]
+async fn the_key_value_budget_holds_on_a_sqlite_file() {
+    key_value_budget_on(e2e::Backend::SqliteFile, "SQLite file").await;
+}
+
+#[tokio::test]
+async fn the_key_value_budget_holds_on_redis() {
+    let Some(url) = e2e::redis_url() else { return };
+    key_value_budget_on(e2e::Backend::Redis(url), "Redis").await;
+}

@@ -20,7 +20,7 @@ use e2e::{redis_url, Backend};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::Duration;
-use switchboard_core::conversations::wire::Link;
+use switchboard_core::conversations::wire::{Close, Link};
 use switchboard_core::store::Page;
 
 const CONTENT_SID: &str = "HX0123456789abcdef0123456789abcdef";
@@ -844,7 +844,10 @@ async fn a_stop_stays_with_the_address_until_the_customer_opts_back_in() {
         .await;
     assert_eq!(deleted.status(), 204, "{}", deleted.text());
     skipped("after the contact was deleted").await;
-    // The next message re-creates a contact for the address: still out.
+    // The next conversation re-creates a contact for the address: still
+    // out. (A live conversation keeps the contact it has.)
+    let closed = omni.act(&agent.key, &id, &Close {}).await;
+    assert_eq!(closed.status(), 200, "{}", closed.text());
     customer_says(3, "Are you there?").await;
     let result = skipped("after the contact was re-created").await;
     let recreated = result.contact_id.as_deref().unwrap();
