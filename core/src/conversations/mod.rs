@@ -36,6 +36,7 @@ pub mod wire;
 use crate::channel::Channel;
 use crate::entities::activity::Activity;
 use crate::error::Error;
+use crate::lease;
 use crate::locale::Locale;
 use crate::message::{Message, Thread};
 use crate::ports::{KeyValue, UnixMillis};
@@ -190,9 +191,11 @@ pub fn parse_log_entry(bytes: &[u8]) -> Option<(String, u64)> {
 
 /// Writes a changed conversation with `extra` keys in one transaction,
 /// provided nobody changed it since it was read: the writer of version `v`
-/// must hold the lease of `…/v/{v}` ([`crate::lease`]), which only one
-/// writer gets. Others get [`Error::ConversationChanged`] and reload. A writer that died
-/// holding it blocks the conversation only until its lease ends (R-OPS-4).
+/// must claim `…/v/{v}` first ([`lease::claim_first`]: one `increment`,
+/// no read), which only one writer does. Others get
+/// [`Error::ConversationChanged`] and reload. A writer that died holding it
+/// blocks the conversation only until its claim expires, after which the
+/// next writer takes over (R-OPS-4).
 pub fn commit(
     kv: &dyn KeyValue,
     org: &str,
@@ -201,7 +204,11 @@ pub fn commit(
     extra: Vec<(String, Vec<u8>)>,
 ) -> Result<(), Error> {
     let name = version_lease(org, &conversation.id, conversation.version);
-    if crate::lease::acquire(kv, &name, now)?.is_none() {
+    let held = match lease::claim_first(kv, &name, now)? {
+        lease::Claimed::First(_) => true,
+        lease::Claimed::After(earlier) => earlier.take_over(kv, now)?.is_some(),
+    };
+    if !held {
         return Err(Error::ConversationChanged);
     }
     conversation.version += 1;
