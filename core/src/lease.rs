@@ -193,7 +193,7 @@ pub enum Claimed {
 #[derive(Debug)]
 #[must_use]
 pub struct Earlier {
-    name: String,
+    key: String,
     /// No later than this second, the name was first claimed.
     first_by_second: i64,
 }
@@ -208,7 +208,7 @@ pub enum Holder {
     TakenOver(Lease),
 }
 
-/// Claims `name` with one `increment` of `{name}/first` and no read.
+/// Claims the counter `key` with one `increment` and no read.
 ///
 /// The delta is `(second << CLAIM_COUNT_BITS) + 1`, so the counter's value
 /// before the increment (the answer minus the delta) tells how many claimed
@@ -217,16 +217,20 @@ pub enum Holder {
 /// the average of the earlier ones (the first of them is the smallest,
 /// give or take the hosts' clock skew, which [`SAFETY_MILLIS`] covers).
 /// About 78,000 claims of one name fit before the sum overflows.
-pub fn claim_first(kv: &dyn KeyValue, name: &str, now: UnixMillis) -> Result<Claimed, StoreError> {
+///
+/// A key that holds something other than a counter fails the increment:
+/// a caller may overwrite the counter with the claim's outcome, in the
+/// write that completes the work, so that a later claim finds it done.
+pub fn claim_first(kv: &dyn KeyValue, key: &str, now: UnixMillis) -> Result<Claimed, StoreError> {
     let second = now.max(0) / 1000;
     let delta = (second << CLAIM_COUNT_BITS) + 1;
-    let before = kv.increment(&format!("{name}/first"), delta)? - delta;
+    let before = kv.increment(key, delta)? - delta;
     let count = before & ((1 << CLAIM_COUNT_BITS) - 1);
     if count == 0 {
         return Ok(Claimed::First(Holder::First { claimed_at: now }));
     }
     Ok(Claimed::After(Earlier {
-        name: name.to_owned(),
+        key: key.to_owned(),
         first_by_second: (before >> CLAIM_COUNT_BITS) / count,
     }))
 }
@@ -244,7 +248,7 @@ impl Earlier {
         if now < first_expired_by {
             return Ok(None);
         }
-        Ok(acquire(kv, &format!("{}/takeover", self.name), now)?.map(Holder::TakenOver))
+        Ok(acquire(kv, &format!("{}/takeover", self.key), now)?.map(Holder::TakenOver))
     }
 }
 

@@ -15,9 +15,20 @@ use std::sync::Mutex;
 #[derive(Default)]
 pub struct MemoryKeyValue {
     entries: Mutex<HashMap<String, Vec<u8>>>,
+    /// Behaves as a store that cannot batch reads (Spin's Redis store).
+    key_by_key: bool,
 }
 
 impl MemoryKeyValue {
+    /// A store whose [`KeyValue::batches_reads`] is `false`, as Spin's
+    /// Redis store's: callers then read only the keys they need.
+    pub fn key_by_key() -> MemoryKeyValue {
+        MemoryKeyValue {
+            key_by_key: true,
+            ..MemoryKeyValue::default()
+        }
+    }
+
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<u8>>> {
         // A panic elsewhere cannot leave a half-applied write behind (every
         // write is one map operation), so a poisoned lock is still consistent.
@@ -74,6 +85,10 @@ impl KeyValue for MemoryKeyValue {
             .ok_or_else(|| StoreError(format!("counter {key} would overflow")))?;
         entries.insert(key.to_owned(), next.to_le_bytes().to_vec());
         Ok(next)
+    }
+
+    fn batches_reads(&self) -> bool {
+        !self.key_by_key
     }
 }
 

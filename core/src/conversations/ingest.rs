@@ -141,11 +141,6 @@ impl FirstRead {
     }
 }
 
-/// The lease a delivery holds on its provider message id while storing it.
-fn delivery_lease(record_key: &str) -> String {
-    format!("{record_key}/claim")
-}
-
 fn text_of(bytes: Vec<u8>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
@@ -181,7 +176,7 @@ pub async fn ingest(
     );
     let keys = ThreadKeys::of(org, account, inbound, &thread);
     let first = FirstRead::read(ports.kv, &keys)?;
-    if matches!(first.stored_at, Some(Some(_))) {
+    if first.stored_at.as_ref().and_then(Option::as_deref).is_some_and(stored) {
         return Ok(Ingested::Duplicate);
     }
     let Landing {
@@ -208,24 +203,36 @@ pub async fn ingest(
     Ok(follow_up(ports, org, &arrival, stored, sender_is_new).await)
 }
 
-/// Claims the message id for this delivery: held, or the answer to give
-/// when another delivery stored it or is storing it.
+/// Claims the message id for this delivery, on its dedupe record (a
+/// counter until the message is stored, then its location): held, or the
+/// answer to give when another delivery stored it or is storing it.
 fn claim_delivery(ports: &Ports<'_>, record: &str) -> Result<Result<Holder, Ingested>, Error> {
     let now = ports.clock.now_millis();
-    match lease::claim_first(ports.kv, &delivery_lease(record), now)? {
-        Claimed::First(holder) => Ok(Ok(holder)),
-        Claimed::After(earlier) => {
-            if ports.kv.get(record)?.is_some() {
-                return Ok(Err(Ingested::Duplicate));
-            }
-            match earlier.take_over(ports.kv, now)? {
-                Some(holder) => Ok(Ok(holder)),
-                None => another_delivery(ports, record).map(Err),
+    let claimed = match lease::claim_first(ports.kv, record, now) {
+        Ok(claimed) => claimed,
+        // A stored message's record is its location, which no increment
+        // takes.
+        Err(error) => {
+            return match ports.kv.get(record)? {
+                Some(location) if stored(&location) => Ok(Err(Ingested::Duplicate)),
+                _ => Err(error.into()),
             }
         }
+    };
+    match claimed {
+        Claimed::First(holder) => Ok(Ok(holder)),
+        Claimed::After(earlier) => match earlier.take_over(ports.kv, now)? {
+            Some(holder) => Ok(Ok(holder)),
+            None => another_delivery(ports, record).map(Err),
+        },
     }
 }
 
+/// Whether a message's dedupe record says it is stored: it holds the
+/// message's location, not the counter of its claim.
+fn stored(record: &[u8]) -> bool {
+    super::parse_location(record).is_some()
+}
 /// The workstream serving the address a message came to, and its channel
 /// there.
 struct Serving {
@@ -618,7 +625,7 @@ fn write_name(
 fn another_delivery(ports: &Ports<'_>, record: &str) -> Result<Ingested, Error> {
     for wait in CONCURRENT_DELIVERY_WAIT_MILLIS {
         ports.clock.sleep_millis(wait);
-        if ports.kv.get(record)?.is_some() {
+        if ports.kv.get(record)?.is_some_and(|record| stored(&record)) {
             return Ok(Ingested::Duplicate);
         }
     }
@@ -1341,6 +1348,54 @@ mod tests {
         assert_eq!(conversation.state, State::Open, "no agents: it waits");
         assert_eq!(conversation.queue_id.as_deref(), Some("q"));
         assert!(last.is_some());
+    }
+
+    #[test]
+    fn on_a_store_that_reads_key_by_key_a_message_is_stored_once_however_it_is_redelivered() {
+        let memory = MemoryPorts::default();
+        let kv = crate::memory::MemoryKeyValue::key_by_key();
+        let ports = Ports {
+            kv: &kv,
+            ..memory.ports()
+        };
+        let account = setup(&kv);
+        let inbound = message("SM1");
+        let stored = deliver(&ports, &account, &inbound).unwrap();
+        let Ingested::Stored {
+            conversation_id, ..
+        } = stored
+        else {
+            panic!("stored: {stored:?}");
+        };
+        // The record is the message's location now: a redelivery's claim
+        // fails on it and finds it stored.
+        assert_eq!(
+            deliver(&ports, &account, &inbound).unwrap(),
+            Ingested::Duplicate
+        );
+        // A record written before claims were counters is a location too.
+        let older = provider_message_key(ORG, Provider::Twilio, "SM0");
+        kv.set(&older, &super::super::message_location(&conversation_id, 1))
+            .unwrap();
+        assert_eq!(
+            deliver(&ports, &account, &message("SM0")).unwrap(),
+            Ingested::Duplicate
+        );
+        // A delivery in flight holds the claim: another one is asked to
+        // retry, and once the claim expired, takes over and stores it.
+        let in_flight = provider_message_key(ORG, Provider::Twilio, "SM2");
+        let claimed = lease::claim_first(&kv, &in_flight, ports.clock.now_millis()).unwrap();
+        assert!(matches!(claimed, Claimed::First(_)));
+        let busy = deliver(&ports, &account, &message("SM2")).unwrap_err();
+        assert_eq!((busy.status(), busy.code()), (503, "in_progress"));
+        memory.clock.advance_millis(2 * crate::lease::LEASE_MILLIS);
+        assert!(matches!(
+            deliver(&ports, &account, &message("SM2")).unwrap(),
+            Ingested::Stored { .. }
+        ));
+        let log = messages(ORG, &conversation_id);
+        let texts = log.read(&kv, 1, log.len(&kv).unwrap()).unwrap();
+        assert_eq!(texts.len(), 2, "SM1 and SM2, once each");
     }
 
     #[test]
