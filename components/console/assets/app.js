@@ -223,48 +223,17 @@ function clearErrors(form) {
 // ---------------------------------------------------------------- sign-in
 
 /**
- * What a key may do. The API has no "who am I" route, so the console asks
- * routes that only some roles may read: `/api/warnings` answers admins
- * only; `?agent=me` agents only. An agent's own id is found with the
- * presence route, which refuses another agent's id (403) before it reads
- * the body, and refuses an empty body (422) for the agent's own: a probe
- * that changes nothing.
+ * What a key may do, from `GET /api/keys/me`; the organisation and, for an
+ * agent key, its agent give the header its names.
  */
 async function learnRole() {
-  const org = session.key.split("_")[1];
-  if (org && /^[0-9a-f]{32}$/.test(org)) {
-    session.org = await api("GET", `/api/orgs/${org}`);
+  const me = await api("GET", "/api/keys/me");
+  session.org = await api("GET", `/api/orgs/${me.org_id}`);
+  if (me.role === "agent") {
+    session.agentId = me.agent_id;
+    session.agent = await api("GET", `/api/agents/${me.agent_id}`);
   }
-  try {
-    await api("GET", "/api/warnings");
-    session.role = "admin";
-    return;
-  } catch (error) {
-    if (error.status !== 403) throw error;
-  }
-  let mine;
-  try {
-    mine = await api("GET", "/api/conversations?agent=me&limit=50");
-  } catch (error) {
-    if (error.status !== 403 && error.status !== 422) throw error;
-    session.role = "flow";
-    return;
-  }
-  session.role = "agent";
-  const agents = await listAll("/api/agents");
-  const hinted = new Set(mine.items.map((c) => c.agent_id).filter(Boolean));
-  agents.sort((a, b) => hinted.has(b.id) - hinted.has(a.id));
-  for (const agent of agents) {
-    try {
-      await api("POST", `/api/agents/${agent.id}/presence`, {});
-    } catch (error) {
-      if (error.status === 422) {
-        session.agentId = agent.id;
-        session.agent = agent;
-        return;
-      }
-    }
-  }
+  session.role = me.role;
 }
 
 function signOut(message) {

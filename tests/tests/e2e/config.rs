@@ -236,6 +236,77 @@ async fn keys_have_roles_and_revoked_keys_stop_working() {
 }
 
 #[tokio::test]
+async fn every_key_reads_who_it_is_and_never_its_secret() {
+    let gateway = Gateway::start(&[]).await;
+    let org = gateway.new_org("Contoso").await;
+    let queue_id = queue(&gateway, &org, "Billing").await;
+    let agent = gateway
+        .create(
+            &org.key,
+            "/api/agents",
+            json!({"name": "Ada", "capacity": 3, "queues": [queue_id]}),
+        )
+        .await;
+    let mut keys = vec![(org.key.clone(), "admin", None)];
+    for (name, role, agent_id) in [
+        ("Ada's console", "agent", Some(id(&agent))),
+        ("Power Automate", "flow", None),
+    ] {
+        let mut body = json!({"name": name, "role": role});
+        if let Some(agent_id) = &agent_id {
+            body["agent_id"] = json!(agent_id);
+        }
+        let created = gateway.create(&org.key, "/api/keys", body).await;
+        keys.push((created["key"].as_str().unwrap().to_owned(), role, agent_id));
+    }
+    let listed = gateway.call("GET", "/api/keys", Some(&org.key), None).await;
+    let listed = listed.json();
+    for (token, role, agent_id) in &keys {
+        let answer = gateway.call("GET", "/api/keys/me", Some(token), None).await;
+        assert_eq!(answer.status(), 200, "{role}: {}", answer.text());
+        let me = answer.json();
+        let shown = listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|key| key["id"] == me["key_id"])
+            .unwrap_or_else(|| panic!("{role}: {me} is no listed key"));
+        assert_eq!(me["org_id"], org.id.as_str(), "{me}");
+        assert_eq!(me["name"], shown["name"], "{me}");
+        assert_eq!(me["role"], *role, "{me}");
+        assert_eq!(me["agent_id"].as_str(), agent_id.as_deref(), "{me}");
+        let secret = token.rsplit('_').next().unwrap();
+        assert!(!answer.text().contains(secret), "{role}: {me}");
+        assert_eq!(
+            me.as_object().unwrap().len(),
+            4 + usize::from(agent_id.is_some()),
+            "only the documented fields: {me}"
+        );
+    }
+    assert_eq!(
+        gateway.status("POST", "/api/keys/me", &keys[1].0).await,
+        405
+    );
+
+    // A revoked key and one never issued are no key at all.
+    let flow = gateway.call("GET", "/api/keys/me", Some(&keys[2].0), None).await;
+    let flow_id = flow.json()["key_id"].as_str().unwrap().to_owned();
+    let revoked = gateway
+        .call("DELETE", &format!("/api/keys/{flow_id}"), Some(&org.key), None)
+        .await;
+    assert_eq!(revoked.status(), 204);
+    let unknown = format!("sb_{}_{}_{}", org.id, "5".repeat(32), "6".repeat(32));
+    for token in [keys[2].0.as_str(), unknown.as_str(), "not-a-key"] {
+        let refused = gateway
+            .refused(401, "GET", "/api/keys/me", token, None)
+            .await;
+        assert_eq!(refused["code"], "unauthorized", "{token}: {refused}");
+    }
+    let anonymous = gateway.call("GET", "/api/keys/me", None, None).await;
+    assert_eq!(anonymous.status(), 401);
+}
+
+#[tokio::test]
 async fn another_orgs_ids_are_not_found_never_forbidden() {
     let gateway = Gateway::start(&[]).await;
     let a = gateway.new_org("A").await;
