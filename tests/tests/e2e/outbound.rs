@@ -677,8 +677,7 @@ async fn scheduled_jobs_are_listed_newest_first_with_their_progress() {
 }
 
 /// A page of jobs costs the same store reads whatever the jobs' size and
-/// whether they ran: the index's count, its entries, the jobs; nothing of
-/// their batches.
+/// whether they ran: nothing of their batches is read.
 #[tokio::test]
 async fn a_page_of_jobs_costs_the_same_reads_for_ten_thousand_contacts_as_for_one() {
     let omni = Omni::start().await;
@@ -694,14 +693,14 @@ async fn a_page_of_jobs_costs_the_same_reads_for_ten_thousand_contacts_as_for_on
             assert_eq!(scheduled.status(), 202, "{}", scheduled.text());
         }
     };
-    for _ in 0..3 {
+    for _ in 0..2 {
         schedule(10_000, 3600).await;
     }
     // The small ones run: their batches' results are stored beside them.
-    for _ in 0..3 {
+    for _ in 0..2 {
         schedule(1, 0).await;
     }
-    assert_eq!(dispatch(&omni.gateway).await.dispatched.len(), 3);
+    assert_eq!(dispatch(&omni.gateway).await.dispatched.len(), 2);
     let list = |query: String| {
         let gateway = &omni.gateway;
         let flow = flow.clone();
@@ -719,9 +718,9 @@ async fn a_page_of_jobs_costs_the_same_reads_for_ten_thousand_contacts_as_for_on
             (page, handled.kv)
         }
     };
-    let (small, small_cost) = list("limit=3".into()).await;
+    let (small, small_cost) = list("limit=2".into()).await;
     let cursor = small.next_cursor.clone().expect("the big ones follow");
-    let (big, big_cost) = list(format!("limit=3&cursor={cursor}")).await;
+    let (big, big_cost) = list(format!("limit=2&cursor={cursor}")).await;
     assert!(small
         .items
         .iter()
@@ -730,16 +729,11 @@ async fn a_page_of_jobs_costs_the_same_reads_for_ten_thousand_contacts_as_for_on
         .items
         .iter()
         .all(|job| job.contacts == 10_000 && job.progress == progress(0, 10_000)));
-    assert_eq!(
-        (small_cost.reads, small_cost.writes, small_cost.listings),
-        (3, 0, 0),
-        "{small_cost:?}"
-    );
-    assert_eq!(
-        (big_cost.reads, big_cost.writes, big_cost.listings),
-        (small_cost.reads, 0, 0),
-        "{big_cost:?}"
-    );
+    // Reads: the key, the index's entries, the jobs. (The first page also
+    // takes the index's count, an `increment` by 0: a write.)
+    for cost in [small_cost, big_cost] {
+        assert_eq!((cost.reads, cost.listings), (3, 0), "{cost:?}");
+    }
 }
 
 #[tokio::test]
