@@ -235,7 +235,7 @@ pub fn list(ctx: &Ctx, request: &Request) -> Result<Response, Error> {
 }
 
 /// What `?q=` looks for.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 struct Search {
     /// The text as typed, trimmed, for whole addresses.
     typed: String,
