@@ -214,7 +214,7 @@ pub fn list(kv: &dyn KeyValue, org: &str, request: &Request) -> Result<Response,
 /// say, in one read: `done` of jobs stored before they kept it.
 fn finished_summaries(kv: &dyn KeyValue, org: &str, jobs: &[&Job]) -> Result<Vec<Summary>, Error> {
     let results = results_of(kv, org, jobs, Batches::Finished)?;
-    Ok(results.iter().map(|r| Summary::of(r)).collect())
+    Ok(results.iter().map(Summary::of).collect())
 }
 
 /// Which of a job's batches' records to read.
