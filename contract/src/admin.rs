@@ -7,6 +7,7 @@ use switchboard_core::config::accounts::{
     Account, AccountView, SettingsInput, SettingsView, Validation,
 };
 use switchboard_core::config::agents::AgentWithLoad;
+use switchboard_core::config::keys::KeyIdentity;
 use switchboard_core::config::orgs::{Org, OrgCreated};
 use switchboard_core::config::warnings::Warnings;
 use switchboard_core::config::Resource as _;
@@ -96,6 +97,14 @@ fn keys(api: &mut Api) {
             .describe("`agent_id` binds an `agent` key to one agent of the organisation: required for that role, refused for the others. The token, `key`, is in this response only: only its SHA-256 is stored.")
             .body(named(100, body))
             .answers(201, "The key, its token shown whole this once.", key.clone()),
+    );
+    let identity = api.schema::<KeyIdentity>();
+    api.add(
+        Op::get("/api/keys/me", "read_own_key", "Tell who the calling key is")
+            .tag(ORGS)
+            .access(Access::Key(Role::ALL))
+            .describe("Any key, of any role, reads its own organisation, id, name and role, and for an `agent` key the agent it acts as: what a client needs to know what the key may do. Never the token or its hash.")
+            .answers(200, "The key making the request.", identity),
     );
     api.add(
         Op::get("/api/keys/{id}", "read_key", "Read an API key")

@@ -3,7 +3,7 @@
 
 use crate::operation::{page, string, Access, Api, Op, Resource};
 use switchboard_core::conversations::api::READERS;
-use switchboard_core::conversations::contacts::{ContactRead, TIMELINE_READERS};
+use switchboard_core::conversations::contacts::{self, ContactRead, TIMELINE_READERS};
 use switchboard_core::conversations::wire::{
     Accept, ActionBody, Close, ConversationRead, ConversationView, Link, Reply, Resume, Transfer,
     Wait,
@@ -100,7 +100,16 @@ fn reply(api: &mut Api) {
 }
 
 fn contacts(api: &mut Api) {
-    Resource::<Contact>::new("/api/contacts", "Contacts", "contact").describe(api);
+    Resource::<Contact>::new("/api/contacts", "Contacts", "contact")
+        .lists(|op| {
+            let q = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(contacts::MAX_QUERY_CHARS));
+            op.query("q", RefOr::T(q.into()), "Part of a contact's name or of one of its addresses, any case; a phone number matches typed with or without `+`, spaces or dashes.")
+                .describe(&format!("With `q`, only the contacts matching it. A search looks at {} listed contacts per request, in creation order, and `next_cursor` goes on from where it stopped: a page may hold fewer matches than `limit`, even none, while `next_cursor` is there. Follow it to the end and no listed contact is missed. Contacts made by a customer's first message or an outbound send are in no list: `q` finds them as a whole address (a whole number, however typed), at the start of the first page. A blank or longer `q` is 422.", contacts::SEARCH_WINDOW))
+        })
+        .describe(api);
     let read = api.schema::<ContactRead>();
     api.add(
         Op::get("/api/contacts/{id}", "read_contact", "Read a contact and its addresses' opt-outs")

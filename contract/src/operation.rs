@@ -655,6 +655,8 @@ pub struct Resource<R> {
     saves: fn(Op) -> Op,
     /// What its delete adds.
     deletes: fn(Op) -> Op,
+    /// What its list adds (filters).
+    lists: fn(Op) -> Op,
     resource: std::marker::PhantomData<R>,
 }
 
@@ -682,6 +684,7 @@ where
             one,
             saves: |op| op,
             deletes: |op| op,
+            lists: |op| op,
             resource: std::marker::PhantomData,
         }
     }
@@ -697,6 +700,11 @@ where
         Resource { deletes, ..self }
     }
 
+    /// The resource's own filters of its list.
+    pub fn lists(self, lists: fn(Op) -> Op) -> Self {
+        Resource { lists, ..self }
+    }
+
     /// The five operations, answering `shown` (a view that masks secrets).
     pub fn describe_showing(self, api: &mut Api, shown: RefOr<Schema>) {
         let Resource {
@@ -705,6 +713,7 @@ where
             one,
             saves,
             deletes,
+            lists,
             ..
         } = self;
         let item = format!("{collection}/{{id}}");
@@ -713,7 +722,7 @@ where
         let update = api.all_optional::<R::Input>();
         let readers = Access::Key(R::READERS);
         let writers = Access::Key(R::WRITERS);
-        api.add(
+        api.add(lists(
             Op::get(
                 collection,
                 &format!("list_{name}s"),
@@ -727,7 +736,7 @@ where
                 &format!("A page of {one}s, oldest first."),
                 page(shown.clone()),
             ),
-        );
+        ));
         api.add(saves(
             Op::post(
                 collection,

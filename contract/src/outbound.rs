@@ -34,7 +34,7 @@ pub fn describe(api: &mut Api) {
         )
         .tag(TAG)
         .access(Access::Key(SENDERS))
-        .describe("Newest first, each with its state and progress but without `results` (read one job for them). Jobs scheduled before this list existed are not in it; they still open by id.")
+        .describe("Newest first, each with its state and progress but without `results` (read one job for them). `progress` is what the job keeps, updated at the end of each dispatch call: a job's own read, which counts its batches as they are recorded, can be ahead of it while a dispatch call is under way. Jobs scheduled before this list existed are not in it; they still open by id.")
         .paged()
         .answers(200, "A page of jobs, newest first.", page(job)),
     );

@@ -223,48 +223,17 @@ function clearErrors(form) {
 // ---------------------------------------------------------------- sign-in
 
 /**
- * What a key may do. The API has no "who am I" route, so the console asks
- * routes that only some roles may read: `/api/warnings` answers admins
- * only; `?agent=me` agents only. An agent's own id is found with the
- * presence route, which refuses another agent's id (403) before it reads
- * the body, and refuses an empty body (422) for the agent's own: a probe
- * that changes nothing.
+ * What a key may do, from `GET /api/keys/me`; the organisation and, for an
+ * agent key, its agent give the header its names.
  */
 async function learnRole() {
-  const org = session.key.split("_")[1];
-  if (org && /^[0-9a-f]{32}$/.test(org)) {
-    session.org = await api("GET", `/api/orgs/${org}`);
+  const me = await api("GET", "/api/keys/me");
+  session.org = await api("GET", `/api/orgs/${me.org_id}`);
+  if (me.role === "agent") {
+    session.agentId = me.agent_id;
+    session.agent = await api("GET", `/api/agents/${me.agent_id}`);
   }
-  try {
-    await api("GET", "/api/warnings");
-    session.role = "admin";
-    return;
-  } catch (error) {
-    if (error.status !== 403) throw error;
-  }
-  let mine;
-  try {
-    mine = await api("GET", "/api/conversations?agent=me&limit=50");
-  } catch (error) {
-    if (error.status !== 403 && error.status !== 422) throw error;
-    session.role = "flow";
-    return;
-  }
-  session.role = "agent";
-  const agents = await listAll("/api/agents");
-  const hinted = new Set(mine.items.map((c) => c.agent_id).filter(Boolean));
-  agents.sort((a, b) => hinted.has(b.id) - hinted.has(a.id));
-  for (const agent of agents) {
-    try {
-      await api("POST", `/api/agents/${agent.id}/presence`, {});
-    } catch (error) {
-      if (error.status === 422) {
-        session.agentId = agent.id;
-        session.agent = agent;
-        return;
-      }
-    }
-  }
+  session.role = me.role;
 }
 
 function signOut(message) {
@@ -351,7 +320,7 @@ function renderChrome() {
   if (!session.role) return;
   const current = location.hash;
   for (const item of NAV.filter((i) => i.roles.includes(session.role))) {
-    const active = current === item.hash || current.startsWith(item.hash + "/");
+    const active = current === item.hash || current.startsWith(item.hash + "/") || current.startsWith(item.hash + "?");
     nav.append(h("a", { href: item.hash, "aria-current": active ? "page" : null }, item.label));
   }
   const name = session.role === "agent" && session.agent ? session.agent.name : session.role;
@@ -428,6 +397,7 @@ const screens = [
   [/^#\/admin\/keys$/, ["admin"], () => keysScreen()],
   [/^#\/admin\/jobs(?:\/([0-9a-f]+))?$/, ["admin", "flow"], (m) => jobsScreen(m[1])],
   [/^#\/contacts(?:\/([0-9a-f]+))?$/, ["admin", "agent"], (m) => contactsScreen(m[1])],
+  [/^#\/contacts\?q=(.*)$/, ["admin", "agent"], (m) => contactsScreen(null, decodedQuery(m[1]))],
 ];
 
 function route() {
@@ -1296,15 +1266,22 @@ const choices = (...values) => values.map((v) => [v, v]);
  * A collection screen: a table of the items, and a form to create one or
  * edit the one picked.
  */
-async function collectionScreen({ title, path, specs, columns, needs = [], noun, afterSave }) {
-  setMain(pageHead(title), loading());
+async function collectionScreen({ title, path, specs, columns, needs = [], noun, afterSave, search }) {
+  const finder = search ? searchForm(search) : null;
+  const query = search && search.query;
+  setMain(pageHead(title), finder, loading(query ? `Searching for “${query}”…` : undefined));
   let items;
   try {
     await loadAll(...needs);
-    items = await listAll(path);
+    items = await listAll(query ? `${path}?q=${encodeURIComponent(query)}` : path);
   } catch (error) {
-    return setMain(pageHead(title), failure(error));
+    if (finder && error.field === "q") {
+      setMain(pageHead(title), finder);
+      return showError(finder, error);
+    }
+    return setMain(pageHead(title), finder, failure(error));
   }
+  if (query) announce(`${items.length} ${noun}${items.length === 1 ? "" : "s"} found.`);
   const formSlot = h("div", { class: "form-slot" });
   const showForm = (item) => {
     clear(formSlot);
@@ -1350,7 +1327,8 @@ async function collectionScreen({ title, path, specs, columns, needs = [], noun,
       ),
     );
   const add = h("button", { type: "button", class: "primary", onclick: () => showForm(null) }, `New ${noun}`);
-  setMain(pageHead(title, add), table([...columns, ["", rowActions]], items, `No ${noun}s yet.`), formSlot);
+  const empty = query ? `No ${noun}s match “${query}”.` : `No ${noun}s yet.`;
+  setMain(pageHead(title, add), finder, table([...columns, ["", rowActions]], items, empty), formSlot);
   focusAfterDelete(add);
 }
 
@@ -2082,12 +2060,55 @@ async function jobScreen(id) {
   );
 }
 
-async function contactsScreen(id) {
+/** The search in a hash (`#/contacts?q=…`); a mangled one is searched as typed. */
+function decodedQuery(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * A list's search box. Searching changes the hash (`#/contacts?q=…`), so
+ * the browser's Back returns to the previous search; an empty search is the
+ * whole list again.
+ */
+function searchForm({ query, label, hint, hash }) {
+  const input = h("input", { type: "search", name: "q", value: query || "", autocomplete: "off" });
+  const form = h(
+    "form",
+    { class: "card search", role: "search", novalidate: true },
+    field(label, input, hint),
+    h(
+      "div",
+      { class: "row start" },
+      h("button", { type: "submit", class: "primary" }, "Search"),
+      query ? h("a", { href: hash }, "Show all") : null,
+    ),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const typed = input.value.trim();
+    const next = typed ? `${hash}?q=${encodeURIComponent(typed)}` : hash;
+    if (location.hash === next) route();
+    else location.hash = next;
+  });
+  return form;
+}
+
+async function contactsScreen(id, query) {
   if (!id) {
     return collectionScreen({
       title: "Contacts",
       path: "/api/contacts",
       noun: "contact",
+      search: {
+        query,
+        hash: "#/contacts",
+        label: "Find a contact",
+        hint: "Part of a name or an address, or a whole phone number (with or without + and spaces).",
+      },
       specs: [{ key: "name", label: "Name" }],
       columns: [
         ["Name", (c) => h("a", { href: `#/contacts/${c.id}` }, c.name)],

@@ -1,5 +1,6 @@
 //! API keys (R-TEN-3): admins create keys with a role, list them masked and
-//! revoke them. The token is in the create response and nowhere else.
+//! revoke them. The token is in the create response and nowhere else. Any
+//! key may ask who it is (`GET /api/keys/me`).
 
 use super::Ctx;
 use crate::api::{method_not_allowed, Method, Request, Response};
@@ -8,6 +9,7 @@ use crate::entities::agent::Agent;
 use crate::error::Error;
 use crate::input::{self, Object};
 use crate::store;
+use serde::Serialize;
 
 pub fn serve(ctx: &Ctx, request: &Request, id: Option<&str>) -> Result<Response, Error> {
     ctx.principal.require(&[Role::Admin])?;
@@ -34,6 +36,38 @@ pub fn serve(ctx: &Ctx, request: &Request, id: Option<&str>) -> Result<Response,
         }
         (Some(_), _) => Ok(method_not_allowed(&["GET", "DELETE"])),
     }
+}
+
+/// What `GET /api/keys/me` tells a key about itself: enough for a client
+/// to know what it may do, never the token or its hash.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyIdentity {
+    pub org_id: String,
+    pub key_id: String,
+    pub name: String,
+    pub role: Role,
+    /// The agent an `agent` key acts as; absent for other roles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+}
+
+/// `GET /api/keys/me`, for a key of any role.
+pub fn me(ctx: &Ctx, request: &Request) -> Result<Response, Error> {
+    if request.method != Method::Get {
+        return Ok(method_not_allowed(&["GET"]));
+    }
+    // Authentication read the key a moment ago; revoked since, it is no key.
+    let key: ApiKey = store::load(ctx.kv(), ctx.org(), &ctx.principal.key_id)?
+        .ok_or_else(|| Error::Unauthorized("this API key was revoked".into()))?;
+    let identity = KeyIdentity {
+        org_id: ctx.org().to_owned(),
+        key_id: key.id,
+        name: key.name,
+        role: key.role,
+        agent_id: key.agent_id,
+    };
+    Ok(Response::json(200, &identity))
 }
 
 fn create(ctx: &Ctx, request: &Request) -> Result<Response, Error> {

@@ -316,6 +316,7 @@ pub async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Err
     match segments[1..] {
         ["orgs", id] => orgs::read(&ctx, request, id),
         ["keys"] => keys::serve(&ctx, request, None),
+        ["keys", "me"] => keys::me(&ctx, request),
         ["keys", id] => keys::serve(&ctx, request, Some(id)),
         ["accounts"] => accounts::serve(&ctx, request, None).await,
         ["accounts", id] => accounts::serve(&ctx, request, Some(id)).await,

@@ -93,7 +93,7 @@ async fn route(request: &Request, ports: &Ports<'_>) -> Result<Response, Undeliv
             let body = input::json_object(&request.body)?;
             send_reply(&ctx, id, Reply::read(&Object::root(&body))?).await
         }
-        ["api", "contacts"] => Ok(serve::<Contact>(&ctx, request, None)?),
+        ["api", "contacts"] => Ok(super::contacts::list(&ctx, request)?),
         ["api", "contacts", id] if request.method == Method::Get => {
             Ok(super::contacts::read(&ctx, id)?)
         }

@@ -28,7 +28,10 @@
 //! Each batch writes its per-contact results beside the job
 //! (`outbound_job/{id}/batch/{n}`) in the same transaction as its
 //! activities, so `GET /api/outbound/jobs/{id}` shows progress while the job
-//! runs.
+//! runs. The job itself keeps the sum of its finished batches' results
+//! (`done`), saved with it after each dispatch call, so that listing jobs
+//! reads the jobs and nothing of their batches, however many contacts they
+//! have.
 
 use super::send::{self, batch_count, ContactResult, Progress, Reason, Setup, Summary};
 use crate::api::{Request, Response};
@@ -77,6 +80,11 @@ pub struct Job {
     /// Why the job could not run at all (its configuration was deleted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Reason>,
+    /// What became of the contacts of the batches no longer pending, as of
+    /// the job's last save. `None` on jobs stored before it was kept: their
+    /// batches' records tell it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done: Option<Summary>,
 }
 
 crate::document!(Job, "outbound_job");
@@ -134,6 +142,7 @@ pub fn schedule(
         started_at: None,
         finished_at: None,
         error: None,
+        done: Some(Summary::default()),
     };
     let log = jobs_log();
     let slot = log.reserve(ports.kv)?;
@@ -156,15 +165,16 @@ pub fn schedule(
 /// far (one read of the job, one of its batches' results).
 pub fn read(kv: &dyn KeyValue, org: &str, id: &str) -> Result<Response, Error> {
     let job: Job = store::require(kv, org, id)?;
-    let results = results_of(kv, org, std::slice::from_ref(&job))?;
+    let results = results_of(kv, org, &[&job], Batches::All)?;
     Ok(Response::json(200, &view(&job, &results[0])))
 }
 
 /// `GET /api/outbound/jobs`: the organisation's jobs, newest first, a page
 /// at a time (`?limit=`, `?cursor=` from `next_cursor`), each with its
-/// state and progress but without its per-contact results (one job's read
-/// has them). Per page, one round trip each: the index's count and its
-/// entries, the jobs, their batches' results.
+/// state and its progress as of its last save, without its per-contact
+/// results (one job's read has them). Per page, one round trip each: the
+/// index's count and its entries, the jobs; and the batches' results of
+/// jobs stored before they kept their progress, if the page has any.
 pub fn list(kv: &dyn KeyValue, org: &str, request: &Request) -> Result<Response, Error> {
     let (cursor, limit) = store::paging(request)?;
     let index = store::index::<Job>(org);
@@ -180,12 +190,15 @@ pub fn list(kv: &dyn KeyValue, org: &str, request: &Request) -> Result<Response,
         .map(|(_, id)| String::from_utf8_lossy(id).into_owned())
         .collect();
     let jobs = store::load_many::<Job>(kv, org, &ids)?;
+    let untold: Vec<&Job> = jobs.iter().filter(|j| j.done.is_none()).collect();
+    let mut told_by_records = finished_summaries(kv, org, &untold)?.into_iter();
     let items: Vec<JobView> = jobs
         .iter()
-        .zip(results_of(kv, org, &jobs)?)
-        .map(|(job, results)| JobView {
-            results: None,
-            ..view(job, &results)
+        .map(|job| {
+            let done = job
+                .done
+                .unwrap_or_else(|| told_by_records.next().expect("one per job without `done`"));
+            summary_view(job, done)
         })
         .collect();
     Ok(Response::json(
@@ -197,11 +210,28 @@ pub fn list(kv: &dyn KeyValue, org: &str, request: &Request) -> Result<Response,
     ))
 }
 
-/// The results each of `jobs` has recorded so far, in one read.
+/// What the records of the batches no longer pending of each of `jobs`
+/// say, in one read: `done` of jobs stored before they kept it.
+fn finished_summaries(kv: &dyn KeyValue, org: &str, jobs: &[&Job]) -> Result<Vec<Summary>, Error> {
+    let results = results_of(kv, org, jobs, Batches::Finished)?;
+    Ok(results.iter().map(Summary::of).collect())
+}
+
+/// Which of a job's batches' records to read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Batches {
+    All,
+    /// Those no longer pending.
+    Finished,
+}
+
+/// The results each of `jobs` has recorded so far in `batches`, in one
+/// read.
 fn results_of(
     kv: &dyn KeyValue,
     org: &str,
-    jobs: &[Job],
+    jobs: &[&Job],
+    batches: Batches,
 ) -> Result<Vec<Vec<ContactResult>>, Error> {
     // Each batch record's key, and which of `jobs` it belongs to.
     let (owners, keys): (Vec<usize>, Vec<String>) = jobs
@@ -210,6 +240,9 @@ fn results_of(
         .flat_map(|(n, job)| {
             let prefix = records_prefix(org, &job.id);
             (0..batch_count(job.contacts.len()))
+                .filter(move |batch| {
+                    batches == Batches::All || !job.pending_batches.contains(batch)
+                })
                 .map(move |batch| (n, send::batch_record_key(&prefix, batch)))
         })
         .unzip();
@@ -267,8 +300,17 @@ pub struct JobProgress {
     pub unknown: Option<usize>,
 }
 
+/// The job with the results its batches recorded.
 fn view(job: &Job, results: &[ContactResult]) -> JobView {
-    let summary = Summary::of(results);
+    JobView {
+        results: Some(results.to_vec()),
+        ..summary_view(job, Summary::of(results))
+    }
+}
+
+/// The job with the sum of its results, `summary`, but not the results.
+fn summary_view(job: &Job, summary: Summary) -> JobView {
+    let ended = summary.sent + summary.skipped + summary.failed + summary.unknown;
     JobView {
         id: job.id.clone(),
         configuration_id: job.configuration_id.clone(),
@@ -281,10 +323,10 @@ fn view(job: &Job, results: &[ContactResult]) -> JobView {
             sent: summary.sent,
             skipped: summary.skipped,
             failed: summary.failed,
-            pending: job.contacts.len().saturating_sub(results.len()),
+            pending: job.contacts.len().saturating_sub(ended),
             unknown: (summary.unknown > 0).then_some(summary.unknown),
         },
-        results: Some(results.to_vec()),
+        results: None,
         error: job.error.clone(),
         created_at: job.created_at,
         started_at: job.started_at,
@@ -559,6 +601,10 @@ async fn run_job(
     )
     .await?;
     job.pending_batches = still_pending(later, &run);
+    job.done = Some(match job.done {
+        Some(done) => add_finished(done, &run),
+        None => finished_summaries(kv, org, &[&job])?[0],
+    });
     schedule_rest(ports, &mut job, run.retry_after_seconds);
     save_holding(ports, org, job, lease)
 }
@@ -571,6 +617,25 @@ fn still_pending(later: &[usize], run: &send::Run) -> Vec<usize> {
     pending.extend(&run.interrupted);
     pending.sort_unstable();
     pending
+}
+
+/// `done` with the results of the batches `run` finished: all it ran but
+/// those left pending, whose contacts are the only ones not attempted.
+/// A batch leaves the pending ones in the save that adds its results, so
+/// none is added twice.
+fn add_finished(before: Summary, run: &send::Run) -> Summary {
+    let finished = run
+        .results
+        .iter()
+        .filter(|result| result.status != send::Status::NotAttempted);
+    let this_run = Summary::of(finished);
+    Summary {
+        sent: before.sent + this_run.sent,
+        skipped: before.skipped + this_run.skipped,
+        failed: before.failed + this_run.failed,
+        not_attempted: 0,
+        unknown: before.unknown + this_run.unknown,
+    }
 }
 
 /// When the job's pending batches go: after the budget's wait as a new
@@ -818,6 +883,49 @@ mod tests {
         // The per-contact results are the job's own read.
         assert!(job.get("results").is_none(), "{job}");
         assert_eq!(ids(&listed(&ports, ORG, "").unwrap()).len(), 3);
+    }
+
+    fn listed_progress(ports: &Ports<'_>) -> Value {
+        listed(ports, ORG, "").unwrap()["items"][0]["progress"].clone()
+    }
+
+    fn progress(sent: usize, pending: usize) -> Value {
+        json!({"sent": sent, "skipped": 0, "failed": 0, "pending": pending})
+    }
+
+    /// The list shows what the job keeps, never reading its batches'
+    /// records; a job stored before it kept its progress is told by the
+    /// records of its finished batches, and keeps it from its next run on.
+    #[test]
+    fn the_list_reads_each_jobs_own_progress_and_older_jobs_their_records() {
+        let memory = ports();
+        let ports = memory.ports();
+        let id = scheduled(&ports, contacts(150));
+        dispatched(&ports);
+        let records: Vec<String> = (0..2)
+            .map(|batch| send::batch_record_key(&records_prefix(ORG, &id), batch))
+            .collect();
+        let kept = ports.kv.get_many(&records).unwrap();
+        ports.kv.delete_many(&records).unwrap();
+        assert_eq!(listed_progress(&ports), progress(100, 50));
+
+        // As stored before `done`: the finished batch's record tells it.
+        let key = store::document_key::<Job>(ORG, &id);
+        let mut older: Job = store::decode(&key, &ports.kv.get(&key).unwrap().unwrap()).unwrap();
+        older.done = None;
+        store::save(ports.kv, ORG, &older, Vec::new()).unwrap();
+        assert_eq!(listed_progress(&ports), progress(0, 150));
+        ports
+            .kv
+            .set(&records[0], kept[0].as_ref().unwrap())
+            .unwrap();
+        assert_eq!(listed_progress(&ports), progress(100, 50));
+        memory.clock.advance_millis(3_600_000);
+        assert_eq!(dispatched(&ports)["dispatched"][0]["state"], "done");
+        let job: Job = store::decode(&key, &ports.kv.get(&key).unwrap().unwrap()).unwrap();
+        assert_eq!(job.done.map(|done| done.sent), Some(150));
+        ports.kv.delete_many(&records).unwrap();
+        assert_eq!(listed_progress(&ports), progress(150, 0));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 use e2e::api::{with, Gateway, Org, OPERATOR_TOKEN, PUBLIC_BASE_URL};
 use e2e::sim::{self, Simulator};
+use e2e::whatsapp::Centre;
 use serde_json::{json, Value};
+use switchboard_core::conversations::wire::Link;
 
 const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TWILIO_TOKEN: &str = "f00dfeedf00dfeedf00dfeedf00d6549";
@@ -233,6 +235,206 @@ async fn keys_have_roles_and_revoked_keys_stop_working() {
         .await;
     assert_eq!(deleted.status(), 204);
     assert_eq!(gateway.status("GET", "/api/queues", agent_token).await, 401);
+}
+
+#[tokio::test]
+async fn every_key_reads_who_it_is_and_never_its_secret() {
+    let gateway = Gateway::start(&[]).await;
+    let org = gateway.new_org("Contoso").await;
+    let queue_id = queue(&gateway, &org, "Billing").await;
+    let agent = gateway
+        .create(
+            &org.key,
+            "/api/agents",
+            json!({"name": "Ada", "capacity": 3, "queues": [queue_id]}),
+        )
+        .await;
+    let mut keys = vec![(org.key.clone(), "admin", None)];
+    for (name, role, agent_id) in [
+        ("Ada's console", "agent", Some(id(&agent))),
+        ("Power Automate", "flow", None),
+    ] {
+        let mut body = json!({"name": name, "role": role});
+        if let Some(agent_id) = &agent_id {
+            body["agent_id"] = json!(agent_id);
+        }
+        let created = gateway.create(&org.key, "/api/keys", body).await;
+        keys.push((created["key"].as_str().unwrap().to_owned(), role, agent_id));
+    }
+    let listed = gateway.call("GET", "/api/keys", Some(&org.key), None).await;
+    let listed = listed.json();
+    for (token, role, agent_id) in &keys {
+        let answer = gateway.call("GET", "/api/keys/me", Some(token), None).await;
+        assert_eq!(answer.status(), 200, "{role}: {}", answer.text());
+        let me = answer.json();
+        let shown = listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|key| key["id"] == me["key_id"])
+            .unwrap_or_else(|| panic!("{role}: {me} is no listed key"));
+        assert_eq!(me["org_id"], org.id.as_str(), "{me}");
+        assert_eq!(me["name"], shown["name"], "{me}");
+        assert_eq!(me["role"], *role, "{me}");
+        assert_eq!(me["agent_id"].as_str(), agent_id.as_deref(), "{me}");
+        let secret = token.rsplit('_').next().unwrap();
+        assert!(!answer.text().contains(secret), "{role}: {me}");
+        assert_eq!(
+            me.as_object().unwrap().len(),
+            4 + usize::from(agent_id.is_some()),
+            "only the documented fields: {me}"
+        );
+    }
+    assert_eq!(
+        gateway.status("POST", "/api/keys/me", &keys[1].0).await,
+        405
+    );
+
+    // A revoked key and one never issued are no key at all.
+    let flow = gateway
+        .call("GET", "/api/keys/me", Some(&keys[2].0), None)
+        .await;
+    let flow_id = flow.json()["key_id"].as_str().unwrap().to_owned();
+    let revoked = gateway
+        .call(
+            "DELETE",
+            &format!("/api/keys/{flow_id}"),
+            Some(&org.key),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status(), 204);
+    let unknown = format!("sb_{}_{}_{}", org.id, "5".repeat(32), "6".repeat(32));
+    for token in [keys[2].0.as_str(), unknown.as_str(), "not-a-key"] {
+        let refused = gateway
+            .refused(401, "GET", "/api/keys/me", token, None)
+            .await;
+        assert_eq!(refused["code"], "unauthorized", "{token}: {refused}");
+    }
+    let anonymous = gateway.call("GET", "/api/keys/me", None, None).await;
+    assert_eq!(anonymous.status(), 401);
+}
+
+/// The names of a contacts page, and its next cursor.
+fn names_and_next(page: &Value) -> (Vec<&str>, Option<&str>) {
+    let names = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|contact| contact["name"].as_str().unwrap())
+        .collect();
+    (names, page["next_cursor"].as_str())
+}
+
+#[tokio::test]
+async fn contacts_are_found_by_part_of_their_name_or_their_number_however_typed() {
+    let centre = Centre::start("round_robin", false).await;
+    let agent = centre.agent("Ada", 3, &["general"]).await;
+    // A customer writes from WhatsApp: a contact of their own, named after
+    // the profile, which only its whole number finds (it is in no list).
+    centre.customer_says("SM1", "+4790000001", "Hello").await;
+    let mut ids = Vec::new();
+    for name in ["Kari Nordmann", "Per Hansen", "Ola NORDMANN"] {
+        let created = centre
+            .gateway
+            .create(&centre.org.key, "/api/contacts", json!({"name": name}))
+            .await;
+        ids.push(id(&created));
+    }
+    let (gateway, key) = (&centre.gateway, agent.key.as_str());
+    let search = |query: String| async move {
+        let path = format!("/api/contacts?{query}");
+        let answer = gateway.call("GET", &path, Some(key), None).await;
+        assert_eq!(answer.status(), 200, "{path}: {}", answer.text());
+        answer.json()
+    };
+    let page = search("q=nordm".into()).await;
+    assert_eq!(
+        names_and_next(&page),
+        (vec!["Kari Nordmann", "Ola NORDMANN"], None)
+    );
+    for typed in ["%2B4790000001", "4790000001", "%2B47%20900%2000%20001"] {
+        let page = search(format!("q={typed}")).await;
+        assert_eq!(names_and_next(&page), (vec!["Jane Doe"], None), "{typed}");
+        assert_eq!(page["items"][0]["addresses"][0]["address"], "+4790000001");
+    }
+    assert!(names_and_next(&search("q=900-00".into()).await)
+        .0
+        .is_empty());
+
+    // Linked to Kari, the number is Kari's: part of it finds her, and the
+    // whole number finds her once.
+    let conversations = centre.conversations("").await;
+    let conversation = &conversations[0];
+    let linked = centre
+        .act(
+            &centre.org.key,
+            conversation["id"].as_str().unwrap(),
+            &Link {
+                contact_id: ids[0].clone(),
+            },
+        )
+        .await;
+    assert_eq!(linked.status(), 200, "{}", linked.text());
+    for typed in ["900-00", "%2B47%20900%2000%20001", "4790000001"] {
+        let page = search(format!("q={typed}")).await;
+        assert_eq!(
+            names_and_next(&page),
+            (vec!["Kari Nordmann"], None),
+            "{typed}"
+        );
+    }
+
+    // A page at a time: the cursor goes on from the last match.
+    let first = search("q=nordmann&limit=1".into()).await;
+    let (names, next) = names_and_next(&first);
+    assert_eq!(names, vec!["Kari Nordmann"]);
+    let next = next.expect("more to look at").to_owned();
+    let second = search(format!("q=nordmann&limit=1&cursor={next}")).await;
+    assert_eq!(names_and_next(&second).0, vec!["Ola NORDMANN"]);
+    // Without q, the list is as it was.
+    assert_eq!(names_and_next(&search(String::new()).await).0.len(), 3);
+
+    let long = format!("q={}", "x".repeat(101));
+    for (query, code) in [
+        ("q=", "required"),
+        ("q=%20%20", "required"),
+        (long.as_str(), "too_long"),
+    ] {
+        let refused = centre
+            .gateway
+            .refused(
+                422,
+                "GET",
+                &format!("/api/contacts?{query}"),
+                &agent.key,
+                None,
+            )
+            .await;
+        assert_eq!(
+            (refused["field"].as_str(), refused["code"].as_str()),
+            (Some("q"), Some(code)),
+            "{query}"
+        );
+    }
+    let flow = centre
+        .gateway
+        .create(
+            &centre.org.key,
+            "/api/keys",
+            json!({"name": "flow", "role": "flow"}),
+        )
+        .await;
+    centre
+        .gateway
+        .refused(
+            403,
+            "GET",
+            "/api/contacts?q=kari",
+            flow["key"].as_str().unwrap(),
+            None,
+        )
+        .await;
 }
 
 #[tokio::test]

@@ -1416,6 +1416,147 @@ async fn a_flow_key_lists_outbound_jobs_and_opens_one() {
     );
 }
 
+/// The names in the contacts table.
+const CONTACT_ROWS: &str =
+    "[...document.querySelectorAll('main tbody tr')].map(r => r.cells[0].textContent)";
+
+/// Searches the contacts screen for `typed`, from the keyboard (Enter in the
+/// search box), and waits for the answer.
+async fn search_contacts(browser: &Browser, typed: &str) {
+    browser
+        .type_into("main form[role=search] input[name=q]", typed)
+        .await;
+    browser.keys(&[Key::Enter]).await;
+    browser
+        .until(
+            "the search's answer",
+            &format!(
+                "location.hash === '#/contacts?q=' + encodeURIComponent({typed:?}.trim()) && ({SCREEN_LOADED})"
+            ),
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn contacts_are_found_by_name_and_by_number_and_open_their_timeline() {
+    let omni = e2e::channels::Omni::start().await;
+    let gateway = &omni.gateway;
+    let (config, flow) = e2e::channels::sms_flow_of(gateway, &omni.org.key, true).await;
+    // A message to Kari makes her contact, with it on her timeline.
+    let sent = gateway
+        .call(
+            "POST",
+            &format!("/api/outbound/{config}/send"),
+            Some(&flow),
+            Some(&json!({"ContactList": [{"tocontactid": "+4790000001", "channelid": "sms", "optin": true, "CustomerName": "Kari Nordmann", "CaseName": "CAS-7", "entityrelationshipname": "incident"}]})),
+        )
+        .await;
+    assert_eq!(sent.status(), 200, "{}", sent.text());
+    assert_eq!(
+        sent.json()["results"][0]["status"],
+        "sent",
+        "{}",
+        sent.text()
+    );
+    for name in ["Ola Nordmann", "Per Hansen"] {
+        gateway
+            .create(&omni.org.key, "/api/contacts", json!({"name": name}))
+            .await;
+    }
+    let Some(browser) = Browser::open(gateway, "contacts").await else {
+        return;
+    };
+    browser.sign_in(&omni.org.key).await;
+    browser.goto("/#/contacts").await;
+    browser.until("the contacts", SCREEN_LOADED).await;
+    assert_eq!(
+        browser.eval(CONTACT_ROWS).await,
+        json!(["Ola Nordmann", "Per Hansen"])
+    );
+    assert_eq!(browser.unnamed_controls().await, Vec::<String>::new());
+
+    // Part of a name, any case.
+    search_contacts(&browser, "NORDM").await;
+    assert_eq!(browser.eval(CONTACT_ROWS).await, json!(["Ola Nordmann"]));
+    assert_eq!(
+        browser
+            .eval("document.querySelector('main input[name=q]').value")
+            .await,
+        "NORDM",
+        "the search box keeps what was searched"
+    );
+    browser.click("main tbody a").await;
+    browser
+        .until(
+            "Ola's timeline",
+            "document.querySelector('main h1')?.textContent === 'Ola Nordmann'",
+        )
+        .await;
+    browser.until("the timeline", SCREEN_LOADED).await;
+    assert!(browser
+        .eval("document.querySelector('main').innerText")
+        .await
+        .as_str()
+        .unwrap()
+        .contains("Nothing on the timeline."));
+
+    // A phone number, typed with spaces: Kari, and her message.
+    browser.goto("/#/contacts").await;
+    browser.until("the contacts", SCREEN_LOADED).await;
+    search_contacts(&browser, "+47 900 00 001").await;
+    assert_eq!(browser.eval(CONTACT_ROWS).await, json!(["Kari Nordmann"]));
+    browser.screenshot("contacts-search").await;
+    browser.click("main tbody a").await;
+    browser
+        .until(
+            "Kari's timeline",
+            &format!("document.querySelector('main h1')?.textContent === 'Kari Nordmann' && ({SCREEN_LOADED})"),
+        )
+        .await;
+    let text = browser
+        .eval("document.querySelector('main').innerText")
+        .await;
+    assert!(
+        text.as_str()
+            .unwrap()
+            .contains("Hi Kari Nordmann, case CAS-7 was updated."),
+        "{text}"
+    );
+
+    // Nothing found, and a search the API refuses, shown next to the box.
+    browser.goto("/#/contacts").await;
+    browser.until("the contacts", SCREEN_LOADED).await;
+    search_contacts(&browser, "Nobody").await;
+    assert_eq!(
+        browser
+            .eval("document.querySelector('main .empty').textContent")
+            .await,
+        "No contacts match “Nobody”."
+    );
+    search_contacts(&browser, &"x".repeat(101)).await;
+    let refused = browser
+        .eval("document.querySelector('main [data-field=q] .field-error').textContent")
+        .await;
+    assert!(
+        refused.as_str().unwrap().contains("100 characters"),
+        "{refused}"
+    );
+    assert_eq!(
+        browser.eval("document.activeElement.name").await,
+        "q",
+        "the search box with the error has the focus"
+    );
+    // An empty search is the whole list again.
+    browser.type_into("main input[name=q]", " ").await;
+    browser.keys(&[Key::Enter]).await;
+    browser
+        .until(
+            "the whole list",
+            &format!("location.hash === '#/contacts' && ({SCREEN_LOADED}) && document.querySelectorAll('main tbody tr').length === 2"),
+        )
+        .await;
+}
+
 #[tokio::test]
 async fn deleting_a_queue_hands_the_focus_to_the_next_row_else_the_new_button() {
     let gateway = Gateway::start(&[]).await;

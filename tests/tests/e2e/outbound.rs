@@ -676,6 +676,66 @@ async fn scheduled_jobs_are_listed_newest_first_with_their_progress() {
     assert_eq!(bad["field"], "limit");
 }
 
+/// A page of jobs costs the same store reads whatever the jobs' size and
+/// whether they ran: nothing of their batches is read.
+#[tokio::test]
+async fn a_page_of_jobs_costs_the_same_reads_for_ten_thousand_contacts_as_for_one() {
+    let omni = Omni::start().await;
+    let (config, flow) = sms_flow(&omni, false).await;
+    let schedule = |count: usize, delay: i64| {
+        let contacts: Vec<Value> = (0..count)
+            .map(|n| json!({"tocontactid": number(n), "channelid": "sms", "optin": true, "CustomerName": "K", "CaseName": "C"}))
+            .collect();
+        let body = json!({"ContactList": contacts, "delay_seconds": delay});
+        let (gateway, flow, config) = (&omni.gateway, flow.clone(), config.clone());
+        async move {
+            let scheduled = send(gateway, &flow, &config, &body, None).await;
+            assert_eq!(scheduled.status(), 202, "{}", scheduled.text());
+        }
+    };
+    for _ in 0..2 {
+        schedule(10_000, 3600).await;
+    }
+    // The small ones run: their batches' results are stored beside them.
+    for _ in 0..2 {
+        schedule(1, 0).await;
+    }
+    assert_eq!(dispatch(&omni.gateway).await.dispatched.len(), 2);
+    let list = |query: String| {
+        let gateway = &omni.gateway;
+        let flow = flow.clone();
+        async move {
+            let handled = gateway
+                .call(
+                    "GET",
+                    &format!("/api/outbound/jobs?{query}"),
+                    Some(&flow),
+                    None,
+                )
+                .await;
+            assert_eq!(handled.status(), 200, "{}", handled.text());
+            let page: Page<JobView> = read(&handled);
+            (page, handled.kv)
+        }
+    };
+    let (small, small_cost) = list("limit=2".into()).await;
+    let cursor = small.next_cursor.clone().expect("the big ones follow");
+    let (big, big_cost) = list(format!("limit=2&cursor={cursor}")).await;
+    assert!(small
+        .items
+        .iter()
+        .all(|job| job.contacts == 1 && job.progress == progress(1, 0)));
+    assert!(big
+        .items
+        .iter()
+        .all(|job| job.contacts == 10_000 && job.progress == progress(0, 10_000)));
+    // Reads: the key, the index's entries, the jobs. (The first page also
+    // takes the index's count, an `increment` by 0: a write.)
+    for cost in [small_cost, big_cost] {
+        assert_eq!((cost.reads, cost.listings), (3, 0), "{cost:?}");
+    }
+}
+
 #[tokio::test]
 async fn bad_calls_are_refused_with_nothing_sent() {
     let omni = Omni::start().await;
