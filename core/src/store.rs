@@ -28,6 +28,12 @@ pub trait Document: Serialize + DeserializeOwned {
     /// The key segment, e.g. `queue`.
     const KIND: &'static str;
     fn id(&self) -> &str;
+    /// The index slot that lists a document whose id can be created again
+    /// after a delete (and so be in the index twice): the other entries
+    /// are stale. `None`: every entry naming the document lists it.
+    fn listed_at(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// `impl Document` for a type with an `id: String` field.
@@ -263,12 +269,34 @@ pub fn list<D: Document>(
     limit: usize,
 ) -> Result<Page<D>, Error> {
     scan(&index::<D>(org), kv, cursor, limit, |entries| {
-        let ids: Vec<String> = entries
-            .iter()
-            .map(|(_, id)| String::from_utf8_lossy(id).into_owned())
-            .collect();
-        load_many::<D>(kv, org, &ids)
+        let listed = listed::<D>(kv, org, entries)?;
+        Ok(listed.into_iter().map(|(_, document)| document).collect())
     })
+}
+
+/// The documents index `entries` list, each with its entry's slot, in one
+/// read: deleted ones and stale entries ([`Document::listed_at`]) left out.
+pub fn listed<D: Document>(
+    kv: &dyn KeyValue,
+    org: &str,
+    entries: &[(i64, Vec<u8>)],
+) -> Result<Vec<(i64, D)>, Error> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<String> = entries
+        .iter()
+        .map(|(_, id)| document_key::<D>(org, &String::from_utf8_lossy(id)))
+        .collect();
+    let mut listed = Vec::new();
+    for (((slot, _), key), found) in entries.iter().zip(&keys).zip(kv.get_many(&keys)?) {
+        if let Some(document) = decode_found::<D>(key, found)? {
+            if document.listed_at().is_none_or(|at| at == *slot) {
+                listed.push((*slot, document));
+            }
+        }
+    }
+    Ok(listed)
 }
 
 /// Pages through `log` from position `cursor`: `load` turns a run of

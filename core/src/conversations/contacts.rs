@@ -17,10 +17,12 @@
 //! `next_cursor` continues the walk where it stopped. A page may therefore
 //! hold fewer matches than `limit`, even none, while more follow: every
 //! listed contact is looked at exactly once across the pages, so none is
-//! missed. The list holds the contacts made through the API; a contact made
-//! by a customer's first message or by an outbound send is in no list, so a
-//! search also looks `q` up as a whole address (direct reads), and the
-//! first page starts with what that finds.
+//! missed. The list holds every contact: those made through the API, and
+//! those a customer's first message or an outbound send makes, which take
+//! their slot as they are made (a contact whose id comes from its address
+//! can be made again after a delete: its document names its current slot).
+//! A search also looks `q` up as a whole address (direct reads), and the
+//! first page starts with what that finds, however far down the list.
 
 use super::consent::{self, keep_legacy, Standing};
 use crate::api::{Method, Request, Response};
@@ -81,17 +83,19 @@ impl Resource for Contact {
             fields: read_fields(&input, &fields)?,
             addresses: existing.map(|e| e.addresses.clone()).unwrap_or_default(),
             opted_out: existing.map(|e| e.opted_out.clone()).unwrap_or_default(),
+            listed_at: existing.and_then(|e| e.listed_at),
             created_at: ctx.created_at(existing.map(|e| e.created_at)),
             updated_at: ctx.now,
         })
     }
 
-    /// Shown without the legacy `opted_out`: [`read`] tells each
-    /// address's opt-out, wherever it is kept.
+    /// Shown without the legacy `opted_out` ([`read`] tells each
+    /// address's opt-out, wherever it is kept) and the index slot.
     fn view(&self, _ctx: &Ctx) -> Value {
         let mut view = serde_json::to_value(self).expect("documents serialize to JSON");
         if let Some(fields) = view.as_object_mut() {
             fields.remove("opted_out");
+            fields.remove("listed_at");
         }
         view
     }
@@ -369,7 +373,7 @@ fn walk(
         let end = stop.min(position + store::MAX_PAGE_SIZE as i64);
         let entries = index.read(kv, position + 1, end)?;
         position = end;
-        for (slot, contact) in listed(kv, org, &entries)? {
+        for (slot, contact) in store::listed::<Contact>(kv, org, &entries)? {
             if keep(&contact) {
                 items.push(contact);
                 if items.len() == limit {
@@ -383,29 +387,6 @@ fn walk(
         items,
         next_cursor: (position < count).then(|| position.to_string()),
     })
-}
-
-/// The contacts of some index entries, each with its entry's slot; deleted
-/// ones left out (one read).
-fn listed(
-    kv: &dyn KeyValue,
-    org: &str,
-    entries: &[(i64, Vec<u8>)],
-) -> Result<Vec<(i64, Contact)>, Error> {
-    if entries.is_empty() {
-        return Ok(Vec::new());
-    }
-    let keys: Vec<String> = entries
-        .iter()
-        .map(|(_, id)| store::document_key::<Contact>(org, &String::from_utf8_lossy(id)))
-        .collect();
-    let mut contacts = Vec::new();
-    for (((slot, _), key), found) in entries.iter().zip(&keys).zip(kv.get_many(&keys)?) {
-        if let Some(contact) = store::decode_found::<Contact>(key, found)? {
-            contacts.push((*slot, contact));
-        }
-    }
-    Ok(contacts)
 }
 
 #[cfg(test)]
@@ -428,6 +409,7 @@ mod tests {
                 .collect(),
             fields: BTreeMap::new(),
             opted_out: BTreeMap::new(),
+            listed_at: None,
             created_at: Timestamp::from_millis(0),
             updated_at: Timestamp::from_millis(0),
         }

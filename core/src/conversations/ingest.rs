@@ -176,7 +176,12 @@ pub async fn ingest(
     );
     let keys = ThreadKeys::of(org, account, inbound, &thread);
     let first = FirstRead::read(ports.kv, &keys)?;
-    if first.stored_at.as_ref().and_then(Option::as_deref).is_some_and(stored) {
+    if first
+        .stored_at
+        .as_ref()
+        .and_then(Option::as_deref)
+        .is_some_and(stored)
+    {
         return Ok(Ingested::Duplicate);
     }
     let Landing {
@@ -702,7 +707,12 @@ fn store_message(
         outbound,
     } = thread;
     let mut message = customer_message(arrival);
-    let (contact, mut writes) = sender_writes(org, inbound, sender, *now);
+    // A contact made for the sender is listed with the others.
+    let listed_at = match sender.is_new && sender.contact.is_none() {
+        true => Some(store::index::<Contact>(org).reserve(kv)?),
+        false => None,
+    };
+    let (contact, mut writes) = sender_writes(org, inbound, sender, listed_at, *now);
     let conversation_id = thread_id(
         org,
         &arrival.account.id,
@@ -959,13 +969,15 @@ struct Sender {
 }
 
 /// The sender's contact, and what the message writes of it: a new
-/// contact's address and document, and the opt-out record a keyword
-/// changes, with the message or not at all, so a STOP the provider got
-/// its 2xx for is never lost (R-IN-8).
+/// contact's address, document and (at `listed_at`, when it is made now)
+/// index entry, and the opt-out record a keyword changes, with the message
+/// or not at all, so a STOP the provider got its 2xx for is never lost
+/// (R-IN-8).
 fn sender_writes(
     org: &str,
     inbound: &Inbound,
     sender: Sender,
+    listed_at: Option<i64>,
     now: crate::time::Timestamp,
 ) -> (Contact, Vec<(String, Vec<u8>)>) {
     let mut writes = Vec::new();
@@ -1000,6 +1012,11 @@ fn sender_writes(
             address_key(org, channel.as_str(), &inbound.customer_address),
             contact.id.as_bytes().to_vec(),
         ));
+        if let Some(slot) = listed_at {
+            contact.listed_at = Some(slot);
+            let index = store::index::<Contact>(org);
+            writes.push((index.slot_key(slot), contact.id.as_bytes().to_vec()));
+        }
         writes.push((
             store::document_key::<Contact>(org, &contact.id),
             store::encode(&contact),

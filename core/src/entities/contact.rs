@@ -24,6 +24,12 @@ pub struct Contact {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[cfg_attr(feature = "openapi", schema(ignore))]
     pub opted_out: BTreeMap<String, Timestamp>,
+    /// The contacts' index slot of a contact made for a sender (whose id
+    /// comes from the address, so a deleted one can be made again): see
+    /// [`crate::store::Document::listed_at`]. Not shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub listed_at: Option<i64>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -35,7 +41,15 @@ pub struct ContactAddress {
     pub address: String,
 }
 
-crate::document!(Contact, "contact");
+impl crate::store::Document for Contact {
+    const KIND: &'static str = "contact";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn listed_at(&self) -> Option<i64> {
+        self.listed_at
+    }
+}
 
 /// The key naming the contact of an address.
 pub fn address_key(org: &str, channel: &str, address: &str) -> String {
@@ -68,6 +82,7 @@ impl Contact {
             }],
             fields: BTreeMap::new(),
             opted_out: BTreeMap::new(),
+            listed_at: None,
             created_at: now,
             updated_at: now,
         }

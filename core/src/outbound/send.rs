@@ -593,25 +593,33 @@ fn record_send(
     }
 }
 
-/// A contact made for this send, and its address pointing at it.
+/// A contact made for this send, its index entry and its address
+/// pointing at it.
 fn new_contact_writes(org: &str, config: &OutboundConfig, ready: &Ready) -> Vec<(String, Vec<u8>)> {
     let Some(contact) = &ready.new_contact else {
         return Vec::new();
     };
-    vec![
-        (
-            address_key(
-                org,
-                config.channel_type.as_str(),
-                ready.recipient.to.as_str(),
+    let index = store::index::<Contact>(org);
+    let listed = contact
+        .listed_at
+        .map(|slot| (index.slot_key(slot), contact.id.as_bytes().to_vec()));
+    listed
+        .into_iter()
+        .chain([
+            (
+                address_key(
+                    org,
+                    config.channel_type.as_str(),
+                    ready.recipient.to.as_str(),
+                ),
+                contact.id.as_bytes().to_vec(),
             ),
-            contact.id.as_bytes().to_vec(),
-        ),
-        (
-            store::document_key::<Contact>(org, &contact.id),
-            store::encode(contact),
-        ),
-    ]
+            (
+                store::document_key::<Contact>(org, &contact.id),
+                store::encode(contact),
+            ),
+        ])
+        .collect()
 }
 
 /// The pending outbound messages of each thread sent on, with the
@@ -842,11 +850,33 @@ fn prepare(
             Err(result) => not_ready.push(*result),
         }
     }
+    list_new_contacts(ports.kv, org, &mut ready)?;
     Ok(Prepared {
         ready,
         not_ready,
         pending,
     })
+}
+
+/// Gives the contacts the batch makes their slots in the contacts' index
+/// (one `increment` for all), so that they are listed with the others.
+fn list_new_contacts(
+    kv: &dyn crate::ports::KeyValue,
+    org: &str,
+    ready: &mut [Ready],
+) -> Result<(), Error> {
+    let mut new: Vec<&mut Contact> = ready
+        .iter_mut()
+        .filter_map(|r| r.new_contact.as_mut())
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    let first = store::index::<Contact>(org).reserve_many(kv, new.len() as i64)?;
+    for (slot, contact) in (first..).zip(new.iter_mut()) {
+        contact.listed_at = Some(slot);
+    }
+    Ok(())
 }
 
 /// What the store knows of one recipient's address.

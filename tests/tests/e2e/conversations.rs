@@ -1074,3 +1074,43 @@ async fn the_key_value_budget_holds_on_redis() {
     let Some(url) = e2e::redis_url() else { return };
     key_value_budget_on(e2e::Backend::Redis(url), "Redis").await;
 }
+
+#[tokio::test]
+async fn contacts_made_by_messages_are_listed_once_even_when_made_again() {
+    let centre = Centre::start("round_robin", false).await;
+    let agent = centre.agent("Gus", 2, &["general"]).await;
+    let listed = || async {
+        let page = centre.get(&agent.key, "/api/contacts?limit=200").await;
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["addresses"][0]["address"] == CUSTOMER)
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    centre.customer_says(&sid(1), CUSTOMER, "Hello?").await;
+    let first = listed().await;
+    assert_eq!(first.len(), 1, "the sender's contact is listed");
+    let found = centre.get(&agent.key, "/api/contacts?q=jane").await;
+    assert_eq!(found["items"][0]["id"], first[0].as_str(), "{found}");
+    assert!(found["items"][0].get("listed_at").is_none(), "{found}");
+
+    // Deleted, then made again by the next conversation: listed once.
+    let id = centre.views("").await[0].id.clone();
+    let deleted = centre
+        .gateway
+        .call(
+            "DELETE",
+            &format!("/api/contacts/{}", first[0]),
+            Some(&agent.key),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status(), 204, "{}", deleted.text());
+    assert!(listed().await.is_empty());
+    let closed = centre.act(&agent.key, &id, &Close {}).await;
+    assert_eq!(closed.status(), 200, "{}", closed.text());
+    centre.customer_says(&sid(2), CUSTOMER, "Me again").await;
+    assert_eq!(listed().await.len(), 1);
+}
