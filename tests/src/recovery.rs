@@ -642,18 +642,10 @@ impl Site {
     /// `customer` was delivered, signed.
     pub fn delivered(&self, provider: Provider, customer: &str, provider_message_id: &str) -> Call {
         match provider {
-            Provider::Twilio => {
-                let params: Vec<(String, String)> = [
-                    ("MessageSid", provider_message_id),
-                    ("MessageStatus", "delivered"),
-                    ("AccountSid", ACCOUNT_SID),
-                    ("ChannelPrefix", "whatsapp"),
-                ]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-                self.twilio_form(&params)
-            }
+            Provider::Twilio => self.twilio_form(&crate::whatsapp::status_params(
+                provider_message_id,
+                "delivered",
+            )),
             Provider::Telesign => self.telesign_callback(&crate::channels::delivery_report(
                 provider_message_id,
                 200,

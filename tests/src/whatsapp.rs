@@ -335,6 +335,19 @@ impl Centre {
     }
 }
 
+/// Twilio's status callback for our message `sid`, as form parameters.
+pub fn status_params(sid: &str, status: &str) -> Vec<(String, String)> {
+    [
+        ("MessageSid", sid),
+        ("MessageStatus", status),
+        ("AccountSid", ACCOUNT_SID),
+        ("ChannelPrefix", "whatsapp"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 /// The value of a form field of a recorded request.
 pub fn field(request: &sim::Recorded, name: &str) -> Option<String> {
     request

@@ -67,6 +67,18 @@ async fn queue(gateway: &Gateway, org: &Org, name: &str) -> String {
     created["id"].as_str().unwrap().to_owned()
 }
 
+/// Ada, an agent of a new queue, Billing.
+async fn billing_agent(gateway: &Gateway, org: &Org) -> Value {
+    let queue_id = queue(gateway, org, "Billing").await;
+    gateway
+        .create(
+            &org.key,
+            "/api/agents",
+            json!({"name": "Ada", "capacity": 3, "queues": [queue_id]}),
+        )
+        .await
+}
+
 fn id(value: &Value) -> String {
     value["id"].as_str().expect("an id").to_owned()
 }
@@ -140,14 +152,7 @@ async fn without_an_operator_token_no_org_can_be_created() {
 async fn keys_have_roles_and_revoked_keys_stop_working() {
     let gateway = Gateway::start(&[]).await;
     let org = gateway.new_org("Contoso").await;
-    let queue_id = queue(&gateway, &org, "Billing").await;
-    let agent = gateway
-        .create(
-            &org.key,
-            "/api/agents",
-            json!({"name": "Ada", "capacity": 3, "queues": [queue_id]}),
-        )
-        .await;
+    let agent = billing_agent(&gateway, &org).await;
     let agent_key = gateway
         .create(
             &org.key,
@@ -241,14 +246,7 @@ async fn keys_have_roles_and_revoked_keys_stop_working() {
 async fn every_key_reads_who_it_is_and_never_its_secret() {
     let gateway = Gateway::start(&[]).await;
     let org = gateway.new_org("Contoso").await;
-    let queue_id = queue(&gateway, &org, "Billing").await;
-    let agent = gateway
-        .create(
-            &org.key,
-            "/api/agents",
-            json!({"name": "Ada", "capacity": 3, "queues": [queue_id]}),
-        )
-        .await;
+    let agent = billing_agent(&gateway, &org).await;
     let mut keys = vec![(org.key.clone(), "admin", None)];
     for (name, role, agent_id) in [
         ("Ada's console", "agent", Some(id(&agent))),

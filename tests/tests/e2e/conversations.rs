@@ -6,8 +6,8 @@ use e2e::api::PUBLIC_BASE_URL;
 use e2e::desk::{parsed, text, AgentKey};
 use e2e::sim::{twilio_error, Reply, Simulator};
 use e2e::whatsapp::{
-    field, message_params, shared_key_settings, twilio_shared_key_signature, twilio_signature,
-    Centre, AUTH_TOKEN,
+    field, message_params, shared_key_settings, status_params, twilio_shared_key_signature,
+    twilio_signature, Centre, AUTH_TOKEN,
 };
 use futures::future::join_all;
 use serde_json::{json, Value};
@@ -380,16 +380,7 @@ async fn after_24_hours_free_form_is_refused_and_an_approved_template_goes_out()
         ("sent", "delivered"),
         ("read", "read"),
     ] {
-        let params: Vec<(String, String)> = [
-            ("MessageSid", provider_sid.as_str()),
-            ("MessageStatus", status),
-            ("AccountSid", e2e::whatsapp::ACCOUNT_SID),
-            ("ChannelPrefix", "whatsapp"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let handled = centre.signed(&params).await;
+        let handled = centre.signed(&status_params(&provider_sid, status)).await;
         assert_eq!(handled.status(), 200, "{}", handled.text());
         let read = centre.read(&agent.key, &id).await;
         assert_eq!(read.messages[1].status.as_deref(), Some(expected));
@@ -1038,16 +1029,9 @@ async fn key_value_budget_on(backend: e2e::Backend, store: &str) {
     let provider_sid = parsed::<Message>(&reply.json())
         .provider_message_id
         .unwrap();
-    let params: Vec<(String, String)> = [
-        ("MessageSid", provider_sid.as_str()),
-        ("MessageStatus", "delivered"),
-        ("AccountSid", e2e::whatsapp::ACCOUNT_SID),
-        ("ChannelPrefix", "whatsapp"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let status = centre.signed(&params).await;
+    let status = centre
+        .signed(&status_params(&provider_sid, "delivered"))
+        .await;
     assert_eq!(status.status(), 200, "{}", status.text());
     println!("{store}: status callback {:?}", status.kv);
     assert!(
