@@ -32,6 +32,57 @@ impl Settings {
     }
 }
 
+/// Which side of a bench a Redis database serves (see [`Settings::redis_database`]).
+#[derive(Clone, Copy)]
+pub enum Side {
+    /// The measured dev host.
+    Wasm,
+    /// The native baseline on the same store.
+    Native,
+    /// The dev host counting fuel and key-value calls per request.
+    Probe,
+}
+
+impl Settings {
+    /// With `--redis URL`, the database of that Redis that `side` uses,
+    /// emptied: the URL's (0 unless it names one) for the Wasm side, the
+    /// next for the native side and the one after for the probe. Each side
+    /// sets itself up through the HTTP API and claims the same provider
+    /// addresses (a Messenger page belongs to one account per store), so
+    /// they cannot share a database; and a run must not meet the last run's
+    /// data. The bench owns these three databases.
+    pub fn redis_database(&self, side: Side) -> Result<Option<String>> {
+        let Some(url) = &self.redis else {
+            return Ok(None);
+        };
+        let url = database_url(url, side as i64)?;
+        let mut connection = redis::Client::open(url.as_str())?
+            .get_connection()
+            .with_context(|| format!("cannot connect to Redis at {url}"))?;
+        redis::cmd("FLUSHDB").query::<()>(&mut connection)?;
+        Ok(Some(url))
+    }
+}
+
+/// `url` (`redis://` or `rediss://`, optionally naming a database by
+/// number) naming the database `offset` after its own instead.
+fn database_url(url: &str, offset: i64) -> Result<String> {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (scheme, rest) = base
+        .split_once("://")
+        .filter(|(scheme, _)| matches!(*scheme, "redis" | "rediss"))
+        .with_context(|| format!("--redis {url}: expected redis://host:port[/db]"))?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let db: i64 = match path.trim_end_matches('/') {
+        "" => 0,
+        number => number
+            .parse()
+            .with_context(|| format!("--redis {url}: the database is not a number"))?,
+    };
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    Ok(format!("{scheme}://{authority}/{}{query}", db + offset))
+}
+
 /// `[--seconds N] [--connections N] [--redis URL]`.
 pub fn settings() -> Result<Settings> {
     settings_with_connections(32)
@@ -78,9 +129,10 @@ pub async fn dev_host(
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .join("..");
     let config = std::env::temp_dir().join(format!("{name}-{}.toml", std::process::id()));
+    let side = if count_fuel { Side::Probe } else { Side::Wasm };
     std::fs::write(
         &config,
-        match &settings.redis {
+        match settings.redis_database(side)? {
             Some(url) => format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{url}\"\n"),
             None => "[key_value_store.default]\ntype = \"spin\"\n".to_owned(),
         },
@@ -115,10 +167,20 @@ pub async fn native_baselines(
     settings: &Settings,
     variables: &[(&str, &str)],
 ) -> Result<Vec<(String, SocketAddr)>> {
+    if let Some(url) = &settings.redis {
+        let database = |side: Side| database_url(url, side as i64);
+        println!(
+            "Redis databases (each emptied first): {} for the Wasm side, {} for the native \
+             side, {} for the per-request probe",
+            database(Side::Wasm)?,
+            database(Side::Native)?,
+            database(Side::Probe)?
+        );
+    }
     let mut baselines = Vec::new();
     for store in [
         store::NativeStore::Memory(Default::default()),
-        store::NativeStore::same_as_devhost(settings.redis.as_deref()).await?,
+        store::NativeStore::same_as_devhost(settings.redis_database(Side::Native)?).await?,
     ] {
         let label = store.describe();
         let addr = native::serve(store, variables, settings.connections).await?;
@@ -275,9 +337,7 @@ pub async fn load(
                     .headers_mut()
                     .insert(http::header::HOST, host.clone());
                 let sent = Instant::now();
-                let response = sender.send_request(request).await?;
-                let status = response.status();
-                let body = response.into_body().collect().await?.to_bytes();
+                let (status, body) = exchange(&mut sender, request).await?;
                 if status == 200 {
                     latencies.push(sent.elapsed());
                 } else {
@@ -305,6 +365,27 @@ pub async fn load(
     outcome.elapsed = start.elapsed();
     outcome.latencies.sort();
     Ok(outcome)
+}
+
+/// How long a bench waits for an answer before it fails the run, so that a
+/// stalled side ends it with a message instead of hanging.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Sends `request` and reads the answer to the end, within [`ANSWER_TIMEOUT`].
+pub async fn exchange(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    request: hyper::Request<Full<Bytes>>,
+) -> Result<(http::StatusCode, Bytes)> {
+    let path = request.uri().path().to_owned();
+    let answer = async {
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok::<_, anyhow::Error>((status, body))
+    };
+    tokio::time::timeout(ANSWER_TIMEOUT, answer)
+        .await
+        .with_context(|| format!("{path}: no answer within {} s", ANSWER_TIMEOUT.as_secs()))?
 }
 
 /// `value` rounded, with thousands separated by commas.

@@ -57,8 +57,12 @@ async fn main() -> Result<()> {
         )
         .await?;
     ensure!(handled.status() == 200, "GET /health: {}", handled.text());
+    let kv = handled.kv;
     println!(
-        "fuel per health check: {}",
+        "per health check: {} key-value reads, {} writes, {} listings, {} fuel",
+        kv.reads,
+        kv.writes,
+        kv.listings,
         common::thousands(handled.fuel.unwrap_or_default() as f64)
     );
     Ok(())

@@ -423,7 +423,8 @@ struct Feed {
     provider: Provider,
     case: Case,
     path: Arc<str>,
-    /// Keeps message ids apart between runs on one Redis store.
+    /// Keeps message ids apart between the feeds of one run on one store
+    /// (each numbers its messages from 0).
     salt: u64,
 }
 
