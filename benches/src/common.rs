@@ -123,11 +123,6 @@ pub async fn dev_host(
     variables: &[(&str, &str)],
     count_fuel: bool,
 ) -> Result<(devhost::App, SocketAddr)> {
-    // At run time (`cargo run` sets it): clones sharing the Cargo target
-    // folder reuse each other's builds, whose compile-time path names another clone.
-    let root = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("..");
     let config = std::env::temp_dir().join(format!("{name}-{}.toml", std::process::id()));
     let side = if count_fuel { Side::Probe } else { Side::Wasm };
     std::fs::write(
@@ -137,7 +132,7 @@ pub async fn dev_host(
             None => "[key_value_store.default]\ntype = \"spin\"\n".to_owned(),
         },
     )?;
-    let mut options = devhost::Options::new(root.join("spin.toml"));
+    let mut options = devhost::Options::new(repository().join("spin.toml"));
     options.runtime_config = Some(config.clone());
     options.count_fuel = count_fuel;
     for (name, value) in variables {
@@ -150,9 +145,32 @@ pub async fn dev_host(
     // readable and nothing is left behind.
     let log = std::env::temp_dir().join(format!("{name}-{}.log", std::process::id()));
     options.guest_log_file = Some(log.clone());
-    let app = devhost::App::load(options).await?;
+    let served = serve(options).await?;
     std::fs::remove_file(&config)?;
     std::fs::remove_file(&log)?;
+    Ok(served)
+}
+
+/// The benches' no-op component (benches/noop/spin.toml: 200, empty body,
+/// no store) on the dev host, served on a loopback port: what a request
+/// costs the host itself, which the app's components add to.
+pub async fn noop_dev_host() -> Result<SocketAddr> {
+    let options = devhost::Options::new(repository().join("benches/noop/spin.toml"));
+    Ok(serve(options).await?.1)
+}
+
+/// The repository's root folder.
+fn repository() -> PathBuf {
+    // At run time (`cargo run` sets it): clones sharing the Cargo target
+    // folder reuse each other's builds, whose compile-time path names another clone.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("..")
+}
+
+/// The app `options` describe, loaded and served on a loopback port.
+async fn serve(options: devhost::Options) -> Result<(devhost::App, SocketAddr)> {
+    let app = devhost::App::load(options).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let served = app.clone();
@@ -302,6 +320,15 @@ pub fn print_ratio(label: &str, wasm: &Outcome, native: &Outcome) {
         wasm.per_second() / native.per_second(),
         wasm.percentile(50.0).as_secs_f64() / native.percentile(50.0).as_secs_f64(),
         wasm.percentile(99.0).as_secs_f64() / native.percentile(99.0).as_secs_f64(),
+    );
+}
+
+/// The Wasm side's throughput as a ratio of the no-op component's on the
+/// same dev host (issue 17's goal for ingest: at least 0.5x).
+pub fn print_noop_ratio(label: &str, wasm: &Outcome, noop: &Outcome) {
+    println!(
+        "{label}: throughput {:.2}x of the no-op component's",
+        wasm.per_second() / noop.per_second()
     );
 }
 
