@@ -67,7 +67,9 @@ impl Settings {
 /// `url` (`redis://` or `rediss://`, optionally naming a database by
 /// number) naming the database `offset` after its own instead.
 fn database_url(url: &str, offset: i64) -> Result<String> {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let (scheme, rest) = base
         .split_once("://")
         .filter(|(scheme, _)| matches!(*scheme, "redis" | "rediss"))

@@ -471,11 +471,7 @@ impl Simulator {
 }
 
 /// One connection to the simulator.
-async fn simulate(
-    stream: tokio::net::TcpStream,
-    counted: Arc<AtomicU64>,
-    others: Arc<AtomicU64>,
-) {
+async fn simulate(stream: tokio::net::TcpStream, counted: Arc<AtomicU64>, others: Arc<AtomicU64>) {
     let service = hyper::service::service_fn(
         move |request: hyper::Request<hyper::body::Incoming>| {
             let (counted, others) = (counted.clone(), others.clone());
