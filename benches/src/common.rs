@@ -429,3 +429,24 @@ pub fn thousands(value: f64) -> String {
     }
     grouped
 }
+
+#[cfg(test)]
+mod tests {
+    use super::database_url;
+
+    #[test]
+    fn a_side_gets_the_database_its_offset_names() {
+        let url = |url, offset| database_url(url, offset).unwrap();
+        assert_eq!(url("redis://127.0.0.1:6379", 1), "redis://127.0.0.1:6379/1");
+        assert_eq!(
+            url("redis://127.0.0.1:6379/", 0),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            url("rediss://h:1/3?protocol=resp3", 2),
+            "rediss://h:1/5?protocol=resp3"
+        );
+        assert!(database_url("http://127.0.0.1:6379", 0).is_err());
+        assert!(database_url("redis://127.0.0.1:6379/two", 0).is_err());
+    }
+}
