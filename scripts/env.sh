@@ -17,8 +17,9 @@ ensure_toolchain() {
     fi
 }
 
-# Every Wasm component: the app's (spin.toml) and the conformance suite's guest.
-WASM_PACKAGES=(-p admin -p console -p templates -p outbound -p conversations -p webhook-twilio -p webhook-telesign -p webhook-facebook -p webhook-gbm -p conformance-guest)
+# Every Wasm component: the app's (spin.toml), the conformance suite's guest
+# and the benches' no-op (benches/noop/spin.toml).
+WASM_PACKAGES=(-p admin -p console -p templates -p outbound -p conversations -p webhook-twilio -p webhook-telesign -p webhook-facebook -p webhook-gbm -p conformance-guest -p bench-noop)
 
 # Builds every component once (release, wasm32-wasip2) and puts the .wasm
 # files where spin.toml expects them, whatever CARGO_TARGET_DIR is.

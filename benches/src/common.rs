@@ -32,6 +32,59 @@ impl Settings {
     }
 }
 
+/// Which side of a bench a Redis database serves (see [`Settings::redis_database`]).
+#[derive(Clone, Copy)]
+pub enum Side {
+    /// The measured dev host.
+    Wasm,
+    /// The native baseline on the same store.
+    Native,
+    /// The dev host counting fuel and key-value calls per request.
+    Probe,
+}
+
+impl Settings {
+    /// With `--redis URL`, the database of that Redis that `side` uses,
+    /// emptied: the URL's (0 unless it names one) for the Wasm side, the
+    /// next for the native side and the one after for the probe. Each side
+    /// sets itself up through the HTTP API and claims the same provider
+    /// addresses (a Messenger page belongs to one account per store), so
+    /// they cannot share a database; and a run must not meet the last run's
+    /// data. The bench owns these three databases.
+    pub fn redis_database(&self, side: Side) -> Result<Option<String>> {
+        let Some(url) = &self.redis else {
+            return Ok(None);
+        };
+        let url = database_url(url, side as i64)?;
+        let mut connection = redis::Client::open(url.as_str())?
+            .get_connection()
+            .with_context(|| format!("cannot connect to Redis at {url}"))?;
+        redis::cmd("FLUSHDB").query::<()>(&mut connection)?;
+        Ok(Some(url))
+    }
+}
+
+/// `url` (`redis://` or `rediss://`, optionally naming a database by
+/// number) naming the database `offset` after its own instead.
+fn database_url(url: &str, offset: i64) -> Result<String> {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let (scheme, rest) = base
+        .split_once("://")
+        .filter(|(scheme, _)| matches!(*scheme, "redis" | "rediss"))
+        .with_context(|| format!("--redis {url}: expected redis://host:port[/db]"))?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let db: i64 = match path.trim_end_matches('/') {
+        "" => 0,
+        number => number
+            .parse()
+            .with_context(|| format!("--redis {url}: the database is not a number"))?,
+    };
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    Ok(format!("{scheme}://{authority}/{}{query}", db + offset))
+}
+
 /// `[--seconds N] [--connections N] [--redis URL]`.
 pub fn settings() -> Result<Settings> {
     settings_with_connections(32)
@@ -72,20 +125,16 @@ pub async fn dev_host(
     variables: &[(&str, &str)],
     count_fuel: bool,
 ) -> Result<(devhost::App, SocketAddr)> {
-    // At run time (`cargo run` sets it): clones sharing the Cargo target
-    // folder reuse each other's builds, whose compile-time path names another clone.
-    let root = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("..");
     let config = std::env::temp_dir().join(format!("{name}-{}.toml", std::process::id()));
+    let side = if count_fuel { Side::Probe } else { Side::Wasm };
     std::fs::write(
         &config,
-        match &settings.redis {
+        match settings.redis_database(side)? {
             Some(url) => format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{url}\"\n"),
             None => "[key_value_store.default]\ntype = \"spin\"\n".to_owned(),
         },
     )?;
-    let mut options = devhost::Options::new(root.join("spin.toml"));
+    let mut options = devhost::Options::new(repository().join("spin.toml"));
     options.runtime_config = Some(config.clone());
     options.count_fuel = count_fuel;
     for (name, value) in variables {
@@ -98,9 +147,32 @@ pub async fn dev_host(
     // readable and nothing is left behind.
     let log = std::env::temp_dir().join(format!("{name}-{}.log", std::process::id()));
     options.guest_log_file = Some(log.clone());
-    let app = devhost::App::load(options).await?;
+    let served = serve(options).await?;
     std::fs::remove_file(&config)?;
     std::fs::remove_file(&log)?;
+    Ok(served)
+}
+
+/// The benches' no-op component (benches/noop/spin.toml: 200, empty body,
+/// no store) on the dev host, served on a loopback port: what a request
+/// costs the host itself, which the app's components add to.
+pub async fn noop_dev_host() -> Result<SocketAddr> {
+    let options = devhost::Options::new(repository().join("benches/noop/spin.toml"));
+    Ok(serve(options).await?.1)
+}
+
+/// The repository's root folder.
+fn repository() -> PathBuf {
+    // At run time (`cargo run` sets it): clones sharing the Cargo target
+    // folder reuse each other's builds, whose compile-time path names another clone.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("..")
+}
+
+/// The app `options` describe, loaded and served on a loopback port.
+async fn serve(options: devhost::Options) -> Result<(devhost::App, SocketAddr)> {
+    let app = devhost::App::load(options).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let served = app.clone();
@@ -115,10 +187,20 @@ pub async fn native_baselines(
     settings: &Settings,
     variables: &[(&str, &str)],
 ) -> Result<Vec<(String, SocketAddr)>> {
+    if let Some(url) = &settings.redis {
+        let database = |side: Side| database_url(url, side as i64);
+        println!(
+            "Redis databases (each emptied first): {} for the Wasm side, {} for the native \
+             side, {} for the per-request probe",
+            database(Side::Wasm)?,
+            database(Side::Native)?,
+            database(Side::Probe)?
+        );
+    }
     let mut baselines = Vec::new();
     for store in [
         store::NativeStore::Memory(Default::default()),
-        store::NativeStore::same_as_devhost(settings.redis.as_deref()).await?,
+        store::NativeStore::same_as_devhost(settings.redis_database(Side::Native)?).await?,
     ] {
         let label = store.describe();
         let addr = native::serve(store, variables, settings.connections).await?;
@@ -243,6 +325,15 @@ pub fn print_ratio(label: &str, wasm: &Outcome, native: &Outcome) {
     );
 }
 
+/// The Wasm side's throughput as a ratio of the no-op component's on the
+/// same dev host (issue 17's goal for ingest: at least 0.5x).
+pub fn print_noop_ratio(label: &str, wasm: &Outcome, noop: &Outcome) {
+    println!(
+        "{label}: throughput {:.2}x of the no-op component's",
+        wasm.per_second() / noop.per_second()
+    );
+}
+
 /// `connections` keep-alive clients, each sending the requests `next` makes
 /// back to back until `duration` is over (a request is made before its
 /// clock starts, and `host` is added); the 200s are timed, the rest counted.
@@ -275,9 +366,7 @@ pub async fn load(
                     .headers_mut()
                     .insert(http::header::HOST, host.clone());
                 let sent = Instant::now();
-                let response = sender.send_request(request).await?;
-                let status = response.status();
-                let body = response.into_body().collect().await?.to_bytes();
+                let (status, body) = exchange(&mut sender, request).await?;
                 if status == 200 {
                     latencies.push(sent.elapsed());
                 } else {
@@ -307,6 +396,27 @@ pub async fn load(
     Ok(outcome)
 }
 
+/// How long a bench waits for an answer before it fails the run, so that a
+/// stalled side ends it with a message instead of hanging.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Sends `request` and reads the answer to the end, within [`ANSWER_TIMEOUT`].
+pub async fn exchange(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    request: hyper::Request<Full<Bytes>>,
+) -> Result<(http::StatusCode, Bytes)> {
+    let path = request.uri().path().to_owned();
+    let answer = async {
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok::<_, anyhow::Error>((status, body))
+    };
+    tokio::time::timeout(ANSWER_TIMEOUT, answer)
+        .await
+        .with_context(|| format!("{path}: no answer within {} s", ANSWER_TIMEOUT.as_secs()))?
+}
+
 /// `value` rounded, with thousands separated by commas.
 pub fn thousands(value: f64) -> String {
     let digits = format!("{:.0}", value.max(0.0));
@@ -318,4 +428,25 @@ pub fn thousands(value: f64) -> String {
         grouped.push(digit);
     }
     grouped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_url;
+
+    #[test]
+    fn a_side_gets_the_database_its_offset_names() {
+        let url = |url, offset| database_url(url, offset).unwrap();
+        assert_eq!(url("redis://127.0.0.1:6379", 1), "redis://127.0.0.1:6379/1");
+        assert_eq!(
+            url("redis://127.0.0.1:6379/", 0),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            url("rediss://h:1/3?protocol=resp3", 2),
+            "rediss://h:1/5?protocol=resp3"
+        );
+        assert!(database_url("http://127.0.0.1:6379", 0).is_err());
+        assert!(database_url("redis://127.0.0.1:6379/two", 0).is_err());
+    }
 }

@@ -3,8 +3,9 @@
 //! handler (`switchboard_core::admin::handle`) served natively by the same
 //! kind of hyper server, on `MemoryPorts`' store and on the dev host's own
 //! backend the Wasm side uses (in-memory SQLite, or Redis with `--redis`),
-//! and the ratios; then the fuel one health check burns, on a dev host
-//! counting it.
+//! and beside the benches' no-op component (benches/noop) on the dev host,
+//! and the ratios; then the key-value calls and fuel of one health check,
+//! on a dev host counting them.
 //!
 //! Usage: `cargo run --release -p bench --bin bench-health -- [--seconds N]
 //! [--connections N] [--redis URL]` (after building the .wasm components),
@@ -24,6 +25,7 @@ async fn main() -> Result<()> {
     let settings = common::settings()?;
     let (_app, wasm_addr) = common::dev_host("bench-health", &settings, &[], false).await?;
     let natives = common::native_baselines(&settings, &[]).await?;
+    let noop_addr = common::noop_dev_host().await?;
 
     println!(
         "GET /health, {} keep-alive connections, {} s each, {} cores",
@@ -37,6 +39,9 @@ async fn main() -> Result<()> {
     health(wasm_addr, &settings, Duration::from_millis(500)).await?;
     let wasm = health(wasm_addr, &settings, duration).await?;
     wasm.print(&format!("wasm on devhost ({} store)", settings.store()));
+    health(noop_addr, &settings, Duration::from_millis(500)).await?;
+    let noop = health(noop_addr, &settings, duration).await?;
+    noop.print("no-op component on devhost");
     let mut outcomes = Vec::new();
     for (label, addr) in &natives {
         health(*addr, &settings, Duration::from_millis(500)).await?;
@@ -47,6 +52,7 @@ async fn main() -> Result<()> {
     for (label, native) in &outcomes {
         common::print_ratio(&format!("ratio wasm/native ({label})"), &wasm, native);
     }
+    common::print_noop_ratio("ratio wasm/no-op", &wasm, &noop);
 
     let (probe, _) = common::dev_host("bench-health-fuel", &settings, &[], true).await?;
     let handled = probe
@@ -57,8 +63,12 @@ async fn main() -> Result<()> {
         )
         .await?;
     ensure!(handled.status() == 200, "GET /health: {}", handled.text());
+    let kv = handled.kv;
     println!(
-        "fuel per health check: {}",
+        "per health check: {} key-value reads, {} writes, {} listings, {} fuel",
+        kv.reads,
+        kv.writes,
+        kv.listings,
         common::thousands(handled.fuel.unwrap_or_default() as f64)
     );
     Ok(())

@@ -21,6 +21,11 @@
 //! that, the rest are signed as they go and the count is printed). Every
 //! answer must be a 200; any other fails the run.
 //!
+//! Beside them, the benches' no-op component (benches/noop) on the dev
+//! host takes the Twilio callbacks once, before the providers' runs: the
+//! host's own cost of a request, of which each run's throughput is printed
+//! as a ratio too.
+//!
 //! There are two native baselines (see `bench_common::native`): the core
 //! on `MemoryPorts`' store (a `Mutex`ed map), and the core on the dev
 //! host's own backend the Wasm side uses (in-memory SQLite, or Redis with
@@ -127,6 +132,7 @@ async fn main() -> Result<()> {
     let variables = simulators.variables();
     let (_app, wasm_addr) = common::dev_host("bench-inbound", &settings, &variables, false).await?;
     let natives = common::native_baselines(&settings, &variables).await?;
+    let noop_addr = common::noop_dev_host().await?;
     println!(
         "POST /webhooks/{{provider}}/{{account}} (signed customer messages), {} keep-alive \
          connections, {} s each, {} cores",
@@ -139,6 +145,10 @@ async fn main() -> Result<()> {
     for (label, addr) in &natives {
         native_accounts.push(setup(*addr).await.with_context(|| label.clone())?);
     }
+    // The host's own share: the no-op component taking the same callbacks.
+    let noop_feed = Feed::new(Provider::Twilio, Case::Existing, &wasm_accounts);
+    let noop = run(noop_addr, &settings, Arc::new(noop_feed)).await?;
+    noop.print("no-op component on devhost (Twilio WhatsApp callbacks)");
     let mut twilio_existing = None;
     for provider in PROVIDERS {
         for case in [Case::Existing, Case::New] {
@@ -155,17 +165,22 @@ async fn main() -> Result<()> {
             for (label, native) in &ratios {
                 common::print_ratio(&format!("  ratio wasm/native ({label})"), &wasm, native);
             }
+            common::print_noop_ratio("  ratio wasm/no-op", &wasm, &noop);
             if provider == Provider::Twilio && case == Case::Existing {
                 twilio_existing = Some((wasm, ratios));
             }
         }
     }
-    print_target(&settings, twilio_existing.context("Twilio ran")?);
+    print_target(&settings, twilio_existing.context("Twilio ran")?, &noop);
     per_message(&settings, &variables).await
 }
 
 /// SPEC's target beside the Twilio WhatsApp run on existing conversations.
-fn print_target(settings: &Settings, (wasm, natives): (Outcome, Vec<(&String, Outcome)>)) {
+fn print_target(
+    settings: &Settings,
+    (wasm, natives): (Outcome, Vec<(&String, Outcome)>),
+    noop: &Outcome,
+) {
     println!(
         "SPEC target (dev host, Redis store): p99 < 10 ms, >= 1000 req/s per core, \
          within 2x of native (throughput ratio >= 0.50x, p99 ratio <= 2x)"
@@ -184,6 +199,11 @@ fn print_target(settings: &Settings, (wasm, natives): (Outcome, Vec<(&String, Ou
             wasm.percentile(99.0).as_secs_f64() / native.percentile(99.0).as_secs_f64(),
         );
     }
+    println!(
+        "  against the no-op component on the same dev host: throughput ratio {:.2}x \
+         (issue 17's goal: >= 0.50x)",
+        wasm.per_second() / noop.per_second()
+    );
 }
 
 /// Warm-up, then the measured run (see the module docs).
@@ -423,7 +443,8 @@ struct Feed {
     provider: Provider,
     case: Case,
     path: Arc<str>,
-    /// Keeps message ids apart between runs on one Redis store.
+    /// Keeps message ids apart between the feeds of one run on one store
+    /// (each numbers its messages from 0).
     salt: u64,
 }
 

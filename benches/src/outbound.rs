@@ -251,9 +251,7 @@ async fn drive(
                         .header(http::header::CONTENT_TYPE, "application/json")
                         .body(Full::new(body))?;
                     let sent = Instant::now();
-                    let response = sender.send_request(request).await?;
-                    let status = response.status();
-                    let body = response.into_body().collect().await?.to_bytes();
+                    let (status, body) = common::exchange(&mut sender, request).await?;
                     let elapsed = sent.elapsed();
                     check_sent(status.as_u16(), &body)?;
                     latencies.push(elapsed);
@@ -442,10 +440,6 @@ impl Simulator {
         let addr = listener.local_addr()?;
         let requests = Arc::new(AtomicU64::new(0));
         let unexpected = Arc::new(AtomicU64::new(0));
-        // Reference ids stay unique across runs on one Redis store.
-        let salt = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_nanos() as u64);
         let (counted, others) = (requests.clone(), unexpected.clone());
         std::thread::Builder::new()
             .name("simulator".into())
@@ -456,7 +450,7 @@ impl Simulator {
                             return;
                         };
                         let _ = stream.set_nodelay(true);
-                        tokio::spawn(simulate(stream, salt, counted.clone(), others.clone()));
+                        tokio::spawn(simulate(stream, counted.clone(), others.clone()));
                     }
                 })
             })?;
@@ -477,12 +471,7 @@ impl Simulator {
 }
 
 /// One connection to the simulator.
-async fn simulate(
-    stream: tokio::net::TcpStream,
-    salt: u64,
-    counted: Arc<AtomicU64>,
-    others: Arc<AtomicU64>,
-) {
+async fn simulate(stream: tokio::net::TcpStream, counted: Arc<AtomicU64>, others: Arc<AtomicU64>) {
     let service = hyper::service::service_fn(
         move |request: hyper::Request<hyper::body::Incoming>| {
             let (counted, others) = (counted.clone(), others.clone());
@@ -494,7 +483,7 @@ async fn simulate(
                 let response = if messaging {
                     let n = counted.fetch_add(1, Ordering::Relaxed);
                     let body = format!(
-                        r#"{{"reference_id":"{salt:016x}{n:016x}","status":{{"code":290,"description":"Message in progress"}}}}"#
+                        r#"{{"reference_id":"{n:032x}","status":{{"code":290,"description":"Message in progress"}}}}"#
                     );
                     hyper::Response::builder()
                         .header("content-type", "application/json")

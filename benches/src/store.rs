@@ -24,11 +24,9 @@ impl NativeStore {
     /// The dev host's backend for the Wasm side's settings: Redis at
     /// `redis`, else in-memory SQLite (what the Wasm side's default store is
     /// without `--redis`).
-    pub async fn same_as_devhost(redis: Option<&str>) -> anyhow::Result<NativeStore> {
+    pub async fn same_as_devhost(redis: Option<String>) -> anyhow::Result<NativeStore> {
         let config = match redis {
-            Some(url) => devhost::StoreConfig::Redis {
-                url: url.to_owned(),
-            },
+            Some(url) => devhost::StoreConfig::Redis { url },
             None => devhost::StoreConfig::Spin { path: None },
         };
         let backend = driver()
@@ -41,6 +39,8 @@ impl NativeStore {
     pub fn describe(&self) -> String {
         match self {
             NativeStore::Memory(_) => "MemoryPorts".to_owned(),
+            // The database is on the line `native_baselines` prints.
+            NativeStore::Devhost(devhost::Backend::Redis(_)) => "same store: Redis".to_owned(),
             NativeStore::Devhost(backend) => format!("same store: {}", backend.describe()),
         }
     }
@@ -67,6 +67,13 @@ fn driver() -> &'static tokio::runtime::Runtime {
 }
 
 /// Runs a backend call to completion on this thread, parked while it waits.
+///
+/// Outside Tokio's cooperative budget: a request runs on a worker's task,
+/// and once that task has used its budget (128 channel operations, which a
+/// 100-contact call's key-by-key Redis reads exceed) Tokio answers
+/// `Pending` and hands the wake-up to the worker's scheduler, which never
+/// gets it back while this thread is parked here: the native side stalled
+/// for good (bench-outbound with `--redis`).
 fn wait<T>(future: impl Future<Output = Result<T, String>>) -> Result<T, StoreError> {
     struct Unpark(std::thread::Thread);
     impl Wake for Unpark {
@@ -76,7 +83,7 @@ fn wait<T>(future: impl Future<Output = Result<T, String>>) -> Result<T, StoreEr
     }
     let waker = Arc::new(Unpark(std::thread::current())).into();
     let mut context = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
+    let mut future = std::pin::pin!(tokio::task::unconstrained(future));
     loop {
         if let Poll::Ready(result) = future.as_mut().poll(&mut context) {
             return result.map_err(StoreError);

@@ -167,6 +167,16 @@ fn engine(count_fuel: bool) -> &'static Engine {
             .table_keep_resident(MB / 2);
         let mut config = wasmtime::Config::new();
         config.consume_fuel(count_fuel);
+        // Spin's components are wasi:http 0.2 guests, which never run
+        // concurrently inside one instance. Without it, a store sets up no
+        // concurrent state, and its drop disposes of no fibers (which
+        // built an error, and a backtrace under RUST_BACKTRACE, per request).
+        config.concurrency_support(false);
+        // Names the guests' compiled functions for `perf report` in
+        // /tmp/perf-<pid>.map (README, "Benchmarks": where the time goes).
+        if std::env::var_os("DEVHOST_PROFILER").is_some_and(|value| value == "perfmap") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let on_demand = config.clone();
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
         Engine::new(&config).unwrap_or_else(|error| {
@@ -493,6 +503,7 @@ impl AppInner {
                 id: component_id.clone(),
                 pre: component.pre.clone(),
                 store,
+                count_fuel: self.count_fuel,
             };
             let task = guest.spawn_handler(request, outparam);
             let response = match receiver.await {
@@ -550,6 +561,7 @@ struct Guest {
     id: String,
     pre: ProxyPre<HostState>,
     store: Store<HostState>,
+    count_fuel: bool,
 }
 
 impl Guest {
@@ -569,8 +581,10 @@ impl Guest {
                     .await
             }
             .await;
-            // Fails when the app does not count fuel: nothing to add then.
-            if let Ok(left) = self.store.get_fuel() {
+            // Only when counting: without fuel, `get_fuel` builds an error
+            // (with a backtrace under RUST_BACKTRACE), a cost per request.
+            if self.count_fuel {
+                let left = self.store.get_fuel().unwrap_or(u64::MAX);
                 self.store.data().counter.burned(u64::MAX - left);
             }
             if let Err(error) = outcome {
