@@ -137,6 +137,12 @@ pub async fn dev_host(
     let mut options = devhost::Options::new(repository().join("spin.toml"));
     options.runtime_config = Some(config.clone());
     options.count_fuel = count_fuel;
+    if settings.redis.is_some() {
+        // As a deployment on Redis does (README, "Spin quirks").
+        options
+            .variables
+            .insert("key_value_batch_reads".into(), "false".into());
+    }
     for (name, value) in variables {
         options
             .variables

@@ -152,4 +152,9 @@ impl KeyValue for NativeStore {
             NativeStore::Devhost(backend) => wait(backend.increment(key.to_owned(), delta)),
         }
     }
+
+    /// As the Wasm side on Redis with `key_value_batch_reads = "false"`.
+    fn batches_reads(&self) -> bool {
+        !matches!(self, NativeStore::Devhost(devhost::Backend::Redis(_)))
+    }
 }
