@@ -15,7 +15,7 @@ use e2e::outbound::{
 };
 use e2e::sim;
 use e2e::sim::Recorded;
-use e2e::whatsapp::{field, Centre, ACCOUNT_SID, BUSINESS_NUMBER};
+use e2e::whatsapp::{field, status_params, Centre, BUSINESS_NUMBER};
 use e2e::{redis_url, Backend};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -390,16 +390,10 @@ async fn whatsapp_goes_out_as_the_approved_template_with_content_variables() {
         ("sent", "delivered"),
         ("read", "read"),
     ] {
-        let params: Vec<(String, String)> = [
-            ("MessageSid", sid),
-            ("MessageStatus", status),
-            ("AccountSid", ACCOUNT_SID),
-            ("ChannelPrefix", "whatsapp"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        assert_eq!(centre.signed(&params).await.status(), 200);
+        assert_eq!(
+            centre.signed(&status_params(sid, status)).await.status(),
+            200
+        );
         let activity = activity(&centre.gateway, key, activity_id).await;
         assert_eq!(activity.status, expected);
     }
