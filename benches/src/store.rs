@@ -129,7 +129,7 @@ impl KeyValue for NativeStore {
             NativeStore::Devhost(backend) => backend,
         };
         let found = wait(backend.get_many(keys.to_vec()))?;
-        Ok(switchboard_core::ports::in_key_order(keys, &found))
+        Ok(switchboard_core::ports::in_key_order(keys, found))
     }
 
     fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {

@@ -67,14 +67,20 @@ impl std::error::Error for StoreError {}
 
 /// The values of `keys`, in their order, from a host's `get-many` answer:
 /// (key, value) pairs in whatever order, absent keys left out or `None`.
-pub fn in_key_order(keys: &[String], found: &[(String, Option<Vec<u8>>)]) -> Vec<Option<Vec<u8>>> {
+/// Hosts answer in the order asked, which is matched pair by pair; any
+/// other answer goes through a map, so that a batch of hundreds of keys (an
+/// outbound batch, an agent's assignment log) costs linear time, not a
+/// search of the answer per key.
+pub fn in_key_order(
+    keys: &[String],
+    found: Vec<(String, Option<Vec<u8>>)>,
+) -> Vec<Option<Vec<u8>>> {
+    if found.len() == keys.len() && found.iter().zip(keys).all(|((k, _), key)| k == key) {
+        return found.into_iter().map(|(_, value)| value).collect();
+    }
+    let by_key: std::collections::HashMap<String, Option<Vec<u8>>> = found.into_iter().collect();
     keys.iter()
-        .map(|key| {
-            found
-                .iter()
-                .find(|(k, _)| k == key)
-                .and_then(|(_, v)| v.clone())
-        })
+        .map(|key| by_key.get(key).cloned().flatten())
         .collect()
 }
 
@@ -210,4 +216,40 @@ pub struct Ports<'a> {
     pub clock: &'a dyn Clock,
     pub random: &'a dyn Randomness,
     pub variables: &'a dyn Variables,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_key_order;
+
+    fn keys(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    fn pair(key: &str, value: Option<&str>) -> (String, Option<Vec<u8>>) {
+        (key.to_owned(), value.map(|v| v.as_bytes().to_vec()))
+    }
+
+    #[test]
+    fn a_get_many_answer_comes_back_in_the_order_asked_whatever_the_host_sent() {
+        let asked = keys(&["a", "b", "c", "a"]);
+        let want = |v: &str| Some(v.as_bytes().to_vec());
+        // In order, one pair per key asked.
+        let in_order = vec![
+            pair("a", Some("1")),
+            pair("b", None),
+            pair("c", Some("3")),
+            pair("a", Some("1")),
+        ];
+        assert_eq!(
+            in_key_order(&asked, in_order),
+            [want("1"), None, want("3"), want("1")]
+        );
+        // Shuffled, absent keys left out, a key asked twice answered once.
+        let shuffled = vec![pair("c", Some("3")), pair("a", Some("1"))];
+        assert_eq!(
+            in_key_order(&asked, shuffled),
+            [want("1"), None, want("3"), want("1")]
+        );
+    }
 }

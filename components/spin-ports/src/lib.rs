@@ -74,7 +74,7 @@ impl KeyValue for SpinKeyValue {
         };
         // The host answers pairs; put them back in the order asked, whatever
         // order (or subset) a backend returns.
-        Ok(switchboard_core::ports::in_key_order(keys, &found))
+        Ok(switchboard_core::ports::in_key_order(keys, found))
     }
 
     fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {

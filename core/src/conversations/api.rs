@@ -12,7 +12,7 @@ use super::access::{self, Need};
 use super::reply::{
     deliver, free_form_window, may_have_been_sent, Undelivered, MAX_TEXT_CHARS, OUTCOME_UNKNOWN,
 };
-use super::routing::{assign, pull_waiting, release, reserve, route_to_queue};
+use super::routing::{assign, pull_waiting, release, reserve, route_to_queue, Recount};
 use super::wire::{
     Accept, ActionBody, Close, ConversationRead, ConversationView, Link, Reply, Resume, Transfer,
     Wait,
@@ -415,7 +415,7 @@ fn answer(conversation: &Conversation, last: Option<&str>) -> Result<Response, E
 
 /// Gives the conversation to `agent`, taking its capacity.
 fn give(ctx: &Ctx, conversation: &mut Conversation, agent: &Agent) -> Result<(), Error> {
-    if !reserve(ctx.kv(), ctx.org(), agent)? {
+    if !reserve(ctx.kv(), ctx.org(), agent, Recount::Always)? {
         return Err(at_capacity(agent));
     }
     if !assign(ctx.kv(), ctx.org(), conversation, agent, ctx.now.millis())? {

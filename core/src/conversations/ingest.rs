@@ -27,7 +27,7 @@
 use super::bot;
 use super::consent::{self, Consent, Standing};
 use super::reply::{deliver, may_have_been_sent, OUTCOME_UNKNOWN};
-use super::routing::{assignment_entry, classify, release, reserve, route_to_queue};
+use super::routing::{assignment_entry, classify, release, reserve, route_to_queue, Recount};
 use super::{
     commit, last_customer_key, messages, pending_outbound_key, provider_message_key, record_intent,
     record_outcome, thread_id, Conversation, State,
@@ -780,7 +780,7 @@ fn store_with_conversation(
     if inbound.profile_name.is_some() {
         conversation.profile_name = inbound.profile_name.clone();
     }
-    let agent = back_to_its_agent(kv, org, &conversation)?;
+    let agent = back_to_its_agent(kv, org, &conversation, arrival.now_millis)?;
     let routed = route_arrival(
         kv,
         org,
@@ -1031,6 +1031,7 @@ fn back_to_its_agent(
     kv: &dyn KeyValue,
     org: &str,
     conversation: &Conversation,
+    now: UnixMillis,
 ) -> Result<Option<Agent>, Error> {
     let Some(agent_id) = conversation
         .agent_id
@@ -1041,7 +1042,10 @@ fn back_to_its_agent(
     };
     let agent: Option<Agent> = store::load(kv, org, agent_id)?;
     match agent {
-        Some(agent) if agent.presence == Presence::Available && reserve(kv, org, &agent)? => {
+        Some(agent)
+            if agent.presence == Presence::Available
+                && reserve(kv, org, &agent, Recount::Throttled(now))? =>
+        {
             Ok(Some(agent))
         }
         _ => Ok(None),

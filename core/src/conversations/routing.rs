@@ -157,10 +157,34 @@ pub fn load_of(kv: &dyn KeyValue, org: &str, agent: &str) -> Result<i64, Error> 
     Ok(kv.increment(&load_key(org, agent), 0)?)
 }
 
+/// How often routing recounts an agent that looks full, at most: once per
+/// agent in each window of this length.
+pub const RECOUNT_MILLIS: i64 = 30_000;
+
+/// When an agent that looks full is recounted ([`reconcile`]) before it is
+/// refused: its counter may hold units of requests that died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recount {
+    /// Every time: someone asked for this agent by name and waits for the
+    /// answer.
+    Always,
+    /// Once per agent in each [`RECOUNT_MILLIS`] window (of this time), by
+    /// the first request that finds it full. Routing asks full agents on
+    /// every new conversation, and a recount reads the agent's assignments
+    /// and their conversations: at a busy hour, when every agent is full,
+    /// recounting each time made a new conversation cost hundreds of reads.
+    /// A unit a dead request left taken is still given back, within a window.
+    Throttled(UnixMillis),
+}
+
 /// Takes one unit of the agent's capacity; `false`, holding nothing, when
-/// the agent is full. An agent that looks full is recounted first
-/// ([`reconcile`]): its counter may hold units of requests that died.
-pub fn reserve(kv: &dyn KeyValue, org: &str, agent: &Agent) -> Result<bool, Error> {
+/// the agent is full, recounted as `recount` says.
+pub fn reserve(
+    kv: &dyn KeyValue,
+    org: &str,
+    agent: &Agent,
+    recount: Recount,
+) -> Result<bool, Error> {
     let key = load_key(org, &agent.id);
     let take = || -> Result<bool, Error> {
         if kv.increment(&key, 1)? <= agent.capacity {
@@ -169,7 +193,30 @@ pub fn reserve(kv: &dyn KeyValue, org: &str, agent: &Agent) -> Result<bool, Erro
         kv.increment(&key, -1)?;
         Ok(false)
     };
-    Ok(take()? || reconcile(kv, org, &agent.id)? < agent.capacity && take()?)
+    if take()? {
+        return Ok(true);
+    }
+    let due = match recount {
+        Recount::Always => true,
+        Recount::Throttled(now) => recount_due(kv, org, &agent.id, now)?,
+    };
+    Ok(due && reconcile(kv, org, &agent.id)? < agent.capacity && take()?)
+}
+
+fn recount_marker(org: &str, agent: &str, window: i64) -> String {
+    format!("org/{org}/agent/{agent}/recounted/{window}")
+}
+
+/// Whether this request is the first of the window to find the agent full,
+/// and so recounts it. The window's marker is a counter; the previous
+/// window's goes (best effort), so an agent keeps one at most.
+fn recount_due(kv: &dyn KeyValue, org: &str, agent: &str, now: UnixMillis) -> Result<bool, Error> {
+    let window = now.div_euclid(RECOUNT_MILLIS);
+    let first = kv.increment(&recount_marker(org, agent, window), 1)? == 1;
+    if first {
+        let _ = kv.delete(&recount_marker(org, agent, window - 1));
+    }
+    Ok(first)
 }
 
 /// Gives back one unit of the agent's capacity.
@@ -300,6 +347,7 @@ pub fn pick_agent(
     org: &str,
     queue: &str,
     distribution: Distribution,
+    now: UnixMillis,
 ) -> Result<Option<Agent>, Error> {
     let mut candidates: Vec<Agent> = agents_of(kv, org, queue)?
         .into_iter()
@@ -326,7 +374,7 @@ pub fn pick_agent(
         }
     }
     for agent in candidates {
-        if reserve(kv, org, &agent)? {
+        if reserve(kv, org, &agent, Recount::Throttled(now))? {
             return Ok(Some(agent));
         }
     }
@@ -347,7 +395,7 @@ pub fn route_to_queue(
     now: UnixMillis,
     extra: Vec<(String, Vec<u8>)>,
 ) -> Result<(), Error> {
-    let agent = pick_agent(kv, org, queue, distribution)?;
+    let agent = pick_agent(kv, org, queue, distribution, now)?;
     if let Err(error) = enqueue(kv, org, conversation, queue, agent.as_ref(), now, extra) {
         if let Some(agent) = &agent {
             let _ = release(kv, org, &agent.id);
@@ -355,7 +403,7 @@ pub fn route_to_queue(
         return Err(error);
     }
     if agent.is_none() {
-        if let Ok(Some(agent)) = pick_agent(kv, org, queue, distribution) {
+        if let Ok(Some(agent)) = pick_agent(kv, org, queue, distribution, now) {
             let _ = assign(kv, org, conversation, &agent, now);
         }
     }
@@ -491,7 +539,7 @@ pub fn pull_waiting(
                     }
                     continue;
                 };
-                if !reserve(kv, org, agent)? {
+                if !reserve(kv, org, agent, Recount::Throttled(now))? {
                     break 'scan;
                 }
                 if assign(kv, org, conversation, agent, now)? {
@@ -678,6 +726,10 @@ mod tests {
 
     /// Routes a new conversation to `q`; the agent it went to.
     fn route(kv: &MemoryKeyValue, n: u8) -> Option<String> {
+        route_at(kv, n, NOW)
+    }
+
+    fn route_at(kv: &MemoryKeyValue, n: u8, now: UnixMillis) -> Option<String> {
         let mut conversation = conversation(n);
         route_to_queue(
             kv,
@@ -685,7 +737,7 @@ mod tests {
             &mut conversation,
             "q",
             Distribution::RoundRobin,
-            NOW,
+            now,
             Vec::new(),
         )
         .unwrap();
@@ -723,7 +775,7 @@ mod tests {
         let a = agent(&kv, 1, 2, Presence::Available);
         assert_eq!(route(&kv, 0), Some(a.id.clone()));
         // Two requests died after taking capacity: the agent looks full…
-        assert!(reserve(&kv, ORG, &a).unwrap());
+        assert!(reserve(&kv, ORG, &a, Recount::Always).unwrap());
         assert_eq!(load_of(&kv, ORG, &a.id).unwrap(), 2);
         // …but holds one conversation, so the next one still goes to it.
         assert_eq!(route(&kv, 1), Some(a.id.clone()));
@@ -733,14 +785,35 @@ mod tests {
     }
 
     #[test]
+    fn routing_recounts_a_full_looking_agent_once_per_window() {
+        let kv = MemoryKeyValue::default();
+        let a = agent(&kv, 1, 1, Presence::Available);
+        assert_eq!(route(&kv, 0), Some(a.id.clone()));
+        assert_eq!(route(&kv, 1), None, "full, as its recount says");
+        // Its conversation closes, but the request dies before giving the
+        // unit back: the agent looks full while it holds nothing.
+        let mut held: Conversation = store::load(&kv, ORG, &conversation(0).id).unwrap().unwrap();
+        held.state = State::Closed;
+        commit(&kv, ORG, &mut held, NOW, Vec::new()).unwrap();
+        // Routing recounted it already in this window, so it trusts the
+        // counter…
+        assert_eq!(route(&kv, 2), None);
+        assert_eq!(load_of(&kv, ORG, &a.id).unwrap(), 1);
+        // …until the next window's first request recounts it.
+        let later = NOW + RECOUNT_MILLIS;
+        assert_eq!(route_at(&kv, 3, later), Some(a.id.clone()));
+        assert_eq!(load_of(&kv, ORG, &a.id).unwrap(), 1);
+    }
+
+    #[test]
     fn least_active_asks_the_agent_holding_fewest_first() {
         let kv = MemoryKeyValue::default();
         let a = agent(&kv, 1, 5, Presence::Available);
         let b = agent(&kv, 2, 5, Presence::Available);
-        assert!(reserve(&kv, ORG, &a).unwrap());
-        assert!(reserve(&kv, ORG, &a).unwrap());
+        assert!(reserve(&kv, ORG, &a, Recount::Always).unwrap());
+        assert!(reserve(&kv, ORG, &a, Recount::Always).unwrap());
         assert_eq!(load_of(&kv, ORG, &a.id).unwrap(), 2);
-        let first = pick_agent(&kv, ORG, "q", Distribution::LeastActive)
+        let first = pick_agent(&kv, ORG, "q", Distribution::LeastActive, NOW)
             .unwrap()
             .unwrap();
         assert_eq!(first.id, b.id);

@@ -1041,6 +1041,36 @@ async fn key_value_budget_on(backend: e2e::Backend, store: &str) {
     );
     let read = centre.read(&agent.key, &id).await;
     assert_eq!(read.messages[2].status.as_deref(), Some("delivered"));
+
+    // A busy hour: the agent is full, so new customers wait in the queue.
+    // Routing still asks it each time, but recounts it (reading its
+    // assignments and their conversations) once per window at most: the
+    // first new customer recounts, the next ones cost what waiting costs,
+    // however many conversations the agent holds. (Of two customers in a
+    // row, one at most can be the first of a new window.)
+    centre.customer_says(&sid(3), "+4917600000003", "Hi").await;
+    let recounted = centre.customer_says(&sid(4), "+4917600000004", "Hi").await;
+    let ops = |h: &devhost::Handled| h.kv.reads + h.kv.writes;
+    let mut waiting = Vec::new();
+    for n in 5..=6 {
+        let from = format!("+491760000000{n}");
+        waiting.push(centre.customer_says(&sid(n), &from, "Hi").await);
+    }
+    let waiting = waiting.into_iter().min_by_key(ops).unwrap();
+    println!(
+        "{store}: new conversation, agent full: recounting {:?}, then {:?}",
+        recounted.kv, waiting.kv
+    );
+    let views = centre.views("").await;
+    let queued = views.iter().filter(|v| v.state == State::Open).count();
+    assert_eq!(queued, 3, "the agent's two hold, the rest wait: {views:?}");
+    assert!(
+        ops(&waiting) < ops(&recounted),
+        "{store}: {:?} after {:?}",
+        waiting.kv,
+        recounted.kv
+    );
+    assert!(ops(&waiting) <= 28, "{store}: {:?}", waiting.kv);
 }
 
 #[tokio::test]
