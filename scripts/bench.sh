@@ -8,7 +8,8 @@
 # `scripts/bench.sh outbound [...]` runs bench-outbound (100-contact send
 # calls against a loopback TeleSign simulator; 8 connections unless
 # `--connections` says otherwise); `scripts/bench.sh health [...]` names the
-# default. Each compares the dev host with two native baselines (the core on
+# default; `scripts/bench.sh all [...]` runs the three in turn, with the same
+# arguments, so one run prints every figure. Each compares the dev host with two native baselines (the core on
 # MemoryPorts, and on the dev host's own store: in-memory SQLite, or Redis
 # with `--redis`, each side on its own database of it, emptied first; see
 # README, "Benchmarks"), health and inbound also with the no-op component
@@ -18,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=health
 case "${1:-}" in
-    health | inbound | outbound)
+    health | inbound | outbound | all)
         bench=$1
         shift
         ;;
@@ -27,4 +28,11 @@ source scripts/env.sh
 ensure_toolchain
 build_wasm
 cargo build --locked --release -p bench
-"$CARGO_TARGET_DIR/release/bench-$bench" "$@"
+if [ "$bench" = all ]; then
+    for one in health inbound outbound; do
+        "$CARGO_TARGET_DIR/release/bench-$one" "$@"
+        echo
+    done
+else
+    "$CARGO_TARGET_DIR/release/bench-$bench" "$@"
+fi
