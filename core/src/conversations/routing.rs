@@ -12,8 +12,10 @@
 //! capacity is given straight back, so concurrent conversations can never
 //! overfill an agent, on one instance or many (principle 4). Which agent is
 //! asked first is the workstream's choice: `round_robin` rotates through the
-//! queue's agents with a per-queue counter, `least_active` asks the agent
-//! with the fewest active conversations first.
+//! queue's agents, one further for each conversation the queue's log takes
+//! (its slot there is the turn, so the rotation costs no counter of its
+//! own), `least_active` asks the agent with the fewest active conversations
+//! first.
 //!
 //! A conversation no agent can take waits in its queue. The queue's log of
 //! entries is the waiting line: when an agent frees up or becomes available
@@ -146,10 +148,6 @@ fn queue_head_key(org: &str, queue: &str) -> String {
 
 fn agent_head_key(org: &str, agent: &str) -> String {
     format!("org/{org}/agent/{agent}/head")
-}
-
-fn round_robin_key(org: &str, queue: &str) -> String {
-    format!("org/{org}/queue/{queue}/round-robin")
 }
 
 /// Active conversations an agent holds, as its capacity counter says.
@@ -342,11 +340,13 @@ pub fn agents_of(kv: &dyn KeyValue, org: &str, queue: &str) -> Result<Vec<Agent>
 }
 
 /// An available agent of `queue` with room, its capacity already taken.
+/// `turn` is where round robin starts: the slot of the conversation's entry
+/// in the queue's log, which counts the conversations the queue was given.
 pub fn pick_agent(
     kv: &dyn KeyValue,
     org: &str,
     queue: &str,
-    distribution: Distribution,
+    (distribution, turn): (Distribution, i64),
     now: UnixMillis,
 ) -> Result<Option<Agent>, Error> {
     let mut candidates: Vec<Agent> = agents_of(kv, org, queue)?
@@ -368,7 +368,6 @@ pub fn pick_agent(
             candidates = loaded.into_iter().map(|(_, agent)| agent).collect();
         }
         Distribution::RoundRobin => {
-            let turn = kv.increment(&round_robin_key(org, queue), 1)?;
             let start = (turn - 1).rem_euclid(candidates.len() as i64) as usize;
             candidates.rotate_left(start);
         }
@@ -395,38 +394,48 @@ pub fn route_to_queue(
     now: UnixMillis,
     extra: Vec<(String, Vec<u8>)>,
 ) -> Result<(), Error> {
-    let agent = pick_agent(kv, org, queue, distribution, now)?;
-    if let Err(error) = enqueue(kv, org, conversation, queue, agent.as_ref(), now, extra) {
+    let log = queue_log(org, queue);
+    let slot = log.reserve(kv)?;
+    let agent = pick_agent(kv, org, queue, (distribution, slot), now)?;
+    let entry = (
+        log.slot_key(slot),
+        log_entry(&conversation.id, conversation.version + 1),
+    );
+    if let Err(error) = enqueue(
+        kv,
+        org,
+        conversation,
+        (queue, entry),
+        agent.as_ref(),
+        now,
+        extra,
+    ) {
         if let Some(agent) = &agent {
             let _ = release(kv, org, &agent.id);
         }
         return Err(error);
     }
     if agent.is_none() {
-        if let Ok(Some(agent)) = pick_agent(kv, org, queue, distribution, now) {
+        if let Ok(Some(agent)) = pick_agent(kv, org, queue, (distribution, slot), now) {
             let _ = assign(kv, org, conversation, &agent, now);
         }
     }
     Ok(())
 }
 
-/// Commits the conversation into `queue`'s log, with `agent` (whose
-/// capacity is taken) or waiting.
+/// Commits the conversation into `queue`, its `entry` in the queue's log
+/// written with it, with `agent` (whose capacity is taken) or waiting.
 fn enqueue(
     kv: &dyn KeyValue,
     org: &str,
     conversation: &mut Conversation,
-    queue: &str,
+    (queue, entry): (&str, (String, Vec<u8>)),
     agent: Option<&Agent>,
     now: UnixMillis,
     mut extra: Vec<(String, Vec<u8>)>,
 ) -> Result<(), Error> {
     let version = conversation.version + 1;
-    let log = queue_log(org, queue);
-    extra.push((
-        log.slot_key(log.reserve(kv)?),
-        log_entry(&conversation.id, version),
-    ));
+    extra.push(entry);
     match agent {
         Some(agent) => extra.push(assignment_entry(kv, org, conversation, agent)?),
         None => {
@@ -813,7 +822,7 @@ mod tests {
         assert!(reserve(&kv, ORG, &a, Recount::Always).unwrap());
         assert!(reserve(&kv, ORG, &a, Recount::Always).unwrap());
         assert_eq!(load_of(&kv, ORG, &a.id).unwrap(), 2);
-        let first = pick_agent(&kv, ORG, "q", Distribution::LeastActive, NOW)
+        let first = pick_agent(&kv, ORG, "q", (Distribution::LeastActive, 1), NOW)
             .unwrap()
             .unwrap();
         assert_eq!(first.id, b.id);

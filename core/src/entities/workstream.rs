@@ -33,8 +33,8 @@ pub struct Workstream {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Distribution {
-    /// Rotates through the queue's agents with a per-queue counter; what a
-    /// workstream saved without a choice gets.
+    /// Rotates through the queue's agents, one further for each conversation
+    /// the queue is given; what a workstream saved without a choice gets.
     #[default]
     RoundRobin,
     /// The agent holding the fewest conversations.

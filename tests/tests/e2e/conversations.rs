@@ -1015,6 +1015,13 @@ async fn key_value_budget_on(backend: e2e::Backend, store: &str) {
     assert!(writes <= 3, "{store}: writes {:?}", existing.kv);
     assert_eq!(listings, 0, "{store}");
     assert_eq!(counts(&first).2, 0, "{store}");
+    // Issue 17 asks 8 for an opening message on Redis: README, "Key-value
+    // round trips per store", says what that would take.
+    assert!(
+        first.kv.reads + first.kv.writes <= 19,
+        "{store}: {:?}",
+        first.kv
+    );
 
     // A redelivery: its record, read with the thread where reads batch,
     // else after its claim, tells it is stored.
@@ -1070,7 +1077,7 @@ async fn key_value_budget_on(backend: e2e::Backend, store: &str) {
         waiting.kv,
         recounted.kv
     );
-    assert!(ops(&waiting) <= 28, "{store}: {:?}", waiting.kv);
+    assert!(ops(&waiting) <= 26, "{store}: {:?}", waiting.kv);
 }
 
 #[tokio::test]
