@@ -11,6 +11,13 @@
 //! START (or another opt-in word) writes it back as opted in: a batch write
 //! cannot delete, and a record that says so costs nothing to read.
 //!
+//! A keyword writes its record outright, without reading it: the record
+//! says what the customer said last, and since when. So a STOP on a live
+//! conversation costs no read beyond the message's three (SPEC.md's budget
+//! on a store that reads key by key); a repeated STOP moves the time to
+//! its own, and a START from someone never opted out writes an opted-in
+//! record, which changes nothing.
+//!
 //! The key names the channel type, as the contact index does: SMS STOP
 //! means no more SMS from this organisation, whichever number or provider
 //! would send it (each channel type has one provider today, so this is the
@@ -107,22 +114,14 @@ impl Standing {
             None => self.legacy_since,
         }
     }
+}
 
-    /// The record to write for the customer's `keyword` at `now`, if it
-    /// changes anything. A STOP on a legacy opt-out makes it the address's
-    /// own, keeping its time.
-    pub fn after(&self, keyword: Keyword, now: Timestamp) -> Option<Consent> {
-        let since = self.opted_out_since();
-        match keyword {
-            Keyword::OptOut if self.record.as_ref().is_some_and(|r| r.opted_out) => None,
-            Keyword::OptOut => Some(Consent {
-                opted_out: true,
-                at: since.unwrap_or(now),
-            }),
-            Keyword::OptIn => since.is_some().then_some(Consent {
-                opted_out: false,
-                at: now,
-            }),
+impl Consent {
+    /// The record of the customer's `keyword`, said at `now`.
+    pub fn said(keyword: Keyword, now: Timestamp) -> Consent {
+        Consent {
+            opted_out: keyword == Keyword::OptOut,
+            at: now,
         }
     }
 }
@@ -208,18 +207,17 @@ mod tests {
     }
 
     #[test]
-    fn stop_and_start_change_the_record_only_when_they_change_something() {
+    fn the_last_keyword_says_where_the_address_stands_and_since_when() {
         let fresh = Standing::of(None, None, Channel::Sms);
         assert_eq!(fresh.opted_out_since(), None);
-        assert_eq!(fresh.after(Keyword::OptIn, t(1)), None);
-        assert_eq!(fresh.after(Keyword::OptOut, t(1)), record(true, t(1)));
-        let out = Standing::of(record(true, t(1)), None, Channel::Sms);
+        let stop = Consent::said(Keyword::OptOut, t(1));
+        assert_eq!(Some(stop.clone()), record(true, t(1)));
+        let out = Standing::of(Some(stop), None, Channel::Sms);
         assert_eq!(out.opted_out_since(), Some(t(1)));
-        assert_eq!(out.after(Keyword::OptOut, t(2)), None);
-        assert_eq!(out.after(Keyword::OptIn, t(2)), record(false, t(2)));
-        let back_in = Standing::of(record(false, t(2)), None, Channel::Sms);
+        let start = Consent::said(Keyword::OptIn, t(2));
+        assert_eq!(Some(start.clone()), record(false, t(2)));
+        let back_in = Standing::of(Some(start), None, Channel::Sms);
         assert_eq!(back_in.opted_out_since(), None);
-        assert_eq!(back_in.after(Keyword::OptOut, t(3)), record(true, t(3)));
     }
 
     #[test]
@@ -238,11 +236,12 @@ mod tests {
             Standing::of(None, Some(&contact), Channel::Whatsapp).opted_out_since(),
             None
         );
-        // STOP again pins it to the address with its first time; START
-        // reverses it, and the address's record then wins.
-        assert_eq!(legacy.after(Keyword::OptOut, t(2)), record(true, t(1)));
-        assert_eq!(legacy.after(Keyword::OptIn, t(2)), record(false, t(2)));
-        let reversed = Standing::of(record(false, t(2)), Some(&contact), Channel::Sms);
+        // The address's own record, once a keyword wrote one, wins.
+        let stopped = Some(Consent::said(Keyword::OptOut, t(2)));
+        let pinned = Standing::of(stopped, Some(&contact), Channel::Sms);
+        assert_eq!(pinned.opted_out_since(), Some(t(2)));
+        let started = Some(Consent::said(Keyword::OptIn, t(3)));
+        let reversed = Standing::of(started, Some(&contact), Channel::Sms);
         assert_eq!(reversed.opted_out_since(), None);
     }
 

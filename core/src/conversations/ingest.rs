@@ -9,9 +9,9 @@
 //! webhook's, which carries the account), then the conversation and the
 //! thread's pending outbound messages. Writes: the claim of the message id
 //! (one `increment`, [`lease::claim_first`]), the message's position, one
-//! `set-many`. An opt-out or opt-in keyword adds its record (read, and
-//! written in the message's `set-many`: R-IN-8); attachments or a bot add
-//! the workstream. A message that opens a conversation reads what routing
+//! `set-many`. An opt-out or opt-in keyword adds its record to that
+//! `set-many`, written outright, unread (R-IN-8, [`consent`]); attachments
+//! or a bot add the workstream. A message that opens a conversation reads what routing
 //! needs besides; where a store batches reads, that rides along with the
 //! first read.
 //!
@@ -25,7 +25,7 @@
 //! a 5xx.
 
 use super::bot;
-use super::consent::{self, Consent, Standing};
+use super::consent::{self, Consent};
 use super::reply::{deliver, may_have_been_sent, OUTCOME_UNKNOWN};
 use super::routing::{assignment_entry, classify, release, reserve, route_to_queue, Recount};
 use super::{
@@ -61,9 +61,6 @@ pub enum Ingested {
 struct ThreadKeys {
     conversation: String,
     pending: String,
-    /// The sender's opt-out record: read only for a keyword, which may
-    /// change it.
-    consent: Option<String>,
     /// The message id's dedupe record.
     record: String,
     /// The owner record of the channel's claim: the workstream serving it.
@@ -79,8 +76,6 @@ impl ThreadKeys {
         ThreadKeys {
             conversation: store::document_key::<Conversation>(org, thread),
             pending: pending_outbound_key(org, thread),
-            consent: consent::keyword(&inbound.text)
-                .map(|_| consent::key(org, channel, &inbound.customer_address)),
             record: provider_message_key(org, provider, &inbound.provider_message_id),
             workstream: store::owner_key(&channel_claim(
                 org,
@@ -93,14 +88,12 @@ impl ThreadKeys {
 }
 
 /// What the first read after the account found. A message on a live
-/// conversation needs only its conversation and pending list (and, for a
-/// keyword, the opt-out record): on a store that reads key by key those
-/// are all that is read. The dedupe record and what a new conversation
+/// conversation needs only its conversation and pending list: on a store
+/// that reads key by key those are all that is read. The dedupe record and what a new conversation
 /// needs ride along where a batch costs no more (`None` when not read).
 struct FirstRead {
     conversation: Option<Conversation>,
     pending: Vec<String>,
-    consent: Option<Consent>,
     stored_at: Option<Option<Vec<u8>>>,
     workstream_id: Option<Option<String>>,
     known_contact: Option<Option<String>>,
@@ -108,14 +101,13 @@ struct FirstRead {
 
 impl FirstRead {
     fn read(kv: &dyn KeyValue, keys: &ThreadKeys) -> Result<FirstRead, Error> {
-        let mut wanted = vec![
+        let wanted = vec![
             (keys.conversation.clone(), true),
             (keys.pending.clone(), true),
             (keys.record.clone(), false),
             (keys.workstream.clone(), false),
             (keys.address.clone(), false),
         ];
-        wanted.extend(keys.consent.iter().map(|key| (key.clone(), true)));
         let mut found = store::read_wanted(kv, &wanted)?.into_iter();
         let mut next = || found.next().flatten();
         let conversation = store::decode_found(&keys.conversation, next().flatten())?;
@@ -126,14 +118,9 @@ impl FirstRead {
         let stored_at = next();
         let workstream_id = next().map(|owner| owner.as_deref().and_then(store::holder));
         let known_contact = next().map(|address| address.map(text_of));
-        let consent = match &keys.consent {
-            Some(key) => store::decode_found(key, next().flatten())?,
-            None => None,
-        };
         Ok(FirstRead {
             conversation,
             pending,
-            consent,
             stored_at,
             workstream_id,
             known_contact,
@@ -278,7 +265,7 @@ fn read_landing(
         .as_ref()
         .filter(|c| matches!(c.state, State::Open | State::Active));
     let wants = match live {
-        Some(conversation) => Wants::on_live(conversation, inbound, keys),
+        Some(conversation) => Wants::on_live(conversation, inbound),
         None => Wants::to_route(kv, org, account, inbound, keys, &first)?,
     };
     let landing_keys = wants.keys(org, &first.pending);
@@ -311,7 +298,6 @@ fn read_landing(
     let sender = Sender {
         contact,
         is_new: wants.sender_is_new,
-        consent: first.consent,
     };
     Ok(Landing {
         serving,
@@ -343,14 +329,15 @@ struct Wants {
 impl Wants {
     /// A message on a live conversation: its workstream only to tell
     /// whether attachments pass (R-IN-6) or to ask its bot, its contact
-    /// only for the bot or an opt-out keyword. The conversation's contact
-    /// is the sender's (a link moves both).
-    fn on_live(conversation: &Conversation, inbound: &Inbound, keys: &ThreadKeys) -> Wants {
+    /// only for the bot. The conversation's contact is the sender's (a
+    /// link moves both).
+    fn on_live(conversation: &Conversation, inbound: &Inbound) -> Wants {
         let needs_workstream = conversation.with_bot || !inbound.attachments.is_empty();
-        let needs_contact = conversation.with_bot || keys.consent.is_some();
         Wants {
             workstream: needs_workstream.then(|| conversation.workstream_id.clone()),
-            contact: needs_contact.then(|| conversation.contact_id.clone()),
+            contact: conversation
+                .with_bot
+                .then(|| conversation.contact_id.clone()),
             sender_is_new: false,
         }
     }
@@ -964,14 +951,12 @@ struct Sender {
     contact: Option<Contact>,
     /// Their address points at no contact yet.
     is_new: bool,
-    /// Their address's opt-out record.
-    consent: Option<Consent>,
 }
 
 /// The sender's contact, and what the message writes of it: a new
 /// contact's address, document and (at `listed_at`, when it is made now)
-/// index entry, and the opt-out record a keyword changes, with the message
-/// or not at all, so a STOP the provider got its 2xx for is never lost
+/// index entry, and the opt-out record a keyword says, with the message or
+/// not at all, so a STOP the provider got its 2xx for is never lost
 /// (R-IN-8).
 fn sender_writes(
     org: &str,
@@ -982,11 +967,10 @@ fn sender_writes(
 ) -> (Contact, Vec<(String, Vec<u8>)>) {
     let mut writes = Vec::new();
     let channel = inbound.channel;
-    let standing = Standing::of(sender.consent, sender.contact.as_ref(), channel);
-    if let Some(record) = consent::keyword(&inbound.text).and_then(|k| standing.after(k, now)) {
+    if let Some(keyword) = consent::keyword(&inbound.text) {
         writes.push((
             consent::key(org, channel.as_str(), &inbound.customer_address),
-            store::encode(&record),
+            store::encode(&Consent::said(keyword, now)),
         ));
     }
     let mut contact = sender.contact.unwrap_or_else(|| {
@@ -1451,10 +1435,13 @@ mod tests {
         deliver(&ports, &account, &says("SM2", "Stop")).unwrap();
         let stopped = record().expect("the redelivery stores the opt-out");
         assert!(stopped.opted_out);
-        // A second STOP keeps the first one's time; START reverses it.
+        // A second STOP keeps the address opted out, since its own time;
+        // START reverses it.
         memory.clock.advance_millis(1_000);
         deliver(&ports, &account, &says("SM3", "STOPALL")).unwrap();
-        assert_eq!(record().as_ref(), Some(&stopped));
+        let again = record().unwrap();
+        assert!(again.opted_out);
+        assert_eq!(again.at.millis(), stopped.at.millis() + 1_000);
         deliver(&ports, &account, &says("SM4", "start")).unwrap();
         assert!(!record().unwrap().opted_out);
     }

@@ -1078,6 +1078,21 @@ async fn key_value_budget_on(backend: e2e::Backend, store: &str) {
         recounted.kv
     );
     assert!(ops(&waiting) <= 26, "{store}: {:?}", waiting.kv);
+
+    // An opt-out keyword on the live conversation is a message like any
+    // other: its record rides in the message's write, unread.
+    let stop = centre.customer_says(&sid(7), CUSTOMER, "STOP").await;
+    println!("{store}: STOP on a live conversation {:?}", stop.kv);
+    assert!(stop.kv.reads <= 3, "{store}: {:?}", stop.kv);
+    assert!(stop.kv.writes <= 3, "{store}: {:?}", stop.kv);
+    let contact_id = &views.iter().find(|v| v.id == id).unwrap().contact_id;
+    let contact = centre
+        .get(&agent.key, &format!("/api/contacts/{contact_id}"))
+        .await;
+    assert!(
+        contact["addresses"][0]["opted_out_at"].is_string(),
+        "{store}: {contact}"
+    );
 }
 
 #[tokio::test]
