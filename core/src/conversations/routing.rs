@@ -516,6 +516,13 @@ pub struct Pulled {
     pub passed_over: usize,
 }
 
+/// Slots this near the end of a queue's log may be empty because their
+/// entry is being written, with its conversation, by a request that took
+/// the slot moments ago: a pull must not move the queue's head past them,
+/// or that conversation, once written, would wait where no pull looks.
+/// Further back, an empty slot is one whose request died.
+const SLOTS_IN_FLIGHT: i64 = 20;
+
 /// Lets an agent who freed up or became available take waiting
 /// conversations from its queues, oldest first, while it has room.
 pub fn pull_waiting(
@@ -538,6 +545,9 @@ pub fn pull_waiting(
         'scan: while position < count {
             let end = (position + CHUNK).min(count);
             let (entries, mut conversations) = entries_between(kv, org, &log, position + 1, end)?;
+            let being_written = (position + 1..=end).find(|&slot| {
+                count - slot < SLOTS_IN_FLIGHT && !entries.iter().any(|e| e.slot == slot)
+            });
             for Entry { slot, id, version } in &entries {
                 let Some(conversation) = conversations
                     .iter_mut()
@@ -563,6 +573,10 @@ pub fn pull_waiting(
             }
             if all_stale {
                 new_head = end;
+            }
+            if let Some(slot) = being_written {
+                new_head = new_head.min(slot - 1);
+                all_stale = false;
             }
             position = end;
         }
@@ -812,6 +826,38 @@ mod tests {
         let later = NOW + RECOUNT_MILLIS;
         assert_eq!(route_at(&kv, 3, later), Some(a.id.clone()));
         assert_eq!(load_of(&kv, ORG, &a.id).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_pull_leaves_the_head_before_a_slot_whose_conversation_is_being_written() {
+        let kv = MemoryKeyValue::default();
+        let a = agent(&kv, 1, 1, Presence::Available);
+        assert_eq!(route(&kv, 0), Some(a.id.clone()));
+        // A request takes the queue's next slot for conversation 1 and is
+        // still writing it; conversation 2 arrives after it and waits.
+        let log = queue_log(ORG, "q");
+        let in_flight = log.reserve(&kv).unwrap();
+        assert_eq!(route(&kv, 2), None);
+        // The agent frees up and takes what is written: conversation 2.
+        let close = |n: u8| {
+            let mut held: Conversation =
+                store::load(&kv, ORG, &conversation(n).id).unwrap().unwrap();
+            held.state = State::Closed;
+            commit(&kv, ORG, &mut held, NOW, Vec::new()).unwrap();
+            release(&kv, ORG, &a.id).unwrap();
+            pull_waiting(&kv, ORG, &a, NOW).unwrap()
+        };
+        assert_eq!(close(0).taken, 1);
+        // Conversation 1 is written now, waiting in its slot…
+        let mut late = conversation(1);
+        late.queue_id = Some("q".into());
+        late.queued_at = 1;
+        let entry = (log.slot_key(in_flight), log_entry(&late.id, 1));
+        commit(&kv, ORG, &mut late, NOW, vec![entry]).unwrap();
+        // …and the next pull still finds it.
+        assert_eq!(close(2).taken, 1);
+        let taken: Conversation = store::load(&kv, ORG, &late.id).unwrap().unwrap();
+        assert_eq!(taken.agent_id, Some(a.id.clone()));
     }
 
     #[test]
