@@ -60,14 +60,20 @@ python3 scripts/check-deploy.py
 # The API's contract: a valid OpenAPI document, and the README's examples fit it.
 scripts/check-contract.sh
 build_wasm
-cargo clippy --locked --all-targets -- -D warnings
+# The host's cargo commands below all select the default members in the
+# release profile, so they resolve the same features and share what they
+# compile: clippy's build scripts and proc-macros serve the tests, and the
+# tests' build serves the rest. A narrower selection (`-p devhost`, `-p e2e`)
+# would resolve fewer features and rebuild most of the tree, wasmtime too.
+cargo clippy --locked --release --all-targets -- -D warnings
 cargo clippy --locked --target wasm32-wasip2 --release "${WASM_PACKAGES[@]}" -- -D warnings
 # Every line the guests write goes to one file, which the log audit reads
 # after the suite (R-OPS-2: no secret or customer data in any of them).
 export DEVHOST_GUEST_LOG_FILE="$redis_dir/guest.log"
+# It also builds $CARGO_TARGET_DIR/release/devhost, which the dev host's own
+# tests (devhost/tests/) run and fuzz-contract.sh serves.
 cargo test --locked --release
-cargo test --locked --release -p e2e --test e2e -- --ignored --exact operations::log_audit_of_the_whole_suite
+cargo test --locked --release --test e2e -- --ignored --exact operations::log_audit_of_the_whole_suite
 # The running app against its contract: schemathesis tries every operation
 # with a key of each role and fails on any answer the contract does not describe.
-cargo build --locked --release -p devhost
 scripts/fuzz-contract.sh

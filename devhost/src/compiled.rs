@@ -113,10 +113,11 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("devhost-compiled-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let wasm = wat::parse_str(
-            r#"(component (core module (func (export "f"))) (core instance (instantiate 0)))"#,
-        )
-        .unwrap();
+        let wasm = {
+            let mut component = wasm_encoder::Component::new();
+            component.section(&wasm_encoder::ModuleSection(&wasm_encoder::Module::new()));
+            component.finish()
+        };
         let compiled = |bytes: &[u8], dir: &Path| load(&engine, bytes, dir).unwrap().1;
 
         assert!(compiled(&wasm, &dir));
@@ -133,7 +134,7 @@ mod tests {
         assert_eq!(unchanged, modified);
 
         // Other input is another file.
-        let other = wat::parse_str("(component)").unwrap();
+        let other = wasm_encoder::Component::new().finish();
         assert!(compiled(&other, &dir));
         assert_eq!(cwasm_files(&dir).len(), 2);
 
