@@ -523,6 +523,18 @@ pub struct Pulled {
 /// Further back, an empty slot is one whose request died.
 const SLOTS_IN_FLIGHT: i64 = 20;
 
+/// The first of `slots` near the end of a log of `count` slots that has no
+/// entry among `entries` yet (see [`SLOTS_IN_FLIGHT`]).
+fn first_being_written(
+    entries: &[Entry],
+    slots: std::ops::RangeInclusive<i64>,
+    count: i64,
+) -> Option<i64> {
+    slots
+        .filter(|slot| count - slot < SLOTS_IN_FLIGHT)
+        .find(|&slot| !entries.iter().any(|entry| entry.slot == slot))
+}
+
 /// Lets an agent who freed up or became available take waiting
 /// conversations from its queues, oldest first, while it has room.
 pub fn pull_waiting(
@@ -545,9 +557,7 @@ pub fn pull_waiting(
         'scan: while position < count {
             let end = (position + CHUNK).min(count);
             let (entries, mut conversations) = entries_between(kv, org, &log, position + 1, end)?;
-            let being_written = (position + 1..=end).find(|&slot| {
-                count - slot < SLOTS_IN_FLIGHT && !entries.iter().any(|e| e.slot == slot)
-            });
+            let being_written = first_being_written(&entries, position + 1..=end, count);
             for Entry { slot, id, version } in &entries {
                 let Some(conversation) = conversations
                     .iter_mut()
