@@ -817,6 +817,14 @@ mod tests {
         assert_eq!(load_of(&kv, ORG, &a.id).unwrap(), 2);
     }
 
+    /// Closes conversation `n` as a request that died before giving its
+    /// agent's capacity back would leave it.
+    fn close_unreleased(kv: &MemoryKeyValue, n: u8) {
+        let mut held: Conversation = store::load(kv, ORG, &conversation(n).id).unwrap().unwrap();
+        held.state = State::Closed;
+        commit(kv, ORG, &mut held, NOW, Vec::new()).unwrap();
+    }
+
     #[test]
     fn routing_recounts_a_full_looking_agent_once_per_window() {
         let kv = MemoryKeyValue::default();
@@ -825,9 +833,7 @@ mod tests {
         assert_eq!(route(&kv, 1), None, "full, as its recount says");
         // Its conversation closes, but the request dies before giving the
         // unit back: the agent looks full while it holds nothing.
-        let mut held: Conversation = store::load(&kv, ORG, &conversation(0).id).unwrap().unwrap();
-        held.state = State::Closed;
-        commit(&kv, ORG, &mut held, NOW, Vec::new()).unwrap();
+        close_unreleased(&kv, 0);
         // Routing recounted it already in this window, so it trusts the
         // counter…
         assert_eq!(route(&kv, 2), None);
@@ -850,10 +856,7 @@ mod tests {
         assert_eq!(route(&kv, 2), None);
         // The agent frees up and takes what is written: conversation 2.
         let close = |n: u8| {
-            let mut held: Conversation =
-                store::load(&kv, ORG, &conversation(n).id).unwrap().unwrap();
-            held.state = State::Closed;
-            commit(&kv, ORG, &mut held, NOW, Vec::new()).unwrap();
+            close_unreleased(&kv, n);
             release(&kv, ORG, &a.id).unwrap();
             pull_waiting(&kv, ORG, &a, NOW).unwrap()
         };
