@@ -9,10 +9,10 @@
 # calls against a loopback TeleSign simulator; 8 connections unless
 # `--connections` says otherwise); `scripts/bench.sh health [...]` names the
 # default; `scripts/bench.sh all [...]` runs the three in turn, with the same
-# arguments, so one run prints every figure. Each compares the dev host with two native baselines (the core on
-# MemoryPorts, and on the dev host's own store: in-memory SQLite, or Redis
-# with `--redis`, each side on its own database of it, emptied first; see
-# README, "Benchmarks"), health and inbound also with the no-op component
+# arguments, so one run prints every figure. Each compares the dev host with
+# two native baselines (the core on MemoryPorts, and on the dev host's own
+# store: in-memory SQLite, or Redis with `--redis`, each side on its own
+# database of it, emptied first; see README, "Benchmarks"), health and inbound also with the no-op component
 # (benches/noop), and ends with the key-value calls and fuel (Wasm
 # instructions) of one request.
 set -euo pipefail

@@ -11,9 +11,9 @@
 //! (one `increment`, [`lease::claim_first`]), the message's position, one
 //! `set-many`. An opt-out or opt-in keyword adds its record to that
 //! `set-many`, written outright, unread (R-IN-8, [`consent`]); attachments
-//! or a bot add the workstream. A message that opens a conversation reads what routing
-//! needs besides; where a store batches reads, that rides along with the
-//! first read.
+//! or a bot add the workstream. A message that opens a conversation reads
+//! what routing needs besides; where a store batches reads, that rides
+//! along with the first read.
 //!
 //! Exactly once: the provider's message id is claimed before anything is
 //! written, and the holder alone stores the message, with its dedupe
@@ -89,8 +89,9 @@ impl ThreadKeys {
 
 /// What the first read after the account found. A message on a live
 /// conversation needs only its conversation and pending list: on a store
-/// that reads key by key those are all that is read. The dedupe record and what a new conversation
-/// needs ride along where a batch costs no more (`None` when not read).
+/// that reads key by key those are all that is read. The dedupe record and
+/// what a new conversation needs ride along where a batch costs no more
+/// (`None` when not read).
 struct FirstRead {
     conversation: Option<Conversation>,
     pending: Vec<String>,
