@@ -12,9 +12,9 @@
 # arguments, so one run prints every figure. Each compares the dev host with
 # two native baselines (the core on MemoryPorts, and on the dev host's own
 # store: in-memory SQLite, or Redis with `--redis`, each side on its own
-# database of it, emptied first; see README, "Benchmarks"), health and inbound also with the no-op component
-# (benches/noop), and ends with the key-value calls and fuel (Wasm
-# instructions) of one request.
+# database of it, emptied first; see README, "Benchmarks"), health and
+# inbound also with the no-op component (benches/noop), and ends with the
+# key-value calls and fuel (Wasm instructions) of one request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=health
