@@ -27,7 +27,9 @@ esac
 source scripts/env.sh
 ensure_toolchain
 build_wasm
-cargo build --locked --release -p bench
+# The default members, like run.sh and test.sh: `-p bench` would resolve
+# other features and compile wasmtime a second time.
+cargo build --locked --release --bin bench-health --bin bench-inbound --bin bench-outbound
 if [ "$bench" = all ]; then
     for one in health inbound outbound; do
         "$CARGO_TARGET_DIR/release/bench-$one" "$@"

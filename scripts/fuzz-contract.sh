@@ -22,7 +22,7 @@ source scripts/contract-venv.sh
 devhost="$CARGO_TARGET_DIR/release/devhost"
 for built in "$devhost" target/wasm32-wasip2/release/admin.wasm; do
     if [ ! -e "$built" ]; then
-        echo "fuzz-contract: $built is missing: build with scripts/test.sh (or build_wasm and cargo build --release -p devhost)" >&2
+        echo "fuzz-contract: $built is missing: build with scripts/test.sh (or build_wasm and cargo build --locked --release --bin devhost)" >&2
         exit 1
     fi
 done

@@ -7,5 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 ensure_toolchain
 build_wasm
-cargo build --locked --release -p devhost
+# The default members, like test.sh's cargo commands: `-p devhost` would
+# resolve other features and compile wasmtime a second time.
+cargo build --locked --release --bin devhost
 exec "$CARGO_TARGET_DIR/release/devhost" up --listen 127.0.0.1:3000 --from spin.toml "$@"
