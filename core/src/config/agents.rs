@@ -10,7 +10,7 @@
 use super::{queues::require_queue, Ctx, Effects, Resource};
 use crate::api::{method_not_allowed, Method, Request, Response};
 use crate::auth::{ApiKey, Role};
-use crate::conversations::routing::{pull_waiting, queue_members, reconcile};
+use crate::conversations::routing::{self, pull_waiting, queue_members, reconcile};
 use crate::entities::agent::{Agent, Presence};
 use crate::error::Error;
 use crate::input::Object;
@@ -105,6 +105,12 @@ impl Resource for Agent {
             effects
                 .writes
                 .push((members.slot_key(slot), self.id.as_bytes().to_vec()));
+            effects.writes.extend(routing::joined(
+                ctx.kv(),
+                ctx.org(),
+                queue,
+                (slot, &self.id),
+            )?);
         }
         Ok(())
     }

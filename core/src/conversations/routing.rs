@@ -29,6 +29,7 @@ use crate::entities::workstream::{ChannelInstance, Conditions, Distribution, Wor
 use crate::error::Error;
 use crate::ports::{KeyValue, UnixMillis};
 use crate::store::{self, Log};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// Where classification sent a conversation.
@@ -326,17 +327,130 @@ fn entries_between(
 
 /// The agents serving `queue` now, in id order.
 pub fn agents_of(kv: &dyn KeyValue, org: &str, queue: &str) -> Result<Vec<Agent>, Error> {
-    let log = queue_members(org, queue);
-    let mut ids: Vec<String> = log
-        .read(kv, 1, log.len(kv)?)?
-        .into_iter()
-        .map(|(_, id)| String::from_utf8_lossy(&id).into_owned())
-        .collect();
+    let ids = members_for_routing(kv, org, queue)?;
+    let mut agents: Vec<Agent> = store::load_many(kv, org, &ids)?;
+    agents.retain(|agent| serves(agent, queue));
+    Ok(agents)
+}
+
+fn serves(agent: &Agent, queue: &str) -> bool {
+    agent.queues.iter().any(|q| q == queue)
+}
+
+/// What has been read of a queue's member log, kept so that routing reads
+/// one key instead of every slot: on a store that reads key by key, a queue
+/// of `n` agents cost `n` round trips more per new conversation. The agents
+/// of slots `1..=through`, in the order they joined.
+///
+/// The log stays the one record of who joined; this is a cache of it, and
+/// every version any request writes is true of a prefix of the log, so
+/// requests may overwrite each other's (the shorter one only costs the
+/// next reader a few slots). It never passes an empty slot, whose agent
+/// may still be being saved: the slots from there on are read each time
+/// until it is filled. A slot left empty by a save that died stays empty,
+/// and the slots after it are then read every time: slower, never wrong.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct KnownMembers {
+    through: i64,
+    ids: Vec<String>,
+}
+
+fn known_members_key(org: &str, queue: &str) -> String {
+    format!("org/{org}/queue/{queue}/agents/known")
+}
+
+/// A queue's members as [`member_ids`] found them.
+struct Members {
+    /// Every agent that ever joined, in id order.
+    ids: Vec<String>,
+    /// The write that extends the kept [`KnownMembers`], when the log has
+    /// grown past them.
+    extended: Option<(String, Vec<u8>)>,
+}
+
+/// The queue's members; `joining` is the slot an agent's save took, which
+/// counts as filled as the save writes it.
+fn member_ids(
+    kv: &dyn KeyValue,
+    org: &str,
+    queue: &str,
+    joining: Option<(i64, &str)>,
+) -> Result<Members, Error> {
+    let (known, mut filled) = read_members(kv, org, queue)?;
+    filled.extend(joining.map(|(slot, id)| (slot, id.to_owned())));
+    filled.sort_by_key(|(slot, _)| *slot);
+    let (mut through, mut ids) = (known.through, known.ids);
+    let mut kept = ids.len();
+    for (slot, id) in filled {
+        if slot == through + 1 {
+            through = slot;
+            kept += 1;
+        }
+        ids.push(id);
+    }
+    let extended = (through > known.through).then(|| {
+        let mut cached = ids[..kept].to_vec();
+        dedup_in_order(&mut cached);
+        let cached = KnownMembers {
+            through,
+            ids: cached,
+        };
+        (known_members_key(org, queue), store::encode(&cached))
+    });
     ids.sort();
     ids.dedup();
-    let mut agents: Vec<Agent> = store::load_many(kv, org, &ids)?;
-    agents.retain(|agent| agent.queues.iter().any(|q| q == queue));
-    Ok(agents)
+    Ok(Members { ids, extended })
+}
+
+/// [`member_ids`] for routing, which keeps what it read (best effort: it
+/// is only a cache).
+fn members_for_routing(kv: &dyn KeyValue, org: &str, queue: &str) -> Result<Vec<String>, Error> {
+    let members = member_ids(kv, org, queue, None)?;
+    if let Some((key, value)) = members.extended {
+        let _ = kv.set(&key, &value);
+    }
+    Ok(members.ids)
+}
+
+/// The kept members, and the filled slots of the log past them.
+fn read_members(
+    kv: &dyn KeyValue,
+    org: &str,
+    queue: &str,
+) -> Result<(KnownMembers, Vec<(i64, String)>), Error> {
+    let log = queue_members(org, queue);
+    let count = log.len(kv)?;
+    let key = known_members_key(org, queue);
+    let mut known: KnownMembers = kv
+        .get(&key)?
+        .and_then(|bytes| store::decode(&key, &bytes).ok())
+        .unwrap_or_default();
+    if known.through > count {
+        known = KnownMembers::default();
+    }
+    let tail = log.read(kv, known.through + 1, count)?;
+    let tail = tail
+        .into_iter()
+        .map(|(slot, id)| (slot, String::from_utf8_lossy(&id).into_owned()))
+        .collect();
+    Ok((known, tail))
+}
+
+fn dedup_in_order(ids: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
+}
+
+/// The write that keeps the queue's [`KnownMembers`] up to date as an
+/// agent joins it at `slot`, for the agent's save to make with the slot, so
+/// that routing after the join reads the one key.
+pub fn joined(
+    kv: &dyn KeyValue,
+    org: &str,
+    queue: &str,
+    (slot, agent): (i64, &str),
+) -> Result<Option<(String, Vec<u8>)>, Error> {
+    Ok(member_ids(kv, org, queue, Some((slot, agent)))?.extended)
 }
 
 /// An available agent of `queue` with room, its capacity already taken.
@@ -349,31 +463,57 @@ pub fn pick_agent(
     (distribution, turn): (Distribution, i64),
     now: UnixMillis,
 ) -> Result<Option<Agent>, Error> {
-    let mut candidates: Vec<Agent> = agents_of(kv, org, queue)?
-        .into_iter()
-        .filter(|agent| agent.presence == Presence::Available)
-        .collect();
-    if candidates.is_empty() {
+    let askable = |agent: &Agent| serves(agent, queue) && agent.presence == Presence::Available;
+    let mut ids = members_for_routing(kv, org, queue)?;
+    if ids.is_empty() {
         return Ok(None);
     }
-    match distribution {
+    let candidates: Vec<Agent> = match distribution {
+        // The rotation is over the queue's members, away ones included, so
+        // that the one whose turn it is can be read first: where reads do
+        // not batch, a conversation costs the agents asked, not the queue.
+        Distribution::RoundRobin => {
+            let start = (turn - 1).rem_euclid(ids.len() as i64) as usize;
+            ids.rotate_left(start);
+            if !kv.batches_reads() {
+                return ask_one_by_one(kv, org, &ids, askable, now);
+            }
+            store::load_many(kv, org, &ids)?
+        }
         Distribution::LeastActive => {
-            let mut loaded = Vec::with_capacity(candidates.len());
-            for agent in candidates {
+            let agents: Vec<Agent> = store::load_many(kv, org, &ids)?;
+            let mut loaded = Vec::with_capacity(agents.len());
+            for agent in agents.into_iter().filter(|agent| askable(agent)) {
                 let load = load_of(kv, org, &agent.id)?;
                 loaded.push((load.min(agent.capacity), agent));
             }
             // Full-looking agents last: `reserve` recounts them.
             loaded.sort_by_key(|(load, agent)| (*load >= agent.capacity, *load));
-            candidates = loaded.into_iter().map(|(_, agent)| agent).collect();
+            loaded.into_iter().map(|(_, agent)| agent).collect()
         }
-        Distribution::RoundRobin => {
-            let start = (turn - 1).rem_euclid(candidates.len() as i64) as usize;
-            candidates.rotate_left(start);
+    };
+    for agent in candidates.into_iter().filter(|agent| askable(agent)) {
+        if reserve(kv, org, &agent, Recount::Throttled(now))? {
+            return Ok(Some(agent));
         }
     }
-    for agent in candidates {
-        if reserve(kv, org, &agent, Recount::Throttled(now))? {
+    Ok(None)
+}
+
+/// Round robin where reads do not batch: each agent read when its turn
+/// comes, until one takes the conversation.
+fn ask_one_by_one(
+    kv: &dyn KeyValue,
+    org: &str,
+    ids: &[String],
+    askable: impl Fn(&Agent) -> bool,
+    now: UnixMillis,
+) -> Result<Option<Agent>, Error> {
+    for id in ids {
+        let Some(agent) = store::load::<Agent>(kv, org, id)? else {
+            continue;
+        };
+        if askable(&agent) && reserve(kv, org, &agent, Recount::Throttled(now))? {
             return Ok(Some(agent));
         }
     }
@@ -800,6 +940,50 @@ mod tests {
         release(&kv, ORG, &b.id).unwrap();
         release(&kv, ORG, &b.id).unwrap();
         assert_eq!(load_of(&kv, ORG, &b.id).unwrap(), 0, "never below zero");
+    }
+
+    #[test]
+    fn an_agent_whose_join_is_being_saved_is_found_once_saved() {
+        let kv = MemoryKeyValue::default();
+        let a = agent(&kv, 1, 2, Presence::Available);
+        // Agent 2's save took slot 2 and has not written it yet; agent 3
+        // joined after it.
+        let members = queue_members(ORG, "q");
+        let in_flight = members.reserve(&kv).unwrap();
+        let c = agent(&kv, 3, 2, Presence::Available);
+        let ids = |kv: &MemoryKeyValue| -> Vec<String> {
+            agents_of(kv, ORG, "q")
+                .unwrap()
+                .into_iter()
+                .map(|a| a.id)
+                .collect()
+        };
+        assert_eq!(ids(&kv), [a.id.clone(), c.id.clone()]);
+        let known: KnownMembers = store::decode(
+            "known",
+            &kv.get(&known_members_key(ORG, "q")).unwrap().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(known.through, 1, "kept up to the slot being written");
+        // The save lands: routing finds the agent.
+        let b = Agent {
+            id: format!("{:032x}", 2),
+            ..a.clone()
+        };
+        store::save(
+            &kv,
+            ORG,
+            &b,
+            vec![(members.slot_key(in_flight), b.id.clone().into_bytes())],
+        )
+        .unwrap();
+        assert_eq!(ids(&kv), [a.id.clone(), b.id.clone(), c.id.clone()]);
+        let known: KnownMembers = store::decode(
+            "known",
+            &kv.get(&known_members_key(ORG, "q")).unwrap().unwrap(),
+        )
+        .unwrap();
+        assert_eq!((known.through, known.ids.len()), (3, 3));
     }
 
     #[test]

@@ -1095,6 +1095,41 @@ async fn key_value_budget_on(backend: e2e::Backend, store: &str) {
     );
 }
 
+/// What an opening message costs with one agent in the queue, and with
+/// eight: the same, on every store. Routing reads the queue's members from
+/// one key (kept as they join) and, where reads do not batch, reads only
+/// the agents it asks (round robin asks the one whose turn it is first);
+/// it used to read every member's slot and document, `2n` more round trips
+/// on Redis.
+async fn opening_cost_with_agents(backend: &e2e::Backend, agents: usize) -> devhost::KvCounts {
+    let centre = Centre::start_on(backend, "round_robin", false, None).await;
+    for n in 0..agents {
+        centre.agent(&format!("Agent {n}"), 2, &["general"]).await;
+    }
+    let opening = centre.customer_says(&sid(1), CUSTOMER, "Hello?").await;
+    let views = centre.views("").await;
+    assert!(views[0].agent_id.is_some(), "routed to an agent: {views:?}");
+    opening.kv
+}
+
+async fn opening_cost_does_not_grow_with_the_queue_on(backend: e2e::Backend, store: &str) {
+    let one = opening_cost_with_agents(&backend, 1).await;
+    let eight = opening_cost_with_agents(&backend, 8).await;
+    println!("{store}: opening message, one agent {one:?}, eight agents {eight:?}");
+    assert_eq!(
+        (eight.reads, eight.writes),
+        (one.reads, one.writes),
+        "{store}"
+    );
+}
+
+#[tokio::test]
+async fn an_opening_message_costs_the_same_however_many_agents_the_queue_has() {
+    opening_cost_does_not_grow_with_the_queue_on(e2e::Backend::Memory, "in-memory").await;
+    let Some(url) = e2e::redis_url() else { return };
+    opening_cost_does_not_grow_with_the_queue_on(e2e::Backend::Redis(url), "Redis").await;
+}
+
 #[tokio::test]
 async fn the_key_value_budget_holds_in_memory() {
     key_value_budget_on(e2e::Backend::Memory, "in-memory").await;
