@@ -15,7 +15,8 @@
 //! queue's agents, one further for each conversation the queue's log takes
 //! (its slot there is the turn, so the rotation costs no counter of its
 //! own), `least_active` asks the agent with the fewest active conversations
-//! first.
+//! first. The queue's members are read from one key ([`KnownMembers`]),
+//! whatever the queue's size.
 //!
 //! A conversation no agent can take waits in its queue. The queue's log of
 //! entries is the waiting line: when an agent frees up or becomes available
@@ -323,14 +324,6 @@ fn entries_between(
     let ids: Vec<String> = entries.iter().map(|entry| entry.id.clone()).collect();
     let conversations = store::load_many(kv, org, &ids)?;
     Ok((entries, conversations))
-}
-
-/// The agents serving `queue` now, in id order.
-pub fn agents_of(kv: &dyn KeyValue, org: &str, queue: &str) -> Result<Vec<Agent>, Error> {
-    let ids = members_for_routing(kv, org, queue)?;
-    let mut agents: Vec<Agent> = store::load_many(kv, org, &ids)?;
-    agents.retain(|agent| serves(agent, queue));
-    Ok(agents)
 }
 
 fn serves(agent: &Agent, queue: &str) -> bool {
@@ -951,13 +944,7 @@ mod tests {
         let members = queue_members(ORG, "q");
         let in_flight = members.reserve(&kv).unwrap();
         let c = agent(&kv, 3, 2, Presence::Available);
-        let ids = |kv: &MemoryKeyValue| -> Vec<String> {
-            agents_of(kv, ORG, "q")
-                .unwrap()
-                .into_iter()
-                .map(|a| a.id)
-                .collect()
-        };
+        let ids = |kv: &MemoryKeyValue| members_for_routing(kv, ORG, "q").unwrap();
         assert_eq!(ids(&kv), [a.id.clone(), c.id.clone()]);
         let known: KnownMembers = store::decode(
             "known",
