@@ -372,24 +372,26 @@ fn member_ids(
     let (known, mut filled) = read_members(kv, org, queue)?;
     filled.extend(joining.map(|(slot, id)| (slot, id.to_owned())));
     filled.sort_by_key(|(slot, _)| *slot);
-    let (mut through, mut ids) = (known.through, known.ids);
-    let mut kept = ids.len();
+    let (mut through, mut kept) = (known.through, known.ids);
+    let mut past_a_gap = Vec::new();
     for (slot, id) in filled {
-        if slot == through + 1 {
-            through = slot;
-            kept += 1;
+        if slot != through + 1 {
+            past_a_gap.push(id);
+            continue;
         }
-        ids.push(id);
+        through = slot;
+        if !kept.contains(&id) {
+            kept.push(id);
+        }
     }
     let extended = (through > known.through).then(|| {
-        let mut cached = ids[..kept].to_vec();
-        dedup_in_order(&mut cached);
         let cached = KnownMembers {
             through,
-            ids: cached,
+            ids: kept.clone(),
         };
         (known_members_key(org, queue), store::encode(&cached))
     });
+    let mut ids: Vec<String> = kept.into_iter().chain(past_a_gap).collect();
     ids.sort();
     ids.dedup();
     Ok(Members { ids, extended })
@@ -429,11 +431,6 @@ fn read_members(
     Ok((known, tail))
 }
 
-fn dedup_in_order(ids: &mut Vec<String>) {
-    let mut seen = std::collections::HashSet::new();
-    ids.retain(|id| seen.insert(id.clone()));
-}
-
 /// The write that keeps the queue's [`KnownMembers`] up to date as an
 /// agent joins it at `slot`, for the agent's save to make with the slot, so
 /// that routing after the join reads the one key.
@@ -457,6 +454,10 @@ pub fn pick_agent(
     now: UnixMillis,
 ) -> Result<Option<Agent>, Error> {
     let askable = |agent: &Agent| serves(agent, queue) && agent.presence == Presence::Available;
+    let load_askable = |ids: &[String]| -> Result<Vec<Agent>, Error> {
+        let agents: Vec<Agent> = store::load_many(kv, org, ids)?;
+        Ok(agents.into_iter().filter(|agent| askable(agent)).collect())
+    };
     let mut ids = members_for_routing(kv, org, queue)?;
     if ids.is_empty() {
         return Ok(None);
@@ -471,12 +472,11 @@ pub fn pick_agent(
             if !kv.batches_reads() {
                 return ask_one_by_one(kv, org, &ids, askable, now);
             }
-            store::load_many(kv, org, &ids)?
+            load_askable(&ids)?
         }
         Distribution::LeastActive => {
-            let agents: Vec<Agent> = store::load_many(kv, org, &ids)?;
-            let mut loaded = Vec::with_capacity(agents.len());
-            for agent in agents.into_iter().filter(|agent| askable(agent)) {
+            let mut loaded = Vec::new();
+            for agent in load_askable(&ids)? {
                 let load = load_of(kv, org, &agent.id)?;
                 loaded.push((load.min(agent.capacity), agent));
             }
@@ -485,7 +485,7 @@ pub fn pick_agent(
             loaded.into_iter().map(|(_, agent)| agent).collect()
         }
     };
-    for agent in candidates.into_iter().filter(|agent| askable(agent)) {
+    for agent in candidates {
         if reserve(kv, org, &agent, Recount::Throttled(now))? {
             return Ok(Some(agent));
         }
