@@ -849,7 +849,7 @@ async fn a_stop_stays_with_the_address_until_the_customer_opts_back_in() {
     let first_contact = conversation["contact_id"].as_str().unwrap().to_owned();
 
     // STOP, on a live conversation, within its budget: the opt-out is
-    // read with the thread's keys and written with the message.
+    // written with the message, unread.
     let stop = customer_says(2, "Stop").await;
     assert!(stop.kv.reads <= 3, "reads: {:?}", stop.kv);
     assert!(stop.kv.writes <= 3, "writes: {:?}", stop.kv);
