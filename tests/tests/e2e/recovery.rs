@@ -974,6 +974,97 @@ async fn agent_actions_survive_a_fault_at_any_step() {
     conclude("agent actions", &reports);
 }
 
+/// Bob (escalations) joins `general`, where Ann (capacity 1) is full, with
+/// a fault at the step given; the admin retries until Bob shows the queue.
+/// Then a new customer's conversation goes to Bob: whatever the join left
+/// (a member slot taken and never written, the queue's kept members
+/// written or not), routing finds the agent who joined.
+async fn join_case(fault: Option<Fault>) -> Outcome {
+    let mut out = Outcome::default();
+    let provider = Provider::Twilio;
+    let site = Site::open().await;
+    let ann = site.agent("Ann", 1, &["general"], "available").await;
+    let bob = site.agent("Bob", 2, &["escalations"], "available").await;
+    let hello = |n: u32| {
+        site.inbound(
+            provider,
+            &provider.customer(n),
+            &provider.message_id(n),
+            "Hello",
+        )
+    };
+    let first = site.send(&hello(1), None).await;
+    if !first.ok() {
+        out.problem("setup", format!("customer message: {}", first.brief()));
+        return out;
+    }
+    let general = site.queue("general");
+    let path = format!("/api/agents/{}", bob.id);
+    let call = Call::new("PATCH", &path)
+        .bearer(site.admin())
+        .json(&json!({"queues": [general, site.queue("escalations")]}));
+    let joined = async || -> bool {
+        site.read(site.admin(), &path).await.is_ok_and(|agent| {
+            agent["queues"]
+                .as_array()
+                .is_some_and(|queues| queues.iter().any(|q| q == general.as_str()))
+        })
+    };
+    let answer = site.send(&call, fault).await;
+    out.faulted(&answer, fault);
+    if answer.ok() && !joined().await {
+        out.problem(
+            "answer-untrue",
+            format!("the join answered {} but does not show", answer.brief()),
+        );
+    }
+    if !joined().await {
+        let (done, last) = retry(&site, &call, &mut out, async |a: &Answer| {
+            a.ok() && joined().await
+        })
+        .await;
+        if !done {
+            out.problem(
+                "join-never-lands",
+                format!(
+                    "every retry failed, the last with {}",
+                    last.map(|a| a.brief()).unwrap_or_default()
+                ),
+            );
+            return out;
+        }
+    }
+    let second = site.send(&hello(2), None).await;
+    if !second.ok() {
+        out.problem(
+            "lost",
+            format!("the next customer's message: {}", second.brief()),
+        );
+        return out;
+    }
+    if let Some(conversation) =
+        the_conversation(&site, provider, &provider.customer(2), &mut out).await
+    {
+        if conversation["agent_id"] != bob.id.as_str() {
+            out.problem(
+                "member-missed",
+                format!(
+                    "Bob joined general with room while Ann is full, but the next conversation is {} with agent {}",
+                    conversation["state"], conversation["agent_id"]
+                ),
+            );
+        }
+    }
+    loads(&site, &[&ann, &bob], "after the join", &mut out).await;
+    out
+}
+
+#[tokio::test]
+async fn an_agent_joining_a_queue_is_routed_to_whatever_fails() {
+    let report = run_sweep("agent joins a queue", STORE, join_case).await;
+    conclude("queue membership", &[report]);
+}
+
 // ================================================================ replies
 
 const REPLY: &str = "Your refund is on its way";
